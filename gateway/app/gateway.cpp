@@ -1,0 +1,87 @@
+// Wiring of store, FHIR service and HTTP front from the configuration.
+#include "gateway/app/gateway.h"
+
+#include "gateway/common/log.h"
+#include "gateway/fhir/fhir_service.h"
+#include "gateway/http/dev_certificate.h"
+#include "gateway/http/http_server.h"
+#include "gateway/store/resource_store.h"
+
+namespace passerelle::app {
+
+struct Gateway::State {
+  config::Config config;
+  std::unique_ptr<store::ResourceStore> store;
+  std::unique_ptr<fhir::FhirService> fhir;
+  std::unique_ptr<http::Server> server;
+  bool stopped = false;
+};
+
+Gateway::Gateway() : s_(std::make_unique<State>()) {}
+
+Gateway::~Gateway() { stop(); }
+
+void configureLogging(const config::Config& config) {
+  log::Level level = log::Level::kInfo;
+  log::parseLevel(config.get("log.level"), level);
+  log::setLevel(level);
+  log::setJson(config.get("log.format") == "json");
+}
+
+Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
+  std::unique_ptr<Gateway> g(new Gateway());
+  g->s_->config = config;
+  store::StoreOptions so;
+  so.readers = static_cast<int>(config.getInt("store.readers"));
+  so.maxGroup = static_cast<int>(config.getInt("store.max_group"));
+  auto st = store::openStore(config.get("storage.url"), so);
+  if (!st.ok()) return makeError(st.error().code, "storage.url: " + st.error().message);
+  g->s_->store = std::move(st.value());
+
+  fhir::FhirServiceOptions fo;
+  fo.json.maxDepth = static_cast<int>(config.getInt("limits.json_depth"));
+  fo.search.defaultCount = static_cast<int>(config.getInt("fhir.default_count"));
+  fo.search.maxCount = static_cast<int>(config.getInt("fhir.max_count"));
+  fo.maxBundleEntries = static_cast<int>(config.getInt("fhir.max_bundle_entries"));
+  g->s_->fhir = std::make_unique<fhir::FhirService>(*g->s_->store, fo);
+
+  http::ServerOptions ho;
+  ho.httpEnabled = config.getBool("http.enabled");
+  ho.httpHost = config.get("http.host");
+  ho.httpPort = static_cast<int>(config.getInt("http.port"));
+  ho.httpsEnabled = config.getBool("https.enabled");
+  ho.httpsHost = config.get("https.host");
+  ho.httpsPort = static_cast<int>(config.getInt("https.port"));
+  ho.certificatePath = config.get("https.certificate");
+  ho.privateKeyPath = config.get("https.private_key");
+  if (ho.httpsEnabled && ho.certificatePath.empty()) {
+    ho.certificatePath = config.get("data.dir") + "/tls/dev-server.crt";
+    ho.privateKeyPath = config.get("data.dir") + "/tls/dev-server.key";
+    auto dc = http::ensureDevCertificate(ho.certificatePath, ho.privateKeyPath);
+    if (!dc.ok()) return makeError(dc.error().code, "https.certificate (development): " + dc.error().message);
+    log::warn("https.dev_certificate", {{"certificate", ho.certificatePath},
+                                        {"note", "self-signed, for development only; set https.certificate in production"}});
+  }
+  ho.maxBodyBytes = static_cast<std::size_t>(config.getInt("limits.body_bytes"));
+  ho.threads = static_cast<int>(config.getInt("server.threads"));
+  ho.queue = static_cast<int>(config.getInt("server.queue"));
+  ho.keepAliveSeconds = static_cast<int>(config.getInt("server.keepalive_seconds"));
+  ho.baseUrl = config.get("fhir.base_url");
+  while (!ho.baseUrl.empty() && ho.baseUrl.back() == '/') ho.baseUrl.pop_back();
+  g->s_->server = std::make_unique<http::Server>(*g->s_->fhir, *g->s_->store);
+  auto started = g->s_->server->start(ho);
+  if (!started.ok()) return started.error();
+  return g;
+}
+
+int Gateway::httpPort() const { return s_->server ? s_->server->httpPort() : 0; }
+int Gateway::httpsPort() const { return s_->server ? s_->server->httpsPort() : 0; }
+
+void Gateway::stop() {
+  if (s_->stopped) return;
+  s_->stopped = true;
+  if (s_->server) s_->server->stop(static_cast<int>(s_->config.getInt("server.drain_seconds")));
+  if (s_->store) s_->store->close();
+}
+
+}  // namespace passerelle::app

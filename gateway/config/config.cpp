@@ -1,0 +1,204 @@
+// Configuration loading and checking.
+#include "gateway/config/config.h"
+
+#include <Poco/AutoPtr.h>
+#include <Poco/Util/PropertyFileConfiguration.h>
+
+#include <cctype>
+#include <cstring>
+#include <filesystem>
+
+namespace passerelle::config {
+namespace {
+
+const char* kDefaultFile = "conf/passerelle.properties";
+
+const Setting* find(const std::string& key) {
+  for (const Setting& s : settings())
+    if (key == s.key) return &s;
+  return nullptr;
+}
+
+bool parseInt(const std::string& v, std::int64_t& out) {
+  if (v.empty()) return false;
+  std::size_t i = v[0] == '-' ? 1 : 0;
+  if (i == v.size()) return false;
+  std::int64_t r = 0;
+  for (; i < v.size(); ++i) {
+    if (!std::isdigit(static_cast<unsigned char>(v[i]))) return false;
+    if (r > (INT64_MAX - 9) / 10) return false;
+    r = r * 10 + (v[i] - '0');
+  }
+  out = v[0] == '-' ? -r : r;
+  return true;
+}
+
+std::optional<std::string> check(const Setting& s, const std::string& raw) {
+  switch (s.type) {
+    case Type::kBool:
+      if (raw == "true" || raw == "false") return std::nullopt;
+      return std::string("'") + raw + "' is not true or false";
+    case Type::kInt: {
+      std::int64_t v;
+      if (!parseInt(raw, v) || v < s.min || v > s.max)
+        return "'" + raw + "' is not an integer from " + std::to_string(s.min) + " to " + std::to_string(s.max);
+      return std::nullopt;
+    }
+    case Type::kChoice: {
+      std::string choices = s.choices;
+      std::size_t start = 0;
+      while (start <= choices.size()) {
+        std::size_t bar = choices.find('|', start);
+        if (choices.substr(start, bar == std::string::npos ? std::string::npos : bar - start) == raw) return std::nullopt;
+        if (bar == std::string::npos) break;
+        start = bar + 1;
+      }
+      return "'" + raw + "' is not one of " + choices;
+    }
+    case Type::kString:
+      return std::nullopt;
+  }
+  return std::nullopt;
+}
+
+void collectKeys(const Poco::Util::AbstractConfiguration& cfg, const std::string& prefix, std::vector<std::string>& out) {
+  Poco::Util::AbstractConfiguration::Keys keys;
+  cfg.keys(prefix, keys);
+  if (keys.empty() && !prefix.empty()) {
+    out.push_back(prefix);
+    return;
+  }
+  for (const auto& k : keys) {
+    std::string full = prefix.empty() ? k : prefix + "." + k;
+    if (cfg.hasProperty(full)) out.push_back(full);
+    Poco::Util::AbstractConfiguration::Keys sub;
+    cfg.keys(full, sub);
+    if (!sub.empty()) collectKeys(cfg, full, out);
+  }
+}
+
+}  // namespace
+
+const std::vector<Setting>& settings() {
+  static const std::vector<Setting> k = {
+      {"http.enabled", Type::kBool, "true", "Serve plain HTTP."},
+      {"http.host", Type::kString, "127.0.0.1", "Address the HTTP listener binds (0.0.0.0 for every interface)."},
+      {"http.port", Type::kInt, "8080", "HTTP port; 0 picks a free one (printed at start-up).", 0, 65535},
+      {"https.enabled", Type::kBool, "true", "Serve HTTPS (TLS 1.2 or later only)."},
+      {"https.host", Type::kString, "127.0.0.1", "Address the HTTPS listener binds."},
+      {"https.port", Type::kInt, "8443", "HTTPS port; 0 picks a free one (printed at start-up).", 0, 65535},
+      {"https.certificate", Type::kString, "",
+       "PEM certificate chain. Empty: a development certificate is generated under data.dir/tls."},
+      {"https.private_key", Type::kString, "", "PEM private key of https.certificate."},
+      {"data.dir", Type::kString, "var", "Folder for the database, generated keys and files."},
+      {"storage.url", Type::kString, "", "sqlite:PATH. Empty: sqlite:<data.dir>/passerelle.db."},
+      {"store.readers", Type::kInt, "16", "Database connections kept for reads.", 1, 256},
+      {"store.max_group", Type::kInt, "256", "Most write requests grouped into one commit.", 1, 10000},
+      {"limits.body_bytes", Type::kInt, "10485760", "Largest request body accepted (413 beyond).", 1024,
+       1073741824},
+      {"limits.json_depth", Type::kInt, "64", "Deepest JSON nesting accepted (400 beyond).", 2, 1024},
+      {"server.threads", Type::kInt, "64", "Threads serving connections (one per open connection).", 2, 4096},
+      {"server.queue", Type::kInt, "256", "Accepted connections waiting for a thread.", 1, 65536},
+      {"server.keepalive_seconds", Type::kInt, "15", "Idle time before a kept-alive connection is closed.", 1, 3600},
+      {"server.drain_seconds", Type::kInt, "10", "On SIGTERM, how long in-flight requests may take to finish.", 0,
+       3600},
+      {"fhir.base_url", Type::kString, "",
+       "Public base of the FHIR API (https://host/fhir). Empty: taken from each request's Host."},
+      {"fhir.default_count", Type::kInt, "50", "Page size of searches and histories without _count.", 1, 1000},
+      {"fhir.max_count", Type::kInt, "1000", "Largest _count honoured.", 1, 10000},
+      {"fhir.max_bundle_entries", Type::kInt, "10000", "Most entries in a batch or transaction.", 1, 1000000},
+      {"log.level", Type::kChoice, "info", "Least severe log level written.", 0, 0, "debug|info|warn|error|off"},
+      {"log.format", Type::kChoice, "text", "Log line format on stderr.", 0, 0, "text|json"},
+  };
+  return k;
+}
+
+std::string envName(const std::string& key) {
+  std::string out = "PASSERELLE_";
+  for (char c : key) out += (c == '.' || c == '-') ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  return out;
+}
+
+Result<Config> Config::load(const std::string& file, const std::vector<std::string>& sets, char** env) {
+  Config c;
+  for (const Setting& s : settings()) {
+    c.values_[s.key] = s.defaultValue;
+    c.sources_[s.key] = "default";
+  }
+  auto apply = [&](const std::string& key, const std::string& value, const std::string& source) -> Result<void> {
+    const Setting* s = find(key);
+    if (!s) return makeError(ErrorCode::kInvalid, source + ": unknown configuration key '" + key + "'");
+    if (auto problem = check(*s, value))
+      return makeError(ErrorCode::kInvalid, source + ": " + key + ": " + *problem);
+    c.values_[key] = value;
+    c.sources_[key] = source;
+    return {};
+  };
+
+  std::string path = file;
+  if (path.empty() && std::filesystem::exists(kDefaultFile)) path = kDefaultFile;
+  if (!path.empty()) {
+    if (!std::filesystem::exists(path))
+      return makeError(ErrorCode::kInvalid, "configuration file '" + path + "' does not exist");
+    Poco::AutoPtr<Poco::Util::PropertyFileConfiguration> props;
+    try {
+      props = new Poco::Util::PropertyFileConfiguration(path);
+    } catch (const std::exception& ex) {
+      return makeError(ErrorCode::kInvalid, "configuration file '" + path + "': " + ex.what());
+    }
+    std::vector<std::string> keys;
+    collectKeys(*props, "", keys);
+    for (const auto& k : keys) {
+      auto r = apply(k, props->getRawString(k), path);
+      if (!r.ok()) return r.error();
+    }
+    c.file_ = path;
+  }
+  if (env) {
+    for (const Setting& s : settings()) {
+      std::string name = envName(s.key) + "=";
+      for (char** e = env; *e; ++e) {
+        if (std::strncmp(*e, name.c_str(), name.size()) == 0) {
+          auto r = apply(s.key, *e + name.size(), "environment " + name.substr(0, name.size() - 1));
+          if (!r.ok()) return r.error();
+        }
+      }
+    }
+  }
+  for (const auto& kv : sets) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      return makeError(ErrorCode::kInvalid, "--set '" + kv + "': expected key=value");
+    auto r = apply(kv.substr(0, eq), kv.substr(eq + 1), "--set");
+    if (!r.ok()) return r.error();
+  }
+  if (c.values_["storage.url"].empty()) c.values_["storage.url"] = "sqlite:" + c.values_["data.dir"] + "/passerelle.db";
+  if (c.getBool("https.enabled") && c.get("https.certificate").empty() != c.get("https.private_key").empty())
+    return makeError(ErrorCode::kInvalid, "https.certificate and https.private_key: set both, or neither");
+  return c;
+}
+
+const std::string& Config::get(const std::string& key) const {
+  auto it = values_.find(key);
+  if (it == values_.end()) {
+    static const std::string empty;
+    return empty;
+  }
+  return it->second;
+}
+
+std::int64_t Config::getInt(const std::string& key) const {
+  std::int64_t v = 0;
+  parseInt(get(key), v);
+  return v;
+}
+
+bool Config::getBool(const std::string& key) const { return get(key) == "true"; }
+
+const std::string& Config::source(const std::string& key) const {
+  auto it = sources_.find(key);
+  static const std::string none = "unknown";
+  return it == sources_.end() ? none : it->second;
+}
+
+}  // namespace passerelle::config

@@ -1,0 +1,31 @@
+// A FHIR REST request and response as the service sees them, independent of the HTTP server.
+#pragma once
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace passerelle::fhir {
+
+using Params = std::vector<std::pair<std::string, std::string>>;  // decoded, in order
+
+struct FhirRequest {
+  std::string method;       // GET, POST, PUT, DELETE, ...
+  std::string path;         // below the FHIR base, e.g. "/Patient/123/_history/2"
+  Params query;             // the URL's query parameters
+  std::string body;
+  std::string contentType;  // the Content-Type header, as sent
+  std::string accept;
+  std::string ifMatch;
+  std::string ifNoneExist;
+  std::string prefer;
+  std::string baseUrl;      // e.g. "https://gw.example/fhir", no trailing slash
+};
+
+struct FhirResponse {
+  int status = 200;
+  std::string body;  // JSON text; empty for no body
+  std::vector<std::pair<std::string, std::string>> headers;
+};
+
+}  // namespace passerelle::fhir

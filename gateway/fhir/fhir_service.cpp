@@ -1,0 +1,1233 @@
+// FHIR R4 REST interactions. Writes run inside ResourceStore::write units so that each request
+// (and each whole transaction Bundle) commits atomically; stored bodies are the client's JSON text,
+// compacted, with the server's id and meta spliced in (json_text.h), so decimals keep their digits.
+#include "gateway/fhir/fhir_service.h"
+
+#include <algorithm>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "gateway/common/log.h"
+#include "mappings/fhir/fhir_time.h"
+#include "mappings/fhir/json_text.h"
+#include "mappings/fhir/operation_outcome.h"
+#include "mappings/fhir/resource_types.h"
+
+namespace passerelle::fhir {
+
+using store::ResourceVersion;
+using store::WriteTxn;
+
+namespace {
+
+const char* kJsonContentType = "application/fhir+json; charset=utf-8";
+
+std::string newId() {
+  thread_local std::mt19937_64 rng{std::random_device{}() ^ (static_cast<std::uint64_t>(nowMs()) << 20) ^
+                                   std::hash<std::thread::id>{}(std::this_thread::get_id())};
+  std::uint64_t a = rng(), b = rng();
+  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
+  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
+  char buf[40];
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
+                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
+                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
+  return buf;
+}
+
+std::string etagOf(std::int64_t version) { return "W/\"" + std::to_string(version) + "\""; }
+
+std::string statusLine(int status) {
+  switch (status) {
+    case 200: return "200 OK";
+    case 201: return "201 Created";
+    case 204: return "204 No Content";
+    default: return std::to_string(status);
+  }
+}
+
+FhirResponse errorResponse(const Error& e) {
+  FhirResponse r;
+  const ErrorInfo& info = errorInfo(e.code);
+  r.status = info.httpStatus;
+  Issue issue;
+  issue.severity = info.httpStatus >= 500 ? "fatal" : "error";
+  issue.code = info.fhirIssueCode;
+  issue.diagnostics = e.message;
+  issue.expression = e.location;
+  r.body = operationOutcome(issue);
+  r.headers.emplace_back("Content-Type", kJsonContentType);
+  return r;
+}
+
+FhirResponse errorResponse(ErrorCode code, std::string message, std::string location = {}) {
+  return errorResponse(makeError(code, std::move(message), std::move(location)));
+}
+
+struct Prefer {
+  enum Return { kRepresentation, kMinimal, kOutcome } ret = kRepresentation;
+  bool strict = false;
+};
+
+Prefer parsePrefer(const std::string& header) {
+  Prefer p;
+  std::size_t start = 0;
+  while (start < header.size()) {
+    std::size_t end = header.find_first_of(",;", start);
+    std::string token = header.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    token.erase(0, token.find_first_not_of(" \t"));
+    token.erase(token.find_last_not_of(" \t") + 1);
+    if (token == "return=minimal") p.ret = Prefer::kMinimal;
+    else if (token == "return=representation") p.ret = Prefer::kRepresentation;
+    else if (token == "return=OperationOutcome") p.ret = Prefer::kOutcome;
+    else if (token == "handling=strict") p.strict = true;
+    else if (token == "handling=lenient") p.strict = false;
+    if (end == std::string::npos) break;
+    start = end + 1;
+  }
+  return p;
+}
+
+std::string lower(std::string s) {
+  for (auto& c : s) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+// Accepts application/fhir+json, application/json and the DSTU2 application/json+fhir, in UTF-8.
+Result<void> checkContentType(const std::string& header) {
+  if (header.empty())
+    return makeError(ErrorCode::kUnsupportedMediaType, "a Content-Type is required: send application/fhir+json");
+  std::string ct = lower(header);
+  std::string media = ct.substr(0, ct.find(';'));
+  media.erase(media.find_last_not_of(" \t") + 1);
+  if (media != "application/fhir+json" && media != "application/json" && media != "application/json+fhir")
+    return makeError(ErrorCode::kUnsupportedMediaType,
+                     "Content-Type '" + header + "' is not supported: send application/fhir+json");
+  auto cs = ct.find("charset=");
+  if (cs != std::string::npos) {
+    std::string charset = ct.substr(cs + 8);
+    charset = charset.substr(0, charset.find(';'));
+    if (charset != "utf-8" && charset != "\"utf-8\"")
+      return makeError(ErrorCode::kUnsupportedMediaType, "charset '" + charset + "' is not supported: use UTF-8");
+  }
+  return {};
+}
+
+// Checks _format and Accept: only JSON is produced.
+Result<void> checkAccept(const FhirRequest& req) {
+  for (const auto& [k, v] : req.query) {
+    if (k != "_format") continue;
+    std::string f = lower(v);
+    if (f != "json" && f != "application/json" && f != "application/fhir+json" && f != "application/json+fhir")
+      return makeError(ErrorCode::kNotAcceptable, "_format '" + v + "' is not supported: only JSON is served");
+  }
+  if (!req.accept.empty()) {
+    std::string a = lower(req.accept);
+    if (a.find("json") == std::string::npos && a.find("*/*") == std::string::npos &&
+        a.find("application/*") == std::string::npos)
+      return makeError(ErrorCode::kNotAcceptable, "Accept '" + req.accept + "' cannot be met: only JSON is served");
+  }
+  return {};
+}
+
+bool parseVersion(const std::string& s, std::int64_t& out) {
+  if (s.empty() || s.size() > 18) return false;
+  std::int64_t v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  out = v;
+  return true;
+}
+
+// A parsed resource body: the DOM for inspection and the text for storage.
+struct Incoming {
+  Json json;
+  std::string_view text;
+  Span span;
+};
+
+Result<void> parseResource(std::string_view text, const JsonLimits& limits, Incoming& in) {
+  JsonError err;
+  if (!parseJson(text, limits, in.json, err)) return makeError(ErrorCode::kInvalid, err.message, err.path);
+  in.text = text;
+  in.span = wholeValue(text);
+  return {};
+}
+
+// Basic structural rules on a resource: an object with a known resourceType (matching `expected`
+// when given), a valid id when present, meta an object.
+Result<void> checkResource(const Json& j, const std::string& expected, const std::string& where) {
+  std::string at = where.empty() ? std::string() : where;
+  if (!j.is_object()) return makeError(ErrorCode::kInvalid, "a resource must be a JSON object", at);
+  auto rt = j.find("resourceType");
+  if (rt == j.end() || !rt->is_string())
+    return makeError(ErrorCode::kInvalid, "the resource has no resourceType", at);
+  const std::string& type = rt->get_ref<const std::string&>();
+  if (!isResourceType(type))
+    return makeError(ErrorCode::kInvalid, "'" + type + "' is not a FHIR R4 resource type", at.empty() ? "resourceType" : at + ".resourceType");
+  std::string path = at.empty() ? type : at;
+  if (!expected.empty() && type != expected)
+    return makeError(ErrorCode::kInvalid, "the body is a " + type + " but the URL names " + expected, path + ".resourceType");
+  auto id = j.find("id");
+  if (id != j.end() && (!id->is_string() || !isValidId(id->get_ref<const std::string&>())))
+    return makeError(ErrorCode::kUnprocessable, "id must be 1 to 64 characters of A-Z a-z 0-9 - .", path + ".id");
+  auto meta = j.find("meta");
+  if (meta != j.end() && !meta->is_object())
+    return makeError(ErrorCode::kUnprocessable, "meta must be an object", path + ".meta");
+  return {};
+}
+
+std::string buildMeta(const Json& resource, std::int64_t version, std::int64_t lastUpdated) {
+  Json meta = Json::object();
+  meta["versionId"] = std::to_string(version);
+  meta["lastUpdated"] = formatInstant(lastUpdated);
+  auto it = resource.find("meta");
+  if (it != resource.end() && it->is_object())
+    for (auto m = it->begin(); m != it->end(); ++m)
+      if (m.key() != "versionId" && m.key() != "lastUpdated") meta[m.key()] = m.value();
+  return meta.dump();
+}
+
+std::vector<store::TokenEntry> tokensOf(const std::string& type, const Json& resource) {
+  std::vector<store::TokenEntry> out;
+  if (!hasIdentifierParam(type)) return out;
+  auto it = resource.find("identifier");
+  if (it == resource.end()) return out;
+  auto add = [&](const Json& ident) {
+    if (!ident.is_object()) return;
+    auto v = ident.find("value");
+    if (v == ident.end() || !v->is_string()) return;
+    auto s = ident.find("system");
+    out.push_back({"identifier", s != ident.end() && s->is_string() ? s->get<std::string>() : std::string(),
+                   v->get<std::string>()});
+  };
+  if (it->is_array())
+    for (const auto& i : *it) add(i);
+  else
+    add(*it);
+  return out;
+}
+
+// The result of one write interaction.
+struct WriteOutcome {
+  int status = 200;
+  ResourceVersion version;
+  bool wrote = false;  // false when nothing changed (conditional create matched, delete of nothing)
+};
+
+Result<ResourceVersion> putResource(WriteTxn& txn, const std::string& type, const std::string& id, std::int64_t version,
+                                    const char* method, const Incoming& in, const ReferenceRewriter& rw) {
+  ResourceVersion v;
+  v.type = type;
+  v.id = id;
+  v.version = version;
+  v.method = method;
+  v.lastUpdatedMs = txn.nowMs();
+  v.body.reserve(in.span.end - in.span.begin + 128);
+  writeResource(in.text, in.span, id, buildMeta(in.json, version, v.lastUpdatedMs), v.body, rw);
+  auto r = txn.put(v, tokensOf(type, in.json));
+  if (!r.ok()) return r.error();
+  return v;
+}
+
+Result<WriteOutcome> createIn(WriteTxn& txn, const std::string& type, const std::string& id, const Incoming& in,
+                              const ReferenceRewriter& rw) {
+  auto cur = txn.current(type, id);
+  if (!cur.ok()) return cur.error();
+  if (cur->has_value()) return makeError(ErrorCode::kConflict, type + "/" + id + " already exists");
+  auto v = putResource(txn, type, id, 1, "POST", in, rw);
+  if (!v.ok()) return v.error();
+  return WriteOutcome{201, std::move(v.value()), true};
+}
+
+Result<WriteOutcome> updateIn(WriteTxn& txn, const std::string& type, const std::string& id, const Incoming& in,
+                              std::optional<std::int64_t> ifMatch, const ReferenceRewriter& rw) {
+  auto cur = txn.current(type, id);
+  if (!cur.ok()) return cur.error();
+  const auto& c = cur.value();
+  if (ifMatch && (!c || c->deleted || c->version != *ifMatch))
+    return makeError(ErrorCode::kPreconditionFailed,
+                     "If-Match " + etagOf(*ifMatch) + " does not match the current version" +
+                         (c ? " " + etagOf(c->version) : std::string(" (the resource does not exist)")));
+  std::int64_t next = c ? c->version + 1 : 1;
+  auto v = putResource(txn, type, id, next, "PUT", in, rw);
+  if (!v.ok()) return v.error();
+  return WriteOutcome{(!c || c->deleted) ? 201 : 200, std::move(v.value()), true};
+}
+
+Result<WriteOutcome> deleteIn(WriteTxn& txn, const std::string& type, const std::string& id,
+                              std::optional<std::int64_t> ifMatch) {
+  auto cur = txn.current(type, id);
+  if (!cur.ok()) return cur.error();
+  const auto& c = cur.value();
+  if (ifMatch && (!c || c->deleted || c->version != *ifMatch))
+    return makeError(ErrorCode::kPreconditionFailed, "If-Match " + etagOf(*ifMatch) + " does not match the current version");
+  if (!c || c->deleted) return WriteOutcome{204, c ? *c : ResourceVersion{}, false};
+  ResourceVersion v;
+  v.type = type;
+  v.id = id;
+  v.version = c->version + 1;
+  v.method = "DELETE";
+  v.deleted = true;
+  auto r = txn.put(v, {});
+  if (!r.ok()) return r.error();
+  return WriteOutcome{200, std::move(v), true};
+}
+
+// The resources matching a conditional URL's query (at most 2 are fetched: enough to tell 0/1/many).
+Result<std::vector<ResourceVersion>> conditionalMatches(WriteTxn& txn, const std::string& type, const Params& params,
+                                                        const SearchLimits& limits) {
+  Params filtered;
+  for (const auto& p : params)
+    if (p.first != "_format") filtered.push_back(p);
+  if (filtered.empty()) return makeError(ErrorCode::kInvalid, "a conditional request needs search parameters");
+  // Strict: ignoring an unknown parameter would widen the match.
+  auto ps = parseSearch(type, filtered, limits, true);
+  if (!ps.ok()) return ps.error();
+  ps->query.count = 2;
+  ps->query.wantTotal = false;
+  auto page = txn.search(ps->query);
+  if (!page.ok()) return page.error();
+  return std::move(page->items);
+}
+
+void appendBundleHead(std::string& out, const char* type) {
+  out += "{\"resourceType\":\"Bundle\",\"id\":\"";
+  out += newId();
+  out += "\",\"meta\":{\"lastUpdated\":\"";
+  out += formatInstant(nowMs());
+  out += "\"},\"type\":\"";
+  out += type;
+  out += '"';
+}
+
+void appendLinks(std::string& out, const std::vector<std::pair<std::string, std::string>>& links) {
+  out += ",\"link\":[";
+  bool first = true;
+  for (const auto& [rel, url] : links) {
+    if (!first) out += ',';
+    first = false;
+    out += "{\"relation\":\"" + rel + "\",\"url\":";
+    appendJsonString(out, url);
+    out += '}';
+  }
+  out += ']';
+}
+
+std::string pageUrl(const std::string& base, const Params& applied, const char* extraKey = nullptr,
+                    const std::string& extraValue = {}) {
+  Params p = applied;
+  if (extraKey) p.emplace_back(extraKey, extraValue);
+  std::string q = encodeQuery(p);
+  return q.empty() ? base : base + "?" + q;
+}
+
+}  // namespace
+
+bool parseETag(const std::string& header, std::int64_t& version) {
+  std::string s = header;
+  if (s.rfind("W/", 0) == 0) s = s.substr(2);
+  if (s.size() >= 2 && s.front() == '"' && s.back() == '"') s = s.substr(1, s.size() - 2);
+  return parseVersion(s, version);
+}
+
+// One request being handled.
+class FhirService::Impl {
+ public:
+  Impl(store::ResourceStore& store, const FhirServiceOptions& o, const FhirRequest& req)
+      : store_(store), o_(o), req_(req), prefer_(parsePrefer(req.prefer)) {}
+
+  FhirResponse run() {
+    auto acc = checkAccept(req_);
+    if (!acc.ok()) return errorResponse(acc.error());
+    // Split the path into segments.
+    std::vector<std::string> seg;
+    std::size_t start = 0;
+    const std::string& path = req_.path;
+    while (start < path.size()) {
+      std::size_t slash = path.find('/', start);
+      std::string s = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
+      if (!s.empty()) seg.push_back(s);
+      if (slash == std::string::npos) break;
+      start = slash + 1;
+    }
+    const std::string& m = req_.method;
+    if (seg.empty()) {
+      if (m == "POST") return bundle();
+      if (m == "GET") return search("", req_.query, "");
+      return notAllowed("the FHIR base accepts GET (search) and POST (batch, transaction)");
+    }
+    if (seg[0] == "metadata") {
+      if (seg.size() != 1) return notFound();
+      if (m != "GET") return notAllowed("metadata accepts GET only");
+      return capability();
+    }
+    if (seg[0] == "_history") {
+      if (seg.size() != 1) return notFound();
+      if (m != "GET") return notAllowed("_history accepts GET only");
+      return history("", "");
+    }
+    if (seg[0] == "_search") {
+      if (seg.size() != 1) return notFound();
+      if (m != "POST") return notAllowed("_search accepts POST only");
+      return postSearch("");
+    }
+    if (seg[0][0] == '$' || (seg.size() >= 2 && seg.back()[0] == '$'))
+      return errorResponse(ErrorCode::kNotFound, "operation '" + seg.back() + "' is not supported");
+    const std::string& type = seg[0];
+    if (!isResourceType(type)) return errorResponse(ErrorCode::kNotFound, "'" + type + "' is not a FHIR R4 resource type");
+    if (seg.size() == 1) {
+      if (m == "GET") return search(type, req_.query, type);
+      if (m == "POST") return create(type);
+      if (m == "PUT") return conditionalUpdate(type);
+      if (m == "DELETE") return conditionalDelete(type);
+      return notAllowed(m + " is not allowed on a resource type");
+    }
+    const std::string& second = seg[1];
+    if (second == "_search") {
+      if (seg.size() != 2) return notFound();
+      if (m != "POST") return notAllowed("_search accepts POST only");
+      return postSearch(type);
+    }
+    if (second == "_history") {
+      if (seg.size() != 2) return notFound();
+      if (m != "GET") return notAllowed("_history accepts GET only");
+      return history(type, "");
+    }
+    if (!isValidId(second))
+      return errorResponse(ErrorCode::kInvalid, "'" + second + "' is not a valid resource id", type + ".id");
+    if (seg.size() == 2) {
+      if (m == "GET") return read(type, second);
+      if (m == "PUT") return update(type, second);
+      if (m == "DELETE") return remove(type, second);
+      return notAllowed(m + " is not allowed on a resource instance");
+    }
+    if (seg[2] != "_history" || seg.size() > 4) return notFound();
+    if (m != "GET") return notAllowed("_history accepts GET only");
+    if (seg.size() == 3) return history(type, second);
+    return vread(type, second, seg[3]);
+  }
+
+ private:
+  FhirResponse notFound() { return errorResponse(ErrorCode::kNotFound, "no FHIR endpoint at '" + req_.path + "'"); }
+  FhirResponse notAllowed(const std::string& why) { return errorResponse(ErrorCode::kMethodNotAllowed, why); }
+
+  std::string location(const ResourceVersion& v) const {
+    return req_.baseUrl + "/" + v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
+  }
+
+  void versionHeaders(FhirResponse& r, const ResourceVersion& v) {
+    r.headers.emplace_back("ETag", etagOf(v.version));
+    r.headers.emplace_back("Last-Modified", formatHttpDate(v.lastUpdatedMs));
+  }
+
+  FhirResponse resourceResponse(const ResourceVersion& v, int status) {
+    FhirResponse r;
+    r.status = status;
+    r.body = v.body;
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    versionHeaders(r, v);
+    return r;
+  }
+
+  // The answer to a write, shaped by Prefer: return=...
+  FhirResponse writeResponse(const WriteOutcome& w, bool withLocation, const char* what) {
+    FhirResponse r;
+    r.status = w.status;
+    if (withLocation) r.headers.emplace_back("Location", location(w.version));
+    versionHeaders(r, w.version);
+    if (prefer_.ret == Prefer::kMinimal) return r;
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    if (prefer_.ret == Prefer::kOutcome) {
+      Issue i{"information", "informational", std::string(what) + " " + w.version.type + "/" + w.version.id +
+                                                  " version " + std::to_string(w.version.version), ""};
+      r.body = operationOutcome(i);
+    } else {
+      r.body = w.version.body;
+    }
+    return r;
+  }
+
+  Result<Incoming> incoming(const std::string& expectedType) {
+    auto ct = checkContentType(req_.contentType);
+    if (!ct.ok()) return ct.error();
+    Incoming in;
+    auto p = parseResource(req_.body, o_.json, in);
+    if (!p.ok()) return p.error();
+    auto c = checkResource(in.json, expectedType, "");
+    if (!c.ok()) return c.error();
+    return in;
+  }
+
+  Result<std::optional<std::int64_t>> ifMatch() {
+    if (req_.ifMatch.empty()) return std::optional<std::int64_t>();
+    std::int64_t v;
+    if (!parseETag(req_.ifMatch, v))
+      return makeError(ErrorCode::kInvalid, "If-Match '" + req_.ifMatch + "' is not a version ETag such as W/\"3\"");
+    return std::optional<std::int64_t>(v);
+  }
+
+  // --- read side -------------------------------------------------------------------------------
+
+  FhirResponse read(const std::string& type, const std::string& id) {
+    auto r = store_.read(type, id);
+    if (!r.ok()) return errorResponse(r.error());
+    if (!r->has_value()) return errorResponse(ErrorCode::kNotFound, type + "/" + id + " is not known");
+    const ResourceVersion& v = **r;
+    if (v.deleted) {
+      FhirResponse g = errorResponse(ErrorCode::kGone, type + "/" + id + " was deleted");
+      versionHeaders(g, v);
+      return g;
+    }
+    return resourceResponse(v, 200);
+  }
+
+  FhirResponse vread(const std::string& type, const std::string& id, const std::string& vid) {
+    std::int64_t version;
+    if (!parseVersion(vid, version)) return errorResponse(ErrorCode::kNotFound, "'" + vid + "' is not a version id");
+    auto r = store_.vread(type, id, version);
+    if (!r.ok()) return errorResponse(r.error());
+    if (!r->has_value()) return errorResponse(ErrorCode::kNotFound, type + "/" + id + " has no version " + vid);
+    const ResourceVersion& v = **r;
+    if (v.deleted) {
+      FhirResponse g = errorResponse(ErrorCode::kGone, "version " + vid + " of " + type + "/" + id + " is a deletion");
+      versionHeaders(g, v);
+      return g;
+    }
+    return resourceResponse(v, 200);
+  }
+
+  FhirResponse postSearch(const std::string& type) {
+    std::string ct = lower(req_.contentType);
+    if (ct.rfind("application/x-www-form-urlencoded", 0) != 0)
+      return errorResponse(ErrorCode::kUnsupportedMediaType, "_search takes application/x-www-form-urlencoded parameters");
+    Params all = req_.query;
+    for (auto& p : parseQueryString(req_.body)) all.push_back(std::move(p));
+    return search(type, all, type);
+  }
+
+  FhirResponse search(const std::string& type, const Params& params, const std::string& pathPart) {
+    auto ps = parseSearch(type, params, o_.search, prefer_.strict);
+    if (!ps.ok()) return errorResponse(ps.error());
+    auto page = store_.search(ps->query);
+    if (!page.ok()) return errorResponse(page.error());
+    FhirResponse r;
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    r.body = searchBundle(*ps, *page, pathPart);
+    return r;
+  }
+
+  std::string searchBundle(const ParsedSearch& ps, const store::SearchPage& page, const std::string& pathPart) {
+    std::string out;
+    out.reserve(256 + page.items.size() * 1024);
+    appendBundleHead(out, "searchset");
+    if (page.total >= 0) out += ",\"total\":" + std::to_string(page.total);
+    std::string base = req_.baseUrl + (pathPart.empty() ? "" : "/" + pathPart);
+    const auto& q = ps.query;
+    std::vector<std::pair<std::string, std::string>> links;
+    links.emplace_back("self", pageUrl(base, ps.applied, q.offset ? "_offset" : nullptr, std::to_string(q.offset)));
+    if (!ps.summaryCount && q.count > 0) {
+      links.emplace_back("first", pageUrl(base, ps.applied));
+      bool more = page.total >= 0 ? q.offset + q.count < page.total : static_cast<int>(page.items.size()) == q.count;
+      if (more) links.emplace_back("next", pageUrl(base, ps.applied, "_offset", std::to_string(q.offset + q.count)));
+      if (q.offset > 0)
+        links.emplace_back("previous", pageUrl(base, ps.applied, "_offset", std::to_string(std::max(0, q.offset - q.count))));
+    }
+    appendLinks(out, links);
+    if (!page.items.empty()) {
+      out += ",\"entry\":[";
+      bool first = true;
+      for (const auto& v : page.items) {
+        if (!first) out += ',';
+        first = false;
+        out += "{\"fullUrl\":";
+        appendJsonString(out, req_.baseUrl + "/" + v.type + "/" + v.id);
+        out += ",\"resource\":";
+        out += v.body;
+        out += ",\"search\":{\"mode\":\"match\"}}";
+      }
+      out += ']';
+    }
+    out += '}';
+    return out;
+  }
+
+  FhirResponse history(const std::string& type, const std::string& id) {
+    auto ph = parseHistory(req_.query, o_.search, prefer_.strict);
+    if (!ph.ok()) return errorResponse(ph.error());
+    ph->query.type = type;
+    ph->query.id = id;
+    if (!id.empty()) {
+      auto cur = store_.read(type, id);
+      if (!cur.ok()) return errorResponse(cur.error());
+      if (!cur->has_value()) return errorResponse(ErrorCode::kNotFound, type + "/" + id + " is not known");
+    }
+    auto page = store_.history(ph->query);
+    if (!page.ok()) return errorResponse(page.error());
+    std::string out;
+    appendBundleHead(out, "history");
+    std::string base = req_.baseUrl + (type.empty() ? "" : "/" + type) + (id.empty() ? "" : "/" + id) + "/_history";
+    std::vector<std::pair<std::string, std::string>> links;
+    auto cursor = [&]() -> std::string {
+      for (const auto& [k, v] : req_.query)
+        if (k == "_cursor") return v;
+      return {};
+    }();
+    links.emplace_back("self", pageUrl(base, ph->applied, cursor.empty() ? nullptr : "_cursor", cursor));
+    links.emplace_back("first", pageUrl(base, ph->applied));
+    if (page->nextCursor) links.emplace_back("next", pageUrl(base, ph->applied, "_cursor", std::to_string(*page->nextCursor)));
+    appendLinks(out, links);
+    if (!page->items.empty()) {
+      out += ",\"entry\":[";
+      bool first = true;
+      for (const auto& v : page->items) {
+        if (!first) out += ',';
+        first = false;
+        out += "{\"fullUrl\":";
+        appendJsonString(out, req_.baseUrl + "/" + v.type + "/" + v.id);
+        if (!v.deleted) {
+          out += ",\"resource\":";
+          out += v.body;
+        }
+        out += ",\"request\":{\"method\":\"" + v.method + "\",\"url\":";
+        appendJsonString(out, v.method == "POST" ? v.type : v.type + "/" + v.id);
+        out += "},\"response\":{\"status\":\"";
+        out += v.deleted ? "204 No Content" : (v.method == "POST" || v.version == 1 ? "201 Created" : "200 OK");
+        out += "\",\"etag\":";
+        appendJsonString(out, etagOf(v.version));
+        out += ",\"lastModified\":\"" + formatInstant(v.lastUpdatedMs) + "\"}}";
+      }
+      out += ']';
+    }
+    out += '}';
+    FhirResponse r;
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    r.body = std::move(out);
+    return r;
+  }
+
+  FhirResponse capability();
+
+  // --- write side ------------------------------------------------------------------------------
+
+  FhirResponse create(const std::string& type) {
+    auto in = incoming(type);
+    if (!in.ok()) return errorResponse(in.error());
+    if (in->json.contains("id"))
+      return errorResponse(ErrorCode::kInvalid, "a create must not carry an id (the server assigns it); use PUT to choose one",
+                           type + ".id");
+    Params cond;
+    if (!req_.ifNoneExist.empty()) {
+      std::string q = req_.ifNoneExist;
+      if (auto qm = q.find('?'); qm != std::string::npos) q = q.substr(qm + 1);
+      cond = parseQueryString(q);
+    }
+    WriteOutcome out;
+    auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
+      if (!req_.ifNoneExist.empty()) {
+        auto matches = conditionalMatches(txn, type, cond, o_.search);
+        if (!matches.ok()) return matches.error();
+        if (matches->size() > 1)
+          return makeError(ErrorCode::kPreconditionFailed, "If-None-Exist matches more than one " + type);
+        if (matches->size() == 1) {
+          out = WriteOutcome{200, std::move(matches->front()), false};
+          return {};
+        }
+      }
+      auto c = createIn(txn, type, newId(), in.value(), {});
+      if (!c.ok()) return c.error();
+      out = std::move(c.value());
+      return {};
+    });
+    if (!r.ok()) return errorResponse(r.error());
+    return writeResponse(out, true, out.wrote ? "Created" : "Found existing");
+  }
+
+  FhirResponse update(const std::string& type, const std::string& id) {
+    auto in = incoming(type);
+    if (!in.ok()) return errorResponse(in.error());
+    auto bodyId = in->json.find("id");
+    if (bodyId == in->json.end())
+      return errorResponse(ErrorCode::kInvalid, "an update must carry the id of the URL ('" + id + "')", type + ".id");
+    if (bodyId->get<std::string>() != id)
+      return errorResponse(ErrorCode::kInvalid,
+                           "the body's id '" + bodyId->get<std::string>() + "' differs from the URL's '" + id + "'",
+                           type + ".id");
+    auto im = ifMatch();
+    if (!im.ok()) return errorResponse(im.error());
+    WriteOutcome out;
+    auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
+      auto u = updateIn(txn, type, id, in.value(), im.value(), {});
+      if (!u.ok()) return u.error();
+      out = std::move(u.value());
+      return {};
+    });
+    if (!r.ok()) return errorResponse(r.error());
+    return writeResponse(out, out.status == 201, out.status == 201 ? "Created" : "Updated");
+  }
+
+  FhirResponse conditionalUpdate(const std::string& type) {
+    auto in = incoming(type);
+    if (!in.ok()) return errorResponse(in.error());
+    auto im = ifMatch();
+    if (!im.ok()) return errorResponse(im.error());
+    std::string bodyId = in->json.contains("id") ? in->json["id"].get<std::string>() : std::string();
+    WriteOutcome out;
+    auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
+      auto matches = conditionalMatches(txn, type, req_.query, o_.search);
+      if (!matches.ok()) return matches.error();
+      if (matches->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + type);
+      std::string id;
+      if (matches->size() == 1) {
+        id = matches->front().id;
+        if (!bodyId.empty() && bodyId != id)
+          return makeError(ErrorCode::kInvalid, "the body's id '" + bodyId + "' differs from the matched " + type + "/" + id,
+                           type + ".id");
+      } else if (!bodyId.empty()) {
+        auto cur = txn.current(type, bodyId);
+        if (!cur.ok()) return cur.error();
+        if (cur->has_value() && !(*cur)->deleted)
+          return makeError(ErrorCode::kConflict, type + "/" + bodyId + " exists but does not match the condition");
+        id = bodyId;
+      } else {
+        id = newId();
+      }
+      auto u = updateIn(txn, type, id, in.value(), im.value(), {});
+      if (!u.ok()) return u.error();
+      out = std::move(u.value());
+      return {};
+    });
+    if (!r.ok()) return errorResponse(r.error());
+    return writeResponse(out, true, out.status == 201 ? "Created" : "Updated");
+  }
+
+  FhirResponse deleteResponse(const WriteOutcome& w) {
+    FhirResponse r;
+    if (!w.wrote) {
+      r.status = 204;
+      return r;
+    }
+    r.status = 200;
+    versionHeaders(r, w.version);
+    if (prefer_.ret == Prefer::kMinimal) {
+      r.status = 204;
+      return r;
+    }
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    r.body = operationOutcome(Issue{"information", "informational",
+                                    "Deleted " + w.version.type + "/" + w.version.id + " (version " +
+                                        std::to_string(w.version.version) + ")",
+                                    ""});
+    return r;
+  }
+
+  FhirResponse remove(const std::string& type, const std::string& id) {
+    auto im = ifMatch();
+    if (!im.ok()) return errorResponse(im.error());
+    WriteOutcome out;
+    auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
+      auto d = deleteIn(txn, type, id, im.value());
+      if (!d.ok()) return d.error();
+      out = std::move(d.value());
+      return {};
+    });
+    if (!r.ok()) return errorResponse(r.error());
+    return deleteResponse(out);
+  }
+
+  FhirResponse conditionalDelete(const std::string& type) {
+    WriteOutcome out;
+    auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
+      auto matches = conditionalMatches(txn, type, req_.query, o_.search);
+      if (!matches.ok()) return matches.error();
+      if (matches->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + type);
+      if (matches->empty()) return {};
+      auto d = deleteIn(txn, type, matches->front().id, std::nullopt);
+      if (!d.ok()) return d.error();
+      out = std::move(d.value());
+      return {};
+    });
+    if (!r.ok()) return errorResponse(r.error());
+    return deleteResponse(out);
+  }
+
+  FhirResponse bundle();
+
+  store::ResourceStore& store_;
+  const FhirServiceOptions& o_;
+  const FhirRequest& req_;
+  Prefer prefer_;
+
+  friend class BundleProcessor;
+};
+
+// --- batch and transaction ------------------------------------------------------------------------
+
+namespace {
+
+struct BundleEntry {
+  std::size_t index = 0;
+  std::string where;  // Bundle.entry[i]
+  std::string method;
+  std::string fullUrl;
+  std::string type;
+  std::string id;
+  bool conditional = false;
+  Params condParams;
+  Params getParams;
+  std::string getPath;  // for GET: the path below the base
+  std::string ifNoneExist;
+  std::optional<std::int64_t> ifMatch;
+  bool hasResource = false;
+  Incoming in;
+  // Results.
+  bool done = false;
+  bool createNew = false;  // POST or PUT that resolved to a fresh id
+  WriteOutcome outcome;
+  std::string getBody;  // GET entries: the resource or searchset returned
+  int getStatus = 200;
+  std::optional<Error> error;
+};
+
+int methodOrder(const std::string& m) {
+  if (m == "DELETE") return 0;
+  if (m == "POST") return 1;
+  if (m == "PUT" || m == "PATCH") return 2;
+  return 3;
+}
+
+}  // namespace
+
+class BundleProcessor {
+ public:
+  BundleProcessor(FhirService::Impl& h, bool transaction) : h_(h), transaction_(transaction) {}
+
+  FhirResponse run(const Json& bundle, std::string_view text, Span whole) {
+    auto entriesIt = bundle.find("entry");
+    if (entriesIt != bundle.end() && !entriesIt->is_array())
+      return errorResponse(ErrorCode::kInvalid, "entry must be an array", "Bundle.entry");
+    std::size_t n = entriesIt == bundle.end() ? 0 : entriesIt->size();
+    if (static_cast<int>(n) > h_.o_.maxBundleEntries)
+      return errorResponse(ErrorCode::kTooLarge, "the Bundle has " + std::to_string(n) + " entries; at most " +
+                                                     std::to_string(h_.o_.maxBundleEntries) + " are accepted");
+    std::vector<Span> entrySpans;
+    if (n) entrySpans = arrayElements(text, findMember(text, whole, "entry"));
+    if (entrySpans.size() != n) return errorResponse(ErrorCode::kInternal, "Bundle text and structure disagree");
+    entries_.resize(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      auto r = parseEntry(i, (*entriesIt)[i], text, entrySpans[i]);
+      if (!r.ok()) {
+        if (transaction_) return errorResponse(r.error());
+        entries_[i].error = r.error();
+      }
+    }
+    if (transaction_) return runTransaction();
+    return runBatch();
+  }
+
+ private:
+  Result<void> parseEntry(std::size_t i, const Json& e, std::string_view text, Span span) {
+    BundleEntry& be = entries_[i];
+    be.index = i;
+    be.where = "Bundle.entry[" + std::to_string(i) + "]";
+    if (!e.is_object()) return makeError(ErrorCode::kInvalid, "an entry must be an object", be.where);
+    if (auto f = e.find("fullUrl"); f != e.end()) {
+      if (!f->is_string()) return makeError(ErrorCode::kInvalid, "fullUrl must be a string", be.where + ".fullUrl");
+      be.fullUrl = f->get<std::string>();
+    }
+    auto req = e.find("request");
+    if (req == e.end() || !req->is_object())
+      return makeError(ErrorCode::kInvalid, "each entry of a batch or transaction needs a request", be.where + ".request");
+    auto method = req->find("method");
+    auto url = req->find("url");
+    if (method == req->end() || !method->is_string())
+      return makeError(ErrorCode::kInvalid, "request.method is required", be.where + ".request.method");
+    if (url == req->end() || !url->is_string())
+      return makeError(ErrorCode::kInvalid, "request.url is required", be.where + ".request.url");
+    be.method = method->get<std::string>();
+    std::string u = url->get<std::string>();
+    if (u.rfind(h_.req_.baseUrl + "/", 0) == 0) u = u.substr(h_.req_.baseUrl.size() + 1);
+    while (!u.empty() && u[0] == '/') u.erase(0, 1);
+    std::string path = u.substr(0, u.find('?'));
+    std::string query = u.find('?') == std::string::npos ? "" : u.substr(u.find('?') + 1);
+    std::string typePart = path.substr(0, path.find('/'));
+    std::string rest = path.find('/') == std::string::npos ? "" : path.substr(path.find('/') + 1);
+    if (auto ine = req->find("ifNoneExist"); ine != req->end() && ine->is_string()) {
+      be.ifNoneExist = ine->get<std::string>();
+      if (auto qm = be.ifNoneExist.find('?'); qm != std::string::npos) be.ifNoneExist = be.ifNoneExist.substr(qm + 1);
+    }
+    if (auto im = req->find("ifMatch"); im != req->end() && im->is_string()) {
+      std::int64_t v;
+      if (!parseETag(im->get<std::string>(), v))
+        return makeError(ErrorCode::kInvalid, "ifMatch is not a version ETag", be.where + ".request.ifMatch");
+      be.ifMatch = v;
+    }
+    if (be.method == "GET") {
+      be.getPath = path;
+      be.getParams = parseQueryString(query);
+      return {};
+    }
+    if (be.method != "POST" && be.method != "PUT" && be.method != "DELETE")
+      return makeError(ErrorCode::kMethodNotAllowed, "request.method '" + be.method + "' is not supported in a Bundle",
+                       be.where + ".request.method");
+    if (!isResourceType(typePart))
+      return makeError(ErrorCode::kInvalid, "request.url '" + u + "' does not start with a resource type", be.where + ".request.url");
+    be.type = typePart;
+    if (be.method == "POST") {
+      if (!rest.empty() || !query.empty())
+        return makeError(ErrorCode::kInvalid, "a POST entry's url is the resource type alone", be.where + ".request.url");
+    } else if (!query.empty()) {
+      if (!rest.empty()) return makeError(ErrorCode::kInvalid, "a conditional url is Type?params", be.where + ".request.url");
+      be.conditional = true;
+      be.condParams = parseQueryString(query);
+    } else {
+      if (rest.empty() || rest.find('/') != std::string::npos || !isValidId(rest))
+        return makeError(ErrorCode::kInvalid, "request.url must be Type/id or Type?params", be.where + ".request.url");
+      be.id = rest;
+    }
+    if (be.method == "DELETE") return {};
+    auto res = e.find("resource");
+    if (res == e.end()) return makeError(ErrorCode::kInvalid, "a " + be.method + " entry needs a resource", be.where + ".resource");
+    auto c = checkResource(*res, be.type, be.where + ".resource");
+    if (!c.ok()) return c;
+    Span rs = findMember(text, span, "resource");
+    be.in.json = *res;
+    be.in.text = text;
+    be.in.span = rs;
+    be.hasResource = true;
+    if (be.method == "PUT" && !be.conditional) {
+      auto bid = res->find("id");
+      if (bid == res->end() || bid->get<std::string>() != be.id)
+        return makeError(ErrorCode::kInvalid, "the resource's id must equal the id in request.url", be.where + ".resource.id");
+    }
+    return {};
+  }
+
+  // --- transaction: all or nothing -----------------------------------------------------------
+
+  FhirResponse runTransaction() {
+    std::optional<Error> failure;
+    auto r = h_.store_.write([&](WriteTxn& txn) -> Result<void> {
+      auto res = transactionIn(txn);
+      if (!res.ok()) failure = res.error();
+      return res;
+    });
+    if (!r.ok()) return errorResponse(failure ? *failure : r.error());
+    return responseBundle("transaction-response");
+  }
+
+  Result<void> transactionIn(WriteTxn& txn) {
+    // 1. Resolve the target of every entry and the ids of new resources.
+    std::set<std::string> targets;
+    for (auto& e : entries_) {
+      if (e.method == "GET") continue;
+      if (e.method == "POST") {
+        if (!e.ifNoneExist.empty()) {
+          auto m = conditionalMatches(txn, e.type, parseQueryString(e.ifNoneExist), h_.o_.search);
+          if (!m.ok()) return at(e, m.error());
+          if (m->size() > 1) return at(e, makeError(ErrorCode::kPreconditionFailed, "ifNoneExist matches more than one " + e.type));
+          if (m->size() == 1) {
+            e.id = m->front().id;
+            e.outcome = WriteOutcome{200, m->front(), false};
+            e.done = true;
+          }
+        }
+        if (e.id.empty()) {
+          e.id = newId();
+          e.createNew = true;
+        }
+      } else if (e.conditional) {
+        auto m = conditionalMatches(txn, e.type, e.condParams, h_.o_.search);
+        if (!m.ok()) return at(e, m.error());
+        if (m->size() > 1) return at(e, makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + e.type));
+        if (m->size() == 1) {
+          e.id = m->front().id;
+        } else if (e.method == "PUT") {
+          auto bid = e.in.json.find("id");
+          e.id = bid != e.in.json.end() ? bid->get<std::string>() : newId();
+        } else {
+          e.done = true;  // conditional delete of nothing
+          e.outcome.status = 204;
+        }
+      }
+      if (!e.id.empty() && !targets.insert(e.type + "/" + e.id).second)
+        return at(e, makeError(ErrorCode::kInvalid, "two entries of the transaction change " + e.type + "/" + e.id));
+      if (!e.fullUrl.empty() && !e.id.empty()) refs_[e.fullUrl] = e.type + "/" + e.id;
+    }
+    // 2. Execute in the order of the specification: DELETE, POST, PUT, GET.
+    std::vector<BundleEntry*> order;
+    for (auto& e : entries_) order.push_back(&e);
+    std::stable_sort(order.begin(), order.end(),
+                     [](const BundleEntry* a, const BundleEntry* b) { return methodOrder(a->method) < methodOrder(b->method); });
+    for (BundleEntry* e : order) {
+      auto r = execute(txn, *e);
+      if (!r.ok()) return at(*e, r.error());
+    }
+    return {};
+  }
+
+  Error at(const BundleEntry& e, Error err) {
+    if (err.location.empty()) err.location = e.where;
+    err.message = e.where + ": " + err.message;
+    return err;
+  }
+
+  // The rewriter given to the body writer: urn:uuid and fullUrl references to other entries,
+  // and conditional references (Type?params), which must match exactly one resource.
+  ReferenceRewriter rewriter(WriteTxn& txn, std::optional<Error>& problem) {
+    return [this, &txn, &problem](const std::string& ref) -> const std::string* {
+      auto it = refs_.find(ref);
+      if (it != refs_.end()) return &it->second;
+      if (ref.rfind("urn:uuid:", 0) == 0 || ref.rfind("urn:oid:", 0) == 0) {
+        if (!problem) problem = makeError(ErrorCode::kInvalid, "the reference '" + ref + "' names no entry of the transaction");
+        return nullptr;
+      }
+      auto qm = ref.find('?');
+      if (qm == std::string::npos) return nullptr;
+      std::string type = ref.substr(0, qm);
+      if (!isResourceType(type)) return nullptr;
+      auto m = conditionalMatches(txn, type, parseQueryString(ref.substr(qm + 1)), h_.o_.search);
+      if (!m.ok()) {
+        if (!problem) problem = m.error();
+        return nullptr;
+      }
+      if (m->size() != 1) {
+        if (!problem)
+          problem = makeError(ErrorCode::kPreconditionFailed, "the conditional reference '" + ref + "' matches " +
+                                                                  (m->empty() ? "nothing" : "more than one resource"));
+        return nullptr;
+      }
+      return &(refs_[ref] = type + "/" + m->front().id);
+    };
+  }
+
+  Result<void> execute(WriteTxn& txn, BundleEntry& e) {
+    if (e.done || e.error) return {};
+    if (e.method == "GET") return get(txn, e);
+    std::optional<Error> problem;
+    ReferenceRewriter rw = transaction_ ? rewriter(txn, problem) : ReferenceRewriter();
+    Result<WriteOutcome> w = makeError(ErrorCode::kInternal, "not executed");
+    if (e.method == "POST") w = createIn(txn, e.type, e.id, e.in, rw);
+    else if (e.method == "PUT") w = updateIn(txn, e.type, e.id, e.in, e.ifMatch, rw);
+    else w = deleteIn(txn, e.type, e.id, e.ifMatch);
+    if (problem) return *problem;
+    if (!w.ok()) return w.error();
+    e.outcome = std::move(w.value());
+    e.done = true;
+    return {};
+  }
+
+  Result<void> get(WriteTxn& txn, BundleEntry& e) {
+    std::string path = e.getPath;
+    auto slash = path.find('/');
+    std::string type = path.substr(0, slash);
+    std::string id = slash == std::string::npos ? "" : path.substr(slash + 1);
+    if (!isResourceType(type)) return makeError(ErrorCode::kNotFound, "'" + type + "' is not a FHIR R4 resource type");
+    if (id.empty()) {
+      auto ps = parseSearch(type, e.getParams, h_.o_.search, h_.prefer_.strict);
+      if (!ps.ok()) return ps.error();
+      auto page = txn.search(ps->query);
+      if (!page.ok()) return page.error();
+      e.getBody = h_.searchBundle(*ps, *page, type);
+    } else {
+      if (!isValidId(id)) return makeError(ErrorCode::kNotFound, "GET " + path + " is not supported in a Bundle");
+      auto cur = txn.current(type, id);
+      if (!cur.ok()) return cur.error();
+      if (!cur->has_value()) return makeError(ErrorCode::kNotFound, type + "/" + id + " is not known");
+      if ((*cur)->deleted) return makeError(ErrorCode::kGone, type + "/" + id + " was deleted");
+      e.getBody = (*cur)->body;
+      e.outcome.version = **cur;
+    }
+    e.getStatus = 200;
+    e.done = true;
+    return {};
+  }
+
+  // --- batch: each entry on its own -----------------------------------------------------------
+
+  FhirResponse runBatch() {
+    auto r = h_.store_.write([&](WriteTxn& txn) -> Result<void> {
+      for (auto& e : entries_) {
+        if (e.error) continue;
+        auto one = txn.atomically([&]() -> Result<void> {
+          if (e.method == "POST" && !e.ifNoneExist.empty()) {
+            auto m = conditionalMatches(txn, e.type, parseQueryString(e.ifNoneExist), h_.o_.search);
+            if (!m.ok()) return m.error();
+            if (m->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "ifNoneExist matches more than one " + e.type);
+            if (m->size() == 1) {
+              e.outcome = WriteOutcome{200, m->front(), false};
+              e.done = true;
+              return {};
+            }
+          }
+          if (e.method == "POST") e.id = newId();
+          if (e.conditional) {
+            auto m = conditionalMatches(txn, e.type, e.condParams, h_.o_.search);
+            if (!m.ok()) return m.error();
+            if (m->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + e.type);
+            if (m->size() == 1) e.id = m->front().id;
+            else if (e.method == "PUT") e.id = e.in.json.contains("id") ? e.in.json["id"].get<std::string>() : newId();
+            else {
+              e.outcome.status = 204;
+              e.done = true;
+              return {};
+            }
+          }
+          return execute(txn, e);
+        });
+        if (!one.ok()) {
+          e.error = one.error();
+          e.done = false;
+        }
+      }
+      return {};
+    });
+    if (!r.ok()) return errorResponse(r.error());
+    return responseBundle("batch-response");
+  }
+
+  FhirResponse responseBundle(const char* type) {
+    std::string out;
+    appendBundleHead(out, type);
+    out += ",\"entry\":[";
+    for (std::size_t i = 0; i < entries_.size(); ++i) {
+      const BundleEntry& e = entries_[i];
+      if (i) out += ',';
+      out += '{';
+      if (e.error) {
+        const ErrorInfo& info = errorInfo(e.error->code);
+        out += "\"response\":{\"status\":\"" + std::to_string(info.httpStatus) + "\",\"outcome\":";
+        out += operationOutcome(Issue{"error", info.fhirIssueCode, e.error->message,
+                                      e.error->location.empty() ? e.where : e.error->location});
+        out += "}}";
+        continue;
+      }
+      if (e.method == "GET") {
+        out += "\"resource\":" + e.getBody + ",\"response\":{\"status\":\"200 OK\"";
+        if (e.outcome.version.version) out += ",\"etag\":\"W/\\\"" + std::to_string(e.outcome.version.version) + "\\\"\"";
+        out += "}}";
+        continue;
+      }
+      const ResourceVersion& v = e.outcome.version;
+      bool hasVersion = v.version > 0;
+      if (hasVersion) {
+        out += "\"fullUrl\":";
+        appendJsonString(out, h_.req_.baseUrl + "/" + v.type + "/" + v.id);
+        out += ',';
+        if (!v.deleted && h_.prefer_.ret == Prefer::kRepresentation) out += "\"resource\":" + v.body + ",";
+      }
+      out += "\"response\":{\"status\":\"" + statusLine(e.outcome.status) + "\"";
+      if (hasVersion) {
+        if (e.method != "DELETE") {
+          out += ",\"location\":";
+          appendJsonString(out, v.type + "/" + v.id + "/_history/" + std::to_string(v.version));
+        }
+        out += ",\"etag\":";
+        appendJsonString(out, etagOf(v.version));
+        out += ",\"lastModified\":\"" + formatInstant(v.lastUpdatedMs) + "\"";
+      }
+      out += "}}";
+    }
+    out += "]}";
+    FhirResponse r;
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    r.body = std::move(out);
+    return r;
+  }
+
+  FhirService::Impl& h_;
+  bool transaction_;
+  std::vector<BundleEntry> entries_;
+  std::map<std::string, std::string> refs_;
+};
+
+FhirResponse FhirService::Impl::bundle() {
+  auto ct = checkContentType(req_.contentType);
+  if (!ct.ok()) return errorResponse(ct.error());
+  Incoming in;
+  auto p = parseResource(req_.body, o_.json, in);
+  if (!p.ok()) return errorResponse(p.error());
+  auto c = checkResource(in.json, "", "");
+  if (!c.ok()) return errorResponse(c.error());
+  if (in.json["resourceType"] != "Bundle")
+    return errorResponse(ErrorCode::kInvalid, "POST to the FHIR base takes a batch or transaction Bundle", "resourceType");
+  auto t = in.json.find("type");
+  std::string type = t != in.json.end() && t->is_string() ? t->get<std::string>() : "";
+  if (type != "batch" && type != "transaction")
+    return errorResponse(ErrorCode::kInvalid,
+                         "Bundle.type '" + type + "' cannot be processed here: send a batch or transaction (store other Bundles at /Bundle)",
+                         "Bundle.type");
+  BundleProcessor bp(*this, type == "transaction");
+  return bp.run(in.json, in.text, in.span);
+}
+
+FhirResponse FhirService::Impl::capability() {
+  Json cs = Json::object();
+  cs["resourceType"] = "CapabilityStatement";
+  cs["status"] = "active";
+  cs["date"] = formatInstant(nowMs()).substr(0, 10);
+  cs["publisher"] = "Passerelle";
+  cs["kind"] = "instance";
+  cs["software"] = {{"name", "Passerelle"}, {"version", o_.softwareVersion}};
+  cs["implementation"] = {{"description", "Passerelle FHIR R4 gateway"}, {"url", req_.baseUrl}};
+  cs["fhirVersion"] = "4.0.1";
+  cs["format"] = Json::array({"application/fhir+json", "json"});
+  Json rest = Json::object();
+  rest["mode"] = "server";
+  rest["documentation"] =
+      "Every version is kept. Search supports _id, _lastUpdated and identifier (where the type has it), with "
+      "_count, _offset, _total and _summary=count. Only JSON is served.";
+  Json resources = Json::array();
+  for (auto type : resourceTypes()) {
+    Json r = Json::object();
+    r["type"] = std::string(type);
+    Json inter = Json::array();
+    for (const char* code : {"read", "vread", "update", "delete", "history-instance", "history-type", "create", "search-type"})
+      inter.push_back({{"code", code}});
+    r["interaction"] = inter;
+    r["versioning"] = "versioned-update";
+    r["readHistory"] = true;
+    r["updateCreate"] = true;
+    r["conditionalCreate"] = true;
+    r["conditionalRead"] = "not-supported";
+    r["conditionalUpdate"] = true;
+    r["conditionalDelete"] = "single";
+    Json params = Json::array();
+    params.push_back({{"name", "_id"}, {"definition", "http://hl7.org/fhir/SearchParameter/Resource-id"}, {"type", "token"}});
+    params.push_back({{"name", "_lastUpdated"},
+                      {"definition", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
+                      {"type", "date"}});
+    if (hasIdentifierParam(type))
+      params.push_back({{"name", "identifier"}, {"type", "token"}});
+    r["searchParam"] = params;
+    resources.push_back(std::move(r));
+  }
+  rest["resource"] = std::move(resources);
+  Json inter = Json::array();
+  for (const char* code : {"transaction", "batch", "search-system", "history-system"}) inter.push_back({{"code", code}});
+  rest["interaction"] = inter;
+  cs["rest"] = Json::array({rest});
+  FhirResponse r;
+  r.headers.emplace_back("Content-Type", kJsonContentType);
+  r.body = cs.dump();
+  return r;
+}
+
+FhirService::FhirService(store::ResourceStore& store, FhirServiceOptions options) : store_(store), options_(std::move(options)) {}
+
+FhirResponse FhirService::handle(const FhirRequest& request) {
+  try {
+    Impl impl(store_, options_, request);
+    return impl.run();
+  } catch (const std::exception& ex) {
+    log::error("fhir.unexpected", {{"path", request.path}, {"error", ex.what()}});
+    return errorResponse(ErrorCode::kInternal, "the request could not be completed");
+  }
+}
+
+}  // namespace passerelle::fhir

@@ -1,0 +1,311 @@
+// Poco HTTPServer wiring and the request front.
+#include "gateway/http/http_server.h"
+
+#include <Poco/Net/Context.h>
+#include <Poco/Net/HTTPRequestHandler.h>
+#include <Poco/Net/HTTPRequestHandlerFactory.h>
+#include <Poco/Net/HTTPServer.h>
+#include <Poco/Net/HTTPServerParams.h>
+#include <Poco/Net/HTTPServerRequest.h>
+#include <Poco/Net/HTTPServerResponse.h>
+#include <Poco/Net/NetSSL.h>
+#include <Poco/Net/SecureServerSocket.h>
+#include <Poco/Net/ServerSocket.h>
+#include <Poco/ThreadPool.h>
+
+#include <chrono>
+#include <istream>
+#include <thread>
+
+#include "gateway/common/log.h"
+#include "mappings/fhir/operation_outcome.h"
+
+namespace passerelle::http {
+namespace {
+
+using Poco::Net::HTTPResponse;
+using Poco::Net::HTTPServerRequest;
+using Poco::Net::HTTPServerResponse;
+
+struct FrontContext {
+  fhir::FhirService* fhir;
+  store::ResourceStore* store;
+  const ServerOptions* options;
+  Metrics* metrics;
+};
+
+bool safeHost(const std::string& h) {
+  if (h.empty() || h.size() > 255) return false;
+  for (char c : h)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '-' || c == ':' || c == '[' || c == ']'))
+      return false;
+  return true;
+}
+
+void send(HTTPServerResponse& resp, int status, const std::string& body, const std::string& contentType) {
+  resp.setStatusAndReason(static_cast<HTTPResponse::HTTPStatus>(status));
+  if (body.empty()) {
+    resp.setContentLength(0);
+    resp.send();
+    return;
+  }
+  resp.setContentType(contentType);
+  resp.setContentLength(static_cast<std::streamsize>(body.size()));
+  resp.sendBuffer(body.data(), body.size());
+}
+
+void sendOutcome(HTTPServerResponse& resp, ErrorCode code, const std::string& message) {
+  const ErrorInfo& info = errorInfo(code);
+  fhir::Issue issue;
+  issue.severity = info.httpStatus >= 500 ? "fatal" : "error";
+  issue.code = info.fhirIssueCode;
+  issue.diagnostics = message;
+  send(resp, info.httpStatus, fhir::operationOutcome(issue), "application/fhir+json; charset=utf-8");
+}
+
+class FrontHandler : public Poco::Net::HTTPRequestHandler {
+ public:
+  FrontHandler(const FrontContext& ctx, bool secure) : ctx_(ctx), secure_(secure) {}
+
+  void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
+    auto started = std::chrono::steady_clock::now();
+    try {
+      route(req, resp);
+    } catch (const std::exception& ex) {
+      log::error("http.unexpected", {{"uri", req.getURI()}, {"error", ex.what()}});
+      if (!resp.sent()) sendOutcome(resp, ErrorCode::kInternal, "the request could not be completed");
+    }
+    auto us = std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - started).count();
+    Metrics& m = *ctx_.metrics;
+    m.requests.fetch_add(1, std::memory_order_relaxed);
+    m.microsTotal.fetch_add(static_cast<std::uint64_t>(us), std::memory_order_relaxed);
+    int s = resp.getStatus();
+    (s < 300 ? m.status2xx : s < 400 ? m.status3xx : s < 500 ? m.status4xx : m.status5xx).fetch_add(1, std::memory_order_relaxed);
+    if (log::enabled(log::Level::kDebug))
+      log::debug("http.request", {{"method", req.getMethod()}, {"uri", req.getURI()}, {"status", std::to_string(s)},
+                                  {"us", std::to_string(us)}});
+  }
+
+ private:
+  void route(HTTPServerRequest& req, HTTPServerResponse& resp) {
+    const std::string& uri = req.getURI();
+    std::size_t qm = uri.find('?');
+    std::string path = uri.substr(0, qm);
+    if (path == "/fhir" || path.rfind("/fhir/", 0) == 0) return fhirRequest(req, resp, path, qm == std::string::npos ? "" : uri.substr(qm + 1));
+    if (path == "/healthz") {
+      if (req.getMethod() != "GET" && req.getMethod() != "HEAD") return sendOutcome(resp, ErrorCode::kMethodNotAllowed, "GET only");
+      return send(resp, 200, "{\"status\":\"ok\"}", "application/json");
+    }
+    if (path == "/metrics") {
+      if (req.getMethod() != "GET") return sendOutcome(resp, ErrorCode::kMethodNotAllowed, "GET only");
+      return send(resp, 200, metricsText(), "text/plain; version=0.0.4");
+    }
+    sendOutcome(resp, ErrorCode::kNotFound, "nothing is served at '" + path + "' (the FHIR API is at /fhir)");
+  }
+
+  // Reads the body within the limit; false (and the answer sent) when it is over.
+  bool readBody(HTTPServerRequest& req, HTTPServerResponse& resp, std::string& body) {
+    std::size_t limit = ctx_.options->maxBodyBytes;
+    if (req.hasContentLength() && req.getContentLength64() > static_cast<Poco::Int64>(limit)) {
+      tooLarge(resp, limit);
+      return false;
+    }
+    std::istream& in = req.stream();
+    if (req.hasContentLength()) body.reserve(static_cast<std::size_t>(req.getContentLength64()));
+    char buf[16384];
+    while (in) {
+      in.read(buf, sizeof buf);
+      std::streamsize n = in.gcount();
+      if (n <= 0) break;
+      if (body.size() + static_cast<std::size_t>(n) > limit) {
+        tooLarge(resp, limit);
+        return false;
+      }
+      body.append(buf, static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+
+  void tooLarge(HTTPServerResponse& resp, std::size_t limit) {
+    ctx_.metrics->bodyTooLarge.fetch_add(1, std::memory_order_relaxed);
+    resp.setKeepAlive(false);  // the rest of the body is not read
+    sendOutcome(resp, ErrorCode::kTooLarge, "the request body is larger than " + std::to_string(limit) + " bytes");
+  }
+
+  void fhirRequest(HTTPServerRequest& req, HTTPServerResponse& resp, const std::string& path, const std::string& query) {
+    fhir::FhirRequest fr;
+    fr.method = req.getMethod();
+    fr.path = path.substr(5);
+    fr.query = fhir::parseQueryString(query);
+    if (fr.method == "POST" || fr.method == "PUT" || fr.method == "PATCH") {
+      if (!readBody(req, resp, fr.body)) return;
+    }
+    fr.contentType = req.get("Content-Type", "");
+    fr.accept = req.get("Accept", "");
+    fr.ifMatch = req.get("If-Match", "");
+    fr.ifNoneExist = req.get("If-None-Exist", "");
+    fr.prefer = req.get("Prefer", "");
+    if (!ctx_.options->baseUrl.empty()) {
+      fr.baseUrl = ctx_.options->baseUrl;
+    } else {
+      std::string host = req.getHost();
+      if (!safeHost(host)) host = req.serverAddress().toString();
+      fr.baseUrl = std::string(secure_ ? "https://" : "http://") + host + "/fhir";
+    }
+    fhir::FhirResponse out = ctx_.fhir->handle(fr);
+    std::string contentType = "application/fhir+json; charset=utf-8";
+    for (auto& [k, v] : out.headers) {
+      if (k == "Content-Type") contentType = v;
+      else resp.set(k, v);
+    }
+    send(resp, out.status, out.body, contentType);
+  }
+
+  std::string metricsText() {
+    const Metrics& m = *ctx_.metrics;
+    auto st = ctx_.store->stats();
+    std::string out;
+    auto line = [&](const char* name, const char* help, const char* type, const std::string& labels, std::uint64_t v) {
+      out += "# HELP ";
+      out += name;
+      out += ' ';
+      out += help;
+      out += "\n# TYPE ";
+      out += name;
+      out += ' ';
+      out += type;
+      out += '\n';
+      out += name + labels + " " + std::to_string(v) + "\n";
+    };
+    line("passerelle_http_requests_total", "HTTP requests served.", "counter", "", m.requests.load());
+    out += "passerelle_http_responses_total{class=\"2xx\"} " + std::to_string(m.status2xx.load()) + "\n";
+    out += "passerelle_http_responses_total{class=\"3xx\"} " + std::to_string(m.status3xx.load()) + "\n";
+    out += "passerelle_http_responses_total{class=\"4xx\"} " + std::to_string(m.status4xx.load()) + "\n";
+    out += "passerelle_http_responses_total{class=\"5xx\"} " + std::to_string(m.status5xx.load()) + "\n";
+    line("passerelle_http_request_seconds_sum", "Time spent serving requests.", "counter", "", 0);
+    out.resize(out.size() - 2);
+    out += std::to_string(static_cast<double>(m.microsTotal.load()) / 1e6) + "\n";
+    line("passerelle_http_body_too_large_total", "Requests refused for their body size.", "counter", "", m.bodyTooLarge.load());
+    line("passerelle_store_commits_total", "Database commits (each may group several requests).", "counter", "", st.commits);
+    line("passerelle_store_units_total", "Write units committed.", "counter", "", st.units);
+    line("passerelle_store_units_failed_total", "Write units rolled back.", "counter", "", st.unitsFailed);
+    return out;
+  }
+
+  const FrontContext& ctx_;
+  bool secure_;
+};
+
+class Factory : public Poco::Net::HTTPRequestHandlerFactory {
+ public:
+  Factory(const FrontContext& ctx, bool secure) : ctx_(ctx), secure_(secure) {}
+  Poco::Net::HTTPRequestHandler* createRequestHandler(const HTTPServerRequest&) override {
+    return new FrontHandler(ctx_, secure_);
+  }
+
+ private:
+  const FrontContext& ctx_;
+  bool secure_;
+};
+
+}  // namespace
+
+struct Server::State {
+  fhir::FhirService& fhir;
+  store::ResourceStore& store;
+  ServerOptions options;
+  Metrics metrics;
+  FrontContext ctx;
+  std::unique_ptr<Poco::ThreadPool> pool;
+  std::unique_ptr<Poco::Net::HTTPServer> http;
+  std::unique_ptr<Poco::Net::HTTPServer> https;
+  int httpPort = 0;
+  int httpsPort = 0;
+  bool stopped = false;
+};
+
+Server::Server(fhir::FhirService& fhir, store::ResourceStore& store)
+    : s_(new State{fhir, store, {}, {}, {}, nullptr, nullptr, nullptr, 0, 0, false}) {}
+
+Server::~Server() { stop(0); }
+
+Result<void> Server::start(const ServerOptions& options) {
+  s_->options = options;
+  s_->ctx = FrontContext{&s_->fhir, &s_->store, &s_->options, &s_->metrics};
+  int listeners = (options.httpEnabled ? 1 : 0) + (options.httpsEnabled ? 1 : 0);
+  if (listeners == 0) return makeError(ErrorCode::kInvalid, "http.enabled and https.enabled are both false: nothing to serve");
+  s_->pool = std::make_unique<Poco::ThreadPool>(2, options.threads * listeners, 60);
+  auto params = [&]() {
+    Poco::AutoPtr<Poco::Net::HTTPServerParams> p = new Poco::Net::HTTPServerParams;
+    p->setMaxThreads(options.threads);
+    p->setMaxQueued(options.queue);
+    p->setKeepAlive(true);
+    p->setMaxKeepAliveRequests(0);
+    p->setKeepAliveTimeout(Poco::Timespan(options.keepAliveSeconds, 0));
+    p->setTimeout(Poco::Timespan(60, 0));
+    p->setServerName("Passerelle");
+    return p;
+  };
+  try {
+    if (options.httpEnabled) {
+      Poco::Net::ServerSocket sock(Poco::Net::SocketAddress(options.httpHost, static_cast<Poco::UInt16>(options.httpPort)), 256);
+      s_->httpPort = sock.address().port();
+      s_->http = std::make_unique<Poco::Net::HTTPServer>(new Factory(s_->ctx, false), *s_->pool, sock, params());
+      s_->http->start();
+    }
+  } catch (const std::exception& ex) {
+    return makeError(ErrorCode::kInvalid, "http.port " + std::to_string(options.httpPort) + " on " + options.httpHost +
+                                              ": cannot listen: " + ex.what());
+  }
+  try {
+    if (options.httpsEnabled) {
+      Poco::Net::initializeSSL();
+      Poco::Net::Context::Ptr ctx = new Poco::Net::Context(
+          Poco::Net::Context::TLS_SERVER_USE, options.privateKeyPath, options.certificatePath, "",
+          Poco::Net::Context::VERIFY_NONE, 9, false,
+          "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL:!MD5:!RC4:!3DES");
+      ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
+      ctx->enableSessionCache(true, "passerelle");
+      Poco::Net::SecureServerSocket sock(
+          Poco::Net::SocketAddress(options.httpsHost, static_cast<Poco::UInt16>(options.httpsPort)), 256, ctx);
+      s_->httpsPort = sock.address().port();
+      s_->https = std::make_unique<Poco::Net::HTTPServer>(new Factory(s_->ctx, true), *s_->pool, sock, params());
+      s_->https->start();
+    }
+  } catch (const std::exception& ex) {
+    stop(0);
+    return makeError(ErrorCode::kInvalid, "https (port " + std::to_string(options.httpsPort) + ", certificate '" +
+                                              options.certificatePath + "'): " + ex.what());
+  }
+  return {};
+}
+
+int Server::httpPort() const { return s_->httpPort; }
+int Server::httpsPort() const { return s_->httpsPort; }
+const Metrics& Server::metrics() const { return s_->metrics; }
+
+void Server::stop(int drainSeconds) {
+  if (s_->stopped || (!s_->http && !s_->https)) return;
+  s_->stopped = true;
+  // stopAll(false) closes idle connections at once and waits for each in-flight request.
+  for (auto* srv : {s_->http.get(), s_->https.get()}) {
+    if (srv) srv->stopAll(false);
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(drainSeconds);
+  for (auto* srv : {s_->http.get(), s_->https.get()}) {
+    while (srv && srv->currentConnections() > 0 && std::chrono::steady_clock::now() < deadline)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  bool idle = true;
+  for (auto* srv : {s_->http.get(), s_->https.get()})
+    if (srv && srv->currentConnections() > 0) idle = false;
+  if (!idle) {
+    log::warn("http.drain_timeout", {{"seconds", std::to_string(drainSeconds)}});
+    return;  // leave the servers to the process exit rather than block
+  }
+  if (s_->pool) s_->pool->joinAll();
+  s_->http.reset();
+  s_->https.reset();
+}
+
+}  // namespace passerelle::http

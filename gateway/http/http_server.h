@@ -1,0 +1,57 @@
+// The HTTP and HTTPS front: Poco HTTPServer listeners (TLS 1.2+ through NetSSL) that route
+// /fhir to the FHIR service, and serve /healthz and /metrics. Bodies over the configured limit
+// are refused with 413 before they are read.
+// start() and stop() are called from one thread; requests are served on the server's pool.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "gateway/common/status.h"
+#include "gateway/fhir/fhir_service.h"
+
+namespace passerelle::http {
+
+struct ServerOptions {
+  bool httpEnabled = true;
+  std::string httpHost = "127.0.0.1";
+  int httpPort = 0;
+  bool httpsEnabled = false;
+  std::string httpsHost = "127.0.0.1";
+  int httpsPort = 0;
+  std::string certificatePath;  // PEM; required when httpsEnabled
+  std::string privateKeyPath;
+  std::size_t maxBodyBytes = 10 * 1024 * 1024;
+  int threads = 64;
+  int queue = 256;
+  int keepAliveSeconds = 15;
+  std::string baseUrl;  // public FHIR base; empty: from the request's Host
+};
+
+// Counters exported at /metrics (Prometheus text format).
+struct Metrics {
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> status2xx{0}, status3xx{0}, status4xx{0}, status5xx{0};
+  std::atomic<std::uint64_t> bodyTooLarge{0};
+  std::atomic<std::uint64_t> microsTotal{0};
+};
+
+class Server {
+ public:
+  Server(fhir::FhirService& fhir, store::ResourceStore& store);
+  ~Server();
+  Result<void> start(const ServerOptions& options);
+  int httpPort() const;   // the bound port (0 when disabled)
+  int httpsPort() const;  // the bound port (0 when disabled)
+  // Stops accepting, lets in-flight requests finish, closes idle connections.
+  void stop(int drainSeconds);
+  const Metrics& metrics() const;
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
+};
+
+}  // namespace passerelle::http

@@ -1,0 +1,15 @@
+# Writes a C++ source holding every migrations/<dialect>/NNNN_name.sql as a string.
+# Usage: cmake -DDIALECT=sqlite -DSRC_DIR=... -DOUT=... -P embed_migrations.cmake
+file(GLOB files "${SRC_DIR}/migrations/${DIALECT}/*.sql")
+list(SORT files)
+set(body "// Generated from gateway/store/migrations/${DIALECT}/*.sql. Do not edit.\n#include \"gateway/store/migrations.h\"\n\nnamespace passerelle::store {\n\nconst std::vector<Migration>& ${DIALECT}Migrations() {\n  static const std::vector<Migration> k = {\n")
+foreach(f IN LISTS files)
+  get_filename_component(name "${f}" NAME_WE)
+  string(REGEX MATCH "^[0-9]+" num "${name}")
+  math(EXPR num "${num} + 0")
+  file(READ "${f}" sql)
+  string(APPEND body "      {${num}, \"${name}\", R\"passerelle_sql(${sql})passerelle_sql\"},\n")
+endforeach()
+string(APPEND body "  };\n  return k;\n}\n\n}  // namespace passerelle::store\n")
+file(WRITE "${OUT}.tmp" "${body}")
+file(COPY_FILE "${OUT}.tmp" "${OUT}" ONLY_IF_DIFFERENT)

@@ -1,0 +1,16 @@
+// The numbered schema migrations, compiled in from gateway/store/migrations/<dialect>/NNNN_name.sql.
+#pragma once
+
+#include <vector>
+
+namespace passerelle::store {
+
+struct Migration {
+  int version;
+  const char* name;
+  const char* sql;
+};
+
+const std::vector<Migration>& sqliteMigrations();  // in version order
+
+}  // namespace passerelle::store

@@ -1,0 +1,616 @@
+// SQLite implementation of the resource store, with group commit.
+#include "gateway/store/sqlite_resource_store.h"
+
+#include <Poco/Data/SQLite/Connector.h>
+#include <Poco/Data/SQLite/Utility.h>
+#include <Poco/Data/Session.h>
+#include <sqlite3.h>
+
+#include <condition_variable>
+#include <deque>
+#include <filesystem>
+#include <future>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <variant>
+
+#include "gateway/common/log.h"
+#include "gateway/store/migrations.h"
+
+namespace passerelle::store {
+namespace {
+
+using Bind = std::variant<std::int64_t, std::string>;
+
+Error sqlError(sqlite3* db, int rc, const char* what) {
+  ErrorCode code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? ErrorCode::kUnavailable
+                   : (rc == SQLITE_CONSTRAINT)                ? ErrorCode::kConflict
+                                                              : ErrorCode::kInternal;
+  return makeError(code, std::string("database: ") + what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+}
+
+// One connection with its statement cache. Not thread-safe: used by one thread at a time.
+class Connection {
+ public:
+  explicit Connection(const std::string& path)
+      : session_("SQLite", path), db_(Poco::Data::SQLite::Utility::dbHandle(session_)) {}
+  ~Connection() {
+    for (auto& [sql, st] : cache_) sqlite3_finalize(st);
+  }
+  sqlite3* db() const { return db_; }
+
+  Result<void> exec(const char* sql) {
+    char* msg = nullptr;
+    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &msg);
+    if (rc != SQLITE_OK) {
+      std::string m = msg ? msg : sqlite3_errstr(rc);
+      sqlite3_free(msg);
+      return makeError(rc == SQLITE_BUSY ? ErrorCode::kUnavailable : ErrorCode::kInternal,
+                       std::string("database: ") + m);
+    }
+    return {};
+  }
+
+  // A statement ready to bind, reset when the Statement goes out of scope.
+  class Statement {
+   public:
+    Statement(sqlite3_stmt* st, sqlite3* db) : st_(st), db_(db) {}
+    Statement(const Statement&) = delete;
+    ~Statement() {
+      if (st_) {
+        sqlite3_reset(st_);
+        sqlite3_clear_bindings(st_);
+      }
+    }
+    void bind(int i, std::int64_t v) { sqlite3_bind_int64(st_, i, v); }
+    void bind(int i, const std::string& v) { sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
+    void bindAll(const std::vector<Bind>& binds) {
+      int i = 1;
+      for (const auto& b : binds) {
+        if (b.index() == 0) bind(i++, std::get<0>(b));
+        else bind(i++, std::get<1>(b));
+      }
+    }
+    int step() { return sqlite3_step(st_); }
+    std::int64_t i64(int col) const { return sqlite3_column_int64(st_, col); }
+    std::string text(int col) const {
+      const unsigned char* p = sqlite3_column_text(st_, col);
+      return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(st_, col)) : std::string();
+    }
+    sqlite3* db() const { return db_; }
+
+   private:
+    sqlite3_stmt* st_;
+    sqlite3* db_;
+  };
+
+  Result<std::unique_ptr<Statement>> prepare(const std::string& sql) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      if (cache_.size() > 512) {
+        for (auto& [s, st] : cache_) sqlite3_finalize(st);
+        cache_.clear();
+      }
+      sqlite3_stmt* st = nullptr;
+      int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &st, nullptr);
+      if (rc != SQLITE_OK) return sqlError(db_, rc, "prepare");
+      it = cache_.emplace(sql, st).first;
+    }
+    return std::make_unique<Statement>(it->second, db_);
+  }
+
+ private:
+  Poco::Data::Session session_;
+  sqlite3* db_;
+  std::unordered_map<std::string, sqlite3_stmt*> cache_;
+};
+
+const char* kVersionColumns = "v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.deleted, v.body";
+
+ResourceVersion rowToVersion(const Connection::Statement& st) {
+  ResourceVersion r;
+  r.seq = st.i64(0);
+  r.type = st.text(1);
+  r.id = st.text(2);
+  r.version = st.i64(3);
+  r.lastUpdatedMs = st.i64(4);
+  r.method = st.text(5);
+  r.deleted = st.i64(6) != 0;
+  r.body = st.text(7);
+  return r;
+}
+
+Result<std::vector<ResourceVersion>> queryVersions(Connection& c, const std::string& sql, const std::vector<Bind>& binds) {
+  auto st = c.prepare(sql);
+  if (!st.ok()) return st.error();
+  (*st)->bindAll(binds);
+  std::vector<ResourceVersion> out;
+  for (;;) {
+    int rc = (*st)->step();
+    if (rc == SQLITE_ROW) out.push_back(rowToVersion(**st));
+    else if (rc == SQLITE_DONE) break;
+    else return sqlError(c.db(), rc, "query");
+  }
+  return out;
+}
+
+Result<std::optional<ResourceVersion>> readCurrent(Connection& c, const std::string& type, const std::string& id) {
+  static const std::string sql = std::string("SELECT ") + kVersionColumns +
+                                 " FROM resource_current c JOIN resource_version v ON v.seq = c.seq"
+                                 " WHERE c.res_type = ? AND c.res_id = ?";
+  auto rows = queryVersions(c, sql, {type, id});
+  if (!rows.ok()) return rows.error();
+  if (rows->empty()) return std::optional<ResourceVersion>();
+  return std::optional<ResourceVersion>(std::move(rows->front()));
+}
+
+// Builds the WHERE clause of a search over resource_current c. Values are always bound.
+void searchWhere(const SearchQuery& q, std::string& sql, std::vector<Bind>& binds) {
+  sql += " WHERE c.deleted = 0";
+  if (!q.type.empty()) {
+    sql += " AND c.res_type = ?";
+    binds.emplace_back(q.type);
+  }
+  for (const auto& group : q.ids) {
+    sql += " AND c.res_id IN (";
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      sql += i ? ",?" : "?";
+      binds.emplace_back(group[i]);
+    }
+    sql += ")";
+  }
+  for (const auto& group : q.lastUpdated) {
+    sql += " AND (";
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      if (i) sql += " OR ";
+      sql += group[i].negate ? "NOT (c.last_updated >= ? AND c.last_updated < ?)" : "(c.last_updated >= ? AND c.last_updated < ?)";
+      binds.emplace_back(group[i].lo);
+      binds.emplace_back(group[i].hi);
+    }
+    sql += ")";
+  }
+  for (const auto& group : q.tokens) {
+    sql += " AND EXISTS (SELECT 1 FROM token_index t WHERE t.res_type = c.res_type AND t.res_id = c.res_id AND (";
+    for (std::size_t i = 0; i < group.size(); ++i) {
+      const TokenMatch& m = group[i];
+      if (i) sql += " OR ";
+      sql += "(t.param = ?";
+      binds.emplace_back(m.param);
+      if (m.hasValue) {
+        sql += " AND t.value = ?";
+        binds.emplace_back(m.value);
+      }
+      if (m.hasSystem) {
+        sql += " AND t.system = ?";
+        binds.emplace_back(m.system);
+      }
+      sql += ")";
+    }
+    sql += "))";
+  }
+}
+
+Result<SearchPage> runSearch(Connection& c, const SearchQuery& q) {
+  SearchPage page;
+  std::string where;
+  std::vector<Bind> binds;
+  searchWhere(q, where, binds);
+  if (q.wantTotal) {
+    auto st = c.prepare("SELECT COUNT(*) FROM resource_current c" + where);
+    if (!st.ok()) return st.error();
+    (*st)->bindAll(binds);
+    int rc = (*st)->step();
+    if (rc != SQLITE_ROW) return sqlError(c.db(), rc, "count");
+    page.total = (*st)->i64(0);
+  }
+  if (q.wantItems && q.count > 0) {
+    std::string sql = std::string("SELECT ") + kVersionColumns +
+                      " FROM resource_current c JOIN resource_version v ON v.seq = c.seq" + where +
+                      " ORDER BY c.res_type, c.res_id LIMIT ? OFFSET ?";
+    binds.emplace_back(static_cast<std::int64_t>(q.count));
+    binds.emplace_back(static_cast<std::int64_t>(q.offset));
+    auto rows = queryVersions(c, sql, binds);
+    if (!rows.ok()) return rows.error();
+    page.items = std::move(rows.value());
+  }
+  return page;
+}
+
+class WriteTxnImpl : public WriteTxn {
+ public:
+  WriteTxnImpl(Connection& c, std::int64_t now) : c_(c), now_(now) {}
+  Result<std::optional<ResourceVersion>> current(const std::string& type, const std::string& id) override {
+    return readCurrent(c_, type, id);
+  }
+  Result<SearchPage> search(const SearchQuery& q) override { return runSearch(c_, q); }
+  std::int64_t nowMs() override { return now_; }
+
+  Result<void> atomically(const std::function<Result<void>()>& work) override {
+    std::string name = "nested" + std::to_string(++depth_);
+    auto sp = c_.exec(("SAVEPOINT " + name).c_str());
+    if (!sp.ok()) return sp;
+    Result<void> r;
+    try {
+      r = work();
+    } catch (const std::exception& ex) {
+      r = makeError(ErrorCode::kInternal, std::string("unexpected failure in a write: ") + ex.what());
+    }
+    if (!r.ok()) (void)c_.exec(("ROLLBACK TO " + name).c_str());
+    auto rel = c_.exec(("RELEASE " + name).c_str());
+    --depth_;
+    if (!rel.ok() && r.ok()) return rel;
+    return r;
+  }
+
+  Result<void> put(ResourceVersion& v, const std::vector<TokenEntry>& tokens) override {
+    v.lastUpdatedMs = now_;
+    {
+      auto st = c_.prepare(
+          "INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, body)"
+          " VALUES (?, ?, ?, ?, ?, ?, ?)");
+      if (!st.ok()) return st.error();
+      auto& s = **st;
+      s.bind(1, v.type);
+      s.bind(2, v.id);
+      s.bind(3, v.version);
+      s.bind(4, v.lastUpdatedMs);
+      s.bind(5, v.method);
+      s.bind(6, static_cast<std::int64_t>(v.deleted));
+      if (!v.deleted) s.bind(7, v.body);
+      int rc = s.step();
+      if (rc != SQLITE_DONE) return sqlError(c_.db(), rc, "insert version");
+      v.seq = sqlite3_last_insert_rowid(c_.db());
+    }
+    {
+      auto st = c_.prepare(
+          "INSERT INTO resource_current (res_type, res_id, version, seq, deleted, last_updated)"
+          " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id) DO UPDATE SET"
+          " version = excluded.version, seq = excluded.seq, deleted = excluded.deleted,"
+          " last_updated = excluded.last_updated");
+      if (!st.ok()) return st.error();
+      auto& s = **st;
+      s.bind(1, v.type);
+      s.bind(2, v.id);
+      s.bind(3, v.version);
+      s.bind(4, v.seq);
+      s.bind(5, static_cast<std::int64_t>(v.deleted));
+      s.bind(6, v.lastUpdatedMs);
+      int rc = s.step();
+      if (rc != SQLITE_DONE) return sqlError(c_.db(), rc, "update current");
+    }
+    if (v.version > 1) {
+      auto st = c_.prepare("DELETE FROM token_index WHERE res_type = ? AND res_id = ?");
+      if (!st.ok()) return st.error();
+      (*st)->bind(1, v.type);
+      (*st)->bind(2, v.id);
+      int rc = (*st)->step();
+      if (rc != SQLITE_DONE) return sqlError(c_.db(), rc, "clear index");
+    }
+    if (!v.deleted) {
+      for (const TokenEntry& t : tokens) {
+        auto st = c_.prepare("INSERT INTO token_index (res_type, res_id, param, system, value) VALUES (?, ?, ?, ?, ?)");
+        if (!st.ok()) return st.error();
+        auto& s = **st;
+        s.bind(1, v.type);
+        s.bind(2, v.id);
+        s.bind(3, t.param);
+        s.bind(4, t.system);
+        s.bind(5, t.value);
+        int rc = s.step();
+        if (rc != SQLITE_DONE) return sqlError(c_.db(), rc, "index");
+      }
+    }
+    return {};
+  }
+
+ private:
+  Connection& c_;
+  std::int64_t now_;
+  int depth_ = 0;
+};
+
+std::int64_t wallMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+class SqliteResourceStore : public ResourceStore {
+ public:
+  SqliteResourceStore(std::string path, StoreOptions options) : path_(std::move(path)), options_(options) {}
+  ~SqliteResourceStore() override { close(); }
+
+  Result<void> open() {
+    try {
+      writer_ = std::make_unique<Connection>(path_);
+    } catch (const std::exception& ex) {
+      return makeError(ErrorCode::kInternal, "cannot open database '" + path_ + "': " + ex.what());
+    }
+    for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=10000",
+                               "PRAGMA foreign_keys=ON"}) {
+      auto r = writer_->exec(pragma);
+      if (!r.ok()) return r;
+    }
+    auto m = migrate();
+    if (!m.ok()) return m;
+    thread_ = std::thread([this] { writerLoop(); });
+    return {};
+  }
+
+  Result<std::optional<ResourceVersion>> read(const std::string& type, const std::string& id) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return readCurrent(**lease.value(), type, id);
+  }
+
+  Result<std::optional<ResourceVersion>> vread(const std::string& type, const std::string& id, std::int64_t version) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    static const std::string sql = std::string("SELECT ") + kVersionColumns +
+                                   " FROM resource_version v WHERE v.res_type = ? AND v.res_id = ? AND v.version = ?";
+    auto rows = queryVersions(**lease.value(), sql, {type, id, version});
+    if (!rows.ok()) return rows.error();
+    if (rows->empty()) return std::optional<ResourceVersion>();
+    return std::optional<ResourceVersion>(std::move(rows->front()));
+  }
+
+  Result<SearchPage> search(const SearchQuery& q) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return runSearch(**lease.value(), q);
+  }
+
+  Result<HistoryPage> history(const HistoryQuery& q) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    std::string sql = std::string("SELECT ") + kVersionColumns + " FROM resource_version v WHERE 1 = 1";
+    std::vector<Bind> binds;
+    if (!q.type.empty()) {
+      sql += " AND v.res_type = ?";
+      binds.emplace_back(q.type);
+    }
+    if (!q.id.empty()) {
+      sql += " AND v.res_id = ?";
+      binds.emplace_back(q.id);
+    }
+    if (q.sinceMs) {
+      sql += " AND v.last_updated >= ?";
+      binds.emplace_back(*q.sinceMs);
+    }
+    if (q.beforeSeq) {
+      sql += " AND v.seq < ?";
+      binds.emplace_back(*q.beforeSeq);
+    }
+    sql += " ORDER BY v.seq DESC LIMIT ?";
+    binds.emplace_back(static_cast<std::int64_t>(q.count + 1));
+    auto rows = queryVersions(**lease.value(), sql, binds);
+    if (!rows.ok()) return rows.error();
+    HistoryPage page;
+    page.items = std::move(rows.value());
+    if (static_cast<int>(page.items.size()) > q.count) {
+      page.items.resize(q.count);
+      page.nextCursor = page.items.empty() ? std::optional<std::int64_t>() : page.items.back().seq;
+    }
+    return page;
+  }
+
+  Result<void> write(const std::function<Result<void>(WriteTxn&)>& work) override {
+    Job job{&work, {}};
+    auto done = job.result.get_future();
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_) return makeError(ErrorCode::kUnavailable, "the store is shutting down");
+      queue_.push_back(&job);
+    }
+    cv_.notify_one();
+    return done.get();
+  }
+
+  void close() override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (stopping_ && !thread_.joinable()) return;
+      stopping_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+    std::lock_guard<std::mutex> lock(readersMutex_);
+    freeReaders_.clear();
+    writer_.reset();
+  }
+
+  StoreStats stats() const override {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+
+ private:
+  struct Job {
+    const std::function<Result<void>(WriteTxn&)>* work;
+    std::promise<Result<void>> result;
+  };
+
+  // A reader connection on loan; returned to the pool on destruction.
+  class Lease {
+   public:
+    Lease(SqliteResourceStore* s, std::unique_ptr<Connection> c) : s_(s), c_(std::move(c)) {}
+    Lease(Lease&&) = default;
+    ~Lease() {
+      if (c_) s_->releaseReader(std::move(c_));
+    }
+    Connection& operator*() { return *c_; }
+
+   private:
+    SqliteResourceStore* s_;
+    std::unique_ptr<Connection> c_;
+  };
+
+  Result<std::unique_ptr<Lease>> acquireReader() {
+    std::unique_lock<std::mutex> lock(readersMutex_);
+    readersCv_.wait(lock, [&] { return !freeReaders_.empty() || openReaders_ < options_.readers; });
+    if (!freeReaders_.empty()) {
+      auto c = std::move(freeReaders_.back());
+      freeReaders_.pop_back();
+      return std::make_unique<Lease>(this, std::move(c));
+    }
+    ++openReaders_;
+    lock.unlock();
+    try {
+      auto c = std::make_unique<Connection>(path_);
+      auto r = c->exec("PRAGMA busy_timeout=10000");
+      if (!r.ok()) throw std::runtime_error(r.error().message);
+      return std::make_unique<Lease>(this, std::move(c));
+    } catch (const std::exception& ex) {
+      std::lock_guard<std::mutex> relock(readersMutex_);
+      --openReaders_;
+      readersCv_.notify_one();
+      return makeError(ErrorCode::kUnavailable, std::string("cannot open a reader: ") + ex.what());
+    }
+  }
+  void releaseReader(std::unique_ptr<Connection> c) {
+    {
+      std::lock_guard<std::mutex> lock(readersMutex_);
+      freeReaders_.push_back(std::move(c));
+    }
+    readersCv_.notify_one();
+  }
+
+  Result<void> migrate() {
+    auto r = writer_->exec(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL,"
+        " applied_at INTEGER NOT NULL)");
+    if (!r.ok()) return r;
+    std::int64_t have = 0;
+    {
+      auto st = writer_->prepare("SELECT COALESCE(MAX(version), 0) FROM schema_migrations");
+      if (!st.ok()) return st.error();
+      if ((*st)->step() == SQLITE_ROW) have = (*st)->i64(0);
+    }
+    for (const Migration& m : sqliteMigrations()) {
+      if (m.version <= have) continue;
+      auto b = writer_->exec("BEGIN IMMEDIATE");
+      if (!b.ok()) return b;
+      auto e = writer_->exec(m.sql);
+      if (!e.ok()) {
+        (void)writer_->exec("ROLLBACK");
+        return makeError(ErrorCode::kInternal, "migration " + std::to_string(m.version) + " (" + m.name +
+                                                   ") failed: " + e.error().message);
+      }
+      auto st = writer_->prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
+      if (!st.ok()) return st.error();
+      (*st)->bind(1, static_cast<std::int64_t>(m.version));
+      (*st)->bind(2, std::string(m.name));
+      (*st)->bind(3, wallMs());
+      if ((*st)->step() != SQLITE_DONE) return sqlError(writer_->db(), SQLITE_ERROR, "record migration");
+      st.value().reset();
+      auto c = writer_->exec("COMMIT");
+      if (!c.ok()) return c;
+      log::info("store.migrated", {{"version", std::to_string(m.version)}, {"name", m.name}});
+    }
+    return {};
+  }
+
+  void writerLoop() {
+    std::vector<Job*> batch;
+    std::vector<Result<void>> results;
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
+        if (queue_.empty() && stopping_) return;
+        while (!queue_.empty() && static_cast<int>(batch.size()) < options_.maxGroup) {
+          batch.push_back(queue_.front());
+          queue_.pop_front();
+        }
+      }
+      runBatch(batch, results);
+      std::uint64_t failed = 0;
+      for (auto& r : results) failed += !r.ok();
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        stats_.commits += 1;
+        stats_.units += batch.size() - failed;
+        stats_.unitsFailed += failed;
+      }
+      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->result.set_value(std::move(results[i]));
+      batch.clear();
+      results.clear();
+    }
+  }
+
+  void runBatch(const std::vector<Job*>& batch, std::vector<Result<void>>& results) {
+    auto begin = writer_->exec("BEGIN IMMEDIATE");
+    if (!begin.ok()) {
+      for (std::size_t i = 0; i < batch.size(); ++i) results.emplace_back(begin.error());
+      return;
+    }
+    std::int64_t now = std::max(wallMs(), lastMs_);
+    lastMs_ = now;
+    for (Job* job : batch) {
+      WriteTxnImpl txn(*writer_, now);
+      auto sp = writer_->exec("SAVEPOINT unit");
+      if (!sp.ok()) {
+        results.emplace_back(sp.error());
+        continue;
+      }
+      Result<void> r;
+      try {
+        r = (*job->work)(txn);
+      } catch (const std::exception& ex) {
+        r = makeError(ErrorCode::kInternal, std::string("unexpected failure in a write: ") + ex.what());
+      }
+      if (!r.ok()) (void)writer_->exec("ROLLBACK TO unit");
+      auto rel = writer_->exec("RELEASE unit");
+      if (!rel.ok() && r.ok()) r = rel.error();
+      results.push_back(std::move(r));
+    }
+    auto commit = writer_->exec("COMMIT");
+    if (!commit.ok()) {
+      (void)writer_->exec("ROLLBACK");
+      for (auto& r : results)
+        if (r.ok()) r = commit.error();
+      log::error("store.commit_failed", {{"error", commit.error().message}});
+    }
+  }
+
+  std::string path_;
+  StoreOptions options_;
+  std::unique_ptr<Connection> writer_;
+  std::thread thread_;
+  mutable std::mutex mutex_;
+  std::condition_variable cv_;
+  std::deque<Job*> queue_;
+  bool stopping_ = false;
+  StoreStats stats_;
+  std::int64_t lastMs_ = 0;
+
+  std::mutex readersMutex_;
+  std::condition_variable readersCv_;
+  std::vector<std::unique_ptr<Connection>> freeReaders_;
+  int openReaders_ = 0;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<ResourceStore>> openSqliteStore(const std::string& path, const StoreOptions& options) {
+  static std::once_flag registered;
+  std::call_once(registered, [] { Poco::Data::SQLite::Connector::registerConnector(); });
+  std::error_code ec;
+  auto parent = std::filesystem::path(path).parent_path();
+  if (!parent.empty()) std::filesystem::create_directories(parent, ec);
+  if (ec) return makeError(ErrorCode::kInternal, "cannot create the folder '" + parent.string() + "': " + ec.message());
+  auto store = std::make_unique<SqliteResourceStore>(path, options);
+  auto r = store->open();
+  if (!r.ok()) return r.error();
+  return std::unique_ptr<ResourceStore>(std::move(store));
+}
+
+Result<std::unique_ptr<ResourceStore>> openStore(const std::string& url, const StoreOptions& options) {
+  if (url.rfind("sqlite:", 0) == 0) {
+    std::string path = url.substr(7);
+    if (path.empty()) return makeError(ErrorCode::kInvalid, "storage.url 'sqlite:' needs a file path");
+    return openSqliteStore(path, options);
+  }
+  return makeError(ErrorCode::kInvalid, "storage.url '" + url + "': unsupported scheme (supported: sqlite:PATH)");
+}
+
+}  // namespace passerelle::store
