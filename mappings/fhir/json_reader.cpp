@@ -62,8 +62,10 @@ class LimitedBuilder {
       std::string what = ex.what();
       // nlohmann's messages look like "[json.exception.parse_error.101] parse error at line 1, ...".
       auto p = what.find("] ");
-      message_ = "invalid JSON at byte " + std::to_string(position) + ": " +
-                 (p == std::string::npos ? what : what.substr(p + 2));
+      std::string detail = p == std::string::npos ? what : what.substr(p + 2);
+      // nlohmann quotes the bytes it read last, which may be the invalid UTF-8 itself.
+      if (auto lr = detail.find("; last read:"); lr != std::string::npos) detail.resize(lr);
+      message_ = "invalid JSON at byte " + std::to_string(position) + ": " + detail;
     }
     return false;
   }

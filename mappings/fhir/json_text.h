@@ -42,6 +42,10 @@ void writeCompact(std::string_view text, Span span, std::string& out, const Refe
 void writeResource(std::string_view text, Span span, std::string_view id, std::string_view metaJson,
                    std::string& out, const ReferenceRewriter& rewrite = {});
 
+// `s` with every byte sequence that is not valid UTF-8 replaced by U+FFFD, for messages that
+// quote untrusted input.
+std::string sanitizeUtf8(std::string_view s);
+
 // Appends `s` as a JSON string literal (with quotes).
 void appendJsonString(std::string& out, std::string_view s);
 

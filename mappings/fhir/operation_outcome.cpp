@@ -17,11 +17,11 @@ std::string operationOutcome(const std::vector<Issue>& issues) {
     appendJsonString(out, i.code);
     if (!i.diagnostics.empty()) {
       out += ",\"diagnostics\":";
-      appendJsonString(out, i.diagnostics);
+      appendJsonString(out, sanitizeUtf8(i.diagnostics));
     }
     if (!i.expression.empty()) {
       out += ",\"expression\":[";
-      appendJsonString(out, i.expression);
+      appendJsonString(out, sanitizeUtf8(i.expression));
       out += ']';
     }
     out += '}';

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Set-up command 2: install what is missing, build everything, and run every test (unit,
+# integration, and the conformance suites over ../shared/corpora, which skip themselves, saying
+# so, when it is absent). Exits non-zero when a test fails.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/install-deps.sh
+scripts/build.sh -DPASSERELLE_BUILD_TESTS=ON
+cd build
+ctest --output-on-failure --parallel "$(nproc)" --timeout 900

@@ -1,0 +1,155 @@
+// The passerelle executable as a process: ports printed, SIGTERM drains and exits 0, bad
+// configuration stops start-up naming the key.
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <regex>
+#include <thread>
+
+#include "tests/support/http_client.h"
+#include "tests/support/test_gateway.h"
+
+using namespace passerelle::testing;
+
+namespace {
+
+struct Child {
+  pid_t pid = -1;
+  FILE* out = nullptr;
+  int errFd = -1;
+};
+
+Child spawn(const std::vector<std::string>& args) {
+  int outPipe[2], errPipe[2];
+  if (pipe(outPipe) != 0 || pipe(errPipe) != 0) throw std::runtime_error("pipe");
+  pid_t pid = fork();
+  if (pid == 0) {
+    dup2(outPipe[1], 1);
+    dup2(errPipe[1], 2);
+    close(outPipe[0]);
+    close(errPipe[0]);
+    std::vector<char*> argv;
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(outPipe[1]);
+  close(errPipe[1]);
+  return Child{pid, fdopen(outPipe[0], "r"), errPipe[0]};
+}
+
+std::string readAll(int fd) {
+  std::string s;
+  char buf[4096];
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) s.append(buf, static_cast<std::size_t>(n));
+  return s;
+}
+
+int waitExit(pid_t pid) {
+  int status = 0;
+  for (int i = 0; i < 300; ++i) {
+    if (waitpid(pid, &status, WNOHANG) == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, &status, 0);
+  return -1;
+}
+
+}  // namespace
+
+TEST(ProcessTest, PrintsPortsServesAndExitsZeroOnSigterm) {
+  TempDir dir;
+  Child c = spawn({PASSERELLE_BINARY, "serve", "--config", "/dev/null", "--set", "http.port=0", "--set", "https.port=0",
+                   "--set", "data.dir=" + dir.path()});
+  char line[512] = {0};
+  ASSERT_NE(fgets(line, sizeof line, c.out), nullptr);
+  std::smatch m;
+  std::string l = line;
+  ASSERT_TRUE(std::regex_search(l, m, std::regex("^passerelle listening: http=127\\.0\\.0\\.1:(\\d+) https=127\\.0\\.0\\.1:(\\d+)")))
+      << l;
+  int port = std::stoi(m[1]);
+  HttpClient client(port);
+  auto r = client.send("POST", "/fhir/Patient", R"({"resourceType":"Patient"})");
+  EXPECT_EQ(r.status, 201);
+  HttpClient tls(std::stoi(m[2]), true, dir.path() + "/tls/dev-server.crt");
+  EXPECT_EQ(tls.get("/healthz").status, 200);
+  // An in-flight request (a 1000-entry transaction) still completes when SIGTERM arrives.
+  std::string bundle = R"({"resourceType":"Bundle","type":"transaction","entry":[)";
+  for (int i = 0; i < 1000; ++i)
+    bundle += std::string(i ? "," : "") + R"({"resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}})";
+  bundle += "]}";
+  int inflight = 0;
+  std::thread t([&] {
+    try {
+      HttpClient slow(port);
+      inflight = slow.send("POST", "/fhir", bundle).status;
+    } catch (const std::exception&) {
+      inflight = -1;  // the connection was cut: the drain failed
+    }
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  kill(c.pid, SIGTERM);
+  t.join();
+  EXPECT_EQ(waitExit(c.pid), 0);
+  EXPECT_EQ(inflight, 200);
+  std::string err = readAll(c.errFd);
+  EXPECT_NE(err.find("gateway.stopped"), std::string::npos) << err;
+  fclose(c.out);
+  close(c.errFd);
+}
+
+TEST(ProcessTest, BadConfigurationStopsStartupNamingTheKey) {
+  TempDir dir;
+  Child c = spawn({PASSERELLE_BINARY, "serve", "--config", "/dev/null", "--set", "limits.body_bytes=lots", "--set",
+                   "data.dir=" + dir.path()});
+  std::string err = readAll(c.errFd);
+  EXPECT_EQ(waitExit(c.pid), 2);
+  EXPECT_NE(err.find("limits.body_bytes"), std::string::npos) << err;
+  fclose(c.out);
+  close(c.errFd);
+}
+
+TEST(ProcessTest, EnvironmentVariablesOverrideTheFile) {
+  TempDir dir;
+  std::string conf = dir.path() + "/p.properties";
+  FILE* f = fopen(conf.c_str(), "w");
+  fputs("http.port = 1\nhttps.enabled = false\n", f);
+  fclose(f);
+  setenv("PASSERELLE_HTTP_PORT", "0", 1);
+  setenv("PASSERELLE_DATA_DIR", dir.path().c_str(), 1);
+  Child c = spawn({PASSERELLE_BINARY, "serve", "--config", conf});
+  unsetenv("PASSERELLE_HTTP_PORT");
+  unsetenv("PASSERELLE_DATA_DIR");
+  char line[512] = {0};
+  ASSERT_NE(fgets(line, sizeof line, c.out), nullptr);
+  EXPECT_NE(std::string(line).find("http=127.0.0.1:"), std::string::npos);
+  EXPECT_EQ(std::string(line).find("https="), std::string::npos);
+  kill(c.pid, SIGTERM);
+  EXPECT_EQ(waitExit(c.pid), 0);
+  fclose(c.out);
+  close(c.errFd);
+}
+
+TEST(ProcessTest, HelpForEveryCommand) {
+  for (std::vector<std::string> args : {std::vector<std::string>{PASSERELLE_BINARY, "--help"},
+                                        {PASSERELLE_BINARY, "serve", "--help"},
+                                        {PASSERELLE_BINARY, "db", "--help"},
+                                        {PASSERELLE_BINARY, "config", "--help"}}) {
+    Child c = spawn(args);
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, c.out)) > 0) out.append(buf, n);
+    EXPECT_EQ(waitExit(c.pid), 0) << args[1];
+    EXPECT_NE(out.find("Usage"), std::string::npos) << args[1];
+    fclose(c.out);
+    close(c.errFd);
+  }
+}

@@ -1,0 +1,51 @@
+// Test support implementation.
+#include "tests/support/test_gateway.h"
+
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "gateway/common/log.h"
+
+namespace passerelle::testing {
+
+TempDir::TempDir() {
+  std::string tmpl = (std::filesystem::temp_directory_path() / "passerelle-test-XXXXXX").string();
+  std::vector<char> buf(tmpl.begin(), tmpl.end());
+  buf.push_back('\0');
+  char* p = mkdtemp(buf.data());
+  if (!p) throw std::runtime_error("mkdtemp failed");
+  path_ = p;
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+TestGateway::TestGateway(std::vector<std::string> sets, bool https) {
+  std::vector<std::string> all = {"http.port=0", "https.port=0", "https.enabled=" + std::string(https ? "true" : "false"),
+                                  "data.dir=" + dir_.path(), "log.level=warn", "server.drain_seconds=5"};
+  all.insert(all.end(), sets.begin(), sets.end());
+  char* noEnv[] = {nullptr};
+  auto cfg = config::Config::load("/dev/null", all, noEnv);
+  if (!cfg.ok()) throw std::runtime_error(cfg.error().message);
+  log::setLevel(log::Level::kWarn);
+  auto g = app::Gateway::start(cfg.value());
+  if (!g.ok()) throw std::runtime_error(g.error().message);
+  gateway_ = std::move(g.value());
+}
+
+TestGateway::~TestGateway() {
+  if (gateway_) gateway_->stop();
+}
+
+std::string TestGateway::base() const { return "http://127.0.0.1:" + std::to_string(httpPort()) + "/fhir"; }
+
+std::string corporaDir() {
+  if (const char* env = std::getenv("PASSERELLE_CORPORA")) return std::filesystem::exists(env) ? env : "";
+  return std::filesystem::exists(PASSERELLE_CORPORA_DIR) ? PASSERELLE_CORPORA_DIR : "";
+}
+
+}  // namespace passerelle::testing
