@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <map>
+#include <Poco/URI.h>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -25,16 +26,20 @@ namespace {
 
 const char* kJsonContentType = "application/fhir+json; charset=utf-8";
 
+// Server-assigned ids are UUIDv7 (RFC 9562): 48 bits of milliseconds then random bits, so new
+// rows land at the right edge of the (type, id) indexes instead of on random pages, which keeps
+// the pages each group commit writes to the WAL few.
 std::string newId() {
   thread_local std::mt19937_64 rng{std::random_device{}() ^ (static_cast<std::uint64_t>(nowMs()) << 20) ^
                                    std::hash<std::thread::id>{}(std::this_thread::get_id())};
-  std::uint64_t a = rng(), b = rng();
-  a = (a & 0xFFFFFFFFFFFF0FFFULL) | 0x0000000000004000ULL;  // version 4
-  b = (b & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // RFC 4122 variant
+  std::uint64_t ms = static_cast<std::uint64_t>(nowMs()) & 0xFFFFFFFFFFFFULL;
+  std::uint64_t r1 = rng(), r2 = rng();
+  std::uint64_t hi = (ms << 16) | 0x7000ULL | (r1 & 0x0FFFULL);               // time, version 7, rand_a
+  std::uint64_t lo = (r2 & 0x3FFFFFFFFFFFFFFFULL) | 0x8000000000000000ULL;  // variant, rand_b
   char buf[40];
-  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(a >> 32),
-                static_cast<unsigned>((a >> 16) & 0xFFFF), static_cast<unsigned>(a & 0xFFFF),
-                static_cast<unsigned>(b >> 48), static_cast<unsigned long long>(b & 0xFFFFFFFFFFFFULL));
+  std::snprintf(buf, sizeof buf, "%08x-%04x-%04x-%04x-%012llx", static_cast<unsigned>(hi >> 32),
+                static_cast<unsigned>((hi >> 16) & 0xFFFF), static_cast<unsigned>(hi & 0xFFFF),
+                static_cast<unsigned>(lo >> 48), static_cast<unsigned long long>(lo & 0xFFFFFFFFFFFFULL));
   return buf;
 }
 
@@ -182,17 +187,6 @@ Result<void> checkResource(const Json& j, const std::string& expected, const std
   return {};
 }
 
-std::string buildMeta(const Json& resource, std::int64_t version, std::int64_t lastUpdated) {
-  Json meta = Json::object();
-  meta["versionId"] = std::to_string(version);
-  meta["lastUpdated"] = formatInstant(lastUpdated);
-  auto it = resource.find("meta");
-  if (it != resource.end() && it->is_object())
-    for (auto m = it->begin(); m != it->end(); ++m)
-      if (m.key() != "versionId" && m.key() != "lastUpdated") meta[m.key()] = m.value();
-  return meta.dump();
-}
-
 std::vector<store::TokenEntry> tokensOf(const std::string& type, const Json& resource) {
   std::vector<store::TokenEntry> out;
   if (!hasIdentifierParam(type)) return out;
@@ -220,33 +214,68 @@ struct WriteOutcome {
   bool wrote = false;  // false when nothing changed (conditional create matched, delete of nothing)
 };
 
-Result<ResourceVersion> putResource(WriteTxn& txn, const std::string& type, const std::string& id, std::int64_t version,
-                                    const char* method, const Incoming& in, const ReferenceRewriter& rw) {
+// A resource body made ready outside the writer: everything but meta.versionId and
+// meta.lastUpdated, which the unit of work fills in.
+struct PreparedResource {
+  std::string head;       // up to and including "meta":
+  std::string metaExtra;  // the client's other meta members, as ,"k":v...
+  std::string tail;       // after the meta value
+  std::vector<store::TokenEntry> tokens;
+};
+
+PreparedResource prepare(const std::string& type, const std::string& id, const Incoming& in,
+                         const ReferenceRewriter& rw) {
+  PreparedResource p;
+  std::string out;
+  out.reserve(in.span.end - in.span.begin + 64);
+  // 0x01 cannot appear raw in JSON text, so it marks where the meta value goes.
+  writeResource(in.text, in.span, id, "\x01", out, rw);
+  std::size_t at = out.find('\x01');
+  p.head.assign(out, 0, at);
+  p.tail.assign(out, at + 1, std::string::npos);
+  Span meta = findMember(in.text, in.span, "meta");
+  for (const auto& m : objectMembers(in.text, meta)) {
+    if (m.key == "versionId" || m.key == "lastUpdated") continue;
+    p.metaExtra += ',';
+    p.metaExtra.append(in.text.substr(m.keySpan.begin, m.keySpan.end - m.keySpan.begin));
+    p.metaExtra += ':';
+    writeCompact(in.text, m.value, p.metaExtra);
+  }
+  p.tokens = tokensOf(type, in.json);
+  return p;
+}
+
+Result<ResourceVersion> putPrepared(WriteTxn& txn, const std::string& type, const std::string& id, std::int64_t version,
+                                    const char* method, const PreparedResource& p) {
   ResourceVersion v;
   v.type = type;
   v.id = id;
   v.version = version;
   v.method = method;
   v.lastUpdatedMs = txn.nowMs();
-  v.body.reserve(in.span.end - in.span.begin + 128);
-  writeResource(in.text, in.span, id, buildMeta(in.json, version, v.lastUpdatedMs), v.body, rw);
-  auto r = txn.put(v, tokensOf(type, in.json));
+  std::string vs = std::to_string(version);
+  std::string instant = formatInstant(v.lastUpdatedMs);
+  v.body.reserve(p.head.size() + p.tail.size() + p.metaExtra.size() + 64);
+  v.body.append(p.head).append("{\"versionId\":\"").append(vs).append("\",\"lastUpdated\":\"").append(instant);
+  v.body.append("\"").append(p.metaExtra).append("}").append(p.tail);
+  auto r = txn.put(v, p.tokens);
   if (!r.ok()) return r.error();
   return v;
 }
 
-Result<WriteOutcome> createIn(WriteTxn& txn, const std::string& type, const std::string& id, const Incoming& in,
-                              const ReferenceRewriter& rw) {
-  auto cur = txn.current(type, id);
-  if (!cur.ok()) return cur.error();
-  if (cur->has_value()) return makeError(ErrorCode::kConflict, type + "/" + id + " already exists");
-  auto v = putResource(txn, type, id, 1, "POST", in, rw);
-  if (!v.ok()) return v.error();
+// Creates version 1 of a new id (server ids are random UUIDs: a clash is reported as a conflict
+// by the store rather than looked for first).
+Result<WriteOutcome> createIn(WriteTxn& txn, const std::string& type, const std::string& id, const PreparedResource& p) {
+  auto v = putPrepared(txn, type, id, 1, "POST", p);
+  if (!v.ok()) {
+    if (v.error().code == ErrorCode::kConflict) return makeError(ErrorCode::kConflict, type + "/" + id + " already exists");
+    return v.error();
+  }
   return WriteOutcome{201, std::move(v.value()), true};
 }
 
-Result<WriteOutcome> updateIn(WriteTxn& txn, const std::string& type, const std::string& id, const Incoming& in,
-                              std::optional<std::int64_t> ifMatch, const ReferenceRewriter& rw) {
+Result<WriteOutcome> updateIn(WriteTxn& txn, const std::string& type, const std::string& id, const PreparedResource& p,
+                              std::optional<std::int64_t> ifMatch) {
   auto cur = txn.current(type, id);
   if (!cur.ok()) return cur.error();
   const auto& c = cur.value();
@@ -255,7 +284,7 @@ Result<WriteOutcome> updateIn(WriteTxn& txn, const std::string& type, const std:
                      "If-Match " + etagOf(*ifMatch) + " does not match the current version" +
                          (c ? " " + etagOf(c->version) : std::string(" (the resource does not exist)")));
   std::int64_t next = c ? c->version + 1 : 1;
-  auto v = putResource(txn, type, id, next, "PUT", in, rw);
+  auto v = putPrepared(txn, type, id, next, "PUT", p);
   if (!v.ok()) return v.error();
   return WriteOutcome{(!c || c->deleted) ? 201 : 200, std::move(v.value()), true};
 }
@@ -352,7 +381,13 @@ class FhirService::Impl {
     while (start < path.size()) {
       std::size_t slash = path.find('/', start);
       std::string s = path.substr(start, slash == std::string::npos ? std::string::npos : slash - start);
-      if (!s.empty()) seg.push_back(s);
+      std::string decoded;
+      try {
+        Poco::URI::decode(s, decoded);
+      } catch (...) {
+        decoded = s;
+      }
+      if (!decoded.empty()) seg.push_back(decoded);
       if (slash == std::string::npos) break;
       start = slash + 1;
     }
@@ -627,6 +662,8 @@ class FhirService::Impl {
       if (auto qm = q.find('?'); qm != std::string::npos) q = q.substr(qm + 1);
       cond = parseQueryString(q);
     }
+    std::string id = newId();
+    PreparedResource prepared = prepare(type, id, in.value(), {});
     WriteOutcome out;
     auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
       if (!req_.ifNoneExist.empty()) {
@@ -639,7 +676,7 @@ class FhirService::Impl {
           return {};
         }
       }
-      auto c = createIn(txn, type, newId(), in.value(), {});
+      auto c = createIn(txn, type, id, prepared);
       if (!c.ok()) return c.error();
       out = std::move(c.value());
       return {};
@@ -660,9 +697,10 @@ class FhirService::Impl {
                            type + ".id");
     auto im = ifMatch();
     if (!im.ok()) return errorResponse(im.error());
+    PreparedResource prepared = prepare(type, id, in.value(), {});
     WriteOutcome out;
     auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
-      auto u = updateIn(txn, type, id, in.value(), im.value(), {});
+      auto u = updateIn(txn, type, id, prepared, im.value());
       if (!u.ok()) return u.error();
       out = std::move(u.value());
       return {};
@@ -697,7 +735,7 @@ class FhirService::Impl {
       } else {
         id = newId();
       }
-      auto u = updateIn(txn, type, id, in.value(), im.value(), {});
+      auto u = updateIn(txn, type, id, prepare(type, id, in.value(), {}), im.value());
       if (!u.ok()) return u.error();
       out = std::move(u.value());
       return {};
@@ -1012,9 +1050,13 @@ class BundleProcessor {
     std::optional<Error> problem;
     ReferenceRewriter rw = transaction_ ? rewriter(txn, problem) : ReferenceRewriter();
     Result<WriteOutcome> w = makeError(ErrorCode::kInternal, "not executed");
-    if (e.method == "POST") w = createIn(txn, e.type, e.id, e.in, rw);
-    else if (e.method == "PUT") w = updateIn(txn, e.type, e.id, e.in, e.ifMatch, rw);
-    else w = deleteIn(txn, e.type, e.id, e.ifMatch);
+    if (e.method == "DELETE") {
+      w = deleteIn(txn, e.type, e.id, e.ifMatch);
+    } else {
+      PreparedResource p = prepare(e.type, e.id, e.in, rw);
+      if (problem) return *problem;
+      w = e.method == "POST" ? createIn(txn, e.type, e.id, p) : updateIn(txn, e.type, e.id, p, e.ifMatch);
+    }
     if (problem) return *problem;
     if (!w.ok()) return w.error();
     e.outcome = std::move(w.value());

@@ -85,8 +85,9 @@ class WriteTxn {
   // The latest version (possibly a deletion), or nullopt when the resource never existed.
   virtual Result<std::optional<ResourceVersion>> current(const std::string& type, const std::string& id) = 0;
   virtual Result<SearchPage> search(const SearchQuery& query) = 0;
-  // Appends `v` (v.version must be the current version + 1) and replaces the resource's index
-  // rows with `tokens` (ignored for a deletion, which drops them).
+  // Appends `v` (v.version must be the current version + 1; a clash is kConflict) and replaces
+  // the resource's index rows with `tokens` (ignored for a deletion, which drops them).
+  // v.lastUpdatedMs, when 0, is set to nowMs(); v.seq is set.
   virtual Result<void> put(ResourceVersion& v, const std::vector<TokenEntry>& tokens) = 0;
   // The timestamp to give versions written in this unit (never goes backwards).
   virtual std::int64_t nowMs() = 0;

@@ -152,6 +152,24 @@ TEST_F(FhirRestTest, ConditionalUpdateCreatesThenUpdates) {
   EXPECT_EQ(unknown.status, 400);  // an ignored parameter would widen the match
 }
 
+TEST_F(FhirRestTest, ConditionalUpdateRefusesABodyIdThatExistsButDoesNotMatch) {
+  json other = json::parse(R"({"resourceType":"Patient","id":"taken","active":true})");
+  ASSERT_EQ(client_.send("PUT", "/fhir/Patient/taken", other.dump()).status, 201);
+  json p = json::parse(kPatient);
+  p["id"] = "taken";
+  auto r = client_.send("PUT", "/fhir/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|nobody", p.dump());
+  EXPECT_EQ(r.status, 409) << r.body;
+  EXPECT_EQ(issue(r)["code"], "conflict");
+  EXPECT_EQ(client_.get("/fhir/Patient/taken").json()["meta"]["versionId"], "1");
+}
+
+TEST_F(FhirRestTest, ServerIdsAreTimeOrderedUuids) {
+  std::string a = create(), b = create();
+  EXPECT_EQ(a[14], '7');  // UUID version 7
+  EXPECT_LT(a.substr(0, 13), b.substr(0, 13) + "~");
+  EXPECT_NE(a, b);
+}
+
 TEST_F(FhirRestTest, ConditionalDeleteRemovesTheSingleMatch) {
   std::string id = create();
   auto d = client_.request("DELETE", "/fhir/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|180057512345678");
