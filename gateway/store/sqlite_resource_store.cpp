@@ -346,6 +346,16 @@ class SqliteResourceStore : public ResourceStore {
     }
     auto m = migrate();
     if (!m.ok()) return m;
+    // Checkpoints run on their own thread and connection, so the writer never copies WAL pages
+    // into the database (and fsyncs it) in the middle of a group commit. The hook replaces
+    // SQLite's automatic checkpoint.
+    try {
+      checkpointConn_ = std::make_unique<Connection>(path_);
+    } catch (const std::exception& ex) {
+      return makeError(ErrorCode::kInternal, std::string("cannot open the checkpoint connection: ") + ex.what());
+    }
+    sqlite3_wal_hook(writer_->db(), &SqliteResourceStore::walHook, this);
+    checkpointer_ = std::thread([this] { checkpointLoop(); });
     thread_ = std::thread([this] { writerLoop(); });
     return {};
   }
@@ -427,6 +437,13 @@ class SqliteResourceStore : public ResourceStore {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(checkpointMutex_);
+      checkpointStop_ = true;
+    }
+    checkpointCv_.notify_all();
+    if (checkpointer_.joinable()) checkpointer_.join();
+    checkpointConn_.reset();
     std::lock_guard<std::mutex> lock(readersMutex_);
     freeReaders_.clear();
     writer_.reset();
@@ -525,6 +542,41 @@ class SqliteResourceStore : public ResourceStore {
     return {};
   }
 
+  // Called by SQLite on the writer thread after each commit with the WAL's size in pages.
+  static int walHook(void* self, sqlite3*, const char*, int frames) {
+    auto* store = static_cast<SqliteResourceStore*>(self);
+    if (frames >= 4 * kCheckpointFrames) {
+      // A background checkpoint never catches up with a busy writer, so the WAL could not start
+      // over; finishing it here is cheap (the background copied most frames) and lets the next
+      // transaction rewind the WAL.
+      sqlite3_wal_checkpoint_v2(store->writer_->db(), "main", SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+    } else if (frames >= kCheckpointFrames) {
+      {
+        std::lock_guard<std::mutex> lock(store->checkpointMutex_);
+        store->checkpointWanted_ = true;
+      }
+      store->checkpointCv_.notify_one();
+    }
+    return SQLITE_OK;
+  }
+
+  void checkpointLoop() {
+    std::unique_lock<std::mutex> lock(checkpointMutex_);
+    for (;;) {
+      checkpointCv_.wait(lock, [&] { return checkpointWanted_ || checkpointStop_; });
+      bool stop = checkpointStop_;
+      checkpointWanted_ = false;
+      lock.unlock();
+      int logFrames = 0, done = 0;
+      int rc = sqlite3_wal_checkpoint_v2(checkpointConn_->db(), "main", stop ? SQLITE_CHECKPOINT_TRUNCATE : SQLITE_CHECKPOINT_PASSIVE,
+                                         &logFrames, &done);
+      if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+        log::warn("store.checkpoint_failed", {{"error", sqlite3_errmsg(checkpointConn_->db())}});
+      lock.lock();
+      if (stop) return;
+    }
+  }
+
   void writerLoop() {
     std::vector<Job*> batch;
     std::vector<Result<void>> results;
@@ -598,6 +650,14 @@ class SqliteResourceStore : public ResourceStore {
   bool stopping_ = false;
   StoreStats stats_;
   std::int64_t lastMs_ = 0;
+
+  static constexpr int kCheckpointFrames = 1000;
+  std::unique_ptr<Connection> checkpointConn_;
+  std::thread checkpointer_;
+  std::mutex checkpointMutex_;
+  std::condition_variable checkpointCv_;
+  bool checkpointWanted_ = false;
+  bool checkpointStop_ = false;
 
   std::mutex readersMutex_;
   std::condition_variable readersCv_;
