@@ -80,15 +80,16 @@ TEST(ProcessTest, PrintsPortsServesAndExitsZeroOnSigterm) {
   EXPECT_EQ(r.status, 201);
   HttpClient tls(std::stoi(m[2]), true, dir.path() + "/tls/dev-server.crt");
   EXPECT_EQ(tls.get("/healthz").status, 200);
-  // An in-flight request (a 1000-entry transaction) still completes when SIGTERM arrives.
+  // An in-flight request (an 8000-entry transaction) still completes when SIGTERM arrives.
   std::string bundle = R"({"resourceType":"Bundle","type":"transaction","entry":[)";
-  for (int i = 0; i < 1000; ++i)
+  for (int i = 0; i < 8000; ++i)
     bundle += std::string(i ? "," : "") + R"({"resource":{"resourceType":"Patient","active":true},"request":{"method":"POST","url":"Patient"}})";
   bundle += "]}";
   int inflight = 0;
   std::thread t([&] {
     try {
       HttpClient slow(port);
+      if (slow.get("/healthz").status != 200) return;  // the connection is now held by a server thread
       inflight = slow.send("POST", "/fhir", bundle).status;
     } catch (const std::exception&) {
       inflight = -1;  // the connection was cut: the drain failed
@@ -99,6 +100,8 @@ TEST(ProcessTest, PrintsPortsServesAndExitsZeroOnSigterm) {
   t.join();
   EXPECT_EQ(waitExit(c.pid), 0);
   EXPECT_EQ(inflight, 200);
+  HttpClient after(port);
+  EXPECT_THROW(after.get("/healthz"), std::exception);  // and the gateway is gone
   std::string err = readAll(c.errFd);
   EXPECT_NE(err.find("gateway.stopped"), std::string::npos) << err;
   fclose(c.out);
