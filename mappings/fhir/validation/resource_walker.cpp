@@ -1,0 +1,766 @@
+// The validation walk: one pass over each object collects its fields (element index, value), then
+// each field is checked against its element definition, then the object's cardinalities and
+// invariants. Paths are kept as a stack of pieces and only turned into text for an issue.
+#include "mappings/fhir/validation/resource_walker.h"
+
+#include <algorithm>
+#include <charconv>
+
+#include "mappings/fhir/validation/primitive_checks.h"
+#include "mappings/fhir/validation/xhtml_check.h"
+
+namespace passerelle::fhir::validation {
+
+namespace {
+
+using simdjson::dom::array;
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+std::string_view jsonKind(element_type t) {
+  switch (t) {
+    case element_type::ARRAY: return "an Array";
+    case element_type::OBJECT: return "an Object";
+    case element_type::INT64:
+    case element_type::UINT64:
+    case element_type::DOUBLE: return "a Number";
+    case element_type::STRING: return "a String";
+    case element_type::BOOL: return "a Boolean";
+    case element_type::NULL_VALUE: return "null";
+  }
+  return "a value";
+}
+
+bool stringOf(element v, std::string_view& out) { return v.get_string().get(out) == simdjson::SUCCESS; }
+
+bool member(object obj, std::string_view key, element& out) {
+  return obj.at_key(key).get(out) == simdjson::SUCCESS;
+}
+
+bool memberString(object obj, std::string_view key, std::string_view& out) {
+  element v;
+  return member(obj, key, v) && stringOf(v, out);
+}
+
+bool memberObject(object obj, std::string_view key, object& out) {
+  element v;
+  return member(obj, key, v) && v.get_object().get(out) == simdjson::SUCCESS;
+}
+
+bool memberArray(object obj, std::string_view key, array& out) {
+  element v;
+  return member(obj, key, v) && v.get_array().get(out) == simdjson::SUCCESS;
+}
+
+bool startsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
+
+std::string quoteText(std::string_view s) {
+  constexpr std::size_t kMax = 80;
+  if (s.size() <= kMax) return "'" + std::string(s) + "'";
+  return "'" + std::string(s.substr(0, kMax)) + "...'";
+}
+
+// The (system, code) pairs of a CodeableConcept's codings.
+void codings(object cc, std::vector<std::pair<std::string_view, std::string_view>>& out) {
+  array list;
+  if (!memberArray(cc, "coding", list)) return;
+  for (element c : list) {
+    object co;
+    if (c.get_object().get(co) != simdjson::SUCCESS) continue;
+    std::string_view system, code;
+    memberString(co, "system", system);
+    if (memberString(co, "code", code)) out.emplace_back(system, code);
+  }
+}
+
+}  // namespace
+
+ResourceWalker::ResourceWalker(const ValidationTables& tables, std::vector<Issue>& issues)
+    : tables_(tables), issues_(issues) {
+  path_.reserve(32);
+  fields_.reserve(128);
+}
+
+std::string ResourceWalker::pathString() const {
+  std::string out;
+  for (std::size_t i = 0; i < path_.size(); ++i) {
+    const PathPiece& p = path_[i];
+    if (i) out += '.';
+    out += p.name;
+    if (!p.ofType.empty()) {
+      out += ".ofType(";
+      out += p.ofType;
+      out += ')';
+    }
+    if (p.index >= 0) {
+      out += '[';
+      out += std::to_string(p.index);
+      out += ']';
+    }
+  }
+  return out;
+}
+
+void ResourceWalker::report(std::string_view code, std::string message, std::string_view severity) {
+  if (issues_.size() >= kMaxIssues) {
+    if (!truncated_) {
+      truncated_ = true;
+      issues_.push_back({"error", "too-costly", "Too many issues: the rest are not reported", pathString()});
+    }
+    return;
+  }
+  issues_.push_back({std::string(severity), std::string(code), std::move(message), pathString()});
+}
+
+void ResourceWalker::validateDocument(element root, std::string_view expectedType) {
+  object obj;
+  if (root.get_object().get(obj) != simdjson::SUCCESS) {
+    issues_.push_back({"error", "structure",
+                       "The JSON document must be an object (a FHIR resource), not " +
+                           std::string(jsonKind(root.type())),
+                       ""});
+    return;
+  }
+  validateResource(obj, expectedType, false);
+}
+
+void ResourceWalker::validateResource(object obj, std::string_view expectedType, bool contained) {
+  element rt;
+  std::string_view typeName;
+  bool rootLevel = path_.empty();
+  if (!member(obj, "resourceType", rt)) {
+    if (rootLevel) push(expectedType.empty() ? std::string_view("Resource") : expectedType);
+    report("structure", "Unable to find resourceType property");
+    if (rootLevel) pop();
+    return;
+  }
+  if (!stringOf(rt, typeName)) {
+    if (rootLevel) push("Resource");
+    report("structure", "The property resourceType must be a JSON String, not " + std::string(jsonKind(rt.type())));
+    if (rootLevel) pop();
+    return;
+  }
+  int typeIndex = tables_.resourceType(typeName);
+  if (rootLevel) push(typeName);
+  if (typeIndex < 0) {
+    report("structure", "Unknown resource type " + quoteText(typeName));
+    if (rootLevel) pop();
+    return;
+  }
+  if (!expectedType.empty() && expectedType != typeName)
+    report("invalid", "The resource type " + quoteText(typeName) + " does not match the expected type " +
+                          quoteText(expectedType));
+  if (!contained) frames_.emplace_back();
+  walkObject(obj, typeIndex, nullptr, -1, true);
+  if (typeIndex == tables_.bundleType) checkBundle(obj);
+  if (typeIndex == tables_.observationType) checkObservation(obj);
+  if (contained) checkContained(obj);
+  if (!contained) {
+    // dom-3: every contained resource is referenced from elsewhere in the resource (or refers to it).
+    array list;
+    if (memberArray(obj, "contained", list)) {
+      const ResourceFrame& frame = frames_.back();
+      std::int32_t i = 0;
+      for (element c : list) {
+        object co;
+        std::string_view id;
+        if (c.get_object().get(co) == simdjson::SUCCESS && memberString(co, "id", id)) {
+          bool referenced =
+              std::find(frame.containerRefIn.begin(), frame.containerRefIn.end(), i) != frame.containerRefIn.end();
+          for (std::string_view ref : frame.localRefs)
+            if (ref.size() == id.size() + 1 && ref.substr(1) == id) referenced = true;
+          if (!referenced) {
+            push("contained", i);
+            report("invariant",
+                   "Constraint failed: dom-3: 'If the resource is contained in another resource, it SHALL be "
+                   "referred to from elsewhere in the resource or SHALL refer to the containing resource' "
+                   "(contained resource " + quoteText(id) + " is not referenced)");
+            pop();
+          }
+        }
+        ++i;
+      }
+    }
+    frames_.pop_back();
+  }
+  if (rootLevel) pop();
+}
+
+void ResourceWalker::walkObject(object obj, int typeIndex, const ElementDef* via, int inheritedValueSet,
+                                bool resourceRoot) {
+  const TypeDef& type = tables_.type(typeIndex);
+  const std::size_t base = fields_.size();
+  bool hasContent = false;
+  int resourceTypeSeen = 0;
+  for (auto [key, value] : obj) {
+    if (resourceRoot && key == "resourceType") {
+      if (++resourceTypeSeen > 1) report("structure", "Duplicate JSON property 'resourceType'");
+      continue;
+    }
+    bool underscore = key.size() > 1 && key[0] == '_';
+    int e = type.find(underscore ? key.substr(1) : key);
+    if (key != "id") hasContent = true;  // ele-1 counts any child, even one reported as unknown
+    if (e < 0 || (underscore && type.elements[e].prim == Prim::None)) {
+      report("structure", "Unrecognized property " + quoteText(key));
+      continue;
+    }
+    const ElementDef& ed = type.elements[e];
+    bool duplicate = false;
+    for (std::size_t i = base; i < fields_.size(); ++i) {
+      const Field& f = fields_[i];
+      if (f.element == e && f.underscore == underscore) {
+        report("structure", "Duplicate JSON property " + quoteText(key));
+        duplicate = true;
+        break;
+      }
+      if (ed.choice >= 0 && f.element != e && type.elements[f.element].choice == ed.choice) {
+        report("structure", "Only one of the choices of " + ed.choiceBase + "[x] is allowed, but both " +
+                                quoteText(type.elements[f.element].name) + " and " + quoteText(ed.name) + " are present");
+        duplicate = true;
+        break;
+      }
+    }
+    if (duplicate) continue;
+    fields_.push_back({static_cast<std::int16_t>(e), underscore, value});
+  }
+  const std::size_t end = fields_.size();
+  if (!hasContent && !resourceRoot)
+    report("invariant", "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
+
+  for (std::size_t i = base; i < end; ++i) walkField(type, i, base, end, inheritedValueSet, resourceRoot);
+
+  // Cardinality.
+  for (std::int16_t r : type.required) {
+    bool present = false;
+    for (std::size_t i = base; i < end && !present; ++i) present = fields_[i].element == r;
+    if (!present) {
+      const ElementDef& ed = type.elements[r];
+      report("required", type.name + "." + ed.name + ": minimum required = " + std::to_string(ed.min) +
+                             ", but only found 0");
+    }
+  }
+  for (std::int16_t c : type.requiredChoices) {
+    bool present = false;
+    for (std::size_t i = base; i < end && !present; ++i) present = type.elements[fields_[i].element].choice == c;
+    if (!present)
+      report("required", type.name + "." + type.choiceBases[c] + "[x]: minimum required = 1, but only found 0");
+  }
+  for (std::size_t i = base; i < end; ++i) {
+    const Field& f = fields_[i];
+    const ElementDef& ed = type.elements[f.element];
+    array arr;
+    if (ed.max > 1 && !f.underscore && f.value.get_array().get(arr) == simdjson::SUCCESS &&
+        arr.size() > static_cast<std::size_t>(ed.max))
+      report("structure", type.name + "." + ed.name + ": maximum allowed = " + std::to_string(ed.max) +
+                              ", but found " + std::to_string(arr.size()));
+  }
+
+  // Type-specific rules.
+  if (typeIndex == tables_.extensionType) checkExtension(base, end, type);
+  if (typeIndex == tables_.referenceType) {
+    for (std::size_t i = base; i < end; ++i) {
+      std::string_view ref;
+      if (!fields_[i].underscore && type.elements[fields_[i].element].name == "reference" &&
+          stringOf(fields_[i].value, ref)) {
+        push("reference");
+        checkReference(ref, via);
+        pop();
+      }
+    }
+  }
+  if (typeIndex == tables_.codingType) checkCoding(obj, inheritedValueSet);
+  if (typeIndex == tables_.attachmentType) checkAttachment(obj);
+  fields_.resize(base);
+}
+
+void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std::size_t base, std::size_t end,
+                               int inheritedValueSet, bool resourceRoot) {
+  const Field f = fields_[fieldIndex];
+  const ElementDef& ed = type.elements[f.element];
+  // The sibling holding the other half of a primitive (value / _value).
+  const Field* partner = nullptr;
+  if (ed.prim != Prim::None)
+    for (std::size_t i = base; i < end; ++i)
+      if (fields_[i].element == f.element && fields_[i].underscore != f.underscore) partner = &fields_[i];
+  array partnerArray;
+  bool partnerIsArray = partner && partner->value.get_array().get(partnerArray) == simdjson::SUCCESS;
+
+  if (ed.choice >= 0)
+    push(ed.choiceBase, -1, ed.typeName);
+  else
+    push(ed.name);
+  int childValueSet = ed.type == tables_.codeableConceptType || ed.type == tables_.codingType ? ed.valueSet
+                      : type.name == "CodeableConcept" && ed.name == "coding"            ? inheritedValueSet
+                                                                                           : -1;
+  element_type kind = f.value.type();
+  if (ed.many()) {
+    array arr;
+    if (f.value.get_array().get(arr) != simdjson::SUCCESS) {
+      report("structure", "The property " + ed.name + " must be a JSON Array, not " + std::string(jsonKind(kind)));
+    } else if (arr.size() == 0) {
+      report("invalid", "Array cannot be empty - the property should not be present if it has no values");
+    } else {
+      if (f.underscore && partnerIsArray && partnerArray.size() != arr.size())
+        report("structure", "The arrays " + ed.name + " and _" + ed.name + " must have the same length");
+      std::int32_t index = 0;
+      for (element item : arr) {
+        path_.back().index = index;
+        if (item.is_null()) {
+          bool otherHalf = false;
+          if (partnerIsArray) {
+            element o;
+            otherHalf = partnerArray.at(static_cast<std::size_t>(index)).get(o) == simdjson::SUCCESS && !o.is_null();
+          }
+          if (!otherHalf && !f.underscore) report("structure", "Null values are not allowed here");
+          if (!otherHalf && f.underscore && !partnerIsArray) report("structure", "Null values are not allowed here");
+        } else if (f.underscore) {
+          object o;
+          if (item.get_object().get(o) != simdjson::SUCCESS)
+            report("structure", "The primitive extension must be a JSON Object, not " + std::string(jsonKind(item.type())));
+          else
+            walkObject(o, tables_.elementType, nullptr, -1, false);
+        } else {
+          checkValue(item, ed, childValueSet, false);
+        }
+        ++index;
+      }
+    }
+  } else if (kind == element_type::ARRAY) {
+    report("structure", "The property " + ed.name + " must not be a JSON Array (it has at most one value)");
+  } else if (f.underscore) {
+    object o;
+    if (f.value.get_object().get(o) != simdjson::SUCCESS)
+      report("structure", "The primitive extension must be a JSON Object, not " + std::string(jsonKind(kind)));
+    else
+      walkObject(o, tables_.elementType, nullptr, -1, false);
+  } else if (resourceRoot && ed.name == "id" && ed.prim != Prim::None) {
+    checkPrimitive(f.value, ed, true);
+  } else {
+    checkValue(f.value, ed, childValueSet, false);
+  }
+  pop();
+}
+
+void ResourceWalker::checkValue(element v, const ElementDef& e, int inheritedValueSet, bool) {
+  if (e.prim != Prim::None) {
+    checkPrimitive(v, e, false);
+    return;
+  }
+  object o;
+  if (v.get_object().get(o) != simdjson::SUCCESS) {
+    report("structure", "The property " + e.name + " must be a JSON Object, not " + std::string(jsonKind(v.type())));
+    return;
+  }
+  if (e.isResource) {
+    bool isContained = e.name == "contained";
+    if (isContained) {
+      std::int32_t saved = containedIndex_;
+      containedIndex_ = path_.back().index;
+      validateResource(o, {}, true);
+      containedIndex_ = saved;
+    } else {
+      std::int32_t saved = containedIndex_;
+      containedIndex_ = -1;
+      validateResource(o, {}, false);
+      containedIndex_ = saved;
+    }
+    return;
+  }
+  walkObject(o, e.type, &e, inheritedValueSet, false);
+}
+
+void ResourceWalker::checkPrimitive(element v, const ElementDef& e, bool isResourceId) {
+  element_type kind = v.type();
+  switch (e.prim) {
+    case Prim::Boolean:
+      if (kind != element_type::BOOL)
+        report("structure", "Error parsing JSON: the primitive value must be a boolean, not " +
+                                std::string(jsonKind(kind)));
+      return;
+    case Prim::Integer:
+    case Prim::PositiveInt:
+    case Prim::UnsignedInt: {
+      if (kind != element_type::INT64 && kind != element_type::UINT64) {
+        if (kind == element_type::DOUBLE)
+          report("value", "The value is not a valid " + std::string(primName(e.prim)) + " (not a whole number)");
+        else
+          report("structure", "Error parsing JSON: the primitive value must be a number, not " +
+                                  std::string(jsonKind(kind)));
+        return;
+      }
+      std::int64_t n = 0;
+      if (kind == element_type::UINT64 || v.get_int64().get(n) != simdjson::SUCCESS) n = INT64_MAX;
+      std::int64_t lo = e.prim == Prim::Integer ? INT32_MIN : e.prim == Prim::PositiveInt ? 1 : 0;
+      if (n < lo || n > INT32_MAX)
+        report("value", "The value " + std::to_string(n) + " is outside the range of " +
+                            std::string(primName(e.prim)) + " (" + std::to_string(lo) + " to 2147483647)");
+      return;
+    }
+    case Prim::Decimal:
+      if (kind != element_type::INT64 && kind != element_type::UINT64 && kind != element_type::DOUBLE)
+        report("structure", "Error parsing JSON: the primitive value must be a number, not " +
+                                std::string(jsonKind(kind)));
+      return;
+    default: {
+      std::string_view s;
+      if (!stringOf(v, s)) {
+        report("structure",
+               "Error parsing JSON: the primitive value must be a string, not " + std::string(jsonKind(kind)));
+        return;
+      }
+      checkString(s, e, isResourceId);
+    }
+  }
+}
+
+void ResourceWalker::checkString(std::string_view s, const ElementDef& e, bool isResourceId) {
+  if (s.empty()) {
+    report("value", "@value cannot be empty");
+    return;
+  }
+  if (s.size() > kMaxStringBytes) {
+    report("value", "value is longer than permitted maximum length of 1 MB (1048576 bytes)");
+    return;
+  }
+  if (isResourceId) {
+    if (s.size() > 64)
+      report("value", "Invalid Resource id: Too long (" + std::to_string(s.size()) + " chars)");
+    else if (!isFhirId(s))
+      report("value", "Invalid Resource id: Invalid Characters (" + quoteText(s) + ")");
+    return;
+  }
+  bool ok = true;
+  std::string_view what;
+  switch (e.prim) {
+    case Prim::String:
+    case Prim::Markdown:
+      ok = isFhirString(s);
+      what = "string (no control characters)";
+      if (ok && s.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+        report("value", "@value cannot be made only of whitespace");
+        return;
+      }
+      break;
+    case Prim::Code: ok = isFhirCode(s); what = "code"; break;
+    case Prim::Id: ok = isFhirId(s); what = "id"; break;
+    case Prim::Uri:
+    case Prim::Url:
+    case Prim::Canonical:
+      ok = isFhirUri(s);
+      what = primName(e.prim);
+      if (ok && s[0] == '#' && !frames_.empty()) {
+        if (s.size() == 1 && containedIndex_ >= 0)
+          frames_.back().containerRefIn.push_back(containedIndex_);
+        else
+          frames_.back().localRefs.push_back(s);
+      }
+      break;
+    case Prim::Oid: ok = isFhirOid(s); what = "oid"; break;
+    case Prim::Uuid: ok = isFhirUuid(s); what = "uuid"; break;
+    case Prim::Date: ok = isFhirDate(s); what = "date"; break;
+    case Prim::DateTime: ok = isFhirDateTime(s); what = "dateTime"; break;
+    case Prim::Instant: ok = isFhirInstant(s); what = "instant"; break;
+    case Prim::Time: ok = isFhirTime(s); what = "time"; break;
+    case Prim::Base64Binary: ok = isFhirBase64(s); what = "base64Binary"; break;
+    case Prim::Xhtml: {
+      std::vector<XhtmlProblem> problems;
+      checkNarrativeXhtml(s, problems);
+      for (auto& p : problems)
+        report(p.invariant.empty() ? "invalid" : "invariant",
+               p.invariant.empty() ? std::move(p.message) : "Constraint failed: " + p.invariant + ": " + p.message);
+      return;
+    }
+    default: break;
+  }
+  if (!ok) {
+    if (e.prim == Prim::Date || e.prim == Prim::DateTime || e.prim == Prim::Instant || e.prim == Prim::Time)
+      report("value", "Not a valid " + std::string(what) + " format: " + quoteText(s));
+    else
+      report("value", "The value " + quoteText(s) + " is not a valid " + std::string(what));
+    return;
+  }
+  if (e.prim == Prim::Code && e.valueSet >= 0) {
+    const ValueSet& vs = tables_.valueSet(e.valueSet);
+    if (!vs.contains(s))
+      report("code-invalid", "The value provided (" + quoteText(s) + ") is not in the value set " + vs.url +
+                                 ", and a code is required from this value set");
+  }
+}
+
+void ResourceWalker::checkReference(std::string_view ref, const ElementDef* via) {
+  if (ref.empty()) return;  // reported as an empty string already
+  if (ref[0] == '#') {
+    if (!frames_.empty()) {
+      if (ref.size() == 1 && containedIndex_ >= 0)
+        frames_.back().containerRefIn.push_back(containedIndex_);
+      else
+        frames_.back().localRefs.push_back(ref);
+    }
+    return;
+  }
+  if (!isFhirUri(ref)) return;  // the uri check already reported it
+  std::string_view typeName;
+  if (startsWith(ref, "urn:uuid:")) {
+    if (!isFhirUuid(ref)) report("invalid", "The reference " + quoteText(ref) + " is not a valid urn:uuid: UUID");
+    return;
+  }
+  if (startsWith(ref, "urn:oid:")) {
+    if (!isFhirOid(ref)) report("invalid", "The reference " + quoteText(ref) + " is not a valid urn:oid: OID");
+    return;
+  }
+  bool absolute = ref.find("://") != std::string_view::npos || startsWith(ref, "urn:");
+  std::string_view path = ref;
+  std::size_t q = path.find('?');
+  if (q != std::string_view::npos && !absolute) {
+    // Conditional reference (transactions): Type?criteria
+    typeName = path.substr(0, q);
+    if (tables_.resourceType(typeName) < 0) {
+      report("invalid", "The reference " + quoteText(ref) + " is not a valid conditional reference (unknown type)");
+      return;
+    }
+  } else {
+    if (q != std::string_view::npos) path = path.substr(0, q);
+    // Split into segments; find [Type, id] or [Type, id, _history, vid] at the end.
+    std::vector<std::string_view> segs;
+    std::size_t pos = 0;
+    while (pos <= path.size()) {
+      std::size_t slash = path.find('/', pos);
+      if (slash == std::string_view::npos) slash = path.size();
+      segs.push_back(path.substr(pos, slash - pos));
+      pos = slash + 1;
+    }
+    std::size_t n = segs.size();
+    std::size_t typeAt = std::string_view::npos;
+    if (n >= 4 && segs[n - 2] == "_history") typeAt = n - 4;
+    else if (n >= 2) typeAt = n - 2;
+    bool shaped = typeAt != std::string_view::npos && tables_.resourceType(segs[typeAt]) >= 0 &&
+                  isFhirId(segs[typeAt + 1]);
+    if (!absolute && (!shaped || typeAt != 0)) {
+      report("invalid", "The reference " + quoteText(ref) +
+                            " is not valid: expected Type/id, Type/id/_history/version, an absolute URL, "
+                            "#id of a contained resource or urn:uuid:");
+      return;
+    }
+    if (!shaped) return;  // an absolute URL that is not a RESTful FHIR URL: nothing more to check
+    typeName = segs[typeAt];
+  }
+  if (via && !via->targets.empty()) {
+    int t = tables_.resourceType(typeName);
+    if (std::find(via->targets.begin(), via->targets.end(), t) == via->targets.end()) {
+      std::string allowed;
+      for (int x : via->targets) {
+        if (!allowed.empty()) allowed += ", ";
+        allowed += tables_.type(x).name;
+      }
+      report("invalid", "The type " + quoteText(typeName) + " of the reference " + quoteText(ref) +
+                            " is not a valid target for this element (allowed: " + allowed + ")");
+    }
+  }
+}
+
+void ResourceWalker::checkCoding(object coding, int valueSet) {
+  std::string_view system, code;
+  bool hasSystem = memberString(coding, "system", system);
+  if (hasSystem && !system.empty() && system.find(':') == std::string_view::npos) {
+    push("system");
+    report("invalid", "Coding.system must be an absolute reference, not a local reference (" + quoteText(system) + ")");
+    pop();
+  }
+  if (valueSet < 0 || !hasSystem || !memberString(coding, "code", code)) return;
+  const ValueSet& vs = tables_.valueSet(valueSet);
+  if (vs.hasSystem(system) && !vs.contains(code)) {
+    push("code");
+    report("code-invalid", "The code " + quoteText(code) + " of system " + std::string(system) +
+                               " is not in the value set " + vs.url + ", and a code is required from this value set");
+    pop();
+  }
+}
+
+void ResourceWalker::checkAttachment(object attachment) {
+  std::string_view data;
+  element size;
+  std::int64_t stated = 0;
+  if (!memberString(attachment, "data", data) || !member(attachment, "size", size) ||
+      size.get_int64().get(stated) != simdjson::SUCCESS || !isFhirBase64(data))
+    return;
+  std::int64_t chars = 0, padding = 0;
+  for (char c : data) {
+    if (c == ' ' || c == '\t' || c == '\r' || c == '\n') continue;
+    ++chars;
+    if (c == '=') ++padding;
+  }
+  std::int64_t actual = chars / 4 * 3 - padding;
+  if (actual != stated) {
+    push("size");
+    report("structure", "Stated Attachment Size " + std::to_string(stated) + " does not match actual attachment size " +
+                            std::to_string(actual));
+    pop();
+  }
+}
+
+void ResourceWalker::checkExtension(std::size_t base, std::size_t end, const TypeDef& type) {
+  bool hasExtension = false, hasValue = false;
+  for (std::size_t i = base; i < end; ++i) {
+    const ElementDef& ed = type.elements[fields_[i].element];
+    if (ed.name == "extension") hasExtension = true;
+    if (ed.choice >= 0) hasValue = true;
+  }
+  if (hasExtension == hasValue)
+    report("invariant", "Constraint failed: ext-1: 'Must have either extensions or value[x], not both'");
+}
+
+void ResourceWalker::checkContained(object obj) {
+  element v;
+  if (member(obj, "contained", v))
+    report("invariant", "Constraint failed: dom-2: 'If the resource is contained in another resource, it SHALL NOT "
+                        "contain nested Resources'");
+  object meta;
+  if (memberObject(obj, "meta", meta)) {
+    if (member(meta, "versionId", v) || member(meta, "lastUpdated", v))
+      report("invariant", "Constraint failed: dom-4: 'If a resource is contained in another resource, it SHALL NOT "
+                          "have a meta.versionId or a meta.lastUpdated'");
+    if (member(meta, "security", v))
+      report("invariant", "Constraint failed: dom-5: 'If a resource is contained in another resource, it SHALL NOT "
+                          "have a security label'");
+  }
+}
+
+void ResourceWalker::checkObservation(object obj) {
+  bool hasValue = false;
+  for (auto [key, value] : obj)
+    if (startsWith(key, "value") && key.size() > 5 && key[5] >= 'A' && key[5] <= 'Z') hasValue = true;
+  element v;
+  if (hasValue && member(obj, "dataAbsentReason", v))
+    report("invariant", "Constraint failed: obs-6: 'dataAbsentReason SHALL only be present if Observation.value[x] "
+                        "is not present'");
+  array components;
+  if (!memberArray(obj, "component", components)) return;
+  std::vector<std::pair<std::string_view, std::string_view>> own;
+  object code;
+  if (memberObject(obj, "code", code)) codings(code, own);
+  std::int32_t i = 0;
+  for (element c : components) {
+    object co, cc;
+    if (c.get_object().get(co) == simdjson::SUCCESS) {
+      bool componentValue = false;
+      for (auto [key, value] : co)
+        if (startsWith(key, "value") && key.size() > 5 && key[5] >= 'A' && key[5] <= 'Z') componentValue = true;
+      if (componentValue && member(co, "dataAbsentReason", v)) {
+        push("component", i);
+        report("invariant", "Constraint failed: obs-6: 'dataAbsentReason SHALL only be present if "
+                            "Observation.value[x] is not present'");
+        pop();
+      }
+      if (hasValue && memberObject(co, "code", cc)) {
+        std::vector<std::pair<std::string_view, std::string_view>> theirs;
+        codings(cc, theirs);
+        for (const auto& x : theirs)
+          if (std::find(own.begin(), own.end(), x) != own.end()) {
+            report("invariant", "Constraint failed: obs-7: 'If Observation.code is the same as an "
+                                "Observation.component.code then the value element associated with the code SHALL "
+                                "NOT be present'");
+            break;
+          }
+      }
+    }
+    ++i;
+  }
+}
+
+void ResourceWalker::checkBundle(object obj) {
+  std::string_view type;
+  memberString(obj, "type", type);
+  element v;
+  if (member(obj, "total", v) && type != "searchset" && type != "history")
+    report("invariant", "Constraint failed: bdl-1: 'total only when a search or history'");
+  bool document = type == "document", message = type == "message";
+  if (document) {
+    object identifier;
+    std::string_view s;
+    if (!memberObject(obj, "identifier", identifier) || !memberString(identifier, "system", s) ||
+        !memberString(identifier, "value", s))
+      report("invariant", "Constraint failed: bdl-9: 'A document must have an identifier with a system and a value'");
+    if (!member(obj, "timestamp", v))
+      report("invariant", "Constraint failed: bdl-10: 'A document must have a date'");
+  }
+  array entries;
+  bool hasEntries = memberArray(obj, "entry", entries);
+  bool needRequest = type == "batch" || type == "transaction" || type == "history";
+  bool needResponse = type == "batch-response" || type == "transaction-response" || type == "history";
+  std::vector<std::pair<std::string_view, std::string_view>> seen;  // fullUrl, versionId
+  std::int32_t i = 0;
+  if (hasEntries) {
+    for (element e : entries) {
+      object entry;
+      if (e.get_object().get(entry) != simdjson::SUCCESS) {
+        ++i;
+        continue;
+      }
+      push("entry", i);
+      object resource;
+      bool hasResource = memberObject(entry, "resource", resource);
+      bool hasRequest = member(entry, "request", v), hasResponse = member(entry, "response", v);
+      if (member(entry, "search", v) && type != "searchset")
+        report("invariant", "Constraint failed: bdl-2: 'entry.search only when a search'");
+      if (hasRequest != needRequest)
+        report("invariant", needRequest ? "Constraint failed: bdl-3: 'entry.request mandatory for batch/transaction/"
+                                          "history' (this entry has no request)"
+                                        : "Constraint failed: bdl-3: 'entry.request allowed only for batch/"
+                                          "transaction/history'");
+      if (hasResponse != needResponse)
+        report("invariant", needResponse ? "Constraint failed: bdl-4: 'entry.response mandatory for batch-response/"
+                                           "transaction-response/history' (this entry has no response)"
+                                         : "Constraint failed: bdl-4: 'entry.response allowed only for "
+                                           "batch-response/transaction-response/history'");
+      if (!hasResource && !hasRequest && !hasResponse)
+        report("invariant", "Constraint failed: bdl-5: 'must be a resource unless there's a request or response'");
+      std::string_view fullUrl, resourceType, id;
+      if (memberString(entry, "fullUrl", fullUrl)) {
+        if (fullUrl.find("/_history/") != std::string_view::npos)
+          report("invariant", "Constraint failed: bdl-8: 'fullUrl cannot be a version specific reference'");
+        if (fullUrl.find(':') == std::string_view::npos) {
+          push("fullUrl");
+          report("invalid", "The fullUrl " + quoteText(fullUrl) + " must be an absolute URL");
+          pop();
+        }
+        if (hasResource && memberString(resource, "resourceType", resourceType) && memberString(resource, "id", id) &&
+            !startsWith(fullUrl, "urn:")) {
+          std::string suffix = "/" + std::string(resourceType) + "/" + std::string(id);
+          bool restful = fullUrl.find("/" + std::string(resourceType) + "/") != std::string_view::npos;
+          if (restful && !(fullUrl.size() >= suffix.size() &&
+                           fullUrl.substr(fullUrl.size() - suffix.size()) == suffix)) {
+            push("fullUrl");
+            report("invalid", "The fullUrl " + quoteText(fullUrl) + " does not match the resource type and id (" +
+                                  std::string(resourceType) + "/" + std::string(id) + ")");
+            pop();
+          }
+        }
+        std::string_view versionId;
+        object meta;
+        if (hasResource && memberObject(resource, "meta", meta)) memberString(meta, "versionId", versionId);
+        std::pair<std::string_view, std::string_view> key{fullUrl, versionId};
+        if (std::find(seen.begin(), seen.end(), key) != seen.end())
+          report("invariant", "Constraint failed: bdl-7: 'FullUrl must be unique in a bundle, or else entries with "
+                              "the same fullUrl must have different meta.versionId' (" + quoteText(fullUrl) + ")");
+        else
+          seen.push_back(key);
+      }
+      if (i == 0 && (document || message)) {
+        std::string_view first;
+        bool hasType = hasResource && memberString(resource, "resourceType", first);
+        if (document && (!hasType || first != "Composition"))
+          report("invariant", "Constraint failed: bdl-11: 'A document must have a Composition as the first resource'");
+        if (message && (!hasType || first != "MessageHeader"))
+          report("invariant", "Constraint failed: bdl-12: 'A message must have a MessageHeader as the first resource'");
+      }
+      pop();
+      ++i;
+    }
+  }
+  if (!hasEntries && (document || message))
+    report("invariant", document ? "Constraint failed: bdl-11: 'A document must have a Composition as the first resource'"
+                                 : "Constraint failed: bdl-12: 'A message must have a MessageHeader as the first resource'");
+}
+
+}  // namespace passerelle::fhir::validation

@@ -1,0 +1,79 @@
+// Walks one parsed FHIR R4 JSON document (simdjson DOM) against the validation tables and appends
+// an Issue, with its FHIRPath location, for every problem: shape, unknown elements, primitive
+// formats, cardinality, choice types, required codes, references and the base invariants
+// (ele-1, ext-1, dom-2..dom-5, obs-6, obs-7, bdl-1..bdl-12, txt-1, txt-2).
+// One walker per validation; not thread-safe, cheap to build. Never throws except bad_alloc.
+#pragma once
+
+#include <simdjson.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "mappings/fhir/operation_outcome.h"
+#include "mappings/fhir/validation/validation_tables.h"
+
+namespace passerelle::fhir::validation {
+
+class ResourceWalker {
+ public:
+  ResourceWalker(const ValidationTables& tables, std::vector<Issue>& issues);
+
+  // Validates `root` as a resource; when `expectedType` is not empty the resourceType must match.
+  void validateDocument(simdjson::dom::element root, std::string_view expectedType);
+
+  // Issues beyond this many are dropped (one last issue says so).
+  static constexpr std::size_t kMaxIssues = 500;
+
+ private:
+  struct PathPiece {
+    std::string_view name;
+    std::int32_t index = -1;     // array index, -1 when none
+    std::string_view ofType;     // for choice elements: value.ofType(Quantity)
+  };
+  struct Field {
+    std::int16_t element;
+    bool underscore;
+    simdjson::dom::element value;
+  };
+  // What a resource (and the resources it contains) collects for dom-3.
+  struct ResourceFrame {
+    std::vector<std::string_view> localRefs;       // "#id" values met anywhere in the resource
+    std::vector<std::int32_t> containerRefIn;      // contained indexes that reference "#"
+  };
+
+  void validateResource(simdjson::dom::object obj, std::string_view expectedType, bool contained);
+  void walkObject(simdjson::dom::object obj, int typeIndex, const ElementDef* via, int inheritedValueSet,
+                  bool resourceRoot);
+  void walkField(const TypeDef& type, std::size_t fieldIndex, std::size_t base, std::size_t end,
+                 int inheritedValueSet, bool resourceRoot);
+  void checkValue(simdjson::dom::element v, const ElementDef& e, int inheritedValueSet, bool resourceRoot);
+  void checkPrimitive(simdjson::dom::element v, const ElementDef& e, bool isResourceId);
+  void checkString(std::string_view s, const ElementDef& e, bool isResourceId);
+  void checkReference(std::string_view ref, const ElementDef* via);
+  void checkCoding(simdjson::dom::object coding, int valueSet);
+  void checkAttachment(simdjson::dom::object attachment);
+  void checkExtension(std::size_t base, std::size_t end, const TypeDef& type);
+  void checkContained(simdjson::dom::object obj);
+  void checkObservation(simdjson::dom::object obj);
+  void checkBundle(simdjson::dom::object obj);
+
+  void report(std::string_view code, std::string message, std::string_view severity = "error");
+  std::string pathString() const;
+  void push(std::string_view name, std::int32_t index = -1, std::string_view ofType = {}) {
+    path_.push_back({name, index, ofType});
+  }
+  void pop() { path_.pop_back(); }
+
+  const ValidationTables& tables_;
+  std::vector<Issue>& issues_;
+  std::vector<PathPiece> path_;
+  std::vector<Field> fields_;
+  std::vector<ResourceFrame> frames_;
+  std::int32_t containedIndex_ = -1;  // index in the current resource's contained, -1 outside
+  bool truncated_ = false;
+};
+
+}  // namespace passerelle::fhir::validation

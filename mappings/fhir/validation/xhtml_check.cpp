@@ -1,0 +1,167 @@
+// A small XML scanner for narrative XHTML: tags, attributes, entities, comments; a stack of open
+// element names checks nesting.
+#include "mappings/fhir/validation/xhtml_check.h"
+
+#include <algorithm>
+#include <cctype>
+
+namespace passerelle::fhir::validation {
+
+namespace {
+
+constexpr std::string_view kXhtmlNs = "http://www.w3.org/1999/xhtml";
+constexpr std::string_view kForbidden[] = {"script", "iframe", "frame",  "frameset", "form",   "object",
+                                            "embed",  "applet", "input",  "button",   "select", "textarea",
+                                            "link",   "meta",   "base",   "style",    "html",   "head",
+                                            "body",   "title",  "option", "param"};
+
+bool isNameChar(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == ':' || c == '.' ||
+         static_cast<unsigned char>(c) >= 0x80;
+}
+bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// Checks an entity starting at s[i] == '&'; returns the length consumed or 0 when invalid.
+std::size_t entityLength(std::string_view s, std::size_t i, std::string& name) {
+  std::size_t semi = s.find(';', i);
+  if (semi == std::string_view::npos || semi - i > 12) return 0;
+  name = std::string(s.substr(i, semi - i + 1));
+  std::string_view body = s.substr(i + 1, semi - i - 1);
+  if (body == "lt" || body == "gt" || body == "amp" || body == "quot" || body == "apos") return semi - i + 1;
+  if (body.size() >= 2 && body[0] == '#') {
+    bool hex = body[1] == 'x' || body[1] == 'X';
+    std::string_view numerals = body.substr(hex ? 2 : 1);
+    if (numerals.empty()) return 0;
+    for (char c : numerals)
+      if (!(hex ? std::isxdigit(static_cast<unsigned char>(c)) : std::isdigit(static_cast<unsigned char>(c))))
+        return 0;
+    return semi - i + 1;
+  }
+  return 0;
+}
+
+}  // namespace
+
+void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out) {
+  std::vector<std::string> open;
+  bool content = false, rootSeen = false, rootClosed = false;
+  std::size_t i = 0;
+  std::size_t reported = out.size();
+  auto fail = [&](std::string invariant, std::string message) {
+    if (out.size() - reported < 8) out.push_back({std::move(invariant), std::move(message)});
+  };
+  while (i < s.size()) {
+    char c = s[i];
+    if (c == '<') {
+      if (s.compare(i, 4, "<!--") == 0) {
+        std::size_t end = s.find("-->", i + 4);
+        if (end == std::string_view::npos) return fail("", "The narrative XHTML has an unterminated comment");
+        i = end + 3;
+        continue;
+      }
+      if (s.compare(i, 2, "<?") == 0 || s.compare(i, 2, "<!") == 0) {
+        return fail("txt-1", "The narrative XHTML must not contain processing instructions or declarations");
+      }
+      bool closing = i + 1 < s.size() && s[i + 1] == '/';
+      std::size_t p = i + (closing ? 2 : 1);
+      std::size_t start = p;
+      while (p < s.size() && isNameChar(s[p])) ++p;
+      if (p == start) return fail("", "The narrative XHTML is not well-formed: '<' does not start a tag");
+      std::string name = lower(s.substr(start, p - start));
+      if (std::size_t colon = name.find(':'); colon != std::string::npos) name = name.substr(colon + 1);
+      if (closing) {
+        while (p < s.size() && isSpace(s[p])) ++p;
+        if (p >= s.size() || s[p] != '>') return fail("", "The narrative XHTML is not well-formed: bad end tag");
+        if (open.empty() || open.back() != name)
+          return fail("", "The narrative XHTML is not well-formed: unexpected </" + name + ">");
+        open.pop_back();
+        if (open.empty()) rootClosed = true;
+        i = p + 1;
+        continue;
+      }
+      if (rootClosed) return fail("", "The narrative XHTML has content after the closing </div>");
+      if (!rootSeen) {
+        rootSeen = true;
+        if (name != "div") fail("txt-1", "The narrative XHTML must be a <div> element, not <" + name + ">");
+      }
+      if (std::find(std::begin(kForbidden), std::end(kForbidden), name) != std::end(kForbidden))
+        fail("txt-1", "The narrative XHTML must not contain a <" + name + "> element");
+      if (name == "img") content = true;
+      bool hasNs = false;
+      // attributes
+      while (true) {
+        while (p < s.size() && isSpace(s[p])) ++p;
+        if (p >= s.size()) return fail("", "The narrative XHTML is not well-formed: unterminated tag <" + name + ">");
+        if (s[p] == '>' || s.compare(p, 2, "/>") == 0) break;
+        std::size_t an = p;
+        while (p < s.size() && isNameChar(s[p])) ++p;
+        if (p == an) return fail("", "The narrative XHTML is not well-formed in <" + name + ">");
+        std::string attr = lower(s.substr(an, p - an));
+        while (p < s.size() && isSpace(s[p])) ++p;
+        if (p >= s.size() || s[p] != '=')
+          return fail("", "The narrative XHTML is not well-formed: attribute " + attr + " has no value");
+        ++p;
+        while (p < s.size() && isSpace(s[p])) ++p;
+        if (p >= s.size() || (s[p] != '"' && s[p] != '\''))
+          return fail("", "The narrative XHTML is not well-formed: attribute " + attr + " is not quoted");
+        char q = s[p];
+        std::size_t vend = s.find(q, p + 1);
+        if (vend == std::string_view::npos)
+          return fail("", "The narrative XHTML is not well-formed: unterminated attribute " + attr);
+        std::string_view value = s.substr(p + 1, vend - p - 1);
+        p = vend + 1;
+        if (attr.size() > 2 && attr.compare(0, 2, "on") == 0)
+          fail("txt-1", "The narrative XHTML must not contain event attributes (" + attr + " on <" + name + ">)");
+        if ((attr == "href" || attr == "src") &&
+            lower(value.substr(0, std::min<std::size_t>(value.size(), 11))).find("javascript:") == 0)
+          fail("txt-1", "The narrative XHTML must not contain javascript: links");
+        if (attr == "xmlns") {
+          hasNs = true;
+          if (value != kXhtmlNs)
+            fail("txt-1", "Wrong namespace on the XHTML ('" + std::string(value) + "', should be '" +
+                              std::string(kXhtmlNs) + "')");
+        }
+      }
+      if (open.empty() && !hasNs)
+        fail("txt-1", "Wrong namespace on the XHTML ('null', should be '" + std::string(kXhtmlNs) + "')");
+      if (s[p] == '>') {
+        open.push_back(name);
+        i = p + 1;
+      } else {
+        if (open.empty()) rootClosed = true;
+        i = p + 2;
+      }
+      continue;
+    }
+    if (open.empty()) {
+      if (!isSpace(c)) return fail("", "The narrative XHTML has text outside the <div> element");
+      ++i;
+      continue;
+    }
+    if (c == '&') {
+      std::string entity;
+      std::size_t n = entityLength(s, i, entity);
+      if (n == 0) {
+        fail("", "Invalid entity in the XHTML ('" + (entity.empty() ? std::string("&") : entity) + "')");
+        ++i;
+      } else {
+        content = true;
+        i += n;
+      }
+      continue;
+    }
+    if (!isSpace(c)) content = true;
+    ++i;
+  }
+  if (!rootSeen) return fail("txt-1", "The narrative XHTML must be a <div> element");
+  if (!open.empty()) return fail("", "The narrative XHTML is not well-formed: <" + open.back() + "> is not closed");
+  if (!content) fail("txt-2", "The narrative SHALL have some non-whitespace content");
+}
+
+}  // namespace passerelle::fhir::validation

@@ -1,0 +1,76 @@
+// Validator: parses with simdjson (one reusable parser per thread) and hands the DOM to a
+// ResourceWalker; a parse failure is re-read by parseJson only to name the offset of the fault.
+#include "mappings/fhir/validator.h"
+
+#include <simdjson.h>
+
+#include <nlohmann/json.hpp>
+
+#include "mappings/fhir/json_reader.h"
+#include "mappings/fhir/validation/resource_walker.h"
+#include "mappings/fhir/validation/validation_tables.h"
+
+namespace passerelle::fhir {
+
+namespace {
+
+simdjson::dom::parser& threadParser() {
+  thread_local simdjson::dom::parser parser = [] {
+    simdjson::dom::parser p;
+    if (p.allocate(64 * 1024, Validator::kMaxDepth) != simdjson::SUCCESS) {
+      // Out of memory: parse() allocates again on first use and reports the error.
+    }
+    return p;
+  }();
+  return parser;
+}
+
+std::string parseErrorMessage(std::string_view json, simdjson::error_code code) {
+  switch (code) {
+    case simdjson::DEPTH_ERROR:
+      return "Error parsing JSON: objects and arrays are nested deeper than " + std::to_string(Validator::kMaxDepth);
+    case simdjson::UTF8_ERROR: return "Error parsing JSON: the text is not valid UTF-8";
+    case simdjson::EMPTY: return "Error parsing JSON: the document is empty";
+    default: break;
+  }
+  // parseJson knows where the fault is; ask it (this is the slow path, for invalid input only).
+  Json ignored;
+  JsonError err;
+  if (!parseJson(json, JsonLimits{Validator::kMaxDepth}, ignored, err)) return "Error parsing JSON: " + err.message;
+  return std::string("Error parsing JSON: ") + simdjson::error_message(code);
+}
+
+}  // namespace
+
+bool ValidationResult::hasErrors() const {
+  for (const Issue& i : issues)
+    if (i.severity == "error" || i.severity == "fatal") return true;
+  return false;
+}
+
+const Validator& Validator::instance() {
+  static const Validator validator(validation::ValidationTables::embedded());
+  return validator;
+}
+
+ValidationResult Validator::validate(std::string_view json, std::string_view expectedType) const {
+  ValidationResult result;
+  try {
+    simdjson::dom::parser& parser = threadParser();
+    simdjson::dom::element root;
+    auto error = parser.parse(json.data(), json.size(), true).get(root);
+    if (error) {
+      result.issues.push_back({"fatal", "structure", parseErrorMessage(json, error), ""});
+      return result;
+    }
+    validation::ResourceWalker walker(tables_, result.issues);
+    walker.validateDocument(root, expectedType);
+  } catch (const std::exception& ex) {
+    result.issues.push_back({"fatal", "exception", std::string("Validation failed: ") + ex.what(), ""});
+  } catch (...) {
+    result.issues.push_back({"fatal", "exception", "Validation failed", ""});
+  }
+  return result;
+}
+
+}  // namespace passerelle::fhir

@@ -1,0 +1,247 @@
+// Unit tests of the FHIR R4 validator over the embedded tables (no disk, no network).
+#include "mappings/fhir/validator.h"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "mappings/fhir/validation/primitive_checks.h"
+
+using passerelle::fhir::ValidationResult;
+using passerelle::fhir::Validator;
+namespace v = passerelle::fhir::validation;
+
+namespace {
+
+ValidationResult check(std::string_view json, std::string_view type = {}) {
+  return Validator::instance().validate(json, type);
+}
+
+std::string dump(const ValidationResult& r) {
+  std::string out;
+  for (const auto& i : r.issues) out += "\n  " + i.severity + " " + i.code + " @" + i.expression + ": " + i.diagnostics;
+  return out;
+}
+
+int errors(const ValidationResult& r) {
+  int n = 0;
+  for (const auto& i : r.issues) n += i.severity == "error" || i.severity == "fatal";
+  return n;
+}
+
+bool hasIssue(const ValidationResult& r, std::string_view expression, std::string_view code = {},
+              std::string_view text = {}) {
+  for (const auto& i : r.issues)
+    if (i.expression == expression && (code.empty() || i.code == code) &&
+        (text.empty() || i.diagnostics.find(text) != std::string::npos))
+      return true;
+  return false;
+}
+
+}  // namespace
+
+TEST(ValidatorTest, AcceptsAMinimalPatient) {
+  auto r = check(R"({"resourceType":"Patient","id":"p1","name":[{"family":"Martin","given":["Anne"]}],
+    "gender":"female","birthDate":"1980-02-29"})");
+  EXPECT_FALSE(r.hasErrors()) << dump(r);
+}
+
+TEST(ValidatorTest, ReportsEveryErrorWithItsFhirPath) {
+  auto r = check(R"({"resourceType":"Patient","gender":"woman","birthDate":"1980-13-01",
+    "contact":[{"name":{"family":"A"}},{"telecom":[{"system":"phone","value":""}]}]})");
+  EXPECT_EQ(errors(r), 3) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Patient.gender", "code-invalid")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Patient.birthDate", "value")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Patient.contact[1].telecom[0].value", "value")) << dump(r);
+}
+
+TEST(ValidatorTest, RejectsUnknownElementsAndUnknownResourceTypes) {
+  auto r = check(R"({"resourceType":"Patient","nickname":"x","name":[{"family":"A","nick":"B"}]})");
+  EXPECT_TRUE(hasIssue(r, "Patient", "structure", "nickname")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Patient.name[0]", "structure", "nick")) << dump(r);
+  EXPECT_TRUE(check(R"({"resourceType":"Patientt"})").hasErrors());
+  EXPECT_TRUE(check(R"({"id":"x"})").hasErrors());
+  EXPECT_TRUE(check(R"({"resourceType":"Patient"})", "Observation").hasErrors());
+}
+
+TEST(ValidatorTest, ChecksArraysExactlyWhereMaxIsAboveOne) {
+  auto r = check(R"({"resourceType":"Patient","name":{"family":"A"},"gender":["male"]})");
+  EXPECT_TRUE(hasIssue(r, "Patient.name", "structure", "must be a JSON Array")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Patient.gender", "structure", "must not be a JSON Array")) << dump(r);
+  EXPECT_TRUE(hasIssue(check(R"({"resourceType":"Patient","name":[]})"), "Patient.name", "invalid"));
+}
+
+TEST(ValidatorTest, AcceptsPrimitiveExtensions) {
+  auto r = check(R"({"resourceType":"Patient","birthDate":"1970",
+    "_birthDate":{"extension":[{"url":"http://example.org/x","valueString":"approx"}]},
+    "name":[{"given":["A",null],"_given":[null,{"extension":[{"url":"http://example.org/y","valueBoolean":true}]}]}]})");
+  EXPECT_FALSE(r.hasErrors()) << dump(r);
+  auto bad = check(R"({"resourceType":"Patient","_birthDate":{"extension":[{"url":"http://example.org/x"}]}})");
+  EXPECT_TRUE(hasIssue(bad, "Patient.birthDate.extension[0]", "invariant", "ext-1")) << dump(bad);
+  EXPECT_TRUE(check(R"({"resourceType":"Patient","_name":{}})").hasErrors());
+}
+
+TEST(ValidatorTest, ChecksPrimitiveFormats) {
+  EXPECT_TRUE(v::isFhirDate("2024") && v::isFhirDate("2024-02") && v::isFhirDate("2024-02-29"));
+  EXPECT_FALSE(v::isFhirDate("2023-02-29") || v::isFhirDate("24-01-01") || v::isFhirDate("2024-1-01"));
+  EXPECT_TRUE(v::isFhirDateTime("2024-01-01T10:00:00+01:00") && v::isFhirDateTime("2024-01"));
+  EXPECT_FALSE(v::isFhirDateTime("2024-01-01T10:00") || v::isFhirDateTime("2024-01-01T10:00:00"));
+  EXPECT_TRUE(v::isFhirInstant("2024-01-01T10:00:00.123Z"));
+  EXPECT_FALSE(v::isFhirInstant("2024-01-01"));
+  EXPECT_TRUE(v::isFhirTime("23:59:60") && !v::isFhirTime("24:00:00"));
+  EXPECT_TRUE(v::isFhirId("a-B.9") && !v::isFhirId("a_b") && !v::isFhirId(std::string(65, 'a')));
+  EXPECT_TRUE(v::isFhirCode("a b") && !v::isFhirCode(" a") && !v::isFhirCode("a  b"));
+  EXPECT_TRUE(v::isFhirOid("urn:oid:1.2.250.1") && !v::isFhirOid("urn:oid:1.02"));
+  EXPECT_TRUE(v::isFhirUuid("urn:uuid:c757873d-ec9a-4326-a141-556f43239520") && !v::isFhirUuid("urn:uuid:x"));
+  EXPECT_TRUE(v::isFhirBase64("SGVsbG8=") && !v::isFhirBase64("%%%2@()()") && !v::isFhirBase64("SGVsbG8"));
+
+  auto r = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},"valueInteger":1.5,
+    "issued":"2024-01-01","component":[{"code":{"text":"y"},"valueBoolean":"true"}]})");
+  EXPECT_TRUE(hasIssue(r, "Observation.value.ofType(integer)", "value")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Observation.issued", "value")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Observation.component[0].value.ofType(boolean)", "structure")) << dump(r);
+  EXPECT_TRUE(hasIssue(check(R"({"resourceType":"Patient","id":"bad_id"})"), "Patient.id", "value"));
+  EXPECT_TRUE(hasIssue(check(R"({"resourceType":"Patient","multipleBirthInteger":3000000000})"),
+                       "Patient.multipleBirth.ofType(integer)", "value"));
+}
+
+TEST(ValidatorTest, ChecksCardinalityInsideBackboneElements) {
+  auto r = check(R"({"resourceType":"Patient","link":[{"type":"seealso"}]})");
+  EXPECT_TRUE(hasIssue(r, "Patient.link[0]", "required", "Patient.link.other")) << dump(r);
+  auto obs = check(R"({"resourceType":"Observation"})");
+  EXPECT_EQ(errors(obs), 2) << dump(obs);  // status and code
+}
+
+TEST(ValidatorTest, AllowsOneTypeOfAChoice) {
+  auto r = check(R"({"resourceType":"Patient","deceasedBoolean":true,"deceasedDateTime":"2020"})");
+  EXPECT_TRUE(hasIssue(r, "Patient", "structure", "deceased[x]")) << dump(r);
+  EXPECT_TRUE(check(R"({"resourceType":"Patient","deceasedString":"x"})").hasErrors());
+}
+
+TEST(ValidatorTest, ChecksCodingsAgainstRequiredBindings) {
+  auto r = check(R"({"resourceType":"Patient","contact":[{"relationship":[{"coding":[{"system":"foo","code":"x"}]}]}]})");
+  EXPECT_TRUE(hasIssue(r, "Patient.contact[0].relationship[0].coding[0].system", "invalid", "absolute")) << dump(r);
+  auto ok = check(R"({"resourceType":"Patient","gender":"other"})");
+  EXPECT_FALSE(ok.hasErrors()) << dump(ok);
+}
+
+TEST(ValidatorTest, ChecksReferenceSyntaxAndTargets) {
+  auto ok = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},
+    "subject":{"reference":"Patient/p1"},"performer":[{"reference":"https://h.example/fhir/Practitioner/1/_history/2"}],
+    "encounter":{"reference":"urn:uuid:c757873d-ec9a-4326-a141-556f43239520"}})");
+  EXPECT_FALSE(ok.hasErrors()) << dump(ok);
+  auto r = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},
+    "subject":{"reference":"Medication/m1"},"encounter":{"reference":"Encounter"},"specimen":{"reference":"Foo/1"}})");
+  EXPECT_TRUE(hasIssue(r, "Observation.subject.reference", "invalid", "not a valid target")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Observation.encounter.reference", "invalid")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Observation.specimen.reference", "invalid")) << dump(r);
+}
+
+TEST(ValidatorTest, ValidatesContainedResourcesAndDomInvariants) {
+  auto ok = check(R"({"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1","name":"X"}],
+    "managingOrganization":{"reference":"#o1"}})");
+  EXPECT_FALSE(ok.hasErrors()) << dump(ok);
+  auto r = check(R"({"resourceType":"Patient","contained":[{"resourceType":"Organization","id":"o1",
+    "meta":{"versionId":"1"},"active":"yes","contained":[{"resourceType":"Basic","code":{"text":"b"}}]}]})");
+  EXPECT_TRUE(hasIssue(r, "Patient.contained[0].active", "structure")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Patient.contained[0]", "invariant", "dom-2")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Patient.contained[0]", "invariant", "dom-3")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Patient.contained[0]", "invariant", "dom-4")) << dump(r);
+}
+
+TEST(ValidatorTest, ChecksObservationInvariants) {
+  auto r = check(R"({"resourceType":"Observation","status":"final",
+    "code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"valueQuantity":{"value":60},
+    "dataAbsentReason":{"text":"x"},
+    "component":[{"code":{"coding":[{"system":"http://loinc.org","code":"8867-4"}]},"valueQuantity":{"value":1}}]})");
+  EXPECT_TRUE(hasIssue(r, "Observation", "invariant", "obs-6")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Observation", "invariant", "obs-7")) << dump(r);
+}
+
+TEST(ValidatorTest, ChecksNarrativeXhtml) {
+  auto ok = check(R"({"resourceType":"Patient","text":{"status":"generated",
+    "div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><p>Anne &amp; <b>Martin</b></p></div>"}})");
+  EXPECT_FALSE(ok.hasErrors()) << dump(ok);
+  auto r = check(R"({"resourceType":"Patient","text":{"status":"generated",
+    "div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><script>x()</script><p onclick=\"y()\">a</p><iframe/></div>"}})");
+  EXPECT_GE(errors(r), 3) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Patient.text.div", "invariant", "txt-1")) << dump(r);
+  auto empty = check(R"({"resourceType":"Patient","text":{"status":"generated",
+    "div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">  </div>"}})");
+  EXPECT_TRUE(hasIssue(empty, "Patient.text.div", "invariant", "txt-2")) << dump(empty);
+  EXPECT_TRUE(check(R"({"resourceType":"Patient","text":{"status":"generated","div":"<div>x</div>"}})").hasErrors());
+  EXPECT_TRUE(check(R"({"resourceType":"Patient","text":{"status":"generated",
+    "div":"<div xmlns=\"http://www.w3.org/1999/xhtml\">&reg;</div>"}})").hasErrors());
+}
+
+TEST(ValidatorTest, ValidatesBundleEntriesAndBundleRules) {
+  auto ok = check(R"({"resourceType":"Bundle","type":"transaction","entry":[
+    {"fullUrl":"urn:uuid:c757873d-ec9a-4326-a141-556f43239520","resource":{"resourceType":"Patient","active":true},
+     "request":{"method":"POST","url":"Patient"}},
+    {"resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},
+     "subject":{"reference":"urn:uuid:c757873d-ec9a-4326-a141-556f43239520"}},"request":{"method":"POST","url":"Observation"}}]})");
+  EXPECT_FALSE(ok.hasErrors()) << dump(ok);
+  auto r = check(R"({"resourceType":"Bundle","type":"transaction","total":2,"entry":[
+    {"fullUrl":"http://h/fhir/Patient/1/_history/1","resource":{"resourceType":"Patient","gender":"x"}},
+    {"request":{"method":"GET","url":"Patient"},"resource":{"resourceType":"Observation"}}]})");
+  EXPECT_TRUE(hasIssue(r, "Bundle", "invariant", "bdl-1")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[0]", "invariant", "bdl-3")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[0]", "invariant", "bdl-8")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[0].resource.gender", "code-invalid")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[1].resource", "required")) << dump(r);
+  auto doc = check(R"({"resourceType":"Bundle","type":"document","entry":[{"fullUrl":"urn:uuid:c757873d-ec9a-4326-a141-556f43239520","resource":{"resourceType":"Patient"}}]})");
+  EXPECT_TRUE(hasIssue(doc, "Bundle", "invariant", "bdl-9")) << dump(doc);
+  EXPECT_TRUE(hasIssue(doc, "Bundle", "invariant", "bdl-10")) << dump(doc);
+  EXPECT_TRUE(hasIssue(doc, "Bundle.entry[0]", "invariant", "bdl-11")) << dump(doc);
+}
+
+TEST(ValidatorTest, ReportsParseErrorsAsIssues) {
+  for (std::string_view bad : {"", "{", "[1,2]", "{\"resourceType\":\"Patient\",}", "nul", "\"x\""}) {
+    auto r = check(bad);
+    EXPECT_TRUE(r.hasErrors()) << bad;
+  }
+  auto dup = check(R"({"resourceType":"Patient","active":true,"active":false})");
+  EXPECT_TRUE(hasIssue(dup, "Patient", "structure", "Duplicate")) << dump(dup);
+  auto utf8 = check("{\"resourceType\":\"Patient\",\"gender\":\"\xff\"}");
+  EXPECT_TRUE(utf8.hasErrors());
+  std::string deep = R"({"resourceType":"Patient","extension":)";
+  for (int i = 0; i < 100; ++i) deep += R"([{"url":"http://x","extension":)";
+  auto d = check(deep);
+  EXPECT_TRUE(d.hasErrors());
+}
+
+TEST(ValidatorTest, NeverCrashesOnMangledInput) {
+  std::string base = R"({"resourceType":"Bundle","type":"collection","entry":[{"fullUrl":"urn:uuid:1",
+    "resource":{"resourceType":"Patient","name":[{"given":["a"],"_given":[{"id":"1"}]}],
+    "contained":[{"resourceType":"Basic","contained":[{"resourceType":"Basic"}]}],
+    "text":{"div":"<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"x\">&#x41;</a></div>","status":"x"}}}]})";
+  std::uint32_t seed = 12345;
+  for (int i = 0; i < 3000; ++i) {
+    std::string s = base;
+    for (int k = 0; k < 3; ++k) {
+      seed = seed * 1103515245u + 12345u;
+      std::size_t pos = (seed >> 8) % s.size();
+      seed = seed * 1103515245u + 12345u;
+      const char pool[] = "{}[]\",:nul0.-_ x#";
+      s[pos] = pool[(seed >> 8) % (sizeof(pool) - 1)];
+    }
+    auto r = check(s);
+    (void)r;
+  }
+  SUCCEED();
+}
+
+TEST(ValidatorTest, IsSafeToShareBetweenThreads) {
+  std::vector<std::thread> threads;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t)
+    threads.emplace_back([&] {
+      for (int i = 0; i < 200; ++i)
+        if (check(R"({"resourceType":"Patient","gender":"male"})").hasErrors()) ++failures;
+    });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+}
