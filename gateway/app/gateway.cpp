@@ -6,6 +6,7 @@
 #include "gateway/http/dev_certificate.h"
 #include "gateway/http/http_server.h"
 #include "gateway/store/resource_store.h"
+#include "mappings/fhir/validator.h"
 
 namespace passerelle::app {
 
@@ -43,6 +44,7 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   fo.search.defaultCount = static_cast<int>(config.getInt("fhir.default_count"));
   fo.search.maxCount = static_cast<int>(config.getInt("fhir.max_count"));
   fo.maxBundleEntries = static_cast<int>(config.getInt("fhir.max_bundle_entries"));
+  fhir::Validator::instance();  // load the validation tables before the first request
   g->s_->fhir = std::make_unique<fhir::FhirService>(*g->s_->store, fo);
 
   http::ServerOptions ho;

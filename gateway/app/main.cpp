@@ -13,6 +13,14 @@
 #include "gateway/common/log.h"
 #include "gateway/config/config.h"
 #include "gateway/store/resource_store.h"
+#include "mappings/fhir/json_reader.h"
+#include "mappings/fhir/operation_outcome.h"
+#include "mappings/fhir/resource_types.h"
+#include "mappings/fhir/validator.h"
+
+#include <fstream>
+#include <iterator>
+#include <sstream>
 
 extern char** environ;
 
@@ -27,6 +35,7 @@ void usage(std::ostream& out) {
          "Usage: passerelle <command> [options]\n\n"
          "Commands:\n"
          "  serve        run the gateway (FHIR REST at /fhir, /healthz, /metrics)\n"
+         "  validate     check FHIR R4 JSON against the base specification\n"
          "  db migrate   create or upgrade the database, then exit\n"
          "  config       list every configuration key with its default and meaning\n"
          "  version      print the version\n\n"
@@ -151,6 +160,57 @@ int dbCommand(int argc, char** argv) {
   return 0;
 }
 
+// passerelle validate [--profile URL] [FILE|-]: prints an OperationOutcome; exit 1 on errors.
+int validateCommand(int argc, char** argv) {
+  std::string file = "-", profile;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << "Usage: passerelle validate [--profile URL] [FILE|-]\n\n"
+                   "Validates one FHIR R4 JSON resource (a file, or standard input with - or no argument)\n"
+                   "against the base specification and prints an OperationOutcome on stdout.\n"
+                   "Exit status: 0 when no issue is an error, 1 when one is, 2 when the input cannot be read.\n\n"
+                   "  --profile URL   the profile to check against; only the base definitions\n"
+                   "                  (http://hl7.org/fhir/StructureDefinition/<Type>) are known so far\n";
+      return 0;
+    }
+    if (a == "--profile" && i + 1 < argc) profile = argv[++i];
+    else if (a.rfind("--profile=", 0) == 0) profile = a.substr(10);
+    else if (a.size() > 1 && a[0] == '-') {
+      std::cerr << "passerelle validate: unexpected option '" << a << "'\n";
+      return 2;
+    } else file = a;
+  }
+  std::string expected;
+  if (!profile.empty()) {
+    const std::string base = "http://hl7.org/fhir/StructureDefinition/";
+    if (profile.rfind(base, 0) != 0 || !passerelle::fhir::isResourceType(profile.substr(base.size()))) {
+      std::cerr << "passerelle validate: profile '" << profile
+                << "' is not known (only the base R4 resource definitions are)\n";
+      return 2;
+    }
+    expected = profile.substr(base.size());
+  }
+  std::string text;
+  if (file == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      std::cerr << "passerelle validate: cannot read '" << file << "'\n";
+      return 2;
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  auto result = passerelle::fhir::Validator::instance().validate(text, expected);
+  if (result.issues.empty())
+    result.issues.push_back({"information", "informational", "No issues: the resource is valid FHIR R4", ""});
+  std::cout << passerelle::fhir::operationOutcome(result.issues) << "\n";
+  return result.hasErrors() ? 1 : 0;
+}
+
 int configCommand(int argc, char** argv) {
   if (argc > 2 && (std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h")) {
     std::cout << "Usage: passerelle config\n\nLists every configuration key, its default and its environment variable.\n";
@@ -181,6 +241,7 @@ int main(int argc, char** argv) {
   }
   if (cmd == "serve") return serve(argc, argv);
   if (cmd == "db") return dbCommand(argc, argv);
+  if (cmd == "validate") return validateCommand(argc, argv);
   if (cmd == "config") return configCommand(argc, argv);
   std::cerr << "passerelle: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);

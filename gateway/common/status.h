@@ -40,6 +40,7 @@ struct Error {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
   std::string location;  // FHIRPath of the element at fault, when the data is at fault
+  std::string outcome;   // a whole OperationOutcome (JSON) when the data has several problems
 };
 
 inline Error makeError(ErrorCode code, std::string message, std::string location = {}) {

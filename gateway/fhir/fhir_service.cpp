@@ -16,6 +16,7 @@
 #include "mappings/fhir/json_text.h"
 #include "mappings/fhir/operation_outcome.h"
 #include "mappings/fhir/resource_types.h"
+#include "mappings/fhir/validator.h"
 
 namespace passerelle::fhir {
 
@@ -58,6 +59,11 @@ FhirResponse errorResponse(const Error& e) {
   FhirResponse r;
   const ErrorInfo& info = errorInfo(e.code);
   r.status = info.httpStatus;
+  if (!e.outcome.empty()) {
+    r.body = e.outcome;
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    return r;
+  }
   Issue issue;
   issue.severity = info.httpStatus >= 500 ? "fatal" : "error";
   issue.code = info.fhirIssueCode;
@@ -185,6 +191,27 @@ Result<void> checkResource(const Json& j, const std::string& expected, const std
   if (meta != j.end() && !meta->is_object())
     return makeError(ErrorCode::kUnprocessable, "meta must be an object", path + ".meta");
   return {};
+}
+
+// Full R4 validation of a resource's text (the rules of the base specification); errors give
+// 422 with every issue and its FHIRPath, prefixed by `where` for resources inside a Bundle.
+Result<void> validateResource(std::string_view text, const std::string& expectedType, const std::string& where = {}) {
+  ValidationResult vr = Validator::instance().validate(text, expectedType);
+  if (!vr.hasErrors()) return {};
+  std::string first;
+  for (auto& i : vr.issues) {
+    if (!where.empty() && !i.expression.empty()) {
+      auto dot = i.expression.find('.');
+      i.expression = where + (dot == std::string::npos ? "" : i.expression.substr(dot));
+    } else if (!where.empty()) {
+      i.expression = where;
+    }
+    if (first.empty() && (i.severity == "error" || i.severity == "fatal"))
+      first = i.diagnostics + (i.expression.empty() ? "" : " (" + i.expression + ")");
+  }
+  Error e = makeError(ErrorCode::kUnprocessable, "the resource is not valid FHIR R4: " + first, where);
+  e.outcome = operationOutcome(vr.issues);
+  return e;
 }
 
 std::vector<store::TokenEntry> tokensOf(const std::string& type, const Json& resource) {
@@ -412,6 +439,10 @@ class FhirService::Impl {
       if (m != "POST") return notAllowed("_search accepts POST only");
       return postSearch("");
     }
+    if (seg.back() == "$validate" && (seg.size() == 1 || (seg.size() == 2 && isResourceType(seg[0])))) {
+      if (m != "POST") return notAllowed("$validate accepts POST only");
+      return validateOperation(seg.size() == 2 ? seg[0] : "");
+    }
     if (seg[0][0] == '$' || (seg.size() >= 2 && seg.back()[0] == '$'))
       return errorResponse(ErrorCode::kNotFound, "operation '" + seg.back() + "' is not supported");
     const std::string& type = seg[0];
@@ -496,6 +527,8 @@ class FhirService::Impl {
     if (!p.ok()) return p.error();
     auto c = checkResource(in.json, expectedType, "");
     if (!c.ok()) return c.error();
+    auto v = validateResource(req_.body, expectedType);
+    if (!v.ok()) return v.error();
     return in;
   }
 
@@ -647,6 +680,34 @@ class FhirService::Impl {
   }
 
   FhirResponse capability();
+
+  // $validate: the body is the resource, or Parameters with a `resource` parameter. Answers 200
+  // with an OperationOutcome listing every issue (or one saying all is well).
+  FhirResponse validateOperation(const std::string& type) {
+    auto ct = checkContentType(req_.contentType);
+    if (!ct.ok()) return errorResponse(ct.error());
+    Incoming in;
+    auto p = parseResource(req_.body, o_.json, in);
+    if (!p.ok()) return errorResponse(p.error());
+    std::string_view text = req_.body;
+    if (in.json.is_object() && in.json.value("resourceType", "") == "Parameters") {
+      Span found;
+      auto params = findMember(text, in.span, "parameter");
+      for (const Span& ps : arrayElements(text, params)) {
+        Span name = findMember(text, ps, "name");
+        if (text.substr(name.begin, name.end - name.begin) == "\"resource\"") found = findMember(text, ps, "resource");
+      }
+      if (found.begin == found.end)
+        return errorResponse(ErrorCode::kInvalid, "Parameters for $validate need a 'resource' parameter", "Parameters.parameter");
+      text = text.substr(found.begin, found.end - found.begin);
+    }
+    ValidationResult vr = Validator::instance().validate(text, type);
+    FhirResponse r;
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    if (vr.issues.empty()) vr.issues.push_back(Issue{"information", "informational", "No issues: the resource is valid FHIR R4", ""});
+    r.body = operationOutcome(vr.issues);
+    return r;
+  }
 
   // --- write side ------------------------------------------------------------------------------
 
@@ -864,7 +925,11 @@ class BundleProcessor {
         entries_[i].error = r.error();
       }
     }
-    if (transaction_) return runTransaction();
+    if (transaction_) {
+      auto v = validateResource(text, "Bundle");
+      if (!v.ok()) return errorResponse(v.error());
+      return runTransaction();
+    }
     return runBatch();
   }
 
@@ -943,6 +1008,8 @@ class BundleProcessor {
       if (bid == res->end() || bid->get<std::string>() != be.id)
         return makeError(ErrorCode::kInvalid, "the resource's id must equal the id in request.url", be.where + ".resource.id");
     }
+    // A transaction is validated whole once its entries are understood; a batch entry alone.
+    if (!transaction_) return validateResource(text.substr(rs.begin, rs.end - rs.begin), be.type, be.where + ".resource");
     return {};
   }
 
@@ -1144,8 +1211,9 @@ class BundleProcessor {
       if (e.error) {
         const ErrorInfo& info = errorInfo(e.error->code);
         out += "\"response\":{\"status\":\"" + std::to_string(info.httpStatus) + "\",\"outcome\":";
-        out += operationOutcome(Issue{"error", info.fhirIssueCode, e.error->message,
-                                      e.error->location.empty() ? e.where : e.error->location});
+        out += !e.error->outcome.empty() ? e.error->outcome
+                                         : operationOutcome(Issue{"error", info.fhirIssueCode, e.error->message,
+                                                                  e.error->location.empty() ? e.where : e.error->location});
         out += "}}";
         continue;
       }
@@ -1222,6 +1290,7 @@ FhirResponse FhirService::Impl::capability() {
   Json rest = Json::object();
   rest["mode"] = "server";
   rest["documentation"] =
+      "Every write is validated against the FHIR R4 base specification (422 with every issue). "
       "Every version is kept. Search supports _id, _lastUpdated and identifier (where the type has it), with "
       "_count, _offset, _total and _summary=count. Only JSON is served.";
   Json resources = Json::array();
@@ -1253,6 +1322,7 @@ FhirResponse FhirService::Impl::capability() {
   Json inter = Json::array();
   for (const char* code : {"transaction", "batch", "search-system", "history-system"}) inter.push_back({{"code", code}});
   rest["interaction"] = inter;
+  rest["operation"] = Json::array({{{"name", "validate"}, {"definition", "http://hl7.org/fhir/OperationDefinition/Resource-validate"}}});
   cs["rest"] = Json::array({rest});
   FhirResponse r;
   r.headers.emplace_back("Content-Type", kJsonContentType);

@@ -116,10 +116,10 @@ TEST_F(FhirBundleTest, TransactionRefusesTwoEntriesOnOneResourceAndDanglingUuids
   b["entry"].push_back(entry("", json{{"resourceType", "Patient"}, {"id", "x"}}, "PUT", "Patient/x"));
   EXPECT_EQ(post(b).status, 400);
   json d = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", json::array()}};
-  d["entry"].push_back(entry("", observation("urn:uuid:nowhere", 1), "POST", "Observation"));
+  d["entry"].push_back(entry("", observation("urn:uuid:9a0b5d1e-0000-4000-8000-000000000000", 1), "POST", "Observation"));
   auto r = post(d);
   EXPECT_EQ(r.status, 400);
-  EXPECT_NE(r.body.find("urn:uuid:nowhere"), std::string::npos);
+  EXPECT_NE(r.body.find("urn:uuid:9a0b5d1e-0000-4000-8000-000000000000"), std::string::npos);
   EXPECT_EQ(count("Patient") + count("Observation"), 0);
 }
 
@@ -157,6 +157,27 @@ TEST_F(FhirBundleTest, BatchEntriesSucceedOrFailOnTheirOwn) {
   EXPECT_EQ(resp["entry"][2]["response"]["status"], "404");
   EXPECT_EQ(resp["entry"][3]["response"]["status"], "201 Created");
   EXPECT_EQ(count("Patient"), 2);
+}
+
+TEST_F(FhirBundleTest, InvalidResourcesAreRefusedWithTheirPathInTheBundle) {
+  json t = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", json::array()}};
+  t["entry"].push_back(entry("urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a", patient("8"), "POST", "Patient"));
+  json bad = patient("9");
+  bad["gender"] = "dragon";
+  t["entry"].push_back(entry("", bad, "POST", "Patient"));
+  auto r = post(t);
+  EXPECT_EQ(r.status, 422) << r.body;
+  EXPECT_NE(r.body.find("Bundle.entry[1].resource.gender"), std::string::npos) << r.body;
+  EXPECT_EQ(count("Patient"), 0);
+  json b = t;
+  b["type"] = "batch";
+  b["entry"][0].erase("fullUrl");
+  auto br = post(b);
+  ASSERT_EQ(br.status, 200) << br.body;
+  auto resp = br.json();
+  EXPECT_EQ(resp["entry"][0]["response"]["status"], "201 Created");
+  EXPECT_EQ(resp["entry"][1]["response"]["status"], "422");
+  EXPECT_NE(resp["entry"][1]["response"]["outcome"].dump().find("Bundle.entry[1].resource.gender"), std::string::npos);
 }
 
 TEST_F(FhirBundleTest, HundredEntryTransactionCommitsTogether) {

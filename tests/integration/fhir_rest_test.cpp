@@ -279,6 +279,40 @@ TEST_F(FhirRestTest, HistoryOfTypeAndSystemWithSinceAndPaging) {
   EXPECT_EQ(client_.get("/fhir/_history?_since=garbage").status, 400);
 }
 
+TEST_F(FhirRestTest, InvalidResourcesAreRefusedWith422AndEveryIssue) {
+  json p = json::parse(kPatient);
+  p["gender"] = "dragon";
+  p["birthDate"] = "1980-13-45";
+  p["unknownThing"] = 1;
+  auto r = client_.send("POST", "/fhir/Patient", p.dump());
+  ASSERT_EQ(r.status, 422) << r.body;
+  std::set<std::string> paths;
+  json oo = r.json();
+  for (auto& i : oo["issue"])
+    if (i.contains("expression")) paths.insert(i["expression"][0]);
+  EXPECT_TRUE(paths.count("Patient.gender")) << r.body;
+  EXPECT_TRUE(paths.count("Patient.birthDate")) << r.body;
+  EXPECT_EQ(client_.get("/fhir/Patient?_summary=count").json()["total"], 0);
+  p = json::parse(kPatient);
+  p["id"] = "v1";
+  p["active"] = "yes";
+  EXPECT_EQ(client_.send("PUT", "/fhir/Patient/v1", p.dump()).status, 422);
+}
+
+TEST_F(FhirRestTest, ValidateOperationReportsWithoutStoring) {
+  json p = json::parse(kPatient);
+  p["gender"] = "dragon";
+  auto r = client_.send("POST", "/fhir/Patient/$validate", p.dump());
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["issue"][0]["expression"][0], "Patient.gender");
+  json params = {{"resourceType", "Parameters"}, {"parameter", {{{"name", "resource"}, {"resource", json::parse(kPatient)}}}}};
+  auto ok = client_.send("POST", "/fhir/$validate", params.dump());
+  ASSERT_EQ(ok.status, 200) << ok.body;
+  EXPECT_EQ(ok.json()["issue"][0]["severity"], "information");
+  EXPECT_EQ(client_.get("/fhir/Patient?_summary=count").json()["total"], 0);
+  EXPECT_EQ(client_.get("/fhir/Patient/$validate").status, 405);
+}
+
 TEST_F(FhirRestTest, CapabilityStatementTellsWhatIsSupported) {
   auto r = client_.get("/fhir/metadata");
   ASSERT_EQ(r.status, 200);

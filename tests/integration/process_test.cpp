@@ -140,10 +140,45 @@ TEST(ProcessTest, EnvironmentVariablesOverrideTheFile) {
   close(c.errFd);
 }
 
+TEST(ProcessTest, ValidateCommandPrintsAnOutcomeAndSetsTheExitStatus) {
+  TempDir dir;
+  auto write = [&](const std::string& name, const std::string& text) {
+    std::string p = dir.path() + "/" + name;
+    FILE* f = fopen(p.c_str(), "w");
+    fputs(text.c_str(), f);
+    fclose(f);
+    return p;
+  };
+  auto run = [&](std::vector<std::string> args, std::string& out) {
+    Child c = spawn(args);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, c.out)) > 0) out.append(buf, n);
+    int rc = waitExit(c.pid);
+    fclose(c.out);
+    close(c.errFd);
+    return rc;
+  };
+  std::string good = write("good.json", R"({"resourceType":"Patient","gender":"female"})");
+  std::string bad = write("bad.json", R"({"resourceType":"Patient","gender":"dragon","birthDate":"x"})");
+  std::string out;
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", good}, out), 0);
+  EXPECT_NE(out.find("\"information\""), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", bad}, out), 1);
+  EXPECT_NE(out.find("Patient.gender"), std::string::npos) << out;
+  EXPECT_NE(out.find("Patient.birthDate"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--profile", "http://hl7.org/fhir/StructureDefinition/Observation", good}, out), 1);
+  out.clear();
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", dir.path() + "/missing.json"}, out), 2);
+}
+
 TEST(ProcessTest, HelpForEveryCommand) {
   for (std::vector<std::string> args : {std::vector<std::string>{PASSERELLE_BINARY, "--help"},
                                         {PASSERELLE_BINARY, "serve", "--help"},
                                         {PASSERELLE_BINARY, "db", "--help"},
+                                        {PASSERELLE_BINARY, "validate", "--help"},
                                         {PASSERELLE_BINARY, "config", "--help"}}) {
     Child c = spawn(args);
     std::string out;
