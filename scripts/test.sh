@@ -6,5 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
 scripts/build.sh -DPASSERELLE_BUILD_TESTS=ON
+# libFuzzer with sanitizers over the validator and the JSON text walkers, one minute each
+# (a crash fails the run); the replay drivers also run inside ctest below.
+scripts/fuzz.sh "${PASSERELLE_FUZZ_SECONDS:-60}"
 cd build
 ctest --output-on-failure --parallel "$(nproc)" --timeout 900
