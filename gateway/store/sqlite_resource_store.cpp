@@ -340,7 +340,7 @@ class SqliteResourceStore : public ResourceStore {
     // The writer keeps a large page cache: inserts under random UUID keys touch pages all over
     // the indexes, and each miss is a pread. Memory-mapped reads avoid the copies.
     for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA busy_timeout=10000",
-                               "PRAGMA foreign_keys=ON", "PRAGMA cache_size=-65536", "PRAGMA mmap_size=1073741824"}) {
+                               "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY", "PRAGMA cache_size=-65536", "PRAGMA mmap_size=1073741824"}) {
       auto r = writer_->exec(pragma);
       if (!r.ok()) return r;
     }
