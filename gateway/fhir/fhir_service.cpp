@@ -303,7 +303,7 @@ Result<WriteOutcome> createIn(WriteTxn& txn, const std::string& type, const std:
 
 Result<WriteOutcome> updateIn(WriteTxn& txn, const std::string& type, const std::string& id, const PreparedResource& p,
                               std::optional<std::int64_t> ifMatch) {
-  auto cur = txn.current(type, id);
+  auto cur = txn.currentHead(type, id);
   if (!cur.ok()) return cur.error();
   const auto& c = cur.value();
   if (ifMatch && (!c || c->deleted || c->version != *ifMatch))
@@ -318,7 +318,7 @@ Result<WriteOutcome> updateIn(WriteTxn& txn, const std::string& type, const std:
 
 Result<WriteOutcome> deleteIn(WriteTxn& txn, const std::string& type, const std::string& id,
                               std::optional<std::int64_t> ifMatch) {
-  auto cur = txn.current(type, id);
+  auto cur = txn.currentHead(type, id);
   if (!cur.ok()) return cur.error();
   const auto& c = cur.value();
   if (ifMatch && (!c || c->deleted || c->version != *ifMatch))
@@ -788,7 +788,7 @@ class FhirService::Impl {
           return makeError(ErrorCode::kInvalid, "the body's id '" + bodyId + "' differs from the matched " + type + "/" + id,
                            type + ".id");
       } else if (!bodyId.empty()) {
-        auto cur = txn.current(type, bodyId);
+        auto cur = txn.currentHead(type, bodyId);
         if (!cur.ok()) return cur.error();
         if (cur->has_value() && !(*cur)->deleted)
           return makeError(ErrorCode::kConflict, type + "/" + bodyId + " exists but does not match the condition");

@@ -84,6 +84,9 @@ class WriteTxn {
   virtual ~WriteTxn() = default;
   // The latest version (possibly a deletion), or nullopt when the resource never existed.
   virtual Result<std::optional<ResourceVersion>> current(const std::string& type, const std::string& id) = 0;
+  // The same without the body (type, id, version, deleted, lastUpdatedMs, seq): what a write
+  // needs to check and number the next version.
+  virtual Result<std::optional<ResourceVersion>> currentHead(const std::string& type, const std::string& id) = 0;
   virtual Result<SearchPage> search(const SearchQuery& query) = 0;
   // Appends `v` (v.version must be the current version + 1; a clash is kConflict) and replaces
   // the resource's index rows with `tokens` (ignored for a deletion, which drops them).

@@ -235,6 +235,24 @@ class WriteTxnImpl : public WriteTxn {
   Result<std::optional<ResourceVersion>> current(const std::string& type, const std::string& id) override {
     return readCurrent(c_, type, id);
   }
+  Result<std::optional<ResourceVersion>> currentHead(const std::string& type, const std::string& id) override {
+    auto st = c_.prepare(
+        "SELECT version, deleted, last_updated, seq FROM resource_current WHERE res_type = ? AND res_id = ?");
+    if (!st.ok()) return st.error();
+    (*st)->bind(1, type);
+    (*st)->bind(2, id);
+    int rc = (*st)->step();
+    if (rc == SQLITE_DONE) return std::optional<ResourceVersion>();
+    if (rc != SQLITE_ROW) return sqlError(c_.db(), rc, "read current version");
+    ResourceVersion v;
+    v.type = type;
+    v.id = id;
+    v.version = (*st)->i64(0);
+    v.deleted = (*st)->i64(1) != 0;
+    v.lastUpdatedMs = (*st)->i64(2);
+    v.seq = (*st)->i64(3);
+    return std::optional<ResourceVersion>(std::move(v));
+  }
   Result<SearchPage> search(const SearchQuery& q) override { return runSearch(c_, q); }
   std::int64_t nowMs() override { return now_; }
 
