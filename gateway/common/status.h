@@ -44,7 +44,11 @@ struct Error {
 };
 
 inline Error makeError(ErrorCode code, std::string message, std::string location = {}) {
-  return Error{code, std::move(message), std::move(location)};
+  Error e;
+  e.code = code;
+  e.message = std::move(message);
+  e.location = std::move(location);
+  return e;
 }
 
 // Holds either a value or an Error. Use ok() before value().

@@ -17,6 +17,11 @@ __asm__(
     ".byte 0\n"
     ".previous\n");
 
+// Used so that the preprocessed text (what ccache hashes) changes with the table's content.
+#ifdef PASSERELLE_VALIDATION_TABLE_MD5
+[[maybe_unused]] static const char kTableMd5[] = PASSERELLE_VALIDATION_TABLE_MD5;
+#endif
+
 extern "C" const char passerelle_fhir_validation_table_start[];
 extern "C" const char passerelle_fhir_validation_table_end[];
 
