@@ -6,7 +6,6 @@ Source: the R4 StructureDefinitions (profiles-resources.json) as packaged in
 Run from the repository root:  python3 scripts/gen_fhir_tables.py [DEFINITIONS_DIR]
 Writes schemas/fhir-r4/resource_types.inc (committed).
 """
-import json
 import os
 import sys
 
