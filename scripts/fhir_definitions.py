@@ -22,3 +22,9 @@ def definitions_dir(root):
     if not found:
         sys.exit("definitions not found: pass the folder holding profiles-resources.json(.gz)")
     return found[-1]
+
+
+def output_dir(root):
+    """schemas/fhir-r4, or the folder named by PASSERELLE_SCHEMAS_OUT (used to check the committed
+    tables against a fresh generation)."""
+    return os.environ.get("PASSERELLE_SCHEMAS_OUT") or os.path.join(root, "schemas", "fhir-r4")

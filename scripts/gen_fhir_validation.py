@@ -26,7 +26,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fhir_definitions import definitions_dir, load  # noqa: E402
+from fhir_definitions import definitions_dir, load, output_dir  # noqa: E402
 
 R4 = "4.0.1"
 HL7 = "http://hl7.org/fhir/"
@@ -219,7 +219,7 @@ def main():
             if row[1] not in known:
                 sys.exit("unknown type %s in %s.%s" % (row[1], t["name"], row[0]))
 
-    out_path = os.path.join(root, "schemas", "fhir-r4", "validation.json")
+    out_path = os.path.join(output_dir(root), "validation.json")
     version = open(os.path.join(src, "version.info")).read().split("version=")[1].split()[0] \
         if os.path.exists(os.path.join(src, "version.info")) else R4
     with open(out_path, "w", encoding="utf-8") as f:

