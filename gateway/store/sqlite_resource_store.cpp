@@ -9,7 +9,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
-#include <future>
+#include <semaphore>
 #include <mutex>
 #include <thread>
 #include <unordered_map>
@@ -436,15 +436,15 @@ class SqliteResourceStore : public ResourceStore {
   }
 
   Result<void> write(const std::function<Result<void>(WriteTxn&)>& work) override {
-    Job job{&work, {}};
-    auto done = job.result.get_future();
+    Job job{&work};
     {
       std::lock_guard<std::mutex> lock(mutex_);
       if (stopping_) return makeError(ErrorCode::kUnavailable, "the store is shutting down");
       queue_.push_back(&job);
     }
     cv_.notify_one();
-    return done.get();
+    job.done.acquire();
+    return std::move(job.result);
   }
 
   void close() override {
@@ -473,9 +473,12 @@ class SqliteResourceStore : public ResourceStore {
   }
 
  private:
+  // A unit of work waiting for its group commit; lives on the waiting thread's stack.
   struct Job {
+    explicit Job(const std::function<Result<void>(WriteTxn&)>* w) : work(w) {}
     const std::function<Result<void>(WriteTxn&)>* work;
-    std::promise<Result<void>> result;
+    Result<void> result;
+    std::binary_semaphore done{0};
   };
 
   // A reader connection on loan; returned to the pool on destruction.
@@ -617,7 +620,10 @@ class SqliteResourceStore : public ResourceStore {
         stats_.units += batch.size() - failed;
         stats_.unitsFailed += failed;
       }
-      for (std::size_t i = 0; i < batch.size(); ++i) batch[i]->result.set_value(std::move(results[i]));
+      for (std::size_t i = 0; i < batch.size(); ++i) {
+        batch[i]->result = std::move(results[i]);
+        batch[i]->done.release();
+      }
       batch.clear();
       results.clear();
     }
