@@ -35,6 +35,7 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   store::StoreOptions so;
   so.readers = static_cast<int>(config.getInt("store.readers"));
   so.maxGroup = static_cast<int>(config.getInt("store.max_group"));
+  so.commitDelayMicros = static_cast<int>(config.getInt("store.commit_delay_us"));
   auto st = store::openStore(config.get("storage.url"), so);
   if (!st.ok()) return makeError(st.error().code, "storage.url: " + st.error().message);
   g->s_->store = std::move(st.value());

@@ -94,6 +94,8 @@ const std::vector<Setting>& settings() {
       {"storage.url", Type::kString, "", "sqlite:PATH. Empty: sqlite:<data.dir>/passerelle.db."},
       {"store.readers", Type::kInt, "16", "Database connections kept for reads.", 1, 256},
       {"store.max_group", Type::kInt, "256", "Most write requests grouped into one commit.", 1, 10000},
+      {"store.commit_delay_us", Type::kInt, "0",
+       "Microseconds the writer waits for more requests to join a commit (0: none).", 0, 100000},
       {"limits.body_bytes", Type::kInt, "10485760", "Largest request body accepted (413 beyond).", 1024,
        1073741824},
       {"limits.json_depth", Type::kInt, "64", "Deepest JSON nesting accepted (400 beyond).", 2, 1024},

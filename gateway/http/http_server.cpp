@@ -189,6 +189,7 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
     line("passerelle_store_commits_total", "Database commits (each may group several requests).", "counter", "", st.commits);
     line("passerelle_store_units_total", "Write units committed.", "counter", "", st.units);
     line("passerelle_store_units_failed_total", "Write units rolled back.", "counter", "", st.unitsFailed);
+    line("passerelle_store_wal_frames_total", "Pages appended to the write-ahead log.", "counter", "", st.walFrames);
     return out;
   }
 

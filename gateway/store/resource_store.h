@@ -102,6 +102,7 @@ struct StoreStats {
   std::uint64_t commits = 0;
   std::uint64_t units = 0;        // units of work committed (requests)
   std::uint64_t unitsFailed = 0;  // units rolled back
+  std::uint64_t walFrames = 0;    // pages appended to the write-ahead log (SQLite)
 };
 
 class ResourceStore {
@@ -125,6 +126,8 @@ struct StoreOptions {
   int maxGroup = 256;
   // Reader connections kept open (readers beyond this wait).
   int readers = 16;
+  // How long the writer waits for more units before starting a commit (0: not at all).
+  int commitDelayMicros = 0;
 };
 
 // Opens the store at `url` (`sqlite:PATH`; the folder is created) and applies the numbered

@@ -6,6 +6,7 @@
 #include <Poco/Data/Session.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -469,7 +470,9 @@ class SqliteResourceStore : public ResourceStore {
 
   StoreStats stats() const override {
     std::lock_guard<std::mutex> lock(mutex_);
-    return stats_;
+    StoreStats s = stats_;
+    s.walFrames = walFramesTotal_.load(std::memory_order_relaxed);
+    return s;
   }
 
  private:
@@ -566,6 +569,10 @@ class SqliteResourceStore : public ResourceStore {
   // Called by SQLite on the writer thread after each commit with the WAL's size in pages.
   static int walHook(void* self, sqlite3*, const char*, int frames) {
     auto* store = static_cast<SqliteResourceStore*>(self);
+    // `frames` is the log's size; it starts again from 0 when the log is rewound.
+    int added = frames >= store->lastWalFrames_ ? frames - store->lastWalFrames_ : frames;
+    store->lastWalFrames_ = frames;
+    store->walFramesTotal_.fetch_add(static_cast<std::uint64_t>(added), std::memory_order_relaxed);
     if (frames >= 4 * kCheckpointFrames) {
       // A background checkpoint never catches up with a busy writer, so the WAL could not start
       // over; finishing it here is cheap (the background copied most frames) and lets the next
@@ -606,6 +613,11 @@ class SqliteResourceStore : public ResourceStore {
         std::unique_lock<std::mutex> lock(mutex_);
         cv_.wait(lock, [&] { return !queue_.empty() || stopping_; });
         if (queue_.empty() && stopping_) return;
+        // Optionally give concurrent requests a moment to join this commit: fewer, larger
+        // commits write fewer log pages per request.
+        if (options_.commitDelayMicros > 0 && static_cast<int>(queue_.size()) < options_.maxGroup && !stopping_)
+          cv_.wait_for(lock, std::chrono::microseconds(options_.commitDelayMicros),
+                       [&] { return static_cast<int>(queue_.size()) >= options_.maxGroup || stopping_; });
         while (!queue_.empty() && static_cast<int>(batch.size()) < options_.maxGroup) {
           batch.push_back(queue_.front());
           queue_.pop_front();
@@ -676,6 +688,8 @@ class SqliteResourceStore : public ResourceStore {
   std::int64_t lastMs_ = 0;
 
   static constexpr int kCheckpointFrames = 1000;
+  int lastWalFrames_ = 0;                       // writer thread only
+  std::atomic<std::uint64_t> walFramesTotal_{0};
   std::unique_ptr<Connection> checkpointConn_;
   std::thread checkpointer_;
   std::mutex checkpointMutex_;
