@@ -96,6 +96,9 @@ TEST(HttpFrontTest, HealthAndMetrics) {
   EXPECT_NE(m.body.find("passerelle_http_requests_total 3"), std::string::npos) << m.body;
   EXPECT_NE(m.body.find("passerelle_http_responses_total{class=\"4xx\"} 1"), std::string::npos);
   EXPECT_NE(m.body.find("passerelle_store_units_total 1"), std::string::npos);
+  auto at = m.body.find("\npasserelle_store_wal_frames_total ");
+  ASSERT_NE(at, std::string::npos);
+  EXPECT_GT(std::stol(m.body.substr(at + 35)), 0);  // the create wrote pages to the log
   auto nf = client.get("/elsewhere");
   EXPECT_EQ(nf.status, 404);
   EXPECT_EQ(nf.json()["resourceType"], "OperationOutcome");
