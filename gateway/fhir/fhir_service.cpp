@@ -886,7 +886,6 @@ struct BundleEntry {
   Incoming in;
   // Results.
   bool done = false;
-  bool createNew = false;  // POST or PUT that resolved to a fresh id
   WriteOutcome outcome;
   std::string getBody;  // GET entries: the resource or searchset returned
   int getStatus = 200;
@@ -1031,35 +1030,8 @@ class BundleProcessor {
     std::set<std::string> targets;
     for (auto& e : entries_) {
       if (e.method == "GET") continue;
-      if (e.method == "POST") {
-        if (!e.ifNoneExist.empty()) {
-          auto m = conditionalMatches(txn, e.type, parseQueryString(e.ifNoneExist), h_.o_.search);
-          if (!m.ok()) return at(e, m.error());
-          if (m->size() > 1) return at(e, makeError(ErrorCode::kPreconditionFailed, "ifNoneExist matches more than one " + e.type));
-          if (m->size() == 1) {
-            e.id = m->front().id;
-            e.outcome = WriteOutcome{200, m->front(), false};
-            e.done = true;
-          }
-        }
-        if (e.id.empty()) {
-          e.id = newId();
-          e.createNew = true;
-        }
-      } else if (e.conditional) {
-        auto m = conditionalMatches(txn, e.type, e.condParams, h_.o_.search);
-        if (!m.ok()) return at(e, m.error());
-        if (m->size() > 1) return at(e, makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + e.type));
-        if (m->size() == 1) {
-          e.id = m->front().id;
-        } else if (e.method == "PUT") {
-          auto bid = e.in.json.find("id");
-          e.id = bid != e.in.json.end() ? bid->get<std::string>() : newId();
-        } else {
-          e.done = true;  // conditional delete of nothing
-          e.outcome.status = 204;
-        }
-      }
+      auto r = resolveTarget(txn, e);
+      if (!r.ok()) return at(e, r.error());
       if (!e.id.empty() && !targets.insert(e.type + "/" + e.id).second)
         return at(e, makeError(ErrorCode::kInvalid, "two entries of the transaction change " + e.type + "/" + e.id));
       if (!e.fullUrl.empty() && !e.id.empty()) refs_[e.fullUrl] = e.type + "/" + e.id;
@@ -1072,6 +1044,42 @@ class BundleProcessor {
     for (BundleEntry* e : order) {
       auto r = execute(txn, *e);
       if (!r.ok()) return at(*e, r.error());
+    }
+    return {};
+  }
+
+  // Settles which resource a write entry acts on: a POST whose ifNoneExist matches one resource
+  // becomes that resource (nothing to write), other POSTs get a new id; a conditional PUT or
+  // DELETE takes its single match (a PUT with none creates, with the body's id or a new one; a
+  // DELETE with none has nothing to do). More than one match is 412.
+  Result<void> resolveTarget(WriteTxn& txn, BundleEntry& e) {
+    if (e.method == "POST") {
+      if (!e.ifNoneExist.empty()) {
+        auto m = conditionalMatches(txn, e.type, parseQueryString(e.ifNoneExist), h_.o_.search);
+        if (!m.ok()) return m.error();
+        if (m->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "ifNoneExist matches more than one " + e.type);
+        if (m->size() == 1) {
+          e.id = m->front().id;
+          e.outcome = WriteOutcome{200, m->front(), false};
+          e.done = true;
+          return {};
+        }
+      }
+      e.id = newId();
+      return {};
+    }
+    if (!e.conditional) return {};
+    auto m = conditionalMatches(txn, e.type, e.condParams, h_.o_.search);
+    if (!m.ok()) return m.error();
+    if (m->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + e.type);
+    if (m->size() == 1) {
+      e.id = m->front().id;
+    } else if (e.method == "PUT") {
+      auto bid = e.in.json.find("id");
+      e.id = bid != e.in.json.end() ? bid->get<std::string>() : newId();
+    } else {
+      e.done = true;  // conditional delete of nothing
+      e.outcome.status = 204;
     }
     return {};
   }
@@ -1164,29 +1172,8 @@ class BundleProcessor {
       for (auto& e : entries_) {
         if (e.error) continue;
         auto one = txn.atomically([&]() -> Result<void> {
-          if (e.method == "POST" && !e.ifNoneExist.empty()) {
-            auto m = conditionalMatches(txn, e.type, parseQueryString(e.ifNoneExist), h_.o_.search);
-            if (!m.ok()) return m.error();
-            if (m->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "ifNoneExist matches more than one " + e.type);
-            if (m->size() == 1) {
-              e.outcome = WriteOutcome{200, m->front(), false};
-              e.done = true;
-              return {};
-            }
-          }
-          if (e.method == "POST") e.id = newId();
-          if (e.conditional) {
-            auto m = conditionalMatches(txn, e.type, e.condParams, h_.o_.search);
-            if (!m.ok()) return m.error();
-            if (m->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + e.type);
-            if (m->size() == 1) e.id = m->front().id;
-            else if (e.method == "PUT") e.id = e.in.json.contains("id") ? e.in.json["id"].get<std::string>() : newId();
-            else {
-              e.outcome.status = 204;
-              e.done = true;
-              return {};
-            }
-          }
+          auto r = resolveTarget(txn, e);
+          if (!r.ok()) return r;
           return execute(txn, e);
         });
         if (!one.ok()) {
