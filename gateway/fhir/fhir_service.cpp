@@ -1077,6 +1077,13 @@ class BundleProcessor {
     } else if (e.method == "PUT") {
       auto bid = e.in.json.find("id");
       e.id = bid != e.in.json.end() ? bid->get<std::string>() : newId();
+      if (bid != e.in.json.end()) {
+        // As for a conditional update on its own: the body's id may not name another resource.
+        auto cur = txn.currentHead(e.type, e.id);
+        if (!cur.ok()) return cur.error();
+        if (cur->has_value() && !(*cur)->deleted)
+          return makeError(ErrorCode::kConflict, e.type + "/" + e.id + " exists but does not match the condition");
+      }
     } else {
       e.done = true;  // conditional delete of nothing
       e.outcome.status = 204;

@@ -180,6 +180,20 @@ TEST_F(FhirBundleTest, InvalidResourcesAreRefusedWithTheirPathInTheBundle) {
   EXPECT_NE(resp["entry"][1]["response"]["outcome"].dump().find("Bundle.entry[1].resource.gender"), std::string::npos);
 }
 
+TEST_F(FhirBundleTest, ConditionalPutCannotOverwriteAnUnmatchedResourceByItsId) {
+  ASSERT_EQ(client_.send("PUT", "/fhir/Patient/taken", json{{"resourceType", "Patient"}, {"id", "taken"}}.dump()).status, 201);
+  json b = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", json::array()}};
+  json p = patient("nobody");
+  p["id"] = "taken";
+  b["entry"].push_back(entry("", p, "PUT", "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|nobody"));
+  EXPECT_EQ(post(b).status, 409);
+  b["type"] = "batch";
+  auto r = post(b);
+  ASSERT_EQ(r.status, 200);
+  EXPECT_EQ(r.json()["entry"][0]["response"]["status"], "409");
+  EXPECT_EQ(client_.get("/fhir/Patient/taken").json()["meta"]["versionId"], "1");
+}
+
 TEST_F(FhirBundleTest, HundredEntryTransactionCommitsTogether) {
   json b = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", json::array()}};
   for (int i = 0; i < 50; ++i) {
