@@ -7,34 +7,16 @@
 #include <ctime>
 #include <mutex>
 
+#include "mappings/fhir/json_text.h"
+
 namespace passerelle::log {
 namespace {
+
+using fhir::appendJsonString;
 std::atomic<int> gLevel{static_cast<int>(Level::kInfo)};
 std::atomic<bool> gJson{false};
 std::mutex gMutex;
 const char* kNames[] = {"debug", "info", "warn", "error", "off"};
-
-void appendJsonString(std::string& out, std::string_view s) {
-  out += '"';
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          char buf[8];
-          std::snprintf(buf, sizeof buf, "\\u%04x", c);
-          out += buf;
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
 
 bool needsQuotes(std::string_view s) {
   if (s.empty()) return true;

@@ -55,27 +55,8 @@ std::string statusLine(int status) {
   }
 }
 
-FhirResponse errorResponse(const Error& e) {
-  FhirResponse r;
-  const ErrorInfo& info = errorInfo(e.code);
-  r.status = info.httpStatus;
-  if (!e.outcome.empty()) {
-    r.body = e.outcome;
-    r.headers.emplace_back("Content-Type", kJsonContentType);
-    return r;
-  }
-  Issue issue;
-  issue.severity = info.httpStatus >= 500 ? "fatal" : "error";
-  issue.code = info.fhirIssueCode;
-  issue.diagnostics = e.message;
-  issue.expression = e.location;
-  r.body = operationOutcome(issue);
-  r.headers.emplace_back("Content-Type", kJsonContentType);
-  return r;
-}
-
 FhirResponse errorResponse(ErrorCode code, std::string message, std::string location = {}) {
-  return errorResponse(makeError(code, std::move(message), std::move(location)));
+  return fhir::errorResponse(makeError(code, std::move(message), std::move(location)));
 }
 
 struct Prefer {
@@ -384,6 +365,25 @@ std::string pageUrl(const std::string& base, const Params& applied, const char* 
 }
 
 }  // namespace
+
+FhirResponse errorResponse(const Error& e) {
+  FhirResponse r;
+  const ErrorInfo& info = errorInfo(e.code);
+  r.status = info.httpStatus;
+  if (!e.outcome.empty()) {
+    r.body = e.outcome;
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    return r;
+  }
+  Issue issue;
+  issue.severity = info.httpStatus >= 500 ? "fatal" : "error";
+  issue.code = info.fhirIssueCode;
+  issue.diagnostics = e.message;
+  issue.expression = e.location;
+  r.body = operationOutcome(issue);
+  r.headers.emplace_back("Content-Type", kJsonContentType);
+  return r;
+}
 
 bool parseETag(const std::string& header, std::int64_t& version) {
   std::string s = header;

@@ -34,6 +34,10 @@ class FhirService {
   FhirServiceOptions options_;
 };
 
+// The answer to an error: its status from the error table and an OperationOutcome (the one the
+// error carries, or one built from its message and location).
+FhirResponse errorResponse(const Error& error);
+
 // W/"3" or "3" -> 3; returns false for anything else.
 bool parseETag(const std::string& header, std::int64_t& version);
 

@@ -18,7 +18,6 @@
 #include <thread>
 
 #include "gateway/common/log.h"
-#include "mappings/fhir/operation_outcome.h"
 
 namespace passerelle::http {
 namespace {
@@ -55,12 +54,8 @@ void send(HTTPServerResponse& resp, int status, const std::string& body, const s
 }
 
 void sendOutcome(HTTPServerResponse& resp, ErrorCode code, const std::string& message) {
-  const ErrorInfo& info = errorInfo(code);
-  fhir::Issue issue;
-  issue.severity = info.httpStatus >= 500 ? "fatal" : "error";
-  issue.code = info.fhirIssueCode;
-  issue.diagnostics = message;
-  send(resp, info.httpStatus, fhir::operationOutcome(issue), "application/fhir+json; charset=utf-8");
+  fhir::FhirResponse r = fhir::errorResponse(makeError(code, message));
+  send(resp, r.status, r.body, "application/fhir+json; charset=utf-8");
 }
 
 class FrontHandler : public Poco::Net::HTTPRequestHandler {
