@@ -6,6 +6,12 @@
 -- * Reads the Patient ids (one per line) from the file named by BENCH_IDS_FILE.
 local M = {}
 
+-- The headers of every FHIR write the scenarios send.
+M.write_headers = {
+  ["Content-Type"] = "application/fhir+json",
+  ["Accept"] = "application/fhir+json",
+}
+
 local threads = {}
 local thread_count = 0
 

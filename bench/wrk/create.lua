@@ -14,10 +14,7 @@ function init(args)
   base = (tid or 0) * 100000000000
 end
 
-local headers = {
-  ["Content-Type"] = "application/fhir+json",
-  ["Accept"] = "application/fhir+json",
-}
+local headers = common.write_headers
 
 local body_format = table.concat({
   '{"resourceType":"Patient",',

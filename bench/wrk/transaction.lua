@@ -17,10 +17,7 @@ function init(args)
   common.seed(tid)
 end
 
-local headers = {
-  ["Content-Type"] = "application/fhir+json",
-  ["Accept"] = "application/fhir+json",
-}
+local headers = common.write_headers
 
 local patient_format = table.concat({
   '{"fullUrl":"urn:uuid:%s","resource":{"resourceType":"Patient",',

@@ -24,10 +24,7 @@ function init(args)
   if #mine == 0 then mine = ids end
 end
 
-local headers = {
-  ["Content-Type"] = "application/fhir+json",
-  ["Accept"] = "application/fhir+json",
-}
+local headers = common.write_headers
 
 -- About 1 KB once the id is in; the phone number changes with every request.
 local head = '{"resourceType":"Patient","id":"'
