@@ -12,6 +12,8 @@
 #include <thread>
 
 #include "gateway/common/log.h"
+#include "gateway/search/index_extractor.h"
+#include "gateway/search/search_definitions.h"
 #include "mappings/fhir/fhir_time.h"
 #include "mappings/fhir/json_text.h"
 #include "mappings/fhir/operation_outcome.h"
@@ -195,26 +197,6 @@ Result<void> validateResource(std::string_view text, const std::string& expected
   return e;
 }
 
-std::vector<store::TokenEntry> tokensOf(const std::string& type, const Json& resource) {
-  std::vector<store::TokenEntry> out;
-  if (!hasIdentifierParam(type)) return out;
-  auto it = resource.find("identifier");
-  if (it == resource.end()) return out;
-  auto add = [&](const Json& ident) {
-    if (!ident.is_object()) return;
-    auto v = ident.find("value");
-    if (v == ident.end() || !v->is_string()) return;
-    auto s = ident.find("system");
-    out.push_back({"identifier", s != ident.end() && s->is_string() ? s->get<std::string>() : std::string(),
-                   v->get<std::string>()});
-  };
-  if (it->is_array())
-    for (const auto& i : *it) add(i);
-  else
-    add(*it);
-  return out;
-}
-
 // The result of one write interaction.
 struct WriteOutcome {
   int status = 200;
@@ -228,11 +210,11 @@ struct PreparedResource {
   std::string head;       // up to and including "meta":
   std::string metaExtra;  // the client's other meta members, as ,"k":v...
   std::string tail;       // after the meta value
-  std::vector<store::TokenEntry> tokens;
+  store::IndexRows index;
 };
 
 PreparedResource prepare(const std::string& type, const std::string& id, const Incoming& in,
-                         const ReferenceRewriter& rw) {
+                         const ReferenceRewriter& rw, const std::string& baseUrl) {
   PreparedResource p;
   std::string out;
   out.reserve(in.span.end - in.span.begin + 64);
@@ -249,7 +231,17 @@ PreparedResource prepare(const std::string& type, const std::string& id, const I
     p.metaExtra += ':';
     writeCompact(in.text, m.value, p.metaExtra);
   }
-  p.tokens = tokensOf(type, in.json);
+  if (rw) {
+    // References were rewritten (a transaction): index what is stored.
+    try {
+      auto stored = Json::parse(p.head + "{" + (p.metaExtra.empty() ? "" : p.metaExtra.substr(1)) + "}" + p.tail);
+      p.index = search::extractIndex(search::SearchDefinitions::r4(), type, stored, baseUrl);
+    } catch (const std::exception&) {
+      p.index = search::extractIndex(search::SearchDefinitions::r4(), type, in.json, baseUrl);
+    }
+  } else {
+    p.index = search::extractIndex(search::SearchDefinitions::r4(), type, in.json, baseUrl);
+  }
   return p;
 }
 
@@ -266,7 +258,7 @@ Result<ResourceVersion> putPrepared(WriteTxn& txn, const std::string& type, cons
   v.body.reserve(p.head.size() + p.tail.size() + p.metaExtra.size() + 64);
   v.body.append(p.head).append("{\"versionId\":\"").append(vs).append("\",\"lastUpdated\":\"").append(instant);
   v.body.append("\"").append(p.metaExtra).append("}").append(p.tail);
-  auto r = txn.put(v, p.tokens);
+  auto r = txn.put(v, p.index);
   if (!r.ok()) return r.error();
   return v;
 }
@@ -327,7 +319,8 @@ Result<std::vector<ResourceVersion>> conditionalMatches(WriteTxn& txn, const std
   auto ps = parseSearch(type, filtered, limits, true);
   if (!ps.ok()) return ps.error();
   ps->query.count = 2;
-  ps->query.wantTotal = false;
+  ps->query.total = store::SearchQuery::Total::kNone;
+  ps->query.sort.clear();
   auto page = txn.search(ps->query);
   if (!page.ok()) return page.error();
   return std::move(page->items);
@@ -362,6 +355,51 @@ std::string pageUrl(const std::string& base, const Params& applied, const char* 
   if (extraKey) p.emplace_back(extraKey, extraValue);
   std::string q = encodeQuery(p);
   return q.empty() ? base : base + "?" + q;
+}
+
+
+bool elementSelected(const std::string& key, const std::vector<std::string>& names) {
+  for (const auto& n : names) {
+    if (key == n) return true;
+    // Choice elements: "value[x]" (summary lists) or "value" (_elements) select valueQuantity...
+    std::string stem = n.size() > 3 && n.compare(n.size() - 3, 3, "[x]") == 0 ? n.substr(0, n.size() - 3) : n;
+    if (key.size() > stem.size() && key.compare(0, stem.size(), stem) == 0 &&
+        std::isupper(static_cast<unsigned char>(key[stem.size()])))
+      return true;
+  }
+  return false;
+}
+
+// The body shaped by _summary and _elements (SUBSETTED tag added), or unchanged.
+std::string shapeBody(const std::string& type, const std::string& body, const ParsedSearch& ps) {
+  bool subset = ps.summary == Summary::kTrue || ps.summary == Summary::kText || ps.summary == Summary::kData ||
+                (!ps.elements.empty() && ps.summary != Summary::kFalse);
+  if (!subset) return body;
+  Json in;
+  try {
+    in = Json::parse(body);
+  } catch (const std::exception&) {
+    return body;
+  }
+  if (!in.is_object()) return body;
+  Json out = Json::object();
+  const auto& summary = search::SearchDefinitions::r4().summary(type);
+  for (auto it = in.begin(); it != in.end(); ++it) {
+    const std::string& k = it.key();
+    bool keep;
+    if (k == "resourceType" || k == "id" || k == "meta") keep = true;
+    else if (ps.summary == Summary::kTrue) keep = elementSelected(k, summary);
+    else if (ps.summary == Summary::kText) keep = k == "text";
+    else if (ps.summary == Summary::kData) keep = k != "text";
+    else keep = elementSelected(k, ps.elements);
+    if (keep) out[k] = it.value();
+  }
+  Json& meta = out["meta"];
+  if (!meta.is_object()) meta = Json::object();
+  Json& tags = meta["tag"];
+  if (!tags.is_array()) tags = Json::array();
+  tags.push_back({{"system", "http://terminology.hl7.org/CodeSystem/v3-ObservationValue"}, {"code", "SUBSETTED"}});
+  return out.dump();
 }
 
 }  // namespace
@@ -580,44 +618,129 @@ class FhirService::Impl {
   }
 
   FhirResponse search(const std::string& type, const Params& params, const std::string& pathPart) {
-    auto ps = parseSearch(type, params, o_.search, prefer_.strict);
+    auto ps = parseSearch(type, params, o_.search, prefer_.strict, req_.baseUrl);
     if (!ps.ok()) return errorResponse(ps.error());
-    auto page = store_.search(ps->query);
-    if (!page.ok()) return errorResponse(page.error());
+    auto body = runSearch(store_, *ps, pathPart);
+    if (!body.ok()) return errorResponse(body.error());
     FhirResponse r;
     r.headers.emplace_back("Content-Type", kJsonContentType);
-    r.body = searchBundle(*ps, *page, pathPart);
+    r.body = std::move(body.value());
     return r;
   }
 
-  std::string searchBundle(const ParsedSearch& ps, const store::SearchPage& page, const std::string& pathPart) {
+  // Runs a parsed search, its includes, and renders the searchset. `source` is the store or a
+  // write unit (GET entries of a transaction see its writes).
+  template <typename Source>
+  Result<std::string> runSearch(Source& source, const ParsedSearch& ps, const std::string& pathPart) {
+    auto page = source.search(ps.query);
+    if (!page.ok()) return page.error();
+    std::vector<ResourceVersion> included;
+    bool truncated = false;
+    if (!ps.includes.empty() && !page->items.empty()) {
+      auto r = includes(source, ps, page->items, included, truncated);
+      if (!r.ok()) return r.error();
+    }
+    return searchBundle(ps, *page, included, truncated, pathPart);
+  }
+
+  template <typename Source>
+  Result<void> includes(Source& source, const ParsedSearch& ps, const std::vector<ResourceVersion>& matches,
+                        std::vector<ResourceVersion>& included, bool& truncated) {
+    std::set<std::pair<std::string, std::string>> seen;
+    for (const auto& m : matches) seen.emplace(m.type, m.id);
+    int budget = o_.search.maxIncluded;
+    auto apply = [&](const std::vector<ResourceVersion>& from, bool iterateOnly, std::vector<ResourceVersion>& found) -> Result<void> {
+      for (const auto& spec : ps.includes) {
+        if (iterateOnly && !spec.iterate) continue;
+        store::IncludeQuery iq;
+        iq.reverse = spec.reverse;
+        iq.limit = budget + 1;
+        if (!spec.reverse) {
+          for (const auto& v : from)
+            if (v.type == spec.sourceType && v.rid) iq.rids.push_back(v.rid);
+          if (iq.rids.empty()) continue;
+          if (spec.param != "*") iq.params.push_back(spec.sourceType + "." + spec.param);
+          iq.targetType = spec.targetType;
+        } else {
+          for (const auto& v : from)
+            if (spec.targetType.empty() || v.type == spec.targetType) iq.targets.emplace_back(v.type, v.id);
+          if (iq.targets.empty()) continue;
+          if (spec.param == "*") {
+            for (const auto* d : search::SearchDefinitions::r4().forType(spec.sourceType))
+              if (d->kind == search::ParamKind::kReference && d->type != "Resource") iq.params.push_back(d->key);
+          } else {
+            iq.params.push_back(spec.sourceType + "." + spec.param);
+          }
+          iq.limit = budget + 1;
+        }
+        auto got = source.include(iq);
+        if (!got.ok()) return got.error();
+        for (auto& v : *got) {
+          if (spec.reverse && v.type != spec.sourceType) continue;
+          if (!seen.emplace(v.type, v.id).second) continue;
+          if (budget <= 0) {
+            truncated = true;
+            return {};
+          }
+          --budget;
+          found.push_back(std::move(v));
+        }
+      }
+      return {};
+    };
+    std::vector<ResourceVersion> level1, level2;
+    auto r = apply(matches, false, level1);
+    if (!r.ok()) return r;
+    if (!truncated && !level1.empty()) {
+      r = apply(level1, true, level2);
+      if (!r.ok()) return r;
+    }
+    included = std::move(level1);
+    for (auto& v : level2) included.push_back(std::move(v));
+    return {};
+  }
+
+  std::string searchBundle(const ParsedSearch& ps, const store::SearchPage& page, const std::vector<ResourceVersion>& included,
+                           bool truncated, const std::string& pathPart) {
     std::string out;
-    out.reserve(256 + page.items.size() * 1024);
+    out.reserve(256 + (page.items.size() + included.size()) * 1024);
     appendBundleHead(out, "searchset");
     if (page.total >= 0) out += ",\"total\":" + std::to_string(page.total);
     std::string base = req_.baseUrl + (pathPart.empty() ? "" : "/" + pathPart);
     const auto& q = ps.query;
     std::vector<std::pair<std::string, std::string>> links;
-    links.emplace_back("self", pageUrl(base, ps.applied, q.offset ? "_offset" : nullptr, std::to_string(q.offset)));
-    if (!ps.summaryCount && q.count > 0) {
+    if (!q.cursor.empty())
+      links.emplace_back("self", pageUrl(base, ps.applied, "_cursor", (q.backwards ? "p" : "n") + q.cursor));
+    else
+      links.emplace_back("self", pageUrl(base, ps.applied, q.offset ? "_offset" : nullptr, std::to_string(q.offset)));
+    if (!ps.summaryCount() && q.count > 0) {
       links.emplace_back("first", pageUrl(base, ps.applied));
-      bool more = page.total >= 0 ? q.offset + q.count < page.total : static_cast<int>(page.items.size()) == q.count;
-      if (more) links.emplace_back("next", pageUrl(base, ps.applied, "_offset", std::to_string(q.offset + q.count)));
-      if (q.offset > 0)
-        links.emplace_back("previous", pageUrl(base, ps.applied, "_offset", std::to_string(std::max(0, q.offset - q.count))));
+      if (!page.previous.empty()) links.emplace_back("previous", pageUrl(base, ps.applied, "_cursor", "p" + page.previous));
+      if (!page.next.empty()) links.emplace_back("next", pageUrl(base, ps.applied, "_cursor", "n" + page.next));
     }
     appendLinks(out, links);
-    if (!page.items.empty()) {
+    if (!page.items.empty() || !included.empty() || truncated) {
       out += ",\"entry\":[";
       bool first = true;
-      for (const auto& v : page.items) {
+      auto entry = [&](const ResourceVersion& v, const char* mode, bool shape) {
         if (!first) out += ',';
         first = false;
         out += "{\"fullUrl\":";
         appendJsonString(out, req_.baseUrl + "/" + v.type + "/" + v.id);
         out += ",\"resource\":";
-        out += v.body;
-        out += ",\"search\":{\"mode\":\"match\"}}";
+        out += shape ? shapeBody(v.type, v.body, ps) : v.body;
+        out += ",\"search\":{\"mode\":\"";
+        out += mode;
+        out += "\"}}";
+      };
+      for (const auto& v : page.items) entry(v, "match", true);
+      for (const auto& v : included) entry(v, "include", ps.summary != Summary::kNone && ps.elements.empty());
+      if (truncated) {
+        if (!first) out += ',';
+        out += "{\"resource\":{\"resourceType\":\"OperationOutcome\",\"issue\":[{\"severity\":\"warning\",\"code\":\"too-costly\","
+               "\"diagnostics\":\"more than " +
+               std::to_string(o_.search.maxIncluded) +
+               " resources to include: the rest were left out\"}]},\"search\":{\"mode\":\"outcome\"}}";
       }
       out += ']';
     }
@@ -724,7 +847,7 @@ class FhirService::Impl {
       cond = parseQueryString(q);
     }
     std::string id = newId();
-    PreparedResource prepared = prepare(type, id, in.value(), {});
+    PreparedResource prepared = prepare(type, id, in.value(), {}, req_.baseUrl);
     WriteOutcome out;
     auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
       if (!req_.ifNoneExist.empty()) {
@@ -758,7 +881,7 @@ class FhirService::Impl {
                            type + ".id");
     auto im = ifMatch();
     if (!im.ok()) return errorResponse(im.error());
-    PreparedResource prepared = prepare(type, id, in.value(), {});
+    PreparedResource prepared = prepare(type, id, in.value(), {}, req_.baseUrl);
     WriteOutcome out;
     auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
       auto u = updateIn(txn, type, id, prepared, im.value());
@@ -796,7 +919,7 @@ class FhirService::Impl {
       } else {
         id = newId();
       }
-      auto u = updateIn(txn, type, id, prepare(type, id, in.value(), {}), im.value());
+      auto u = updateIn(txn, type, id, prepare(type, id, in.value(), {}, req_.baseUrl), im.value());
       if (!u.ok()) return u.error();
       out = std::move(u.value());
       return {};
@@ -1135,7 +1258,7 @@ class BundleProcessor {
     if (e.method == "DELETE") {
       w = deleteIn(txn, e.type, e.id, e.ifMatch);
     } else {
-      PreparedResource p = prepare(e.type, e.id, e.in, rw);
+      PreparedResource p = prepare(e.type, e.id, e.in, rw, h_.req_.baseUrl);
       if (problem) return *problem;
       w = e.method == "POST" ? createIn(txn, e.type, e.id, p) : updateIn(txn, e.type, e.id, p, e.ifMatch);
     }
@@ -1153,11 +1276,11 @@ class BundleProcessor {
     std::string id = slash == std::string::npos ? "" : path.substr(slash + 1);
     if (!isResourceType(type)) return makeError(ErrorCode::kNotFound, "'" + type + "' is not a FHIR R4 resource type");
     if (id.empty()) {
-      auto ps = parseSearch(type, e.getParams, h_.o_.search, h_.prefer_.strict);
+      auto ps = parseSearch(type, e.getParams, h_.o_.search, h_.prefer_.strict, h_.req_.baseUrl);
       if (!ps.ok()) return ps.error();
-      auto page = txn.search(ps->query);
-      if (!page.ok()) return page.error();
-      e.getBody = h_.searchBundle(*ps, *page, type);
+      auto body = h_.runSearch(txn, *ps, type);
+      if (!body.ok()) return body.error();
+      e.getBody = std::move(body.value());
     } else {
       if (!isValidId(id)) return makeError(ErrorCode::kNotFound, "GET " + path + " is not supported in a Bundle");
       auto cur = txn.current(type, id);
@@ -1285,8 +1408,9 @@ FhirResponse FhirService::Impl::capability() {
   rest["mode"] = "server";
   rest["documentation"] =
       "Every write is validated against the FHIR R4 base specification (422 with every issue). "
-      "Every version is kept. Search supports _id, _lastUpdated and identifier (where the type has it), with "
-      "_count, _offset, _total and _summary=count. Only JSON is served.";
+      "Every version is kept. Search supports every parameter listed for each type (from the R4 definitions), "
+      "with their modifiers and prefixes, one level of chaining, _has, _sort, _include and _revinclude (:iterate), "
+      "_summary, _elements, _total and _count with cursor paging. Only JSON is served.";
   Json resources = Json::array();
   for (auto type : resourceTypes()) {
     Json r = Json::object();
@@ -1303,12 +1427,12 @@ FhirResponse FhirService::Impl::capability() {
     r["conditionalUpdate"] = true;
     r["conditionalDelete"] = "single";
     Json params = Json::array();
-    params.push_back({{"name", "_id"}, {"definition", "http://hl7.org/fhir/SearchParameter/Resource-id"}, {"type", "token"}});
-    params.push_back({{"name", "_lastUpdated"},
-                      {"definition", "http://hl7.org/fhir/SearchParameter/Resource-lastUpdated"},
-                      {"type", "date"}});
-    if (hasIdentifierParam(type))
-      params.push_back({{"name", "identifier"}, {"type", "token"}});
+    Json includes = Json::array({"*"});
+    for (const auto* d : search::SearchDefinitions::r4().forType(std::string(type))) {
+      params.push_back({{"name", d->code}, {"definition", d->url}, {"type", search::kindName(d->kind)}});
+      if (d->kind == search::ParamKind::kReference && d->type != "Resource") includes.push_back(d->type + ":" + d->code);
+    }
+    r["searchInclude"] = includes;
     r["searchParam"] = params;
     resources.push_back(std::move(r));
   }

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "gateway/common/status.h"
@@ -23,46 +24,133 @@ struct ResourceVersion {
   std::string method;  // the interaction that made this version: POST, PUT or DELETE
   std::string body;    // the stored JSON text; empty for a deletion
   std::int64_t seq = 0;  // global order of versions
+  std::int64_t rid = 0;  // the resource's row (stable across versions); set by reads and search
 };
 
-// One index row kept with the current version of a resource (e.g. identifier system|value).
-struct TokenEntry {
+// Search index rows kept with the current version of a resource. `param` names the search
+// parameter ("Observation.code", "Resource._tag", "Patient.name:text"...); the store keys rows by
+// a hash of it. Values are already normalised by the caller (strings folded, dates as ranges).
+struct TokenRow {  // token and uri parameters
   std::string param;
   std::string system;  // empty when the data has none
   std::string value;
 };
-
-// A time range [lo, hi) on lastUpdated; `negate` selects what is outside it.
-struct TimeRange {
+struct StringRow {
+  std::string param;
+  std::string norm;   // lower case, accents removed
+  std::string exact;  // as written
+};
+struct DateRow {  // the instants covered, [lo, hi) in ms since the epoch
+  std::string param;
   std::int64_t lo = INT64_MIN;
   std::int64_t hi = INT64_MAX;
-  bool negate = false;
 };
-
-// A token condition: both fields optional (system "" with hasSystem means "no system").
-struct TokenMatch {
+struct NumberRow {  // number and quantity parameters: [lo, hi] (a point when lo == hi)
   std::string param;
-  bool hasSystem = false;
-  std::string system;
-  bool hasValue = false;
-  std::string value;
+  double lo = 0;
+  double hi = 0;
+  std::string system;  // quantities: unit system; empty for numbers
+  std::string code;    // quantities: unit code (or unit text)
+};
+struct ReferenceRow {
+  std::string param;
+  std::string targetType;  // empty for an absolute URL outside this server
+  std::string targetId;    // the id, or the absolute URL / canonical
+};
+struct CompositeRow {  // two components, the first a token
+  std::string param;
+  std::string system1, value1;
+  std::string system2, value2;  // token / string (folded) / reference ("Type/id") / quantity unit
+  double lo = 0, hi = 0;        // quantity [lo, hi] or date [lo, hi) in ms
+};
+// The key under which the rows of a parameter name are stored (a 31-bit hash of the name).
+std::int64_t indexParamKey(std::string_view name);
+
+struct IndexRows {
+  std::vector<TokenRow> tokens;
+  std::vector<StringRow> strings;
+  std::vector<DateRow> dates;
+  std::vector<NumberRow> numbers;
+  std::vector<ReferenceRow> references;
+  std::vector<CompositeRow> composites;
+  std::size_t size() const {
+    return tokens.size() + strings.size() + dates.size() + numbers.size() + references.size() + composites.size();
+  }
 };
 
-// Conditions are ANDed across the outer vectors and ORed inside the inner ones.
+// One search condition. A resource matches when it has an index row of `param` satisfying it
+// (or, with `negate`, when it has none). Values are bound as parameters, never spliced into SQL.
+struct Condition {
+  enum class Kind {
+    kToken,      // system/value; kPrefix on value for uri :below; kAnyOf for uri :above
+    kString,     // kPrefix (norm), kExact (exact), kContains (norm)
+    kDate,       // op against [lo, hi)
+    kNumber,     // op against [lo, hi], optional system/code (quantities)
+    kReference,  // targetType (optional) / targetId
+    kComposite,  // system1/value1 and the second component (value2 or op on lo/hi)
+    kMissing,    // missing = true/false on `param` in `table`
+    kId,         // res_id = value
+    kLastUpdated,
+    kChain,      // `param` references a `targetType` resource matching all `inner` groups
+    kHas,        // a `hasType` resource whose `param` references this one matches `inner`
+    kType,       // res_type = value (system-level _type)
+  };
+  enum class Match { kEq, kPrefix, kContains, kAnyOf };
+  // Comparisons for dates and numbers, with the FHIR meaning (see the search engine).
+  enum class Op { kEq, kNe, kGt, kLt, kGe, kLe, kSa, kEb, kAp };
+  enum class Table { kToken, kString, kDate, kNumber, kReference, kComposite };
+
+  Kind kind = Kind::kToken;
+  std::string param;
+  bool negate = false;
+  Match match = Match::kEq;
+  std::optional<std::string> system, value;  // token, string, reference target id, id, type
+  std::vector<std::string> anyOf;            // uri :above: any of these values
+  std::optional<std::string> targetType;     // reference / chain / has
+  Op op = Op::kEq;
+  double lo = 0, hi = 0;  // number search range [lo, hi) (eq), or the value (other ops)
+  std::int64_t dlo = 0, dhi = 0;  // date search range [dlo, dhi)
+  bool compareSecond = false;  // composite: the second component is compared with op/lo/hi
+  std::optional<std::string> system2, value2;
+  Table table = Table::kToken;  // kMissing, and the component kind for composites
+  std::string hasType;          // kHas: the referring type
+  std::vector<std::vector<Condition>> inner;  // kChain / kHas: AND of OR groups on the other resource
+};
+
+struct SortKey {
+  std::string param;  // "_id", "_lastUpdated" or an index param
+  Condition::Table table = Condition::Table::kToken;
+  bool descending = false;
+};
+
+// Conditions are ANDed across the outer vector and ORed inside the inner ones.
 struct SearchQuery {
   std::string type;  // empty: every type
-  std::vector<std::vector<std::string>> ids;
-  std::vector<std::vector<TimeRange>> lastUpdated;
-  std::vector<std::vector<TokenMatch>> tokens;
+  std::vector<std::vector<Condition>> where;
+  std::vector<SortKey> sort;  // empty: creation order
   int count = 50;
   int offset = 0;
-  bool wantTotal = true;
+  std::string cursor;     // opaque, from a previous page's SearchPage::next/previous
+  bool backwards = false;  // `cursor` is a previous-page cursor
+  enum class Total { kNone, kBounded, kAccurate } total = Total::kBounded;
   bool wantItems = true;
 };
 
 struct SearchPage {
-  std::int64_t total = -1;  // -1 when not asked for
+  std::int64_t total = -1;  // -1 when not counted (or beyond the bound)
   std::vector<ResourceVersion> items;
+  std::string next;      // cursors for the following / preceding page, empty when none
+  std::string previous;
+};
+
+// References between resources, for _include and _revinclude.
+struct IncludeQuery {
+  bool reverse = false;           // false: what `rids` reference; true: what references `targets`
+  std::vector<std::int64_t> rids;  // forward: the referring resources
+  std::vector<std::pair<std::string, std::string>> targets;  // reverse: (type, id) referenced
+  std::vector<std::string> params;  // reference parameters to follow; empty with forward = all
+  std::string targetType;          // forward: only targets of this type (empty: any)
+  int limit = 1000;
 };
 
 struct HistoryQuery {
@@ -88,10 +176,11 @@ class WriteTxn {
   // needs to check and number the next version.
   virtual Result<std::optional<ResourceVersion>> currentHead(const std::string& type, const std::string& id) = 0;
   virtual Result<SearchPage> search(const SearchQuery& query) = 0;
+  virtual Result<std::vector<ResourceVersion>> include(const IncludeQuery& query) = 0;
   // Appends `v` (v.version must be the current version + 1; a clash is kConflict) and replaces
-  // the resource's index rows with `tokens` (ignored for a deletion, which drops them).
-  // v.lastUpdatedMs, when 0, is set to nowMs(); v.seq is set.
-  virtual Result<void> put(ResourceVersion& v, const std::vector<TokenEntry>& tokens) = 0;
+  // the resource's index rows with `rows` (ignored for a deletion, which drops them).
+  // v.lastUpdatedMs, when 0, is set to nowMs(); v.seq and v.rid are set.
+  virtual Result<void> put(ResourceVersion& v, const IndexRows& rows) = 0;
   // The timestamp to give versions written in this unit (never goes backwards).
   virtual std::int64_t nowMs() = 0;
   // Runs `work` so that an error from it undoes its own writes only (a nested savepoint).
@@ -113,6 +202,14 @@ class ResourceStore {
                                                       std::int64_t version) = 0;
   virtual Result<SearchPage> search(const SearchQuery& query) = 0;
   virtual Result<HistoryPage> history(const HistoryQuery& query) = 0;
+  virtual Result<std::vector<ResourceVersion>> include(const IncludeQuery& query) = 0;
+  // Rebuilds every current resource's index rows with `index` (body -> rows), in batches of
+  // `batch` resources per commit; returns the number of resources indexed.
+  virtual Result<std::int64_t> reindex(const std::function<Result<IndexRows>(const ResourceVersion&)>& index,
+                                       int batch = 500) = 0;
+  // A value kept in the database (e.g. the fingerprint of the search definitions indexed).
+  virtual Result<std::string> getMeta(const std::string& key) = 0;
+  virtual Result<void> setMeta(const std::string& key, const std::string& value) = 0;
   // Runs `work` in one database transaction, possibly grouped with concurrent units into one
   // commit; an error from `work` rolls back that unit alone. Returns once the commit is durable.
   virtual Result<void> write(const std::function<Result<void>(WriteTxn&)>& work) = 0;

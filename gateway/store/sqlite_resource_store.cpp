@@ -18,121 +18,18 @@
 
 #include "gateway/common/log.h"
 #include "gateway/store/migrations.h"
+#include "gateway/store/sqlite_connection.h"
 
 namespace passerelle::store {
 namespace {
 
-using Bind = std::variant<std::int64_t, std::string>;
+using sqlite::Bind;
+using sqlite::Connection;
+using sqlite::sqlError;
 
-Error sqlError(sqlite3* db, int rc, const char* what) {
-  ErrorCode code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? ErrorCode::kUnavailable
-                   : (rc == SQLITE_CONSTRAINT)                ? ErrorCode::kConflict
-                                                              : ErrorCode::kInternal;
-  return makeError(code, std::string("database: ") + what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
-}
-
-// One connection with its statement cache. Not thread-safe: used by one thread at a time.
-class Connection {
- public:
-  explicit Connection(const std::string& path)
-      : session_("SQLite", path), db_(Poco::Data::SQLite::Utility::dbHandle(session_)) {}
-  ~Connection() {
-    for (auto& [sql, st] : cache_) sqlite3_finalize(st);
-  }
-  sqlite3* db() const { return db_; }
-
-  Result<void> exec(const char* sql) {
-    char* msg = nullptr;
-    int rc = sqlite3_exec(db_, sql, nullptr, nullptr, &msg);
-    if (rc != SQLITE_OK) {
-      std::string m = msg ? msg : sqlite3_errstr(rc);
-      sqlite3_free(msg);
-      return makeError(rc == SQLITE_BUSY ? ErrorCode::kUnavailable : ErrorCode::kInternal,
-                       std::string("database: ") + m);
-    }
-    return {};
-  }
-
-  // Runs a statement without parameters or results through the statement cache (for the
-  // BEGIN/SAVEPOINT/RELEASE/COMMIT of every unit, which sqlite3_exec would parse each time).
-  Result<void> run(const std::string& sql);
-
-  // A statement ready to bind, reset when the Statement goes out of scope.
-  class Statement {
-   public:
-    Statement(sqlite3_stmt* st, sqlite3* db) : st_(st), db_(db) {}
-    Statement(const Statement&) = delete;
-    ~Statement() {
-      if (st_) {
-        sqlite3_reset(st_);
-        sqlite3_clear_bindings(st_);
-      }
-    }
-    void bind(int i, std::int64_t v) { sqlite3_bind_int64(st_, i, v); }
-    void bind(int i, const std::string& v) { sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
-    void bindAll(const std::vector<Bind>& binds) {
-      int i = 1;
-      for (const auto& b : binds) {
-        if (b.index() == 0) bind(i++, std::get<0>(b));
-        else bind(i++, std::get<1>(b));
-      }
-    }
-    int step() { return sqlite3_step(st_); }
-    std::int64_t i64(int col) const { return sqlite3_column_int64(st_, col); }
-    std::string text(int col) const {
-      const unsigned char* p = sqlite3_column_text(st_, col);
-      return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(st_, col)) : std::string();
-    }
-    sqlite3* db() const { return db_; }
-
-   private:
-    sqlite3_stmt* st_;
-    sqlite3* db_;
-  };
-
-  Result<std::unique_ptr<Statement>> prepare(const std::string& sql) {
-    auto it = cache_.find(sql);
-    if (it == cache_.end()) {
-      if (cache_.size() > 512) {
-        for (auto& [s, st] : cache_) sqlite3_finalize(st);
-        cache_.clear();
-      }
-      sqlite3_stmt* st = nullptr;
-      int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &st, nullptr);
-      if (rc != SQLITE_OK) return sqlError(db_, rc, "prepare");
-      it = cache_.emplace(sql, st).first;
-    }
-    return std::make_unique<Statement>(it->second, db_);
-  }
-
- private:
-  Poco::Data::Session session_;
-  sqlite3* db_;
-  std::unordered_map<std::string, sqlite3_stmt*> cache_;
-};
-
-Result<void> Connection::run(const std::string& sql) {
-  auto st = prepare(sql);
-  if (!st.ok()) return st.error();
-  int rc = (*st)->step();
-  if (rc != SQLITE_DONE && rc != SQLITE_ROW) return sqlError(db_, rc, sql.c_str());
-  return {};
-}
-
-const char* kVersionColumns = "v.seq, v.res_type, v.res_id, v.version, v.last_updated, v.method, v.deleted, v.body";
-
-ResourceVersion rowToVersion(const Connection::Statement& st) {
-  ResourceVersion r;
-  r.seq = st.i64(0);
-  r.type = st.text(1);
-  r.id = st.text(2);
-  r.version = st.i64(3);
-  r.lastUpdatedMs = st.i64(4);
-  r.method = st.text(5);
-  r.deleted = st.i64(6) != 0;
-  r.body = st.text(7);
-  return r;
-}
+using sqlite::kVersionColumns;
+using sqlite::rowToVersion;
+using sqlite::runSearch;
 
 Result<std::vector<ResourceVersion>> queryVersions(Connection& c, const std::string& sql, const std::vector<Bind>& binds) {
   auto st = c.prepare(sql);
@@ -150,84 +47,12 @@ Result<std::vector<ResourceVersion>> queryVersions(Connection& c, const std::str
 
 Result<std::optional<ResourceVersion>> readCurrent(Connection& c, const std::string& type, const std::string& id) {
   static const std::string sql = std::string("SELECT ") + kVersionColumns +
-                                 " FROM resource_current c JOIN resource_version v ON v.seq = c.seq"
+                                 ", c.rid FROM resource_current c JOIN resource_version v ON v.seq = c.seq"
                                  " WHERE c.res_type = ? AND c.res_id = ?";
   auto rows = queryVersions(c, sql, {type, id});
   if (!rows.ok()) return rows.error();
   if (rows->empty()) return std::optional<ResourceVersion>();
   return std::optional<ResourceVersion>(std::move(rows->front()));
-}
-
-// Builds the WHERE clause of a search over resource_current c. Values are always bound.
-void searchWhere(const SearchQuery& q, std::string& sql, std::vector<Bind>& binds) {
-  sql += " WHERE c.deleted = 0";
-  if (!q.type.empty()) {
-    sql += " AND c.res_type = ?";
-    binds.emplace_back(q.type);
-  }
-  for (const auto& group : q.ids) {
-    sql += " AND c.res_id IN (";
-    for (std::size_t i = 0; i < group.size(); ++i) {
-      sql += i ? ",?" : "?";
-      binds.emplace_back(group[i]);
-    }
-    sql += ")";
-  }
-  for (const auto& group : q.lastUpdated) {
-    sql += " AND (";
-    for (std::size_t i = 0; i < group.size(); ++i) {
-      if (i) sql += " OR ";
-      sql += group[i].negate ? "NOT (c.last_updated >= ? AND c.last_updated < ?)" : "(c.last_updated >= ? AND c.last_updated < ?)";
-      binds.emplace_back(group[i].lo);
-      binds.emplace_back(group[i].hi);
-    }
-    sql += ")";
-  }
-  for (const auto& group : q.tokens) {
-    sql += " AND EXISTS (SELECT 1 FROM token_index t WHERE t.res_type = c.res_type AND t.res_id = c.res_id AND (";
-    for (std::size_t i = 0; i < group.size(); ++i) {
-      const TokenMatch& m = group[i];
-      if (i) sql += " OR ";
-      sql += "(t.param = ?";
-      binds.emplace_back(m.param);
-      if (m.hasValue) {
-        sql += " AND t.value = ?";
-        binds.emplace_back(m.value);
-      }
-      if (m.hasSystem) {
-        sql += " AND t.system = ?";
-        binds.emplace_back(m.system);
-      }
-      sql += ")";
-    }
-    sql += "))";
-  }
-}
-
-Result<SearchPage> runSearch(Connection& c, const SearchQuery& q) {
-  SearchPage page;
-  std::string where;
-  std::vector<Bind> binds;
-  searchWhere(q, where, binds);
-  if (q.wantTotal) {
-    auto st = c.prepare("SELECT COUNT(*) FROM resource_current c" + where);
-    if (!st.ok()) return st.error();
-    (*st)->bindAll(binds);
-    int rc = (*st)->step();
-    if (rc != SQLITE_ROW) return sqlError(c.db(), rc, "count");
-    page.total = (*st)->i64(0);
-  }
-  if (q.wantItems && q.count > 0) {
-    std::string sql = std::string("SELECT ") + kVersionColumns +
-                      " FROM resource_current c JOIN resource_version v ON v.seq = c.seq" + where +
-                      " ORDER BY c.res_type, c.res_id LIMIT ? OFFSET ?";
-    binds.emplace_back(static_cast<std::int64_t>(q.count));
-    binds.emplace_back(static_cast<std::int64_t>(q.offset));
-    auto rows = queryVersions(c, sql, binds);
-    if (!rows.ok()) return rows.error();
-    page.items = std::move(rows.value());
-  }
-  return page;
 }
 
 class WriteTxnImpl : public WriteTxn {
@@ -255,6 +80,7 @@ class WriteTxnImpl : public WriteTxn {
     return std::optional<ResourceVersion>(std::move(v));
   }
   Result<SearchPage> search(const SearchQuery& q) override { return runSearch(c_, q); }
+  Result<std::vector<ResourceVersion>> include(const IncludeQuery& q) override { return sqlite::runInclude(c_, q); }
   std::int64_t nowMs() override { return now_; }
 
   Result<void> atomically(const std::function<Result<void>()>& work) override {
@@ -274,7 +100,7 @@ class WriteTxnImpl : public WriteTxn {
     return r;
   }
 
-  Result<void> put(ResourceVersion& v, const std::vector<TokenEntry>& tokens) override {
+  Result<void> put(ResourceVersion& v, const IndexRows& rows) override {
     if (v.lastUpdatedMs == 0) v.lastUpdatedMs = now_;
     {
       auto st = c_.prepare(
@@ -298,7 +124,7 @@ class WriteTxnImpl : public WriteTxn {
           "INSERT INTO resource_current (res_type, res_id, version, seq, deleted, last_updated)"
           " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id) DO UPDATE SET"
           " version = excluded.version, seq = excluded.seq, deleted = excluded.deleted,"
-          " last_updated = excluded.last_updated");
+          " last_updated = excluded.last_updated RETURNING rid");
       if (!st.ok()) return st.error();
       auto& s = **st;
       s.bind(1, v.type);
@@ -308,31 +134,26 @@ class WriteTxnImpl : public WriteTxn {
       s.bind(5, static_cast<std::int64_t>(v.deleted));
       s.bind(6, v.lastUpdatedMs);
       int rc = s.step();
+      if (rc != SQLITE_ROW) return sqlError(c_.db(), rc, "update current");
+      v.rid = s.i64(0);
+      rc = s.step();
       if (rc != SQLITE_DONE) return sqlError(c_.db(), rc, "update current");
     }
     if (v.version > 1) {
-      auto st = c_.prepare("DELETE FROM token_index WHERE res_type = ? AND res_id = ?");
-      if (!st.ok()) return st.error();
-      (*st)->bind(1, v.type);
-      (*st)->bind(2, v.id);
-      int rc = (*st)->step();
-      if (rc != SQLITE_DONE) return sqlError(c_.db(), rc, "clear index");
+      auto r = sqlite::clearIndex(c_, v.rid);
+      if (!r.ok()) return r;
     }
-    if (!v.deleted) {
-      for (const TokenEntry& t : tokens) {
-        auto st = c_.prepare("INSERT INTO token_index (res_type, res_id, param, system, value) VALUES (?, ?, ?, ?, ?)");
-        if (!st.ok()) return st.error();
-        auto& s = **st;
-        s.bind(1, v.type);
-        s.bind(2, v.id);
-        s.bind(3, t.param);
-        s.bind(4, t.system);
-        s.bind(5, t.value);
-        int rc = s.step();
-        if (rc != SQLITE_DONE) return sqlError(c_.db(), rc, "index");
-      }
-    }
+    if (!v.deleted) return sqlite::writeIndex(c_, v.rid, rows);
     return {};
+  }
+
+  Connection& connection() { return c_; }
+
+  // Replaces the index rows of an existing resource (reindexing).
+  Result<void> replaceIndex(std::int64_t rid, const IndexRows& rows) {
+    auto r = sqlite::clearIndex(c_, rid);
+    if (!r.ok()) return r;
+    return sqlite::writeIndex(c_, rid, rows);
   }
 
  private:
@@ -434,6 +255,78 @@ class SqliteResourceStore : public ResourceStore {
       page.nextCursor = page.items.empty() ? std::optional<std::int64_t>() : page.items.back().seq;
     }
     return page;
+  }
+
+  Result<std::vector<ResourceVersion>> include(const IncludeQuery& q) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::runInclude(**lease.value(), q);
+  }
+
+  Result<std::int64_t> reindex(const std::function<Result<IndexRows>(const ResourceVersion&)>& index, int batch) override {
+    std::int64_t after = 0, done = 0;
+    static const std::string sql = std::string("SELECT ") + kVersionColumns +
+                                   ", c.rid FROM resource_current c JOIN resource_version v ON v.seq = c.seq"
+                                   " WHERE c.rid > ? AND c.deleted = 0 ORDER BY c.rid LIMIT ?";
+    // Resources deleted since the migration, or never indexed, keep no rows.
+    for (;;) {
+      std::vector<ResourceVersion> rows;
+      {
+        auto lease = acquireReader();
+        if (!lease.ok()) return lease.error();
+        auto r = queryVersions(**lease.value(), sql, {after, static_cast<std::int64_t>(std::max(1, batch))});
+        if (!r.ok()) return r.error();
+        rows = std::move(r.value());
+      }
+      if (rows.empty()) return done;
+      std::vector<IndexRows> computed;
+      computed.reserve(rows.size());
+      for (const auto& v : rows) {
+        auto ix = index(v);
+        if (!ix.ok()) {
+          log::warn("store.reindex_skipped", {{"resource", v.type + "/" + v.id}, {"error", ix.error().message}});
+          computed.emplace_back();
+        } else {
+          computed.push_back(std::move(ix.value()));
+        }
+      }
+      auto w = write([&](WriteTxn& txn) -> Result<void> {
+        auto& impl = static_cast<WriteTxnImpl&>(txn);
+        for (std::size_t i = 0; i < rows.size(); ++i) {
+          auto r = impl.replaceIndex(rows[i].rid, computed[i]);
+          if (!r.ok()) return r;
+        }
+        return {};
+      });
+      if (!w.ok()) return w.error();
+      done += static_cast<std::int64_t>(rows.size());
+      after = rows.back().rid;
+    }
+  }
+
+  Result<std::string> getMeta(const std::string& key) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    auto st = (**lease.value()).prepare("SELECT value FROM store_meta WHERE key = ?");
+    if (!st.ok()) return st.error();
+    (*st)->bind(1, key);
+    int rc = (*st)->step();
+    if (rc == SQLITE_DONE) return std::string();
+    if (rc != SQLITE_ROW) return sqlError(nullptr, rc, "read store_meta");
+    return (*st)->text(0);
+  }
+
+  Result<void> setMeta(const std::string& key, const std::string& value) override {
+    return write([&](WriteTxn& txn) -> Result<void> {
+      auto& c = static_cast<WriteTxnImpl&>(txn).connection();
+      auto st = c.prepare("INSERT INTO store_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value");
+      if (!st.ok()) return st.error();
+      (*st)->bind(1, key);
+      (*st)->bind(2, value);
+      int rc = (*st)->step();
+      if (rc != SQLITE_DONE) return sqlError(c.db(), rc, "write store_meta");
+      return {};
+    });
   }
 
   Result<void> write(const std::function<Result<void>(WriteTxn&)>& work) override {

@@ -20,7 +20,7 @@ std::unique_ptr<ResourceStore> open(const std::string& dir) {
 }
 
 Result<void> putVersion(WriteTxn& t, const std::string& id, std::int64_t version, bool deleted = false,
-                        std::vector<TokenEntry> tokens = {}) {
+                        IndexRows rows = {}) {
   ResourceVersion v;
   v.type = "Patient";
   v.id = id;
@@ -28,7 +28,7 @@ Result<void> putVersion(WriteTxn& t, const std::string& id, std::int64_t version
   v.method = deleted ? "DELETE" : "PUT";
   v.deleted = deleted;
   v.body = deleted ? "" : "{\"resourceType\":\"Patient\",\"id\":\"" + id + "\"}";
-  return t.put(v, tokens);
+  return t.put(v, rows);
 }
 
 }  // namespace
@@ -118,16 +118,16 @@ TEST(SqliteStoreTest, DuplicateVersionIsAConflict) {
 TEST(SqliteStoreTest, TokenIndexFollowsTheCurrentVersion) {
   passerelle::testing::TempDir dir;
   auto s = open(dir.path());
-  ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "p", 1, false, {{"identifier", "sys", "A"}}); }).ok());
-  ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "p", 2, false, {{"identifier", "sys", "B"}}); }).ok());
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "p", 1, false, IndexRows{{{"Patient.identifier", "sys", "A"}}}); }).ok());
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "p", 2, false, IndexRows{{{"Patient.identifier", "sys", "B"}}}); }).ok());
   auto find = [&](const std::string& value) {
     SearchQuery q;
     q.type = "Patient";
-    TokenMatch m;
-    m.param = "identifier";
-    m.hasValue = true;
+    Condition m;
+    m.kind = Condition::Kind::kToken;
+    m.param = "Patient.identifier";
     m.value = value;
-    q.tokens.push_back({m});
+    q.where.push_back({m});
     return s->search(q)->total;
   };
   EXPECT_EQ(find("A"), 0);
@@ -153,7 +153,7 @@ TEST(SqliteStoreTest, UsesWalWithFullSyncAndRecordsMigrations) {
     return out;
   };
   EXPECT_EQ(scalar("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "1");
+  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "2");
   sqlite3_close(db);
   // Opening again applies nothing twice.
   auto again = open(dir.path());

@@ -1,0 +1,143 @@
+// Loading of the generated search parameter table.
+#include "gateway/search/search_definitions.h"
+
+#include <nlohmann/json.hpp>
+
+#include <stdexcept>
+
+namespace passerelle::search {
+namespace {
+
+// Bump when the index rows derived from the same table change (forces a reindex).
+constexpr const char* kExtractorVersion = "1";
+
+ParamKind parseKind(const std::string& s) {
+  if (s == "token") return ParamKind::kToken;
+  if (s == "string") return ParamKind::kString;
+  if (s == "date") return ParamKind::kDate;
+  if (s == "reference") return ParamKind::kReference;
+  if (s == "quantity") return ParamKind::kQuantity;
+  if (s == "number") return ParamKind::kNumber;
+  if (s == "uri") return ParamKind::kUri;
+  if (s == "composite") return ParamKind::kComposite;
+  throw std::runtime_error("unknown search parameter type '" + s + "'");
+}
+
+std::vector<Path> parsePaths(const nlohmann::json& arr) {
+  std::vector<Path> out;
+  for (const auto& p : arr) {
+    Path path;
+    for (const auto& s : p.at("steps")) {
+      Step step;
+      step.key = s.at("key").get<std::string>();
+      if (auto w = s.find("where"); w != s.end() && w->is_object() && !w->empty()) {
+        step.whereKey = w->begin().key();
+        step.whereValue = w->begin().value().get<std::string>();
+      }
+      path.steps.push_back(std::move(step));
+    }
+    path.valueType = p.value("valueType", "");
+    if (auto r = p.find("resolve"); r != p.end())
+      for (const auto& t : *r) path.resolve.push_back(t.get<std::string>());
+    out.push_back(std::move(path));
+  }
+  return out;
+}
+
+std::string fnvHex(std::string_view text) {
+  std::uint64_t h = 1469598103934665603ULL;
+  for (unsigned char c : text) {
+    h ^= c;
+    h *= 1099511628211ULL;
+  }
+  char buf[17];
+  std::snprintf(buf, sizeof buf, "%016llx", static_cast<unsigned long long>(h));
+  return buf;
+}
+
+}  // namespace
+
+const char* kindName(ParamKind k) {
+  switch (k) {
+    case ParamKind::kToken: return "token";
+    case ParamKind::kString: return "string";
+    case ParamKind::kDate: return "date";
+    case ParamKind::kReference: return "reference";
+    case ParamKind::kQuantity: return "quantity";
+    case ParamKind::kNumber: return "number";
+    case ParamKind::kUri: return "uri";
+    case ParamKind::kComposite: return "composite";
+  }
+  return "token";
+}
+
+std::unique_ptr<SearchDefinitions> SearchDefinitions::parse(std::string_view json) {
+  auto doc = nlohmann::json::parse(json);
+  auto defs = std::make_unique<SearchDefinitions>();
+  for (const auto& p : doc.at("params")) {
+    ParamDef d;
+    d.type = p.at("type").get<std::string>();
+    d.code = p.at("code").get<std::string>();
+    d.url = p.value("url", "");
+    d.kind = parseKind(p.at("kind").get<std::string>());
+    d.paths = parsePaths(p.value("paths", nlohmann::json::array()));
+    if (auto t = p.find("targets"); t != p.end())
+      for (const auto& x : *t) d.targets.push_back(x.get<std::string>());
+    if (auto c = p.find("components"); c != p.end())
+      for (const auto& x : *c) {
+        Component comp;
+        comp.code = x.value("code", "");
+        comp.kind = parseKind(x.at("kind").get<std::string>());
+        comp.paths = parsePaths(x.value("paths", nlohmann::json::array()));
+        d.components.push_back(std::move(comp));
+      }
+    d.exists = p.value("exists", false);
+    d.key = d.type + "." + d.code;
+    auto& slot = defs->params_[d.type];
+    std::string code = d.code;
+    slot.emplace(std::move(code), std::move(d));
+  }
+  if (auto s = doc.find("summary"); s != doc.end())
+    for (auto it = s->begin(); it != s->end(); ++it) defs->summary_[it.key()] = it.value().get<std::vector<std::string>>();
+  defs->fingerprint_ = fnvHex(json) + "-" + kExtractorVersion;
+  defs->combined_["Resource"] = defs->combine("Resource");
+  for (const auto& [type, params] : defs->params_) defs->combined_[type] = defs->combine(type);
+  return defs;
+}
+
+const SearchDefinitions& SearchDefinitions::r4() {
+  static const std::unique_ptr<SearchDefinitions> defs = parse(embeddedSearchTable());
+  return *defs;
+}
+
+const ParamDef* SearchDefinitions::find(const std::string& type, const std::string& code) const {
+  if (auto t = params_.find(type); t != params_.end())
+    if (auto p = t->second.find(code); p != t->second.end()) return &p->second;
+  if (auto t = params_.find("Resource"); t != params_.end())
+    if (auto p = t->second.find(code); p != t->second.end()) return &p->second;
+  return nullptr;
+}
+
+const std::vector<const ParamDef*>& SearchDefinitions::forType(const std::string& type) const {
+  auto it = combined_.find(type);
+  return it != combined_.end() ? it->second : combined_.at("Resource");
+}
+
+std::vector<const ParamDef*> SearchDefinitions::combine(const std::string& type) const {
+  std::map<std::string, const ParamDef*> all;
+  if (auto t = params_.find("Resource"); t != params_.end())
+    for (const auto& [code, d] : t->second) all[code] = &d;
+  if (auto t = params_.find(type); t != params_.end())
+    for (const auto& [code, d] : t->second) all[code] = &d;
+  std::vector<const ParamDef*> out;
+  for (const auto& [code, d] : all) out.push_back(d);
+  return out;
+}
+
+const std::vector<std::string>& SearchDefinitions::summary(const std::string& type) const {
+  static const std::vector<std::string> none;
+  auto it = summary_.find(type);
+  return it == summary_.end() ? none : it->second;
+}
+
+}  // namespace passerelle::search
