@@ -5,6 +5,7 @@
 #include "gateway/fhir/fhir_service.h"
 #include "gateway/http/dev_certificate.h"
 #include "gateway/http/http_server.h"
+#include "gateway/search/reindex.h"
 #include "gateway/store/resource_store.h"
 #include "mappings/fhir/validator.h"
 
@@ -39,6 +40,12 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   auto st = store::openStore(config.get("storage.url"), so);
   if (!st.ok()) return makeError(st.error().code, "storage.url: " + st.error().message);
   g->s_->store = std::move(st.value());
+  // Index rows made under other search definitions (or none, after a migration) are rebuilt
+  // before the first request.
+  std::string baseUrl = config.get("fhir.base_url");
+  while (!baseUrl.empty() && baseUrl.back() == '/') baseUrl.pop_back();
+  auto ri = search::reindexIfNeeded(*g->s_->store, baseUrl, false);
+  if (!ri.ok()) return makeError(ri.error().code, "search index: " + ri.error().message);
 
   fhir::FhirServiceOptions fo;
   fo.json.maxDepth = static_cast<int>(config.getInt("limits.json_depth"));

@@ -12,6 +12,7 @@
 #include "gateway/app/gateway.h"
 #include "gateway/common/log.h"
 #include "gateway/config/config.h"
+#include "gateway/search/reindex.h"
 #include "gateway/store/resource_store.h"
 #include "mappings/fhir/json_reader.h"
 #include "mappings/fhir/operation_outcome.h"
@@ -37,6 +38,7 @@ void usage(std::ostream& out) {
          "  serve        run the gateway (FHIR REST at /fhir, /healthz, /metrics)\n"
          "  validate     check FHIR R4 JSON against the base specification\n"
          "  db migrate   create or upgrade the database, then exit\n"
+         "  db reindex   rebuild the search indexes, then exit\n"
          "  config       list every configuration key with its default and meaning\n"
          "  version      print the version\n\n"
          "Run 'passerelle <command> --help' for a command's options.\n";
@@ -135,12 +137,15 @@ int serve(int argc, char** argv) {
 
 int dbCommand(int argc, char** argv) {
   if (argc < 3 || std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h") {
-    std::cout << "Usage: passerelle db migrate [--config FILE] [--set key=value ...]\n\n"
-                 "Applies the numbered migrations the database at storage.url has not seen yet.\n\n";
+    std::cout << "Usage: passerelle db migrate|reindex [--config FILE] [--set key=value ...]\n\n"
+                 "  migrate   applies the numbered migrations the database at storage.url has not seen yet\n"
+                 "  reindex   rebuilds the search indexes of every current resource (the gateway also\n"
+                 "            does it on start when the search definitions changed)\n\n";
     configOptionsHelp(std::cout);
     return argc < 3 ? 2 : 0;
   }
-  if (std::string(argv[2]) != "migrate") {
+  std::string sub = argv[2];
+  if (sub != "migrate" && sub != "reindex") {
     std::cerr << "passerelle db: unknown subcommand '" << argv[2] << "' (see passerelle db --help)\n";
     return 2;
   }
@@ -154,6 +159,18 @@ int dbCommand(int argc, char** argv) {
   if (!st.ok()) {
     std::cerr << "passerelle: storage.url: " << st.error().message << "\n";
     return 1;
+  }
+  if (sub == "reindex") {
+    std::string baseUrl = config.get("fhir.base_url");
+    while (!baseUrl.empty() && baseUrl.back() == '/') baseUrl.pop_back();
+    auto r = passerelle::search::reindexIfNeeded(*st.value(), baseUrl, true);
+    st.value()->close();
+    if (!r.ok()) {
+      std::cerr << "passerelle: reindex: " << r.error().message << "\n";
+      return 1;
+    }
+    std::cout << "reindexed " << r->resources << " resources (search definitions " << r->fingerprint << ")\n";
+    return 0;
   }
   st.value()->close();
   std::cout << "database at " << config.get("storage.url") << " is up to date\n";
