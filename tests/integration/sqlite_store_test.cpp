@@ -5,6 +5,7 @@
 
 #include <thread>
 
+#include "gateway/search/reindex.h"
 #include "gateway/store/resource_store.h"
 #include "tests/support/test_gateway.h"
 
@@ -184,4 +185,56 @@ TEST(SqliteStoreTest, UnsupportedUrlNamesTheScheme) {
   auto s = openStore("mysql://x", StoreOptions{});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("unsupported scheme"), std::string::npos);
+}
+
+// A database made before the search indexes existed (schema 1, a token table) is migrated and
+// its resources indexed again on start, so they are found by the new parameters.
+TEST(SqliteStoreTest, AnOlderDatabaseIsMigratedAndReindexed) {
+  passerelle::testing::TempDir dir;
+  std::string path = dir.path() + "/old.db";
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    std::string schema;
+    for (const auto& m : {std::string(
+             "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL);"
+             "INSERT INTO schema_migrations VALUES (1, 'resources', 0);"
+             "CREATE TABLE resource_version (seq INTEGER PRIMARY KEY, res_type TEXT NOT NULL, res_id TEXT NOT NULL,"
+             " version INTEGER NOT NULL, last_updated INTEGER NOT NULL, method TEXT NOT NULL, deleted INTEGER NOT NULL,"
+             " body TEXT, UNIQUE (res_type, res_id, version));"
+             "CREATE TABLE resource_current (res_type TEXT NOT NULL, res_id TEXT NOT NULL, version INTEGER NOT NULL,"
+             " seq INTEGER NOT NULL, deleted INTEGER NOT NULL, last_updated INTEGER NOT NULL, PRIMARY KEY (res_type, res_id));"
+             "CREATE INDEX resource_current_updated ON resource_current (res_type, last_updated);"
+             "CREATE TABLE token_index (res_type TEXT NOT NULL, res_id TEXT NOT NULL, param TEXT NOT NULL,"
+             " system TEXT NOT NULL, value TEXT NOT NULL);"
+             "INSERT INTO resource_version VALUES (1, 'Patient', 'old', 1, 1000, 'PUT', 0,"
+             " '{\"resourceType\":\"Patient\",\"id\":\"old\",\"name\":[{\"family\":\"Lefèvre\"}]}');"
+             "INSERT INTO resource_current VALUES ('Patient', 'old', 1, 1, 0, 1000);")})
+      ASSERT_EQ(sqlite3_exec(db, m.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+  }
+  auto s = openStore("sqlite:" + path, StoreOptions{});
+  ASSERT_TRUE(s.ok()) << s.error().message;
+  auto& store = *s.value();
+  auto byName = [&] {
+    SearchQuery q;
+    q.type = "Patient";
+    Condition c;
+    c.kind = Condition::Kind::kString;
+    c.match = Condition::Match::kPrefix;
+    c.param = "Patient.family";
+    c.value = "lefevre";
+    q.where.push_back({c});
+    return store.search(q)->items.size();
+  };
+  EXPECT_EQ(byName(), 0u);
+  auto r = passerelle::search::reindexIfNeeded(store, "", false);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->ran);
+  EXPECT_EQ(r->resources, 1);
+  EXPECT_EQ(byName(), 1u);
+  // Nothing to do the second time; forced, it runs again.
+  EXPECT_FALSE(passerelle::search::reindexIfNeeded(store, "", false)->ran);
+  EXPECT_TRUE(passerelle::search::reindexIfNeeded(store, "", true)->ran);
+  EXPECT_EQ(byName(), 1u);
 }
