@@ -137,8 +137,8 @@ std::string likeEscape(const std::string& v) {
 void dateOp(Sql& s, const std::string& lo, const std::string& hi, Op op, std::int64_t plo, std::int64_t phi) {
   switch (op) {
     case Op::kEq:
-    case Op::kNe:  // ne is eq negated by the caller
-      s << "(" << lo << " >= ";
+    case Op::kNe:
+      s << (op == Op::kNe ? "NOT (" : "(") << lo << " >= ";
       s.bind(plo);
       s << " AND " << hi << " <= ";
       s.bind(phi);
@@ -193,11 +193,17 @@ void numberOp(Sql& s, const std::string& lo, const std::string& hi, Op op, doubl
   switch (op) {
     case Op::kEq:
     case Op::kNe:
-    case Op::kAp:
-      s << "(" << lo << " >= ";
+      s << (op == Op::kNe ? "NOT (" : "(") << lo << " >= ";
       s.bind(plo);
       s << " AND " << hi << " < ";
       s.bind(phi);
+      s << ")";
+      return;
+    case Op::kAp:  // overlaps the approximate range
+      s << "(" << lo << " < ";
+      s.bind(phi);
+      s << " AND " << hi << " >= ";
+      s.bind(plo);
       s << ")";
       return;
     case Op::kGt:
@@ -338,7 +344,7 @@ class Planner {
   // A boolean expression: resource `a` (an alias of resource_current) satisfies `c`.
   Result<void> predicate(Sql& s, const Condition& c, const std::string& a, int depth) {
     if (depth > kMaxDepth) return invalid("search conditions are nested too deeply");
-    bool neg = c.negate || (onIndexTable(c) && c.op == Op::kNe && (c.kind == Kind::kDate || c.kind == Kind::kNumber));
+    bool neg = c.negate;
     switch (c.kind) {
       case Kind::kId:
         s << (neg ? "NOT " : "") << "(" << a << ".res_id = ";
@@ -428,7 +434,10 @@ class Planner {
   static bool drivable(const Condition& c) {
     if (c.negate) return false;
     if (c.kind == Kind::kMissing || c.kind == Kind::kType) return false;
-    if ((c.kind == Kind::kDate || c.kind == Kind::kNumber) && c.op == Op::kNe) return false;
+    // A range's complement has no index order.
+    if ((c.kind == Kind::kDate || c.kind == Kind::kNumber || c.kind == Kind::kLastUpdated ||
+         (c.kind == Kind::kComposite && c.compareSecond)) && c.op == Op::kNe)
+      return false;
     if (c.kind == Kind::kString && c.match == Condition::Match::kContains) return false;
     return true;
   }
