@@ -68,11 +68,6 @@ bool isQuantityType(const std::string& t) {
          t == "SimpleQuantity" || t == "MoneyQuantity";
 }
 
-bool isTextType(const std::string& t) {
-  return t == "string" || t == "markdown" || t == "code" || t == "id" || t == "uri" || t == "url" ||
-         t == "canonical" || t == "oid" || t == "uuid";
-}
-
 class Extractor {
  public:
   Extractor(store::IndexRows& rows, const std::string& baseUrl) : rows_(rows), base_(baseUrl) {}

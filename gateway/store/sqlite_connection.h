@@ -65,7 +65,10 @@ class Connection {
       }
     }
     void bind(int i, std::int64_t v) { sqlite3_bind_int64(st_, i, v); }
+    void bind(int i, std::string&&) = delete;  // a temporary would be gone before the step
     void bind(int i, double v) { sqlite3_bind_double(st_, i, v); }
+    // Text is bound without a copy: `v` must live until the statement has stepped.
+    // Text is bound without a copy: `v` must live until the statement has stepped.
     void bind(int i, const std::string& v) { sqlite3_bind_text(st_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
     void bindAll(const std::vector<Bind>& binds) {
       int i = 1;

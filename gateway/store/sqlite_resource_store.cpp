@@ -448,7 +448,8 @@ class SqliteResourceStore : public ResourceStore {
       auto st = writer_->prepare("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)");
       if (!st.ok()) return st.error();
       (*st)->bind(1, static_cast<std::int64_t>(m.version));
-      (*st)->bind(2, std::string(m.name));
+      std::string name(m.name);  // bound without a copy: must outlive the step
+      (*st)->bind(2, name);
       (*st)->bind(3, wallMs());
       if ((*st)->step() != SQLITE_DONE) return sqlError(writer_->db(), SQLITE_ERROR, "record migration");
       st.value().reset();

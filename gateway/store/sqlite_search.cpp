@@ -101,18 +101,6 @@ Table tableOf(const Condition& c) {
   }
 }
 
-bool onIndexTable(const Condition& c) {
-  switch (c.kind) {
-    case Kind::kToken:
-    case Kind::kString:
-    case Kind::kDate:
-    case Kind::kNumber:
-    case Kind::kReference:
-    case Kind::kComposite: return true;
-    default: return false;
-  }
-}
-
 Error invalid(const std::string& m) { return makeError(ErrorCode::kInvalid, m); }
 
 // `text >= prefix AND text < prefix + U+10FFFF`: a prefix match that uses the index.
