@@ -219,7 +219,15 @@ PreparedResource prepare(const std::string& type, const std::string& id, const I
   std::string out;
   out.reserve(in.span.end - in.span.begin + 64);
   // 0x01 cannot appear raw in JSON text, so it marks where the meta value goes.
-  writeResource(in.text, in.span, id, "\x01", out, rw);
+  bool rewrote = false;
+  ReferenceRewriter tracked;
+  if (rw)
+    tracked = [&](const std::string& ref) {
+      const std::string* to = rw(ref);
+      rewrote = rewrote || to != nullptr;
+      return to;
+    };
+  writeResource(in.text, in.span, id, "\x01", out, tracked);
   std::size_t at = out.find('\x01');
   p.head.assign(out, 0, at);
   p.tail.assign(out, at + 1, std::string::npos);
@@ -231,7 +239,7 @@ PreparedResource prepare(const std::string& type, const std::string& id, const I
     p.metaExtra += ':';
     writeCompact(in.text, m.value, p.metaExtra);
   }
-  if (rw) {
+  if (rewrote) {
     // References were rewritten (a transaction): index what is stored.
     try {
       auto stored = Json::parse(p.head + "{" + (p.metaExtra.empty() ? "" : p.metaExtra.substr(1)) + "}" + p.tail);

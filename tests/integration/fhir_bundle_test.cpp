@@ -58,6 +58,11 @@ TEST_F(FhirBundleTest, TransactionRewritesUrnUuidReferences) {
   EXPECT_EQ(resp["entry"][1]["resource"]["subject"]["reference"], "Patient/" + pid);
   std::string oid = resp["entry"][1]["resource"]["id"];
   EXPECT_EQ(client_.get("/fhir/Observation/" + oid).json()["subject"]["reference"], "Patient/" + pid);
+  // The index holds the rewritten reference, not the urn:uuid.
+  auto found = client_.get("/fhir/Observation?subject=Patient/" + pid).json();
+  ASSERT_EQ(found["entry"].size(), 1u) << found.dump();
+  EXPECT_EQ(found["entry"][0]["resource"]["id"], oid);
+  EXPECT_EQ(client_.get("/fhir/Observation?subject=urn:uuid:61ebe359-bfdc-4613-8bf2-c5e300945f0a").json()["total"], 0);
 }
 
 TEST_F(FhirBundleTest, TransactionIsAllOrNothing) {
