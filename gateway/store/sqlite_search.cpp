@@ -802,14 +802,17 @@ Result<SearchPage> runSearch(Connection& conn, const SearchQuery& q) {
     if (!r.ok()) return r.error();
   }
 
-  if (q.total != SearchQuery::Total::kNone) {
-    Sql count;
-    count << "SELECT COUNT(*) FROM (SELECT 1" << from;
-    if (q.total == SearchQuery::Total::kBounded) count << " LIMIT 1001";
-    count << ")";
-    auto st = conn.prepare(count.text);
+  // A bounded total is counted on the first page only: the following ones are reached by cursor
+  // and would count the same rows again.
+  bool counted = q.total == SearchQuery::Total::kAccurate || (q.total == SearchQuery::Total::kBounded && q.cursor.empty());
+  if (counted) {
+    Sql countSql;
+    countSql << "SELECT COUNT(*) FROM (SELECT 1" << from;
+    if (q.total == SearchQuery::Total::kBounded) countSql << " LIMIT 1001";
+    countSql << ")";
+    auto st = conn.prepare(countSql.text);
     if (!st.ok()) return st.error();
-    (*st)->bindAll(count.binds);
+    (*st)->bindAll(countSql.binds);
     int rc = (*st)->step();
     if (rc != SQLITE_ROW) return sqlError(conn.db(), rc, "search count");
     std::int64_t n = (*st)->i64(0);
