@@ -427,6 +427,60 @@ TEST(SearchLimits, ThousandAndOneValuesInAUrlAreRefusedAndAThousandAccepted) {
   ASSERT_TRUE(b.contains("entry")) << r.body.substr(0, 400);
   ASSERT_EQ(b["entry"].size(), 1u);
   EXPECT_EQ(b["entry"][0]["resource"]["id"], "id999");
+  // The same on a token parameter of an index table.
+  std::string codes;
+  for (int i = 0; i < 1000; ++i) codes += (i ? "," : "") + std::string("http://loinc.org|") + std::to_string(10000 + i) + "-0";
+  r = client.request("POST", "/fhir/Observation/_search", "code=" + codes, {{"Content-Type", "application/x-www-form-urlencoded"}});
+  EXPECT_EQ(r.status, 200) << r.body.substr(0, 400);
+}
+
+// ---- totals and page sizes beyond a thousand matches ----
+
+TEST(SearchLimits, BeyondAThousandMatchesTheDefaultTotalIsLeftOutAndAccurateCounts) {
+  TestGateway gw({"limits.body_bytes=52428800"});
+  HttpClient client(gw.httpPort());
+  json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", json::array()}};
+  for (int i = 0; i < 1001; ++i) {
+    std::string id = "big" + std::to_string(i);
+    bundle["entry"].push_back({{"resource", {{"resourceType", "Patient"}, {"id", id}, {"active", true}}},
+                               {"request", {{"method", "PUT"}, {"url", "Patient/" + id}}}});
+  }
+  auto t = client.send("POST", "/fhir", bundle.dump());
+  ASSERT_EQ(t.status, 200) << t.body.substr(0, 400);
+
+  auto first = client.get("/fhir/Patient?active=true");
+  ASSERT_EQ(first.status, 200) << first.body.substr(0, 400);
+  auto b = first.json();
+  EXPECT_FALSE(b.contains("total")) << "more than 1000 matches: no total by default, got " << b["total"];
+  ASSERT_TRUE(b.contains("entry"));
+  EXPECT_EQ(b["entry"].size(), 50u) << "default _count";
+  EXPECT_EQ(view(b).links.count("next"), 1u) << b["link"].dump();
+
+  auto accurate = client.get("/fhir/Patient?active=true&_total=accurate&_count=1").json();
+  EXPECT_EQ(accurate.value("total", json()), 1001) << "_total=accurate";
+  auto count = client.get("/fhir/Patient?active=true&_summary=count").json();
+  EXPECT_EQ(count.value("total", json()), 1001) << "_summary=count";
+  EXPECT_FALSE(count.contains("entry"));
+
+  auto max = client.get("/fhir/Patient?active=true&_count=1000").json();
+  ASSERT_TRUE(max.contains("entry"));
+  EXPECT_EQ(max["entry"].size(), 1000u);
+  auto capped = client.get("/fhir/Patient?active=true&_count=5000").json();
+  ASSERT_TRUE(capped.contains("entry"));
+  EXPECT_EQ(capped["entry"].size(), 1000u) << "_count above the maximum is capped at 1000";
+  // Following next links visits every match once.
+  auto links = view(capped).links;
+  ASSERT_EQ(links.count("next"), 1u);
+  auto rest = client.get(localPath(links["next"]));
+  ASSERT_EQ(rest.status, 200) << rest.body.substr(0, 400);
+  auto rb = rest.json();
+  ASSERT_TRUE(rb.contains("entry"));
+  ASSERT_EQ(rb["entry"].size(), 1u);
+  EXPECT_EQ(rb["entry"][0]["resource"]["id"], "big1000");
+  EXPECT_EQ(view(rb).links.count("next"), 0u);
+
+  auto filtered = client.get("/fhir/Patient?active=true&_id=big5,big999").json();
+  EXPECT_EQ(filtered.value("total", json()), 2) << "a small result keeps its total";
 }
 
 // ---- searches over the official R4 examples ----
