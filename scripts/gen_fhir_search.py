@@ -29,6 +29,7 @@ paths. Output (one JSON object, one parameter per line so diffs stay small):
                composite's base elements, which are its own paths (steps [] for the resource).
   skipped: the parameters (per type) that are not indexed, with the reason.
   summary: per resource type, the top-level elements flagged isSummary (choices as name[x]), sorted.
+  mandatory: per resource type, the top-level elements with min >= 1 (kept by _summary=text).
 
 Readings of the R4 definitions: an expression part not rooted at a type (InsurancePlan-name is
 "name | alias") is taken relative to the resource when the parameter has a single base; type names
@@ -517,13 +518,18 @@ def main():
     skipped.sort(key=lambda s: (s["type"], s["code"], s["id"]))
 
     summary = {}
+    mandatory = {}
     for t in sorted(resources):
         names = set()
+        required = set()
         for el in defs.sds[t]["snapshot"]["element"][1:]:
             parts = el["path"].split(".")
             if len(parts) == 2 and el.get("isSummary") and el.get("max") != "0":
                 names.add(parts[1])
+            if len(parts) == 2 and el.get("min", 0) >= 1:
+                required.add(parts[1])
         summary[t] = sorted(names)
+        mandatory[t] = sorted(required)
 
     version = R4
     vi = os.path.join(src, "version.info")
@@ -543,6 +549,8 @@ def main():
         f.write(",\n".join(json.dumps(s, **compact) for s in skipped))
         f.write('],\n"summary":{\n')
         f.write(",\n".join("%s:%s" % (json.dumps(t), json.dumps(summary[t], **compact)) for t in summary))
+        f.write('},\n"mandatory":{\n')
+        f.write(",\n".join("%s:%s" % (json.dumps(t), json.dumps(mandatory[t], **compact)) for t in mandatory))
         f.write("}}\n")
 
     counts = {}

@@ -397,7 +397,7 @@ std::string shapeBody(const std::string& type, const std::string& body, const Pa
     bool keep;
     if (k == "resourceType" || k == "id" || k == "meta") keep = true;
     else if (ps.summary == Summary::kTrue) keep = elementSelected(k, summary);
-    else if (ps.summary == Summary::kText) keep = k == "text";
+    else if (ps.summary == Summary::kText) keep = k == "text" || elementSelected(k, search::SearchDefinitions::r4().mandatory(type));
     else if (ps.summary == Summary::kData) keep = k != "text";
     else keep = elementSelected(k, ps.elements);
     if (keep) out[k] = it.value();

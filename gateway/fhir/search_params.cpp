@@ -152,10 +152,36 @@ Result<void> numberValue(const std::string& param, const std::string& raw, Condi
   return {};
 }
 
-// "system|code", "|code", "system|", "code" (with \| escapes).
+// Splits on `sep` not preceded by a backslash, keeping the escapes (for a second split).
+std::vector<std::string> splitRaw(const std::string& s, char sep) {
+  std::vector<std::string> out(1);
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) {
+      out.back() += s[i];
+      out.back() += s[++i];
+    } else if (s[i] == sep) {
+      out.emplace_back();
+    } else {
+      out.back() += s[i];
+    }
+  }
+  return out;
+}
+
+std::string unescape(const std::string& s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] == '\\' && i + 1 < s.size()) ++i;
+    out += s[i];
+  }
+  return out;
+}
+
+// "system|code", "|code", "system|", "code" (`raw` still holds its \| \, \$ \\ escapes).
 Result<void> tokenValue(const std::string& param, const std::string& raw, std::optional<std::string>& system,
                         std::optional<std::string>& value) {
-  auto parts = splitEscaped(raw, '|');
+  auto parts = splitRaw(raw, '|');
+  for (auto& p : parts) p = unescape(p);
   if (parts.size() == 1) {
     if (parts[0].empty()) return bad(param, "empty value");
     value = parts[0];
@@ -171,7 +197,8 @@ Result<void> tokenValue(const std::string& param, const std::string& raw, std::o
 
 Result<void> quantityValue(const std::string& param, const std::string& raw, Condition& c, std::optional<std::string>& system,
                            std::optional<std::string>& code) {
-  auto parts = splitEscaped(raw, '|');
+  auto parts = splitRaw(raw, '|');
+  for (auto& p : parts) p = unescape(p);
   if (parts.size() != 1 && parts.size() != 3) return bad(param, "'" + raw + "' is not [prefix]number|system|code");
   auto r = numberValue(param, parts[0], c);
   if (!r.ok()) return r;
@@ -191,12 +218,15 @@ struct Parser {
   // The conditions (ORed) for `type`'s parameter `def` with `modifier` and the comma-separated `value`.
   Result<std::vector<Condition>> conditions(const std::string& type, const std::string& name, const ParamDef* def,
                                             const std::string& modifier, const std::string& value, bool inChain) {
-    auto values = splitEscaped(value, ',');
+    auto values = splitRaw(value, ',');
     if (static_cast<int>(values.size()) > limits.maxValues)
       return bad(name, std::to_string(values.size()) + " values, more than the " + std::to_string(limits.maxValues) + " accepted");
     std::vector<Condition> group;
-    for (const auto& v : values) {
-      if (v.empty()) return bad(name, "empty value");
+    for (const auto& raw : values) {
+      // `raw` keeps its escapes for the types whose values have parts (token, quantity,
+      // composite); `v` is the plain value.
+      const std::string v = unescape(raw);
+      if (raw.empty()) return bad(name, "empty value");
       Condition c;
       c.param = def ? def->key : name;
       if (modifier == "missing") {
@@ -241,14 +271,15 @@ struct Parser {
             c.match = Condition::Match::kPrefix;
             c.value = search::foldText(v);
           } else if (modifier == "of-type") {
-            auto parts = splitEscaped(v, '|');
+            auto parts = splitRaw(raw, '|');
+            for (auto& p : parts) p = unescape(p);
             if (parts.size() != 3 || parts[1].empty() || parts[2].empty())
               return bad(name, ":of-type takes system|code|value");
             c.param = def->key + ":of-type";
             c.system = parts[0];
             c.value = parts[1] + "|" + parts[2];
           } else if (modifier.empty() || modifier == "not") {
-            auto r = tokenValue(name, v, c.system, c.value);
+            auto r = tokenValue(name, raw, c.system, c.value);
             if (!r.ok()) return r.error();
             c.negate = modifier == "not";
           } else {
@@ -316,7 +347,7 @@ struct Parser {
         case ParamKind::kQuantity: {
           if (!modifier.empty()) return bad(name, "the modifier ':" + modifier + "' does not apply to quantities");
           c.kind = Condition::Kind::kNumber;
-          auto r = quantityValue(name, v, c, c.system, c.value);
+          auto r = quantityValue(name, raw, c, c.system, c.value);
           if (!r.ok()) return r.error();
           break;
         }
@@ -325,15 +356,16 @@ struct Parser {
           if (modifier == "identifier") {
             c.kind = Condition::Kind::kToken;
             c.param = def->key + ":identifier";
-            auto r = tokenValue(name, v, c.system, c.value);
+            auto r = tokenValue(name, raw, c.system, c.value);
             if (!r.ok()) return r.error();
             break;
           }
+          const std::string& ref = v;  // a canonical may carry its version: url|1.0
           std::string t, id;
-          search::splitReference(v, baseUrl, t, id);
-          if (t.empty() && v.find('/') == std::string::npos && v.find(':') == std::string::npos) {
-            if (!isValidId(v)) return bad(name, "'" + v + "' is not a valid id");
-            id = v;  // an id alone: any target type
+          search::splitReference(ref, baseUrl, t, id);
+          if (t.empty() && ref.find('/') == std::string::npos && ref.find(':') == std::string::npos) {
+            if (!isValidId(ref)) return bad(name, "'" + ref + "' is not a valid id");
+            id = ref;  // an id alone: any target type
           }
           if (!modifier.empty()) {
             if (!isResourceType(modifier)) return bad(name, "':" + modifier + "' is not a modifier of reference parameters nor a resource type");
@@ -348,12 +380,12 @@ struct Parser {
         }
         case ParamKind::kComposite: {
           if (!modifier.empty()) return bad(name, "the modifier ':" + modifier + "' does not apply to composites");
-          auto dollar = v.find('$');
-          if (dollar == std::string::npos || def->components.size() != 2) return bad(name, "'" + v + "' is not a composite value (first$second)");
+          auto halves = splitRaw(raw, '$');
+          if (halves.size() != 2 || def->components.size() != 2) return bad(name, "'" + v + "' is not a composite value (first$second)");
           c.kind = Condition::Kind::kComposite;
-          auto r = tokenValue(name, v.substr(0, dollar), c.system, c.value);
+          auto r = tokenValue(name, halves[0], c.system, c.value);
           if (!r.ok()) return r.error();
-          std::string second = v.substr(dollar + 1);
+          const std::string& second = halves[1];
           if (second.empty()) return bad(name, "empty second component");
           switch (def->components[1].kind) {
             case ParamKind::kToken:
@@ -363,19 +395,19 @@ struct Parser {
               break;
             }
             case ParamKind::kString:
-              c.value2 = search::foldText(second);
+              c.value2 = search::foldText(unescape(second));
               c.match = Condition::Match::kPrefix;
               break;
             case ParamKind::kReference: {
               std::string t, id;
-              search::splitReference(second, baseUrl, t, id);
+              search::splitReference(unescape(second), baseUrl, t, id);
               c.value2 = t.empty() ? id : t + "/" + id;
               break;
             }
             case ParamKind::kDate: {
               c.compareSecond = true;
               c.table = Condition::Table::kDate;
-              auto r2 = dateValue(name, second, c);
+              auto r2 = dateValue(name, unescape(second), c);
               if (!r2.ok()) return r2.error();
               break;
             }
@@ -711,7 +743,14 @@ Result<ParsedSearch> parseSearch(const std::string& type, const Params& params, 
     }
     if (++conditions > limits.maxConditions)
       return bad(rawName, "more than " + std::to_string(limits.maxConditions) + " search parameters");
-    q.where.push_back(std::move(group.value()));
+    bool allNegated = group->size() > 1;
+    for (const auto& c : *group) allNegated = allNegated && c.negate;
+    if (allNegated) {
+      // code:not=a,b is "neither a nor b": each value its own AND group.
+      for (auto& c : *group) q.where.push_back({std::move(c)});
+    } else {
+      q.where.push_back(std::move(group.value()));
+    }
     ps.applied.emplace_back(rawName, value);
   }
   return ps;

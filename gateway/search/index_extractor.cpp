@@ -226,7 +226,11 @@ class Extractor {
       }
     } else if (v.is_string()) {  // canonical, uri
       std::string url = v.get<std::string>();
-      if (auto bar = url.find('|'); bar != std::string::npos) url.resize(bar);
+      if (auto bar = url.find('|'); bar != std::string::npos) {
+        // A versioned canonical is found with its version and without.
+        rows_.references.push_back({key, "", url});
+        url.resize(bar);
+      }
       if (url.empty()) return;
       std::string type, id;
       splitReference(url, base_, type, id);
@@ -237,7 +241,8 @@ class Extractor {
   void quantity(const std::string& key, const Json& q, double lo, double hi) {
     std::string system = str(q, "system"), code = str(q, "code"), unit = str(q, "unit");
     rows_.numbers.push_back({key, lo, hi, system, code});
-    if (!unit.empty() && unit != code) rows_.numbers.push_back({key, lo, hi, system, unit});
+    // The unit text matches `value||unit` (no system) only.
+    if (!unit.empty() && unit != code) rows_.numbers.push_back({key, lo, hi, "", unit});
   }
 
   void number(const std::string& key, const std::string& t, const Json& v) {

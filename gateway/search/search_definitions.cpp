@@ -9,7 +9,7 @@ namespace passerelle::search {
 namespace {
 
 // Bump when the index rows derived from the same table change (forces a reindex).
-constexpr const char* kExtractorVersion = "1";
+constexpr const char* kExtractorVersion = "2";
 
 ParamKind parseKind(const std::string& s) {
   if (s == "token") return ParamKind::kToken;
@@ -92,6 +92,8 @@ std::unique_ptr<SearchDefinitions> SearchDefinitions::parse(std::string_view jso
         d.components.push_back(std::move(comp));
       }
     d.exists = p.value("exists", false);
+    if (auto ps = p.find("paths"); ps != p.end())
+      for (const auto& x : *ps) d.exists = d.exists || x.value("exists", false);
     d.key = d.type + "." + d.code;
     auto& slot = defs->params_[d.type];
     std::string code = d.code;
@@ -99,6 +101,8 @@ std::unique_ptr<SearchDefinitions> SearchDefinitions::parse(std::string_view jso
   }
   if (auto s = doc.find("summary"); s != doc.end())
     for (auto it = s->begin(); it != s->end(); ++it) defs->summary_[it.key()] = it.value().get<std::vector<std::string>>();
+  if (auto s = doc.find("mandatory"); s != doc.end())
+    for (auto it = s->begin(); it != s->end(); ++it) defs->mandatory_[it.key()] = it.value().get<std::vector<std::string>>();
   defs->fingerprint_ = fnvHex(json) + "-" + kExtractorVersion;
   defs->combined_["Resource"] = defs->combine("Resource");
   for (const auto& [type, params] : defs->params_) defs->combined_[type] = defs->combine(type);
@@ -132,6 +136,12 @@ std::vector<const ParamDef*> SearchDefinitions::combine(const std::string& type)
   std::vector<const ParamDef*> out;
   for (const auto& [code, d] : all) out.push_back(d);
   return out;
+}
+
+const std::vector<std::string>& SearchDefinitions::mandatory(const std::string& type) const {
+  static const std::vector<std::string> none;
+  auto it = mandatory_.find(type);
+  return it == mandatory_.end() ? none : it->second;
 }
 
 const std::vector<std::string>& SearchDefinitions::summary(const std::string& type) const {

@@ -58,6 +58,8 @@ class SearchDefinitions {
   const std::vector<const ParamDef*>& forType(const std::string& type) const;
   // Top-level elements marked as summary (choice elements as "value[x]").
   const std::vector<std::string>& summary(const std::string& type) const;
+  // Top-level elements with a minimum cardinality of 1.
+  const std::vector<std::string>& mandatory(const std::string& type) const;
   // Changes whenever the table or the way rows are derived from it changes.
   const std::string& fingerprint() const { return fingerprint_; }
   std::size_t size() const { return params_.size(); }
@@ -67,6 +69,7 @@ class SearchDefinitions {
   std::map<std::string, std::vector<const ParamDef*>> combined_;
   std::map<std::string, std::map<std::string, ParamDef>> params_;  // type -> code -> def
   std::map<std::string, std::vector<std::string>> summary_;
+  std::map<std::string, std::vector<std::string>> mandatory_;
   std::string fingerprint_;
 };
 

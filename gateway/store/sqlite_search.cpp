@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <map>
 
 #include "gateway/store/sqlite_connection.h"
 
@@ -87,6 +88,18 @@ const char* tableName(Table t) {
     case Table::kComposite: return "search_composite";
   }
   return "search_token";
+}
+
+bool onIndexTable(const Condition& c) {
+  switch (c.kind) {
+    case Kind::kToken:
+    case Kind::kString:
+    case Kind::kDate:
+    case Kind::kNumber:
+    case Kind::kReference:
+    case Kind::kComposite: return true;
+    default: return false;
+  }
 }
 
 Table tableOf(const Condition& c) {
@@ -404,19 +417,51 @@ class Planner {
     }
   }
 
+  // OR of every member, as one EXISTS per index table (many values of one parameter stay one
+  // probe), balanced so that a thousand values do not nest a thousand deep.
   Result<void> group(Sql& s, const std::vector<Condition>& g, const std::string& a, int depth) {
     if (g.empty()) {
       s << "1";
       return {};
     }
-    s << "(";
-    for (std::size_t i = 0; i < g.size(); ++i) {
-      if (i) s << " OR ";
-      auto r = predicate(s, g[i], a, depth);
+    std::vector<Sql> parts;
+    std::map<Table, std::vector<const Condition*>> byTable;
+    for (const auto& c : g) {
+      if (onIndexTable(c) && !c.negate) {
+        byTable[tableOf(c)].push_back(&c);
+        continue;
+      }
+      Sql one;
+      auto r = predicate(one, c, a, depth);
       if (!r.ok()) return r;
+      parts.push_back(std::move(one));
     }
-    s << ")";
+    for (const auto& [table, members] : byTable) {
+      std::string t = alias();
+      std::vector<Sql> rows;
+      for (const Condition* c : members) {
+        Sql row;
+        rowPredicate(row, *c, t);
+        rows.push_back(std::move(row));
+      }
+      Sql e;
+      e << "EXISTS (SELECT 1 FROM " << tableName(table) << " " << t << " WHERE " << t << ".rid = " << a << ".rid AND "
+        << balancedOr(rows, 0, rows.size()) << ")";
+      parts.push_back(std::move(e));
+    }
+    s << balancedOr(parts, 0, parts.size());
     return {};
+  }
+
+  static Sql balancedOr(const std::vector<Sql>& parts, std::size_t from, std::size_t to) {
+    Sql out;
+    if (to - from == 1) {
+      out << "(" << parts[from] << ")";
+      return out;
+    }
+    std::size_t mid = from + (to - from) / 2;
+    out << "(" << balancedOr(parts, from, mid) << " OR " << balancedOr(parts, mid, to) << ")";
+    return out;
   }
 
   static bool drivable(const Condition& c) {
@@ -517,11 +562,52 @@ class Planner {
     return {};
   }
 
+  // The rids matching any member: one SELECT per index table (and one for ids), the few
+  // others (chains, _has, _lastUpdated) each their own, in a UNION.
   Result<void> groupRidSet(Sql& s, const std::vector<Condition>& g, const std::string& type, int depth) {
-    for (std::size_t i = 0; i < g.size(); ++i) {
+    std::vector<Sql> selects;
+    std::map<Table, std::vector<const Condition*>> byTable;
+    std::vector<const Condition*> ids;
+    for (const auto& c : g) {
+      if (onIndexTable(c)) {
+        byTable[tableOf(c)].push_back(&c);
+      } else if (c.kind == Kind::kId) {
+        ids.push_back(&c);
+      } else {
+        Sql one;
+        auto r = ridSet(one, c, type, depth);
+        if (!r.ok()) return r;
+        selects.push_back(std::move(one));
+      }
+    }
+    for (const auto& [table, members] : byTable) {
+      std::string t = alias();
+      std::vector<Sql> rows;
+      for (const Condition* c : members) {
+        Sql row;
+        rowPredicate(row, *c, t);
+        rows.push_back(std::move(row));
+      }
+      Sql sel;
+      sel << "SELECT " << t << ".rid FROM " << tableName(table) << " " << t << " WHERE " << balancedOr(rows, 0, rows.size());
+      selects.push_back(std::move(sel));
+    }
+    if (!ids.empty()) {
+      std::string x = alias();
+      Sql sel;
+      sel << "SELECT " << x << ".rid FROM resource_current " << x << " WHERE " << x << ".res_type = ";
+      sel.bind(type);
+      sel << " AND " << x << ".res_id IN (";
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (i) sel << ",";
+        sel.bind(ids[i]->value.value_or(""));
+      }
+      sel << ")";
+      selects.push_back(std::move(sel));
+    }
+    for (std::size_t i = 0; i < selects.size(); ++i) {
       if (i) s << " UNION ";
-      auto r = ridSet(s, g[i], type, depth);
-      if (!r.ok()) return r;
+      s << selects[i];
     }
     return {};
   }
