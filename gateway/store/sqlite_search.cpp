@@ -102,6 +102,14 @@ bool onIndexTable(const Condition& c) {
   }
 }
 
+// The table with its (rid, param) index forced: probes for one resource must not wander onto a
+// value index (without statistics SQLite may prefer a range on (param, hi) and read every row
+// of the parameter for each candidate).
+std::string byRid(Table t, const std::string& alias) {
+  std::string n = tableName(t);
+  return n + " " + alias + " INDEXED BY " + n + "_rid";
+}
+
 Table tableOf(const Condition& c) {
   switch (c.kind) {
     case Kind::kToken: return Table::kToken;
@@ -367,7 +375,7 @@ class Planner {
         // value "true": no row at all for the parameter.
         bool missing = c.value.value_or("true") == "true";
         std::string t = alias();
-        s << (missing ? "NOT " : "") << "EXISTS (SELECT 1 FROM " << tableName(c.table) << " " << t << " WHERE " << t
+        s << (missing ? "NOT " : "") << "EXISTS (SELECT 1 FROM " << byRid(c.table, t) << " WHERE " << t
           << ".rid = " << a << ".rid AND " << t << ".param = ";
         s.bind(indexParamKey(c.param));
         s << ")";
@@ -375,7 +383,7 @@ class Planner {
       }
       case Kind::kChain: {
         std::string r = alias(), t = alias();
-        s << (neg ? "NOT " : "") << "EXISTS (SELECT 1 FROM search_reference " << r << " JOIN resource_current " << t
+        s << (neg ? "NOT " : "") << "EXISTS (SELECT 1 FROM " << byRid(Table::kReference, r) << " JOIN resource_current " << t
           << " ON " << t << ".res_type = " << r << ".target_type AND " << t << ".res_id = " << r << ".target_id WHERE "
           << r << ".rid = " << a << ".rid AND " << r << ".param = ";
         s.bind(indexParamKey(c.param));
@@ -408,7 +416,7 @@ class Planner {
       }
       default: {
         std::string t = alias();
-        s << (neg ? "NOT " : "") << "EXISTS (SELECT 1 FROM " << tableName(tableOf(c)) << " " << t << " WHERE " << t
+        s << (neg ? "NOT " : "") << "EXISTS (SELECT 1 FROM " << byRid(tableOf(c), t) << " WHERE " << t
           << ".rid = " << a << ".rid AND ";
         rowPredicate(s, c, t);
         s << ")";
@@ -445,7 +453,7 @@ class Planner {
         rows.push_back(std::move(row));
       }
       Sql e;
-      e << "EXISTS (SELECT 1 FROM " << tableName(table) << " " << t << " WHERE " << t << ".rid = " << a << ".rid AND "
+      e << "EXISTS (SELECT 1 FROM " << byRid(table, t) << " WHERE " << t << ".rid = " << a << ".rid AND "
         << balancedOr(rows, 0, rows.size()) << ")";
       parts.push_back(std::move(e));
     }
@@ -679,8 +687,8 @@ void sortExpr(Sql& s, const SortKey& k, const std::string& c, char& kind) {
     case Table::kReference: col = "target_id"; kind = 's'; break;
     case Table::kComposite: col = "value1"; kind = 's'; break;
   }
-  s << "IFNULL((SELECT " << (k.descending ? "MAX(" : "MIN(") << "x." << col << ") FROM " << tableName(k.table)
-    << " x WHERE x.rid = " << c << ".rid AND x.param = ";
+  s << "IFNULL((SELECT " << (k.descending ? "MAX(" : "MIN(") << "x." << col << ") FROM " << byRid(k.table, "x")
+    << " WHERE x.rid = " << c << ".rid AND x.param = ";
   s.bind(indexParamKey(k.param));
   s << "), ";
   if (kind == 's') {
@@ -999,7 +1007,7 @@ Result<std::vector<ResourceVersion>> runInclude(Connection& conn, const IncludeQ
   if (!q.reverse) {
     if (q.rids.empty()) return out;
     s << "SELECT " << kVersionColumns << ", t.rid FROM resource_current t JOIN resource_version v ON v.seq = t.seq"
-      << " WHERE t.deleted = 0 AND t.rid IN (SELECT t2.rid FROM search_reference r JOIN resource_current t2 ON"
+      << " WHERE t.deleted = 0 AND t.rid IN (SELECT t2.rid FROM " << byRid(Table::kReference, "r") << " JOIN resource_current t2 ON"
       << " t2.res_type = r.target_type AND t2.res_id = r.target_id WHERE r.rid IN (";
     for (std::size_t i = 0; i < q.rids.size(); ++i) {
       if (i) s << ",";
