@@ -307,14 +307,17 @@ class Resolver:
             choice = el is not None
         if el is None or el.get("max") == "0":
             raise Unresolved("%s has no element %s" % (path, name))
+        step = {"key": name}
+        if el.get("max") != "1":
+            step["many"] = True  # repeats: a resource may have several values here
         if "contentReference" in el:
             target = el["contentReference"].split("#", 1)[1]
             a = alt.copy(sd=sd, path=target, vtype="BackboneElement", concrete=None, choice=None, resolve=None)
-            a.steps.append({"key": name})
+            a.steps.append(step)
             return a
         types = el.get("type", [])
         a = alt.copy(sd=sd, path=el["path"], concrete=None, choice=None, resolve=None)
-        a.steps.append({"key": name})
+        a.steps.append(step)
         if choice:
             a.vtype = None
             a.choice = (name, types)

@@ -4,6 +4,7 @@
 #include <Poco/URI.h>
 
 #include <cmath>
+#include <map>
 #include <limits>
 
 #include "gateway/search/index_extractor.h"
@@ -580,6 +581,30 @@ struct Parser {
   }
 };
 
+// birthdate=ge1960&birthdate=lt1961 on a parameter with one value per resource: both bounds
+// apply to the same index row, which one index range finds (instead of two large sets).
+void mergeSingleValuedRanges(const std::string& type, store::SearchQuery& q) {
+  if (type.empty()) return;
+  std::map<std::string, std::size_t> first;
+  std::vector<bool> drop(q.where.size(), false);
+  for (std::size_t i = 0; i < q.where.size(); ++i) {
+    auto& g = q.where[i];
+    if (g.size() != 1 || g[0].kind != Condition::Kind::kDate || g[0].negate || g[0].op == Condition::Op::kNe) continue;
+    const std::string& key = g[0].param;
+    const ParamDef* def = nullptr;
+    if (auto dot = key.find('.'); dot != std::string::npos) def = SearchDefinitions::r4().find(type, key.substr(dot + 1));
+    if (!def || !def->single || def->key != key) continue;
+    auto [it, fresh] = first.emplace(key, i);
+    if (fresh) continue;
+    q.where[it->second][0].sameRow.push_back(std::move(g[0]));
+    drop[i] = true;
+  }
+  std::vector<std::vector<Condition>> kept;
+  for (std::size_t i = 0; i < q.where.size(); ++i)
+    if (!drop[i]) kept.push_back(std::move(q.where[i]));
+  q.where = std::move(kept);
+}
+
 }  // namespace
 
 std::vector<std::string> splitEscaped(const std::string& s, char sep) {
@@ -753,6 +778,7 @@ Result<ParsedSearch> parseSearch(const std::string& type, const Params& params, 
     }
     ps.applied.emplace_back(rawName, value);
   }
+  mergeSingleValuedRanges(type, q);
   return ps;
 }
 

@@ -3,6 +3,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cctype>
 #include <stdexcept>
 
 namespace passerelle::search {
@@ -30,6 +31,7 @@ std::vector<Path> parsePaths(const nlohmann::json& arr) {
     for (const auto& s : p.at("steps")) {
       Step step;
       step.key = s.at("key").get<std::string>();
+      step.many = s.value("many", false);
       if (auto w = s.find("where"); w != s.end() && w->is_object() && !w->empty()) {
         step.whereKey = w->begin().key();
         step.whereValue = w->begin().value().get<std::string>();
@@ -42,6 +44,32 @@ std::vector<Path> parsePaths(const nlohmann::json& arr) {
     out.push_back(std::move(path));
   }
   return out;
+}
+
+// At most one value per resource: no repeating step, no Timing, and several paths only when they
+// are the types of one choice element (effectiveDateTime | effectivePeriod ...).
+bool singleValued(const std::vector<Path>& paths) {
+  if (paths.empty()) return false;
+  for (const auto& p : paths) {
+    if (p.steps.empty() || p.valueType == "Timing") return false;
+    for (const auto& s : p.steps)
+      if (s.many) return false;
+  }
+  if (paths.size() == 1) return true;
+  const auto& first = paths[0].steps;
+  std::size_t stem = 0;  // the choice's name: the common lower-case prefix of the last keys
+  while (stem < first.back().key.size() && !std::isupper(static_cast<unsigned char>(first.back().key[stem]))) ++stem;
+  if (stem == 0 || stem == first.back().key.size()) return false;
+  for (const auto& p : paths) {
+    const auto& st = p.steps;
+    if (st.size() != first.size()) return false;
+    for (std::size_t i = 0; i + 1 < st.size(); ++i)
+      if (st[i].key != first[i].key || st[i].whereKey != first[i].whereKey || st[i].whereValue != first[i].whereValue) return false;
+    const std::string& k = st.back().key;
+    if (k.size() <= stem || k.compare(0, stem, first.back().key, 0, stem) != 0 || !std::isupper(static_cast<unsigned char>(k[stem])))
+      return false;
+  }
+  return true;
 }
 
 std::string fnvHex(std::string_view text) {
@@ -95,6 +123,7 @@ std::unique_ptr<SearchDefinitions> SearchDefinitions::parse(std::string_view jso
     if (auto ps = p.find("paths"); ps != p.end())
       for (const auto& x : *ps) d.exists = d.exists || x.value("exists", false);
     d.key = d.type + "." + d.code;
+    d.single = singleValued(d.paths);
     auto& slot = defs->params_[d.type];
     std::string code = d.code;
     slot.emplace(std::move(code), std::move(d));

@@ -20,6 +20,7 @@ const char* kindName(ParamKind k);
 struct Step {
   std::string key;
   std::string whereKey, whereValue;
+  bool many = false;  // the element repeats
 };
 
 struct Path {
@@ -43,6 +44,7 @@ struct ParamDef {
   std::vector<std::string> targets;
   std::vector<Component> components;
   bool exists = false;  // token true/false from the existence of the paths' values
+  bool single = false;  // a resource has at most one value (no repeating step, one element or one choice)
   std::string key;      // index key: "Observation.code", "Resource._tag"
 };
 

@@ -115,6 +115,9 @@ struct Condition {
   Table table = Table::kToken;  // kMissing, and the component kind for composites
   std::string hasType;          // kHas: the referring type
   std::vector<std::vector<Condition>> inner;  // kChain / kHas: AND of OR groups on the other resource
+  // Further conditions the same index row must meet (for parameters with one value per
+  // resource, birthdate=ge1960&birthdate=lt1961 becomes one range over one row).
+  std::vector<Condition> sameRow;
 };
 
 struct SortKey {

@@ -242,8 +242,18 @@ void numberOp(Sql& s, const std::string& lo, const std::string& hi, Op op, doubl
   }
 }
 
+void rowValues(Sql& s, const Condition& c, const std::string& t);
+
 // The condition on one index row `t` (its param and values), without the row's owner.
 void rowPredicate(Sql& s, const Condition& c, const std::string& t) {
+  rowValues(s, c, t);
+  for (const auto& more : c.sameRow) {
+    s << " AND ";
+    rowValues(s, more, t);
+  }
+}
+
+void rowValues(Sql& s, const Condition& c, const std::string& t) {
   s << t << ".param = ";
   s.bind(indexParamKey(c.param));
   switch (c.kind) {

@@ -32,6 +32,10 @@ TEST(SearchDefinitionsTest, HoldsTheR4ParametersWithResourceLevelOnes) {
   EXPECT_EQ(d.find("Patient", "nickname"), nullptr);
   EXPECT_EQ(d.find("Patient", "_text"), nullptr);  // no expression: not supported
   EXPECT_FALSE(d.summary("Patient").empty());
+  EXPECT_TRUE(d.find("Patient", "birthdate")->single);
+  EXPECT_FALSE(d.find("Patient", "name")->single);
+  EXPECT_TRUE(d.find("Condition", "onset-date")->single);  // onsetDateTime | onsetPeriod: one choice
+  EXPECT_FALSE(d.find("Observation", "date")->single);     // effectiveTiming has several events
 }
 
 // Rows are keyed by a 31-bit hash of "Type.code" (and derived names): no two may collide.

@@ -87,3 +87,20 @@ TEST(SearchParamsTest, DecodesQueryStrings) {
   EXPECT_EQ(p[1].second, "a b");
   EXPECT_EQ(p[2].first, "flag");
 }
+
+TEST(SearchParamsTest, RangesOnASingleValuedDateShareOneRow) {
+  auto r = parseSearch("Patient", {{"birthdate", "ge1960-01-01"}, {"birthdate", "lt1961-01-01"}, {"gender", "female"}}, {}, false);
+  ASSERT_TRUE(r.ok());
+  ASSERT_EQ(r->query.where.size(), 2u);  // birthdate (both bounds) and gender
+  EXPECT_EQ(r->query.where[0][0].sameRow.size(), 1u);
+  // Encounter.period: one Period.
+  auto e = parseSearch("Encounter", {{"date", "ge2025"}, {"date", "lt2026"}}, {}, false);
+  ASSERT_EQ(e->query.where.size(), 1u);
+  // Observation.date may be a Timing (several events): kept apart.
+  auto o = parseSearch("Observation", {{"date", "ge2025"}, {"date", "lt2026"}}, {}, false);
+  ASSERT_EQ(o->query.where.size(), 2u);
+  // CarePlan.activity-date repeats: each bound may hold on another value, so they stay apart.
+  auto c = parseSearch("CarePlan", {{"activity-date", "ge2025"}, {"activity-date", "lt2026"}}, {}, false);
+  ASSERT_EQ(c->query.where.size(), 2u);
+  EXPECT_TRUE(c->query.where[0][0].sameRow.empty());
+}
