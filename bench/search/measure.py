@@ -35,7 +35,7 @@ being ignored); any answer but 200 stops the run. Prints one JSON object on stdo
 A request that takes longer than `--timeout` seconds stops the run with exit status 3 and the
 query kind in "timed_out": the server carries on with that search after the client has gone, so
 the caller restarts it, then measures again with the kind in `--skip` (q3 and the kinds above are
-valid names). `--server-pid` lets the report split the CPU time between server, client and others.
+valid names; "concurrent:<kind>" when only the concurrent run of that kind timed out). `--server-pid` lets the report split the CPU time between server, client and others.
 """
 
 import argparse
@@ -337,14 +337,14 @@ def measure(args, out, skip):
     if args.clients > 0:
         conc = {}
         for name in CONCURRENT:
-            if name in skip:
+            if name in skip or "concurrent:" + name in skip:
                 continue
             ca = cpu_ticks(args.server_pid)
             with multiprocessing.Pool(args.clients) as pool:
                 lats = pool.map(_concurrent_worker, [(name, args, w) for w in range(args.clients)])
             cb = cpu_ticks(args.server_pid)
             if any(x is None for x in lats):
-                raise TimedOut(name)
+                raise TimedOut("concurrent:" + name)  # measured again without this concurrent run only
             flat = [x for ls in lats for x in ls]
             res = summary(flat)
             res["rps"] = round(len(flat) / args.concurrent_seconds, 1)

@@ -121,9 +121,10 @@ def markdown(data):
     w = out.append
     w("# Search at scale (`bench/search/run.sh`, %s)" % run["stamp"])
     w("")
-    w("Machine: %s, %d cores, %.1f GiB, Linux %s. Gateway %s (commit %s, binary built %s). Python %s, sqlite3 CLI %s."
-      % (run["cpu"], run["cores"], run["memory_kb"] / 1048576.0, run["kernel"], run["version"], run["commit"],
-         run["binary_built"], run["python"], run["sqlite_cli"]))
+    w("Machine: %s, %d cores, %.1f GiB, Linux %s. Gateway %s (binary built %s; HEAD %s when the run started). "
+      "Python %s, sqlite3 CLI %s."
+      % (run["cpu"], run["cores"], run["memory_kb"] / 1048576.0, run["kernel"], run["version"], run["binary_built"],
+         run["commit"], run["python"], run["sqlite_cli"]))
     w("")
     w("Dataset: %s Patients written first, then Observations up to each stage (seed %d); transaction Bundles of "
       "%d PUTs, %d loader processes. Per search kind: up to %d samples or %g s after %d warm-up requests, one "
@@ -207,7 +208,12 @@ def markdown(data):
                 row = []
                 for name in ("read", "q1", "q2_first"):
                     r = cq.get(name)
-                    row.append("{:,.0f}/s, {} / {}".format(r["rps"], fmt_ms(r["p50"]), fmt_ms(r["p99"])) if r else "-")
+                    if r:
+                        row.append("{:,.0f}/s, {} / {}".format(r["rps"], fmt_ms(r["p50"]), fmt_ms(r["p99"])))
+                    elif "concurrent:" + name in m.get("timeouts", []):
+                        row.append("> %g s" % timeout)
+                    else:
+                        row.append("-")
                 w("| %s | %s |" % (fmt_n(st["observations"]), " | ".join(row)))
             w("")
         last = [st for st in stages if v in st["variants"]][-1]
