@@ -1092,82 +1092,69 @@ Result<void> clearIndex(Connection& c, std::int64_t rid) {
   return {};
 }
 
-Result<void> writeIndex(Connection& c, std::int64_t rid, const IndexRows& rows) {
-  for (const auto& t : rows.tokens) {
-    auto st = c.prepare("INSERT OR IGNORE INTO search_token (param, value, system, rid) VALUES (?, ?, ?, ?)");
+// Inserts `rows` with `sql`; `bindRow` binds one row's values from parameter 1, the rid follows.
+template <typename Row, typename BindRow>
+Result<void> insertRows(Connection& c, const char* sql, const std::vector<Row>& rows, std::int64_t rid, int ridIndex,
+                        BindRow bindRow) {
+  for (const auto& row : rows) {
+    auto st = c.prepare(sql);
     if (!st.ok()) return st.error();
     auto& s = **st;
-    s.bind(1, indexParamKey(t.param));
-    s.bind(2, t.value);
-    s.bind(3, t.system);
-    s.bind(4, rid);
-    auto r = stepDone(c, s, "index token");
-    if (!r.ok()) return r;
-  }
-  for (const auto& t : rows.strings) {
-    auto st = c.prepare("INSERT OR IGNORE INTO search_string (param, norm, exact, rid) VALUES (?, ?, ?, ?)");
-    if (!st.ok()) return st.error();
-    auto& s = **st;
-    s.bind(1, indexParamKey(t.param));
-    s.bind(2, t.norm);
-    s.bind(3, t.exact);
-    s.bind(4, rid);
-    auto r = stepDone(c, s, "index string");
-    if (!r.ok()) return r;
-  }
-  for (const auto& t : rows.dates) {
-    auto st = c.prepare("INSERT OR IGNORE INTO search_date (param, lo, hi, rid) VALUES (?, ?, ?, ?)");
-    if (!st.ok()) return st.error();
-    auto& s = **st;
-    s.bind(1, indexParamKey(t.param));
-    s.bind(2, t.lo);
-    s.bind(3, t.hi);
-    s.bind(4, rid);
-    auto r = stepDone(c, s, "index date");
-    if (!r.ok()) return r;
-  }
-  for (const auto& t : rows.numbers) {
-    auto st = c.prepare("INSERT OR IGNORE INTO search_number (param, lo, hi, system, code, rid) VALUES (?, ?, ?, ?, ?, ?)");
-    if (!st.ok()) return st.error();
-    auto& s = **st;
-    s.bind(1, indexParamKey(t.param));
-    s.bind(2, t.lo);
-    s.bind(3, t.hi);
-    s.bind(4, t.system);
-    s.bind(5, t.code);
-    s.bind(6, rid);
-    auto r = stepDone(c, s, "index number");
-    if (!r.ok()) return r;
-  }
-  for (const auto& t : rows.references) {
-    auto st = c.prepare("INSERT OR IGNORE INTO search_reference (param, target_id, target_type, rid) VALUES (?, ?, ?, ?)");
-    if (!st.ok()) return st.error();
-    auto& s = **st;
-    s.bind(1, indexParamKey(t.param));
-    s.bind(2, t.targetId);
-    s.bind(3, t.targetType);
-    s.bind(4, rid);
-    auto r = stepDone(c, s, "index reference");
-    if (!r.ok()) return r;
-  }
-  for (const auto& t : rows.composites) {
-    auto st = c.prepare(
-        "INSERT OR IGNORE INTO search_composite (param, value1, system1, value2, system2, lo, hi, rid)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
-    if (!st.ok()) return st.error();
-    auto& s = **st;
-    s.bind(1, indexParamKey(t.param));
-    s.bind(2, t.value1);
-    s.bind(3, t.system1);
-    s.bind(4, t.value2);
-    s.bind(5, t.system2);
-    s.bind(6, t.lo);
-    s.bind(7, t.hi);
-    s.bind(8, rid);
-    auto r = stepDone(c, s, "index composite");
+    s.bind(1, indexParamKey(row.param));
+    bindRow(s, row);
+    s.bind(ridIndex, rid);
+    auto r = stepDone(c, s, sql);
     if (!r.ok()) return r;
   }
   return {};
+}
+
+Result<void> writeIndex(Connection& c, std::int64_t rid, const IndexRows& rows) {
+  using St = Connection::Statement;
+  Result<void> r = insertRows(c, "INSERT OR IGNORE INTO search_token (param, value, system, rid) VALUES (?, ?, ?, ?)",
+                              rows.tokens, rid, 4, [](St& s, const TokenRow& t) {
+                                s.bind(2, t.value);
+                                s.bind(3, t.system);
+                              });
+  if (r.ok())
+    r = insertRows(c, "INSERT OR IGNORE INTO search_string (param, norm, exact, rid) VALUES (?, ?, ?, ?)", rows.strings,
+                   rid, 4, [](St& s, const StringRow& t) {
+                     s.bind(2, t.norm);
+                     s.bind(3, t.exact);
+                   });
+  if (r.ok())
+    r = insertRows(c, "INSERT OR IGNORE INTO search_date (param, lo, hi, rid) VALUES (?, ?, ?, ?)", rows.dates, rid, 4,
+                   [](St& s, const DateRow& t) {
+                     s.bind(2, t.lo);
+                     s.bind(3, t.hi);
+                   });
+  if (r.ok())
+    r = insertRows(c, "INSERT OR IGNORE INTO search_number (param, lo, hi, system, code, rid) VALUES (?, ?, ?, ?, ?, ?)",
+                   rows.numbers, rid, 6, [](St& s, const NumberRow& t) {
+                     s.bind(2, t.lo);
+                     s.bind(3, t.hi);
+                     s.bind(4, t.system);
+                     s.bind(5, t.code);
+                   });
+  if (r.ok())
+    r = insertRows(c, "INSERT OR IGNORE INTO search_reference (param, target_id, target_type, rid) VALUES (?, ?, ?, ?)",
+                   rows.references, rid, 4, [](St& s, const ReferenceRow& t) {
+                     s.bind(2, t.targetId);
+                     s.bind(3, t.targetType);
+                   });
+  if (r.ok())
+    r = insertRows(c,
+                   "INSERT OR IGNORE INTO search_composite (param, value1, system1, value2, system2, lo, hi, rid)"
+                   " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                   rows.composites, rid, 8, [](St& s, const CompositeRow& t) {
+                     s.bind(2, t.value1);
+                     s.bind(3, t.system1);
+                     s.bind(4, t.value2);
+                     s.bind(5, t.system2);
+                     s.bind(6, t.lo);
+                     s.bind(7, t.hi);
+                   });
+  return r;
 }
 
 }  // namespace sqlite
