@@ -13,6 +13,15 @@ def load(path):
         return json.load(f)
 
 
+def find(src, name):
+    """The file `name` (gzipped or not) in the definitions folder `src`."""
+    for n in (name + ".gz", name):
+        p = os.path.join(src, n)
+        if os.path.exists(p):
+            return p
+    sys.exit("no %s in %s" % (name, src))
+
+
 def definitions_dir(root):
     """The folder given as the first argument, else the newest package under ../shared/corpora."""
     if len(sys.argv) > 1:

@@ -43,19 +43,11 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fhir_definitions import definitions_dir, load, output_dir  # noqa: E402
+from fhir_definitions import find, definitions_dir, load, output_dir  # noqa: E402
 
 R4 = "4.0.1"
 HL7 = "http://hl7.org/fhir/"
 BASES = ("Resource", "DomainResource")
-
-
-def find(src, name):
-    for n in (name + ".gz", name):
-        p = os.path.join(src, n)
-        if os.path.exists(p):
-            return p
-    sys.exit("no %s in %s" % (name, src))
 
 
 class Unresolved(Exception):
