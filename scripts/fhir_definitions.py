@@ -22,6 +22,17 @@ def find(src, name):
     sys.exit("no %s in %s" % (name, src))
 
 
+def type_code(t):
+    """An element type's FHIR type name (System.String and the like become the FHIR primitive)."""
+    code = t["code"]
+    if code.startswith("http://hl7.org/fhirpath/System."):
+        for ext in t.get("extension", []):
+            if ext.get("url", "").endswith("structuredefinition-fhir-type"):
+                return ext.get("valueUrl") or ext.get("valueUri") or "string"
+        return "string"
+    return code
+
+
 def definitions_dir(root):
     """The folder given as the first argument, else the newest package under ../shared/corpora."""
     if len(sys.argv) > 1:

@@ -43,7 +43,7 @@ import re
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fhir_definitions import find, definitions_dir, load, output_dir  # noqa: E402
+from fhir_definitions import find, type_code, definitions_dir, load, output_dir  # noqa: E402
 
 R4 = "4.0.1"
 HL7 = "http://hl7.org/fhir/"
@@ -195,16 +195,6 @@ def root_name(part):
 
 
 # ---- the definitions ----------------------------------------------------------------------------
-
-def type_code(t):
-    code = t["code"]
-    if code.startswith("http://hl7.org/fhirpath/System."):
-        for ext in t.get("extension", []):
-            if ext.get("url", "").endswith("structuredefinition-fhir-type"):
-                return ext.get("valueUrl") or ext.get("valueUri") or "string"
-        return "string"
-    return code
-
 
 def value_type(t):
     code = type_code(t)

@@ -26,22 +26,12 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from fhir_definitions import find, definitions_dir, load, output_dir  # noqa: E402
+from fhir_definitions import find, type_code, definitions_dir, load, output_dir  # noqa: E402
 
 R4 = "4.0.1"
 HL7 = "http://hl7.org/fhir/"
 
 
-
-
-def element_type_code(t):
-    code = t["code"]
-    if code.startswith("http://hl7.org/fhirpath/System."):
-        for ext in t.get("extension", []):
-            if ext.get("url", "").endswith("structuredefinition-fhir-type"):
-                return ext.get("valueUrl") or ext.get("valueUri") or "string"
-        return "string"
-    return code
 
 
 class Terminology:
@@ -189,7 +179,7 @@ def main():
             choice = name.endswith("[x]")
             base = name[:-3] if choice else name
             for t in tys:
-                code = element_type_code(t)
+                code = type_code(t)
                 targets = []
                 if code == "Reference":
                     for prof in t.get("targetProfile", []):
