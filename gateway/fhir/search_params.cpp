@@ -213,12 +213,11 @@ Result<void> quantityValue(const std::string& param, const std::string& raw, Con
 struct Parser {
   const SearchDefinitions& defs;
   const SearchLimits& limits;
-  bool strict;
   std::string baseUrl;
 
   // The conditions (ORed) for `type`'s parameter `def` with `modifier` and the comma-separated `value`.
-  Result<std::vector<Condition>> conditions(const std::string& type, const std::string& name, const ParamDef* def,
-                                            const std::string& modifier, const std::string& value, bool inChain) {
+  Result<std::vector<Condition>> conditions(const std::string& name, const ParamDef* def, const std::string& modifier,
+                                            const std::string& value) {
     auto values = splitRaw(value, ',');
     if (static_cast<int>(values.size()) > limits.maxValues)
       return bad(name, std::to_string(values.size()) + " values, more than the " + std::to_string(limits.maxValues) + " accepted");
@@ -426,8 +425,6 @@ struct Parser {
           break;
         }
       }
-      (void)inChain;
-      (void)type;
       group.push_back(std::move(c));
     }
     return group;
@@ -448,19 +445,13 @@ struct Parser {
       name = head.substr(0, colon);
       modifier = head.substr(colon + 1);
     }
-    const ParamDef* def = type.empty() ? systemParam(name) : defs.find(type, name);
+    const ParamDef* def = defs.find(type.empty() ? "Resource" : type, name);
     if (!def) {
       known = false;
       return std::vector<Condition>();
     }
     if (!rest.empty()) return chain(type, rawName, *def, modifier, rest, value);
-    return conditions(type, rawName, def, modifier, value, false);
-  }
-
-  // Parameters searchable across all types.
-  const ParamDef* systemParam(const std::string& name) {
-    const ParamDef* d = defs.find("Resource", name);
-    return d;
+    return conditions(rawName, def, modifier, value);
   }
 
   Result<std::vector<Condition>> chain(const std::string& type, const std::string& rawName, const ParamDef& ref,
@@ -486,7 +477,7 @@ struct Parser {
       const ParamDef* inner = defs.find(t, name);
       if (!inner) continue;
       if (!isResourceType(t)) continue;
-      auto g = conditions(t, rest, inner, mod, value, true);
+      auto g = conditions(rest, inner, mod, value);
       if (!g.ok()) return g.error();
       Condition c;
       c.kind = Condition::Kind::kChain;
@@ -515,7 +506,7 @@ struct Parser {
     const ParamDef* inner = defs.find(other, parts[3]);
     if (!inner) return bad(rawName, "'" + parts[3] + "' is not a search parameter of " + other);
     std::string mod = parts.size() > 4 ? parts[4] : "";
-    auto g = conditions(other, rawName, inner, mod, value, true);
+    auto g = conditions(rawName, inner, mod, value);
     if (!g.ok()) return g.error();
     Condition c;
     c.kind = Condition::Kind::kHas;
@@ -534,7 +525,7 @@ struct Parser {
         name = name.substr(1);
       }
       if (name.empty()) return bad("_sort", "empty sort key");
-      const ParamDef* def = type.empty() ? systemParam(name) : defs.find(type, name);
+      const ParamDef* def = defs.find(type.empty() ? "Resource" : type, name);
       if (!def) return bad("_sort", "'" + name + "' is not a search parameter" + (type.empty() ? "" : " of " + type));
       k.param = (name == "_id" || name == "_lastUpdated") ? name : def->key;
       k.table = tableFor(def->kind);
@@ -668,7 +659,7 @@ Result<ParsedSearch> parseSearch(const std::string& type, const Params& params, 
   auto& q = ps.query;
   q.type = type;
   q.count = limits.defaultCount;
-  Parser parser{SearchDefinitions::r4(), limits, strict, baseUrl};
+  Parser parser{SearchDefinitions::r4(), limits, baseUrl};
   int conditions = 0;
   for (const auto& [rawName, value] : params) {
     std::string name = rawName, modifier;

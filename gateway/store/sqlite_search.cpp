@@ -142,6 +142,12 @@ std::string likeEscape(const std::string& v) {
   return out;
 }
 
+// `col op value`, the value bound.
+void compare(Sql& s, const std::string& col, const char* op, Bind value) {
+  s << col << op;
+  s.bind(std::move(value));
+}
+
 // A date comparison, with the FHIR meaning, between a row's [lo, hi) and the search's [plo, phi).
 void dateOp(Sql& s, const std::string& lo, const std::string& hi, Op op, std::int64_t plo, std::int64_t phi) {
   switch (op) {
@@ -153,14 +159,8 @@ void dateOp(Sql& s, const std::string& lo, const std::string& hi, Op op, std::in
       s.bind(phi);
       s << ")";
       return;
-    case Op::kGt:
-      s << hi << " > ";
-      s.bind(phi);
-      return;
-    case Op::kLt:
-      s << lo << " < ";
-      s.bind(plo);
-      return;
+    case Op::kGt: compare(s, hi, " > ", phi); return;
+    case Op::kLt: compare(s, lo, " < ", plo); return;
     case Op::kGe:  // gt or eq
       s << "(" << hi << " > ";
       s.bind(plo);
@@ -179,14 +179,8 @@ void dateOp(Sql& s, const std::string& lo, const std::string& hi, Op op, std::in
       s.bind(phi);
       s << "))";
       return;
-    case Op::kSa:
-      s << lo << " >= ";
-      s.bind(phi);
-      return;
-    case Op::kEb:
-      s << hi << " <= ";
-      s.bind(plo);
-      return;
+    case Op::kSa: compare(s, lo, " >= ", phi); return;
+    case Op::kEb: compare(s, hi, " <= ", plo); return;
     case Op::kAp:  // overlaps the (already widened) search range
       s << "(" << lo << " < ";
       s.bind(phi);
@@ -215,30 +209,12 @@ void numberOp(Sql& s, const std::string& lo, const std::string& hi, Op op, doubl
       s.bind(plo);
       s << ")";
       return;
-    case Op::kGt:
-      s << hi << " > ";
-      s.bind(plo);
-      return;
-    case Op::kLt:
-      s << lo << " < ";
-      s.bind(plo);
-      return;
-    case Op::kGe:
-      s << hi << " >= ";
-      s.bind(plo);
-      return;
-    case Op::kLe:
-      s << lo << " <= ";
-      s.bind(plo);
-      return;
-    case Op::kSa:
-      s << lo << " > ";
-      s.bind(plo);
-      return;
-    case Op::kEb:
-      s << hi << " < ";
-      s.bind(plo);
-      return;
+    case Op::kGt: compare(s, hi, " > ", plo); return;
+    case Op::kLt: compare(s, lo, " < ", plo); return;
+    case Op::kGe: compare(s, hi, " >= ", plo); return;
+    case Op::kLe: compare(s, lo, " <= ", plo); return;
+    case Op::kSa: compare(s, lo, " > ", plo); return;
+    case Op::kEb: compare(s, hi, " < ", plo); return;
   }
 }
 
