@@ -5,9 +5,15 @@
 #include "gateway/fhir/fhir_service.h"
 #include "gateway/http/dev_certificate.h"
 #include "gateway/http/http_server.h"
+#include "gateway/network/network_service.h"
 #include "gateway/search/reindex.h"
 #include "gateway/store/resource_store.h"
 #include "mappings/fhir/validator.h"
+#include "mappings/network/rules/calendar.h"
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 
 namespace passerelle::app {
 
@@ -15,6 +21,7 @@ struct Gateway::State {
   config::Config config;
   std::unique_ptr<store::ResourceStore> store;
   std::unique_ptr<fhir::FhirService> fhir;
+  std::unique_ptr<network::NetworkService> network;
   std::unique_ptr<http::Server> server;
   bool stopped = false;
 };
@@ -28,6 +35,37 @@ void configureLogging(const config::Config& config) {
   log::parseLevel(config.get("log.level"), level);
   log::setLevel(level);
   log::setJson(config.get("log.format") == "json");
+}
+
+Result<network::NetworkOptions> networkOptions(const config::Config& config) {
+  network::NetworkOptions no;
+  std::string rulesFile = config.get("network.rules_file");
+  if (!rulesFile.empty()) {
+    std::ifstream in(rulesFile);
+    if (in) {
+      std::stringstream text;
+      text << in.rdbuf();
+      nlohmann::ordered_json j = nlohmann::ordered_json::parse(text.str(), nullptr, false);
+      std::string error;
+      if (j.is_discarded()) return makeError(ErrorCode::kInvalid, "network.rules_file " + rulesFile + ": not JSON");
+      if (!network::parseRuleConfig(j, no.rules, error))
+        return makeError(ErrorCode::kInvalid, "network.rules_file " + rulesFile + ": " + error);
+    } else if (config.source("network.rules_file") != "default") {
+      return makeError(ErrorCode::kInvalid, "network.rules_file " + rulesFile + " cannot be read");
+    }
+  }
+  no.today = config.get("network.today");
+  no.fees.agreementDate = config.get("network.agreement_date");
+  if (!no.today.empty() && !network::parseDate(no.today))
+    return makeError(ErrorCode::kInvalid, "network.today must be YYYY-MM-DD");
+  if (!network::parseDate(no.fees.agreementDate))
+    return makeError(ErrorCode::kInvalid, "network.agreement_date must be YYYY-MM-DD");
+  try {
+    no.fees.cValue = std::stod(config.get("network.c_value_eur"));
+  } catch (const std::exception&) {
+    return makeError(ErrorCode::kInvalid, "network.c_value_eur must be a number");
+  }
+  return no;
 }
 
 Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
@@ -54,6 +92,10 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   fo.maxBundleEntries = static_cast<int>(config.getInt("fhir.max_bundle_entries"));
   fhir::Validator::instance();  // load the validation tables before the first request
   g->s_->fhir = std::make_unique<fhir::FhirService>(*g->s_->store, fo);
+  auto no = networkOptions(config);
+  if (!no.ok()) return no.error();
+  no.value().json = fo.json;
+  g->s_->network = std::make_unique<network::NetworkService>(*g->s_->store, *g->s_->fhir, no.value());
 
   http::ServerOptions ho;
   ho.httpEnabled = config.getBool("http.enabled");
@@ -79,6 +121,8 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   ho.baseUrl = config.get("fhir.base_url");
   while (!ho.baseUrl.empty() && ho.baseUrl.back() == '/') ho.baseUrl.pop_back();
   g->s_->server = std::make_unique<http::Server>(*g->s_->fhir, *g->s_->store);
+  network::NetworkService* ns = g->s_->network.get();
+  g->s_->server->mount("/network/v1", [ns](const fhir::FhirRequest& r) { return ns->handle(r); });
   auto started = g->s_->server->start(ho);
   if (!started.ok()) return started.error();
   return g;

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "gateway/app/convert_command.h"
 #include "gateway/app/gateway.h"
 #include "gateway/common/log.h"
 #include "gateway/config/config.h"
@@ -37,6 +38,7 @@ void usage(std::ostream& out) {
          "Commands:\n"
          "  serve        run the gateway (FHIR REST at /fhir, /healthz, /metrics)\n"
          "  validate     check FHIR R4 JSON against the base specification\n"
+         "  convert      the network's documents to FHIR R4 and back, offline\n"
          "  db migrate   create or upgrade the database, then exit\n"
          "  db reindex   rebuild the search indexes, then exit\n"
          "  config       list every configuration key with its default and meaning\n"
@@ -259,6 +261,7 @@ int main(int argc, char** argv) {
   if (cmd == "serve") return serve(argc, argv);
   if (cmd == "db") return dbCommand(argc, argv);
   if (cmd == "validate") return validateCommand(argc, argv);
+  if (cmd == "convert") return passerelle::app::convertCommand(argc, argv);
   if (cmd == "config") return configCommand(argc, argv);
   std::cerr << "passerelle: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);

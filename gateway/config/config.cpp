@@ -109,6 +109,12 @@ const std::vector<Setting>& settings() {
       {"fhir.default_count", Type::kInt, "50", "Page size of searches and histories without _count.", 1, 1000},
       {"fhir.max_count", Type::kInt, "1000", "Largest _count honoured.", 1, 10000},
       {"fhir.max_bundle_entries", Type::kInt, "10000", "Most entries in a batch or transaction.", 1, 1000000},
+      {"network.rules_file", Type::kString, "conf/network/rules.json",
+       "The network's rule settings (conf/network/README.md). Empty or absent file: the built-in defaults."},
+      {"network.today", Type::kString, "", "A fixed date (YYYY-MM-DD) for demos and tests. Empty: the UTC date."},
+      {"network.agreement_date", Type::kString, "2026-01-01",
+       "Start of experiment year 1, for the CSB fee caps (the decree's agreement was 2001-12-19)."},
+      {"network.c_value_eur", Type::kString, "23.00", "Value of the key letter C in euros, for the fee rows."},
       {"log.level", Type::kChoice, "info", "Least severe log level written.", 0, 0, "debug|info|warn|error|off"},
       {"log.format", Type::kChoice, "text", "Log line format on stderr.", 0, 0, "text|json"},
   };

@@ -31,6 +31,7 @@ struct FrontContext {
   store::ResourceStore* store;
   const ServerOptions* options;
   Metrics* metrics;
+  const std::vector<std::pair<std::string, Server::Handler>>* mounts;
 };
 
 bool safeHost(const std::string& h) {
@@ -86,7 +87,10 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
     const std::string& uri = req.getURI();
     std::size_t qm = uri.find('?');
     std::string path = uri.substr(0, qm);
-    if (path == "/fhir" || path.rfind("/fhir/", 0) == 0) return fhirRequest(req, resp, path, qm == std::string::npos ? "" : uri.substr(qm + 1));
+    std::string query = qm == std::string::npos ? "" : uri.substr(qm + 1);
+    if (path == "/fhir" || path.rfind("/fhir/", 0) == 0) return fhirRequest(req, resp, path, query);
+    for (const auto& [prefix, handler] : *ctx_.mounts)
+      if (path == prefix || path.rfind(prefix + "/", 0) == 0) return mounted(req, resp, handler, path.substr(prefix.size()), query);
     if (path == "/healthz") {
       if (req.getMethod() != "GET" && req.getMethod() != "HEAD") return sendOutcome(resp, ErrorCode::kMethodNotAllowed, "GET only");
       return send(resp, 200, "{\"status\":\"ok\"}", "application/json");
@@ -127,13 +131,21 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
     sendOutcome(resp, ErrorCode::kTooLarge, "the request body is larger than " + std::to_string(limit) + " bytes");
   }
 
-  void fhirRequest(HTTPServerRequest& req, HTTPServerResponse& resp, const std::string& path, const std::string& query) {
+  void mounted(HTTPServerRequest& req, HTTPServerResponse& resp, const Server::Handler& handler, const std::string& path,
+               const std::string& query) {
     fhir::FhirRequest fr;
+    if (!readRequest(req, resp, path, query, fr)) return;
+    answer(resp, handler(fr));
+  }
+
+  // Fills `fr` from the request (body within the limit); false when the answer was already sent.
+  bool readRequest(HTTPServerRequest& req, HTTPServerResponse& resp, const std::string& path, const std::string& query,
+                   fhir::FhirRequest& fr) {
     fr.method = req.getMethod();
-    fr.path = path.substr(5);
+    fr.path = path;
     fr.query = fhir::parseQueryString(query);
     if (fr.method == "POST" || fr.method == "PUT" || fr.method == "PATCH") {
-      if (!readBody(req, resp, fr.body)) return;
+      if (!readBody(req, resp, fr.body)) return false;
     }
     fr.contentType = req.get("Content-Type", "");
     fr.accept = req.get("Accept", "");
@@ -147,7 +159,16 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
       if (!safeHost(host)) host = req.serverAddress().toString();
       fr.baseUrl = std::string(secure_ ? "https://" : "http://") + host + "/fhir";
     }
-    fhir::FhirResponse out = ctx_.fhir->handle(fr);
+    return true;
+  }
+
+  void fhirRequest(HTTPServerRequest& req, HTTPServerResponse& resp, const std::string& path, const std::string& query) {
+    fhir::FhirRequest fr;
+    if (!readRequest(req, resp, path.substr(5), query, fr)) return;
+    answer(resp, ctx_.fhir->handle(fr));
+  }
+
+  void answer(HTTPServerResponse& resp, const fhir::FhirResponse& out) {
     std::string contentType = "application/fhir+json; charset=utf-8";
     for (auto& [k, v] : out.headers) {
       if (k == "Content-Type") contentType = v;
@@ -218,6 +239,7 @@ struct Server::State {
   int httpPort = 0;
   int httpsPort = 0;
   bool stopped = false;
+  std::vector<std::pair<std::string, Handler>> mounts;
 };
 
 Server::Server(fhir::FhirService& fhir, store::ResourceStore& store)
@@ -225,9 +247,11 @@ Server::Server(fhir::FhirService& fhir, store::ResourceStore& store)
 
 Server::~Server() { stop(0); }
 
+void Server::mount(const std::string& prefix, Handler handler) { s_->mounts.emplace_back(prefix, std::move(handler)); }
+
 Result<void> Server::start(const ServerOptions& options) {
   s_->options = options;
-  s_->ctx = FrontContext{&s_->fhir, &s_->store, &s_->options, &s_->metrics};
+  s_->ctx = FrontContext{&s_->fhir, &s_->store, &s_->options, &s_->metrics, &s_->mounts};
   int listeners = (options.httpEnabled ? 1 : 0) + (options.httpsEnabled ? 1 : 0);
   if (listeners == 0) return makeError(ErrorCode::kInvalid, "http.enabled and https.enabled are both false: nothing to serve");
   s_->pool = std::make_unique<Poco::ThreadPool>(2, options.threads * listeners, 60);

@@ -6,6 +6,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -42,6 +43,10 @@ class Server {
  public:
   Server(fhir::FhirService& fhir, store::ResourceStore& store);
   ~Server();
+  // Serves every path below `prefix` ("/network/v1") with `handler` (request path relative to the
+  // prefix, body within the limit). Call before start().
+  using Handler = std::function<fhir::FhirResponse(const fhir::FhirRequest&)>;
+  void mount(const std::string& prefix, Handler handler);
   Result<void> start(const ServerOptions& options);
   int httpPort() const;   // the bound port (0 when disabled)
   int httpsPort() const;  // the bound port (0 when disabled)

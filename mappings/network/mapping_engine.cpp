@@ -289,7 +289,10 @@ struct MappingSet::Impl {
           bool root = text.rfind("$.", 0) == 0;
           if (root) text = text.substr(2);
           std::string e;
-          doc = parseElementPath(text, e);
+          if (text == "." && rule.forEach)
+            doc = ElementPath{};  // the forEach element itself
+          else
+            doc = parseElementPath(text, e);
           if (!doc) {
             error = field.where + ".doc: " + e;
             return false;
@@ -657,7 +660,12 @@ struct MappingSet::Impl {
               if (const Json* v = getAt(res, f.fhir, j))
                 if (auto back = backwardValue(f, *v, resolve, issues)) setAt(target, f.doc, *back, j);
           } else if (const Json* v = getAt(res, f.fhir)) {
-            if (auto back = backwardValue(f, *v, resolve, issues)) setAt(target, f.doc, *back);
+            if (auto back = backwardValue(f, *v, resolve, issues)) {
+              if (f.doc.steps.empty())
+                target = *back;  // "." : the forEach element itself
+              else
+                setAt(target, f.doc, *back);
+            }
           }
         }
         if (rule.forEach) {

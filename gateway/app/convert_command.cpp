@@ -1,0 +1,172 @@
+// `passerelle convert`: the network's documents to FHIR and back, offline (no database: the
+// network rules that need the dossier are checked when the gateway receives the document).
+#include "gateway/app/convert_command.h"
+
+#include <fstream>
+#include <iostream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "mappings/fhir/json_reader.h"
+#include "mappings/network/documents/document_schemas.h"
+#include "mappings/network/documents/xml_form.h"
+#include "mappings/network/mapping_engine.h"
+#include "mappings/network/rules/rules.h"
+
+namespace passerelle::app {
+
+namespace {
+
+using network::Json;
+
+void outcome(const std::vector<std::pair<std::string, std::string>>& issues) {
+  Json o = {{"resourceType", "OperationOutcome"}, {"issue", Json::array()}};
+  for (const auto& [path, message] : issues) {
+    Json i = {{"severity", "error"}, {"code", "invalid"}, {"diagnostics", message}};
+    if (!path.empty()) i["expression"] = Json::array({path});
+    o["issue"].push_back(std::move(i));
+  }
+  std::cerr << o.dump(2) << "\n";
+}
+
+// The kind an XML document declares by its root element (consentRenewal -> consent-renewal).
+std::string kindOfXml(const std::string& text) {
+  auto lt = text.find('<');
+  while (lt != std::string::npos && (text.compare(lt, 2, "<?") == 0 || text.compare(lt, 4, "<!--") == 0))
+    lt = text.find('<', lt + 1);
+  if (lt == std::string::npos) return "";
+  std::string name;
+  for (std::size_t i = lt + 1; i < text.size() && (std::isalnum(static_cast<unsigned char>(text[i])) || text[i] == ':'); ++i)
+    name += text[i];
+  if (auto c = name.find(':'); c != std::string::npos) name = name.substr(c + 1);
+  std::string kind;
+  for (char c : name) {
+    if (std::isupper(static_cast<unsigned char>(c))) {
+      kind += '-';
+      kind += static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    } else {
+      kind += c;
+    }
+  }
+  return kind;
+}
+
+}  // namespace
+
+int convertCommand(int argc, char** argv) {
+  std::string from, to, file = "-", today;
+  bool xml = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--help" || a == "-h") {
+      std::cout << "Usage: passerelle convert --from FORMAT --to FORMAT [--xml] [--today YYYY-MM-DD] [FILE|-]\n\n"
+                   "Converts one document offline and prints the result on stdout; problems go to stderr as an\n"
+                   "OperationOutcome and the exit status is 1 (2 when the input cannot be read).\n\n"
+                   "  --from network --to fhir   a network document (JSON, or XML: detected) -> the FHIR R4\n"
+                   "                             transaction Bundle the gateway would store\n"
+                   "  --from fhir --to network   such a Bundle -> the network document (JSON; --xml for XML)\n"
+                   "  --today DATE               the date derived values are computed at (default: today)\n\n"
+                   "Checked offline: the document's schema and the mapping. The network's rules that need the\n"
+                   "dossier (the patient's consent, the GP's membership...) are checked by the gateway.\n";
+      return 0;
+    }
+    if (a == "--from" && i + 1 < argc) from = argv[++i];
+    else if (a == "--to" && i + 1 < argc) to = argv[++i];
+    else if (a == "--today" && i + 1 < argc) today = argv[++i];
+    else if (a == "--xml") xml = true;
+    else if (a.size() > 1 && a[0] == '-') {
+      std::cerr << "passerelle convert: unexpected option '" << a << "'\n";
+      return 2;
+    } else file = a;
+  }
+  std::string text;
+  if (file == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+  } else {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) {
+      std::cerr << "passerelle convert: cannot read '" << file << "'\n";
+      return 2;
+    }
+    std::ostringstream ss;
+    ss << in.rdbuf();
+    text = ss.str();
+  }
+  const auto& schemas = network::DocumentSchemas::instance();
+  const auto& mappings = network::MappingSet::builtIn();
+  std::vector<std::pair<std::string, std::string>> issues;
+  if (from == "network" && to == "fhir") {
+    Json doc;
+    auto first = text.find_first_not_of(" \t\r\n\xEF\xBB\xBF");
+    if (first != std::string::npos && text[first] == '<') {
+      std::string kind = kindOfXml(text);
+      std::vector<network::DocumentIssue> xi;
+      if (!schemas.hasKind(kind)) {
+        outcome({{"", "the XML root element does not name a network document kind"}});
+        return 1;
+      }
+      if (!network::xmlToJson(kind, text, doc, xi)) {
+        for (const auto& i : xi) issues.emplace_back(i.path, i.message);
+        outcome(issues);
+        return 1;
+      }
+    } else {
+      fhir::JsonError err;
+      if (!fhir::parseJson(text, fhir::JsonLimits{}, doc, err)) {
+        outcome({{err.path, err.message}});
+        return 1;
+      }
+    }
+    std::string kind = doc.is_object() ? doc.value("documentType", "") : "";
+    if (!schemas.hasKind(kind) || !mappings.has(kind)) {
+      outcome({{"documentType", "'" + kind + "' is not a network document kind"}});
+      return 1;
+    }
+    for (const auto& i : schemas.validate(kind, doc)) issues.emplace_back(i.path, i.message);
+    if (!issues.empty()) {
+      outcome(issues);
+      return 1;
+    }
+    network::RuleContext ctx;
+    ctx.today = today;
+    Json derived = network::deriveValues(kind, doc, ctx, network::RuleConfig{});
+    std::vector<network::MappingIssue> mi;
+    Json bundle = mappings.toBundle(kind, doc, derived, mi);
+    for (const auto& i : mi) issues.emplace_back(i.path, i.message);
+    if (!issues.empty()) {
+      outcome(issues);
+      return 1;
+    }
+    std::cout << bundle.dump(2) << "\n";
+    return 0;
+  }
+  if (from == "fhir" && to == "network") {
+    fhir::JsonError err;
+    Json bundle;
+    if (!fhir::parseJson(text, fhir::JsonLimits{}, bundle, err)) {
+      outcome({{err.path, err.message}});
+      return 1;
+    }
+    std::vector<network::MappingIssue> mi;
+    Json doc = mappings.fromBundle(bundle, mi);
+    for (const auto& i : mi) issues.emplace_back(i.path, i.message);
+    if (!issues.empty() || !doc.is_object()) {
+      outcome(issues);
+      return 1;
+    }
+    std::string kind = doc.value("documentType", "");
+    for (const auto& i : schemas.validate(kind, doc)) issues.emplace_back(i.path, "the document read back breaks its schema: " + i.message);
+    if (!issues.empty()) {
+      outcome(issues);
+      return 1;
+    }
+    std::cout << (xml ? network::jsonToXml(kind, doc) : doc.dump(2)) << "\n";
+    return 0;
+  }
+  std::cerr << "passerelle convert: from '" << from << "' to '" << to
+            << "' is not a conversion this gateway has (network -> fhir, fhir -> network)\n";
+  return 2;
+}
+
+}  // namespace passerelle::app

@@ -1,0 +1,52 @@
+// The network's document API, mounted at /network/v1: POST /{kind} checks a document (JSON or
+// XML) against its schema and the network's rules, maps it to FHIR with the built-in definitions
+// and stores it as one transaction; GET /patients/{id}/dossier gives the patient's documents back
+// in the network's format; GET /kinds and /schemas/{kind}[.xsd] describe the formats.
+// Thread-safe: handle() runs on many threads at once.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "gateway/fhir/fhir_request.h"
+#include "gateway/fhir/fhir_service.h"
+#include "gateway/store/resource_store.h"
+#include "mappings/network/rules/rules.h"
+
+namespace passerelle::network {
+
+struct FeeSettings {
+  std::string agreementDate = "2026-01-01";  // experiment year 1 starts here (decree: 2001-12-19)
+  double cValue = 23.0;                      // EUR per C (general-practice consultation) for the fee rows
+  double ciedCoefficient = 3.0, csbCoefficient = 1.5;
+  int csbCapYear1 = 1, csbCapLaterYears = 2;  // CSB fees per patient and experiment year
+  double liaisonFee = 22.87;                  // EUR per professional, patient and year
+};
+
+struct NetworkOptions {
+  fhir::JsonLimits json;
+  RuleConfig rules;
+  FeeSettings fees;
+  std::string today;  // YYYY-MM-DD for demos and tests; empty: today's date (UTC)
+  int plannedCiedMinutes = 60, plannedCsbMinutes = 30;
+  std::size_t maxXmlBytes = 1 << 20;
+};
+
+class NetworkService {
+ public:
+  NetworkService(store::ResourceStore& store, fhir::FhirService& fhir, NetworkOptions options);
+  ~NetworkService();
+  // `request.path` is below /network/v1 ("/cied", "/patients/12/dossier"). Never throws.
+  fhir::FhirResponse handle(const fhir::FhirRequest& request);
+  // The daily work, as of `today` (YYYY-MM-DD; empty: options.today or the clock): consents past
+  // their term become expired with a renewal Task for the GP, referrals past their due date are
+  // marked overdue. Returns a summary ({"expiredConsents": n, "overdueReferrals": m}).
+  fhir::FhirResponse sweep(const std::string& today);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace passerelle::network
