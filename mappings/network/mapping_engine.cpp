@@ -55,6 +55,7 @@ struct Rule {
   std::string name, resourceType, write = "create";
   std::vector<std::string> keep;
   std::optional<ElementPath> forEach;
+  bool keepEmpty = false;  // read back, the forEach array is present (empty) when it made no resource
   std::optional<ElementPath> whenDoc;
   std::optional<Json> whenEquals;  // absent: "exists"
   // identity: default (entry identifier), or an identifier with a system and a doc value, or a ref
@@ -249,6 +250,7 @@ struct MappingSet::Impl {
       }
       for (const auto& k : rj.value("keep", Json::array())) rule.keep.push_back(k.get<std::string>());
       if (!path(rj, "forEach", rule.forEach, where, error)) return false;
+      rule.keepEmpty = rj.value("keepEmpty", false);
       if (auto w = rj.find("when"); w != rj.end()) {
         if (!path(*w, "doc", rule.whenDoc, where + ".when", error)) return false;
         if (!rule.whenDoc) {
@@ -321,6 +323,16 @@ struct MappingSet::Impl {
           return false;
         }
         for (const auto& [k, v] : field.also.items()) {
+          if (!k.empty() && k[0] == '/') {  // a path from the resource's root
+            std::string e;
+            auto p = parseElementPath(k.substr(1), e);
+            if (!p) {
+              error = field.where + ".also: " + e;
+              return false;
+            }
+            field.alsoPaths.emplace_back(std::move(*p), v);
+            continue;
+          }
           ElementPath p = field.fhir;
           p.steps.pop_back();
           PathStep step;
@@ -646,7 +658,10 @@ struct MappingSet::Impl {
     doc["documentId"] = documentId;
     for (const auto& rule : d.rules) {
       auto it = byRule.find(rule.name);
-      if (it == byRule.end() || it->second.empty()) continue;
+      if (it == byRule.end() || it->second.empty()) {
+        if (rule.keepEmpty && rule.forEach && !getAt(doc, *rule.forEach)) setAt(doc, *rule.forEach, Json::array());
+        continue;
+      }
       if (rule.whenDoc && rule.whenEquals) setAt(doc, *rule.whenDoc, *rule.whenEquals);
       for (std::size_t i = 0; i < it->second.size(); ++i) {
         const Json& res = *it->second[i];

@@ -1164,3 +1164,41 @@ TEST(NetworkRuleConfigTest, ShippedConfigurationHoldsTheDefaults) {
   EXPECT_EQ(config.operaTraining, defaults.operaTraining);
   EXPECT_EQ(json.size(), 16u) << "every member is in the shipped file";
 }
+
+namespace passerelle::network {
+namespace {
+
+TEST(NetworkRulesStructureTest, AProfessionalOfTheRecipientStructureMayAnswerAReferral) {
+  RuleContext ctx;
+  ctx.today = "2026-11-23";
+  ProfessionalState pro;
+  pro.known = true;
+  pro.category = "pain-expert";
+  pro.level = 3;
+  pro.membershipStatus = "active";
+  pro.structureKey = "finess:930110036";
+  ctx.professionals["rpps:10000000001"] = pro;
+  ProfessionalState other = pro;
+  other.structureKey = "finess:750000000";
+  ctx.professionals["rpps:10000000002"] = other;
+  PatientState p;
+  p.known = true;
+  p.enrolment = "active";
+  p.consent = "active";
+  p.referrals["REF-1"] = ReferralState{"requested", "finess:930110036"};
+  ctx.patients["nir:185057512345673"] = p;
+  Json doc = {{"documentType", "referral-update"}, {"schemaVersion", "1.0"}, {"documentId", "U1"}, {"referralId", "REF-1"},
+              {"patient", {{"nir", "185057512345673"}}}, {"by", {{"rpps", "10000000001"}}}, {"status", "accepted"},
+              {"date", "2026-11-20"}};
+  auto codes = [&](const Json& d) {
+    std::vector<std::string> out;
+    for (const auto& p : checkRules("referral-update", d, ctx, RuleConfig{})) out.push_back(p.code);
+    return out;
+  };
+  EXPECT_TRUE(codes(doc).empty());
+  doc["by"] = {{"rpps", "10000000002"}};
+  EXPECT_EQ(codes(doc), std::vector<std::string>{"referral-not-recipient"});
+}
+
+}  // namespace
+}  // namespace passerelle::network

@@ -516,7 +516,11 @@ void checkReferralUpdate(Checker& c) {
   }
   const ReferralState& referral = it->second;
   std::string byKey = member(c.doc, "by") ? refKey(c.doc["by"]) : std::string();
-  if (byKey != referral.toKey)
+  // the recipient answers: the professional named, or a professional of the structure named
+  auto byState = c.ctx.professionals.find(byKey);
+  bool ofStructure = byState != c.ctx.professionals.end() && !byState->second.structureKey.empty() &&
+                     byState->second.structureKey == referral.toKey;
+  if (byKey != referral.toKey && !ofStructure)
     c.error("referral-not-recipient", "by",
             "only the recipient of referral " + referralId + " (" + Checker::shown(referral.toKey) +
                 ") records its progress, not " + byKey);

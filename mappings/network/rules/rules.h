@@ -62,6 +62,7 @@ struct ProfessionalState {
   std::string membershipStatus;  // active, withdrawn, excluded
   std::vector<std::string> trainings;  // training kinds attended
   std::string region;            // OPERA region (nord-pas-de-calais, sud-est, est), "" when none
+  std::string structureKey;      // "finess:N" of the structure the professional works for, "" when none
 };
 
 struct StructureState {
