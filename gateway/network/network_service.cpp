@@ -141,6 +141,14 @@ std::string todayUtc() {
   return buf;
 }
 
+// The professional's category (the rules' words) from the network role of its PractitionerRole
+// (ConceptMap network-role: the correspondents have roles of their own).
+std::string categoryOfRole(const std::string& role) {
+  if (role == "gp-correspondent") return "gp";
+  if (role == "specialist-correspondent") return "specialist";
+  return role;
+}
+
 }  // namespace
 
 // What the gateway knows about a patient beyond the rules' PatientState: the stored resources
@@ -223,10 +231,15 @@ struct NetworkService::Impl {
     if (roles.size() == 1) {
       const Json& role = roles[0];
       st.known = true;
-      st.category = codeIn(member(role, "code"), cs("network-role"));
-      if (const Json* l = extensionValue(role, sd("network-level"), "valueInteger")) st.level = l->get<int>();
+      st.category = categoryOfRole(codeIn(member(role, "code"), cs("network-role")));
+      if (const Json* l = extensionValue(role, sd("care-level"), "valueInteger")) st.level = l->get<int>();
       if (const Json* m = extensionValue(role, sd("membership-status"), "valueCode")) st.membershipStatus = m->get<std::string>();
       if (const Json* r = extensionValue(role, sd("opera-region"), "valueCode")) st.region = r->get<std::string>();
+      std::string organization = str(role.value("organization", Json::object()), "reference");
+      if (organization.rfind("Organization/", 0) == 0)
+        if (auto org = read(organization))
+          for (const auto& i : org->value("identifier", Json::array()))
+            if (str(i, "system") == "https://finess.esante.gouv.fr") st.structureKey = "finess:" + str(i, "value");
       std::string practitioner = str(role.value("practitioner", Json::object()), "reference");
       if (auto p = read(practitioner))
         for (const auto& q : p->value("qualification", Json::array()))
@@ -242,8 +255,9 @@ struct NetworkService::Impl {
     auto orgs = findConditional(MappingSet::conditionalReference("structure", ref));
     if (orgs.size() == 1) {
       st.known = true;
-      if (const Json* l = extensionValue(orgs[0], sd("network-level"), "valueInteger")) st.level = l->get<int>();
-      if (const Json* d = extensionValue(orgs[0], sd("referral-delay-days"), "valueInteger")) st.referralDelayDays = d->get<int>();
+      if (const Json* l = extensionValue(orgs[0], sd("care-level"), "valueInteger")) st.level = l->get<int>();
+      if (const Json* d = extensionValue(orgs[0], sd("referral-delay"), "valueDuration"))
+        if (const Json* v = member(*d, "value"); v && v->is_number()) st.referralDelayDays = v->get<int>();
     }
     ctx.structures[key] = st;
   }
@@ -316,9 +330,13 @@ struct NetworkService::Impl {
       for (auto& c : find("Composition", {{"identifier", "https://douleur77.fr/fhir/sid/liaison-sheet|" + sheet}})) {
         std::string phase;
         for (const auto& s : c.value("section", Json::array())) {
-          std::string code = codeIn(member(s, "code"), cs("liaison-phase"));
+          std::string code = codeIn(member(s, "code"), cs("liaison-sheet-section"));
           if (code == "end") phase = "end";
           else if (code == "start" && phase.empty()) phase = "start";
+          if (code == "start")
+            if (const Json* start = extensionValue(s, sd("liaison-start"), "extension"); start && start->is_array())
+              for (const auto& x : *start)
+                if (str(x, "url") == "date") st.liaisonStartDates[sheet] = str(x, "valueDate");
         }
         st.liaisonSheets[sheet] = phase.empty() ? "start" : phase;
         const Json& authors = c.value("author", Json::array());
@@ -435,12 +453,20 @@ struct NetworkService::Impl {
     auto entries = mappings.toEntries(kind, doc, derived, mapIssues);
     for (const auto& i : mapIssues) outcome.add("error", "processing", i.path, i.message);
     if (!outcome.empty()) return outcome.response(422);
+    if (kind == "opera-activity") enrichPatientFiles(doc, facts, entries, extra);
 
     Json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", Json::array()}};
     for (auto& e : entries) {
       if (e.merge) mergeStored(e);
       Json& res = *e.resource;
-      if (res.value("resourceType", "") == "List") setExtension(res, sd("document-sha256"), "valueString", hash);
+      if (res.value("resourceType", "") == "List") {
+        setExtension(res, sd("document-sha256"), "valueString", hash);
+        // the warnings are recorded with the document they were raised on
+        for (const auto& p : warnings) {
+          res["extension"].push_back({{"url", sd("rule-warning")}, {"valueCoding", {{"system", kRuleSystem}, {"code", p.code}}}});
+          res["note"].push_back({{"text", p.code + (p.path.empty() ? "" : " (" + p.path + ")") + ": " + p.message}});
+        }
+      }
       Json request = {{"method", e.method}, {"url", e.url}};
       if (!e.ifNoneExist.empty()) request["ifNoneExist"] = e.ifNoneExist;
       bundle["entry"].push_back({{"fullUrl", e.fullUrl}, {"resource", std::move(res)}, {"request", std::move(request)}});
@@ -469,6 +495,34 @@ struct NetworkService::Impl {
       }
     }
     return r;
+  }
+
+  // OPERA: the patient file (the Composition made at enrolment) is enriched at every contact or
+  // session: each patient's Encounter joins its follow-up section, a new version of the file.
+  void enrichPatientFiles(const Json& doc, std::map<std::string, PatientFacts>& facts, const std::vector<MappedEntry>& entries,
+                          std::vector<Json>& extra) {
+    const Json& patients = doc.value("patients", Json::array());
+    for (const auto& e : entries) {
+      if (e.rule != "encounter" || e.index >= patients.size()) continue;
+      auto it = facts.find(refKey(patients[e.index]));
+      if (it == facts.end() || it->second.id.empty()) continue;
+      auto files = find("Composition", {{"subject", "Patient/" + it->second.id}, {"type", cs("d77-doc") + "|OPERA-PATIENT-FILE"}}, 2);
+      if (files.size() != 1) continue;
+      Json file = files[0];
+      Json& sections = file["section"];
+      if (!sections.is_array()) sections = Json::array();
+      Json* followUp = nullptr;
+      for (auto& s : sections)
+        if (codeIn(member(s, "code"), cs("opera-file-section")) == "follow-up") followUp = &s;
+      if (!followUp) {
+        sections.push_back({{"title", "Suivi"},
+                            {"code", {{"coding", Json::array({{{"system", cs("opera-file-section")}, {"code", "follow-up"}, {"display", "Suivi"}}})}}}});
+        followUp = &sections.back();
+      }
+      (*followUp)["entry"].push_back({{"reference", e.fullUrl}});
+      if (!str(doc, "date").empty()) file["date"] = str(doc, "date");
+      extra.push_back(updateEntry(file));
+    }
   }
 
   // A refused inclusion is counted (Art. 11: refusals with their reasons) without keeping the
@@ -526,13 +580,24 @@ struct NetworkService::Impl {
     if (body.contains("meta")) body["meta"].erase("versionId");
     Json request = {{"method", "PUT"}, {"url", type + "/" + id}};
     if (!version.empty()) request["ifMatch"] = "W/\"" + version + "\"";
-    return {{"fullUrl", type + "/" + id}, {"resource", std::move(body)}, {"request", std::move(request)}};
+    return {{"resource", std::move(body)}, {"request", std::move(request)}};
   }
 
   static Json createEntry(Json res, const std::string& system, const std::string& value) {
     res["identifier"] = Json::array({{{"system", system}, {"value", value}}});
+    std::string escaped;  // search syntax: | , $ and \ are escaped; the query is percent-encoded
+    for (char c : value) {
+      if (c == '|' || c == ',' || c == '$' || c == '\\') escaped += "%5C";
+      if (c == '|') escaped += "%7C";
+      else if (c == '%' || c == '&' || c == '#' || c == '+' || c == ' ') {
+        static const char* hex = "0123456789ABCDEF";
+        escaped += '%';
+        escaped += hex[static_cast<unsigned char>(c) >> 4];
+        escaped += hex[c & 15];
+      } else escaped += c;
+    }
     Json request = {{"method", "POST"}, {"url", str(res, "resourceType")},
-                    {"ifNoneExist", "identifier=" + system + "|" + value}};
+                    {"ifNoneExist", "identifier=" + system + "|" + escaped}};
     return {{"resource", std::move(res)}, {"request", std::move(request)}};
   }
 
@@ -583,8 +648,29 @@ void NetworkService::Impl::effects(const std::string& kind, const Json& doc, con
   const Json& patientRef = doc.value("patient", Json::object());
   std::string pkey = refKey(patientRef);
   PatientFacts* pf = facts.count(pkey) ? &facts[pkey] : nullptr;
-  const PatientState* ps = ctx.patients.count(pkey) ? &ctx.patients.at(pkey) : nullptr;
   std::string date = str(doc, "date");
+
+  if (kind == "professional") {
+    derived["active"] = doc.value("membership", Json::object()).value("status", "") == "active";
+    return;
+  }
+  if (kind == "opera-enrolment") {
+    // The personalised pathway as the CarePlan's activities: the pathway's activities, then the
+    // evaluations at their milestones.
+    std::string risk = doc.value("risk", Json::object()).value("level", "");
+    derived["planDefinition"] = "https://douleur77.fr/fhir/PlanDefinition/OPERA-" + str(doc, "pathology") + "-" + risk;
+    auto activity = [&](const std::string& code) {
+      return Json{{"coding", Json::array({{{"system", cs("opera-activity")}, {"code", code}}})}};
+    };
+    Json activities = Json::array();
+    for (const auto& a : derived.value("pathway", Json::array()))
+      if (a.is_string()) activities.push_back({{"detail", {{"code", activity(a.get<std::string>())}, {"status", "not-started"}}}});
+    for (const auto& e : derived.value("evaluations", Json::array()))
+      activities.push_back({{"detail", {{"code", activity("evaluation")}, {"status", "scheduled"},
+                                        {"scheduledString", str(e, "milestone") + " " + str(e, "due")}}}});
+    if (!activities.empty()) derived["carePlanActivities"] = std::move(activities);
+    return;
+  }
 
   if (kind == "cied" || kind == "csb") {
     derived["plannedMinutes"] = kind == "cied" ? o.plannedCiedMinutes : o.plannedCsbMinutes;
@@ -597,7 +683,7 @@ void NetworkService::Impl::effects(const std::string& kind, const Json& doc, con
     if (!pf) return;
     if (kind == "cied") {
       extra.push_back(feeItem("CIED-3C", o.fees.ciedCoefficient * o.fees.cValue, pf->id, gpKey, date,
-                              "CIED|" + pkey, "C", o.fees.ciedCoefficient));
+                              "CIED/" + pf->id, "C", o.fees.ciedCoefficient));
       return;
     }
     // CSB: the goal at the first review, then the fee within the year's cap
@@ -629,7 +715,7 @@ void NetworkService::Impl::effects(const std::string& kind, const Json& doc, con
       if (experimentYear(str(c, "occurrenceDateTime")) == year) ++sameYear;
     if (sameYear < cap)
       extra.push_back(feeItem("CSB-1.5C", o.fees.csbCoefficient * o.fees.cValue, pf->id, gpKey, date,
-                              "CSB|" + pkey + "|year" + std::to_string(year) + "|" + std::to_string(sameYear + 1), "C",
+                              "CSB/" + pf->id + "/year" + std::to_string(year) + "/" + std::to_string(sameYear + 1), "C",
                               o.fees.csbCoefficient));
     else
       warnings.push_back({"csb-fee-cap", "date", "no CSB fee accrues: experiment year " + std::to_string(year) + " allows " +
@@ -684,7 +770,7 @@ void NetworkService::Impl::effects(const std::string& kind, const Json& doc, con
       std::string end = doc.value("end", Json::object()).value("date", "");
       std::string code = category == "nurse" ? "LIAISON-IDE" : "LIAISON-MK";
       extra.push_back(feeItem(code, o.fees.liaisonFee, pid, authorKey, end,
-                              code + "|" + authorKey + "|" + pkey + "|" + end.substr(0, 4), "", 0));
+                              code + "/" + authorKey + "/" + pid + "/" + end.substr(0, 4), "", 0));
     }
   } else if (kind == "referral-update") {
     std::string id = str(doc, "referralId");
@@ -887,10 +973,10 @@ fhir::FhirResponse NetworkService::sweep(const std::string& day) {
     for (const auto& p : performers)
       if (str(p, "reference").rfind("PractitionerRole/", 0) == 0) task["owner"] = p;
     bundle["entry"].push_back(Impl::createEntry(std::move(task), "https://douleur77.fr/fhir/sid/consent-renewal-due",
-                                                c["id"].get<std::string>() + "|" + end));
+                                                c["id"].get<std::string>() + "/" + end));
   }
   for (const char* status : {"requested", "accepted", "received"}) {
-    for (auto& t : m.find("Task", {{"status", status}, {"code", cs("network-event") + "|referral"}}, 1000)) {
+    for (auto& t : m.find("Task", {{"status", status}, {"identifier", "https://douleur77.fr/fhir/sid/referral-task|"}}, 1000)) {
       std::string due = str(t.value("restriction", Json::object()).value("period", Json::object()), "end");
       if (due.empty() || due >= today || codeIn(member(t, "businessStatus"), cs("referral-status")) == "overdue") continue;
       ++overdue;

@@ -398,6 +398,8 @@ struct MappingSet::Impl {
       }
       Json r = Json::object();
       r["reference"] = ref;
+      // the identifier the document named, kept beside the reference the store resolves
+      if (Json ident = logicalIdentifier(f.ref, value); !ident.is_null()) r["identifier"] = std::move(ident);
       return r;
     }
     if (!f.map.empty()) {
@@ -415,6 +417,21 @@ struct MappingSet::Impl {
       return c;
     }
     return value;
+  }
+
+  // {"system", "value"} of the identifier a reference object names, or null.
+  static Json logicalIdentifier(const std::string& refKind, const Json& ref) {
+    if (!ref.is_object()) return Json();
+    for (const auto& s : kRefSystems) {
+      if (refKind != s.refKind) continue;
+      auto it = ref.find(s.key);
+      if (it == ref.end() || !it->is_string()) continue;
+      Json ident = Json::object();
+      ident["system"] = s.system;
+      ident["value"] = std::string(s.valuePrefix) + it->get<std::string>();
+      return ident;
+    }
+    return Json();
   }
 
   static std::string keyOf(const Json& ref) {
@@ -439,6 +456,7 @@ struct MappingSet::Impl {
   std::vector<MappedEntry> forward(const std::string& kind, const Definition& d, const Json& doc, const Json& derived,
                                    std::vector<MappingIssue>& issues) const {
     std::vector<MappedEntry> out;
+    std::map<std::string, std::string> identities;  // conditional reference -> fullUrl of the entry it names
     std::string documentId = doc.value("documentId", "");
     std::map<std::string, std::vector<std::string>> urls;  // rule -> fullUrl per item
     // fullUrls first, so links may point forward
@@ -521,6 +539,7 @@ struct MappingSet::Impl {
           auto q = ref.find('?');
           e.url = ref.substr(0, q) + "?" + urlEncodeQuery(ref.substr(q + 1));
           e.method = "PUT";
+          identities[ref] = e.fullUrl;
         } else {
           std::string system, value;
           if (rule.identityDoc) {
@@ -563,6 +582,19 @@ struct MappingSet::Impl {
         out.push_back(std::move(e));
       }
     }
+    // A reference to a resource this document writes names its entry, not the stored resource
+    // (which may not exist before the transaction).
+    std::function<void(Json&)> point = [&](Json& j) {
+      if (j.is_object()) {
+        if (auto r = j.find("reference"); r != j.end() && r->is_string())
+          if (auto it = identities.find(r->get<std::string>()); it != identities.end()) *r = it->second;
+        for (auto& [k, v] : j.items()) point(v);
+      } else if (j.is_array()) {
+        for (auto& v : j) point(v);
+      }
+    };
+    if (!identities.empty())
+      for (auto& e : out) point(*e.resource);
     // The List that indexes the document: identifier, kind, subject, and one entry per resource
     // with the rule that made it.
     MappedEntry list;
@@ -577,6 +609,7 @@ struct MappingSet::Impl {
     if (d.subject) {
       if (const Json* s = getAt(doc, *d.subject)) {
         std::string ref = conditionalReference("patient", *s);
+        if (auto it = identities.find(ref); it != identities.end()) ref = it->second;
         if (!ref.empty()) l["subject"] = {{"reference", ref}};
       }
     }
@@ -613,7 +646,20 @@ struct MappingSet::Impl {
         o[s.substr(0, c)] = s.substr(c + 1);
         return o;
       }
-      if (!v.is_object() || !v.contains("reference") || !v["reference"].is_string()) return std::nullopt;
+      if (!v.is_object()) return std::nullopt;
+      if (auto ident = v.find("identifier"); ident != v.end() && ident->is_object()) {
+        // the identifier the document named, when the Reference keeps it
+        std::string system = ident->value("system", ""), value = ident->value("value", "");
+        for (const auto& s : kRefSystems) {
+          if (f.ref != s.refKind || system != s.system || value.rfind(s.valuePrefix, 0) != 0) continue;
+          Json out = Json::object();
+          out[s.key] = value.substr(std::string(s.valuePrefix).size());
+          return out;
+        }
+        for (const auto& s : kRefSystems)
+          if (system == s.system) return std::nullopt;  // another kind's field reads this reference
+      }
+      if (!v.contains("reference") || !v["reference"].is_string()) return std::nullopt;
       std::string ref = v["reference"].get<std::string>();
       if (resolve) ref = resolve(ref);
       std::string kind;
@@ -827,10 +873,18 @@ Json MappingSet::fromBundle(const Json& bundle, std::vector<MappingIssue>& issue
     issues.push_back({"Bundle.entry", "the Bundle has no entries"});
     return Json();
   }
+  std::map<std::string, std::string> conditionalOf;  // fullUrl of a conditional update -> its conditional reference
   for (const auto& e : bundle["entry"]) {
     if (!e.is_object() || !e.contains("resource")) continue;
     const Json& r = e["resource"];
-    if (e.contains("fullUrl") && e["fullUrl"].is_string()) byUrl[e["fullUrl"].get<std::string>()] = &r;
+    if (e.contains("fullUrl") && e["fullUrl"].is_string()) {
+      byUrl[e["fullUrl"].get<std::string>()] = &r;
+      std::string url = e.value("request", Json::object()).value("url", "");
+      if (url.find('?') != std::string::npos) {
+        auto q = url.find('?');
+        conditionalOf[e["fullUrl"].get<std::string>()] = url.substr(0, q + 1) + urlDecode(url.substr(q + 1));
+      }
+    }
     if (r.value("resourceType", "") == "List" && r.contains("identifier")) {
       for (const auto& id : r["identifier"])
         if (id.value("system", "") == kDocumentSystem) list = &r;
@@ -846,7 +900,11 @@ Json MappingSet::fromBundle(const Json& bundle, std::vector<MappingIssue>& issue
         auto it = byUrl.find(ref);
         return it == byUrl.end() ? nullptr : it->second;
       },
-      nullptr, issues);
+      [&](const std::string& ref) {
+        auto it = conditionalOf.find(ref);
+        return it == conditionalOf.end() ? ref : it->second;
+      },
+      issues);
 }
 
 std::string MappingSet::conditionalReference(std::string_view refKind, const Json& ref) {

@@ -638,7 +638,8 @@ TEST(NetworkDefinitionsTest, OperaEnrolmentMakesTheProgrammeResources) {
   const Json& pe = entryOf(bundle, "patient");
   EXPECT_EQ(pe["request"]["url"], "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|252035935012325");
   EXPECT_EQ(identifierOf(pe["resource"], "https://douleur77.fr/fhir/sid/patient")["value"], "OP-000001");
-  const std::string patientRef = "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|252035935012325";
+  // the patient is written by this document: its resources name the Patient's entry
+  const std::string patientRef = pe["fullUrl"].get<std::string>();
   EXPECT_EQ(listOf(bundle)["subject"]["reference"], patientRef);
 
   const Json& condition = entryOf(bundle, "condition");
