@@ -11,9 +11,12 @@
 #include "mappings/fhir/validator.h"
 #include "mappings/network/rules/calendar.h"
 
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <thread>
 
 namespace passerelle::app {
 
@@ -24,6 +27,11 @@ struct Gateway::State {
   std::unique_ptr<network::NetworkService> network;
   std::unique_ptr<http::Server> server;
   bool stopped = false;
+  // the network's daily work (expired consents, overdue referrals), on its own thread
+  std::thread sweeper;
+  std::mutex sweepMutex;
+  std::condition_variable sweepWake;
+  bool sweepStop = false;
 };
 
 Gateway::Gateway() : s_(std::make_unique<State>()) {}
@@ -123,6 +131,20 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   g->s_->server = std::make_unique<http::Server>(*g->s_->fhir, *g->s_->store);
   network::NetworkService* ns = g->s_->network.get();
   g->s_->server->mount("/network/v1", [ns](const fhir::FhirRequest& r) { return ns->handle(r); });
+  if (int every = static_cast<int>(config.getInt("network.sweep_interval_seconds")); every > 0) {
+    State* st = g->s_.get();
+    st->sweeper = std::thread([st, ns, every] {
+      std::unique_lock<std::mutex> lock(st->sweepMutex);
+      while (!st->sweepStop) {
+        lock.unlock();
+        auto r = ns->sweep("");
+        if (r.status >= 300) log::warn("network.sweep", {{"status", std::to_string(r.status)}, {"body", r.body}});
+        else log::info("network.sweep", {{"result", r.body}});
+        lock.lock();
+        st->sweepWake.wait_for(lock, std::chrono::seconds(every), [st] { return st->sweepStop; });
+      }
+    });
+  }
   auto started = g->s_->server->start(ho);
   if (!started.ok()) return started.error();
   return g;
@@ -134,6 +156,14 @@ int Gateway::httpsPort() const { return s_->server ? s_->server->httpsPort() : 0
 void Gateway::stop() {
   if (s_->stopped) return;
   s_->stopped = true;
+  if (s_->sweeper.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(s_->sweepMutex);
+      s_->sweepStop = true;
+    }
+    s_->sweepWake.notify_all();
+    s_->sweeper.join();
+  }
   if (s_->server) s_->server->stop(static_cast<int>(s_->config.getInt("server.drain_seconds")));
   if (s_->store) s_->store->close();
 }

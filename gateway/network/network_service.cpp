@@ -442,6 +442,10 @@ struct NetworkService::Impl {
       else outcome.add("error", "business-rule", p.path, p.message, p.code);
     }
     if (!outcome.empty()) {
+      std::string codes;
+      for (const auto& p : problems)
+        if (!p.warning) codes += (codes.empty() ? "" : ",") + p.code;
+      log::info("network.refused", {{"kind", kind}, {"documentId", documentId}, {"reasons", codes}});
       if (kind == "inclusion") recordRefusal(doc, problems);
       return outcome.response(422);
     }
