@@ -4,6 +4,7 @@
 
 #include <ctime>
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <openssl/sha.h>
 
@@ -141,14 +142,6 @@ std::string todayUtc() {
   return buf;
 }
 
-// The professional's category (the rules' words) from the network role of its PractitionerRole
-// (ConceptMap network-role: the correspondents have roles of their own).
-std::string categoryOfRole(const std::string& role) {
-  if (role == "gp-correspondent") return "gp";
-  if (role == "specialist-correspondent") return "specialist";
-  return role;
-}
-
 }  // namespace
 
 // What the gateway knows about a patient beyond the rules' PatientState: the stored resources
@@ -231,8 +224,8 @@ struct NetworkService::Impl {
     if (roles.size() == 1) {
       const Json& role = roles[0];
       st.known = true;
-      st.category = categoryOfRole(codeIn(member(role, "code"), cs("network-role")));
-      if (const Json* l = extensionValue(role, sd("care-level"), "valueInteger")) st.level = l->get<int>();
+      st.category = codeIn(member(role, "code"), cs("network-role"));
+      if (const Json* l = extensionValue(role, sd("network-level"), "valueInteger")) st.level = l->get<int>();
       if (const Json* m = extensionValue(role, sd("membership-status"), "valueCode")) st.membershipStatus = m->get<std::string>();
       if (const Json* r = extensionValue(role, sd("opera-region"), "valueCode")) st.region = r->get<std::string>();
       std::string organization = str(role.value("organization", Json::object()), "reference");
@@ -255,9 +248,8 @@ struct NetworkService::Impl {
     auto orgs = findConditional(MappingSet::conditionalReference("structure", ref));
     if (orgs.size() == 1) {
       st.known = true;
-      if (const Json* l = extensionValue(orgs[0], sd("care-level"), "valueInteger")) st.level = l->get<int>();
-      if (const Json* d = extensionValue(orgs[0], sd("referral-delay"), "valueDuration"))
-        if (const Json* v = member(*d, "value"); v && v->is_number()) st.referralDelayDays = v->get<int>();
+      if (const Json* l = extensionValue(orgs[0], sd("network-level"), "valueInteger")) st.level = l->get<int>();
+      if (const Json* d = extensionValue(orgs[0], sd("referral-delay-days"), "valueInteger")) st.referralDelayDays = d->get<int>();
     }
     ctx.structures[key] = st;
   }
@@ -330,7 +322,7 @@ struct NetworkService::Impl {
       for (auto& c : find("Composition", {{"identifier", "https://douleur77.fr/fhir/sid/liaison-sheet|" + sheet}})) {
         std::string phase;
         for (const auto& s : c.value("section", Json::array())) {
-          std::string code = codeIn(member(s, "code"), cs("liaison-sheet-section"));
+          std::string code = codeIn(member(s, "code"), cs("liaison-phase"));
           if (code == "end") phase = "end";
           else if (code == "start" && phase.empty()) phase = "start";
           if (code == "start")
@@ -988,6 +980,34 @@ fhir::FhirResponse NetworkService::sweep(const std::string& day) {
       bundle["entry"].push_back(Impl::updateEntry(t));
     }
   }
+  // CSB due every csbIntervalMonths after inclusion: a Task for the GP when a semester passed unreported
+  int csbDue = 0;
+  auto asOf = parseDate(today);
+  for (auto& e : m.find("EpisodeOfCare", {{"status", "active"}, {"type", cs("d77-programme") + "|D77"}}, 1000)) {
+    auto start = parseDate(str(e.value("period", Json::object()), "start"));
+    std::string patient = str(e.value("patient", Json::object()), "reference");
+    if (!start || patient.empty()) continue;
+    int interval = std::max(1, m.o.rules.csbIntervalMonths);
+    int due = std::min(6, wholeMonthsBetween(*start, *asOf) / interval);
+    if (due < 1) continue;
+    std::set<int> done;
+    for (auto& enc : m.find("Encounter", {{"subject", patient}, {"type", cs("d77-enc") + "|CSB"}}, 1000))
+      if (const Json* n = extensionValue(enc, sd("csb-semester"), "valueInteger")) done.insert(n->get<int>());
+    for (int n = 1; n <= due; ++n) {
+      if (done.count(n)) continue;
+      ++csbDue;
+      Json task = {{"resourceType", "Task"}, {"status", "requested"}, {"intent", "order"},
+                   {"code", {{"coding", Json::array({{{"system", cs("network-event")}, {"code", "csb-due"}}})}}},
+                   {"description", "Review consultation (CSB) of semester " + std::to_string(n) + " due since " +
+                                       formatDate(addMonths(*start, n * interval))},
+                   {"for", {{"reference", patient}}},
+                   {"authoredOn", today},
+                   {"focus", {{"reference", "EpisodeOfCare/" + e["id"].get<std::string>()}}}};
+      if (e.contains("careManager")) task["owner"] = e["careManager"];
+      bundle["entry"].push_back(Impl::createEntry(std::move(task), "https://douleur77.fr/fhir/sid/csb-due",
+                                                  e["id"].get<std::string>() + "/" + std::to_string(n)));
+    }
+  }
   if (!bundle["entry"].empty()) {
     fhir::FhirRequest tx;
     tx.method = "POST";
@@ -996,7 +1016,7 @@ fhir::FhirResponse NetworkService::sweep(const std::string& day) {
     auto r = m.fhirService.handle(tx);
     if (r.status >= 300) return r;
   }
-  return jsonResponse(200, {{"date", today}, {"expiredConsents", expired}, {"overdueReferrals", overdue}});
+  return jsonResponse(200, {{"date", today}, {"expiredConsents", expired}, {"overdueReferrals", overdue}, {"csbDue", csbDue}});
 }
 
 }  // namespace passerelle::network

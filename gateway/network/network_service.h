@@ -40,7 +40,8 @@ class NetworkService {
   fhir::FhirResponse handle(const fhir::FhirRequest& request);
   // The daily work, as of `today` (YYYY-MM-DD; empty: options.today or the clock): consents past
   // their term become expired with a renewal Task for the GP, referrals past their due date are
-  // marked overdue. Returns a summary ({"expiredConsents": n, "overdueReferrals": m}).
+  // marked overdue, semesters past without a CSB get a Task for the GP. Returns a summary
+  // ({"expiredConsents": n, "overdueReferrals": m, "csbDue": k}). Running it twice changes nothing more.
   fhir::FhirResponse sweep(const std::string& today);
 
   struct Impl;
