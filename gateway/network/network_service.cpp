@@ -309,9 +309,10 @@ struct NetworkService::Impl {
         facts.ciedEncounter = "Encounter/" + enc["id"].get<std::string>();
       }
       if (!facts.ciedEncounter.empty())
-        for (auto& obs : find("Observation", {{"encounter", facts.ciedEncounter}, {"code", "http://loinc.org|72514-3"}}))
-          if (const Json* v = member(obs.value("valueQuantity", Json::object()), "value"); v && v->is_number())
-            st.ciedVas = v->get<double>();
+        for (auto& obs : find("Observation", {{"encounter", facts.ciedEncounter}, {"code", "http://loinc.org|72514-3"}})) {
+          const Json* quantity = member(obs, "valueQuantity");  // not obs.value(...): a temporary
+          if (const Json* v = quantity ? member(*quantity, "value") : nullptr; v && v->is_number()) st.ciedVas = v->get<double>();
+        }
       for (auto& enc : find("Encounter", {{"subject", pref}, {"type", cs("d77-enc") + "|CSB"}}, 1000))
         if (const Json* s = extensionValue(enc, sd("csb-semester"), "valueInteger")) st.csbSemesters.push_back(s->get<int>());
       for (auto& g : find("Goal", {{"subject", pref}, {"lifecycle-status", "active"}}))
