@@ -462,9 +462,15 @@ TEST_F(NetworkApiTest, NurseLiaisonSheetHasBothPhasesAndOneNurseFeeAccruesForThe
   opening["sheetId"] = "FDL-IDE-2026-0001";
   opening["author"] = kNurse;
   ASSERT_TRUE(accepted(opening));
+  json early = liaisonEnd(opening, "2026-03-10");  // before the start (2026-03-16)
+  early["documentId"] = newId("liaison-sheet");
+  ASSERT_TRUE(refused(early, "end-before-start", "end.date"));
   json end = liaisonEnd(opening, "2026-05-29");
   end["documentId"] = newId("liaison-sheet");
   ASSERT_TRUE(accepted(end));
+  json endAgain = liaisonEnd(opening, "2026-06-02");
+  endAgain["documentId"] = newId("liaison-sheet");
+  ASSERT_TRUE(refused(endAgain, "liaison-ended", "sheetId"));
 
   auto sheets = search("Composition", {{"identifier", "https://douleur77.fr/fhir/sid/liaison-sheet|FDL-IDE-2026-0001"}});
   ASSERT_EQ(sheets.size(), 1u);
