@@ -161,6 +161,7 @@ int convertCommand(int argc, char** argv) {
       outcome(issues);
       return 1;
     }
+    doc = schemas.inSchemaOrder(kind, doc);
     std::cout << (xml ? network::jsonToXml(kind, doc) : doc.dump(2)) << "\n";
     return 0;
   }

@@ -915,11 +915,7 @@ fhir::FhirResponse NetworkService::Impl::dossier(const std::string& id) {
         [&](const std::string& r) { return conditionalFor(r, cache); }, issues);
     for (const auto& i : issues)
       problems.add("warning", "processing", "List/" + list["id"].get<std::string>() + " " + i.path, i.message);
-    if (doc.is_object()) {
-      const auto& order = DocumentSchemas::instance();
-      (void)order;
-      documents.push_back(std::move(doc));
-    }
+    if (doc.is_object()) documents.push_back(DocumentSchemas::instance().inSchemaOrder(str(doc, "documentType"), doc));
   }
   // the current state, as the network sees it
   RuleContext ctx;

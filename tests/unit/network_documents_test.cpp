@@ -458,3 +458,23 @@ TEST(NetworkDocumentsTest, ConvertsConcurrentlyFromSeveralThreads) {
   for (auto& th : threads) th.join();
   for (int f : failures) EXPECT_EQ(f, 0);
 }
+
+namespace passerelle::network {
+namespace {
+
+TEST(NetworkDocumentsOrderTest, DocumentsAreWrittenInSchemaOrder) {
+  const auto& schemas = DocumentSchemas::instance();
+  Json doc = Json::parse(R"({"report": {"text": "x"}, "measures": {"vas": {"method": "vas", "value": 3}},
+    "documentId": "D1", "documentType": "cied", "zzz": 1})");
+  Json ordered = schemas.inSchemaOrder("cied", doc);
+  std::vector<std::string> keys;
+  for (const auto& [k, v] : ordered.items()) keys.push_back(k);
+  EXPECT_EQ(keys, (std::vector<std::string>{"documentType", "documentId", "measures", "report", "zzz"}));
+  std::vector<std::string> vas;
+  for (const auto& [k, v] : ordered["measures"]["vas"].items()) vas.push_back(k);
+  EXPECT_EQ(vas, (std::vector<std::string>{"value", "method"}));
+  EXPECT_EQ(ordered, schemas.inSchemaOrder("cied", ordered));
+}
+
+}  // namespace
+}  // namespace passerelle::network

@@ -603,4 +603,28 @@ const ValueShape* DocumentSchemas::shape(std::string_view kind) const {
   return it == impl_->kinds.end() ? nullptr : it->second.root;
 }
 
+namespace {
+
+Json orderLike(const ValueShape* shape, const Json& value) {
+  if (!shape) return value;
+  if (value.is_object() && shape->kind == ValueShape::Kind::kObject) {
+    Json out = Json::object();
+    for (const auto& m : shape->members)
+      if (auto it = value.find(m.name); it != value.end()) out[m.name] = orderLike(m.shape, *it);
+    for (const auto& [k, v] : value.items())
+      if (!out.contains(k)) out[k] = v;
+    return out;
+  }
+  if (value.is_array() && shape->kind == ValueShape::Kind::kArray) {
+    Json out = Json::array();
+    for (const auto& v : value) out.push_back(orderLike(shape->items, v));
+    return out;
+  }
+  return value;
+}
+
+}  // namespace
+
+Json DocumentSchemas::inSchemaOrder(std::string_view kind, const Json& doc) const { return orderLike(shape(kind), doc); }
+
 }  // namespace passerelle::network

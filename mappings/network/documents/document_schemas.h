@@ -65,6 +65,11 @@ class DocumentSchemas {
   std::string_view schemaText(std::string_view kind) const;
   std::string_view xsdText(std::string_view kind) const;
 
+  // `doc` with its members in schema order (the order of the README, the XSD and the examples),
+  // recursively; members the schema does not know keep their place after the known ones. Documents
+  // read back from FHIR are written in this order.
+  Json inSchemaOrder(std::string_view kind, const Json& doc) const;
+
   // The shape of the kind's document (its root object), or nullptr for an unknown kind.
   const ValueShape* shape(std::string_view kind) const;
 
