@@ -7,6 +7,10 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
 #include <regex>
 #include <thread>
 
@@ -179,6 +183,7 @@ TEST(ProcessTest, HelpForEveryCommand) {
                                         {PASSERELLE_BINARY, "serve", "--help"},
                                         {PASSERELLE_BINARY, "db", "--help"},
                                         {PASSERELLE_BINARY, "validate", "--help"},
+                                        {PASSERELLE_BINARY, "convert", "--help"},
                                         {PASSERELLE_BINARY, "config", "--help"}}) {
     Child c = spawn(args);
     std::string out;
@@ -190,4 +195,53 @@ TEST(ProcessTest, HelpForEveryCommand) {
     fclose(c.out);
     close(c.errFd);
   }
+}
+
+TEST(ProcessTest, ConvertGivesEveryNetworkExampleBackFromItsFhirForm) {
+  TempDir dir;
+  auto run = [&](std::vector<std::string> args, std::string& out, std::string& err) {
+    Child c = spawn(args);
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, c.out)) > 0) out.append(buf, n);
+    err = readAll(c.errFd);
+    int rc = waitExit(c.pid);
+    fclose(c.out);
+    close(c.errFd);
+    return rc;
+  };
+  auto slurp = [](const std::string& path) {
+    std::ifstream in(path);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+  };
+  int seen = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(PASSERELLE_NETWORK_EXAMPLES)) {
+    std::string path = entry.path().string();
+    std::string ext = entry.path().extension().string();
+    if (ext != ".json" && ext != ".xml") continue;
+    std::string jsonPath = entry.path().parent_path().string() + "/" + entry.path().stem().string() + ".json";
+    std::string bundle, err;
+    ASSERT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "network", "--to", "fhir", "--today", "2026-11-23", path}, bundle, err), 0)
+        << path << "\n" << err;
+    std::string bundlePath = dir.path() + "/bundle.json";
+    std::ofstream(bundlePath) << bundle;
+    std::string back;
+    ASSERT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "fhir", "--to", "network", bundlePath}, back, err), 0) << path << "\n" << err;
+    // member order included: the document comes back as it was written
+    EXPECT_EQ(nlohmann::ordered_json::parse(back), nlohmann::ordered_json::parse(slurp(jsonPath))) << path;
+    ++seen;
+  }
+  EXPECT_EQ(seen, 28);
+  // a document that breaks its schema: exit 1, an OperationOutcome naming the path on stderr
+  std::string bad = dir.path() + "/bad.json";
+  std::ofstream(bad) << R"({"documentType":"consent-renewal","schemaVersion":"1.0","documentId":"X1",)"
+                        R"("patient":{"nir":"1"},"gp":{"rpps":"10101234567"},"renewalDate":"2026-13-01"})";
+  std::string out, err;
+  EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "network", "--to", "fhir", bad}, out, err), 1);
+  EXPECT_NE(err.find("OperationOutcome"), std::string::npos) << err;
+  EXPECT_NE(err.find("renewalDate"), std::string::npos) << err;
+  EXPECT_NE(err.find("patient.nir"), std::string::npos) << err;
+  EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "hprim", "--to", "fhir", bad}, out, err), 2);
 }
