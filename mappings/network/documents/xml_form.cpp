@@ -5,6 +5,7 @@
 #include <charconv>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <xercesc/framework/MemBufInputSource.hpp>
@@ -147,6 +148,10 @@ class LoadErrors : public xc::DefaultHandler {
 struct Grammars {
   std::string startError;
   std::map<std::string, xc::XMLGrammarPool*, std::less<>> pools;  // live for the whole process
+  // xerces-c compiles a grammar's patterns lazily, inside the shared grammar, on first use: two
+  // parses with one grammar at once can corrupt it (RangeToken::doCreateMap asserts). One parse per
+  // grammar at a time.
+  std::map<std::string, std::unique_ptr<std::mutex>, std::less<>> locks;
   std::map<std::string, std::string, std::less<>> errors;
 };
 
@@ -189,6 +194,7 @@ const Grammars& grammars() {
       }
       pool->lockPool();
       out->pools[kind] = pool;
+      out->locks[kind] = std::make_unique<std::mutex>();
     }
     return out;
   }();
@@ -505,6 +511,7 @@ bool xmlToJson(std::string_view kind, std::string_view xml, Json& out, std::vect
 
     DocumentHandler handler(shape, rootElementName(kind), issues);
     {
+      std::lock_guard<std::mutex> oneParsePerGrammar(*g.locks.find(kind)->second);
       std::unique_ptr<xc::SAX2XMLReader> reader(
           xc::XMLReaderFactory::createXMLReader(xc::XMLPlatformUtils::fgMemoryManager, pool->second));
       SecureParserSetup::configure(*reader);
