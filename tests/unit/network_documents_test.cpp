@@ -478,3 +478,22 @@ TEST(NetworkDocumentsOrderTest, DocumentsAreWrittenInSchemaOrder) {
 
 }  // namespace
 }  // namespace passerelle::network
+
+namespace passerelle::network {
+namespace {
+
+TEST(NetworkDocumentsBlankTest, BlankTextIsRefusedWithItsPath) {
+  const auto& schemas = DocumentSchemas::instance();
+  std::ifstream in(std::string(PASSERELLE_NETWORK_EXAMPLES) + "/cied.json");
+  std::stringstream ss;
+  ss << in.rdbuf();
+  Json doc = Json::parse(ss.str());
+  ASSERT_TRUE(schemas.validate("cied", doc).empty());
+  doc["report"]["text"] = " \n\t ";
+  auto issues = schemas.validate("cied", doc);
+  ASSERT_EQ(issues.size(), 1u);
+  EXPECT_EQ(issues[0].path, "report.text");
+}
+
+}  // namespace
+}  // namespace passerelle::network

@@ -533,6 +533,9 @@ void DocumentSchemas::Impl::checkExtras(const Json& v, const ValueShape* s, cons
       issues.push_back({path, "\"" + text + "\" is not a calendar date"});
     if (s->base64 && !isBase64(text))
       issues.push_back({path, "is not base64 (A-Z a-z 0-9 + /, padded with = to a multiple of 4 characters)"});
+    // FHIR strings may not be blank, and a blank text says nothing: at least one visible character
+    if (!text.empty() && text.find_first_not_of(" \t\r\n") == std::string::npos)
+      issues.push_back({path, "holds only spaces or line breaks: leave the member out or write something"});
   }
 }
 
