@@ -54,6 +54,22 @@ std::string kindOfXml(const std::string& text) {
 
 }  // namespace
 
+bool readCommandInput(const std::string& command, const std::string& file, std::string& text) {
+  if (file == "-") {
+    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
+    return true;
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    std::cerr << "passerelle " << command << ": cannot read '" << file << "'\n";
+    return false;
+  }
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  text = ss.str();
+  return true;
+}
+
 int convertCommand(int argc, char** argv) {
   std::string from, to, file = "-", today;
   bool xml = false;
@@ -81,18 +97,7 @@ int convertCommand(int argc, char** argv) {
     } else file = a;
   }
   std::string text;
-  if (file == "-") {
-    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-      std::cerr << "passerelle convert: cannot read '" << file << "'\n";
-      return 2;
-    }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  }
+  if (!readCommandInput("convert", file, text)) return 2;
   const auto& schemas = network::DocumentSchemas::instance();
   const auto& mappings = network::MappingSet::builtIn();
   std::vector<std::pair<std::string, std::string>> issues;

@@ -211,18 +211,7 @@ int validateCommand(int argc, char** argv) {
     expected = profile.substr(base.size());
   }
   std::string text;
-  if (file == "-") {
-    text.assign(std::istreambuf_iterator<char>(std::cin), std::istreambuf_iterator<char>());
-  } else {
-    std::ifstream in(file, std::ios::binary);
-    if (!in) {
-      std::cerr << "passerelle validate: cannot read '" << file << "'\n";
-      return 2;
-    }
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    text = ss.str();
-  }
+  if (!passerelle::app::readCommandInput("validate", file, text)) return 2;
   auto result = passerelle::fhir::Validator::instance().validate(text, expected);
   if (result.issues.empty())
     result.issues.push_back({"information", "informational", "No issues: the resource is valid FHIR R4", ""});
