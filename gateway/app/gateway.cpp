@@ -64,6 +64,7 @@ Result<network::NetworkOptions> networkOptions(const config::Config& config) {
   }
   no.today = config.get("network.today");
   no.fees.agreementDate = config.get("network.agreement_date");
+  no.fees.agreementYears = static_cast<int>(config.getInt("network.agreement_years"));
   if (!no.today.empty() && !network::parseDate(no.today))
     return makeError(ErrorCode::kInvalid, "network.today must be YYYY-MM-DD");
   if (!network::parseDate(no.fees.agreementDate))

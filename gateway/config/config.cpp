@@ -114,6 +114,7 @@ const std::vector<Setting>& settings() {
       {"network.today", Type::kString, "", "A fixed date (YYYY-MM-DD) for demos and tests. Empty: the UTC date."},
       {"network.agreement_date", Type::kString, "2026-01-01",
        "Start of experiment year 1, for the CSB fee caps (the decree's agreement was 2001-12-19)."},
+      {"network.agreement_years", Type::kInt, "3", "The agreement's term in years: no consent runs past its end.", 1, 50},
       {"network.sweep_interval_seconds", Type::kInt, "3600",
        "How often the daily work runs (consents past their term expire, referrals past due are marked); 0: never.",
        0, 86400},

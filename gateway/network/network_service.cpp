@@ -719,6 +719,19 @@ void NetworkService::Impl::effects(const std::string& kind, const Json& doc, con
                                                      std::to_string(cap) + " per patient", true});
     return;
   }
+  // A consent's term never runs past the agreement's end (decree: the experiment lasts its term).
+  if ((kind == "consent" || kind == "consent-renewal") && derived.contains("consentEnd")) {
+    auto start = parseDate(o.fees.agreementDate);
+    auto end = derived["consentEnd"].is_string() ? parseDate(derived["consentEnd"].get<std::string>()) : std::nullopt;
+    if (start && end) {
+      Date agreementEnd = addMonths(*start, 12 * o.fees.agreementYears);
+      if (agreementEnd < *end) {
+        derived["consentEnd"] = formatDate(agreementEnd);
+        warnings.push_back({"consent-capped-at-agreement-end", kind == "consent" ? "signatureDate" : "renewalDate",
+                            "the consent's term is cut to the agreement's end, " + formatDate(agreementEnd), true});
+      }
+    }
+  }
   if (!pf) return;
   std::string pid = pf->id;
   auto activeConsent = [&]() -> const Json* {

@@ -17,6 +17,7 @@ namespace passerelle::network {
 
 struct FeeSettings {
   std::string agreementDate = "2026-01-01";  // experiment year 1 starts here (decree: 2001-12-19)
+  int agreementYears = 3;                     // the agreement's term: no consent runs past its end
   double cValue = 23.0;                      // EUR per C (general-practice consultation) for the fee rows
   double ciedCoefficient = 3.0, csbCoefficient = 1.5;
   int csbCapYear1 = 1, csbCapLaterYears = 2;  // CSB fees per patient and experiment year

@@ -632,7 +632,7 @@ TEST_F(NetworkApiTest, ConsentIsRenewedTwiceAndTheThirdRenewalIsRefused) {
   ASSERT_TRUE(accepted(renewal));
   json status = dossier("P77-000001")["status"];
   EXPECT_EQ(status["consentRenewals"], 2);
-  EXPECT_EQ(status["consentEnd"], "2029-03-02");
+  EXPECT_EQ(status["consentEnd"], "2029-01-01");  // three years would be 2029-03-02: the agreement (2026-01-01, 3 years) ends first
   EXPECT_EQ(status["consent"], "active");
 
   renewal = doc("consent-renewal");
@@ -640,7 +640,25 @@ TEST_F(NetworkApiTest, ConsentIsRenewedTwiceAndTheThirdRenewalIsRefused) {
   ASSERT_TRUE(refused(renewal, "consent-renewals", "renewalDate"));
   status = dossier("P77-000001")["status"];
   EXPECT_EQ(status["consentRenewals"], 2);
-  EXPECT_EQ(status["consentEnd"], "2029-03-02");
+  EXPECT_EQ(status["consentEnd"], "2029-01-01");
+}
+
+TEST_F(NetworkApiTest, ConsentNeverRunsPastTheAgreementsEnd) {
+  start(kToday, {"network.agreement_date=2024-06-01"});  // three years: ends 2027-06-01
+  ASSERT_NO_FATAL_FAILURE(registerNetwork());
+  ASSERT_TRUE(accepted(doc("inclusion")));
+  json signed_ = consent("P77-000001");  // signed 2026-03-02: a year would end 2027-03-02, inside the agreement
+  ASSERT_TRUE(accepted(signed_));
+  EXPECT_EQ(dossier("P77-000001")["status"]["consentEnd"], "2027-03-02");
+  json renewal = doc("consent-renewal");
+  renewal["renewalDate"] = "2027-02-22";
+  json out;
+  ASSERT_TRUE(accepted(renewal, &out));
+  EXPECT_EQ(dossier("P77-000001")["status"]["consentEnd"], "2027-06-01");
+  EXPECT_NE(out.dump().find("consent-capped-at-agreement-end"), std::string::npos) << out.dump();
+  auto consents = search("Consent", {{"patient.identifier", "https://douleur77.fr/fhir/sid/patient|P77-000001"}});
+  EXPECT_EQ(consents.size(), 2u);  // network participation and sharing
+  for (const auto& c : consents) EXPECT_EQ(c["provision"]["period"]["end"], "2027-06-01");
 }
 
 TEST_F(NetworkApiTest, SweepMarksAReferralPastItsDueDateOverdue) {
