@@ -175,15 +175,19 @@ struct NetworkService::Impl {
     }
     auto page = store.search(parsed.value().query);
     if (!page.ok()) return out;
-    for (const auto& v : page.value().items) {
-      Json j = Json::parse(v.body, nullptr, false);
-      if (j.is_discarded()) continue;
-      j["id"] = v.id;
-      if (!j.contains("meta")) j["meta"] = Json::object();
-      j["meta"]["versionId"] = std::to_string(v.version);
-      out.push_back(std::move(j));
-    }
+    for (const auto& v : page.value().items)
+      if (auto j = asJson(v)) out.push_back(std::move(*j));
     return out;
+  }
+
+  // A stored version as JSON, with its id and versionId (for If-Match on the way back).
+  static std::optional<Json> asJson(const store::ResourceVersion& v) {
+    Json j = Json::parse(v.body, nullptr, false);
+    if (j.is_discarded()) return std::nullopt;
+    j["id"] = v.id;
+    if (!j.contains("meta")) j["meta"] = Json::object();
+    j["meta"]["versionId"] = std::to_string(v.version);
+    return j;
   }
 
   std::optional<Json> read(const std::string& reference) {
@@ -191,12 +195,7 @@ struct NetworkService::Impl {
     if (slash == std::string::npos) return std::nullopt;
     auto r = store.read(reference.substr(0, slash), reference.substr(slash + 1));
     if (!r.ok() || !r.value() || r.value()->deleted) return std::nullopt;
-    Json j = Json::parse(r.value()->body, nullptr, false);
-    if (j.is_discarded()) return std::nullopt;
-    j["id"] = r.value()->id;
-    if (!j.contains("meta")) j["meta"] = Json::object();
-    j["meta"]["versionId"] = std::to_string(r.value()->version);
-    return j;
+    return asJson(*r.value());
   }
 
   // "Type?identifier=system|value" -> the resources it matches.
@@ -206,13 +205,13 @@ struct NetworkService::Impl {
     return find(conditional.substr(0, q), fhir::parseQueryString(conditional.substr(q + 1)), 2);
   }
 
-  // The key ("rpps:N") of a PractitionerRole reference, read from its member identifier.
-  std::string professionalKey(const std::string& reference) {
-    auto role = read(reference);
-    if (!role) return "";
-    for (const auto& id : role->value("identifier", Json::array()))
-      if (str(id, "system") == kMemberSystem) return str(id, "value");
-    return "";
+  // The rules' key ("rpps:N", "finess:N", "nir:N") of a stored reference, from the target's identifiers.
+  std::string keyOf(const std::string& reference) {
+    auto target = read(reference);
+    if (!target) return "";
+    std::string kind;
+    Json ref;
+    return MappingSet::parseConditionalReference(MappingSet::conditionalReferenceOf(*target), kind, ref) ? refKey(ref) : "";
   }
 
   // ---- the rule context ----
@@ -229,10 +228,7 @@ struct NetworkService::Impl {
       if (const Json* m = extensionValue(role, sd("membership-status"), "valueCode")) st.membershipStatus = m->get<std::string>();
       if (const Json* r = extensionValue(role, sd("opera-region"), "valueCode")) st.region = r->get<std::string>();
       std::string organization = str(role.value("organization", Json::object()), "reference");
-      if (organization.rfind("Organization/", 0) == 0)
-        if (auto org = read(organization))
-          for (const auto& i : org->value("identifier", Json::array()))
-            if (str(i, "system") == "https://finess.esante.gouv.fr") st.structureKey = "finess:" + str(i, "value");
+      if (organization.rfind("Organization/", 0) == 0) st.structureKey = keyOf(organization);
       std::string practitioner = str(role.value("practitioner", Json::object()), "reference");
       if (auto p = read(practitioner))
         for (const auto& q : p->value("qualification", Json::array()))
@@ -277,7 +273,7 @@ struct NetworkService::Impl {
       st.enrolment = status == "active" ? "active" : exit == "patient-withdrawal" ? "withdrawn" : exit == "exclusion" ? "excluded"
                      : status == "cancelled" ? "refused" : "ended";
       st.inclusionDate = str(e.value("period", Json::object()), "start");
-      st.gpKey = professionalKey(str(e.value("careManager", Json::object()), "reference"));
+      st.gpKey = keyOf(str(e.value("careManager", Json::object()), "reference"));
       const Json& diag = e.value("diagnosis", Json::array());
       if (!diag.empty())
         if (auto c = read(str(diag[0].value("condition", Json::object()), "reference")))
@@ -333,7 +329,7 @@ struct NetworkService::Impl {
         }
         st.liaisonSheets[sheet] = phase.empty() ? "start" : phase;
         const Json& authors = c.value("author", Json::array());
-        if (!authors.empty()) st.liaisonAuthors[sheet] = professionalKey(str(authors[0], "reference"));
+        if (!authors.empty()) st.liaisonAuthors[sheet] = keyOf(str(authors[0], "reference"));
       }
     }
     if (kind == "referral" || kind == "referral-update") {
@@ -342,10 +338,7 @@ struct NetworkService::Impl {
         ReferralState rs;
         rs.status = str(t, "status") == "in-progress" ? "seen" : str(t, "status") == "completed" ? "report-returned" : str(t, "status");
         std::string owner = str(t.value("owner", Json::object()), "reference");
-        if (owner.rfind("PractitionerRole/", 0) == 0) rs.toKey = professionalKey(owner);
-        else if (auto org = read(owner))
-          for (const auto& i : org->value("identifier", Json::array()))
-            if (str(i, "system") == "https://finess.esante.gouv.fr") rs.toKey = "finess:" + str(i, "value");
+        rs.toKey = keyOf(owner);
         st.referrals[id] = rs;
       }
     }
@@ -861,37 +854,8 @@ std::string NetworkService::Impl::conditionalFor(const std::string& reference, s
   auto it = cache.find(reference);
   if (it != cache.end()) return it->second;
   std::string out = reference;
-  if (auto res = read(reference)) {
-    std::string type = str(*res, "resourceType");
-    static const std::vector<std::tuple<std::string, std::string, std::string, std::string>> kinds = {
-        {"Patient", "patient", "urn:oid:1.2.250.1.213.1.4.8", "nir"},
-        {"Patient", "patient", "urn:oid:1.2.250.1.213.1.4.9", "nia"},
-        {"Patient", "patient", "https://douleur77.fr/fhir/sid/patient", "networkId"},
-        {"PractitionerRole", "key", std::string(kMemberSystem), ""},
-        {"Practitioner", "practitioner", "https://rpps.esante.gouv.fr", "rpps"},
-        {"Practitioner", "practitioner", "https://adeli.esante.gouv.fr", "adeli"},
-        {"Organization", "structure", "https://finess.esante.gouv.fr", "finess"}};
-    bool done = false;
-    for (const auto& [t, refKind, system, key] : kinds) {
-      if (t != type || done) continue;
-      for (const auto& id : res->value("identifier", Json::array())) {
-        if (str(id, "system") != system) continue;
-        std::string value = str(id, "value");
-        Json ref = Json::object();
-        if (refKind == "key") {
-          auto colon = value.find(':');
-          if (colon == std::string::npos) continue;
-          ref[value.substr(0, colon)] = value.substr(colon + 1);
-          out = MappingSet::conditionalReference("professional", ref);
-        } else {
-          ref[key] = value;
-          out = MappingSet::conditionalReference(refKind, ref);
-        }
-        done = true;
-        break;
-      }
-    }
-  }
+  if (auto res = read(reference))
+    if (std::string c = MappingSet::conditionalReferenceOf(*res); !c.empty()) out = c;
   cache[reference] = out;
   return out;
 }

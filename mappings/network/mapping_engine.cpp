@@ -919,6 +919,26 @@ std::string MappingSet::conditionalReference(std::string_view refKind, const Jso
   return "";
 }
 
+std::string MappingSet::conditionalReferenceOf(const Json& resource) {
+  if (!resource.is_object()) return "";
+  std::string type = resource.value("resourceType", "");
+  auto ids = resource.find("identifier");
+  if (ids == resource.end() || !ids->is_array()) return "";
+  for (const auto& s : kRefSystems) {  // in the table's order of preference
+    if (type != s.type) continue;
+    for (const auto& id : *ids) {
+      if (!id.is_object() || id.value("system", "") != s.system) continue;
+      std::string value = id.value("value", "");
+      std::string prefix = s.valuePrefix;
+      if (value.rfind(prefix, 0) != 0) continue;
+      Json ref = Json::object();
+      ref[s.key] = value.substr(prefix.size());
+      return conditionalReference(s.refKind, ref);
+    }
+  }
+  return "";
+}
+
 bool MappingSet::parseConditionalReference(const std::string& reference, std::string& refKind, Json& ref) {
   auto q = reference.find("?identifier=");
   if (q == std::string::npos) return false;

@@ -80,6 +80,10 @@ class MappingSet {
   // {"nir": X} -> "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|X"; {"rpps": X} (professional)
   // -> "PractitionerRole?identifier=https://douleur77.fr/fhir/sid/member|rpps:X"; ... "" if unknown.
   static std::string conditionalReference(std::string_view refKind, const Json& ref);
+  // The conditional reference a stored resource is known by, from its identifiers (a Patient by its
+  // NIR, else NIA, else network id; a PractitionerRole by its member identifier; an Organization by
+  // its FINESS...); "" when it has none of them.
+  static std::string conditionalReferenceOf(const Json& resource);
   // The reverse: "Patient?identifier=..." -> {"nir": X} and the ref kind it is; false otherwise.
   static bool parseConditionalReference(const std::string& reference, std::string& refKind, Json& ref);
 

@@ -134,3 +134,21 @@ TEST(MappingEngineTest, MalformedDefinitionsAreRefusedWithTheirPlace) {
 
 }  // namespace
 }  // namespace passerelle::network
+
+namespace passerelle::network {
+namespace {
+
+TEST(MappingReferenceTest, StoredResourcesAreReferencedByTheirPreferredIdentifier) {
+  Json patient = Json::parse(R"({"resourceType":"Patient","identifier":[
+    {"system":"https://douleur77.fr/fhir/sid/patient","value":"P77-000001"},
+    {"system":"urn:oid:1.2.250.1.213.1.4.8","value":"185057512345673"}]})");
+  EXPECT_EQ(MappingSet::conditionalReferenceOf(patient), "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|185057512345673");
+  Json role = Json::parse(R"({"resourceType":"PractitionerRole","identifier":[{"system":"https://douleur77.fr/fhir/sid/member","value":"adeli:771234567"}]})");
+  EXPECT_EQ(MappingSet::conditionalReferenceOf(role), "PractitionerRole?identifier=https://douleur77.fr/fhir/sid/member|adeli:771234567");
+  Json org = Json::parse(R"({"resourceType":"Organization","identifier":[{"system":"https://finess.esante.gouv.fr","value":"930110036"}]})");
+  EXPECT_EQ(MappingSet::conditionalReferenceOf(org), "Organization?identifier=https://finess.esante.gouv.fr|930110036");
+  EXPECT_EQ(MappingSet::conditionalReferenceOf(Json::parse(R"({"resourceType":"Patient"})")), "");
+}
+
+}  // namespace
+}  // namespace passerelle::network
