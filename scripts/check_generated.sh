@@ -14,6 +14,7 @@ trap 'rm -rf "$out"' EXIT
 PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_fhir_tables.py >/dev/null
 PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_fhir_validation.py >/dev/null
 PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_fhir_search.py >/dev/null
+PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_patient_compartment.py >/dev/null
 status=0
 for f in "$out"/*; do
   name=$(basename "$f")

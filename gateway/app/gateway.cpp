@@ -1,7 +1,11 @@
 // Wiring of store, FHIR service and HTTP front from the configuration.
 #include "gateway/app/gateway.h"
 
+#include "gateway/access/access_control.h"
+#include "gateway/audit/audit_log.h"
 #include "gateway/common/log.h"
+#include "gateway/gate/gate.h"
+#include "gateway/identity/identity.h"
 #include "gateway/fhir/fhir_service.h"
 #include "gateway/http/dev_certificate.h"
 #include "gateway/http/http_server.h"
@@ -25,6 +29,10 @@ struct Gateway::State {
   std::unique_ptr<store::ResourceStore> store;
   std::unique_ptr<fhir::FhirService> fhir;
   std::unique_ptr<network::NetworkService> network;
+  std::unique_ptr<identity::TokenVerifier> verifier;
+  std::unique_ptr<access::AccessControl> access;
+  std::unique_ptr<audit::AuditLog> audit;
+  std::unique_ptr<gate::AccessGate> gate;
   std::unique_ptr<http::Server> server;
   bool stopped = false;
   // the network's daily work (expired consents, overdue referrals), on its own thread
@@ -77,6 +85,94 @@ Result<network::NetworkOptions> networkOptions(const config::Config& config) {
   return no;
 }
 
+// Identity, policy and audit trail: the gate every request passes.
+Result<void> startGate(const config::Config& config, Gateway::State& st, const std::string& baseUrl) {
+  bool production = config.get("deployment") == "production";
+  gate::GateOptions go;
+  go.enabled = config.getBool("access.enabled");
+  go.fhirBaseUrl = baseUrl;
+  if (!go.enabled) {
+    if (production) return makeError(ErrorCode::kInvalid, "access.enabled=false is refused when deployment=production");
+    log::warn("access.disabled", {{"note", "no identity, no access policy, no audit trail: for benchmark baselines only"}});
+    st.gate = std::make_unique<gate::AccessGate>(go, nullptr, std::vector<identity::CertificateAccount>{}, nullptr, nullptr, *st.fhir);
+    return {};
+  }
+  identity::TrustOptions to;
+  to.issuer = config.get("auth.issuer");
+  to.audience = config.get("auth.audience");
+  to.keysDir = config.get("auth.keys_dir");
+  to.dataDir = config.get("data.dir");
+  to.trustDevKey = config.getBool("auth.trust_dev_key");
+  to.clockSkewSeconds = static_cast<int>(config.getInt("auth.clock_skew_seconds"));
+  to.maxTokenSeconds = static_cast<int>(config.getInt("auth.max_token_seconds"));
+  if (production && to.trustDevKey)
+    return makeError(ErrorCode::kInvalid, "auth.trust_dev_key must be false when deployment=production (trust keys in auth.keys_dir)");
+  auto verifier = identity::TokenVerifier::create(to);
+  if (!verifier.ok()) return makeError(verifier.error().code, "auth: " + verifier.error().message);
+  st.verifier = std::move(verifier.value());
+  auto accounts = identity::loadAccounts(config.get("auth.accounts_file"));
+  if (!accounts.ok()) return makeError(accounts.error().code, "auth.accounts_file: " + accounts.error().message);
+  auto policy = access::Policy::load(config.get("access.policy_file"));
+  if (!policy.ok()) return makeError(policy.error().code, "access.policy_file: " + policy.error().message);
+  st.access = std::make_unique<access::AccessControl>(*st.store, std::move(policy.value()));
+  st.access->setToday(config.get("network.today"));
+  audit::Options ao;
+  ao.url = config.get("audit.url");
+  if (ao.url.empty()) ao.url = "sqlite:" + config.get("data.dir") + "/audit.db";
+  ao.checkpointDir = config.get("audit.checkpoint_dir");
+  if (ao.checkpointDir.empty()) ao.checkpointDir = config.get("data.dir") + "/audit-checkpoints";
+  ao.signingKey = config.get("audit.signing_key");
+  ao.checkpointRecords = config.getInt("audit.checkpoint_records");
+  ao.checkpointSeconds = static_cast<int>(config.getInt("audit.checkpoint_seconds"));
+  ao.production = production;
+  auto log = audit::AuditLog::open(ao);
+  if (!log.ok()) return makeError(log.error().code, "audit: " + log.error().message);
+  st.audit = std::move(log.value());
+  st.gate = std::make_unique<gate::AccessGate>(go, st.verifier.get(), std::move(accounts.value()), st.access.get(), st.audit.get(),
+                                               *st.fhir);
+  return {};
+}
+
+// Who may use the network's document API, from the policy's networkApi table.
+void networkAccess(access::AccessControl& ac, network::NetworkOptions& no) {
+  using Refusal = network::NetworkOptions::Refusal;
+  const access::NetworkApiRules& net = ac.policy().networkApi();
+  auto refuse = [](const std::string& why) { return Refusal(fhir::errorResponse(makeError(ErrorCode::kForbidden, "access denied: " + why))); };
+  no.authorizeSubmit = [&net, refuse](const fhir::FhirRequest& req, const std::string& kind,
+                                      const std::function<std::string(const std::string&)>& fieldKey) -> Refusal {
+    if (!req.principal) return std::nullopt;
+    const identity::Principal& p = *req.principal;
+    if (net.onBehalf.count(p.role)) return std::nullopt;
+    auto rule = net.submit.find(kind);
+    if (rule == net.submit.end() || !rule->second.roles.count(p.role))
+      return refuse("the role " + p.role + " may not send " + kind + " documents");
+    if (rule->second.author.empty()) return std::nullopt;
+    std::string fields;
+    for (const auto& f : rule->second.author) {
+      if (!p.practitioner.empty() && fieldKey(f) == p.practitioner) return std::nullopt;
+      fields += (fields.empty() ? "" : " or ") + f;
+    }
+    return refuse("the document's " + fields + " must be the caller (" + (p.practitioner.empty() ? "no professional identifier in the token" : p.practitioner) + ")");
+  };
+  no.authorizeDossier = [&net, refuse](const fhir::FhirRequest& req, const std::string& patientId) -> Refusal {
+    if (!req.principal || !req.guard) return std::nullopt;
+    if (!net.onBehalf.count(req.principal->role) && !net.dossier.count(req.principal->role))
+      return refuse("the role " + req.principal->role + " may not read a patient's dossier");
+    store::ResourceVersion v;
+    v.type = "Patient";
+    v.id = patientId;
+    auto ok = req.guard->readable({v});
+    if (!ok.ok()) return Refusal(fhir::errorResponse(ok.error()));
+    if (!ok->front()) return Refusal(fhir::errorResponse(makeError(ErrorCode::kNotFound, "no such patient")));
+    req.guard->touched(v);
+    return std::nullopt;
+  };
+  no.authorizeSweep = [&net, refuse](const fhir::FhirRequest& req) -> Refusal {
+    if (!req.principal || net.onBehalf.count(req.principal->role) || net.sweep.count(req.principal->role)) return std::nullopt;
+    return refuse("the daily sweep is run by the gateway or a system account");
+  };
+}
+
 Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   std::unique_ptr<Gateway> g(new Gateway());
   g->s_->config = config;
@@ -101,9 +197,14 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   fo.maxBundleEntries = static_cast<int>(config.getInt("fhir.max_bundle_entries"));
   fhir::Validator::instance();  // load the validation tables before the first request
   g->s_->fhir = std::make_unique<fhir::FhirService>(*g->s_->store, fo);
+  std::string publicBase = config.get("fhir.base_url");
+  while (!publicBase.empty() && publicBase.back() == '/') publicBase.pop_back();
+  auto gs = startGate(config, *g->s_, publicBase);
+  if (!gs.ok()) return gs.error();
   auto no = networkOptions(config);
   if (!no.ok()) return no.error();
   no.value().json = fo.json;
+  if (g->s_->access) networkAccess(*g->s_->access, no.value());
   g->s_->network = std::make_unique<network::NetworkService>(*g->s_->store, *g->s_->fhir, no.value());
 
   http::ServerOptions ho;
@@ -146,6 +247,8 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
       }
     });
   }
+  g->s_->server->setGate(g->s_->gate.get());
+  ho.clientCaPath = config.get("https.client_ca");
   auto started = g->s_->server->start(ho);
   if (!started.ok()) return started.error();
   return g;
@@ -166,6 +269,7 @@ void Gateway::stop() {
     s_->sweeper.join();
   }
   if (s_->server) s_->server->stop(static_cast<int>(s_->config.getInt("server.drain_seconds")));
+  if (s_->audit) s_->audit->close();
   if (s_->store) s_->store->close();
 }
 

@@ -19,9 +19,10 @@ class Gateway {
   // Drains in-flight requests (up to server.drain_seconds), then closes the store.
   void stop();
 
+ struct State;
+
  private:
   Gateway();
-  struct State;
   std::unique_ptr<State> s_;
 };
 

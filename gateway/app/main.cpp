@@ -10,6 +10,8 @@
 #include <vector>
 
 #include "gateway/app/convert_command.h"
+#include "gateway/audit/audit_log.h"
+#include "gateway/identity/token_command.h"
 #include "gateway/app/gateway.h"
 #include "gateway/common/log.h"
 #include "gateway/config/config.h"
@@ -41,6 +43,10 @@ void usage(std::ostream& out) {
          "  convert      the network's documents to FHIR R4 and back, offline\n"
          "  db migrate   create or upgrade the database, then exit\n"
          "  db reindex   rebuild the search indexes, then exit\n"
+         "  token issue  mint a development token (--role ROLE [--practitioner rpps:N | --patient ID])\n"
+         "  token client-cert  a development client certificate for mutual TLS\n"
+         "  audit verify check the audit trail's hash chain and signed checkpoints\n"
+         "  audit purge  remove records past the retention period (itself audited)\n"
          "  config       list every configuration key with its default and meaning\n"
          "  version      print the version\n\n"
          "Run 'passerelle <command> --help' for a command's options.\n";
@@ -252,6 +258,8 @@ int main(int argc, char** argv) {
   if (cmd == "validate") return validateCommand(argc, argv);
   if (cmd == "convert") return passerelle::app::convertCommand(argc, argv);
   if (cmd == "config") return configCommand(argc, argv);
+  if (cmd == "token") return passerelle::identity::tokenCommand(argc, argv);
+  if (cmd == "audit") return passerelle::audit::auditCommand(argc, argv);
   std::cerr << "passerelle: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);
   return 2;

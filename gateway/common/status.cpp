@@ -17,6 +17,8 @@ const ErrorInfo& errorInfo(ErrorCode code) {
       /* kUnprocessable */ {422, "processing", "AE", false},
       /* kUnavailable */ {503, "transient", "AR", true},
       /* kInternal */ {500, "exception", "AR", true},
+      /* kUnauthorized */ {401, "login", "AR", false},
+      /* kForbidden */ {403, "forbidden", "AR", false},
   };
   return kTable[static_cast<int>(code)];
 }

@@ -24,6 +24,8 @@ enum class ErrorCode {
   kUnprocessable,         // well-formed but breaks a rule (422)
   kUnavailable,           // shutting down, database busy (503)
   kInternal,              // broken invariant or I/O failure (500)
+  kUnauthorized,          // no valid identity (401)
+  kForbidden,             // identity known, access refused (403)
 };
 
 struct ErrorInfo {

@@ -5,7 +5,11 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/identity/principal.h"
+
 namespace passerelle::fhir {
+
+class AccessGuard;
 
 using Params = std::vector<std::pair<std::string, std::string>>;  // decoded, in order
 
@@ -20,6 +24,8 @@ struct FhirRequest {
   std::string ifNoneExist;
   std::string prefer;
   std::string baseUrl;      // e.g. "https://gw.example/fhir", no trailing slash
+  AccessGuard* guard = nullptr;  // the caller's access policy; null: the gateway itself (unrestricted)
+  const identity::Principal* principal = nullptr;  // the verified caller (null with the guard)
 };
 
 struct FhirResponse {

@@ -12,6 +12,7 @@
 #include <thread>
 
 #include "gateway/common/log.h"
+#include "gateway/fhir/access_guard.h"
 #include "gateway/search/index_extractor.h"
 #include "gateway/search/search_definitions.h"
 #include "mappings/fhir/fhir_time.h"
@@ -254,7 +255,8 @@ PreparedResource prepare(const std::string& type, const std::string& id, const I
 }
 
 Result<ResourceVersion> putPrepared(WriteTxn& txn, const std::string& type, const std::string& id, std::int64_t version,
-                                    const char* method, const PreparedResource& p) {
+                                    const char* method, const PreparedResource& p, AccessGuard* guard = nullptr,
+                                    const ResourceVersion* old = nullptr) {
   ResourceVersion v;
   v.type = type;
   v.id = id;
@@ -266,15 +268,24 @@ Result<ResourceVersion> putPrepared(WriteTxn& txn, const std::string& type, cons
   v.body.reserve(p.head.size() + p.tail.size() + p.metaExtra.size() + 64);
   v.body.append(p.head).append("{\"versionId\":\"").append(vs).append("\",\"lastUpdated\":\"").append(instant);
   v.body.append("\"").append(p.metaExtra).append("}").append(p.tail);
+  if (guard) {
+    auto a = guard->allowWrite(type, id, v.body, old, false);
+    if (!a.ok()) return a.error();
+  }
   auto r = txn.put(v, p.index);
   if (!r.ok()) return r.error();
+  if (guard) {
+    guard->touched(v);
+    if (type == "Patient" && (!old || old->deleted)) guard->createdPatient(id);
+  }
   return v;
 }
 
 // Creates version 1 of a new id (server ids are random UUIDs: a clash is reported as a conflict
 // by the store rather than looked for first).
-Result<WriteOutcome> createIn(WriteTxn& txn, const std::string& type, const std::string& id, const PreparedResource& p) {
-  auto v = putPrepared(txn, type, id, 1, "POST", p);
+Result<WriteOutcome> createIn(WriteTxn& txn, const std::string& type, const std::string& id, const PreparedResource& p,
+                              AccessGuard* guard = nullptr) {
+  auto v = putPrepared(txn, type, id, 1, "POST", p, guard);
   if (!v.ok()) {
     if (v.error().code == ErrorCode::kConflict) return makeError(ErrorCode::kConflict, type + "/" + id + " already exists");
     return v.error();
@@ -283,8 +294,9 @@ Result<WriteOutcome> createIn(WriteTxn& txn, const std::string& type, const std:
 }
 
 Result<WriteOutcome> updateIn(WriteTxn& txn, const std::string& type, const std::string& id, const PreparedResource& p,
-                              std::optional<std::int64_t> ifMatch) {
-  auto cur = txn.currentHead(type, id);
+                              std::optional<std::int64_t> ifMatch, AccessGuard* guard = nullptr) {
+  // With a guard the current body is needed: the write must be allowed for what it replaces too.
+  auto cur = guard ? txn.current(type, id) : txn.currentHead(type, id);
   if (!cur.ok()) return cur.error();
   const auto& c = cur.value();
   if (ifMatch && (!c || c->deleted || c->version != *ifMatch))
@@ -292,18 +304,22 @@ Result<WriteOutcome> updateIn(WriteTxn& txn, const std::string& type, const std:
                      "If-Match " + etagOf(*ifMatch) + " does not match the current version" +
                          (c ? " " + etagOf(c->version) : std::string(" (the resource does not exist)")));
   std::int64_t next = c ? c->version + 1 : 1;
-  auto v = putPrepared(txn, type, id, next, "PUT", p);
+  auto v = putPrepared(txn, type, id, next, "PUT", p, guard, c ? &*c : nullptr);
   if (!v.ok()) return v.error();
   return WriteOutcome{(!c || c->deleted) ? 201 : 200, std::move(v.value()), true};
 }
 
 Result<WriteOutcome> deleteIn(WriteTxn& txn, const std::string& type, const std::string& id,
-                              std::optional<std::int64_t> ifMatch) {
-  auto cur = txn.currentHead(type, id);
+                              std::optional<std::int64_t> ifMatch, AccessGuard* guard = nullptr) {
+  auto cur = guard ? txn.current(type, id) : txn.currentHead(type, id);
   if (!cur.ok()) return cur.error();
   const auto& c = cur.value();
   if (ifMatch && (!c || c->deleted || c->version != *ifMatch))
     return makeError(ErrorCode::kPreconditionFailed, "If-Match " + etagOf(*ifMatch) + " does not match the current version");
+  if (guard) {
+    auto a = guard->allowWrite(type, id, "", c && !c->deleted ? &*c : nullptr, true);
+    if (!a.ok()) return a.error();
+  }
   if (!c || c->deleted) return WriteOutcome{204, c ? *c : ResourceVersion{}, false};
   ResourceVersion v;
   v.type = type;
@@ -313,12 +329,13 @@ Result<WriteOutcome> deleteIn(WriteTxn& txn, const std::string& type, const std:
   v.deleted = true;
   auto r = txn.put(v, {});
   if (!r.ok()) return r.error();
+  if (guard) guard->touched(*c);
   return WriteOutcome{200, std::move(v), true};
 }
 
 // The resources matching a conditional URL's query (at most 2 are fetched: enough to tell 0/1/many).
 Result<std::vector<ResourceVersion>> conditionalMatches(WriteTxn& txn, const std::string& type, const Params& params,
-                                                        const SearchLimits& limits) {
+                                                        const SearchLimits& limits, AccessGuard* guard = nullptr) {
   Params filtered;
   for (const auto& p : params)
     if (p.first != "_format") filtered.push_back(p);
@@ -329,6 +346,12 @@ Result<std::vector<ResourceVersion>> conditionalMatches(WriteTxn& txn, const std
   ps->query.count = 2;
   ps->query.total = store::SearchQuery::Total::kNone;
   ps->query.sort.clear();
+  if (guard) {
+    // Only what the caller may see can be the target of its conditional write.
+    auto c = guard->readConstraint(type);
+    if (!c.ok()) return c.error();
+    for (const auto& g : *c) ps->query.where.push_back(g);
+  }
   auto page = txn.search(ps->query);
   if (!page.ok()) return page.error();
   return std::move(page->items);
@@ -588,11 +611,30 @@ class FhirService::Impl {
 
   // --- read side -------------------------------------------------------------------------------
 
+  // With a guard: may the caller see this resource? A resource it may not see is answered as
+  // one that does not exist, so that its existence is not revealed.
+  Result<bool> visible(const ResourceVersion& v) {
+    if (!guard_) return true;
+    auto ok = guard_->readable({v});
+    if (!ok.ok()) return ok.error();
+    return static_cast<bool>(ok->front());
+  }
+
   FhirResponse read(const std::string& type, const std::string& id) {
+    if (guard_) {
+      auto a = guard_->allowType(type, Interaction::kRead);
+      if (!a.ok()) return errorResponse(a.error());
+    }
     auto r = store_.read(type, id);
     if (!r.ok()) return errorResponse(r.error());
     if (!r->has_value()) return errorResponse(ErrorCode::kNotFound, type + "/" + id + " is not known");
     const ResourceVersion& v = **r;
+    if (guard_) {
+      auto vis = visible(v);
+      if (!vis.ok()) return errorResponse(vis.error());
+      if (!*vis) return errorResponse(ErrorCode::kNotFound, type + "/" + id + " is not known");
+      guard_->touched(v);
+    }
     if (v.deleted) {
       FhirResponse g = errorResponse(ErrorCode::kGone, type + "/" + id + " was deleted");
       versionHeaders(g, v);
@@ -604,10 +646,24 @@ class FhirService::Impl {
   FhirResponse vread(const std::string& type, const std::string& id, const std::string& vid) {
     std::int64_t version;
     if (!parseVersion(vid, version)) return errorResponse(ErrorCode::kNotFound, "'" + vid + "' is not a version id");
+    if (guard_) {
+      auto a = guard_->allowType(type, Interaction::kVread);
+      if (!a.ok()) return errorResponse(a.error());
+      auto cur = store_.read(type, id);
+      if (!cur.ok()) return errorResponse(cur.error());
+      bool ok = false;
+      if (cur->has_value()) {
+        auto vis = visible(**cur);
+        if (!vis.ok()) return errorResponse(vis.error());
+        ok = *vis;
+      }
+      if (!ok) return errorResponse(ErrorCode::kNotFound, type + "/" + id + " has no version " + vid);
+    }
     auto r = store_.vread(type, id, version);
     if (!r.ok()) return errorResponse(r.error());
     if (!r->has_value()) return errorResponse(ErrorCode::kNotFound, type + "/" + id + " has no version " + vid);
     const ResourceVersion& v = **r;
+    if (guard_) guard_->touched(v);
     if (v.deleted) {
       FhirResponse g = errorResponse(ErrorCode::kGone, "version " + vid + " of " + type + "/" + id + " is a deletion");
       versionHeaders(g, v);
@@ -626,14 +682,54 @@ class FhirService::Impl {
   }
 
   FhirResponse search(const std::string& type, const Params& params, const std::string& pathPart) {
+    if (guard_) {
+      auto a = guard_->allowType(type, Interaction::kSearch);
+      if (!a.ok()) return errorResponse(a.error());
+    }
     auto ps = parseSearch(type, params, o_.search, prefer_.strict, req_.baseUrl);
     if (!ps.ok()) return errorResponse(ps.error());
+    auto g = guardSearch(*ps);
+    if (!g.ok()) return errorResponse(g.error());
     auto body = runSearch(store_, *ps, pathPart);
     if (!body.ok()) return errorResponse(body.error());
     FhirResponse r;
     r.headers.emplace_back("Content-Type", kJsonContentType);
     r.body = std::move(body.value());
     return r;
+  }
+
+  // Restricts a parsed search to what the caller may read: its own conditions, and those of every
+  // chained or _has type, so that counts, includes and chains reveal nothing hidden.
+  Result<void> guardSearch(ParsedSearch& ps) {
+    if (!guard_) return {};
+    auto top = guard_->readConstraint(ps.query.type);
+    if (!top.ok()) return top.error();
+    std::function<Result<void>(std::vector<std::vector<store::Condition>>&)> inner =
+        [&](std::vector<std::vector<store::Condition>>& where) -> Result<void> {
+      for (auto& group : where)
+        for (auto& c : group) {
+          if (c.kind != store::Condition::Kind::kChain && c.kind != store::Condition::Kind::kHas) continue;
+          std::string other = c.kind == store::Condition::Kind::kChain ? c.targetType.value_or("") : c.hasType;
+          auto r = inner(c.inner);
+          if (!r.ok()) return r;
+          auto k = guard_->readConstraint(other);
+          if (!k.ok()) {
+            if (k.error().code != ErrorCode::kForbidden) return k.error();
+            store::Condition none;  // a type the caller may not read matches nothing
+            none.kind = store::Condition::Kind::kId;
+            none.param = "_id";
+            none.value = std::string();
+            c.inner.push_back({none});
+            continue;
+          }
+          for (auto& g : *k) c.inner.push_back(g);
+        }
+      return {};
+    };
+    auto r = inner(ps.query.where);
+    if (!r.ok()) return r;
+    for (auto& g : *top) ps.query.where.push_back(std::move(g));
+    return {};
   }
 
   // Runs a parsed search, its includes, and renders the searchset. `source` is the store or a
@@ -647,6 +743,18 @@ class FhirService::Impl {
     if (!ps.includes.empty() && !page->items.empty()) {
       auto r = includes(source, ps, page->items, included, truncated);
       if (!r.ok()) return r.error();
+      if (guard_ && !included.empty()) {
+        auto ok = guard_->readable(included);
+        if (!ok.ok()) return ok.error();
+        std::vector<ResourceVersion> kept;
+        for (std::size_t i = 0; i < included.size(); ++i)
+          if ((*ok)[i]) kept.push_back(std::move(included[i]));
+        included = std::move(kept);
+      }
+    }
+    if (guard_) {
+      for (const auto& v : page->items) guard_->touched(v);
+      for (const auto& v : included) guard_->touched(v);
     }
     return searchBundle(ps, *page, included, truncated, pathPart);
   }
@@ -761,10 +869,19 @@ class FhirService::Impl {
     if (!ph.ok()) return errorResponse(ph.error());
     ph->query.type = type;
     ph->query.id = id;
+    if (guard_) {
+      auto a = guard_->allowType(type, id.empty() ? Interaction::kHistory : Interaction::kVread);
+      if (!a.ok()) return errorResponse(a.error());
+    }
     if (!id.empty()) {
       auto cur = store_.read(type, id);
       if (!cur.ok()) return errorResponse(cur.error());
       if (!cur->has_value()) return errorResponse(ErrorCode::kNotFound, type + "/" + id + " is not known");
+      if (guard_) {
+        auto vis = visible(**cur);
+        if (!vis.ok()) return errorResponse(vis.error());
+        if (!*vis) return errorResponse(ErrorCode::kNotFound, type + "/" + id + " is not known");
+      }
     }
     auto page = store_.history(ph->query);
     if (!page.ok()) return errorResponse(page.error());
@@ -785,6 +902,7 @@ class FhirService::Impl {
       out += ",\"entry\":[";
       bool first = true;
       for (const auto& v : page->items) {
+        if (guard_) guard_->touched(v);
         if (!first) out += ',';
         first = false;
         out += "{\"fullUrl\":";
@@ -855,11 +973,15 @@ class FhirService::Impl {
       cond = parseQueryString(q);
     }
     std::string id = newId();
+    if (guard_) {
+      auto a = guard_->allowType(type, Interaction::kCreate);
+      if (!a.ok()) return errorResponse(a.error());
+    }
     PreparedResource prepared = prepare(type, id, in.value(), {}, req_.baseUrl);
     WriteOutcome out;
     auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
       if (!req_.ifNoneExist.empty()) {
-        auto matches = conditionalMatches(txn, type, cond, o_.search);
+        auto matches = conditionalMatches(txn, type, cond, o_.search, guard_);
         if (!matches.ok()) return matches.error();
         if (matches->size() > 1)
           return makeError(ErrorCode::kPreconditionFailed, "If-None-Exist matches more than one " + type);
@@ -868,7 +990,7 @@ class FhirService::Impl {
           return {};
         }
       }
-      auto c = createIn(txn, type, id, prepared);
+      auto c = createIn(txn, type, id, prepared, guard_);
       if (!c.ok()) return c.error();
       out = std::move(c.value());
       return {};
@@ -889,10 +1011,14 @@ class FhirService::Impl {
                            type + ".id");
     auto im = ifMatch();
     if (!im.ok()) return errorResponse(im.error());
+    if (guard_) {
+      auto a = guard_->allowType(type, Interaction::kUpdate);
+      if (!a.ok()) return errorResponse(a.error());
+    }
     PreparedResource prepared = prepare(type, id, in.value(), {}, req_.baseUrl);
     WriteOutcome out;
     auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
-      auto u = updateIn(txn, type, id, prepared, im.value());
+      auto u = updateIn(txn, type, id, prepared, im.value(), guard_);
       if (!u.ok()) return u.error();
       out = std::move(u.value());
       return {};
@@ -907,9 +1033,13 @@ class FhirService::Impl {
     auto im = ifMatch();
     if (!im.ok()) return errorResponse(im.error());
     std::string bodyId = in->json.contains("id") ? in->json["id"].get<std::string>() : std::string();
+    if (guard_) {
+      auto a = guard_->allowType(type, Interaction::kUpdate);
+      if (!a.ok()) return errorResponse(a.error());
+    }
     WriteOutcome out;
     auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
-      auto matches = conditionalMatches(txn, type, req_.query, o_.search);
+      auto matches = conditionalMatches(txn, type, req_.query, o_.search, guard_);
       if (!matches.ok()) return matches.error();
       if (matches->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + type);
       std::string id;
@@ -927,7 +1057,7 @@ class FhirService::Impl {
       } else {
         id = newId();
       }
-      auto u = updateIn(txn, type, id, prepare(type, id, in.value(), {}, req_.baseUrl), im.value());
+      auto u = updateIn(txn, type, id, prepare(type, id, in.value(), {}, req_.baseUrl), im.value(), guard_);
       if (!u.ok()) return u.error();
       out = std::move(u.value());
       return {};
@@ -959,9 +1089,13 @@ class FhirService::Impl {
   FhirResponse remove(const std::string& type, const std::string& id) {
     auto im = ifMatch();
     if (!im.ok()) return errorResponse(im.error());
+    if (guard_) {
+      auto a = guard_->allowType(type, Interaction::kDelete);
+      if (!a.ok()) return errorResponse(a.error());
+    }
     WriteOutcome out;
     auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
-      auto d = deleteIn(txn, type, id, im.value());
+      auto d = deleteIn(txn, type, id, im.value(), guard_);
       if (!d.ok()) return d.error();
       out = std::move(d.value());
       return {};
@@ -971,13 +1105,17 @@ class FhirService::Impl {
   }
 
   FhirResponse conditionalDelete(const std::string& type) {
+    if (guard_) {
+      auto a = guard_->allowType(type, Interaction::kDelete);
+      if (!a.ok()) return errorResponse(a.error());
+    }
     WriteOutcome out;
     auto r = store_.write([&](WriteTxn& txn) -> Result<void> {
-      auto matches = conditionalMatches(txn, type, req_.query, o_.search);
+      auto matches = conditionalMatches(txn, type, req_.query, o_.search, guard_);
       if (!matches.ok()) return matches.error();
       if (matches->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + type);
       if (matches->empty()) return {};
-      auto d = deleteIn(txn, type, matches->front().id, std::nullopt);
+      auto d = deleteIn(txn, type, matches->front().id, std::nullopt, guard_);
       if (!d.ok()) return d.error();
       out = std::move(d.value());
       return {};
@@ -992,6 +1130,7 @@ class FhirService::Impl {
   const FhirServiceOptions& o_;
   const FhirRequest& req_;
   Prefer prefer_;
+  AccessGuard* guard_ = req_.guard;
 
   friend class BundleProcessor;
 };
@@ -1145,7 +1284,18 @@ class BundleProcessor {
 
   // --- transaction: all or nothing -----------------------------------------------------------
 
+  // The interaction a write entry stands for.
+  static Interaction interactionOf(const BundleEntry& e) {
+    return e.method == "DELETE" ? Interaction::kDelete : e.method == "POST" ? Interaction::kCreate : Interaction::kUpdate;
+  }
+
   FhirResponse runTransaction() {
+    if (h_.guard_)
+      for (auto& e : entries_) {
+        if (e.method == "GET") continue;
+        auto a = h_.guard_->allowType(e.type, interactionOf(e));
+        if (!a.ok()) return errorResponse(at(e, a.error()));
+      }
     std::optional<Error> failure;
     auto r = h_.store_.write([&](WriteTxn& txn) -> Result<void> {
       auto res = transactionIn(txn);
@@ -1186,7 +1336,7 @@ class BundleProcessor {
   Result<void> resolveTarget(WriteTxn& txn, BundleEntry& e) {
     if (e.method == "POST") {
       if (!e.ifNoneExist.empty()) {
-        auto m = conditionalMatches(txn, e.type, parseQueryString(e.ifNoneExist), h_.o_.search);
+        auto m = conditionalMatches(txn, e.type, parseQueryString(e.ifNoneExist), h_.o_.search, h_.guard_);
         if (!m.ok()) return m.error();
         if (m->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "ifNoneExist matches more than one " + e.type);
         if (m->size() == 1) {
@@ -1200,7 +1350,7 @@ class BundleProcessor {
       return {};
     }
     if (!e.conditional) return {};
-    auto m = conditionalMatches(txn, e.type, e.condParams, h_.o_.search);
+    auto m = conditionalMatches(txn, e.type, e.condParams, h_.o_.search, h_.guard_);
     if (!m.ok()) return m.error();
     if (m->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + e.type);
     if (m->size() == 1) {
@@ -1242,7 +1392,7 @@ class BundleProcessor {
       if (qm == std::string::npos) return nullptr;
       std::string type = ref.substr(0, qm);
       if (!isResourceType(type)) return nullptr;
-      auto m = conditionalMatches(txn, type, parseQueryString(ref.substr(qm + 1)), h_.o_.search);
+      auto m = conditionalMatches(txn, type, parseQueryString(ref.substr(qm + 1)), h_.o_.search, h_.guard_);
       if (!m.ok()) {
         if (!problem) problem = m.error();
         return nullptr;
@@ -1264,11 +1414,11 @@ class BundleProcessor {
     ReferenceRewriter rw = transaction_ ? rewriter(txn, problem) : ReferenceRewriter();
     Result<WriteOutcome> w = makeError(ErrorCode::kInternal, "not executed");
     if (e.method == "DELETE") {
-      w = deleteIn(txn, e.type, e.id, e.ifMatch);
+      w = deleteIn(txn, e.type, e.id, e.ifMatch, h_.guard_);
     } else {
       PreparedResource p = prepare(e.type, e.id, e.in, rw, h_.req_.baseUrl);
       if (problem) return *problem;
-      w = e.method == "POST" ? createIn(txn, e.type, e.id, p) : updateIn(txn, e.type, e.id, p, e.ifMatch);
+      w = e.method == "POST" ? createIn(txn, e.type, e.id, p, h_.guard_) : updateIn(txn, e.type, e.id, p, e.ifMatch, h_.guard_);
     }
     if (problem) return *problem;
     if (!w.ok()) return w.error();
@@ -1283,9 +1433,15 @@ class BundleProcessor {
     std::string type = path.substr(0, slash);
     std::string id = slash == std::string::npos ? "" : path.substr(slash + 1);
     if (!isResourceType(type)) return makeError(ErrorCode::kNotFound, "'" + type + "' is not a FHIR R4 resource type");
+    if (h_.guard_) {
+      auto a = h_.guard_->allowType(type, id.empty() ? Interaction::kSearch : Interaction::kRead);
+      if (!a.ok()) return a;
+    }
     if (id.empty()) {
       auto ps = parseSearch(type, e.getParams, h_.o_.search, h_.prefer_.strict, h_.req_.baseUrl);
       if (!ps.ok()) return ps.error();
+      auto g = h_.guardSearch(*ps);
+      if (!g.ok()) return g;
       auto body = h_.runSearch(txn, *ps, type);
       if (!body.ok()) return body.error();
       e.getBody = std::move(body.value());
@@ -1294,6 +1450,12 @@ class BundleProcessor {
       auto cur = txn.current(type, id);
       if (!cur.ok()) return cur.error();
       if (!cur->has_value()) return makeError(ErrorCode::kNotFound, type + "/" + id + " is not known");
+      if (h_.guard_) {
+        auto vis = h_.visible(**cur);
+        if (!vis.ok()) return vis.error();
+        if (!*vis) return makeError(ErrorCode::kNotFound, type + "/" + id + " is not known");
+        h_.guard_->touched(**cur);
+      }
       if ((*cur)->deleted) return makeError(ErrorCode::kGone, type + "/" + id + " was deleted");
       e.getBody = (*cur)->body;
       e.outcome.version = **cur;
@@ -1306,6 +1468,12 @@ class BundleProcessor {
   // --- batch: each entry on its own -----------------------------------------------------------
 
   FhirResponse runBatch() {
+    if (h_.guard_)
+      for (auto& e : entries_) {
+        if (e.method == "GET" || e.error) continue;
+        auto a = h_.guard_->allowType(e.type, interactionOf(e));
+        if (!a.ok()) e.error = a.error();
+      }
     auto r = h_.store_.write([&](WriteTxn& txn) -> Result<void> {
       for (auto& e : entries_) {
         if (e.error) continue;

@@ -10,6 +10,11 @@
 #include <Poco/Net/HTTPServerResponse.h>
 #include <Poco/Net/NetSSL.h>
 #include <Poco/Net/SecureServerSocket.h>
+#include <Poco/Net/SecureStreamSocket.h>
+#include <Poco/Net/HTTPServerRequestImpl.h>
+#include <Poco/Net/X509Certificate.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/ThreadPool.h>
 
@@ -32,6 +37,7 @@ struct FrontContext {
   const ServerOptions* options;
   Metrics* metrics;
   const std::vector<std::pair<std::string, Server::Handler>>* mounts;
+  Gate* gate;
 };
 
 bool safeHost(const std::string& h) {
@@ -90,14 +96,22 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
     std::string query = qm == std::string::npos ? "" : uri.substr(qm + 1);
     if (path == "/fhir" || path.rfind("/fhir/", 0) == 0) return fhirRequest(req, resp, path, query);
     for (const auto& [prefix, handler] : *ctx_.mounts)
-      if (path == prefix || path.rfind(prefix + "/", 0) == 0) return mounted(req, resp, handler, path.substr(prefix.size()), query);
+      if (path == prefix || path.rfind(prefix + "/", 0) == 0)
+        return mounted(req, resp, handler, prefix, path.substr(prefix.size()), query);
     if (path == "/healthz") {
       if (req.getMethod() != "GET" && req.getMethod() != "HEAD") return sendOutcome(resp, ErrorCode::kMethodNotAllowed, "GET only");
       return send(resp, 200, "{\"status\":\"ok\"}", "application/json");
     }
     if (path == "/metrics") {
       if (req.getMethod() != "GET") return sendOutcome(resp, ErrorCode::kMethodNotAllowed, "GET only");
-      return send(resp, 200, metricsText(), "text/plain; version=0.0.4");
+      fhir::FhirRequest fr;
+      if (!readRequest(req, resp, path, query, fr)) return;
+      return answer(resp, gated(req, fr, "metrics", [this](fhir::FhirRequest&) {
+        fhir::FhirResponse r;
+        r.body = metricsText();
+        r.headers.emplace_back("Content-Type", "text/plain; version=0.0.4");
+        return r;
+      }));
     }
     sendOutcome(resp, ErrorCode::kNotFound, "nothing is served at '" + path + "' (the FHIR API is at /fhir)");
   }
@@ -131,11 +145,46 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
     sendOutcome(resp, ErrorCode::kTooLarge, "the request body is larger than " + std::to_string(limit) + " bytes");
   }
 
-  void mounted(HTTPServerRequest& req, HTTPServerResponse& resp, const Server::Handler& handler, const std::string& path,
-               const std::string& query) {
+  void mounted(HTTPServerRequest& req, HTTPServerResponse& resp, const Server::Handler& handler, const std::string& prefix,
+               const std::string& path, const std::string& query) {
     fhir::FhirRequest fr;
     if (!readRequest(req, resp, path, query, fr)) return;
-    answer(resp, handler(fr));
+    answer(resp, gated(req, fr, prefix, [&handler](fhir::FhirRequest& r) { return handler(r); }));
+  }
+
+  // What the connection and headers say about the caller.
+  Caller caller(HTTPServerRequest& req) {
+    Caller c;
+    c.authorization = req.get("Authorization", "");
+    c.breakGlass = req.get("X-Break-Glass", "");
+    c.sourceAddress = req.clientAddress().toString();
+    if (secure_) {
+      try {
+        auto& impl = static_cast<Poco::Net::HTTPServerRequestImpl&>(req);
+        Poco::Net::SecureStreamSocket ss(impl.socket());
+        if (ss.havePeerCertificate()) {
+          Poco::Net::X509Certificate cert = ss.peerCertificate();
+          c.certificateSubject = cert.subjectName();
+          unsigned char md[EVP_MAX_MD_SIZE];
+          unsigned int n = 0;
+          if (X509_digest(const_cast<X509*>(cert.certificate()), EVP_sha256(), md, &n) == 1) {
+            static const char* hex = "0123456789abcdef";
+            for (unsigned int i = 0; i < n; ++i) {
+              c.certificateFingerprint += hex[md[i] >> 4];
+              c.certificateFingerprint += hex[md[i] & 15];
+            }
+          }
+        }
+      } catch (const std::exception&) {
+        // no certificate: the caller must present a token
+      }
+    }
+    return c;
+  }
+
+  fhir::FhirResponse gated(HTTPServerRequest& req, fhir::FhirRequest& fr, const std::string& area, const Gate::Serve& serve) {
+    if (!ctx_.gate) return serve(fr);
+    return ctx_.gate->handle(caller(req), fr, area, serve);
   }
 
   // Fills `fr` from the request (body within the limit); false when the answer was already sent.
@@ -165,7 +214,9 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
   void fhirRequest(HTTPServerRequest& req, HTTPServerResponse& resp, const std::string& path, const std::string& query) {
     fhir::FhirRequest fr;
     if (!readRequest(req, resp, path.substr(5), query, fr)) return;
-    answer(resp, ctx_.fhir->handle(fr));
+    // The CapabilityStatement is public; everything else goes through the gate.
+    if ((fr.path == "/metadata" || fr.path == "/metadata/") && fr.method == "GET") return answer(resp, ctx_.fhir->handle(fr));
+    answer(resp, gated(req, fr, "fhir", [this](fhir::FhirRequest& r) { return ctx_.fhir->handle(r); }));
   }
 
   void answer(HTTPServerResponse& resp, const fhir::FhirResponse& out) {
@@ -240,6 +291,7 @@ struct Server::State {
   int httpsPort = 0;
   bool stopped = false;
   std::vector<std::pair<std::string, Handler>> mounts;
+  Gate* gate = nullptr;
 };
 
 Server::Server(fhir::FhirService& fhir, store::ResourceStore& store)
@@ -248,10 +300,11 @@ Server::Server(fhir::FhirService& fhir, store::ResourceStore& store)
 Server::~Server() { stop(0); }
 
 void Server::mount(const std::string& prefix, Handler handler) { s_->mounts.emplace_back(prefix, std::move(handler)); }
+void Server::setGate(Gate* gate) { s_->gate = gate; }
 
 Result<void> Server::start(const ServerOptions& options) {
   s_->options = options;
-  s_->ctx = FrontContext{&s_->fhir, &s_->store, &s_->options, &s_->metrics, &s_->mounts};
+  s_->ctx = FrontContext{&s_->fhir, &s_->store, &s_->options, &s_->metrics, &s_->mounts, s_->gate};
   int listeners = (options.httpEnabled ? 1 : 0) + (options.httpsEnabled ? 1 : 0);
   if (listeners == 0) return makeError(ErrorCode::kInvalid, "http.enabled and https.enabled are both false: nothing to serve");
   s_->pool = std::make_unique<Poco::ThreadPool>(2, options.threads * listeners, 60);
@@ -281,8 +334,10 @@ Result<void> Server::start(const ServerOptions& options) {
     if (options.httpsEnabled) {
       Poco::Net::initializeSSL();
       Poco::Net::Context::Ptr ctx = new Poco::Net::Context(
-          Poco::Net::Context::TLS_SERVER_USE, options.privateKeyPath, options.certificatePath, "",
-          Poco::Net::Context::VERIFY_NONE, 9, false,
+          Poco::Net::Context::TLS_SERVER_USE, options.privateKeyPath, options.certificatePath, options.clientCaPath,
+          // With client CAs, a client certificate is asked for and verified when presented (mutual TLS for
+          // connectors); callers without one authenticate with a bearer token.
+          options.clientCaPath.empty() ? Poco::Net::Context::VERIFY_NONE : Poco::Net::Context::VERIFY_RELAXED, 9, false,
           "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!eNULL:!MD5:!RC4:!3DES");
       ctx->requireMinimumProtocol(Poco::Net::Context::PROTO_TLSV1_2);
       ctx->enableSessionCache(true, "passerelle");

@@ -29,6 +29,27 @@ struct ServerOptions {
   int queue = 256;
   int keepAliveSeconds = 15;
   std::string baseUrl;  // public FHIR base; empty: from the request's Host
+  std::string clientCaPath;  // PEM CAs for client certificates (mutual TLS); empty: none asked for
+};
+
+// What the front knows of the caller before anything is decided.
+struct Caller {
+  std::string authorization;           // the Authorization header
+  std::string certificateSubject;      // the verified client certificate's subject ("" without one)
+  std::string certificateFingerprint;  // its SHA-256, hex lower case
+  std::string sourceAddress;           // ip:port
+  std::string breakGlass;              // the X-Break-Glass header: the emergency's reason
+};
+
+// Every request but /healthz and GET /fhir/metadata goes through the gate: it establishes the
+// caller's identity, gives the request its access guard, runs it, and audits it before the answer
+// is sent. `area`: "fhir", a mount prefix ("/network/v1") or "metrics".
+class Gate {
+ public:
+  virtual ~Gate() = default;
+  using Serve = std::function<fhir::FhirResponse(fhir::FhirRequest&)>;
+  virtual fhir::FhirResponse handle(const Caller& caller, fhir::FhirRequest& request, const std::string& area,
+                                    const Serve& serve) = 0;
 };
 
 // Counters exported at /metrics (Prometheus text format).
@@ -47,6 +68,8 @@ class Server {
   // prefix, body within the limit). Call before start().
   using Handler = std::function<fhir::FhirResponse(const fhir::FhirRequest&)>;
   void mount(const std::string& prefix, Handler handler);
+  // The gate every request passes (null: none, every request is served as it comes). Call before start().
+  void setGate(Gate* gate);
   Result<void> start(const ServerOptions& options);
   int httpPort() const;   // the bound port (0 when disabled)
   int httpsPort() const;  // the bound port (0 when disabled)

@@ -401,6 +401,13 @@ struct NetworkService::Impl {
                      "documentType");
     for (const auto& i : schemas.validate(kind, doc)) outcome.add("error", "structure", i.path, i.message);
     if (!outcome.empty()) return outcome.response(422);
+    if (o.authorizeSubmit) {
+      auto refusal = o.authorizeSubmit(req, kind, [&doc](const std::string& field) {
+        auto it = doc.find(field);
+        return it == doc.end() ? std::string() : refKey(*it);
+      });
+      if (refusal) return *refusal;
+    }
 
     // The same document again changes nothing; another document under a used identifier is refused.
     std::string documentId = str(doc, "documentId");
@@ -599,7 +606,7 @@ struct NetworkService::Impl {
   int experimentYear(const std::string& date) const;
 
   // ---- reading back ----
-  fhir::FhirResponse dossier(const std::string& id);
+  fhir::FhirResponse dossier(const std::string& id, const fhir::FhirRequest& req);
   std::string conditionalFor(const std::string& reference, std::map<std::string, std::string>& cache);
 };
 
@@ -828,13 +835,15 @@ fhir::FhirResponse NetworkService::handle(const fhir::FhirRequest& request) {
     }
     if (seg.size() == 3 && seg[0] == "patients" && seg[2] == "dossier") {
       if (request.method != "GET") return problem(405, "not-supported", "GET only");
-      return impl_->dossier(seg[1]);
+      return impl_->dossier(seg[1], request);
     }
     if (seg.size() == 1 && seg[0] == "$sweep") {
       if (request.method != "POST") return problem(405, "not-supported", "POST only");
       std::string day;
       for (const auto& [k, v] : request.query)
         if (k == "date") day = v;
+      if (impl_->o.authorizeSweep)
+        if (auto refusal = impl_->o.authorizeSweep(request)) return *refusal;
       return sweep(day);
     }
     if (seg.size() == 1) {
@@ -860,14 +869,20 @@ std::string NetworkService::Impl::conditionalFor(const std::string& reference, s
   return out;
 }
 
-fhir::FhirResponse NetworkService::Impl::dossier(const std::string& id) {
+fhir::FhirResponse NetworkService::Impl::dossier(const std::string& id, const fhir::FhirRequest& req) {
   std::optional<Json> patient = read("Patient/" + id);
   if (!patient) {
     auto byNetworkId = find("Patient", {{"identifier", "https://douleur77.fr/fhir/sid/patient|" + id}}, 2);
     if (byNetworkId.size() == 1) patient = byNetworkId[0];
   }
+  std::string pid = patient ? (*patient)["id"].get<std::string>() : std::string();
+  // A patient the caller may not see is answered as an unknown one.
+  if (patient && o.authorizeDossier)
+    if (auto refusal = o.authorizeDossier(req, pid)) {
+      if (refusal->status != 404) return *refusal;
+      patient.reset();
+    }
   if (!patient) return problem(404, "not-found", "no patient '" + id + "' (give the Patient id or the network id)");
-  std::string pid = (*patient)["id"].get<std::string>();
   std::string pref = "Patient/" + pid;
   std::map<std::string, std::string> cache;
   std::string ref = conditionalFor(pref, cache);

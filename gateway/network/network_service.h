@@ -5,7 +5,9 @@
 // Thread-safe: handle() runs on many threads at once.
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "gateway/fhir/fhir_request.h"
@@ -31,6 +33,14 @@ struct NetworkOptions {
   std::string today;  // YYYY-MM-DD for demos and tests; empty: today's date (UTC)
   int plannedCiedMinutes = 60, plannedCsbMinutes = 30;
   std::size_t maxXmlBytes = 1 << 20;
+  // The gateway's access checks; each returns the refusal to send, or nothing to go on. Unset:
+  // every request goes on (access control off). `fieldKey(name)`: the professional a top-level
+  // field of the (schema-valid) document names, as "rpps:N", "adeli:N" or "finess:N".
+  using Refusal = std::optional<fhir::FhirResponse>;
+  std::function<Refusal(const fhir::FhirRequest&, const std::string& kind, const std::function<std::string(const std::string&)>& fieldKey)>
+      authorizeSubmit;
+  std::function<Refusal(const fhir::FhirRequest&, const std::string& patientId)> authorizeDossier;
+  std::function<Refusal(const fhir::FhirRequest&)> authorizeSweep;
 };
 
 class NetworkService {

@@ -44,6 +44,11 @@ TEST(R4ExamplesConformanceTest, EveryExampleIsStoredAndReadBackEqual) {
     std::string type = original["resourceType"];
     std::string id = original.value("id", "");
     HttpResult w;
+    // /fhir/AuditEvent is the gateway's own audit trail: it is read, never written by clients.
+    if (type == "AuditEvent") {
+      EXPECT_EQ(client.send("POST", "/fhir/AuditEvent", text).status, 405) << path.filename();
+      continue;
+    }
     // The few examples that break the R4 base rules must be refused with 422, the rest stored.
     if (passerelle::fhir::Validator::instance().validate(text).hasErrors()) {
       w = client.send("POST", "/fhir/" + type, text);

@@ -79,6 +79,15 @@ TEST(ProcessTest, PrintsPortsServesAndExitsZeroOnSigterm) {
   ASSERT_TRUE(std::regex_search(l, m, std::regex("^passerelle listening: http=127\\.0\\.0\\.1:(\\d+) https=127\\.0\\.0\\.1:(\\d+)")))
       << l;
   int port = std::stoi(m[1]);
+  HttpClient anonymous(port);
+  anonymous.setBearer("");
+  auto denied = anonymous.send("POST", "/fhir/Patient", R"({"resourceType":"Patient"})");
+  EXPECT_EQ(denied.status, 401);
+  EXPECT_NE(denied.header("WWW-Authenticate").find("Bearer"), std::string::npos);
+  passerelle::identity::IssueOptions sys;
+  sys.role = "system";
+  sys.scopes = {"system/*.cruds"};
+  HttpClient::setDefaultBearer(devToken(dir.path(), sys));
   HttpClient client(port);
   auto r = client.send("POST", "/fhir/Patient", R"({"resourceType":"Patient"})");
   EXPECT_EQ(r.status, 201);

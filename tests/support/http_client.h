@@ -23,6 +23,13 @@ class HttpClient {
   // https: verifies the server against `caFile` when given, else accepts any certificate.
   HttpClient(int port, bool https = false, const std::string& caFile = "");
   ~HttpClient();
+  // The bearer token sent with every request (unless the request sets Authorization itself).
+  // New clients start with the default one: TestGateway sets a system account's token, so suites
+  // about other things pass the gate as that account. "" sends none.
+  void setBearer(const std::string& token) { bearer_ = token; }
+  static void setDefaultBearer(const std::string& token);
+  // A client certificate and key (PEM files) for mutual TLS; before the first request.
+  void setClientCertificate(const std::string& certPath, const std::string& keyPath);
   HttpResult request(const std::string& method, const std::string& path, const std::string& body = "",
                      const std::vector<std::pair<std::string, std::string>>& headers = {});
   HttpResult get(const std::string& path) { return request("GET", path); }
@@ -33,6 +40,7 @@ class HttpClient {
  private:
   struct Impl;
   std::unique_ptr<Impl> impl_;
+  std::string bearer_;
 };
 
 }  // namespace passerelle::testing

@@ -7,6 +7,7 @@
 #include <filesystem>
 
 #include "gateway/common/log.h"
+#include "tests/support/http_client.h"
 
 namespace passerelle::testing {
 
@@ -35,6 +36,26 @@ TestGateway::TestGateway(std::vector<std::string> sets, bool https) {
   auto g = app::Gateway::start(cfg.value());
   if (!g.ok()) throw std::runtime_error(g.error().message);
   gateway_ = std::move(g.value());
+  HttpClient::setDefaultBearer(systemToken());
+}
+
+std::string devToken(const std::string& dataDir, identity::IssueOptions options) {
+  if (options.issuer.empty()) options.issuer = "passerelle-dev";
+  if (options.audience.empty()) options.audience = "passerelle";
+  if (options.subject.empty()) options.subject = options.role;
+  auto t = identity::issueDevToken(dataDir, options);
+  if (!t.ok()) throw std::runtime_error(t.error().message);
+  return t.value();
+}
+
+std::string TestGateway::token(identity::IssueOptions options) const { return devToken(dir_.path(), std::move(options)); }
+
+std::string TestGateway::systemToken() const {
+  identity::IssueOptions o;
+  o.role = "system";
+  o.subject = "test-system";
+  o.scopes = {"system/*.cruds"};
+  return token(o);
 }
 
 TestGateway::~TestGateway() {

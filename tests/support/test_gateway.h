@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "gateway/app/gateway.h"
+#include "gateway/identity/identity.h"
 
 namespace passerelle::testing {
 
@@ -29,6 +30,10 @@ class TestGateway {
   int httpPort() const { return gateway_->httpPort(); }
   int httpsPort() const { return gateway_->httpsPort(); }
   std::string base() const;  // http://127.0.0.1:PORT/fhir
+  // A token signed with this gateway's development key (issuer and audience of the test defaults).
+  std::string token(identity::IssueOptions options) const;
+  // The token of a system account with every scope (what HttpClient sends by default).
+  std::string systemToken() const;
   const std::string& dataDir() const { return dir_.path(); }
   void stop() { gateway_->stop(); }
 
@@ -36,6 +41,9 @@ class TestGateway {
   TempDir dir_;
   std::unique_ptr<app::Gateway> gateway_;
 };
+
+// A development token for a gateway whose data folder is `dataDir` (a process started by a test).
+std::string devToken(const std::string& dataDir, identity::IssueOptions options);
 
 // The corpora folder, or "" when absent (tests then skip, saying so).
 std::string corporaDir();

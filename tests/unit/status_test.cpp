@@ -16,6 +16,9 @@ TEST(StatusTest, OneTableGivesEachCodeItsHttpStatus) {
   EXPECT_EQ(errorInfo(ErrorCode::kUnsupportedMediaType).httpStatus, 415);
   EXPECT_EQ(errorInfo(ErrorCode::kUnprocessable).httpStatus, 422);
   EXPECT_EQ(errorInfo(ErrorCode::kInternal).httpStatus, 500);
+  EXPECT_EQ(errorInfo(ErrorCode::kUnauthorized).httpStatus, 401);
+  EXPECT_EQ(errorInfo(ErrorCode::kForbidden).httpStatus, 403);
+  EXPECT_STREQ(errorInfo(ErrorCode::kForbidden).fhirIssueCode, "forbidden");
   EXPECT_TRUE(errorInfo(ErrorCode::kUnavailable).retryable);
   EXPECT_FALSE(errorInfo(ErrorCode::kInvalid).retryable);
 }
