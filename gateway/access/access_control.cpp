@@ -295,6 +295,11 @@ Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal&
 RequestGuard::RequestGuard(AccessControl& ac, const identity::Principal& principal, const Role& role, std::string breakGlassReason)
     : ac_(ac), principal_(principal), role_(role), scopes_(parseScopes(principal.scopes)), breakGlass_(std::move(breakGlassReason)) {}
 
+// A type is read per patient unless the role is given it whole (aggregates such as MeasureReport).
+bool RequestGuard::patientBound(const std::string& type, bool write) const {
+  return ac_.policy().inCompartment(type) && !ac_.policy().decideOther(role_, type, write).permit;
+}
+
 bool RequestGuard::unrestricted() const {
   for (const auto& g : role_.grants)
     if (g.relationship == "any") return true;
@@ -358,10 +363,10 @@ Result<void> RequestGuard::allowType(const std::string& type, fhir::Interaction 
     // A type's history would show versions of resources outside the caller's patients.
     return denied("type-not-allowed", "the role " + role_.name + " may not read the history of every " + type);
   }
-  if (!ac_.policy().mayEver(role_, type, write))
+  if (!patientBound(type, write) ? !ac_.policy().decideOther(role_, type, write).permit : !ac_.policy().mayEver(role_, type, write))
     return denied("type-not-allowed", "the role " + role_.name + " may not " + verb(interaction) + " " + type);
   // Writes are checked inside the store's write unit: what the caller is related to is read now.
-  if (write && ac_.policy().inCompartment(type)) return loadFacts();
+  if (write && patientBound(type, true)) return loadFacts();
   return {};
 }
 
@@ -385,7 +390,7 @@ Result<Groups> RequestGuard::constraintFor(const std::string& type) {
     for (auto& g : ps->query.where) where.push_back(std::move(g));
     return {};
   };
-  if (!policy.inCompartment(type)) {
+  if (!patientBound(type, false)) {
     Decision d = policy.decideOther(role_, type, false);
     if (!d.permit) return denied(d.reason, "the role " + role_.name + " may not read " + type);
     auto f = addFilter(d.filter);
@@ -482,7 +487,7 @@ Result<void> RequestGuard::allowWrite(const std::string& type, const std::string
     return denied("scope", "the token's scopes do not allow to " + std::string(verb(i)) + " " + type);
   if (unrestricted()) return {};
   const Policy& policy = ac_.policy();
-  if (!policy.inCompartment(type)) {
+  if (!patientBound(type, true)) {
     Decision d = policy.decideOther(role_, type, true);
     if (!d.permit) return denied(d.reason, "the role " + role_.name + " may not write " + type);
     return {};

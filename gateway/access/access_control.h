@@ -72,6 +72,7 @@ class RequestGuard : public fhir::AccessGuard {
   // The patient compartment of one patient (the patient's own role, or checks of a single patient).
   Result<bool> mayReadPatientAudit(const std::string& patientId);
   bool unrestricted() const;
+  bool patientBound(const std::string& type, bool write) const;
 
  private:
   Result<void> loadFacts();
