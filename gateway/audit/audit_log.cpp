@@ -1,0 +1,659 @@
+// AuditLog: the append path (one writer thread commits every queued record in one transaction with
+// one fsync, then wakes the waiters), queries on a second read-only connection, signed checkpoints
+// and the retention purge.
+#include "gateway/audit/audit_log.h"
+
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <thread>
+#include <variant>
+
+#include "gateway/audit/audit_db.h"
+#include "gateway/audit/checkpoint_file.h"
+#include "gateway/audit/record_codec.h"
+#include "gateway/common/log.h"
+
+namespace passerelle::audit {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string isoTime(std::int64_t ms) {
+  std::time_t s = static_cast<std::time_t>(ms / 1000);
+  std::tm tm{};
+  gmtime_r(&s, &tm);
+  char buf[80];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms % 1000));
+  return buf;
+}
+
+void normalizePatients(std::vector<std::string>& patients) {
+  patients.erase(std::remove(patients.begin(), patients.end(), std::string()), patients.end());
+  std::sort(patients.begin(), patients.end());
+  patients.erase(std::unique(patients.begin(), patients.end()), patients.end());
+}
+
+Error closedError() { return makeError(ErrorCode::kUnavailable, "audit trail closed: the event cannot be recorded"); }
+
+}  // namespace
+
+struct AuditLog::Impl {
+  struct Pending {
+    Record* record = nullptr;
+    bool done = false;
+    bool ok = false;
+    std::int64_t seq = 0;
+    Error error;
+  };
+
+  Options options;
+  std::string dbPath;
+  std::string dir;  // the checkpoint folder
+  int lockFd = -1;
+  std::unique_ptr<internal::SigningKey> key;
+
+  // The queue between append() and the writer thread.
+  std::mutex queueMutex;
+  std::condition_variable queueCv;  // wakes the writer
+  std::condition_variable doneCv;   // wakes the appenders
+  std::vector<Pending*> queue;
+  std::size_t lastGroupSize = 0;        // writer thread only
+  Clock::duration lastCommitTime{};     // writer thread only
+  bool closing = false;
+  std::thread writer;
+  std::mutex closeMutex;
+  bool closed = false;
+
+  // The chain's tail, the write connection and the checkpoint file: held by the writer for each
+  // group, and by checkpoint() and purge().
+  std::mutex stateMutex;
+  sqlite3* wdb = nullptr;
+  db::Statement insertRecord, insertPatient, begin, commit, rollback;
+  std::int64_t lastSeq = 0, firstSeq = 1, lastTimeMs = 0;
+  std::string lastHash = std::string(codec::kGenesisHash);
+  bool resync = false;  // a group failed: re-read the tail before the next one
+  std::int64_t nextCheckpointN = 1, lastCheckpointSeq = 0, sinceCheckpoint = 0;
+  Clock::time_point lastCheckpointTime = Clock::now(), checkpointRetryAfter{};
+  codec::ChainHasher hasher;
+  std::vector<std::string> texts;
+  std::atomic<std::int64_t> committedSeq{0};
+
+  // Queries.
+  mutable std::mutex readMutex;
+  sqlite3* rdb = nullptr;
+
+  ~Impl() {
+    if (rdb) sqlite3_close_v2(rdb);
+    insertRecord.finalize();
+    insertPatient.finalize();
+    begin.finalize();
+    commit.finalize();
+    rollback.finalize();
+    if (wdb) sqlite3_close_v2(wdb);
+    if (lockFd >= 0) ::close(lockFd);
+  }
+
+  Result<void> openDatabase();
+  Result<void> loadTail();
+  void writeGroup(std::vector<Pending*>& group);
+  void failGroup(std::vector<Pending*>& group, const Error& e);
+  Result<void> writeCheckpoint();
+  void maybeCheckpoint(bool closingNow);
+  void run();
+};
+
+Result<void> AuditLog::Impl::openDatabase() {
+  int rc = sqlite3_open_v2(dbPath.c_str(), &wdb, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+                           nullptr);
+  if (rc != SQLITE_OK) return db::sqlError(wdb, rc, "open " + dbPath);
+  sqlite3_busy_timeout(wdb, 5000);
+  {
+    db::Statement st;
+    if (auto r = st.prepare(wdb, "PRAGMA journal_mode=WAL"); !r.ok()) return r;
+    if (sqlite3_step(st.get()) != SQLITE_ROW || st.text(0) != "wal")
+      return makeError(ErrorCode::kInternal, "audit database " + dbPath + ": cannot use write-ahead logging");
+  }
+  // Every commit is fsynced; the write-ahead log is copied back into the database every 32 MB.
+  if (auto r = db::exec(wdb, "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=8192"); !r.ok()) return r;
+  if (auto r = db::exec(wdb, (std::string("BEGIN IMMEDIATE;") + db::kSchema + "COMMIT;").c_str()); !r.ok()) {
+    (void)db::exec(wdb, "ROLLBACK");
+    return r;
+  }
+  for (auto [st, sql] : {std::pair{&insertRecord,
+                                   "INSERT INTO audit_record(seq, time_ms, kind, action, outcome, subject, record, "
+                                   "prev_hash, hash) VALUES(?,?,?,?,?,?,?,?,?)"},
+                         std::pair{&insertPatient, "INSERT INTO audit_patient(patient, seq) VALUES(?,?)"},
+                         std::pair{&begin, "BEGIN IMMEDIATE"}, std::pair{&commit, "COMMIT"},
+                         std::pair{&rollback, "ROLLBACK"}}) {
+    if (auto r = st->prepare(wdb, sql); !r.ok()) return r;
+  }
+  rc = sqlite3_open_v2(dbPath.c_str(), &rdb, SQLITE_OPEN_READONLY | SQLITE_OPEN_FULLMUTEX, nullptr);
+  if (rc != SQLITE_OK) return db::sqlError(rdb, rc, "open " + dbPath + " for reading");
+  sqlite3_busy_timeout(rdb, 5000);
+  return {};
+}
+
+Result<void> AuditLog::Impl::loadTail() {
+  db::Statement st;
+  if (auto r = st.prepare(wdb, "SELECT seq, time_ms, hash FROM audit_record ORDER BY seq DESC LIMIT 1"); !r.ok())
+    return r;
+  int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_ROW) {
+    lastSeq = sqlite3_column_int64(st.get(), 0);
+    lastTimeMs = sqlite3_column_int64(st.get(), 1);
+    lastHash = std::string(st.text(2));
+  } else if (rc == SQLITE_DONE) {
+    // Empty: the chain starts at the beginning, or where the last purge left it.
+    lastSeq = 0;
+    lastTimeMs = 0;
+    lastHash = std::string(codec::kGenesisHash);
+    db::Statement meta;
+    if (auto r = meta.prepare(wdb, "SELECT key, value FROM audit_meta WHERE key IN ('purged_seq', 'purged_hash', 'purged_time')");
+        !r.ok())
+      return r;
+    while (sqlite3_step(meta.get()) == SQLITE_ROW) {
+      std::string_view k = meta.text(0), v = meta.text(1);
+      if (k == "purged_seq") lastSeq = std::atoll(std::string(v).c_str());
+      if (k == "purged_hash") lastHash = std::string(v);
+      if (k == "purged_time") lastTimeMs = std::atoll(std::string(v).c_str());
+    }
+  } else {
+    return db::sqlError(wdb, rc, "read the last record");
+  }
+  if (!codec::isHexHash(lastHash))
+    return makeError(ErrorCode::kInternal, "audit database: the last record's hash is malformed");
+  db::Statement first;
+  if (auto r = first.prepare(wdb, "SELECT min(seq) FROM audit_record"); !r.ok()) return r;
+  rc = sqlite3_step(first.get());
+  firstSeq = (rc == SQLITE_ROW && sqlite3_column_type(first.get(), 0) == SQLITE_INTEGER)
+                 ? sqlite3_column_int64(first.get(), 0)
+                 : lastSeq + 1;
+  committedSeq.store(lastSeq);
+  return {};
+}
+
+void AuditLog::Impl::failGroup(std::vector<Pending*>& group, const Error& e) {
+  for (Pending* p : group) {
+    p->ok = false;
+    p->error = e;
+  }
+}
+
+void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
+  if (resync) {
+    if (auto r = loadTail(); !r.ok()) return failGroup(group, r.error());
+    resync = false;
+  }
+  // The chain is computed first, off the database; the state moves only once committed.
+  std::int64_t seq = lastSeq, t = lastTimeMs, now = nowMs();
+  std::string prev = lastHash;
+  if (texts.size() < group.size()) texts.resize(group.size());
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    Record& r = *group[i]->record;
+    normalizePatients(r.patients);
+    r.seq = ++seq;
+    if (r.timeMs <= 0) r.timeMs = now;
+    if (r.timeMs < t) r.timeMs = t;
+    t = r.timeMs;
+    r.prevHash = prev;
+    texts[i].clear();
+    codec::encode(r, texts[i]);
+    r.hash = hasher.hash(prev, texts[i]);
+    if (r.hash.empty()) return failGroup(group, makeError(ErrorCode::kInternal, "audit: SHA-256 failed"));
+    prev = r.hash;
+  }
+  auto fail = [&](int rc, const char* what) {
+    Error e = db::sqlError(wdb, rc, what);
+    sqlite3_reset(insertRecord.get());
+    sqlite3_reset(insertPatient.get());
+    if (!sqlite3_get_autocommit(wdb)) {
+      sqlite3_step(rollback.get());
+      sqlite3_reset(rollback.get());
+    }
+    resync = true;
+    failGroup(group, e);
+  };
+  int rc = sqlite3_step(begin.get());
+  sqlite3_reset(begin.get());
+  if (rc != SQLITE_DONE) return fail(rc, "begin");
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    const Record& r = *group[i]->record;
+    insertRecord.bind(1, r.seq);
+    insertRecord.bind(2, r.timeMs);
+    insertRecord.bind(3, r.kind);
+    insertRecord.bind(4, r.action);
+    insertRecord.bind(5, r.outcome);
+    insertRecord.bind(6, r.subject);
+    insertRecord.bind(7, texts[i]);
+    insertRecord.bind(8, r.prevHash);
+    insertRecord.bind(9, r.hash);
+    rc = sqlite3_step(insertRecord.get());
+    insertRecord.reset();
+    if (rc != SQLITE_DONE) return fail(rc, "insert a record");
+    for (const auto& patient : r.patients) {
+      insertPatient.bind(1, patient);
+      insertPatient.bind(2, r.seq);
+      rc = sqlite3_step(insertPatient.get());
+      insertPatient.reset();
+      if (rc != SQLITE_DONE) return fail(rc, "insert a patient row");
+    }
+  }
+  rc = sqlite3_step(commit.get());
+  sqlite3_reset(commit.get());
+  if (rc != SQLITE_DONE) return fail(rc, "commit");
+  lastSeq = seq;
+  lastTimeMs = t;
+  lastHash = std::move(prev);
+  sinceCheckpoint += static_cast<std::int64_t>(group.size());
+  committedSeq.store(lastSeq);
+  for (Pending* p : group) {
+    p->ok = true;
+    p->seq = p->record->seq;
+  }
+}
+
+Result<void> AuditLog::Impl::writeCheckpoint() {
+  if (lastSeq == 0 || lastSeq == lastCheckpointSeq) return {};
+  internal::Checkpoint c;
+  c.n = nextCheckpointN;
+  c.type = "checkpoint";
+  c.seq = lastSeq;
+  c.hash = lastHash;
+  c.timeMs = nowMs();
+  c.records = lastSeq - firstSeq + 1;
+  c.keyId = key->keyId();
+  auto sig = key->sign(internal::canonicalText(c));
+  if (!sig.ok()) return sig.error();
+  c.signature = std::move(sig.value());
+  if (auto w = internal::appendCheckpoint(dir, c); !w.ok()) return w;
+  ++nextCheckpointN;
+  lastCheckpointSeq = lastSeq;
+  sinceCheckpoint = 0;
+  lastCheckpointTime = Clock::now();
+  return {};
+}
+
+void AuditLog::Impl::maybeCheckpoint(bool closingNow) {
+  if (resync || lastSeq == 0 || lastSeq == lastCheckpointSeq) return;
+  auto now = Clock::now();
+  bool due = closingNow || lastCheckpointSeq == 0 || sinceCheckpoint >= options.checkpointRecords ||
+             now - lastCheckpointTime >= std::chrono::seconds(options.checkpointSeconds);
+  if (!due || (!closingNow && now < checkpointRetryAfter)) return;
+  if (auto r = writeCheckpoint(); !r.ok()) {
+    log::error("audit.checkpoint_failed", {{"error", r.error().message}});
+    checkpointRetryAfter = now + std::chrono::seconds(1);
+  }
+}
+
+void AuditLog::Impl::run() {
+  std::vector<Pending*> group;
+  for (;;) {
+    bool exiting = false;
+    Clock::time_point deadline{};  // the next time-based checkpoint, if records wait for one
+    {
+      std::lock_guard<std::mutex> st(stateMutex);
+      if (!resync && lastSeq != lastCheckpointSeq)
+        deadline = std::max(lastCheckpointTime + std::chrono::seconds(options.checkpointSeconds), checkpointRetryAfter);
+    }
+    {
+      std::unique_lock<std::mutex> lk(queueMutex);
+      auto ready = [&] { return !queue.empty() || closing; };
+      if (deadline != Clock::time_point{}) queueCv.wait_until(lk, deadline, ready);
+      else queueCv.wait(lk, ready);
+      // The appenders of the last group are likely to come back at once: wait a fraction of a
+      // commit for as many, so that one fsync serves them all.
+      if (!queue.empty() && queue.size() < lastGroupSize && !closing) {
+        auto gather = std::min<Clock::duration>(lastCommitTime / 4, std::chrono::milliseconds(2));
+        queueCv.wait_for(lk, gather, [&] { return queue.size() >= lastGroupSize || closing; });
+      }
+      group.swap(queue);
+      exiting = closing && group.empty();
+    }
+    if (!group.empty()) {
+      auto t0 = Clock::now();
+      {
+        std::lock_guard<std::mutex> st(stateMutex);
+        writeGroup(group);
+      }
+      lastCommitTime = Clock::now() - t0;
+      lastGroupSize = group.size();
+      {
+        std::lock_guard<std::mutex> lk(queueMutex);
+        for (Pending* p : group) p->done = true;
+      }
+      doneCv.notify_all();
+      group.clear();
+    }
+    {
+      std::lock_guard<std::mutex> st(stateMutex);
+      maybeCheckpoint(false);
+    }
+    if (exiting) return;
+  }
+}
+
+AuditLog::AuditLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+
+AuditLog::~AuditLog() { close(); }
+
+Result<std::unique_ptr<AuditLog>> AuditLog::open(const Options& options) {
+  auto impl = std::make_unique<Impl>();
+  impl->options = options;
+  if (impl->options.checkpointRecords < 1) impl->options.checkpointRecords = 1;
+  if (impl->options.checkpointSeconds < 1) impl->options.checkpointSeconds = 1;
+  auto path = db::sqlitePath(options.url);
+  if (!path.ok()) return path.error();
+  impl->dbPath = path.value();
+  std::filesystem::path parent = std::filesystem::path(impl->dbPath).parent_path();
+  impl->dir = options.checkpointDir.empty() ? (parent / "audit-checkpoints").string() : options.checkpointDir;
+  if (!parent.empty())
+    if (auto r = internal::makeDirs(parent.string()); !r.ok()) return r.error();
+  if (auto r = internal::makeDirs(impl->dir); !r.ok()) return r.error();
+
+  // One process at a time writes a log (its tail and checkpoint numbers live in memory).
+  std::string lockPath = (std::filesystem::path(impl->dir) / internal::kLockFile).string();
+  impl->lockFd = ::open(lockPath.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (impl->lockFd < 0) return makeError(ErrorCode::kInternal, "cannot open " + lockPath);
+  if (::flock(impl->lockFd, LOCK_EX | LOCK_NB) != 0)
+    return makeError(ErrorCode::kUnavailable, "the audit trail in " + impl->dir + " is open in another process");
+
+  if (options.signingKey.empty()) {
+    if (options.production)
+      return makeError(ErrorCode::kInvalid, "audit.signing_key is required in production (a PEM EC P-256 private key)");
+    auto k = internal::SigningKey::loadOrGenerate((std::filesystem::path(impl->dir) / internal::kDevKeyFile).string());
+    if (!k.ok()) return k.error();
+    impl->key = std::move(k.value());
+  } else {
+    auto k = internal::SigningKey::load(options.signingKey);
+    if (!k.ok()) return k.error();
+    impl->key = std::move(k.value());
+  }
+  if (auto r = internal::ensurePublicKey(impl->dir, impl->key->publicKeyPem(), impl->key->keyId()); !r.ok())
+    return r.error();
+
+  if (auto r = internal::repairCheckpointFile(impl->dir); !r.ok()) return r.error();
+  auto checkpoints = internal::readCheckpoints(impl->dir);
+  if (!checkpoints.ok()) return checkpoints.error();
+  if (auto r = impl->openDatabase(); !r.ok()) return r.error();
+  if (auto r = impl->loadTail(); !r.ok()) return r.error();
+
+  // Refuse to extend a log that no longer matches its signed checkpoints (restored from an old
+  // backup, truncated, replaced): appending would hide it.
+  const internal::Checkpoint* last = nullptr;
+  for (const auto& c : checkpoints.value()) {
+    impl->nextCheckpointN = c.n + 1;
+    if (!c.isAnchor()) last = &c;
+    std::int64_t covered = c.isAnchor() ? c.seq - 1 : c.seq;
+    if (covered > impl->lastSeq)
+      return makeError(ErrorCode::kInternal, "audit database " + impl->dbPath + " ends at seq " +
+                                                 std::to_string(impl->lastSeq) + " but checkpoint " + std::to_string(c.n) +
+                                                 " names seq " + std::to_string(covered) +
+                                                 " (run 'passerelle audit verify')");
+  }
+  if (last) {
+    impl->lastCheckpointSeq = last->seq;
+    if (last->seq >= impl->firstSeq) {
+      db::Statement st;
+      if (auto r = st.prepare(impl->wdb, "SELECT hash FROM audit_record WHERE seq = ?"); !r.ok()) return r.error();
+      st.bind(1, last->seq);
+      if (sqlite3_step(st.get()) != SQLITE_ROW || st.text(0) != last->hash)
+        return makeError(ErrorCode::kInternal, "audit database " + impl->dbPath + ": record " + std::to_string(last->seq) +
+                                                   " differs from checkpoint " + std::to_string(last->n) +
+                                                   " (run 'passerelle audit verify')");
+    }
+  }
+  // Records written after the last checkpoint (an unclean stop) get one now.
+  if (impl->lastSeq != impl->lastCheckpointSeq)
+    if (auto r = impl->writeCheckpoint(); !r.ok()) return r.error();
+
+  Impl* raw = impl.get();
+  impl->writer = std::thread([raw] { raw->run(); });
+  return std::unique_ptr<AuditLog>(new AuditLog(std::move(impl)));
+}
+
+Result<std::int64_t> AuditLog::append(Record record) {
+  Impl& m = *impl_;
+  Impl::Pending p;
+  p.record = &record;
+  std::unique_lock<std::mutex> lk(m.queueMutex);
+  if (m.closing) return closedError();
+  m.queue.push_back(&p);
+  m.queueCv.notify_one();
+  m.doneCv.wait(lk, [&] { return p.done; });
+  if (!p.ok) return p.error;
+  return p.seq;
+}
+
+Result<std::vector<Record>> AuditLog::query(const Query& q) const {
+  const Impl& m = *impl_;
+  std::string sql;
+  std::vector<std::variant<std::int64_t, std::string>> binds;
+  if (!q.patient.empty()) {
+    sql = "SELECT r.record, r.prev_hash, r.hash FROM audit_patient p CROSS JOIN audit_record r ON r.seq = p.seq "
+          "WHERE p.patient = ?";
+    binds.emplace_back(q.patient);
+    if (q.beforeSeq > 0) {
+      sql += " AND p.seq < ?";
+      binds.emplace_back(q.beforeSeq);
+    }
+  } else {
+    sql = "SELECT r.record, r.prev_hash, r.hash FROM audit_record r WHERE 1";
+    if (q.beforeSeq > 0) {
+      sql += " AND r.seq < ?";
+      binds.emplace_back(q.beforeSeq);
+    }
+  }
+  if (!q.subject.empty()) {
+    sql += " AND r.subject = ?";
+    binds.emplace_back(q.subject);
+  }
+  if (!q.action.empty()) {
+    sql += " AND r.action = ?";
+    binds.emplace_back(q.action);
+  }
+  if (q.sinceMs > 0) {
+    sql += " AND r.time_ms >= ?";
+    binds.emplace_back(q.sinceMs);
+  }
+  if (q.untilMs > 0) {
+    sql += " AND r.time_ms < ?";
+    binds.emplace_back(q.untilMs);
+  }
+  sql += q.patient.empty() ? " ORDER BY r.seq DESC LIMIT ?" : " ORDER BY p.seq DESC LIMIT ?";
+  binds.emplace_back(static_cast<std::int64_t>(std::clamp(q.count <= 0 ? 50 : q.count, 1, 1000)));
+
+  std::lock_guard<std::mutex> lk(m.readMutex);
+  if (!m.rdb) return closedError();
+  db::Statement st;
+  if (auto r = st.prepare(m.rdb, sql.c_str()); !r.ok()) return r.error();
+  int i = 1;
+  for (const auto& b : binds) {
+    if (b.index() == 0) st.bind(i++, std::get<0>(b));
+    else st.bind(i++, std::string_view(std::get<1>(b)));
+  }
+  std::vector<Record> out;
+  int rc;
+  while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) {
+    Record r;
+    if (!codec::decode(st.text(0), r)) return makeError(ErrorCode::kInternal, "audit database: a record is damaged");
+    r.prevHash = st.text(1);
+    r.hash = st.text(2);
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) return db::sqlError(m.rdb, rc, "query");
+  return out;
+}
+
+Result<std::optional<Record>> AuditLog::get(std::int64_t seq) const {
+  const Impl& m = *impl_;
+  std::lock_guard<std::mutex> lk(m.readMutex);
+  if (!m.rdb) return closedError();
+  db::Statement st;
+  if (auto r = st.prepare(m.rdb, "SELECT record, prev_hash, hash FROM audit_record WHERE seq = ?"); !r.ok())
+    return r.error();
+  st.bind(1, seq);
+  int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) return std::optional<Record>();
+  if (rc != SQLITE_ROW) return db::sqlError(m.rdb, rc, "get");
+  Record r;
+  if (!codec::decode(st.text(0), r))
+    return makeError(ErrorCode::kInternal, "audit database: record " + std::to_string(seq) + " is damaged");
+  r.prevHash = st.text(1);
+  r.hash = st.text(2);
+  return std::optional<Record>(std::move(r));
+}
+
+Result<AuditLog::PurgeResult> AuditLog::purge(std::int64_t cutoffMs, const Record& by) {
+  Impl& m = *impl_;
+  PurgeResult result;
+  std::int64_t fromSeq = 0;
+  {
+    std::lock_guard<std::mutex> st(m.stateMutex);
+    if (!m.wdb) return closedError();
+    if (m.resync) {
+      if (auto r = m.loadTail(); !r.ok()) return r.error();
+      m.resync = false;
+    }
+    // Times never decrease along the chain: the records before the cutoff are a prefix.
+    db::Statement find;
+    if (auto r = find.prepare(m.wdb, "SELECT seq, hash, time_ms FROM audit_record WHERE seq = "
+                                     "(SELECT max(seq) FROM audit_record WHERE time_ms < ?)");
+        !r.ok())
+      return r.error();
+    find.bind(1, cutoffMs);
+    int rc = sqlite3_step(find.get());
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db::sqlError(m.wdb, rc, "find the records to purge");
+    if (rc == SQLITE_ROW) {
+      std::int64_t upTo = sqlite3_column_int64(find.get(), 0);
+      std::string upToHash(find.text(1));
+      std::int64_t upToTime = sqlite3_column_int64(find.get(), 2);
+      fromSeq = m.firstSeq;
+      // The anchor first: once it is signed, the shortened chain is verifiable from it.
+      internal::Checkpoint anchor;
+      anchor.n = m.nextCheckpointN;
+      anchor.type = "anchor";
+      anchor.seq = upTo + 1;
+      anchor.hash = upToHash;
+      anchor.timeMs = nowMs();
+      anchor.records = upTo - fromSeq + 1;
+      anchor.cutoffMs = cutoffMs;
+      anchor.keyId = m.key->keyId();
+      auto sig = m.key->sign(internal::canonicalText(anchor));
+      if (!sig.ok()) return sig.error();
+      anchor.signature = std::move(sig.value());
+      if (auto w = internal::appendCheckpoint(m.dir, anchor); !w.ok()) return w.error();
+      ++m.nextCheckpointN;
+
+      std::string sql = "BEGIN IMMEDIATE;"
+                        "DELETE FROM audit_patient WHERE seq <= " + std::to_string(upTo) + ";"
+                        "DELETE FROM audit_record WHERE seq <= " + std::to_string(upTo) + ";"
+                        "INSERT OR REPLACE INTO audit_meta(key, value) VALUES"
+                        "('purged_seq', '" + std::to_string(upTo) + "'), ('purged_hash', '" + upToHash + "'),"
+                        "('purged_time', '" + std::to_string(upToTime) + "');"
+                        "COMMIT;";
+      if (auto r = db::exec(m.wdb, sql.c_str()); !r.ok()) {
+        (void)db::exec(m.wdb, "ROLLBACK");
+        return r.error();
+      }
+      m.firstSeq = upTo + 1;
+      result.removed = upTo - fromSeq + 1;
+      result.upToSeq = upTo;
+    }
+  }
+  Record rec;
+  rec.kind = "purge";
+  rec.action = "purge";
+  rec.outcome = "granted";
+  rec.subject = by.subject;
+  rec.role = by.role;
+  rec.practitioner = by.practitioner;
+  rec.account = by.account;
+  rec.tokenId = by.tokenId;
+  rec.purpose = by.purpose;
+  rec.sourceAddress = by.sourceAddress;
+  rec.method = by.method;
+  rec.path = by.path;
+  rec.query = by.query;
+  rec.reason = by.reason;
+  nlohmann::ordered_json d;
+  d["removed"] = result.removed;
+  if (result.removed > 0) {
+    d["fromSeq"] = fromSeq;
+    d["toSeq"] = result.upToSeq;
+  }
+  d["cutoff"] = isoTime(cutoffMs);
+  d["cutoffMs"] = cutoffMs;
+  rec.detail = d.dump();
+  auto a = append(std::move(rec));
+  if (!a.ok())
+    return makeError(a.error().code, "purged " + std::to_string(result.removed) +
+                                         " records but could not record the purge: " + a.error().message);
+  return result;
+}
+
+Result<void> AuditLog::checkpoint() {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> st(m.stateMutex);
+  if (!m.wdb) return closedError();
+  if (m.resync) {
+    if (auto r = m.loadTail(); !r.ok()) return r;
+    m.resync = false;
+  }
+  return m.writeCheckpoint();
+}
+
+void AuditLog::close() {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> once(m.closeMutex);
+  if (m.closed) return;
+  {
+    std::lock_guard<std::mutex> lk(m.queueMutex);
+    m.closing = true;
+  }
+  m.queueCv.notify_all();
+  if (m.writer.joinable()) m.writer.join();
+  {
+    std::lock_guard<std::mutex> st(m.stateMutex);
+    if (!m.resync)
+      if (auto r = m.writeCheckpoint(); !r.ok()) log::error("audit.checkpoint_failed", {{"error", r.error().message}});
+    {
+      std::lock_guard<std::mutex> rd(m.readMutex);
+      if (m.rdb) sqlite3_close_v2(m.rdb);
+      m.rdb = nullptr;
+    }
+    m.insertRecord.finalize();
+    m.insertPatient.finalize();
+    m.begin.finalize();
+    m.commit.finalize();
+    m.rollback.finalize();
+    if (m.wdb) sqlite3_close_v2(m.wdb);
+    m.wdb = nullptr;
+    if (m.lockFd >= 0) ::close(m.lockFd);
+    m.lockFd = -1;
+  }
+  m.closed = true;
+}
+
+std::string AuditLog::publicKeyPem() const { return impl_->key->publicKeyPem(); }
+
+std::int64_t AuditLog::lastSeq() const { return impl_->committedSeq.load(); }
+
+}  // namespace passerelle::audit

@@ -1,0 +1,145 @@
+// The audit trail: who did what to which patient's data, as append-only, hash-chained records in
+// their own SQLite database, with signed checkpoints kept apart from it (a folder of their own), an
+// offline verifier that detects any edit, insertion, deletion, reordering or truncation, a
+// retention purge that keeps the chain verifiable, and the FHIR R4 AuditEvent (IHE BALP) view.
+//
+// Thread-safety: AuditLog is safe to use from any number of threads; append() commits in groups
+// (one writer thread, one transaction and one fsync per group). verify() and toAuditEventJson()
+// are free functions over plain values.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gateway/common/status.h"
+
+namespace passerelle::audit {
+
+// One audited event. The fields are stored and hashed as given (after the normalisations that
+// append() describes).
+struct Record {
+  std::int64_t seq = 0;     // set by append: 1, 2, 3... contiguous
+  std::int64_t timeMs = 0;  // ms since the epoch; set by append when 0; never decreasing along the chain
+  std::string kind;         // "rest" | "network" | "break-glass" | "purge" | "connector" | "auth" | "admin"
+  std::string action;       // read | vread | search | history | create | update | delete | patch | transaction | batch | submit | operation | login | purge | verify | notify ...
+  std::string outcome;      // "granted" | "denied" | "error"
+  int status = 0;           // HTTP status answered (or 0)
+  std::string reason;       // the policy's reason code for a decision (e.g. "no-care-relationship"), or the error
+  std::string subject, role, practitioner, account, tokenId, purpose;  // who (from the verified identity)
+  std::string sourceAddress;                                           // client IP:port
+  std::string method, path, query;                                     // the request as received (query string raw)
+  std::string resourceType;
+  std::vector<std::string> resources;  // "Type/id" touched or returned (the caller caps the list)
+  std::vector<std::string> patients;   // Patient ids concerned (stored sorted, without duplicates or empties)
+  std::string breakGlassReason;
+  std::string detail;            // free text or JSON for special records (purge counts, notification targets)
+  std::string prevHash, hash;    // hex SHA-256; set by append
+};
+
+struct Options {
+  // sqlite:PATH (or a plain path) of the audit database; created when absent.
+  std::string url;
+  // Folder of the signed checkpoints (checkpoints.jsonl), the public keys (audit-public-keys.pem) and,
+  // outside production, the generated development signing key. Keep it apart from the database
+  // (another volume, another backup): it is what detects a rewritten or truncated database.
+  std::string checkpointDir;
+  // PEM file (or inline PEM text) of the EC P-256 private key signing the checkpoints. Empty: a
+  // development key generated in checkpointDir (refused in production).
+  std::string signingKey;
+  // A signed checkpoint at least every this many records and every this many seconds while
+  // records arrive, and at close.
+  std::int64_t checkpointRecords = 10000;
+  int checkpointSeconds = 60;
+  bool production = false;
+};
+
+class AuditLog {
+ public:
+  // Creates the database and its tables, the checkpoint folder and (outside production) a
+  // development signing key (EC P-256, mode 0600) with its public key. In production a missing
+  // signing key is an error. Refuses a database that is shorter than its last checkpoint or whose
+  // record there has another hash (run `passerelle audit verify`), and a log already open in
+  // another process (a lock file in checkpointDir).
+  static Result<std::unique_ptr<AuditLog>> open(const Options& options);
+  ~AuditLog();
+  AuditLog(const AuditLog&) = delete;
+  AuditLog& operator=(const AuditLog&) = delete;
+
+  // Appends `record` and returns its seq once it is durable (committed with fsync). Fail closed:
+  // an error means the record is not in the log and the request it describes must fail.
+  // Thread-safe; concurrent appends are committed together by one writer thread (group commit).
+  // Sets seq, prevHash and hash; sets timeMs to now when 0 and raises it to the previous record's
+  // time when earlier (the chain's time never decreases); sorts the patients and drops duplicates.
+  Result<std::int64_t> append(Record record);
+
+  struct Query {
+    std::string patient;  // records concerning this Patient id (through an index)
+    std::string subject;
+    std::string action;
+    std::int64_t sinceMs = 0, untilMs = 0;  // timeMs in [sinceMs, untilMs); 0: no bound
+    std::int64_t beforeSeq = 0;             // paging: only seq < this; 0: none
+    int count = 50;                         // 1..1000
+  };
+  // The matching records, newest first.
+  Result<std::vector<Record>> query(const Query& q) const;
+  Result<std::optional<Record>> get(std::int64_t seq) const;
+
+  struct PurgeResult {
+    std::int64_t removed = 0;
+    std::int64_t upToSeq = 0;  // the last removed seq (0: none)
+  };
+  // Removes the records older than cutoffMs (a prefix of the chain: times never decrease). First
+  // writes a signed anchor checkpoint naming the first remaining seq and the hash it chains from,
+  // then deletes the prefix in one transaction, then appends a record of kind "purge" (action
+  // "purge", detail with the count, range and cutoff; who = `by`): the purge is itself audited.
+  Result<PurgeResult> purge(std::int64_t cutoffMs, const Record& by);
+
+  // Writes a signed checkpoint of the last committed record now (nothing when it already has one).
+  Result<void> checkpoint();
+
+  // Drains the queue, writes a final checkpoint and closes; later appends fail. Idempotent.
+  void close();
+
+  // The public key (PEM) of the signing key.
+  std::string publicKeyPem() const;
+
+  // The last committed seq (0: none yet).
+  std::int64_t lastSeq() const;
+
+ private:
+  struct Impl;
+  explicit AuditLog(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+struct VerifyReport {
+  bool ok = false;
+  std::int64_t records = 0;      // records checked
+  std::int64_t checkpoints = 0;  // signed checkpoints (and purge anchors) checked
+  std::int64_t firstBadSeq = 0;  // 0: none (or a problem not tied to a record)
+  std::string problem;           // one line
+  double seconds = 0;
+};
+
+// Verifies the audit database at `url` (opened read-only; it can be a copy) against the signed
+// checkpoints in `checkpointDir`, with the public key(s) in the PEM file `publicKeyPath` (empty:
+// audit-public-keys.pem in checkpointDir; pass a copy kept elsewhere for a real assurance). One
+// sequential scan: each record's hash is recomputed from its stored text and chained to the
+// previous one, the seq must be contiguous, the columns read by queries (time, kind, action,
+// outcome, subject, the patient index) must match the hashed text, every checkpoint must be
+// correctly signed, and the record at each checkpoint's seq must have the hash it names.
+VerifyReport verify(const std::string& url, const std::string& checkpointDir, const std::string& publicKeyPath);
+
+// The record as a FHIR R4 AuditEvent following IHE Basic Audit Log Patterns (BALP). The BALP
+// profile is claimed (meta.profile) for successful REST interactions only: BALP fixes the outcome
+// to success, denials and errors are recorded the same way without claiming it.
+// `fhirBaseUrl`: the gateway's public FHIR base (the server agent's network address; may be empty).
+std::string toAuditEventJson(const Record& record, const std::string& fhirBaseUrl);
+
+// `passerelle audit verify|purge ...` (argv[1] == "audit"). Returns the process exit code.
+int auditCommand(int argc, char** argv);
+
+}  // namespace passerelle::audit

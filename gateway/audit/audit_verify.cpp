@@ -1,0 +1,268 @@
+// verify(): checks the signed checkpoints, then walks the whole chain in one sequential scan of the
+// records and of the patient index side by side, without allocating per record.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <map>
+
+#include "gateway/audit/audit_db.h"
+#include "gateway/audit/audit_log.h"
+#include "gateway/audit/checkpoint_file.h"
+#include "gateway/audit/record_codec.h"
+
+namespace passerelle::audit {
+
+namespace {
+
+// What a signed checkpoint says about one record: its hash.
+struct Expectation {
+  std::int64_t seq;
+  std::string_view hash;
+  std::int64_t n;
+  bool anchor;
+};
+
+std::string range(std::int64_t from, std::int64_t to) {
+  return from == to ? "record " + std::to_string(from) + " missing"
+                    : "records " + std::to_string(from) + "-" + std::to_string(to) + " missing";
+}
+
+class Walk {
+ public:
+  Walk(sqlite3* db, const std::vector<internal::Checkpoint>& checkpoints) : db_(db), checkpoints_(checkpoints) {}
+
+  // Returns false with (badSeq, problem) at the first inconsistency.
+  bool run(std::int64_t& records, std::int64_t& badSeq, std::string& problem);
+
+ private:
+  bool fail(std::int64_t seq, std::string p) {
+    bad_ = seq;
+    problem_ = std::move(p);
+    return false;
+  }
+  bool stepPatient() {
+    prc_ = sqlite3_step(patients_.get());
+    if (prc_ == SQLITE_ROW) {
+      if (sqlite3_column_type(patients_.get(), 0) != SQLITE_INTEGER || sqlite3_column_type(patients_.get(), 1) != SQLITE_TEXT)
+        return fail(sqlite3_column_int64(patients_.get(), 0), "the patient index has a row of the wrong type (seq " +
+                                                                  std::string(patients_.text(0)) + ")");
+      pseq_ = sqlite3_column_int64(patients_.get(), 0);
+    } else if (prc_ != SQLITE_DONE) {
+      return fail(0, db::sqlError(db_, prc_, "read the patient index").message);
+    }
+    return true;
+  }
+
+  sqlite3* db_;
+  const std::vector<internal::Checkpoint>& checkpoints_;
+  db::Statement records_, patients_;
+  int prc_ = SQLITE_DONE;
+  std::int64_t pseq_ = 0;
+  std::int64_t bad_ = 0;
+  std::string problem_;
+};
+
+bool Walk::run(std::int64_t& count, std::int64_t& badSeq, std::string& problem) {
+  auto done = [&](bool ok) {
+    badSeq = bad_;
+    problem = problem_;
+    return ok;
+  };
+  // What the checkpoints state, in seq order; anchors also state where a purged chain resumes.
+  std::vector<Expectation> expect;
+  std::map<std::int64_t, std::string_view> anchors;  // first remaining seq -> the hash it chains from
+  std::int64_t lastCovered = 0;
+  bool anyCheckpoint = false;
+  for (const auto& c : checkpoints_) {
+    if (c.isAnchor()) {
+      anchors[c.seq] = c.hash;
+      if (c.seq > 1) expect.push_back({c.seq - 1, c.hash, c.n, true});
+      lastCovered = std::max(lastCovered, c.seq - 1);
+    } else {
+      anyCheckpoint = true;
+      expect.push_back({c.seq, c.hash, c.n, false});
+      lastCovered = std::max(lastCovered, c.seq);
+    }
+  }
+  std::stable_sort(expect.begin(), expect.end(), [](const Expectation& a, const Expectation& b) { return a.seq < b.seq; });
+
+  if (auto r = records_.prepare(db_, "SELECT seq, time_ms, kind, action, outcome, subject, record, prev_hash, hash "
+                                     "FROM audit_record ORDER BY seq");
+      !r.ok())
+    return fail(0, "not an audit database: " + r.error().message), done(false);
+  if (auto r = patients_.prepare(db_, "SELECT seq, patient FROM audit_patient ORDER BY seq, patient"); !r.ok())
+    return fail(0, "not an audit database: " + r.error().message), done(false);
+  if (!stepPatient()) return done(false);
+
+  codec::ChainHasher hasher;
+  char prev[codec::kHashHex];
+  char computed[codec::kHashHex];
+  std::int64_t expected = 0, startSeq = 0, lastTime = INT64_MIN, lastGood = 0;
+  std::size_t ei = 0;
+  sqlite3_stmt* st = records_.get();
+  int rc;
+  codec::RecordView v;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    std::int64_t seq = sqlite3_column_int64(st, 0);
+    if (count == 0) {
+      startSeq = seq;
+      if (seq == 1) {
+        std::memcpy(prev, codec::kGenesisHash.data(), codec::kHashHex);
+      } else {
+        auto a = anchors.find(seq);
+        if (a == anchors.end()) {
+          // Records are missing at the start: from the last purge's anchor before them, or from 1.
+          auto before = anchors.lower_bound(seq);
+          std::int64_t from = before == anchors.begin() ? 1 : std::prev(before)->first;
+          return fail(from, range(from, seq - 1) + " (no purge anchor starts the log at " + std::to_string(seq) + ")"),
+                 done(false);
+        }
+        std::memcpy(prev, a->second.data(), codec::kHashHex);
+      }
+      while (ei < expect.size() && expect[ei].seq < seq) ++ei;  // purged
+      lastGood = seq - 1;
+    } else if (seq != expected) {
+      return fail(expected, range(expected, seq - 1)), done(false);
+    }
+    auto where = [seq](const char* what) { return "record " + std::to_string(seq) + ": " + what; };
+    if (sqlite3_column_type(st, 1) != SQLITE_INTEGER) return fail(seq, where("column time_ms is not an integer")), done(false);
+    for (int c = 2; c <= 8; ++c)
+      if (sqlite3_column_type(st, c) != SQLITE_TEXT)
+        return fail(seq, where("a text column holds another type")), done(false);
+    std::string_view prevCol = records_.text(7), hashCol = records_.text(8), text = records_.text(6);
+    if (prevCol.size() != codec::kHashHex || std::memcmp(prevCol.data(), prev, codec::kHashHex) != 0)
+      return fail(seq, count == 0 ? where("its previous hash does not match the purge anchor")
+                                  : where("its previous hash does not match the record before it")),
+             done(false);
+    if (!hasher.hash(std::string_view(prev, codec::kHashHex), text, computed))
+      return fail(seq, where("SHA-256 failed")), done(false);
+    if (hashCol.size() != codec::kHashHex || std::memcmp(hashCol.data(), computed, codec::kHashHex) != 0)
+      return fail(seq, where("hash does not match its content")), done(false);
+    if (!codec::decodeView(text, v)) return fail(seq, where("not a well-formed record")), done(false);
+    if (v.seq != seq) return fail(seq, where("the hashed record names another seq")), done(false);
+    if (v.timeMs != sqlite3_column_int64(st, 1)) return fail(seq, where("column time_ms differs from the hashed record")), done(false);
+    if (v.kind != records_.text(2)) return fail(seq, where("column kind differs from the hashed record")), done(false);
+    if (v.action != records_.text(3)) return fail(seq, where("column action differs from the hashed record")), done(false);
+    if (v.outcome != records_.text(4)) return fail(seq, where("column outcome differs from the hashed record")), done(false);
+    if (v.subject != records_.text(5)) return fail(seq, where("column subject differs from the hashed record")), done(false);
+    if (v.timeMs < lastTime) return fail(seq, where("its time is earlier than the record before it")), done(false);
+
+    // The patient index rows of this record, in order, must be exactly its (sorted) patients.
+    if (prc_ == SQLITE_ROW && pseq_ < seq)
+      return fail(pseq_, "the patient index has a row for seq " + std::to_string(pseq_) + ", which is not in the log"),
+             done(false);
+    codec::ListView::Iterator it(v.patients);
+    std::string_view patient;
+    std::string_view lastPatient;
+    bool first = true;
+    while (it.next(patient)) {
+      if (!first && patient <= lastPatient) return fail(seq, where("its patients are not in order")), done(false);
+      if (prc_ != SQLITE_ROW || pseq_ != seq || patients_.text(1) != patient)
+        return fail(seq, where("the patient index (audit_patient) differs from the hashed record")), done(false);
+      lastPatient = patient;
+      first = false;
+      if (!stepPatient()) return done(false);
+    }
+    if (prc_ == SQLITE_ROW && pseq_ == seq)
+      return fail(seq, where("the patient index (audit_patient) differs from the hashed record")), done(false);
+
+    // Signed checkpoints naming this seq.
+    for (; ei < expect.size() && expect[ei].seq == seq; ++ei) {
+      if (expect[ei].hash != hashCol) {
+        std::string what = expect[ei].anchor ? "purge anchor " : "signed checkpoint ";
+        return fail(lastGood + 1, "records " + std::to_string(lastGood + 1) + "-" + std::to_string(seq) +
+                                      " rewritten: the hash of record " + std::to_string(seq) + " differs from " + what +
+                                      std::to_string(expect[ei].n)),
+               done(false);
+      }
+      lastGood = seq;
+    }
+    std::memcpy(prev, hashCol.data(), codec::kHashHex);
+    lastTime = v.timeMs;
+    expected = seq + 1;
+    ++count;
+  }
+  if (rc != SQLITE_DONE) return fail(expected, db::sqlError(db_, rc, "read the records").message), done(false);
+  if (prc_ == SQLITE_ROW)
+    return fail(pseq_, "the patient index has a row for seq " + std::to_string(pseq_) + ", which is not in the log"),
+           done(false);
+  std::int64_t end = count > 0 ? expected - 1 : 0;
+  if (count == 0 && !anchors.empty()) end = anchors.rbegin()->first - 1;  // everything purged
+  if (lastCovered > end)
+    return fail(end + 1, "truncated: the last checkpoint names seq " + std::to_string(lastCovered) + ", the log ends at " +
+                             std::to_string(end)),
+           done(false);
+  if (count > 0 && !anyCheckpoint)
+    return fail(startSeq, "no signed checkpoint covers the log (" + std::string(internal::kCheckpointFile) +
+                              " is missing or empty)"),
+           done(false);
+  return done(true);
+}
+
+}  // namespace
+
+VerifyReport verify(const std::string& url, const std::string& checkpointDir, const std::string& publicKeyPath) {
+  auto t0 = std::chrono::steady_clock::now();
+  VerifyReport rep;
+  auto finish = [&](std::int64_t badSeq, std::string problem) {
+    rep.ok = problem.empty();
+    rep.firstBadSeq = badSeq;
+    rep.problem = std::move(problem);
+    rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return rep;
+  };
+  auto path = db::sqlitePath(url);
+  if (!path.ok()) return finish(0, path.error().message);
+  std::string dir = checkpointDir.empty()
+                        ? (std::filesystem::path(path.value()).parent_path() / "audit-checkpoints").string()
+                        : checkpointDir;
+  std::string keyPath =
+      publicKeyPath.empty() ? (std::filesystem::path(dir) / internal::kPublicKeysFile).string() : publicKeyPath;
+  auto keys = internal::PublicKeys::load(keyPath);
+  if (!keys.ok()) return finish(0, keys.error().message);
+  auto checkpoints = internal::readCheckpoints(dir);
+  if (!checkpoints.ok()) return finish(0, checkpoints.error().message);
+
+  // Every checkpoint is signed and numbered in order; checkpoints never go back, nor do anchors.
+  std::int64_t lastCheckpoint = 0, lastAnchor = 0;
+  for (std::size_t i = 0; i < checkpoints->size(); ++i) {
+    const auto& c = (*checkpoints)[i];
+    std::string name = "checkpoint " + std::to_string(c.n) + " (seq " + std::to_string(c.seq) + ")";
+    if (!keys->has(c.keyId))
+      return finish(c.seq, name + ": signature invalid (signed by key " + c.keyId + ", not by " + keys->keyIds() + ")");
+    if (!keys->verify(internal::canonicalText(c), c.signature, c.keyId)) return finish(c.seq, name + ": signature invalid");
+    if (c.n != static_cast<std::int64_t>(i) + 1)
+      return finish(c.seq, "checkpoint file: line " + std::to_string(i + 1) + " holds checkpoint " + std::to_string(c.n) +
+                               " (checkpoints missing or out of order)");
+    std::int64_t& previous = c.isAnchor() ? lastAnchor : lastCheckpoint;
+    if (c.seq < previous) return finish(c.seq, name + ": goes back from seq " + std::to_string(previous));
+    previous = c.seq;
+    ++rep.checkpoints;
+  }
+
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path.value(), ec)) return finish(0, "no audit database at " + path.value());
+  sqlite3* handle = nullptr;
+  int rc = sqlite3_open_v2(path->c_str(), &handle, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    std::string m = db::sqlError(handle, rc, "open " + path.value()).message;
+    sqlite3_close_v2(handle);
+    return finish(0, m);
+  }
+  sqlite3_busy_timeout(handle, 5000);
+  // One sequential pass: pages mapped rather than copied into a cache.
+  (void)db::exec(handle, "PRAGMA mmap_size=4294967296");
+  std::int64_t bad = 0;
+  std::string problem;
+  {
+    Walk walk(handle, checkpoints.value());
+    (void)db::exec(handle, "BEGIN");  // one snapshot for both scans
+    walk.run(rep.records, bad, problem);
+    (void)db::exec(handle, "COMMIT");
+  }
+  sqlite3_close_v2(handle);
+  return finish(bad, problem);
+}
+
+}  // namespace passerelle::audit
