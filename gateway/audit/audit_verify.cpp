@@ -184,14 +184,14 @@ bool Walk::run(std::int64_t& count, std::int64_t& badSeq, std::string& problem) 
     ++count;
   }
   if (rc != SQLITE_DONE) return fail(expected, db::sqlError(db_, rc, "read the records").message), done(false);
-  if (prc_ == SQLITE_ROW)
-    return fail(pseq_, "the patient index has a row for seq " + std::to_string(pseq_) + ", which is not in the log"),
-           done(false);
   std::int64_t end = count > 0 ? expected - 1 : 0;
   if (count == 0 && !anchors.empty()) end = anchors.rbegin()->first - 1;  // everything purged
   if (lastCovered > end)
     return fail(end + 1, "truncated: the last checkpoint names seq " + std::to_string(lastCovered) + ", the log ends at " +
                              std::to_string(end)),
+           done(false);
+  if (prc_ == SQLITE_ROW)
+    return fail(pseq_, "the patient index has a row for seq " + std::to_string(pseq_) + ", which is not in the log"),
            done(false);
   if (count > 0 && !anyCheckpoint)
     return fail(startSeq, "no signed checkpoint covers the log (" + std::string(internal::kCheckpointFile) +

@@ -17,6 +17,7 @@
 #include <thread>
 #include <vector>
 
+#include "gateway/audit/checkpoint_file.h"
 #include "gateway/audit/record_codec.h"
 #include "mappings/fhir/validator.h"
 #include "tests/support/test_gateway.h"
@@ -580,8 +581,7 @@ TEST_F(AuditTamperTest, ATruncatedTailIsDetectedByTheLastCheckpoint) {
   constexpr int kCut = 7;
   {
     Sql sql(db());
-    std::string from = std::to_string(kRecords - kCut + 1);
-    sql.exec("DELETE FROM audit_record WHERE seq >= " + from + "; DELETE FROM audit_patient WHERE seq >= " + from);
+    sql.exec("DELETE FROM audit_record WHERE seq >= " + std::to_string(kRecords - kCut + 1));
   }
   VerifyReport v = check();
   EXPECT_FALSE(v.ok);
@@ -790,6 +790,38 @@ TEST_F(AuditPurgeTest, NothingToPurgeIsStillAudited) {
   ASSERT_TRUE(rec.ok() && rec->has_value());
   EXPECT_EQ((*rec)->kind, "purge");
   EXPECT_EQ(Json::parse((*rec)->detail)["removed"], 0);
+}
+
+TEST_F(AuditPurgeTest, AnAnchorWrittenByAnInterruptedPurgeKeepsTheLogVerifiable) {
+  log_->close();
+  // A purge that stopped after signing its anchor (records 1-40 go) but before deleting them.
+  auto key = internal::SigningKey::load(options_.checkpointDir + "/" + internal::kDevKeyFile);
+  ASSERT_TRUE(key.ok()) << key.error().message;
+  auto lines = readLines(options_.checkpointDir + "/" + internal::kCheckpointFile);
+  Sql sql(dir_.path() + "/audit.db");
+  internal::Checkpoint anchor;
+  anchor.n = static_cast<std::int64_t>(lines.size()) + 1;
+  anchor.type = "anchor";
+  anchor.seq = 41;
+  anchor.hash = sql.text("SELECT hash FROM audit_record WHERE seq = 40");
+  anchor.timeMs = kBaseMs;
+  anchor.records = 40;
+  anchor.cutoffMs = kBaseMs + 40500;
+  anchor.keyId = key.value()->keyId();
+  auto sig = key.value()->sign(internal::canonicalText(anchor));
+  ASSERT_TRUE(sig.ok());
+  anchor.signature = sig.value();
+  ASSERT_TRUE(internal::appendCheckpoint(options_.checkpointDir, anchor).ok());
+  VerifyReport v = check();
+  EXPECT_TRUE(v.ok) << v.problem;  // nothing deleted yet
+  sql.exec("DELETE FROM audit_record WHERE seq <= 40; DELETE FROM audit_patient WHERE seq <= 40");
+  v = check();
+  EXPECT_TRUE(v.ok) << v.problem;  // the purge done
+  EXPECT_EQ(v.records, 60);
+  sql.exec("DELETE FROM audit_record WHERE seq = 41; DELETE FROM audit_patient WHERE seq = 41");
+  v = check();
+  EXPECT_FALSE(v.ok);  // one more than the anchor allows
+  EXPECT_EQ(v.firstBadSeq, 41) << v.problem;
 }
 
 TEST_F(AuditPurgeTest, TamperingAfterAPurgeIsStillDetected) {
