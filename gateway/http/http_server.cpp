@@ -295,7 +295,7 @@ struct Server::State {
 };
 
 Server::Server(fhir::FhirService& fhir, store::ResourceStore& store)
-    : s_(new State{fhir, store, {}, {}, {}, nullptr, nullptr, nullptr, 0, 0, false}) {}
+    : s_(new State{fhir, store, {}, {}, {}, nullptr, nullptr, nullptr, 0, 0, false, {}, nullptr}) {}
 
 Server::~Server() { stop(0); }
 
