@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Benchmarks Passerelle's FHIR REST core against peers measured in the same run:
-#   passerelle  the gateway (PASSERELLE_BIN, default build/bin/passerelle), fresh SQLite data dir
+#   passerelle  the gateway (PASSERELLE_BIN, default build/bin/passerelle), fresh SQLite data dir,
+#               access control and audit on (the default): every request carries a system token
+#               (bench/lib.sh), minted once the server is up
 #   medplum     @medplum/fhir-router + MemoryRepository on node:http (bench/peer)
 #   trivial     a Poco HTTPServer answering a fixed Patient (TRIVIAL_BIN,
 #               default build/bin/passerelle_bench_trivial), read scenario only
@@ -24,6 +26,8 @@ set -euo pipefail
 
 BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$BENCH_DIR")
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 PASSERELLE_BIN=${PASSERELLE_BIN:-$ROOT/build/bin/passerelle}
 TRIVIAL_BIN=${TRIVIAL_BIN:-$ROOT/build/bin/passerelle_bench_trivial}
 PEER_NODE=${PEER_NODE:-node}
@@ -71,6 +75,7 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/passerelle-bench.XXXXXX")
 SERVER_PIDS=()
 SERVER_PID=""
 SERVER_PORT=""
+SERVER_TOKEN="" # the bearer token the clients send to the server under test (the gateway only)
 
 cleanup() {
   local pid
@@ -172,7 +177,7 @@ measure_once() {
   local server=$1 scenario=$2 conns=$3 ids=${4:-}
   local url="http://127.0.0.1:$SERVER_PORT" script="$BENCH_DIR/wrk/$scenario.lua"
   local raw="$RAW_DIR/$server-$scenario.txt"
-  local -a env_args=(BENCH_THREADS="$WRK_THREADS" BENCH_IDS_FILE="$ids")
+  local -a env_args=(BENCH_THREADS="$WRK_THREADS" BENCH_IDS_FILE="$ids" PASSERELLE_TOKEN="$SERVER_TOKEN")
   if ((BENCH_WARMUP > 0)); then
     log "$server $scenario: ${BENCH_WARMUP}s warm-up"
     env "${env_args[@]}" wrk -t"$WRK_THREADS" -c"$conns" -d"${BENCH_WARMUP}s" --timeout 10s -s "$script" "$url" \
@@ -219,7 +224,7 @@ measure_once() {
 seed() {
   local server=$1 ids=$WORK/$1-ids.txt
   log "$server: creating $BENCH_SEED Patients"
-  "$PEER_NODE" "$BENCH_DIR/seed_patients.mjs" "http://127.0.0.1:$SERVER_PORT/fhir" "$BENCH_SEED" "$ids" 8 ||
+  PASSERELLE_TOKEN="$SERVER_TOKEN" "$PEER_NODE" "$BENCH_DIR/seed_patients.mjs" "http://127.0.0.1:$SERVER_PORT/fhir" "$BENCH_SEED" "$ids" 8 ||
     { check_alive "$server" seeding; die "seeding $server failed"; }
   [[ $(wc -l <"$ids") -eq $BENCH_SEED ]] || die "seeding $server wrote $(wc -l <"$ids") ids"
 }
@@ -229,6 +234,7 @@ mapfile -t passerelle_env < <(env | grep -oE '^PASSERELLE_[A-Z0-9_]+' | sed 's/^
 DATA_DIRS=0
 
 launch() {
+  SERVER_TOKEN=""
   case $1 in
     passerelle)
       DATA_DIRS=$((DATA_DIRS + 1))
@@ -237,6 +243,7 @@ launch() {
       start_server passerelle env "${passerelle_env[@]}" "$PASSERELLE_BIN" serve --config /dev/null \
         --set http.port=0 --set https.enabled=false --set "data.dir=$WORK/passerelle-data-$DATA_DIRS" \
         --set log.level=warn
+      SERVER_TOKEN=$(bench_token "$PASSERELLE_BIN" "$WORK/passerelle-data-$DATA_DIRS") || die "could not mint a token"
       ;;
     medplum) start_server medplum "$PEER_NODE" "${PEER_NODE_FLAGS[@]}" "$BENCH_DIR/peer/server.mjs" 0 ;;
     trivial) start_server trivial "$TRIVIAL_BIN" 0 ;;
@@ -332,6 +339,7 @@ REPORT=$OUT_DIR/results-$STAMP.md
   echo "| medplum | @medplum/fhir-router $medplum_version, @medplum/core $medplum_core_version (MemoryRepository) |"
   echo "| wrk settings | $WRK_THREADS threads; ${BENCH_SECONDS}s measured after ${BENCH_WARMUP}s warm-up per scenario; timeout 10s |"
   echo "| state | every scenario on a freshly started server holding $BENCH_SEED seeded Patients (read and update use them) |"
+  echo "| passerelle access | access control and audit on (the default), every request with a system token (role system, scope system/*.cruds) |"
   echo "| load average before the run (1/5/15 min) | $LOAD_BEFORE |"
   echo
   echo "| server | scenario | connections | req/s | p50 | p99 | non-2xx |"

@@ -3,7 +3,8 @@
 //
 //   node bench/seed_patients.mjs http://127.0.0.1:PORT/fhir 1000 ids.txt [CONCURRENCY]
 //
-// Exits non-zero if any create does not answer 201 with a body carrying an "id".
+// Exits non-zero if any create does not answer 201 with a body carrying an "id". Sends
+// "Authorization: Bearer $PASSERELLE_TOKEN" when that variable is set (the gateway's access control).
 import { writeFileSync } from 'node:fs';
 
 const [base, countArg, out, concurrencyArg] = process.argv.slice(2);
@@ -27,6 +28,9 @@ function patient(n) {
   };
 }
 
+const headers = { 'Content-Type': 'application/fhir+json', Accept: 'application/fhir+json' };
+if (process.env.PASSERELLE_TOKEN) headers.Authorization = `Bearer ${process.env.PASSERELLE_TOKEN}`;
+
 const ids = new Array(count);
 let next = 0;
 
@@ -35,7 +39,7 @@ async function worker() {
     const n = next++;
     const res = await fetch(`${base}/Patient`, {
       method: 'POST',
-      headers: { 'Content-Type': 'application/fhir+json', Accept: 'application/fhir+json' },
+      headers,
       body: JSON.stringify(patient(n)),
     });
     const text = await res.text();

@@ -33,6 +33,9 @@ import subprocess
 import sys
 import urllib.parse
 
+# Authorization: Bearer $PASSERELLE_TOKEN for the gateway's access control (bench/lib.sh mints it).
+AUTH = {"Authorization": "Bearer " + os.environ["PASSERELLE_TOKEN"]} if os.environ.get("PASSERELLE_TOKEN") else {}
+
 SD = "https://douleur77.fr/fhir/StructureDefinition/"
 CS = "https://douleur77.fr/fhir/CodeSystem/"
 NETWORK_ID_SYSTEM = "https://douleur77.fr/fhir/sid/patient"
@@ -73,7 +76,7 @@ def convert(args):
 
 
 def get_json(conn, path):
-    conn.request("GET", path, headers={"Accept": "application/fhir+json"})
+    conn.request("GET", path, headers={"Accept": "application/fhir+json", **AUTH})
     resp = conn.getresponse()
     body = resp.read()
     if resp.status != 200:

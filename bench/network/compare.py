@@ -13,9 +13,13 @@ printing it.
 import argparse
 import http.client
 import json
+import os
 import re
 import sys
 import urllib.parse
+
+# Authorization: Bearer $PASSERELLE_TOKEN for the gateway's access control (bench/lib.sh mints it).
+AUTH = {"Authorization": "Bearer " + os.environ["PASSERELLE_TOKEN"]} if os.environ.get("PASSERELLE_TOKEN") else {}
 
 TYPES = ["Encounter", "Observation", "QuestionnaireResponse", "MedicationStatement", "Composition", "CarePlan",
          "Goal", "List", "ChargeItem"]
@@ -29,7 +33,7 @@ class Gateway:
         self.conn = http.client.HTTPConnection(u.hostname, u.port, timeout=60)
 
     def get(self, path):
-        self.conn.request("GET", path, headers={"Accept": "application/fhir+json"})
+        self.conn.request("GET", path, headers={"Accept": "application/fhir+json", **AUTH})
         resp = self.conn.getresponse()
         body = resp.read()
         if resp.status != 200:

@@ -25,6 +25,7 @@ function init(args)
   path = os.getenv("BENCH_PATH") or "/fhir"
   headers["Content-Type"] = os.getenv("BENCH_CONTENT_TYPE") or "application/fhir+json"
   headers["Accept"] = os.getenv("BENCH_ACCEPT") or "application/fhir+json"
+  common.with_auth(headers) -- Authorization: Bearer $PASSERELLE_TOKEN, when set
   local f = assert(io.open(file, "rb"))
   local n = 0
   while true do

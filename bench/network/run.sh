@@ -36,6 +36,8 @@ set -euo pipefail
 NET_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$(dirname "$NET_DIR")
 ROOT=$(dirname "$BENCH_DIR")
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 PASSERELLE_BIN=${1:-${PASSERELLE_BIN:-$ROOT/build-bench/bin/passerelle}}
 NET_PATIENTS=${NET_PATIENTS:-4000}
 NET_WARMUP_PATIENTS=${NET_WARMUP_PATIENTS:-800}
@@ -154,7 +156,7 @@ thread_ticks() {
   done | sort
 }
 count_cied() { # stored CIED documents (their List)
-  curl -sf "http://127.0.0.1:$SERVER_PORT/fhir/List?code=https%3A%2F%2Fdouleur77.fr%2Ffhir%2FCodeSystem%2Fnetwork-document%7Ccied&_summary=count" |
+  curl -sf -H "Authorization: Bearer $PASSERELLE_TOKEN" "http://127.0.0.1:$SERVER_PORT/fhir/List?code=https%3A%2F%2Fdouleur77.fr%2Ffhir%2FCodeSystem%2Fnetwork-document%7Ccied&_summary=count" |
     python3 -c 'import json, sys; print(json.load(sys.stdin).get("total", -1))'
 }
 
@@ -177,6 +179,10 @@ log "seeding a gateway: $(wc -l <"$DOCS/professionals.jsonl") GPs, then $NET_PAT
 SEED_DATA=$WORK/seeded
 mkdir -p "$SEED_DATA"
 start_server seed "$SEED_DATA"
+# The clients (seed.py, baseline.py, cycle.lua, count_cied, send_one, compare.py) send this token. It
+# holds for every later server: their data folders are copies of this one, development key included.
+PASSERELLE_TOKEN=$(bench_token "$BIN" "$SEED_DATA") || die "could not mint a token"
+export PASSERELLE_TOKEN
 SEED_STARTED=$(date +%s)
 if ! python3 "$NET_DIR/seed.py" --base "http://127.0.0.1:$SERVER_PORT" --clients 8 \
   "$DOCS/professionals.jsonl" "$DOCS/inclusions.jsonl" "$DOCS/consents.jsonl" 2>&1 | tee "$RAW_DIR/seed.txt" >&2; then
@@ -241,12 +247,13 @@ field() { grep '^BENCH_RESULT ' "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
 # document first builds them. Every variant gets the same single request.
 send_one() {
   python3 - "${BODIES[$1]}" "$2" "http://127.0.0.1:$SERVER_PORT${PATHS[$1]}" "${TYPES[$1]}" <<'EOF'
-import sys, urllib.request
+import os, sys, urllib.request
 path, index, url, content_type = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
 with open(path, "rb") as f:
     for _ in range(index + 1):
         body = f.read(int(f.readline()))
-request = urllib.request.Request(url, data=body, headers={"Content-Type": content_type}, method="POST")
+headers = {"Content-Type": content_type, "Authorization": "Bearer " + os.environ["PASSERELLE_TOKEN"]}
+request = urllib.request.Request(url, data=body, headers=headers, method="POST")
 with urllib.request.urlopen(request, timeout=60) as response:
     response.read()
 EOF

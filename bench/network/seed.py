@@ -11,10 +11,14 @@ inclusions); within a file, --clients threads each on a kept-alive connection. A
 import argparse
 import http.client
 import json
+import os
 import sys
 import threading
 import time
 import urllib.parse
+
+# Authorization: Bearer $PASSERELLE_TOKEN for the gateway's access control (bench/lib.sh mints it).
+AUTH = {"Authorization": "Bearer " + os.environ["PASSERELLE_TOKEN"]} if os.environ.get("PASSERELLE_TOKEN") else {}
 
 
 def send_all(base, lines, clients):
@@ -35,7 +39,7 @@ def send_all(base, lines, clients):
             for attempt in range(3):
                 try:
                     conn.request("POST", "/network/v1/" + kind, body=body,
-                                 headers={"Content-Type": "application/json", "Accept": "application/fhir+json"})
+                                 headers={"Content-Type": "application/json", "Accept": "application/fhir+json", **AUTH})
                     resp = conn.getresponse()
                     text = resp.read()
                     break

@@ -23,6 +23,9 @@ import urllib.parse
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dataset  # noqa: E402
 
+# Authorization: Bearer $PASSERELLE_TOKEN for the gateway's access control (bench/lib.sh mints it).
+AUTH = {"Authorization": "Bearer " + os.environ["PASSERELLE_TOKEN"]} if os.environ.get("PASSERELLE_TOKEN") else {}
+
 _conn = None
 _args = None
 
@@ -41,7 +44,7 @@ def _send(chunk):
     t1 = time.perf_counter()
     path = urllib.parse.urlsplit(_args.base).path or "/"
     headers = {"Content-Type": "application/fhir+json", "Accept": "application/fhir+json",
-               "Prefer": "return=minimal"}
+               "Prefer": "return=minimal", **AUTH}
     for attempt in range(3):
         try:
             _conn.request("POST", path, body=body, headers=headers)

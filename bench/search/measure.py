@@ -55,6 +55,8 @@ import dataset  # noqa: E402
 NEXT_RE = re.compile(rb'"relation":"next","url":"([^"]+)"')
 CONCURRENT = ("read", "q1", "q2_first")
 HEADERS = {"Accept": "application/fhir+json", "Prefer": "handling=strict"}
+if os.environ.get("PASSERELLE_TOKEN"):  # the gateway's access control (bench/lib.sh mints it)
+    HEADERS["Authorization"] = "Bearer " + os.environ["PASSERELLE_TOKEN"]
 
 
 def q(value):

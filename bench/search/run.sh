@@ -44,6 +44,8 @@ set -euo pipefail
 SEARCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$(dirname "$SEARCH_DIR")
 ROOT=$(dirname "$BENCH_DIR")
+# shellcheck source=bench/lib.sh
+source "$BENCH_DIR/lib.sh"
 PASSERELLE_BIN=${PASSERELLE_BIN:-$ROOT/build/bin/passerelle}
 SEARCH_STAGES=${SEARCH_STAGES:-10000,100000,500000,2000000}
 SEARCH_PATIENTS=${SEARCH_PATIENTS:-100000}
@@ -152,6 +154,7 @@ BIN=$WORK/bin/passerelle
 # PASSERELLE_* variables of the caller's environment would override the gateway's defaults.
 mapfile -t passerelle_env < <(env | grep -oE '^PASSERELLE_[A-Z0-9_]+' | sed 's/^/-u/' || true)
 
+TOKEN_MINTED=""
 start_server() {
   env "${passerelle_env[@]}" "$BIN" serve --config /dev/null --set http.port=0 --set https.enabled=false \
     --set "data.dir=$DATA" --set log.level=warn >>"$WORK/server.out" 2>>"$WORK/server.err" &
@@ -171,6 +174,13 @@ start_server() {
   done
   [[ -n $SERVER_PORT ]] || die "the gateway did not print its listening line within 120 s"
   BASE=http://127.0.0.1:$SERVER_PORT/fhir
+  # load.py and measure.py send it (access control and audit are on, as shipped); same data folder,
+  # same development key: a token minted at any start holds for the whole run.
+  if [[ -z $TOKEN_MINTED ]]; then
+    PASSERELLE_TOKEN=$(bench_token "$BIN" "$DATA") || die "could not mint a token"
+    export PASSERELLE_TOKEN
+    TOKEN_MINTED=1
+  fi
   log "gateway listening on 127.0.0.1:$SERVER_PORT (pid $SERVER_PID)"
 }
 

@@ -4,13 +4,22 @@
 -- * Prints one machine-readable line for bench/run.sh:
 --     BENCH_RESULT requests=N duration_us=N rps=X p50_us=N p99_us=N non2xx=N socket_errors=N
 -- * Reads the Patient ids (one per line) from the file named by BENCH_IDS_FILE.
+-- * Adds "Authorization: Bearer $PASSERELLE_TOKEN" to the scenarios' headers when that variable is
+--   set (the gateway's access control; bench/lib.sh mints the token).
 local M = {}
 
+-- Adds the bearer token of PASSERELLE_TOKEN, if any, to a table of headers and returns it.
+function M.with_auth(headers)
+  local token = os.getenv("PASSERELLE_TOKEN")
+  if token and token ~= "" then headers["Authorization"] = "Bearer " .. token end
+  return headers
+end
+
 -- The headers of every FHIR write the scenarios send.
-M.write_headers = {
+M.write_headers = M.with_auth({
   ["Content-Type"] = "application/fhir+json",
   ["Accept"] = "application/fhir+json",
-}
+})
 
 local threads = {}
 local thread_count = 0

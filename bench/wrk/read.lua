@@ -14,7 +14,7 @@ function init(args)
   next_index = math.floor((tid or 0) * #ids / common.thread_count()) % #ids
 end
 
-local headers = { ["Accept"] = "application/fhir+json" }
+local headers = common.with_auth({ ["Accept"] = "application/fhir+json" })
 
 function request()
   next_index = next_index % #ids + 1
