@@ -114,6 +114,10 @@ Result<std::vector<Condition>> orGroup(const std::string& type, const std::strin
 }  // namespace
 
 struct Facts {
+  // The read constraint of each type, made once per caller and kept with the facts it comes from
+  // (dropped with them at the next commit); not used under break-glass, which widens it.
+  mutable std::mutex mutex;
+  mutable std::unordered_map<std::string, Groups> constraints;
   std::vector<std::string> myRefs;  // "PractitionerRole/x", "Practitioner/y", "Organization/z"
   std::map<std::string, std::set<std::string>> relations;  // patient id -> relationship names
   std::map<std::string, Consent> consent;                   // patient id -> state
@@ -167,7 +171,7 @@ Result<std::shared_ptr<const Facts>> AccessControl::facts(const identity::Princi
     auto it = cache_.find(key);
     if (it != cache_.end()) return it->second;
   }
-  auto f = compute(principal, role, false);
+  auto f = compute(principal, role);
   if (!f.ok()) return f.error();
   std::shared_ptr<const Facts> shared = std::move(f.value());
   std::lock_guard<std::mutex> lock(mutex_);
@@ -186,7 +190,7 @@ Result<std::shared_ptr<const Facts>> AccessControl::enrolledFacts() {
   return facts(none, enrolled);
 }
 
-Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal& principal, const Role& role, bool) {
+Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal& principal, const Role& role) {
   auto f = std::make_shared<Facts>();
   // Who the caller is in the store.
   const std::string& pr = principal.practitioner;
@@ -380,6 +384,32 @@ Result<Groups> RequestGuard::readConstraint(const std::string& type) {
   return c;
 }
 
+Result<void> RequestGuard::constrain(store::SearchQuery& query) {
+  auto top = readConstraint(query.type);
+  if (!top.ok()) return top.error();
+  auto r = constrainInner(query.where);
+  if (!r.ok()) return r;
+  for (auto& g : *top) query.where.push_back(std::move(g));
+  return {};
+}
+
+Result<void> RequestGuard::constrainInner(Groups& where) {
+  for (auto& group : where)
+    for (auto& c : group) {
+      if (c.kind != Condition::Kind::kChain && c.kind != Condition::Kind::kHas) continue;
+      auto r = constrainInner(c.inner);
+      if (!r.ok()) return r;
+      auto k = readConstraint(c.kind == Condition::Kind::kChain ? c.targetType.value_or("") : c.hasType);
+      if (!k.ok()) {
+        if (k.error().code != ErrorCode::kForbidden) return k.error();
+        c.inner.push_back({nothing()});  // a type the caller may not read matches nothing
+        continue;
+      }
+      for (auto& g : *k) c.inner.push_back(g);
+    }
+  return {};
+}
+
 Result<Groups> RequestGuard::constraintFor(const std::string& type) {
   const Policy& policy = ac_.policy();
   Groups where;
@@ -399,6 +429,14 @@ Result<Groups> RequestGuard::constraintFor(const std::string& type) {
   }
   auto lf = loadFacts();
   if (!lf.ok()) return lf.error();
+  if (!enrolled_) {
+    std::lock_guard<std::mutex> lock(facts_->mutex);
+    auto it = facts_->constraints.find(type);
+    if (it != facts_->constraints.end()) {
+      for (const auto& g : it->second) where.push_back(g);
+      return where;
+    }
+  }
   std::vector<std::string> allowed;
   std::string filter;
   bool unfiltered = false, any = false;
@@ -445,6 +483,10 @@ Result<Groups> RequestGuard::constraintFor(const std::string& type) {
   where.push_back(std::move(group));
   auto f = addFilter(unfiltered ? "" : filter);
   if (!f.ok()) return f.error();
+  if (!enrolled_) {
+    std::lock_guard<std::mutex> lock(facts_->mutex);
+    facts_->constraints.emplace(type, where);
+  }
   return where;
 }
 
@@ -534,9 +576,5 @@ std::set<std::string> RequestGuard::breakGlassPatients() const {
   return out;
 }
 
-Result<bool> RequestGuard::mayReadPatientAudit(const std::string& patientId) {
-  if (role_.readAudit) return true;
-  return role_.readOwnAudit && !principal_.patient.empty() && principal_.patient == patientId;
-}
 
 }  // namespace passerelle::access

@@ -41,7 +41,7 @@ class AccessControl {
   store::ResourceStore& store() { return store_; }
 
  private:
-  Result<std::shared_ptr<Facts>> compute(const identity::Principal& principal, const Role& role, bool enrolledOnly);
+  Result<std::shared_ptr<Facts>> compute(const identity::Principal& principal, const Role& role);
   store::ResourceStore& store_;
   Policy policy_;
   std::string today_;
@@ -55,6 +55,7 @@ class RequestGuard : public fhir::AccessGuard {
   RequestGuard(AccessControl& ac, const identity::Principal& principal, const Role& role, std::string breakGlassReason);
   Result<void> allowType(const std::string& type, fhir::Interaction interaction) override;
   Result<std::vector<std::vector<store::Condition>>> readConstraint(const std::string& type) override;
+  Result<void> constrain(store::SearchQuery& query) override;
   Result<std::vector<bool>> readable(const std::vector<store::ResourceVersion>& found) override;
   Result<void> allowWrite(const std::string& type, const std::string& id, std::string_view body, const store::ResourceVersion* old,
                           bool deleting) override;
@@ -69,15 +70,13 @@ class RequestGuard : public fhir::AccessGuard {
   const std::string& breakGlassReason() const { return breakGlass_; }
   const std::string& lastReason() const { return reason_; }  // the last refusal's reason code
   const Role& role() const { return role_; }
-  // The patient compartment of one patient (the patient's own role, or checks of a single patient).
-  Result<bool> mayReadPatientAudit(const std::string& patientId);
   bool unrestricted() const;
   bool patientBound(const std::string& type, bool write) const;
 
  private:
   Result<void> loadFacts();
   Result<std::vector<std::vector<store::Condition>>> constraintFor(const std::string& type);
-  Result<void> constrainInner(std::vector<std::vector<store::Condition>>& where, int depth);
+  Result<void> constrainInner(std::vector<std::vector<store::Condition>>& where);
   Error denied(const std::string& reason, const std::string& message);
 
   AccessControl& ac_;
@@ -91,7 +90,7 @@ class RequestGuard : public fhir::AccessGuard {
   std::vector<std::string> resources_;
   std::set<std::string> patients_;
   std::string reason_;
-  std::unordered_map<std::string, std::vector<std::vector<store::Condition>>> constraints_;
+  std::unordered_map<std::string, std::vector<std::vector<store::Condition>>> constraints_;  // per type, this request
 };
 
 // "Patient/x" references in a resource's JSON text (the patients it concerns), and the Patient's own id.

@@ -23,6 +23,9 @@ class AccessGuard {
   // Conditions ANDed to a search over `type` so that it matches only what the caller may read
   // (empty: no restriction). Applied inside chains and _has too, so that nothing hidden shapes a result.
   virtual Result<std::vector<std::vector<store::Condition>>> readConstraint(const std::string& type) = 0;
+  // Restricts a whole search: its own type and every chained and _has type (a type the caller may
+  // not read matches nothing there).
+  virtual Result<void> constrain(store::SearchQuery& query) = 0;
   // The resources of `found` the caller may read (same order), for read, vread, history and includes.
   virtual Result<std::vector<bool>> readable(const std::vector<store::ResourceVersion>& found) = 0;
   // May the caller write `body` as type/id (`old`: the current version, or null when there is none)?

@@ -700,37 +700,7 @@ class FhirService::Impl {
 
   // Restricts a parsed search to what the caller may read: its own conditions, and those of every
   // chained or _has type, so that counts, includes and chains reveal nothing hidden.
-  Result<void> guardSearch(ParsedSearch& ps) {
-    if (!guard_) return {};
-    auto top = guard_->readConstraint(ps.query.type);
-    if (!top.ok()) return top.error();
-    std::function<Result<void>(std::vector<std::vector<store::Condition>>&)> inner =
-        [&](std::vector<std::vector<store::Condition>>& where) -> Result<void> {
-      for (auto& group : where)
-        for (auto& c : group) {
-          if (c.kind != store::Condition::Kind::kChain && c.kind != store::Condition::Kind::kHas) continue;
-          std::string other = c.kind == store::Condition::Kind::kChain ? c.targetType.value_or("") : c.hasType;
-          auto r = inner(c.inner);
-          if (!r.ok()) return r;
-          auto k = guard_->readConstraint(other);
-          if (!k.ok()) {
-            if (k.error().code != ErrorCode::kForbidden) return k.error();
-            store::Condition none;  // a type the caller may not read matches nothing
-            none.kind = store::Condition::Kind::kId;
-            none.param = "_id";
-            none.value = std::string();
-            c.inner.push_back({none});
-            continue;
-          }
-          for (auto& g : *k) c.inner.push_back(g);
-        }
-      return {};
-    };
-    auto r = inner(ps.query.where);
-    if (!r.ok()) return r;
-    for (auto& g : *top) ps.query.where.push_back(std::move(g));
-    return {};
-  }
+  Result<void> guardSearch(ParsedSearch& ps) { return guard_ ? guard_->constrain(ps.query) : Result<void>(); }
 
   // Runs a parsed search, its includes, and renders the searchset. `source` is the store or a
   // write unit (GET entries of a transaction see its writes).
