@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
+#include <iterator>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -21,6 +22,7 @@
 
 #include "gateway/audit/audit_db.h"
 #include "gateway/audit/checkpoint_file.h"
+#include "gateway/audit/journal.h"
 #include "gateway/audit/record_codec.h"
 #include "gateway/common/log.h"
 
@@ -53,48 +55,76 @@ void normalizePatients(std::vector<std::string>& patients) {
 
 Error closedError() { return makeError(ErrorCode::kUnavailable, "audit trail closed: the event cannot be recorded"); }
 
+// The indexer copies records into the database in batches of this many, or once the oldest has
+// waited this long (queries make it copy at once).
+constexpr std::size_t kIndexBatch = 4096;
+constexpr auto kIndexDelay = std::chrono::milliseconds(100);
+
 }  // namespace
 
 struct AuditLog::Impl {
+  // An append waiting for its group; lives on the appending thread's stack.
   struct Pending {
     Record* record = nullptr;
-    bool done = false;
+    std::uint32_t group = 0;  // the group it goes into
     bool ok = false;
     std::int64_t seq = 0;
     Error error;
   };
+  // What the indexer writes into the database for one record.
+  struct Indexed {
+    std::int64_t seq = 0, timeMs = 0;
+    std::string kind, action, outcome, subject, text, prevHash, hash;
+    std::vector<std::string> patients;
+  };
 
   Options options;
   std::string dbPath;
-  std::string dir;  // the checkpoint folder
+  std::string dir;         // the checkpoint folder
+  std::string journalDir;  // beside the database
   int lockFd = -1;
   std::unique_ptr<internal::SigningKey> key;
 
-  // The queue between append() and the writer thread.
+  // append() -> the writer thread.
   std::mutex queueMutex;
   std::condition_variable queueCv;  // wakes the writer
-  std::condition_variable doneCv;   // wakes the appenders
   std::vector<Pending*> queue;
-  std::size_t lastGroupSize = 0;        // writer thread only
-  Clock::duration lastCommitTime{};     // writer thread only
+  std::uint32_t nextGroup = 1;              // the group the queue's appends go into
+  std::atomic<std::uint32_t> doneGroup{0};  // the last group written: its appenders wake together
   bool closing = false;
   std::thread writer;
   std::mutex closeMutex;
   bool closed = false;
 
-  // The chain's tail, the write connection and the checkpoint file: held by the writer for each
-  // group, and by checkpoint() and purge().
+  // The chain's tail, the journal and the checkpoint file: held by the writer for each group, and
+  // by checkpoint() and purge().
   std::mutex stateMutex;
-  sqlite3* wdb = nullptr;
-  db::Statement insertRecord, insertPatient, begin, commit, rollback;
-  std::int64_t lastSeq = 0, firstSeq = 1, lastTimeMs = 0;
+  std::unique_ptr<internal::Journal> journal;
+  std::int64_t lastSeq = 0, lastTimeMs = 0;
   std::string lastHash = std::string(codec::kGenesisHash);
-  bool resync = false;  // a group failed: re-read the tail before the next one
   std::int64_t nextCheckpointN = 1, lastCheckpointSeq = 0, sinceCheckpoint = 0;
   Clock::time_point lastCheckpointTime = Clock::now(), checkpointRetryAfter{};
   codec::ChainHasher hasher;
   std::vector<std::string> texts;
+  std::string frames;
   std::atomic<std::int64_t> committedSeq{0};
+
+  // The writer -> the indexer thread, which copies durable records into the database.
+  std::mutex indexMutex;
+  std::condition_variable indexCv;    // wakes the indexer
+  std::condition_variable indexedCv;  // wakes queries waiting for the database to catch up
+  std::vector<Indexed> toIndex;
+  Clock::time_point oldestToIndex{};  // when the oldest record of toIndex arrived
+  bool flushWanted = false;          // a query waits: index now
+  std::int64_t indexedSeq = 0;
+  bool indexerStop = false;
+  std::thread indexer;
+
+  // The database: written by the indexer, and by open(), purge() and close().
+  std::mutex dbMutex;
+  sqlite3* wdb = nullptr;
+  db::Statement insertRecord, insertPatient, begin, commit, rollback;
+  std::int64_t firstSeq = 1;  // the first record the database holds
 
   // Queries.
   mutable std::mutex readMutex;
@@ -113,11 +143,16 @@ struct AuditLog::Impl {
 
   Result<void> openDatabase();
   Result<void> loadTail();
+  Result<void> recoverJournal();
+  static bool indexedFrom(std::string_view text, std::string_view prevHash, std::string_view hash, Indexed& out);
+  Result<void> insertBatch(const std::vector<Indexed>& batch);
   void writeGroup(std::vector<Pending*>& group);
-  void failGroup(std::vector<Pending*>& group, const Error& e);
   Result<void> writeCheckpoint();
   void maybeCheckpoint(bool closingNow);
-  void run();
+  // Waits until the database holds every record committed so far (queries read it).
+  Result<void> waitIndexed() const;
+  void runWriter();
+  void runIndexer();
 };
 
 Result<void> AuditLog::Impl::openDatabase() {
@@ -190,37 +225,30 @@ Result<void> AuditLog::Impl::loadTail() {
   return {};
 }
 
-void AuditLog::Impl::failGroup(std::vector<Pending*>& group, const Error& e) {
-  for (Pending* p : group) {
-    p->ok = false;
-    p->error = e;
-  }
+// The fields the database keeps beside a record's text, read back from the text.
+bool AuditLog::Impl::indexedFrom(std::string_view text, std::string_view prevHash, std::string_view hash, Indexed& out) {
+  codec::RecordView v;
+  if (!codec::decodeView(text, v)) return false;
+  out.seq = v.seq;
+  out.timeMs = v.timeMs;
+  out.kind = v.kind;
+  out.action = v.action;
+  out.outcome = v.outcome;
+  out.subject = v.subject;
+  out.text = text;
+  out.prevHash = prevHash;
+  out.hash = hash;
+  out.patients.clear();
+  codec::ListView::Iterator it(v.patients);
+  std::string_view p;
+  while (it.next(p)) out.patients.emplace_back(p);
+  return true;
 }
 
-void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
-  if (resync) {
-    if (auto r = loadTail(); !r.ok()) return failGroup(group, r.error());
-    resync = false;
-  }
-  // The chain is computed first, off the database; the state moves only once committed.
-  std::int64_t seq = lastSeq, t = lastTimeMs, now = nowMs();
-  std::string prev = lastHash;
-  if (texts.size() < group.size()) texts.resize(group.size());
-  for (std::size_t i = 0; i < group.size(); ++i) {
-    Record& r = *group[i]->record;
-    normalizePatients(r.patients);
-    r.seq = ++seq;
-    if (r.timeMs <= 0) r.timeMs = now;
-    if (r.timeMs < t) r.timeMs = t;
-    t = r.timeMs;
-    r.prevHash = prev;
-    texts[i].clear();
-    codec::encode(r, texts[i]);
-    r.hash = hasher.hash(prev, texts[i]);
-    if (r.hash.empty()) return failGroup(group, makeError(ErrorCode::kInternal, "audit: SHA-256 failed"));
-    prev = r.hash;
-  }
-  auto fail = [&](int rc, const char* what) {
+Result<void> AuditLog::Impl::insertBatch(const std::vector<Indexed>& batch) {
+  std::lock_guard<std::mutex> db(dbMutex);
+  if (!wdb) return closedError();
+  auto fail = [&](int rc, const char* what) -> Result<void> {
     Error e = db::sqlError(wdb, rc, what);
     sqlite3_reset(insertRecord.get());
     sqlite3_reset(insertPatient.get());
@@ -228,21 +256,19 @@ void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
       sqlite3_step(rollback.get());
       sqlite3_reset(rollback.get());
     }
-    resync = true;
-    failGroup(group, e);
+    return e;
   };
   int rc = sqlite3_step(begin.get());
   sqlite3_reset(begin.get());
   if (rc != SQLITE_DONE) return fail(rc, "begin");
-  for (std::size_t i = 0; i < group.size(); ++i) {
-    const Record& r = *group[i]->record;
+  for (const Indexed& r : batch) {
     insertRecord.bind(1, r.seq);
     insertRecord.bind(2, r.timeMs);
     insertRecord.bind(3, r.kind);
     insertRecord.bind(4, r.action);
     insertRecord.bind(5, r.outcome);
     insertRecord.bind(6, r.subject);
-    insertRecord.bind(7, texts[i]);
+    insertRecord.bind(7, r.text);
     insertRecord.bind(8, r.prevHash);
     insertRecord.bind(9, r.hash);
     rc = sqlite3_step(insertRecord.get());
@@ -259,15 +285,110 @@ void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
   rc = sqlite3_step(commit.get());
   sqlite3_reset(commit.get());
   if (rc != SQLITE_DONE) return fail(rc, "commit");
+  return {};
+}
+
+// Records the journal holds beyond the database (an unclean stop) go into the database before
+// anything else happens.
+Result<void> AuditLog::Impl::recoverJournal() {
+  std::vector<Indexed> batch;
+  std::string prev = lastHash;
+  auto read = internal::readJournal(journalDir, lastSeq, lastHash, [&](const internal::JournalFrame& f) {
+    Indexed x;
+    if (!indexedFrom(f.text, prev, f.hash, x)) return false;
+    prev.assign(f.hash);
+    batch.push_back(std::move(x));
+    return true;
+  });
+  if (!read.ok()) return read.error();
+  if (batch.empty()) return {};
+  if (auto r = insertBatch(batch); !r.ok())
+    return makeError(r.error().code, "cannot copy " + std::to_string(batch.size()) +
+                                         " records from the journal into the database: " + r.error().message);
+  log::warn("audit.journal_recovered", {{"records", std::to_string(batch.size())},
+                                        {"from", std::to_string(batch.front().seq)},
+                                        {"to", std::to_string(batch.back().seq)}});
+  std::lock_guard<std::mutex> db(dbMutex);
+  return loadTail();
+}
+
+// One group: chained and framed here, then one write and one fdatasync of the journal; the
+// appenders are woken once it is durable and the indexer takes the records from there.
+void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
+  std::int64_t seq = lastSeq, t = lastTimeMs, now = nowMs();
+  std::string prev = lastHash;
+  if (texts.size() < group.size()) texts.resize(group.size());
+  frames.clear();
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    Record& r = *group[i]->record;
+    normalizePatients(r.patients);
+    r.seq = ++seq;
+    if (r.timeMs <= 0) r.timeMs = now;
+    if (r.timeMs < t) r.timeMs = t;
+    t = r.timeMs;
+    r.prevHash = prev;
+    texts[i].clear();
+    codec::encode(r, texts[i]);
+    r.hash = hasher.hash(prev, texts[i]);
+    if (r.hash.empty()) {
+      for (Pending* p : group) p->error = makeError(ErrorCode::kInternal, "audit: SHA-256 failed");
+      return;
+    }
+    internal::appendFrame(frames, texts[i], r.hash);
+    prev = r.hash;
+  }
+  if (auto w = journal->append(frames, lastSeq + 1); !w.ok()) {
+    log::error("audit.append_failed", {{"error", w.error().message}});
+    for (Pending* p : group) p->error = w.error();
+    return;
+  }
+  std::vector<Indexed> items(group.size());
+  for (std::size_t i = 0; i < group.size(); ++i) {
+    Record& r = *group[i]->record;
+    Indexed& x = items[i];
+    x.seq = r.seq;
+    x.timeMs = r.timeMs;
+    x.kind = r.kind;
+    x.action = r.action;
+    x.outcome = r.outcome;
+    x.subject = r.subject;
+    x.text = std::move(texts[i]);
+    x.prevHash = r.prevHash;
+    x.hash = r.hash;
+    x.patients = r.patients;
+    group[i]->ok = true;
+    group[i]->seq = r.seq;
+  }
   lastSeq = seq;
   lastTimeMs = t;
   lastHash = std::move(prev);
   sinceCheckpoint += static_cast<std::int64_t>(group.size());
   committedSeq.store(lastSeq);
-  for (Pending* p : group) {
-    p->ok = true;
-    p->seq = p->record->seq;
+  bool wake;
+  {
+    std::lock_guard<std::mutex> lk(indexMutex);
+    if (toIndex.empty()) {
+      toIndex = std::move(items);
+      oldestToIndex = Clock::now();
+    } else {
+      std::move(items.begin(), items.end(), std::back_inserter(toIndex));
+    }
+    wake = toIndex.size() >= kIndexBatch;
   }
+  if (wake) indexCv.notify_one();
+}
+
+Result<void> AuditLog::Impl::waitIndexed() const {
+  auto* self = const_cast<Impl*>(this);
+  std::int64_t want = committedSeq.load();
+  std::unique_lock<std::mutex> lk(self->indexMutex);
+  if (self->indexedSeq < want) {
+    self->flushWanted = true;
+    self->indexCv.notify_one();
+  }
+  if (!self->indexedCv.wait_for(lk, std::chrono::seconds(10), [&] { return self->indexedSeq >= want || self->indexerStop; }))
+    return makeError(ErrorCode::kUnavailable, "audit trail: the database is behind the journal (see the log)");
+  return {};
 }
 
 Result<void> AuditLog::Impl::writeCheckpoint() {
@@ -292,7 +413,7 @@ Result<void> AuditLog::Impl::writeCheckpoint() {
 }
 
 void AuditLog::Impl::maybeCheckpoint(bool closingNow) {
-  if (resync || lastSeq == 0 || lastSeq == lastCheckpointSeq) return;
+  if (lastSeq == 0 || lastSeq == lastCheckpointSeq) return;
   auto now = Clock::now();
   bool due = closingNow || lastCheckpointSeq == 0 || sinceCheckpoint >= options.checkpointRecords ||
              now - lastCheckpointTime >= std::chrono::seconds(options.checkpointSeconds);
@@ -303,14 +424,14 @@ void AuditLog::Impl::maybeCheckpoint(bool closingNow) {
   }
 }
 
-void AuditLog::Impl::run() {
+void AuditLog::Impl::runWriter() {
   std::vector<Pending*> group;
   for (;;) {
     bool exiting = false;
     Clock::time_point deadline{};  // the next time-based checkpoint, if records wait for one
     {
       std::lock_guard<std::mutex> st(stateMutex);
-      if (!resync && lastSeq != lastCheckpointSeq)
+      if (lastSeq != lastCheckpointSeq)
         deadline = std::max(lastCheckpointTime + std::chrono::seconds(options.checkpointSeconds), checkpointRetryAfter);
     }
     {
@@ -318,28 +439,18 @@ void AuditLog::Impl::run() {
       auto ready = [&] { return !queue.empty() || closing; };
       if (deadline != Clock::time_point{}) queueCv.wait_until(lk, deadline, ready);
       else queueCv.wait(lk, ready);
-      // The appenders of the last group are likely to come back at once: wait a fraction of a
-      // commit for as many, so that one fsync serves them all.
-      if (!queue.empty() && queue.size() < lastGroupSize && !closing) {
-        auto gather = std::min<Clock::duration>(lastCommitTime / 4, std::chrono::milliseconds(2));
-        queueCv.wait_for(lk, gather, [&] { return queue.size() >= lastGroupSize || closing; });
-      }
       group.swap(queue);
+      if (!group.empty()) ++nextGroup;
       exiting = closing && group.empty();
     }
     if (!group.empty()) {
-      auto t0 = Clock::now();
       {
         std::lock_guard<std::mutex> st(stateMutex);
         writeGroup(group);
       }
-      lastCommitTime = Clock::now() - t0;
-      lastGroupSize = group.size();
-      {
-        std::lock_guard<std::mutex> lk(queueMutex);
-        for (Pending* p : group) p->done = true;
-      }
-      doneCv.notify_all();
+      // One wake-up for the whole group (a later one's appenders, if woken, wait again).
+      doneGroup.store(group.front()->group, std::memory_order_release);
+      doneGroup.notify_all();
       group.clear();
     }
     {
@@ -347,6 +458,56 @@ void AuditLog::Impl::run() {
       maybeCheckpoint(false);
     }
     if (exiting) return;
+  }
+}
+
+void AuditLog::Impl::runIndexer() {
+  std::vector<Indexed> batch;
+  int failures = 0;
+  for (;;) {
+    {
+      // Records are copied in batches (one commit, one fsync each): when enough have come, when
+      // the oldest has waited kIndexDelay, when a query wants them, and at close.
+      std::unique_lock<std::mutex> lk(indexMutex);
+      auto ready = [&] {
+        return indexerStop || flushWanted || toIndex.size() >= kIndexBatch || !batch.empty() ||
+               (!toIndex.empty() && Clock::now() - oldestToIndex >= kIndexDelay);
+      };
+      while (!ready()) {
+        if (toIndex.empty()) indexCv.wait(lk);
+        else indexCv.wait_until(lk, oldestToIndex + kIndexDelay);
+      }
+      if (toIndex.empty() && batch.empty()) {
+        if (indexerStop) return;  // stopping, nothing left
+        flushWanted = false;
+        indexedCv.notify_all();
+        continue;
+      }
+      flushWanted = false;
+      std::move(toIndex.begin(), toIndex.end(), std::back_inserter(batch));
+      toIndex.clear();
+    }
+    auto r = insertBatch(batch);
+    if (!r.ok()) {
+      // The records are durable in the journal: try again, more slowly each time (the next start
+      // copies them at the latest).
+      if (failures++ % 20 == 0)
+        log::error("audit.index_failed", {{"error", r.error().message}, {"pending", std::to_string(batch.size())}});
+      std::unique_lock<std::mutex> lk(indexMutex);
+      if (indexerStop && failures >= 3) return;
+      indexCv.wait_for(lk, std::chrono::milliseconds(std::min(1000, 20 * failures)), [&] { return indexerStop; });
+      continue;
+    }
+    failures = 0;
+    std::int64_t upTo = batch.back().seq;
+    batch.clear();
+    {
+      std::lock_guard<std::mutex> lk(indexMutex);
+      indexedSeq = upTo;
+    }
+    indexedCv.notify_all();
+    journal->release(upTo);
+    if (auto sp = journal->prepareSpare(); !sp.ok()) log::warn("audit.journal_spare", {{"error", sp.error().message}});
   }
 }
 
@@ -394,6 +555,15 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const Options& options) {
   if (!checkpoints.ok()) return checkpoints.error();
   if (auto r = impl->openDatabase(); !r.ok()) return r.error();
   if (auto r = impl->loadTail(); !r.ok()) return r.error();
+  impl->journalDir = impl->dbPath + ".journal";
+  if (auto r = impl->recoverJournal(); !r.ok()) return r.error();
+  internal::JournalIo io = internal::JournalIo::system();
+  if (options.journalWrite) io.pwrite = options.journalWrite;
+  if (options.journalSync) io.fdatasync = options.journalSync;
+  auto journal = internal::Journal::open(impl->journalDir, options.journalSegmentBytes, std::move(io));
+  if (!journal.ok()) return journal.error();
+  impl->journal = std::move(journal.value());
+  impl->indexedSeq = impl->lastSeq;
 
   // Refuse to extend a log that no longer matches its signed checkpoints (restored from an old
   // backup, truncated, replaced): appending would hide it.
@@ -425,7 +595,8 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const Options& options) {
     if (auto r = impl->writeCheckpoint(); !r.ok()) return r.error();
 
   Impl* raw = impl.get();
-  impl->writer = std::thread([raw] { raw->run(); });
+  impl->writer = std::thread([raw] { raw->runWriter(); });
+  impl->indexer = std::thread([raw] { raw->runIndexer(); });
   return std::unique_ptr<AuditLog>(new AuditLog(std::move(impl)));
 }
 
@@ -433,17 +604,25 @@ Result<std::int64_t> AuditLog::append(Record record) {
   Impl& m = *impl_;
   Impl::Pending p;
   p.record = &record;
-  std::unique_lock<std::mutex> lk(m.queueMutex);
-  if (m.closing) return closedError();
-  m.queue.push_back(&p);
+  {
+    std::lock_guard<std::mutex> lk(m.queueMutex);
+    if (m.closing) return closedError();
+    p.group = m.nextGroup;
+    m.queue.push_back(&p);
+  }
   m.queueCv.notify_one();
-  m.doneCv.wait(lk, [&] { return p.done; });
+  for (;;) {
+    std::uint32_t done = m.doneGroup.load(std::memory_order_acquire);
+    if (static_cast<std::int32_t>(done - p.group) >= 0) break;
+    m.doneGroup.wait(done, std::memory_order_acquire);
+  }
   if (!p.ok) return p.error;
   return p.seq;
 }
 
 Result<std::vector<Record>> AuditLog::query(const Query& q) const {
   const Impl& m = *impl_;
+  if (auto w = m.waitIndexed(); !w.ok()) return w.error();
   std::string sql;
   std::vector<std::variant<std::int64_t, std::string>> binds;
   if (!q.patient.empty()) {
@@ -504,6 +683,7 @@ Result<std::vector<Record>> AuditLog::query(const Query& q) const {
 
 Result<std::optional<Record>> AuditLog::get(std::int64_t seq) const {
   const Impl& m = *impl_;
+  if (auto w = m.waitIndexed(); !w.ok()) return w.error();
   std::lock_guard<std::mutex> lk(m.readMutex);
   if (!m.rdb) return closedError();
   db::Statement st;
@@ -526,12 +706,11 @@ Result<AuditLog::PurgeResult> AuditLog::purge(std::int64_t cutoffMs, const Recor
   PurgeResult result;
   std::int64_t fromSeq = 0;
   {
+    // No appends meanwhile, and the database holding every record before the purge looks at it.
     std::lock_guard<std::mutex> st(m.stateMutex);
+    if (auto w = m.waitIndexed(); !w.ok()) return w.error();
+    std::lock_guard<std::mutex> db(m.dbMutex);
     if (!m.wdb) return closedError();
-    if (m.resync) {
-      if (auto r = m.loadTail(); !r.ok()) return r.error();
-      m.resync = false;
-    }
     // Times never decrease along the chain: the records before the cutoff are a prefix.
     db::Statement find;
     if (auto r = find.prepare(m.wdb, "SELECT seq, hash, time_ms FROM audit_record WHERE seq = "
@@ -612,11 +791,7 @@ Result<AuditLog::PurgeResult> AuditLog::purge(std::int64_t cutoffMs, const Recor
 Result<void> AuditLog::checkpoint() {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> st(m.stateMutex);
-  if (!m.wdb) return closedError();
-  if (m.resync) {
-    if (auto r = m.loadTail(); !r.ok()) return r;
-    m.resync = false;
-  }
+  if (!m.journal) return closedError();
   return m.writeCheckpoint();
 }
 
@@ -630,15 +805,25 @@ void AuditLog::close() {
   }
   m.queueCv.notify_all();
   if (m.writer.joinable()) m.writer.join();
+  // The indexer copies what is left into the database before it stops (what it cannot copy stays
+  // in the journal for the next start).
+  {
+    std::lock_guard<std::mutex> lk(m.indexMutex);
+    m.indexerStop = true;
+  }
+  m.indexCv.notify_all();
+  m.indexedCv.notify_all();
+  if (m.indexer.joinable()) m.indexer.join();
   {
     std::lock_guard<std::mutex> st(m.stateMutex);
-    if (!m.resync)
-      if (auto r = m.writeCheckpoint(); !r.ok()) log::error("audit.checkpoint_failed", {{"error", r.error().message}});
+    if (auto r = m.writeCheckpoint(); !r.ok()) log::error("audit.checkpoint_failed", {{"error", r.error().message}});
+    m.journal.reset();
     {
       std::lock_guard<std::mutex> rd(m.readMutex);
       if (m.rdb) sqlite3_close_v2(m.rdb);
       m.rdb = nullptr;
     }
+    std::lock_guard<std::mutex> db(m.dbMutex);
     m.insertRecord.finalize();
     m.insertPatient.finalize();
     m.begin.finalize();

@@ -4,11 +4,13 @@
 // retention purge that keeps the chain verifiable, and the FHIR R4 AuditEvent (IHE BALP) view.
 //
 // Thread-safety: AuditLog is safe to use from any number of threads; append() commits in groups
-// (one writer thread, one transaction and one fsync per group). verify() and toAuditEventJson()
-// are free functions over plain values.
+// (one writer thread chains the records queued meanwhile and makes them durable with one write and
+// one fdatasync of the journal); an indexer thread copies them into the database in batches.
+// verify() and toAuditEventJson() are free functions over plain values.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -54,6 +56,11 @@ struct Options {
   std::int64_t checkpointRecords = 10000;
   int checkpointSeconds = 60;
   bool production = false;
+  // Size of each journal segment file (the journal is a folder beside the database, "<database>.journal").
+  std::size_t journalSegmentBytes = 8u << 20;
+  // Tests: replace the journal's write and sync calls to inject failures (empty: the system's).
+  std::function<long(int fd, const void* data, std::size_t n, long offset)> journalWrite;
+  std::function<int(int fd)> journalSync;
 };
 
 class AuditLog {
@@ -68,7 +75,7 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Appends `record` and returns its seq once it is durable (committed with fsync). Fail closed:
+  // Appends `record` and returns its seq once it is durable (in the journal, fdatasync'd). Fail closed:
   // an error means the record is not in the log and the request it describes must fail.
   // Thread-safe; concurrent appends are committed together by one writer thread (group commit).
   // Sets seq, prevHash and hash; sets timeMs to now when 0 and raises it to the previous record's
@@ -83,7 +90,7 @@ class AuditLog {
     std::int64_t beforeSeq = 0;             // paging: only seq < this; 0: none
     int count = 50;                         // 1..1000
   };
-  // The matching records, newest first.
+  // The matching records, newest first (the database first catches up with the journal).
   Result<std::vector<Record>> query(const Query& q) const;
   Result<std::optional<Record>> get(std::int64_t seq) const;
 

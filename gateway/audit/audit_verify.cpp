@@ -9,6 +9,7 @@
 #include "gateway/audit/audit_db.h"
 #include "gateway/audit/audit_log.h"
 #include "gateway/audit/checkpoint_file.h"
+#include "gateway/audit/journal.h"
 #include "gateway/audit/record_codec.h"
 
 namespace passerelle::audit {
@@ -30,7 +31,8 @@ std::string range(std::int64_t from, std::int64_t to) {
 
 class Walk {
  public:
-  Walk(sqlite3* db, const std::vector<internal::Checkpoint>& checkpoints) : db_(db), checkpoints_(checkpoints) {}
+  Walk(sqlite3* db, const std::vector<internal::Checkpoint>& checkpoints, std::string journalDir)
+      : db_(db), checkpoints_(checkpoints), journalDir_(std::move(journalDir)) {}
 
   // Returns false with (badSeq, problem) at the first inconsistency.
   bool run(std::int64_t& records, std::int64_t& badSeq, std::string& problem);
@@ -56,6 +58,7 @@ class Walk {
 
   sqlite3* db_;
   const std::vector<internal::Checkpoint>& checkpoints_;
+  std::string journalDir_;
   db::Statement records_, patients_;
   int prc_ = SQLITE_DONE;
   std::int64_t pseq_ = 0;
@@ -185,7 +188,37 @@ bool Walk::run(std::int64_t& count, std::int64_t& badSeq, std::string& problem) 
   }
   if (rc != SQLITE_DONE) return fail(expected, db::sqlError(db_, rc, "read the records").message), done(false);
   std::int64_t end = count > 0 ? expected - 1 : 0;
-  if (count == 0 && !anchors.empty()) end = anchors.rbegin()->first - 1;  // everything purged
+  if (count == 0 && !anchors.empty()) {  // everything purged
+    end = anchors.rbegin()->first - 1;
+    std::memcpy(prev, anchors.rbegin()->second.data(), codec::kHashHex);
+  } else if (count == 0) {
+    std::memcpy(prev, codec::kGenesisHash.data(), codec::kHashHex);
+  }
+
+  // Records the journal holds beyond the database (the gateway stopped before copying them):
+  // the chain, the order of times and the checkpoints go on through them.
+  if (!journalDir_.empty()) {
+    while (ei < expect.size() && expect[ei].seq <= end) ++ei;
+    bool ok = true;
+    auto read = internal::readJournal(journalDir_, end, std::string_view(prev, codec::kHashHex), [&](const internal::JournalFrame& f) {
+      auto where = [&](const char* what) { return "record " + std::to_string(f.seq) + " (journal): " + what; };
+      if (!codec::decodeView(f.text, v)) return ok = fail(f.seq, where("not a well-formed record"));
+      if (v.timeMs < lastTime) return ok = fail(f.seq, where("its time is earlier than the record before it"));
+      for (; ei < expect.size() && expect[ei].seq == f.seq; ++ei) {
+        if (expect[ei].hash != f.hash)
+          return ok = fail(lastGood + 1, "records " + std::to_string(lastGood + 1) + "-" + std::to_string(f.seq) +
+                                             " rewritten: the hash of record " + std::to_string(f.seq) +
+                                             " differs from checkpoint " + std::to_string(expect[ei].n));
+        lastGood = f.seq;
+      }
+      lastTime = v.timeMs;
+      end = f.seq;
+      ++count;
+      return true;
+    });
+    if (!read.ok()) return fail(end + 1, read.error().message), done(false);
+    if (!ok) return done(false);
+  }
   if (lastCovered > end)
     return fail(end + 1, "truncated: the last checkpoint names seq " + std::to_string(lastCovered) + ", the log ends at " +
                              std::to_string(end)),
@@ -256,7 +289,9 @@ VerifyReport verify(const std::string& url, const std::string& checkpointDir, co
   std::int64_t bad = 0;
   std::string problem;
   {
-    Walk walk(handle, checkpoints.value());
+    std::error_code jec;
+    std::string journal = path.value() + ".journal";
+    Walk walk(handle, checkpoints.value(), std::filesystem::is_directory(journal, jec) ? journal : std::string());
     (void)db::exec(handle, "BEGIN");  // one snapshot for both scans
     walk.run(rep.records, bad, problem);
     (void)db::exec(handle, "COMMIT");

@@ -155,9 +155,10 @@ struct AccessGate::Impl {
     rec.status = resp.status;
     if (rec.outcome.empty())
       rec.outcome = resp.status == 401 || resp.status == 403 ? "denied" : resp.status >= 500 ? "error" : resp.status >= 400 ? "error" : "granted";
-    auto a = audit->append(rec);
+    std::string path = rec.path;
+    auto a = audit->append(std::move(rec));
     if (!a.ok()) {
-      log::error("audit.append_failed", {{"error", a.error().message}, {"path", rec.path}});
+      log::error("audit.append_failed", {{"error", a.error().message}, {"path", path}});
       return outcome(503, "transient", "the audit trail could not be written: the request is refused");
     }
     return resp;

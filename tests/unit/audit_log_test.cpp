@@ -1,13 +1,16 @@
 // Tests of the audit trail: append, query, group commit under concurrency, signed checkpoints,
 // tamper detection on copies of the database and of the checkpoint folder, retention purge,
-// failing closed, the AuditEvent (BALP) rendering and the command line.
+// failing closed, the journal (recovery after a crash, torn and edited frames), the AuditEvent
+// (BALP) rendering and the command line.
 #include "gateway/audit/audit_log.h"
 
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
@@ -18,6 +21,7 @@
 #include <vector>
 
 #include "gateway/audit/checkpoint_file.h"
+#include "gateway/audit/journal.h"
 #include "gateway/audit/record_codec.h"
 #include "mappings/fhir/validator.h"
 #include "tests/support/test_gateway.h"
@@ -81,6 +85,7 @@ class Sql {
     sqlite3_free(msg);
   }
   bool tryExec(const std::string& sql) { return sqlite3_exec(db_, sql.c_str(), nullptr, nullptr, nullptr) == SQLITE_OK; }
+  std::int64_t count(const std::string& sql) { return std::atoll(text(sql).c_str()); }
   std::string text(const std::string& sql) {
     sqlite3_stmt* st = nullptr;
     std::string out;
@@ -153,7 +158,7 @@ TEST(AuditLogTest, AppendsAndReadsRecordsBack) {
   EXPECT_EQ(s2.value(), 2);
 
   auto got = log->get(1);
-  ASSERT_TRUE(got.ok());
+  ASSERT_TRUE(got.ok()) << got.error().message;
   ASSERT_TRUE(got->has_value());
   const Record& g = **got;
   EXPECT_EQ(g.seq, 1);
@@ -873,27 +878,32 @@ TEST(AuditLogTest, AppendAfterCloseFails) {
   EXPECT_TRUE(verify(o.url, o.checkpointDir, "").ok);
 }
 
-TEST(AuditLogTest, AppendFailsWhileTheDatabaseRefusesWritesThenResumesTheChain) {
+TEST(AuditLogTest, AppendFailsClosedWhileTheJournalCannotBeSyncedThenResumesTheChain) {
   TempDir dir;
   Options o = optionsIn(dir.path());
+  std::atomic<bool> broken{false};
+  o.journalSync = [&broken](int fd) {
+    if (broken) {
+      errno = EIO;
+      return -1;
+    }
+    return ::fdatasync(fd);
+  };
   auto log = openLog(o);
   ASSERT_TRUE(log);
   ASSERT_TRUE(log->append(sample(1)).ok());
-  {
-    Sql sql(dir.path() + "/audit.db");
-    sql.exec("CREATE TRIGGER refuse BEFORE INSERT ON audit_record BEGIN SELECT RAISE(ABORT, 'disk refuses'); END;");
-  }
+  broken = true;
   std::vector<std::thread> ts;
   std::atomic<int> failures{0};
   for (int t = 0; t < 4; ++t)
     ts.emplace_back([&, t] {
       auto r = log->append(sample(10 + t));
-      if (!r.ok()) ++failures;
+      if (!r.ok() && r.error().code == ErrorCode::kUnavailable) ++failures;
     });
   for (auto& t : ts) t.join();
   EXPECT_EQ(failures.load(), 4);
   EXPECT_EQ(log->lastSeq(), 1);
-  { Sql(dir.path() + "/audit.db").exec("DROP TRIGGER refuse"); }
+  broken = false;
   auto r = log->append(sample(2));
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r.value(), 2);
@@ -901,6 +911,145 @@ TEST(AuditLogTest, AppendFailsWhileTheDatabaseRefusesWritesThenResumesTheChain) 
   VerifyReport v = verify(o.url, o.checkpointDir, "");
   EXPECT_TRUE(v.ok) << v.problem;
   EXPECT_EQ(v.records, 2);
+}
+
+TEST(AuditLogTest, AppendsStayDurableWhileTheDatabaseRefusesWritesAndReachItLater) {
+  TempDir dir;
+  Options o = optionsIn(dir.path());
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->append(sample(1)).ok());
+  ASSERT_TRUE(log->query({}).ok());  // the database has caught up
+  {
+    Sql sql(dir.path() + "/audit.db");
+    sql.exec("CREATE TRIGGER refuse BEFORE INSERT ON audit_record BEGIN SELECT RAISE(ABORT, 'disk refuses'); END;");
+  }
+  // The journal holds them: acknowledged, and the chain goes on.
+  for (int i = 2; i <= 5; ++i) {
+    auto r = log->append(sample(i));
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    EXPECT_EQ(r.value(), i);
+  }
+  { Sql(dir.path() + "/audit.db").exec("DROP TRIGGER refuse"); }
+  auto all = log->query({});
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  EXPECT_EQ(all->size(), 5u);
+  log->close();
+  VerifyReport v = verify(o.url, o.checkpointDir, "");
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 5);
+}
+
+// A crash: the records of the journal that never reached the database are found by verify and
+// copied into the database by the next open.
+TEST(AuditLogTest, RecordsOnlyInTheJournalAfterACrashAreVerifiedAndRecoveredAtOpen) {
+  TempDir dir;
+  Options o = optionsIn(dir.path(), 3);
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  for (int i = 1; i <= 4; ++i) ASSERT_TRUE(log->append(sample(i)).ok());
+  ASSERT_TRUE(log->query({}).ok());
+  {
+    Sql sql(dir.path() + "/audit.db");
+    sql.exec("CREATE TRIGGER refuse BEFORE INSERT ON audit_record BEGIN SELECT RAISE(ABORT, 'disk refuses'); END;");
+  }
+  for (int i = 5; i <= 9; ++i) ASSERT_TRUE(log->append(sample(i)).ok());
+  ASSERT_TRUE(log->checkpoint().ok());  // a signed checkpoint names seq 9, which only the journal holds
+  // The state a crash leaves: the database (with its write-ahead log), the journal and the
+  // checkpoints, copied while the log is open.
+  std::string image = dir.path() + "/image";
+  fs::create_directories(image);
+  copyFile(dir.path() + "/audit.db", image + "/audit.db");
+  fs::copy(dir.path() + "/audit.db.journal", image + "/audit.db.journal", fs::copy_options::recursive);
+  fs::copy(dir.path() + "/checkpoints", image + "/checkpoints", fs::copy_options::recursive);
+  fs::remove(image + "/checkpoints/audit.lock");
+  { Sql(image + "/audit.db").exec("DROP TRIGGER refuse"); }
+  log->close();
+
+  Options io = optionsIn(image, 3);
+  {
+    Sql sql(image + "/audit.db");
+    EXPECT_EQ(sql.count("SELECT count(*) FROM audit_record"), 4);
+  }
+  VerifyReport before = verify(io.url, io.checkpointDir, "");
+  EXPECT_TRUE(before.ok) << before.problem;
+  EXPECT_EQ(before.records, 9);
+  // Without its journal the database is short of a signed checkpoint: verify says so.
+  fs::rename(image + "/audit.db.journal", image + "/hidden.journal");
+  VerifyReport without = verify(io.url, io.checkpointDir, "");
+  EXPECT_FALSE(without.ok);
+  EXPECT_NE(without.problem.find("truncated"), std::string::npos) << without.problem;
+  fs::rename(image + "/hidden.journal", image + "/audit.db.journal");
+
+  auto reopened = openLog(io);
+  ASSERT_TRUE(reopened);
+  EXPECT_EQ(reopened->lastSeq(), 9);
+  auto r = reopened->append(sample(10));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value(), 10);
+  auto byPatient = reopened->query(AuditLog::Query{.patient = "p5"});
+  ASSERT_TRUE(byPatient.ok());
+  EXPECT_EQ(byPatient->size(), 1u);  // record 5, recovered from the journal into the patient index
+  reopened->close();
+  {
+    Sql sql(image + "/audit.db");
+    EXPECT_EQ(sql.count("SELECT count(*) FROM audit_record"), 10);
+  }
+  VerifyReport after = verify(io.url, io.checkpointDir, "");
+  EXPECT_TRUE(after.ok) << after.problem;
+  EXPECT_EQ(after.records, 10);
+}
+
+// The journal's reader stops where the chain stops: a torn last frame, an edited frame, and an
+// older cycle's frames left in a reused segment are never taken for records.
+TEST(AuditJournalTest, ReadsOnlyWhatContinuesTheChain) {
+  TempDir dir;
+  Options o = optionsIn(dir.path());
+  o.journalSegmentBytes = 8192;  // several segments, reused once the database holds them
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  fill(*log, 60, 4);
+  ASSERT_TRUE(log->query({}).ok());
+  {
+    Sql sql(dir.path() + "/audit.db");
+    sql.exec("CREATE TRIGGER refuse BEFORE INSERT ON audit_record BEGIN SELECT RAISE(ABORT, 'disk refuses'); END;");
+  }
+  for (int i = 0; i < 6; ++i) ASSERT_TRUE(log->append(sample(100 + i)).ok());
+  std::string journal = dir.path() + "/audit.db.journal";
+  auto frames = [&](std::int64_t after, std::string_view hash) {
+    std::vector<std::int64_t> seqs;
+    auto n = internal::readJournal(journal, after, hash, [&](const internal::JournalFrame& f) {
+      seqs.push_back(f.seq);
+      return true;
+    });
+    EXPECT_TRUE(n.ok());
+    return seqs;
+  };
+  std::string hash60;
+  {
+    Sql sql(dir.path() + "/audit.db");
+    hash60 = sql.text("SELECT hash FROM audit_record WHERE seq = 60");
+  }
+  EXPECT_EQ(frames(60, hash60), (std::vector<std::int64_t>{61, 62, 63, 64, 65, 66}));
+  EXPECT_TRUE(frames(60, codec::kGenesisHash).empty());  // another chain: nothing continues it
+  // Find the segment holding seq 66 and damage its last frame's text.
+  std::string target;
+  for (const auto& e : fs::directory_iterator(journal)) {
+    std::ifstream in(e.path(), std::ios::binary);
+    std::string data((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (data.find(":/fhir/Observation/o105") != std::string::npos) target = e.path().string();
+  }
+  ASSERT_FALSE(target.empty());
+  {
+    std::fstream f(target, std::ios::binary | std::ios::in | std::ios::out);
+    std::string data((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    auto at = data.find(":/fhir/Observation/o105");
+    f.seekp(static_cast<std::streamoff>(at + 20));
+    f.put('9');
+  }
+  EXPECT_EQ(frames(60, hash60), (std::vector<std::int64_t>{61, 62, 63, 64, 65}));
+  { Sql(dir.path() + "/audit.db").exec("DROP TRIGGER refuse"); }
+  log->close();
 }
 
 TEST(AuditLogTest, OpenFailsWhereNothingCanBeWritten) {
