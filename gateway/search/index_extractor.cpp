@@ -337,7 +337,7 @@ store::IndexRows extractIndex(const SearchDefinitions& defs, const std::string& 
   Extractor ex(rows, baseUrl);
   for (const ParamDef* p : defs.forType(type)) {
     // _id and _lastUpdated are columns of the resource, not index rows.
-    if (p->code == "_id" || p->code == "_lastUpdated") continue;
+    if (p->code == "_id" || p->code == "_lastUpdated" || p->sharesRows) continue;
     ex.param(*p, resource);
   }
   return rows;

@@ -10,7 +10,19 @@ namespace passerelle::search {
 namespace {
 
 // Bump when the index rows derived from the same table change (forces a reindex).
-constexpr const char* kExtractorVersion = "2";
+constexpr const char* kExtractorVersion = "3";
+
+bool samePaths(const std::vector<Path>& a, const std::vector<Path>& b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (a[i].valueType != b[i].valueType || a[i].resolve != b[i].resolve || a[i].steps.size() != b[i].steps.size()) return false;
+    for (std::size_t j = 0; j < a[i].steps.size(); ++j) {
+      const Step &x = a[i].steps[j], &y = b[i].steps[j];
+      if (x.key != y.key || x.whereKey != y.whereKey || x.whereValue != y.whereValue || x.many != y.many) return false;
+    }
+  }
+  return true;
+}
 
 ParamKind parseKind(const std::string& s) {
   if (s == "token") return ParamKind::kToken;
@@ -132,6 +144,20 @@ std::unique_ptr<SearchDefinitions> SearchDefinitions::parse(std::string_view jso
     for (auto it = s->begin(); it != s->end(); ++it) defs->summary_[it.key()] = it.value().get<std::vector<std::string>>();
   if (auto s = doc.find("mandatory"); s != doc.end())
     for (auto it = s->begin(); it != s->end(); ++it) defs->mandatory_[it.key()] = it.value().get<std::vector<std::string>>();
+  // Parameters of one type that extract the same values share one set of rows.
+  for (auto& [type, params] : defs->params_) {
+    std::vector<ParamDef*> seen;
+    for (auto& [code, d] : params) {
+      if (d.kind == ParamKind::kComposite || d.paths.empty()) continue;
+      for (ParamDef* other : seen)
+        if (other->kind == d.kind && other->exists == d.exists && other->targets == d.targets && samePaths(other->paths, d.paths)) {
+          d.key = other->key;
+          d.sharesRows = true;
+          break;
+        }
+      if (!d.sharesRows) seen.push_back(&d);
+    }
+  }
   defs->fingerprint_ = fnvHex(json) + "-" + kExtractorVersion;
   defs->combined_["Resource"] = defs->combine("Resource");
   for (const auto& [type, params] : defs->params_) defs->combined_[type] = defs->combine(type);

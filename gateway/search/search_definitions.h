@@ -46,6 +46,9 @@ struct ParamDef {
   bool exists = false;  // token true/false from the existence of the paths' values
   bool single = false;  // a resource has at most one value (no repeating step, one element or one choice)
   std::string key;      // index key: "Observation.code", "Resource._tag"
+  // Another parameter of the type extracts exactly the same values (Patient.phonetic and
+  // Patient.name): this one is searched through that one's rows (`key` is its key) and has none.
+  bool sharesRows = false;
 };
 
 class SearchDefinitions {

@@ -79,6 +79,11 @@ class Connection {
       }
     }
     int step() { return sqlite3_step(st_); }
+    // Ready to bind and step again.
+    void reset() {
+      sqlite3_reset(st_);
+      sqlite3_clear_bindings(st_);
+    }
     std::int64_t i64(int col) const { return sqlite3_column_int64(st_, col); }
     int columns() const { return sqlite3_column_count(st_); }
     double real(int col) const { return sqlite3_column_double(st_, col); }

@@ -102,9 +102,12 @@ class WriteTxnImpl : public WriteTxn {
 
   Result<void> put(ResourceVersion& v, const IndexRows& rows) override {
     if (v.lastUpdatedMs == 0) v.lastUpdatedMs = now_;
+    // OR FAIL rather than the default ABORT: a statement that cannot abort half-way needs no
+    // statement journal (inside a unit's savepoint, truncating that journal after every statement
+    // cost time in proportion to everything the unit had written: quadratic in a transaction).
     {
       auto st = c_.prepare(
-          "INSERT INTO resource_version (res_type, res_id, version, last_updated, method, deleted, body)"
+          "INSERT OR FAIL INTO resource_version (res_type, res_id, version, last_updated, method, deleted, body)"
           " VALUES (?, ?, ?, ?, ?, ?, ?)");
       if (!st.ok()) return st.error();
       auto& s = **st;
@@ -120,11 +123,12 @@ class WriteTxnImpl : public WriteTxn {
       v.seq = sqlite3_last_insert_rowid(c_.db());
     }
     {
-      auto st = c_.prepare(
-          "INSERT INTO resource_current (res_type, res_id, version, seq, deleted, last_updated)"
-          " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (res_type, res_id) DO UPDATE SET"
-          " version = excluded.version, seq = excluded.seq, deleted = excluded.deleted,"
-          " last_updated = excluded.last_updated RETURNING rid");
+      // Version 1 is a resource that never existed (the caller numbers versions from the current one).
+      auto st = c_.prepare(v.version == 1
+                               ? "INSERT OR FAIL INTO resource_current (res_type, res_id, version, seq, deleted, last_updated)"
+                                 " VALUES (?, ?, ?, ?, ?, ?) RETURNING rid"
+                               : "UPDATE OR FAIL resource_current SET version = ?3, seq = ?4, deleted = ?5, last_updated = ?6"
+                                 " WHERE res_type = ?1 AND res_id = ?2 RETURNING rid");
       if (!st.ok()) return st.error();
       auto& s = **st;
       s.bind(1, v.type);
@@ -134,6 +138,7 @@ class WriteTxnImpl : public WriteTxn {
       s.bind(5, static_cast<std::int64_t>(v.deleted));
       s.bind(6, v.lastUpdatedMs);
       int rc = s.step();
+      if (rc == SQLITE_DONE) return makeError(ErrorCode::kConflict, v.type + "/" + v.id + ": no current version to follow");
       if (rc != SQLITE_ROW) return sqlError(c_.db(), rc, "update current");
       v.rid = s.i64(0);
       rc = s.step();
@@ -543,12 +548,17 @@ class SqliteResourceStore : public ResourceStore {
     }
     std::int64_t now = std::max(wallMs(), lastMs_);
     lastMs_ = now;
+    // A unit alone in its commit needs no savepoint of its own: if it fails, the transaction is
+    // rolled back whole. With others, a savepoint lets it fail alone.
+    bool alone = batch.size() == 1;
     for (Job* job : batch) {
       WriteTxnImpl txn(*writer_, now);
-      auto sp = writer_->run("SAVEPOINT unit");
-      if (!sp.ok()) {
-        results.emplace_back(sp.error());
-        continue;
+      if (!alone) {
+        auto sp = writer_->run("SAVEPOINT unit");
+        if (!sp.ok()) {
+          results.emplace_back(sp.error());
+          continue;
+        }
       }
       Result<void> r;
       try {
@@ -556,10 +566,18 @@ class SqliteResourceStore : public ResourceStore {
       } catch (const std::exception& ex) {
         r = makeError(ErrorCode::kInternal, std::string("unexpected failure in a write: ") + ex.what());
       }
+      if (alone) {
+        results.push_back(std::move(r));
+        break;
+      }
       if (!r.ok()) (void)writer_->run("ROLLBACK TO unit");
       auto rel = writer_->run("RELEASE unit");
       if (!rel.ok() && r.ok()) r = rel.error();
       results.push_back(std::move(r));
+    }
+    if (alone && !results.front().ok()) {
+      (void)writer_->exec("ROLLBACK");
+      return;
     }
     auto commit = writer_->run("COMMIT");
     if (!commit.ok()) {

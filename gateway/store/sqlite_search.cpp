@@ -1072,15 +1072,17 @@ Result<void> clearIndex(Connection& c, std::int64_t rid) {
 template <typename Row, typename BindRow>
 Result<void> insertRows(Connection& c, const char* sql, const std::vector<Row>& rows, std::int64_t rid, int ridIndex,
                         BindRow bindRow) {
+  if (rows.empty()) return {};
+  auto st = c.prepare(sql);
+  if (!st.ok()) return st.error();
+  auto& s = **st;
   for (const auto& row : rows) {
-    auto st = c.prepare(sql);
-    if (!st.ok()) return st.error();
-    auto& s = **st;
     s.bind(1, indexParamKey(row.param));
     bindRow(s, row);
     s.bind(ridIndex, rid);
     auto r = stepDone(c, s, sql);
     if (!r.ok()) return r;
+    s.reset();
   }
   return {};
 }

@@ -58,6 +58,26 @@ TEST(SearchDefinitionsTest, IndexKeysDoNotCollide) {
   EXPECT_GT(n, 500u);
 }
 
+// Parameters of a type that extract the same values share one set of index rows: the second is
+// searched through the first one's key and gets no rows of its own.
+TEST(SearchDefinitionsTest, ParametersWithTheSamePathsShareRows) {
+  const auto& d = SearchDefinitions::r4();
+  const ParamDef* name = d.find("Patient", "name");
+  const ParamDef* phonetic = d.find("Patient", "phonetic");
+  ASSERT_TRUE(name && phonetic);
+  EXPECT_FALSE(name->sharesRows);
+  EXPECT_TRUE(phonetic->sharesRows);
+  EXPECT_EQ(phonetic->key, "Patient.name");
+  const ParamDef* beneficiary = d.find("Coverage", "beneficiary");
+  const ParamDef* patient = d.find("Coverage", "patient");
+  ASSERT_TRUE(beneficiary && patient);
+  EXPECT_EQ(beneficiary->key, patient->key);
+  // Different paths, or composites, keep their own rows.
+  EXPECT_FALSE(d.find("Patient", "family")->sharesRows);
+  EXPECT_FALSE(d.find("Observation", "code-value-concept")->sharesRows);
+  EXPECT_FALSE(d.find("Observation", "code-value-quantity")->sharesRows);
+}
+
 namespace {
 
 store::IndexRows rowsOf(const std::string& type, const char* json) {
@@ -85,6 +105,7 @@ TEST(IndexExtractorTest, PatientNamesIdentifiersAndDates) {
   EXPECT_EQ(count(rows.strings, [](auto& s) { return s.param == "Patient.identifier:text" && s.norm == "ins"; }), 1);
   EXPECT_EQ(count(rows.strings, [](auto& s) { return s.param == "Patient.name" && s.norm == "helene" && s.exact == "Hélène"; }), 1);
   EXPECT_EQ(count(rows.strings, [](auto& s) { return s.param == "Patient.family" && s.norm == "dupre"; }), 1);
+  EXPECT_EQ(count(rows.strings, [](auto& s) { return s.param == "Patient.phonetic"; }), 0);  // shares Patient.name's
   EXPECT_EQ(count(rows.tokens, [](auto& t) { return t.param == "Patient.phone" && t.value == "0102030405"; }), 1);
   EXPECT_EQ(count(rows.tokens, [](auto& t) { return t.param == "Patient.phone" && t.value == "h@example.fr"; }), 0);
   EXPECT_EQ(count(rows.tokens, [](auto& t) { return t.param == "Patient.deceased" && t.value == "false"; }), 1);
