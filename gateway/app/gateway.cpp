@@ -128,6 +128,22 @@ Result<void> startGate(const config::Config& config, Gateway::State& st, const s
   auto log = audit::AuditLog::open(ao);
   if (!log.ok()) return makeError(log.error().code, "audit: " + log.error().message);
   st.audit = std::move(log.value());
+  // Writes commit their audit record in the store (one fsync for both); the trail chains them from
+  // there, takes those a crash left behind, and lets the store delete what it holds.
+  store::ResourceStore* store = st.store.get();
+  audit::AuditLog* trail = st.audit.get();
+  st.audit->onCommittedChained([store](std::int64_t id) { store->releaseAuditRecords(id); });
+  st.store->setAuditSink([trail](std::vector<store::OutboxRecord>&& records) {
+    std::vector<audit::AuditLog::Committed> c;
+    c.reserve(records.size());
+    for (auto& r : records) c.push_back({r.id, std::move(r.record)});
+    trail->appendCommitted(std::move(c));
+  });
+  auto pending = st.store->pendingAuditRecords();
+  if (!pending.ok()) return makeError(pending.error().code, "audit: the store's pending records: " + pending.error().message);
+  std::vector<audit::AuditLog::Committed> adopt;
+  for (auto& r : pending.value()) adopt.push_back({r.id, std::move(r.record)});
+  if (auto a = st.audit->adoptCommitted(std::move(adopt)); !a.ok()) return makeError(a.error().code, "audit: " + a.error().message);
   st.gate = std::make_unique<gate::AccessGate>(go, st.verifier.get(), std::move(accounts.value()), st.access.get(), st.audit.get(),
                                                *st.fhir);
   return {};

@@ -16,6 +16,7 @@
 #include <filesystem>
 #include <iterator>
 #include <mutex>
+#include <set>
 #include <nlohmann/json.hpp>
 #include <thread>
 #include <variant>
@@ -70,6 +71,10 @@ struct AuditLog::Impl {
     bool ok = false;
     std::int64_t seq = 0;
     Error error;
+    // A record made durable elsewhere (appendCommitted): nobody waits for it; the writer owns it.
+    std::unique_ptr<Record> owned;
+    std::int64_t outboxId = 0;
+    std::uint64_t ticket = 0;  // its place in the order of arrival
   };
   // What the indexer writes into the database for one record.
   struct Indexed {
@@ -89,6 +94,11 @@ struct AuditLog::Impl {
   std::mutex queueMutex;
   std::condition_variable queueCv;  // wakes the writer
   std::vector<Pending*> queue;
+  std::vector<Pending*> retry;              // writer only: committed records to write again
+  std::function<void(std::int64_t)> committedChained;
+  std::uint64_t arrived = 0;                // tickets given (queueMutex)
+  std::uint64_t settled = 0;                // every record up to this ticket is chained or refused (queueMutex)
+  std::condition_variable settledCv;
   std::uint32_t nextGroup = 1;              // the group the queue's appends go into
   std::atomic<std::uint32_t> doneGroup{0};  // the last group written: its appenders wake together
   bool closing = false;
@@ -151,6 +161,9 @@ struct AuditLog::Impl {
   void maybeCheckpoint(bool closingNow);
   // Waits until the database holds every record committed so far (queries read it).
   Result<void> waitIndexed() const;
+  // Waits until every record given to the log so far (appendCommitted's too) is chained, then
+  // until the database holds them.
+  Result<void> waitSettled() const;
   void runWriter();
   void runIndexer();
 };
@@ -378,6 +391,17 @@ void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
   if (wake) indexCv.notify_one();
 }
 
+Result<void> AuditLog::Impl::waitSettled() const {
+  auto* self = const_cast<Impl*>(this);
+  {
+    std::unique_lock<std::mutex> lk(self->queueMutex);
+    std::uint64_t want = self->arrived;
+    if (!self->settledCv.wait_for(lk, std::chrono::seconds(10), [&] { return self->settled >= want || self->closing; }))
+      return makeError(ErrorCode::kUnavailable, "audit trail: records wait to be written (see the log)");
+  }
+  return waitIndexed();
+}
+
 Result<void> AuditLog::Impl::waitIndexed() const {
   auto* self = const_cast<Impl*>(this);
   std::int64_t want = committedSeq.load();
@@ -434,30 +458,65 @@ void AuditLog::Impl::runWriter() {
       if (lastSeq != lastCheckpointSeq)
         deadline = std::max(lastCheckpointTime + std::chrono::seconds(options.checkpointSeconds), checkpointRetryAfter);
     }
+    if (!retry.empty()) {
+      auto soon = Clock::now() + std::chrono::milliseconds(200);
+      deadline = deadline == Clock::time_point{} ? soon : std::min(deadline, soon);
+    }
     {
       std::unique_lock<std::mutex> lk(queueMutex);
       auto ready = [&] { return !queue.empty() || closing; };
       if (deadline != Clock::time_point{}) queueCv.wait_until(lk, deadline, ready);
       else queueCv.wait(lk, ready);
-      group.swap(queue);
+      // Committed records that failed before go first: they keep their order.
+      exiting = closing && queue.empty();
+      group.swap(retry);
+      group.insert(group.end(), queue.begin(), queue.end());
+      queue.clear();
       if (!group.empty()) ++nextGroup;
-      exiting = closing && group.empty();
     }
     if (!group.empty()) {
       {
         std::lock_guard<std::mutex> st(stateMutex);
         writeGroup(group);
       }
+      std::int64_t chainedUpTo = 0;
+      std::uint32_t wake = 0;
+      std::uint64_t lastTicket = group.back()->ticket;
+      for (Pending* p : group) {
+        if (!p->owned) {
+          wake = p->group;
+        } else if (p->ok) {
+          chainedUpTo = std::max(chainedUpTo, p->outboxId);
+          delete p;
+        } else if (exiting) {
+          delete p;  // still in the store: adopted at the next start
+        } else {
+          retry.push_back(p);
+        }
+      }
       // One wake-up for the whole group (a later one's appenders, if woken, wait again).
-      doneGroup.store(group.front()->group, std::memory_order_release);
-      doneGroup.notify_all();
+      if (wake) {
+        doneGroup.store(wake, std::memory_order_release);
+        doneGroup.notify_all();
+      }
+      {
+        std::lock_guard<std::mutex> lk(queueMutex);
+        std::uint64_t upTo = retry.empty() ? lastTicket : retry.front()->ticket - 1;
+        settled = std::max(settled, upTo);
+      }
+      settledCv.notify_all();
+      if (chainedUpTo && committedChained) committedChained(chainedUpTo);
       group.clear();
     }
     {
       std::lock_guard<std::mutex> st(stateMutex);
       maybeCheckpoint(false);
     }
-    if (exiting) return;
+    if (exiting) {
+      for (Pending* p : retry) delete p;
+      retry.clear();
+      return;
+    }
   }
 }
 
@@ -608,6 +667,7 @@ Result<std::int64_t> AuditLog::append(Record record) {
     std::lock_guard<std::mutex> lk(m.queueMutex);
     if (m.closing) return closedError();
     p.group = m.nextGroup;
+    p.ticket = ++m.arrived;
     m.queue.push_back(&p);
   }
   m.queueCv.notify_one();
@@ -620,9 +680,105 @@ Result<std::int64_t> AuditLog::append(Record record) {
   return p.seq;
 }
 
+void AuditLog::appendCommitted(std::vector<Committed> records) {
+  Impl& m = *impl_;
+  std::vector<Impl::Pending*> ps;
+  ps.reserve(records.size());
+  for (auto& c : records) {
+    auto p = std::make_unique<Impl::Pending>();
+    p->owned = std::make_unique<Record>();
+    if (!codec::decode(c.record, *p->owned)) {
+      // Not a record this trail wrote: keep what can be kept, marked, rather than drop it.
+      log::error("audit.committed_unreadable", {{"id", std::to_string(c.id)}});
+      *p->owned = Record{};
+      p->owned->kind = "admin";
+      p->owned->action = "unreadable";
+      p->owned->outcome = "error";
+      p->owned->detail = c.record.substr(0, 4096);
+    }
+    p->owned->seq = 0;
+    p->owned->origin = "outbox:" + std::to_string(c.id);
+    p->record = p->owned.get();
+    p->outboxId = c.id;
+    ps.push_back(p.release());
+  }
+  {
+    std::lock_guard<std::mutex> lk(m.queueMutex);
+    if (m.closing) {
+      for (auto* p : ps) delete p;  // they stay in the store: adopted at the next start
+      return;
+    }
+    for (auto* p : ps) p->ticket = ++m.arrived;
+    m.queue.insert(m.queue.end(), ps.begin(), ps.end());
+  }
+  m.queueCv.notify_one();
+}
+
+void AuditLog::onCommittedChained(std::function<void(std::int64_t)> callback) {
+  std::lock_guard<std::mutex> lk(impl_->queueMutex);
+  impl_->committedChained = std::move(callback);
+}
+
+Result<void> AuditLog::adoptCommitted(std::vector<Committed> records) {
+  Impl& m = *impl_;
+  if (records.empty()) return {};
+  if (auto w = m.waitIndexed(); !w.ok()) return w.error();
+  // Records chained since the oldest of them was made: the chain's time is never earlier than a
+  // record's own.
+  std::int64_t since = INT64_MAX;
+  for (const auto& c : records) {
+    codec::RecordView v;
+    if (codec::decodeView(c.record, v)) since = std::min(since, v.timeMs);
+  }
+  std::set<std::string> chained;
+  {
+    std::lock_guard<std::mutex> lk(m.readMutex);
+    if (!m.rdb) return closedError();
+    db::Statement st;
+    if (auto r = st.prepare(m.rdb, "SELECT record FROM audit_record WHERE time_ms >= ? ORDER BY seq"); !r.ok()) return r.error();
+    st.bind(1, since == INT64_MAX ? std::int64_t{0} : since - 1000);
+    int rc;
+    codec::RecordView v;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW)
+      if (codec::decodeView(st.text(0), v) && !v.origin.empty()) chained.emplace(v.origin);
+    if (rc != SQLITE_DONE) return db::sqlError(m.rdb, rc, "find the chained records");
+  }
+  std::vector<Committed> todo;
+  std::int64_t releasable = 0;
+  for (auto& c : records) {
+    if (chained.count("outbox:" + std::to_string(c.id))) {
+      if (todo.empty()) releasable = c.id;
+      continue;
+    }
+    todo.push_back(std::move(c));
+  }
+  log::info("audit.adopted", {{"pending", std::to_string(records.size())}, {"alreadyChained", std::to_string(records.size() - todo.size())}});
+  if (releasable) {
+    std::function<void(std::int64_t)> cb;
+    {
+      std::lock_guard<std::mutex> lk(m.queueMutex);
+      cb = m.committedChained;
+    }
+    if (cb) cb(releasable);
+  }
+  appendCommitted(std::move(todo));
+  return {};
+}
+
+std::string encodeRecord(const Record& record) {
+  Record r = record;
+  r.seq = 0;
+  r.prevHash.clear();
+  r.hash.clear();
+  r.origin.clear();
+  std::string out;
+  codec::encode(r, out);
+  return out;
+}
+
 Result<std::vector<Record>> AuditLog::query(const Query& q) const {
   const Impl& m = *impl_;
-  if (auto w = m.waitIndexed(); !w.ok()) return w.error();
+  if (auto w = m.waitSettled(); !w.ok()) return w.error();
   std::string sql;
   std::vector<std::variant<std::int64_t, std::string>> binds;
   if (!q.patient.empty()) {
@@ -683,7 +839,7 @@ Result<std::vector<Record>> AuditLog::query(const Query& q) const {
 
 Result<std::optional<Record>> AuditLog::get(std::int64_t seq) const {
   const Impl& m = *impl_;
-  if (auto w = m.waitIndexed(); !w.ok()) return w.error();
+  if (auto w = m.waitSettled(); !w.ok()) return w.error();
   std::lock_guard<std::mutex> lk(m.readMutex);
   if (!m.rdb) return closedError();
   db::Statement st;

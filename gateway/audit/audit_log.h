@@ -38,6 +38,9 @@ struct Record {
   std::vector<std::string> patients;   // Patient ids concerned (stored sorted, without duplicates or empties)
   std::string breakGlassReason;
   std::string detail;            // free text or JSON for special records (purge counts, notification targets)
+  // Where the record waited before it was chained: "outbox:<n>" for a write's record committed
+  // with the write in the resource store (see appendCommitted); empty for the others.
+  std::string origin;
   std::string prevHash, hash;    // hex SHA-256; set by append
 };
 
@@ -81,6 +84,22 @@ class AuditLog {
   // Sets seq, prevHash and hash; sets timeMs to now when 0 and raises it to the previous record's
   // time when earlier (the chain's time never decreases); sorts the patients and drops duplicates.
   Result<std::int64_t> append(Record record);
+
+  // A record made durable elsewhere before it is chained: a write's record committed with the write
+  // in the resource store, `id` being its row there (ids increase in commit order).
+  struct Committed {
+    std::int64_t id = 0;
+    std::string record;  // encodeRecord() of it
+  };
+  // Chains `records` in order without waiting (each gets the origin "outbox:<id>"); once they are
+  // durable in the journal, the callback given to onCommittedChained() learns the last id. Records
+  // that cannot be written now are tried again (they are durable where they come from).
+  void appendCommitted(std::vector<Committed> records);
+  // At start, before any append: the records the store still holds. Those the chain already has
+  // (a stop between their chaining and their release) are recognised by their origin and not
+  // chained twice; the others are chained first.
+  Result<void> adoptCommitted(std::vector<Committed> records);
+  void onCommittedChained(std::function<void(std::int64_t id)> callback);
 
   struct Query {
     std::string patient;  // records concerning this Patient id (through an index)
@@ -130,6 +149,9 @@ struct VerifyReport {
   std::string problem;           // one line
   double seconds = 0;
 };
+
+// The text of `record` as appendCommitted() takes it (seq, hashes and origin are set by the chain).
+std::string encodeRecord(const Record& record);
 
 // Verifies the audit database at `url` (opened read-only; it can be a copy) against the signed
 // checkpoints in `checkpointDir`, with the public key(s) in the PEM file `publicKeyPath` (empty:

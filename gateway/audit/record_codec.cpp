@@ -13,6 +13,8 @@ namespace passerelle::audit::codec {
 namespace {
 
 constexpr std::string_view kMagic = "PA1;";
+// A record that waited somewhere before it was chained carries one more field at the end.
+constexpr std::string_view kMagicWithOrigin = "PA2;";
 
 void putStr(std::string& out, std::string_view s) {
   char buf[24];
@@ -43,8 +45,10 @@ class Reader {
   bool ok() const { return ok_; }
   bool atEnd() const { return s_.empty(); }
 
-  bool magic() {
-    if (s_.substr(0, kMagic.size()) != kMagic) return ok_ = false;
+  // Reads the magic; `withOrigin` tells which one.
+  bool magic(bool& withOrigin) {
+    withOrigin = s_.substr(0, kMagicWithOrigin.size()) == kMagicWithOrigin;
+    if (!withOrigin && s_.substr(0, kMagic.size()) != kMagic) return ok_ = false;
     s_.remove_prefix(kMagic.size());
     return true;
   }
@@ -94,7 +98,7 @@ class Reader {
 }  // namespace
 
 void encode(const Record& r, std::string& out) {
-  out.append(kMagic);
+  out.append(r.origin.empty() ? kMagic : kMagicWithOrigin);
   putInt(out, r.seq);
   putInt(out, r.timeMs);
   putStr(out, r.kind);
@@ -117,6 +121,7 @@ void encode(const Record& r, std::string& out) {
   putList(out, r.patients);
   putStr(out, r.breakGlassReason);
   putStr(out, r.detail);
+  if (!r.origin.empty()) putStr(out, r.origin);
 }
 
 bool ListView::Iterator::next(std::string_view& item) {
@@ -134,7 +139,8 @@ bool ListView::Iterator::next(std::string_view& item) {
 
 bool decodeView(std::string_view text, RecordView& v) {
   Reader in(text);
-  if (!in.magic()) return false;
+  bool withOrigin = false;
+  if (!in.magic(withOrigin)) return false;
   v.seq = in.integer();
   v.timeMs = in.integer();
   v.kind = in.str();
@@ -157,6 +163,8 @@ bool decodeView(std::string_view text, RecordView& v) {
   v.patients = in.list();
   v.breakGlassReason = in.str();
   v.detail = in.str();
+  v.origin = withOrigin ? in.str() : std::string_view();
+  if (withOrigin && v.origin.empty()) return false;
   return in.ok() && in.atEnd() && v.status >= INT32_MIN && v.status <= INT32_MAX;
 }
 
@@ -188,6 +196,7 @@ bool decode(std::string_view text, Record& r) {
   for (ListView::Iterator it(v.patients); it.next(item);) r.patients.emplace_back(item);
   r.breakGlassReason = v.breakGlassReason;
   r.detail = v.detail;
+  r.origin = v.origin;
   return true;
 }
 

@@ -3,7 +3,8 @@
 // by one thread.
 //
 // The text is "PA1;" followed by every field in a fixed order, each as <decimal length>:<bytes>
-// (integers as their decimal text), lists as <count>#<items>. Lengths make it unambiguous whatever
+// (integers as their decimal text), lists as <count>#<items>; a record with an origin starts with
+// "PA2;" and has it as one more field at the end. Lengths make it unambiguous whatever
 // the bytes; it is read back without copies.
 #pragma once
 
@@ -45,7 +46,7 @@ struct ListView {
 struct RecordView {
   std::int64_t seq = 0, timeMs = 0, status = 0;
   std::string_view kind, action, outcome, reason, subject, role, practitioner, account, tokenId, purpose,
-      sourceAddress, method, path, query, resourceType, breakGlassReason, detail;
+      sourceAddress, method, path, query, resourceType, breakGlassReason, detail, origin;
   ListView resources, patients;
 };
 

@@ -1,6 +1,7 @@
 // A FHIR REST request and response as the service sees them, independent of the HTTP server.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -26,6 +27,11 @@ struct FhirRequest {
   std::string baseUrl;      // e.g. "https://gw.example/fhir", no trailing slash
   AccessGuard* guard = nullptr;  // the caller's access policy; null: the gateway itself (unrestricted)
   const identity::Principal* principal = nullptr;  // the verified caller (null with the guard)
+  // Set by the gate: the audit record of this request, made inside a successful write's unit with
+  // the status the answer will carry, and committed with that write (WriteTxn::attachAudit). The
+  // service then sets *auditAttached; an answer of 2xx then means the record is durable with it.
+  std::function<std::string(int status)> auditRecord;
+  bool* auditAttached = nullptr;
 };
 
 struct FhirResponse {

@@ -588,6 +588,15 @@ class FhirService::Impl {
     return r;
   }
 
+  // Inside a write's unit, once it has succeeded: the request's audit record goes into the same
+  // commit (see FhirRequest::auditRecord).
+  Result<void> attachAudit(WriteTxn& txn, int status) {
+    if (!req_.auditRecord) return {};
+    auto r = txn.attachAudit(req_.auditRecord(status));
+    if (r.ok() && req_.auditAttached) *req_.auditAttached = true;
+    return r;
+  }
+
   Result<Incoming> incoming(const std::string& expectedType) {
     auto ct = checkContentType(req_.contentType);
     if (!ct.ok()) return ct.error();
@@ -957,13 +966,13 @@ class FhirService::Impl {
           return makeError(ErrorCode::kPreconditionFailed, "If-None-Exist matches more than one " + type);
         if (matches->size() == 1) {
           out = WriteOutcome{200, std::move(matches->front()), false};
-          return {};
+          return attachAudit(txn, out.status);
         }
       }
       auto c = createIn(txn, type, id, prepared, guard_);
       if (!c.ok()) return c.error();
       out = std::move(c.value());
-      return {};
+      return attachAudit(txn, out.status);
     });
     if (!r.ok()) return errorResponse(r.error());
     return writeResponse(out, true, out.wrote ? "Created" : "Found existing");
@@ -991,7 +1000,7 @@ class FhirService::Impl {
       auto u = updateIn(txn, type, id, prepared, im.value(), guard_);
       if (!u.ok()) return u.error();
       out = std::move(u.value());
-      return {};
+      return attachAudit(txn, out.status);
     });
     if (!r.ok()) return errorResponse(r.error());
     return writeResponse(out, out.status == 201, out.status == 201 ? "Created" : "Updated");
@@ -1030,24 +1039,21 @@ class FhirService::Impl {
       auto u = updateIn(txn, type, id, prepare(type, id, in.value(), {}, req_.baseUrl), im.value(), guard_);
       if (!u.ok()) return u.error();
       out = std::move(u.value());
-      return {};
+      return attachAudit(txn, out.status);
     });
     if (!r.ok()) return errorResponse(r.error());
     return writeResponse(out, true, out.status == 201 ? "Created" : "Updated");
   }
 
+  // 204 when nothing was deleted or the client prefers a minimal answer, else 200 with an outcome.
+  int deleteStatus(const WriteOutcome& w) const { return !w.wrote || prefer_.ret == Prefer::kMinimal ? 204 : 200; }
+
   FhirResponse deleteResponse(const WriteOutcome& w) {
     FhirResponse r;
-    if (!w.wrote) {
-      r.status = 204;
-      return r;
-    }
-    r.status = 200;
+    r.status = deleteStatus(w);
+    if (!w.wrote) return r;
     versionHeaders(r, w.version);
-    if (prefer_.ret == Prefer::kMinimal) {
-      r.status = 204;
-      return r;
-    }
+    if (r.status == 204) return r;
     r.headers.emplace_back("Content-Type", kJsonContentType);
     r.body = operationOutcome(Issue{"information", "informational",
                                     "Deleted " + w.version.type + "/" + w.version.id + " (version " +
@@ -1068,7 +1074,7 @@ class FhirService::Impl {
       auto d = deleteIn(txn, type, id, im.value(), guard_);
       if (!d.ok()) return d.error();
       out = std::move(d.value());
-      return {};
+      return attachAudit(txn, deleteStatus(out));
     });
     if (!r.ok()) return errorResponse(r.error());
     return deleteResponse(out);
@@ -1084,11 +1090,12 @@ class FhirService::Impl {
       auto matches = conditionalMatches(txn, type, req_.query, o_.search, guard_);
       if (!matches.ok()) return matches.error();
       if (matches->size() > 1) return makeError(ErrorCode::kPreconditionFailed, "the condition matches more than one " + type);
-      if (matches->empty()) return {};
-      auto d = deleteIn(txn, type, matches->front().id, std::nullopt, guard_);
-      if (!d.ok()) return d.error();
-      out = std::move(d.value());
-      return {};
+      if (!matches->empty()) {
+        auto d = deleteIn(txn, type, matches->front().id, std::nullopt, guard_);
+        if (!d.ok()) return d.error();
+        out = std::move(d.value());
+      }
+      return attachAudit(txn, deleteStatus(out));
     });
     if (!r.ok()) return errorResponse(r.error());
     return deleteResponse(out);
@@ -1270,6 +1277,7 @@ class BundleProcessor {
     auto r = h_.store_.write([&](WriteTxn& txn) -> Result<void> {
       auto res = transactionIn(txn);
       if (!res.ok()) failure = res.error();
+      else res = h_.attachAudit(txn, 200);
       return res;
     });
     if (!r.ok()) return errorResponse(failure ? *failure : r.error());
@@ -1457,7 +1465,7 @@ class BundleProcessor {
           e.done = false;
         }
       }
-      return {};
+      return h_.attachAudit(txn, 200);
     });
     if (!r.ok()) return errorResponse(r.error());
     return responseBundle("batch-response");

@@ -14,6 +14,10 @@ namespace {
 
 using Json = nlohmann::json;
 
+std::int64_t nowMillis() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 std::int64_t nowSeconds() {
   return std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -150,8 +154,10 @@ struct AccessGate::Impl {
     return r;
   }
 
-  // Fail closed: the answer goes out only once its record is durable.
-  fhir::FhirResponse finish(audit::Record& rec, fhir::FhirResponse resp) {
+  // Fail closed: the answer goes out only once its record is durable. `committed`: a write's record
+  // already went into the write's own commit (then a 2xx needs nothing more).
+  fhir::FhirResponse finish(audit::Record& rec, fhir::FhirResponse resp, bool committed = false) {
+    if (committed && resp.status < 300) return resp;
     rec.status = resp.status;
     if (rec.outcome.empty())
       rec.outcome = resp.status == 401 || resp.status == 403 ? "denied" : resp.status >= 500 ? "error" : resp.status >= 400 ? "error" : "granted";
@@ -192,6 +198,21 @@ struct AccessGate::Impl {
     rec.purpose = principal.purpose;
     req.guard = &guard;
     req.principal = &principal;
+    // A write's record is committed with the write: one fsync for both, and never one without the
+    // other. (Break-glass requests notify after serving: their record is appended below.)
+    bool committed = false;
+    if (caller.breakGlass.empty()) {
+      req.auditAttached = &committed;
+      req.auditRecord = [&rec, &guard](int status) {
+        audit::Record r = rec;
+        r.status = status;
+        r.outcome = "granted";
+        r.timeMs = nowMillis();
+        r.resources = guard.resources();
+        r.patients.assign(guard.patients().begin(), guard.patients().end());
+        return audit::encodeRecord(r);
+      };
+    }
     fhir::FhirResponse resp;
     if (area == "fhir" && req.path.rfind("/AuditEvent", 0) == 0) {
       resp = auditEvents(principal, guard, req, rec);
@@ -209,7 +230,7 @@ struct AccessGate::Impl {
       auto bg = guard.breakGlassPatients();
       if (!bg.empty()) rec.detail = notifyBreakGlass(principal, caller.breakGlass, bg);
     }
-    return finish(rec, std::move(resp));
+    return finish(rec, std::move(resp), committed);
   }
 
   // The GP correspondent and the coordinators learn of each emergency access (a Communication each).

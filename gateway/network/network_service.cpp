@@ -476,6 +476,9 @@ struct NetworkService::Impl {
     tx.body = bundle.dump();
     tx.contentType = "application/fhir+json";
     tx.baseUrl = req.baseUrl;
+    // The document's audit record is committed with what it writes (the answer is the transaction's).
+    tx.auditRecord = req.auditRecord;
+    tx.auditAttached = req.auditAttached;
     fhir::FhirResponse r = fhirService.handle(tx);
     if (r.status >= 300) {
       log::warn("network.store", {{"kind", kind}, {"documentId", documentId}, {"status", std::to_string(r.status)}});

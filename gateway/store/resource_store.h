@@ -169,6 +169,12 @@ struct HistoryPage {
   std::optional<std::int64_t> nextCursor;
 };
 
+// A write's audit record (the audit trail's text of it), committed with the write.
+struct OutboxRecord {
+  std::int64_t id = 0;  // its row in the store: increasing in commit order
+  std::string record;
+};
+
 // The view of one write unit of work. Reads see the unit's own writes.
 class WriteTxn {
  public:
@@ -188,6 +194,9 @@ class WriteTxn {
   virtual std::int64_t nowMs() = 0;
   // Runs `work` so that an error from it undoes its own writes only (a nested savepoint).
   virtual Result<void> atomically(const std::function<Result<void>()>& work) = 0;
+  // Commits `record` (an audit record) with this unit: durable with its writes, or not at all.
+  // Once committed it goes to the audit sink (ResourceStore::setAuditSink).
+  virtual Result<void> attachAudit(std::string record) = 0;
 };
 
 struct StoreStats {
@@ -216,6 +225,13 @@ class ResourceStore {
   // Runs `work` in one database transaction, possibly grouped with concurrent units into one
   // commit; an error from `work` rolls back that unit alone. Returns once the commit is durable.
   virtual Result<void> write(const std::function<Result<void>(WriteTxn&)>& work) = 0;
+  // Receives, on the writer thread right after each commit, the audit records that commit made
+  // durable, in commit order. Set before the first write that attaches one.
+  virtual void setAuditSink(std::function<void(std::vector<OutboxRecord>&&)> sink) = 0;
+  // The audit records committed and not yet released (after a crash, some may not be in the trail).
+  virtual Result<std::vector<OutboxRecord>> pendingAuditRecords() = 0;
+  // The audit trail holds every record up to `id`: they are deleted with a later commit.
+  virtual void releaseAuditRecords(std::int64_t id) = 0;
   // Refuses new writes, finishes queued ones and closes the database.
   virtual void close() = 0;
   virtual StoreStats stats() const = 0;

@@ -57,7 +57,7 @@ Result<std::optional<ResourceVersion>> readCurrent(Connection& c, const std::str
 
 class WriteTxnImpl : public WriteTxn {
  public:
-  WriteTxnImpl(Connection& c, std::int64_t now) : c_(c), now_(now) {}
+  WriteTxnImpl(Connection& c, std::int64_t now, std::vector<OutboxRecord>& outbox) : c_(c), now_(now), outbox_(outbox) {}
   Result<std::optional<ResourceVersion>> current(const std::string& type, const std::string& id) override {
     return readCurrent(c_, type, id);
   }
@@ -152,6 +152,16 @@ class WriteTxnImpl : public WriteTxn {
     return {};
   }
 
+  Result<void> attachAudit(std::string record) override {
+    auto st = c_.prepare("INSERT INTO audit_outbox (record) VALUES (?)");
+    if (!st.ok()) return st.error();
+    (*st)->bind(1, record);
+    int rc = (*st)->step();
+    if (rc != SQLITE_DONE) return sqlError(c_.db(), rc, "insert an audit record");
+    outbox_.push_back(OutboxRecord{sqlite3_last_insert_rowid(c_.db()), std::move(record)});
+    return {};
+  }
+
   Connection& connection() { return c_; }
 
   // Replaces the index rows of an existing resource (reindexing).
@@ -164,6 +174,7 @@ class WriteTxnImpl : public WriteTxn {
  private:
   Connection& c_;
   std::int64_t now_;
+  std::vector<OutboxRecord>& outbox_;  // the audit records of the commit being made
   int depth_ = 0;
 };
 
@@ -354,6 +365,7 @@ class SqliteResourceStore : public ResourceStore {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    if (writer_) (void)deleteReleased();
     {
       std::lock_guard<std::mutex> lock(checkpointMutex_);
       checkpointStop_ = true;
@@ -364,6 +376,29 @@ class SqliteResourceStore : public ResourceStore {
     std::lock_guard<std::mutex> lock(readersMutex_);
     freeReaders_.clear();
     writer_.reset();
+  }
+
+  void setAuditSink(std::function<void(std::vector<OutboxRecord>&&)> sink) override { auditSink_ = std::move(sink); }
+
+  Result<std::vector<OutboxRecord>> pendingAuditRecords() override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    auto st = (**lease.value()).prepare("SELECT id, record FROM audit_outbox ORDER BY id");
+    if (!st.ok()) return st.error();
+    std::vector<OutboxRecord> out;
+    for (;;) {
+      int rc = (*st)->step();
+      if (rc == SQLITE_DONE) break;
+      if (rc != SQLITE_ROW) return sqlError(nullptr, rc, "read the audit outbox");
+      out.push_back(OutboxRecord{(*st)->i64(0), (*st)->text(1)});
+    }
+    return out;
+  }
+
+  void releaseAuditRecords(std::int64_t id) override {
+    std::int64_t seen = releaseUpTo_.load();
+    while (id > seen && !releaseUpTo_.compare_exchange_weak(seen, id)) {
+    }
   }
 
   StoreStats stats() const override {
@@ -551,8 +586,10 @@ class SqliteResourceStore : public ResourceStore {
     // A unit alone in its commit needs no savepoint of its own: if it fails, the transaction is
     // rolled back whole. With others, a savepoint lets it fail alone.
     bool alone = batch.size() == 1;
+    outbox_.clear();
     for (Job* job : batch) {
-      WriteTxnImpl txn(*writer_, now);
+      std::size_t outboxMark = outbox_.size();
+      WriteTxnImpl txn(*writer_, now, outbox_);
       if (!alone) {
         auto sp = writer_->run("SAVEPOINT unit");
         if (!sp.ok()) {
@@ -570,22 +607,62 @@ class SqliteResourceStore : public ResourceStore {
         results.push_back(std::move(r));
         break;
       }
-      if (!r.ok()) (void)writer_->run("ROLLBACK TO unit");
+      if (!r.ok()) {
+        (void)writer_->run("ROLLBACK TO unit");
+        outbox_.resize(outboxMark);
+      }
       auto rel = writer_->run("RELEASE unit");
       if (!rel.ok() && r.ok()) r = rel.error();
       results.push_back(std::move(r));
     }
     if (alone && !results.front().ok()) {
       (void)writer_->exec("ROLLBACK");
+      outbox_.clear();
       return;
     }
+    // Audit records the trail holds by now go with this commit.
+    std::int64_t release = releaseUpTo_.load();
+    bool releasing = release > released_ && !outboxDelete(release).has_value();
     auto commit = writer_->run("COMMIT");
     if (!commit.ok()) {
       (void)writer_->exec("ROLLBACK");
       for (auto& r : results)
         if (r.ok()) r = commit.error();
+      outbox_.clear();
       log::error("store.commit_failed", {{"error", commit.error().message}});
+      return;
     }
+    if (releasing) released_ = release;
+    if (!outbox_.empty() && auditSink_) auditSink_(std::move(outbox_));
+    outbox_.clear();
+  }
+
+  // Deletes the released audit records inside the open transaction; the error, if any.
+  std::optional<Error> outboxDelete(std::int64_t upTo) {
+    auto st = writer_->prepare("DELETE FROM audit_outbox WHERE id <= ?");
+    if (!st.ok()) return st.error();
+    (*st)->bind(1, upTo);
+    if ((*st)->step() != SQLITE_DONE) return sqlError(writer_->db(), SQLITE_ERROR, "delete released audit records");
+    return std::nullopt;
+  }
+
+  // At close: the released audit records in a commit of their own.
+  Result<void> deleteReleased() {
+    std::int64_t release = releaseUpTo_.load();
+    if (release <= released_) return {};
+    auto b = writer_->run("BEGIN IMMEDIATE");
+    if (!b.ok()) return b;
+    if (auto e = outboxDelete(release)) {
+      (void)writer_->exec("ROLLBACK");
+      return *e;
+    }
+    auto c = writer_->run("COMMIT");
+    if (!c.ok()) {
+      (void)writer_->exec("ROLLBACK");
+      return c;
+    }
+    released_ = release;
+    return {};
   }
 
   std::string path_;
@@ -598,6 +675,12 @@ class SqliteResourceStore : public ResourceStore {
   bool stopping_ = false;
   StoreStats stats_;
   std::int64_t lastMs_ = 0;
+
+  // Audit records committed with the writes (see WriteTxn::attachAudit).
+  std::function<void(std::vector<OutboxRecord>&&)> auditSink_;
+  std::vector<OutboxRecord> outbox_;            // writer thread: the commit being made
+  std::atomic<std::int64_t> releaseUpTo_{0};    // the trail holds every record up to this id
+  std::int64_t released_ = 0;                   // writer thread: deleted up to this id
 
   static constexpr int kCheckpointFrames = 1000;
   int lastWalFrames_ = 0;                       // writer thread only

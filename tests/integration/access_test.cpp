@@ -360,6 +360,7 @@ TEST_F(AccessTest, EveryRequestWritesExactlyOneAuditRecord) {
   long long after = last();
   // the records of the n requests and of the first AuditEvent search (the second's is written after it answers)
   EXPECT_EQ(after - before, n + 1);
+
 }
 
 TEST_F(AccessTest, NetworkDocumentsAreSentByTheirAuthorsRoles) {

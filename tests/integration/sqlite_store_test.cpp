@@ -3,6 +3,8 @@
 
 #include <sqlite3.h>
 
+#include <atomic>
+#include <mutex>
 #include <thread>
 
 #include "gateway/search/reindex.h"
@@ -154,7 +156,7 @@ TEST(SqliteStoreTest, UsesWalWithFullSyncAndRecordsMigrations) {
     return out;
   };
   EXPECT_EQ(scalar("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "2");
+  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "3");
   sqlite3_close(db);
   // Opening again applies nothing twice.
   auto again = open(dir.path());
@@ -237,4 +239,57 @@ TEST(SqliteStoreTest, AnOlderDatabaseIsMigratedAndReindexed) {
   EXPECT_FALSE(passerelle::search::reindexIfNeeded(store, "", false)->ran);
   EXPECT_TRUE(passerelle::search::reindexIfNeeded(store, "", true)->ran);
   EXPECT_EQ(byName(), 1u);
+}
+
+// A write's audit record is committed in its unit: handed to the sink once committed, in commit
+// order, never for a unit that failed; kept until released, then deleted with a later commit.
+TEST(SqliteStoreTest, AuditRecordsAreCommittedWithTheirUnitAndKeptUntilReleased) {
+  passerelle::testing::TempDir dir;
+  auto s = open(dir.path());
+  std::mutex m;
+  std::vector<OutboxRecord> sunk;
+  s->setAuditSink([&](std::vector<OutboxRecord>&& rs) {
+    std::lock_guard<std::mutex> lock(m);
+    for (auto& r : rs) sunk.push_back(std::move(r));
+  });
+  std::vector<std::thread> ts;
+  std::atomic<int> failed{0};
+  for (int i = 0; i < 8; ++i)
+    ts.emplace_back([&, i] {
+      auto r = s->write([&](WriteTxn& t) -> Result<void> {
+        auto p = putVersion(t, "a" + std::to_string(i), 1);
+        if (!p.ok()) return p;
+        auto a = t.attachAudit("record " + std::to_string(i));
+        if (!a.ok()) return a;
+        if (i % 3 == 0) return makeError(ErrorCode::kConflict, "refused after attaching");  // rolled back, record too
+        return {};
+      });
+      if (!r.ok()) ++failed;
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(failed.load(), 3);
+  ASSERT_EQ(sunk.size(), 5u);
+  for (std::size_t i = 1; i < sunk.size(); ++i) EXPECT_LT(sunk[i - 1].id, sunk[i].id);
+  for (const auto& r : sunk) {
+    int i = std::stoi(r.record.substr(7));
+    EXPECT_NE(i % 3, 0) << r.record;
+    auto cur = s->read("Patient", "a" + std::to_string(i));
+    EXPECT_TRUE(cur.ok() && cur->has_value());  // durable together
+  }
+  auto pending = s->pendingAuditRecords();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_EQ(pending->size(), 5u);
+  s->releaseAuditRecords(sunk[2].id);
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "other", 1); }).ok());
+  pending = s->pendingAuditRecords();
+  ASSERT_TRUE(pending.ok());
+  ASSERT_EQ(pending->size(), 2u);
+  EXPECT_EQ(pending->front().id, sunk[3].id);
+  // What is released when no more writes come is deleted at close.
+  s->releaseAuditRecords(sunk[4].id);
+  s->close();
+  s = open(dir.path());
+  pending = s->pendingAuditRecords();
+  ASSERT_TRUE(pending.ok());
+  EXPECT_TRUE(pending->empty());
 }

@@ -203,6 +203,15 @@ TEST(AuditLogTest, KeepsEveryFieldThroughTheCanonicalText) {
   EXPECT_EQ(back.breakGlassReason, r.breakGlassReason);
   EXPECT_FALSE(codec::decode(text.substr(0, text.size() - 1), back));
   EXPECT_FALSE(codec::decode(text + "x", back));
+  EXPECT_EQ(text.substr(0, 4), "PA1;");
+  // A record that waited elsewhere carries its origin as one more field, under another magic.
+  r.origin = "outbox:42";
+  std::string withOrigin;
+  codec::encode(r, withOrigin);
+  EXPECT_EQ(withOrigin.substr(0, 4), "PA2;");
+  ASSERT_TRUE(codec::decode(withOrigin, back));
+  EXPECT_EQ(back.origin, "outbox:42");
+  EXPECT_FALSE(codec::decode("PA2;" + text.substr(4), back));  // PA2 without its origin
 }
 
 TEST(AuditLogTest, TimeNeverDecreasesAlongTheChain) {
@@ -998,6 +1007,54 @@ TEST(AuditLogTest, RecordsOnlyInTheJournalAfterACrashAreVerifiedAndRecoveredAtOp
   VerifyReport after = verify(io.url, io.checkpointDir, "");
   EXPECT_TRUE(after.ok) << after.problem;
   EXPECT_EQ(after.records, 10);
+}
+
+// Records committed elsewhere (a write's, in the resource store) are chained in order, with their
+// origin, without a waiter; at the next start, those already chained are recognised and not
+// chained twice.
+TEST(AuditLogTest, CommittedRecordsAreChainedOnceWithTheirOrigin) {
+  TempDir dir;
+  Options o = optionsIn(dir.path());
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  std::atomic<std::int64_t> released{0};
+  log->onCommittedChained([&](std::int64_t id) { released = id; });
+  auto committed = [](int from, int to) {
+    std::vector<AuditLog::Committed> out;
+    for (int i = from; i <= to; ++i) {
+      Record r = sample(i);
+      r.timeMs = kBaseMs + i;
+      out.push_back({100 + i, encodeRecord(r)});
+    }
+    return out;
+  };
+  log->appendCommitted(committed(1, 3));
+  ASSERT_TRUE(log->append(sample(50)).ok());
+  auto all = log->query({});  // the query waits for what was given before it
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  ASSERT_EQ(all->size(), 4u);
+  EXPECT_EQ(released.load(), 103);
+  std::set<std::string> origins;
+  for (const auto& r : *all) origins.insert(r.origin);
+  EXPECT_EQ(origins, (std::set<std::string>{"", "outbox:101", "outbox:102", "outbox:103"}));
+  log->close();
+
+  // The store still lists 101-103 (a stop before it deleted them) and 104-105 (never chained).
+  auto again = openLog(o);
+  ASSERT_TRUE(again);
+  again->onCommittedChained([&](std::int64_t id) { released = id; });
+  ASSERT_TRUE(again->adoptCommitted(committed(1, 5)).ok());
+  all = again->query({});
+  ASSERT_TRUE(all.ok());
+  EXPECT_EQ(all->size(), 6u);
+  EXPECT_EQ(released.load(), 105);
+  int with105 = 0;
+  for (const auto& r : *all) with105 += r.origin == "outbox:105";
+  EXPECT_EQ(with105, 1);
+  again->close();
+  VerifyReport v = verify(o.url, o.checkpointDir, "");
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 6);
 }
 
 // The journal's reader stops where the chain stops: a torn last frame, an edited frame, and an
