@@ -265,6 +265,13 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   }
   g->s_->server->setGate(g->s_->gate.get());
   ho.clientCaPath = config.get("https.client_ca");
+  ho.searchTimeoutMs = static_cast<int>(config.getInt("search.timeout_ms"));
+  if (audit::AuditLog* trail = g->s_->audit.get())
+    g->s_->server->setExtraMetrics([trail] {
+      return "# HELP passerelle_audit_failures_total Audit records that could not be written (their requests were refused).\n"
+             "# TYPE passerelle_audit_failures_total counter\npasserelle_audit_failures_total " +
+             std::to_string(trail->failures()) + "\n";
+    });
   auto started = g->s_->server->start(ho);
   if (!started.ok()) return started.error();
   return g;

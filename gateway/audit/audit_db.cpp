@@ -37,9 +37,8 @@ Result<std::string> sqlitePath(const std::string& url) {
 }
 
 Error sqlError(sqlite3* db, int rc, const std::string& what) {
-  ErrorCode code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? ErrorCode::kUnavailable : ErrorCode::kInternal;
-  const char* msg = db ? sqlite3_errmsg(db) : sqlite3_errstr(rc);
-  return makeError(code, "audit database: " + what + ": " + (msg ? msg : sqlite3_errstr(rc)));
+  ErrorCode code = (rc & 0xff) == SQLITE_FULL ? ErrorCode::kStorageFull : ErrorCode::kUnavailable;
+  return makeError(code, "audit database: " + what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
 }
 
 Result<void> exec(sqlite3* db, const char* sql) {

@@ -118,6 +118,7 @@ struct AuditLog::Impl {
   std::vector<std::string> texts;
   std::string frames;
   std::atomic<std::int64_t> committedSeq{0};
+  std::atomic<std::uint64_t> failedAppends{0};
 
   // The writer -> the indexer thread, which copies durable records into the database.
   std::mutex indexMutex;
@@ -351,6 +352,7 @@ void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
     prev = r.hash;
   }
   if (auto w = journal->append(frames, lastSeq + 1); !w.ok()) {
+    failedAppends.fetch_add(group.size(), std::memory_order_relaxed);
     log::error("audit.append_failed", {{"error", w.error().message}});
     for (Pending* p : group) p->error = w.error();
     return;
@@ -996,5 +998,7 @@ void AuditLog::close() {
 std::string AuditLog::publicKeyPem() const { return impl_->key->publicKeyPem(); }
 
 std::int64_t AuditLog::lastSeq() const { return impl_->committedSeq.load(); }
+
+std::uint64_t AuditLog::failures() const { return impl_->failedAppends.load(std::memory_order_relaxed); }
 
 }  // namespace passerelle::audit

@@ -134,6 +134,8 @@ class AuditLog {
 
   // The last committed seq (0: none yet).
   std::int64_t lastSeq() const;
+  // Appends that failed (each refused its request), and committed records waiting to be chained again.
+  std::uint64_t failures() const;
 
  private:
   struct Impl;

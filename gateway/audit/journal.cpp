@@ -43,7 +43,8 @@ std::int64_t getI64(const char* p) {
 }
 
 Error ioError(const std::string& what, const std::string& path, int err) {
-  return makeError(ErrorCode::kUnavailable, "audit journal: " + what + " " + path + ": " + std::strerror(err));
+  return makeError(err == ENOSPC || err == EDQUOT ? ErrorCode::kStorageFull : ErrorCode::kUnavailable,
+                   "audit journal: " + what + " " + path + ": " + std::strerror(err));
 }
 
 Result<void> syncDir(const std::string& dir) {

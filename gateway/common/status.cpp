@@ -19,6 +19,8 @@ const ErrorInfo& errorInfo(ErrorCode code) {
       /* kInternal */ {500, "exception", "AR", true},
       /* kUnauthorized */ {401, "login", "AR", false},
       /* kForbidden */ {403, "forbidden", "AR", false},
+      /* kTimeout */ {503, "timeout", "AR", false},
+      /* kStorageFull */ {507, "no-store", "AR", true},
   };
   return kTable[static_cast<int>(code)];
 }

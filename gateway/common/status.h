@@ -26,6 +26,8 @@ enum class ErrorCode {
   kInternal,              // broken invariant or I/O failure (500)
   kUnauthorized,          // no valid identity (401)
   kForbidden,             // identity known, access refused (403)
+  kTimeout,               // stopped at its deadline, or its client went away (503)
+  kStorageFull,           // the disk is full: nothing was written (507)
 };
 
 struct ErrorInfo {

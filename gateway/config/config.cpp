@@ -109,6 +109,10 @@ const std::vector<Setting>& settings() {
       {"fhir.default_count", Type::kInt, "50", "Page size of searches and histories without _count.", 1, 1000},
       {"fhir.max_count", Type::kInt, "1000", "Largest _count honoured.", 1, 10000},
       {"fhir.max_bundle_entries", Type::kInt, "10000", "Most entries in a batch or transaction.", 1, 1000000},
+      {"search.timeout_ms", Type::kInt, "10000",
+       "Longest a request may spend reading the database (searches, includes, histories, access lookups): past it the "
+       "request answers 503 with an OperationOutcome of code timeout. A read whose client has gone is stopped too.",
+       1, 3600000},
       {"network.rules_file", Type::kString, "conf/network/rules.json",
        "The network's rule settings (conf/network/README.md). Empty or absent file: the built-in defaults."},
       {"network.today", Type::kString, "", "A fixed date (YYYY-MM-DD) for demos and tests. Empty: the UTC date."},

@@ -18,6 +18,8 @@
 #include <Poco/Net/ServerSocket.h>
 #include <Poco/ThreadPool.h>
 
+#include <poll.h>
+
 #include <chrono>
 #include <istream>
 #include <thread>
@@ -38,6 +40,7 @@ struct FrontContext {
   Metrics* metrics;
   const std::vector<std::pair<std::string, Server::Handler>>* mounts;
   Gate* gate;
+  const std::function<std::string()>* extraMetrics;
 };
 
 bool safeHost(const std::string& h) {
@@ -71,6 +74,12 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
 
   void handleRequest(HTTPServerRequest& req, HTTPServerResponse& resp) override {
     auto started = std::chrono::steady_clock::now();
+    // Every read of this request stops at its deadline, or once its client has gone.
+    int fd = static_cast<Poco::Net::HTTPServerRequestImpl&>(req).socket().impl()->sockfd();
+    store::SearchLimit limit(started + std::chrono::milliseconds(ctx_.options->searchTimeoutMs), [fd] {
+      pollfd p{fd, POLLRDHUP, 0};
+      return ::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+    });
     try {
       route(req, resp);
     } catch (const std::exception& ex) {
@@ -83,6 +92,7 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
     m.microsTotal.fetch_add(static_cast<std::uint64_t>(us), std::memory_order_relaxed);
     int s = resp.getStatus();
     (s < 300 ? m.status2xx : s < 400 ? m.status3xx : s < 500 ? m.status4xx : m.status5xx).fetch_add(1, std::memory_order_relaxed);
+    if (s == 503 || s == 507) m.unavailable.fetch_add(1, std::memory_order_relaxed);
     if (log::enabled(log::Level::kDebug))
       log::debug("http.request", {{"method", req.getMethod()}, {"uri", req.getURI()}, {"status", std::to_string(s)},
                                   {"us", std::to_string(us)}});
@@ -257,6 +267,14 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
     line("passerelle_store_units_total", "Write units committed.", "counter", "", st.units);
     line("passerelle_store_units_failed_total", "Write units rolled back.", "counter", "", st.unitsFailed);
     line("passerelle_store_wal_frames_total", "Pages appended to the write-ahead log.", "counter", "", st.walFrames);
+    line("passerelle_store_failures_total", "Database errors (answered 503, or 507 when the disk is full).", "counter", "",
+         st.failures);
+    line("passerelle_http_unavailable_total", "Answers 503 or 507: the store, the audit trail or a deadline failed them.",
+         "counter", "", m.unavailable.load());
+    line("passerelle_search_stopped_total", "Reads stopped before their end.", "counter", "{reason=\"deadline\"}",
+         st.searchesPastDeadline);
+    out += "passerelle_search_stopped_total{reason=\"client-gone\"} " + std::to_string(st.searchesAbandoned) + "\n";
+    if (*ctx_.extraMetrics) out += (*ctx_.extraMetrics)();
     return out;
   }
 
@@ -292,19 +310,21 @@ struct Server::State {
   bool stopped = false;
   std::vector<std::pair<std::string, Handler>> mounts;
   Gate* gate = nullptr;
+  std::function<std::string()> extraMetrics;
 };
 
 Server::Server(fhir::FhirService& fhir, store::ResourceStore& store)
-    : s_(new State{fhir, store, {}, {}, {}, nullptr, nullptr, nullptr, 0, 0, false, {}, nullptr}) {}
+    : s_(new State{fhir, store, {}, {}, {}, nullptr, nullptr, nullptr, 0, 0, false, {}, nullptr, {}}) {}
 
 Server::~Server() { stop(0); }
 
 void Server::mount(const std::string& prefix, Handler handler) { s_->mounts.emplace_back(prefix, std::move(handler)); }
 void Server::setGate(Gate* gate) { s_->gate = gate; }
+void Server::setExtraMetrics(std::function<std::string()> text) { s_->extraMetrics = std::move(text); }
 
 Result<void> Server::start(const ServerOptions& options) {
   s_->options = options;
-  s_->ctx = FrontContext{&s_->fhir, &s_->store, &s_->options, &s_->metrics, &s_->mounts, s_->gate};
+  s_->ctx = FrontContext{&s_->fhir, &s_->store, &s_->options, &s_->metrics, &s_->mounts, s_->gate, &s_->extraMetrics};
   int listeners = (options.httpEnabled ? 1 : 0) + (options.httpsEnabled ? 1 : 0);
   if (listeners == 0) return makeError(ErrorCode::kInvalid, "http.enabled and https.enabled are both false: nothing to serve");
   s_->pool = std::make_unique<Poco::ThreadPool>(2, options.threads * listeners, 60);

@@ -30,6 +30,7 @@ struct ServerOptions {
   int keepAliveSeconds = 15;
   std::string baseUrl;  // public FHIR base; empty: from the request's Host
   std::string clientCaPath;  // PEM CAs for client certificates (mutual TLS); empty: none asked for
+  int searchTimeoutMs = 10000;  // each request's reads stop at this deadline (store::SearchLimit)
 };
 
 // What the front knows of the caller before anything is decided.
@@ -58,6 +59,7 @@ struct Metrics {
   std::atomic<std::uint64_t> status2xx{0}, status3xx{0}, status4xx{0}, status5xx{0};
   std::atomic<std::uint64_t> bodyTooLarge{0};
   std::atomic<std::uint64_t> microsTotal{0};
+  std::atomic<std::uint64_t> unavailable{0};  // answers 503 or 507 (the store, the audit trail, a deadline)
 };
 
 class Server {
@@ -70,6 +72,8 @@ class Server {
   void mount(const std::string& prefix, Handler handler);
   // The gate every request passes (null: none, every request is served as it comes). Call before start().
   void setGate(Gate* gate);
+  // More /metrics lines (Prometheus text), produced at each scrape. Call before start().
+  void setExtraMetrics(std::function<std::string()> text);
   Result<void> start(const ServerOptions& options);
   int httpPort() const;   // the bound port (0 when disabled)
   int httpsPort() const;  // the bound port (0 when disabled)

@@ -153,6 +153,15 @@ struct PatientFacts {
   std::string ciedEncounter;
 };
 
+namespace {
+
+// The first store failure met by the lookups of the request (or sweep) this thread is handling: an
+// answer built on lookups that failed would say "unknown patient" or "nothing found" where the truth
+// is that the store could not be read; it answers 503 instead.
+thread_local std::optional<Error> tlLookupFailure;
+
+}  // namespace
+
 struct NetworkService::Impl {
   store::ResourceStore& store;
   fhir::FhirService& fhirService;
@@ -161,6 +170,19 @@ struct NetworkService::Impl {
   Impl(store::ResourceStore& s, fhir::FhirService& f, NetworkOptions opt) : store(s), fhirService(f), o(std::move(opt)) {}
 
   std::string today() const { return o.today.empty() ? todayUtc() : o.today; }
+
+  static void lookupFailed(const Error& e) {
+    if (tlLookupFailure) return;
+    log::error("network.lookup_failed", {{"error", e.message}});
+    tlLookupFailure = e;
+  }
+  // The answer to give when a lookup failed, if one did.
+  static std::optional<fhir::FhirResponse> failedLookups() {
+    if (!tlLookupFailure) return std::nullopt;
+    Error e = *tlLookupFailure;
+    if (errorInfo(e.code).httpStatus < 500) e.code = ErrorCode::kUnavailable;
+    return fhir::errorResponse(e);
+  }
 
   // ---- reading the store ----
   std::vector<Json> find(const std::string& type, const fhir::Params& params, int count = 100) {
@@ -174,7 +196,10 @@ struct NetworkService::Impl {
       return out;
     }
     auto page = store.search(parsed.value().query);
-    if (!page.ok()) return out;
+    if (!page.ok()) {
+      lookupFailed(page.error());
+      return out;
+    }
     for (const auto& v : page.value().items)
       if (auto j = asJson(v)) out.push_back(std::move(*j));
     return out;
@@ -194,6 +219,7 @@ struct NetworkService::Impl {
     auto slash = reference.find('/');
     if (slash == std::string::npos) return std::nullopt;
     auto r = store.read(reference.substr(0, slash), reference.substr(slash + 1));
+    if (!r.ok()) lookupFailed(r.error());
     if (!r.ok() || !r.value() || r.value()->deleted) return std::nullopt;
     return asJson(*r.value());
   }
@@ -428,6 +454,7 @@ struct NetworkService::Impl {
     RuleContext ctx;
     std::map<std::string, PatientFacts> facts;
     gather(kind, doc, ctx, facts);
+    if (auto failed = failedLookups()) return *failed;
     auto problems = checkRules(kind, doc, ctx, o.rules);
     std::vector<Problem> warnings;
     for (const auto& p : problems) {
@@ -469,6 +496,7 @@ struct NetworkService::Impl {
       bundle["entry"].push_back({{"fullUrl", e.fullUrl}, {"resource", std::move(res)}, {"request", std::move(request)}});
     }
     for (auto& x : extra) bundle["entry"].push_back(std::move(x));
+    if (auto failed = failedLookups()) return *failed;
 
     fhir::FhirRequest tx;
     tx.method = "POST";
@@ -805,6 +833,7 @@ NetworkService::NetworkService(store::ResourceStore& store, fhir::FhirService& f
 NetworkService::~NetworkService() = default;
 
 fhir::FhirResponse NetworkService::handle(const fhir::FhirRequest& request) {
+  tlLookupFailure.reset();
   try {
     std::string path = request.path;
     if (!path.empty() && path[0] == '/') path = path.substr(1);
@@ -878,6 +907,7 @@ fhir::FhirResponse NetworkService::Impl::dossier(const std::string& id, const fh
     auto byNetworkId = find("Patient", {{"identifier", "https://douleur77.fr/fhir/sid/patient|" + id}}, 2);
     if (byNetworkId.size() == 1) patient = byNetworkId[0];
   }
+  if (auto failed = failedLookups()) return *failed;
   std::string pid = patient ? (*patient)["id"].get<std::string>() : std::string();
   // A patient the caller may not see is answered as an unknown one.
   if (patient && o.authorizeDossier)
@@ -934,11 +964,13 @@ fhir::FhirResponse NetworkService::Impl::dossier(const std::string& id, const fh
   Json out = {{"dossierType", "network-dossier"}, {"schemaVersion", "1.0"}, {"patient", patientRef}, {"status", status},
               {"documents", documents}};
   if (!problems.empty()) out["issues"] = problems.json();
+  if (auto failed = failedLookups()) return *failed;
   return jsonResponse(200, out);
 }
 
 fhir::FhirResponse NetworkService::sweep(const std::string& day) {
   Impl& m = *impl_;
+  tlLookupFailure.reset();
   std::string today = day.empty() ? m.today() : day;
   if (!parseDate(today)) return problem(400, "value", "date must be YYYY-MM-DD", "date");
   Json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", Json::array()}};
@@ -1000,6 +1032,7 @@ fhir::FhirResponse NetworkService::sweep(const std::string& day) {
                                                   e["id"].get<std::string>() + "/" + std::to_string(n)));
     }
   }
+  if (auto failed = Impl::failedLookups()) return *failed;
   if (!bundle["entry"].empty()) {
     fhir::FhirRequest tx;
     tx.method = "POST";

@@ -3,6 +3,7 @@
 // Thread-safety: all methods may be called from any thread concurrently.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -204,6 +205,27 @@ struct StoreStats {
   std::uint64_t units = 0;        // units of work committed (requests)
   std::uint64_t unitsFailed = 0;  // units rolled back
   std::uint64_t walFrames = 0;    // pages appended to the write-ahead log (SQLite)
+  std::uint64_t failures = 0;     // database errors (not conflicts): each answered as unavailable
+  std::uint64_t searchesPastDeadline = 0;  // searches stopped at their deadline
+  std::uint64_t searchesAbandoned = 0;     // searches stopped because their client went away
+};
+
+// Limits on the reads (searches, includes, histories) that the calling thread makes while it
+// lives, one per request: a deadline, and a check, made now and then, that the client still waits
+// for the answer. A read past them stops with kTimeout. Reads made inside write units (conditional
+// writes, transaction entries) run on the writer and are not limited.
+class SearchLimit {
+ public:
+  SearchLimit(std::chrono::steady_clock::time_point deadline, std::function<bool()> clientGone);
+  ~SearchLimit();
+  SearchLimit(const SearchLimit&) = delete;
+  SearchLimit& operator=(const SearchLimit&) = delete;
+
+  struct State;
+
+ private:
+  State* previous_;
+  std::unique_ptr<State> state_;
 };
 
 class ResourceStore {

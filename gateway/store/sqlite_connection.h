@@ -20,10 +20,25 @@ namespace passerelle::store::sqlite {
 
 using Bind = std::variant<std::int64_t, std::string, double>;
 
+// Why the last read of this thread was interrupted (a SearchLimit), or nullptr.
+const char* interruptReason();
+// Counts a database failure (for /metrics).
+void countFailure();
+
+// A database error as the store reports it: a constraint is a conflict, an interrupted read ran
+// past its SearchLimit, a full disk is kStorageFull, anything else makes the store unavailable.
 inline Error sqlError(sqlite3* db, int rc, const char* what) {
-  ErrorCode code = (rc == SQLITE_BUSY || rc == SQLITE_LOCKED) ? ErrorCode::kUnavailable
-                   : (rc == SQLITE_CONSTRAINT)                ? ErrorCode::kConflict
-                                                              : ErrorCode::kInternal;
+  int primary = rc & 0xff;
+  if (primary == SQLITE_CONSTRAINT)
+    return makeError(ErrorCode::kConflict, std::string("database: ") + what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
+  if (primary == SQLITE_INTERRUPT) {
+    const char* why = interruptReason();
+    return makeError(ErrorCode::kTimeout, why && std::string(why) == "client-gone"
+                                              ? "the search was stopped: its client went away"
+                                              : "the search was stopped: it ran past its time limit (search.timeout_ms)");
+  }
+  countFailure();
+  ErrorCode code = primary == SQLITE_FULL ? ErrorCode::kStorageFull : ErrorCode::kUnavailable;
   return makeError(code, std::string("database: ") + what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
 }
 
@@ -43,8 +58,8 @@ class Connection {
     if (rc != SQLITE_OK) {
       std::string m = msg ? msg : sqlite3_errstr(rc);
       sqlite3_free(msg);
-      return makeError(rc == SQLITE_BUSY ? ErrorCode::kUnavailable : ErrorCode::kInternal,
-                       std::string("database: ") + m);
+      countFailure();
+      return makeError((rc & 0xff) == SQLITE_FULL ? ErrorCode::kStorageFull : ErrorCode::kUnavailable, std::string("database: ") + m);
     }
     return {};
   }
@@ -127,6 +142,11 @@ inline Result<void> Connection::run(const std::string& sql) {
   if (rc != SQLITE_DONE && rc != SQLITE_ROW) return sqlError(db_, rc, sql.c_str());
   return {};
 }
+
+// Makes `db` honour the calling thread's SearchLimit.
+void limitReads(sqlite3* db);
+// Counters of interrupted reads and of failures (for StoreStats).
+void limitCounters(std::uint64_t& pastDeadline, std::uint64_t& abandoned, std::uint64_t& failures);
 
 // Search, includes and index maintenance (sqlite_search.cpp). `c` is used by one thread.
 Result<SearchPage> runSearch(Connection& c, const SearchQuery& q);

@@ -405,6 +405,7 @@ class SqliteResourceStore : public ResourceStore {
     std::lock_guard<std::mutex> lock(mutex_);
     StoreStats s = stats_;
     s.walFrames = walFramesTotal_.load(std::memory_order_relaxed);
+    sqlite::limitCounters(s.searchesPastDeadline, s.searchesAbandoned, s.failures);
     return s;
   }
 
@@ -448,6 +449,7 @@ class SqliteResourceStore : public ResourceStore {
         auto r = c->exec(pragma);
         if (!r.ok()) throw std::runtime_error(r.error().message);
       }
+      sqlite::limitReads(c->db());
       return std::make_unique<Lease>(this, std::move(c));
     } catch (const std::exception& ex) {
       std::lock_guard<std::mutex> relock(readersMutex_);

@@ -293,3 +293,50 @@ TEST(SqliteStoreTest, AuditRecordsAreCommittedWithTheirUnitAndKeptUntilReleased)
   ASSERT_TRUE(pending.ok());
   EXPECT_TRUE(pending->empty());
 }
+
+// Reads honour the calling thread's SearchLimit: past its deadline, or once its client is gone,
+// they stop with kTimeout; without one (or once it has ended) they run to their end.
+TEST(SqliteStoreTest, ReadsStopAtTheirThreadsDeadlineOrWhenTheClientIsGone) {
+  passerelle::testing::TempDir dir;
+  auto s = open(dir.path());
+  ASSERT_TRUE(s->write([&](WriteTxn& t) -> Result<void> {
+                 for (int i = 0; i < 300; ++i) {
+                   IndexRows rows;
+                   rows.strings.push_back({"Patient.name", "name" + std::to_string(i), "Name" + std::to_string(i)});
+                   auto r = putVersion(t, "p" + std::to_string(i), 1, false, rows);
+                   if (!r.ok()) return r;
+                 }
+                 return {};
+               }).ok());
+  SearchQuery q;
+  q.type = "Patient";
+  Condition c;
+  c.kind = Condition::Kind::kString;
+  c.param = "Patient.name";
+  c.match = Condition::Match::kContains;
+  c.value = "ame";
+  q.where.push_back({c});
+  q.count = 1000;
+  q.total = SearchQuery::Total::kAccurate;
+  auto before = s->stats();
+  {
+    SearchLimit past(std::chrono::steady_clock::now() - std::chrono::milliseconds(1), nullptr);
+    auto r = s->search(q);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kTimeout);
+    EXPECT_NE(r.error().message.find("time limit"), std::string::npos);
+  }
+  {
+    SearchLimit gone(std::chrono::steady_clock::now() + std::chrono::hours(1), [] { return true; });
+    auto r = s->search(q);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kTimeout);
+    EXPECT_NE(r.error().message.find("client went away"), std::string::npos);
+  }
+  auto after = s->stats();
+  EXPECT_EQ(after.searchesPastDeadline, before.searchesPastDeadline + 1);
+  EXPECT_EQ(after.searchesAbandoned, before.searchesAbandoned + 1);
+  auto r = s->search(q);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->total, 300);
+}

@@ -19,6 +19,10 @@ TEST(StatusTest, OneTableGivesEachCodeItsHttpStatus) {
   EXPECT_EQ(errorInfo(ErrorCode::kUnauthorized).httpStatus, 401);
   EXPECT_EQ(errorInfo(ErrorCode::kForbidden).httpStatus, 403);
   EXPECT_STREQ(errorInfo(ErrorCode::kForbidden).fhirIssueCode, "forbidden");
+  EXPECT_EQ(errorInfo(ErrorCode::kTimeout).httpStatus, 503);
+  EXPECT_STREQ(errorInfo(ErrorCode::kTimeout).fhirIssueCode, "timeout");
+  EXPECT_EQ(errorInfo(ErrorCode::kStorageFull).httpStatus, 507);
+  EXPECT_STREQ(errorInfo(ErrorCode::kStorageFull).fhirIssueCode, "no-store");
   EXPECT_TRUE(errorInfo(ErrorCode::kUnavailable).retryable);
   EXPECT_FALSE(errorInfo(ErrorCode::kInvalid).retryable);
 }
