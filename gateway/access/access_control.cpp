@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 
 #include "gateway/fhir/search_params.h"
+#include "gateway/search/index_extractor.h"
+#include "gateway/search/search_definitions.h"
 
 namespace passerelle::access {
 
@@ -490,11 +492,47 @@ Result<Groups> RequestGuard::constraintFor(const std::string& type) {
   return where;
 }
 
+// A read by id of one of the caller's patients is decided from what is cached for the caller (its
+// relationships and the patients' consent states) and from the resource's own compartment
+// references: no search. A decision that needs the policy's search filter, an emergency access or
+// an answer "no" (the search decides those, so that both ways agree exactly) goes to the search.
+Result<bool> RequestGuard::readableFromFacts(const store::ResourceVersion& v) {
+  if (v.deleted || !breakGlass_.empty()) return false;
+  const Policy& policy = ac_.policy();
+  if (!patientBound(v.type, false)) {
+    Decision d = policy.decideOther(role_, v.type, false);
+    return d.permit && d.filter.empty();
+  }
+  auto lf = loadFacts();
+  if (!lf.ok()) return lf.error();
+  std::vector<std::string> patients;
+  if (v.type == "Patient") {
+    patients.push_back(v.id);
+  } else {
+    nlohmann::ordered_json body = nlohmann::ordered_json::parse(v.body, nullptr, false);
+    if (body.is_discarded()) return false;
+    auto rows = search::extractParams(search::SearchDefinitions::r4(), v.type, body, policy.compartmentParams(v.type), "");
+    for (const auto& r : rows.references)
+      if (r.targetType == "Patient") patients.push_back(r.targetId);
+  }
+  for (const auto& p : patients) {
+    auto it = facts_->relations.find(p);
+    if (it == facts_->relations.end()) continue;
+    Decision d = policy.decidePatient(role_, v.type, false, it->second, facts_->stateOf(p), false);
+    if (d.permit && d.filter.empty()) return true;
+  }
+  return false;
+}
+
 Result<std::vector<bool>> RequestGuard::readable(const std::vector<store::ResourceVersion>& found) {
   std::vector<bool> ok(found.size(), true);
   if (unrestricted()) return ok;
   std::map<std::string, std::vector<std::size_t>> byType;
-  for (std::size_t i = 0; i < found.size(); ++i) byType[found[i].type].push_back(i);
+  for (std::size_t i = 0; i < found.size(); ++i) {
+    auto quick = readableFromFacts(found[i]);
+    if (!quick.ok()) return quick.error();
+    if (!quick.value()) byType[found[i].type].push_back(i);
+  }
   for (const auto& [type, idx] : byType) {
     auto c = readConstraint(type);
     if (!c.ok()) {

@@ -75,6 +75,8 @@ class RequestGuard : public fhir::AccessGuard {
 
  private:
   Result<void> loadFacts();
+  // Whether the cached facts show `v` readable without a search (false: they do not tell).
+  Result<bool> readableFromFacts(const store::ResourceVersion& v);
   Result<std::vector<std::vector<store::Condition>>> constraintFor(const std::string& type);
   Result<void> constrainInner(std::vector<std::vector<store::Condition>>& where);
   Error denied(const std::string& reason, const std::string& message);

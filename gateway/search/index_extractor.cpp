@@ -331,6 +331,15 @@ void splitReference(const std::string& ref, const std::string& baseUrl, std::str
   id = ref;
 }
 
+store::IndexRows extractParams(const SearchDefinitions& defs, const std::string& type, const nlohmann::ordered_json& resource,
+                               const std::vector<std::string>& codes, const std::string& baseUrl) {
+  store::IndexRows rows;
+  Extractor ex(rows, baseUrl);
+  for (const auto& code : codes)
+    if (const ParamDef* p = defs.find(type, code)) ex.param(*p, resource);
+  return rows;
+}
+
 store::IndexRows extractIndex(const SearchDefinitions& defs, const std::string& type, const nlohmann::ordered_json& resource,
                               const std::string& baseUrl) {
   store::IndexRows rows;

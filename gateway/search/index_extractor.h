@@ -7,6 +7,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include <string>
+#include <vector>
 
 #include "gateway/search/search_definitions.h"
 #include "gateway/store/resource_store.h"
@@ -17,6 +18,10 @@ namespace passerelle::search {
 // indexed as local ones.
 store::IndexRows extractIndex(const SearchDefinitions& defs, const std::string& type, const nlohmann::ordered_json& resource,
                               const std::string& baseUrl);
+
+// The rows of the parameters `codes` of `type` only (e.g. the Patient compartment's references).
+store::IndexRows extractParams(const SearchDefinitions& defs, const std::string& type, const nlohmann::ordered_json& resource,
+                               const std::vector<std::string>& codes, const std::string& baseUrl);
 
 // Splits a reference ("Patient/1", "http://x/fhir/Patient/1/_history/2", "urn:uuid:...") into the
 // target type and id stored in the index; the type is empty for references that are not to a
