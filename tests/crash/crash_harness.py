@@ -263,18 +263,40 @@ class Load:
 class Checker:
     def __init__(self, gw):
         self.gw = gw
-        self.client = Client(gw)
+        self.local = threading.local()
+        self.lock = threading.Lock()
         self.failures = []
 
     def fail(self, what):
-        self.failures.append(what)
-        if len(self.failures) <= 30:
-            log("FAIL:", what)
+        with self.lock:
+            self.failures.append(what)
+            if len(self.failures) <= 30:
+                log("FAIL:", what)
+
+    def each(self, items, check, threads=4):
+        """Runs check(item) over items on a few threads (one connection each)."""
+        it = iter(list(items))
+        lock = threading.Lock()
+
+        def run():
+            while True:
+                with lock:
+                    item = next(it, None)
+                if item is None:
+                    return
+                check(item)
+        ts = [threading.Thread(target=run) for _ in range(threads)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
 
     def get(self, path):
+        if not hasattr(self.local, "client"):
+            self.local.client = Client(self.gw)
         for _ in range(3):
             try:
-                status, text = self.client.request("GET", path)
+                status, text = self.local.client.request("GET", path)
                 return status, json.loads(text) if text else None
             except (OSError, http.client.HTTPException):
                 time.sleep(0.2)
@@ -340,18 +362,19 @@ def audited_resources(audit_db):
 
 def final_checks(gw, ledger, checker, binary, data_dir):
     log("checking %d acknowledged, %d refused, %d unknown writes" % (len(ledger.acked), len(ledger.refused), len(ledger.unknown)))
-    for e in ledger.acked:
-        checker.check_acked(e)
-    for e in ledger.refused:
+    checker.each(ledger.acked, checker.check_acked)
+
+    def check_refused(e):
         if e.get("status") not in (503, 507):
             checker.fail("%s %s: refused with %s (only 503 or 507 are expected)" % (e["kind"], e["marker"], e.get("status")))
         if checker.present(e) != 0:
             checker.fail("%s %s: answered %s but stored" % (e["kind"], e["marker"], e.get("status")))
-    partial = 0
-    for e in ledger.unknown:
+    checker.each(ledger.refused, check_refused)
+
+    def check_unknown(e):
         if checker.present(e) == -1:
-            partial += 1
             checker.fail("%s %s: its answer was lost and it is stored in part" % (e["kind"], e["marker"]))
+    checker.each(ledger.unknown, check_unknown)
     rc = gw.stop()
     if rc != 0:
         checker.fail("the gateway exited with %s on SIGTERM" % rc)
