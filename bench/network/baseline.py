@@ -149,8 +149,9 @@ def finish_bundle(bundle, doc, patient_id, episode_id):
             set_extension(r, SD + "planned-duration", "valueDuration", {"value": PLANNED_CIED_MINUTES})
             r["episodeOfCare"] = [{"reference": "EpisodeOfCare/" + episode_id}]
         elif kind == "Composition":
-            r["section"][0]["text"]["div"] = '<div xmlns="http://www.w3.org/1999/xhtml"><p>' + \
-                xml_escape(doc["report"]["text"]) + "</p></div>"
+            # the narrative the gateway derives from the report's text (convert leaves it out)
+            r["section"][0]["text"] = {"status": "generated", "div": '<div xmlns="http://www.w3.org/1999/xhtml"><p>' +
+                                       xml_escape(doc["report"]["text"]) + "</p></div>"}
         elif kind == "Goal":
             vas = doc["measures"]["vas"]["value"]
             r["target"][0]["detailQuantity"]["value"] = vas * (100.0 - GOAL_REDUCTION_PERCENT) / 100.0

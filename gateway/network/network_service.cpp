@@ -224,6 +224,37 @@ struct NetworkService::Impl {
     return asJson(*r.value());
   }
 
+  // The patient's resources of the types the rules read (episodes of care, consents, encounters,
+  // goals), in one search rather than one per type.
+  std::vector<Json> patientResources(const std::string& patientRef) {
+    store::SearchQuery q;
+    q.count = 1000;
+    q.total = store::SearchQuery::Total::kNone;
+    std::vector<store::Condition> anyOf;
+    for (const auto& [type, param] : {std::pair<const char*, const char*>{"EpisodeOfCare", "patient"}, {"Consent", "patient"},
+                                      {"Encounter", "subject"}, {"Goal", "subject"}}) {
+      auto parsed = fhir::parseSearch(type, {{param, patientRef}}, fhir::SearchLimits{}, true);
+      if (!parsed.ok() || parsed->query.where.size() != 1) {
+        lookupFailed(makeError(ErrorCode::kInternal, std::string("network: cannot search ") + type + "." + param));
+        return {};
+      }
+      for (auto& c : parsed->query.where.front()) anyOf.push_back(std::move(c));
+    }
+    q.where.push_back(std::move(anyOf));
+    std::vector<Json> out;
+    for (;;) {
+      auto page = store.search(q);
+      if (!page.ok()) {
+        lookupFailed(page.error());
+        return out;
+      }
+      for (const auto& v : page->items)
+        if (auto j = asJson(v)) out.push_back(std::move(*j));
+      if (page->next.empty()) return out;
+      q.cursor = page->next;
+    }
+  }
+
   // "Type?identifier=system|value" -> the resources it matches.
   std::vector<Json> findConditional(const std::string& conditional) {
     auto q = conditional.find('?');
@@ -286,8 +317,24 @@ struct NetworkService::Impl {
     st.known = true;
     facts.id = patients[0]["id"].get<std::string>();
     std::string pref = "Patient/" + facts.id;
+    std::vector<Json> episodes, operaEpisodes, consents, ciedEncounters, csbEncounters, goals;
+    for (auto& r : patientResources(pref)) {
+      std::string type = str(r, "resourceType");
+      if (type == "EpisodeOfCare") {
+        std::string programme = codeIn(member(r, "type"), cs("d77-programme"));
+        if (programme == "D77") episodes.push_back(std::move(r));
+        else if (programme == "OPERA" && str(r, "status") == "active") operaEpisodes.push_back(std::move(r));
+      } else if (type == "Consent") {
+        consents.push_back(std::move(r));
+      } else if (type == "Encounter") {
+        std::string k = codeIn(member(r, "type"), cs("d77-enc"));
+        if (k == "CIED") ciedEncounters.push_back(std::move(r));
+        else if (k == "CSB") csbEncounters.push_back(std::move(r));
+      } else if (type == "Goal" && str(r, "lifecycleStatus") == "active") {
+        goals.push_back(std::move(r));
+      }
+    }
     // network enrolment
-    auto episodes = find("EpisodeOfCare", {{"patient", pref}, {"type", cs("d77-programme") + "|D77"}});
     for (auto& e : episodes) {
       std::string status = str(e, "status");
       if (!facts.episode || status == "active") facts.episode = e;
@@ -305,12 +352,12 @@ struct NetworkService::Impl {
         if (auto c = read(str(diag[0].value("condition", Json::object()), "reference")))
           st.pathology = codeIn(member(*c, "code"), cs("pathology"));
     }
-    for (auto& e : find("EpisodeOfCare", {{"patient", pref}, {"type", cs("d77-programme") + "|OPERA"}, {"status", "active"}})) {
+    for (auto& e : operaEpisodes) {
       st.operaEnrolled = true;
       facts.operaEpisode = e;
     }
     // consent (treatment scope gives the state)
-    for (auto& c : find("Consent", {{"patient", pref}})) {
+    for (auto& c : consents) {
       std::string scope = codeIn(member(c, "scope"), "http://terminology.hl7.org/CodeSystem/consentscope");
       std::string status = str(c, "status");
       if (status == "active") facts.consents.push_back(c);
@@ -326,7 +373,7 @@ struct NetworkService::Impl {
     // consultations
     std::string kind = str(doc, "documentType");
     if (kind == "cied" || kind == "csb") {
-      for (auto& enc : find("Encounter", {{"subject", pref}, {"type", cs("d77-enc") + "|CIED"}})) {
+      for (auto& enc : ciedEncounters) {
         st.hasCied = true;
         facts.ciedEncounter = "Encounter/" + enc["id"].get<std::string>();
       }
@@ -335,9 +382,9 @@ struct NetworkService::Impl {
           const Json* quantity = member(obs, "valueQuantity");  // not obs.value(...): a temporary
           if (const Json* v = quantity ? member(*quantity, "value") : nullptr; v && v->is_number()) st.ciedVas = v->get<double>();
         }
-      for (auto& enc : find("Encounter", {{"subject", pref}, {"type", cs("d77-enc") + "|CSB"}}, 1000))
+      for (auto& enc : csbEncounters)
         if (const Json* s = extensionValue(enc, sd("csb-semester"), "valueInteger")) st.csbSemesters.push_back(s->get<int>());
-      for (auto& g : find("Goal", {{"subject", pref}, {"lifecycle-status", "active"}}))
+      for (auto& g : goals)
         if (!facts.goal) facts.goal = g;
     }
     if (kind == "liaison-sheet") {
