@@ -1131,6 +1131,8 @@ struct BundleEntry {
   std::optional<std::int64_t> ifMatch;
   bool hasResource = false;
   Incoming in;
+  // Made ready before the write unit when nothing in it needs the database (see preparePlain).
+  std::optional<PreparedResource> prepared;
   // Results.
   bool done = false;
   WriteOutcome outcome;
@@ -1273,6 +1275,7 @@ class BundleProcessor {
         auto a = h_.guard_->allowType(e.type, interactionOf(e));
         if (!a.ok()) return errorResponse(at(e, a.error()));
       }
+    preparePlain();
     std::optional<Error> failure;
     auto r = h_.store_.write([&](WriteTxn& txn) -> Result<void> {
       auto res = transactionIn(txn);
@@ -1307,6 +1310,32 @@ class BundleProcessor {
     return {};
   }
 
+  // The single writer's time is the limit of every write: what does not need the database is done
+  // before the unit, on the request's thread. New resources of unconditional POSTs get their ids
+  // here, and an entry whose references all resolve without a lookup (to such entries, to entries
+  // with a literal id, or plain ones) has its body rewritten and its index rows extracted here too.
+  // Conditional creates and references (Type?params) are settled inside the unit, as before.
+  void preparePlain() {
+    for (auto& e : entries_)
+      if (e.method == "POST" && e.ifNoneExist.empty() && !e.error) e.id = newId();
+    for (auto& e : entries_)
+      if (!e.id.empty() && !e.fullUrl.empty()) refs_[e.fullUrl] = e.type + "/" + e.id;
+    for (auto& e : entries_) {
+      if (e.error || !e.hasResource || e.id.empty() || (e.method != "POST" && e.method != "PUT") || e.conditional) continue;
+      bool needsLookup = false;
+      ReferenceRewriter rw = [this, &needsLookup](const std::string& ref) -> const std::string* {
+        auto it = refs_.find(ref);
+        if (it != refs_.end()) return &it->second;
+        if (ref.rfind("urn:uuid:", 0) == 0 || ref.rfind("urn:oid:", 0) == 0) needsLookup = true;
+        auto qm = ref.find('?');
+        if (qm != std::string::npos && isResourceType(ref.substr(0, qm))) needsLookup = true;
+        return nullptr;
+      };
+      PreparedResource p = prepare(e.type, e.id, e.in, rw, h_.req_.baseUrl);
+      if (!needsLookup) e.prepared = std::move(p);
+    }
+  }
+
   // Settles which resource a write entry acts on: a POST whose ifNoneExist matches one resource
   // becomes that resource (nothing to write), other POSTs get a new id; a conditional PUT or
   // DELETE takes its single match (a PUT with none creates, with the body's id or a new one; a
@@ -1324,7 +1353,7 @@ class BundleProcessor {
           return {};
         }
       }
-      e.id = newId();
+      if (e.id.empty()) e.id = newId();
       return {};
     }
     if (!e.conditional) return {};
@@ -1394,7 +1423,7 @@ class BundleProcessor {
     if (e.method == "DELETE") {
       w = deleteIn(txn, e.type, e.id, e.ifMatch, h_.guard_);
     } else {
-      PreparedResource p = prepare(e.type, e.id, e.in, rw, h_.req_.baseUrl);
+      PreparedResource p = e.prepared ? std::move(*e.prepared) : prepare(e.type, e.id, e.in, rw, h_.req_.baseUrl);
       if (problem) return *problem;
       w = e.method == "POST" ? createIn(txn, e.type, e.id, p, h_.guard_) : updateIn(txn, e.type, e.id, p, e.ifMatch, h_.guard_);
     }

@@ -224,35 +224,16 @@ struct NetworkService::Impl {
     return asJson(*r.value());
   }
 
-  // The patient's resources of the types the rules read (episodes of care, consents, encounters,
-  // goals), in one search rather than one per type.
+  // The patient's resources of the types the rules read (episodes of care of every programme,
+  // consents, encounters of every kind, goals): one search per type, filtered here, rather than one
+  // per question the rules ask. (A single search across the types would not be driven by an index:
+  // the store drives only searches of one type.)
   std::vector<Json> patientResources(const std::string& patientRef) {
-    store::SearchQuery q;
-    q.count = 1000;
-    q.total = store::SearchQuery::Total::kNone;
-    std::vector<store::Condition> anyOf;
-    for (const auto& [type, param] : {std::pair<const char*, const char*>{"EpisodeOfCare", "patient"}, {"Consent", "patient"},
-                                      {"Encounter", "subject"}, {"Goal", "subject"}}) {
-      auto parsed = fhir::parseSearch(type, {{param, patientRef}}, fhir::SearchLimits{}, true);
-      if (!parsed.ok() || parsed->query.where.size() != 1) {
-        lookupFailed(makeError(ErrorCode::kInternal, std::string("network: cannot search ") + type + "." + param));
-        return {};
-      }
-      for (auto& c : parsed->query.where.front()) anyOf.push_back(std::move(c));
-    }
-    q.where.push_back(std::move(anyOf));
     std::vector<Json> out;
-    for (;;) {
-      auto page = store.search(q);
-      if (!page.ok()) {
-        lookupFailed(page.error());
-        return out;
-      }
-      for (const auto& v : page->items)
-        if (auto j = asJson(v)) out.push_back(std::move(*j));
-      if (page->next.empty()) return out;
-      q.cursor = page->next;
-    }
+    for (const auto& [type, param] : {std::pair<const char*, const char*>{"EpisodeOfCare", "patient"}, {"Consent", "patient"},
+                                      {"Encounter", "subject"}, {"Goal", "subject"}})
+      for (auto& r : find(type, {{param, patientRef}}, 1000)) out.push_back(std::move(r));
+    return out;
   }
 
   // "Type?identifier=system|value" -> the resources it matches.
