@@ -1,6 +1,8 @@
-// AuditLog: the append path (one writer thread commits every queued record in one transaction with
-// one fsync, then wakes the waiters), queries on a second read-only connection, signed checkpoints
-// and the retention purge.
+// AuditLog: the append path (one writer thread chains every queued record and makes the group
+// durable in the journal with one write and one fdatasync, then wakes the waiters), the indexer
+// that copies the records into the database in batches, records committed elsewhere (a write's, in
+// the resource store), queries on a second read-only connection, signed checkpoints and the
+// retention purge.
 #include "gateway/audit/audit_log.h"
 
 #include <fcntl.h>
@@ -452,6 +454,7 @@ void AuditLog::Impl::maybeCheckpoint(bool closingNow) {
 
 void AuditLog::Impl::runWriter() {
   std::vector<Pending*> group;
+  std::function<void(std::int64_t)> chained;
   for (;;) {
     bool exiting = false;
     Clock::time_point deadline{};  // the next time-based checkpoint, if records wait for one
@@ -471,6 +474,7 @@ void AuditLog::Impl::runWriter() {
       else queueCv.wait(lk, ready);
       // Committed records that failed before go first: they keep their order.
       exiting = closing && queue.empty();
+      chained = committedChained;
       group.swap(retry);
       group.insert(group.end(), queue.begin(), queue.end());
       queue.clear();
@@ -507,7 +511,7 @@ void AuditLog::Impl::runWriter() {
         settled = std::max(settled, upTo);
       }
       settledCv.notify_all();
-      if (chainedUpTo && committedChained) committedChained(chainedUpTo);
+      if (chainedUpTo && chained) chained(chainedUpTo);
       group.clear();
     }
     {
