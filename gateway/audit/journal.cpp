@@ -239,7 +239,9 @@ Result<Journal::Segment*> Journal::freshSegment() {
 
 Result<void> Journal::prepareSpare() {
   {
+    // Only once the current segment is half used: a gateway that writes little never pays for it.
     std::lock_guard<std::mutex> lock(mutex_);
+    if (!current_ || current_->used < segmentBytes_ / 2) return {};
     for (auto& s : segments_)
       if (s->free) return {};
   }

@@ -62,9 +62,10 @@ class Journal {
   Result<void> append(std::string_view frames, std::int64_t firstSeq);
   // Everything up to `seq` is durable elsewhere: segments holding nothing later may be reused.
   void release(std::int64_t seq);
-  // Makes one free segment ready when there is none, written with zeros (syncing a write into
-  // space that was only reserved also commits file-system metadata, about twice the cost). Call
-  // it off the appending thread; append() reserves a segment itself when none is ready.
+  // Makes one free segment ready, written with zeros, when there is none and the current one is
+  // half used (syncing a write into space that was only reserved also commits file-system
+  // metadata, about twice the cost). Call it off the appending thread; append() reserves a segment
+  // itself when none is ready.
   Result<void> prepareSpare();
   // Segment files in the folder (in use and free).
   std::size_t segments() const;
