@@ -1,0 +1,522 @@
+// HL7 v2 ER7 parsing, access, escaping and writing (see message.h).
+#include "mappings/hl7v2/message.h"
+
+#include <algorithm>
+#include <cctype>
+#include <charconv>
+#include <cstring>
+
+namespace passerelle::hl7v2 {
+
+namespace {
+
+bool isSegmentEnd(char c) { return c == '\r' || c == '\n'; }
+
+// ISO 8859-15 differs from ISO 8859-1 at eight positions.
+std::uint32_t latin9CodePoint(unsigned char b) {
+  switch (b) {
+    case 0xA4: return 0x20AC;  // €
+    case 0xA6: return 0x0160;  // Š
+    case 0xA8: return 0x0161;  // š
+    case 0xB4: return 0x017D;  // Ž
+    case 0xB8: return 0x017E;  // ž
+    case 0xBC: return 0x0152;  // Œ
+    case 0xBD: return 0x0153;  // œ
+    case 0xBE: return 0x0178;  // Ÿ
+    default: return b;
+  }
+}
+
+void appendUtf8(std::string& out, std::uint32_t cp) {
+  if (cp < 0x80) {
+    out += static_cast<char>(cp);
+  } else if (cp < 0x800) {
+    out += static_cast<char>(0xC0 | (cp >> 6));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else if (cp < 0x10000) {
+    out += static_cast<char>(0xE0 | (cp >> 12));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  } else {
+    out += static_cast<char>(0xF0 | (cp >> 18));
+    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
+    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
+    out += static_cast<char>(0x80 | (cp & 0x3F));
+  }
+}
+
+// Decodes one UTF-8 sequence at s[i]; returns its length (0 when invalid) and the code point.
+std::size_t utf8At(std::string_view s, std::size_t i, std::uint32_t& cp) {
+  auto b = static_cast<unsigned char>(s[i]);
+  std::size_t n = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
+  if (n == 0 || i + n > s.size()) return 0;
+  cp = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
+  for (std::size_t k = 1; k < n; ++k) {
+    auto c = static_cast<unsigned char>(s[i + k]);
+    if ((c >> 6) != 2) return 0;
+    cp = (cp << 6) | (c & 0x3F);
+  }
+  static const std::uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+  return n;
+}
+
+bool validUtf8(std::string_view s) {
+  std::uint32_t cp;
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t n = utf8At(s, i, cp);
+    if (!n) return false;
+    i += n;
+  }
+  return true;
+}
+
+std::string singleBytesToUtf8(std::string_view s, Charset c) {
+  std::string out;
+  out.reserve(s.size() + s.size() / 8);
+  for (char ch : s) {
+    auto b = static_cast<unsigned char>(ch);
+    appendUtf8(out, c == Charset::kLatin9 ? latin9CodePoint(b) : b);
+  }
+  return out;
+}
+
+std::string utf8ToSingleBytes(std::string_view s, Charset c) {
+  std::string out;
+  out.reserve(s.size());
+  std::uint32_t cp;
+  for (std::size_t i = 0; i < s.size();) {
+    std::size_t n = utf8At(s, i, cp);
+    if (!n) {
+      out += '?';
+      ++i;
+      continue;
+    }
+    i += n;
+    int byte = -1;
+    if (c == Charset::kLatin9) {
+      for (int b = 0xA0; b <= 0xBF && byte < 0; ++b)
+        if (latin9CodePoint(static_cast<unsigned char>(b)) == cp && cp > 0xFF) byte = b;
+      if (byte < 0 && cp <= 0xFF && latin9CodePoint(static_cast<unsigned char>(cp)) == cp) byte = static_cast<int>(cp);
+    } else if (cp <= 0xFF) {
+      byte = static_cast<int>(cp);
+    }
+    out += byte < 0 ? '?' : static_cast<char>(byte);
+  }
+  return out;
+}
+
+// The character set MSH-18 names (its first repetition); nullopt when not one of ours.
+std::optional<Charset> charsetOf(std::string_view v) {
+  while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+  if (v.empty() || v == "ASCII") return Charset::kAscii;
+  if (v == "UNICODE UTF-8" || v == "UNICODE" || v == "UTF-8") return Charset::kUtf8;
+  if (v == "8859/1") return Charset::kLatin1;
+  if (v == "8859/15") return Charset::kLatin9;
+  return std::nullopt;
+}
+
+std::string_view part(std::string_view s, char sep, int n) {
+  // The n-th (1-based) piece of s split by sep.
+  std::size_t start = 0;
+  for (int i = 1; i < n; ++i) {
+    std::size_t at = s.find(sep, start);
+    if (at == std::string_view::npos) return {};
+    start = at + 1;
+  }
+  std::size_t end = s.find(sep, start);
+  return s.substr(start, end == std::string_view::npos ? std::string_view::npos : end - start);
+}
+
+int pieces(std::string_view s, char sep) {
+  if (s.empty()) return 0;
+  return static_cast<int>(std::count(s.begin(), s.end(), sep)) + 1;
+}
+
+Issue issue(const char* severity, std::string location, std::string code, std::string message, int segment = 0,
+            std::string segmentId = {}, int field = 0) {
+  Issue i;
+  i.severity = severity;
+  i.location = std::move(location);
+  i.code = std::move(code);
+  i.message = std::move(message);
+  i.segment = segment;
+  i.segmentId = std::move(segmentId);
+  i.field = field;
+  return i;
+}
+
+}  // namespace
+
+std::string_view charsetName(Charset c) {
+  switch (c) {
+    case Charset::kAscii: return "";
+    case Charset::kUtf8: return "UNICODE UTF-8";
+    case Charset::kLatin1: return "8859/1";
+    case Charset::kLatin9: return "8859/15";
+  }
+  return "";
+}
+
+std::optional<Message> Message::parse(std::string_view bytes, std::vector<Issue>& issues) {
+  if (bytes.size() >= 3 && std::memcmp(bytes.data(), "\xEF\xBB\xBF", 3) == 0) bytes.remove_prefix(3);
+  while (!bytes.empty() && (isSegmentEnd(bytes.front()) || bytes.front() == ' ' || bytes.front() == '\t')) bytes.remove_prefix(1);
+  if (bytes.size() < 8 || bytes.substr(0, 3) != "MSH") {
+    issues.push_back(issue("error", "MSH", "100", "the message does not start with an MSH segment"));
+    return std::nullopt;
+  }
+  Message m;
+  m.d_.field = bytes[3];
+  std::size_t encEnd = bytes.find(m.d_.field, 4);
+  std::size_t lineEnd = bytes.find_first_of("\r\n");
+  if (encEnd == std::string_view::npos || (lineEnd != std::string_view::npos && encEnd > lineEnd)) encEnd = std::min(lineEnd, bytes.size());
+  std::string_view enc = bytes.substr(4, encEnd - 4);
+  auto badDelimiter = [&](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == ' ' || isSegmentEnd(c); };
+  if (badDelimiter(m.d_.field) || enc.size() < 4 || enc.size() > 5) {
+    issues.push_back(issue("error", "MSH-2", "102",
+                           "MSH-1 and MSH-2 must declare the field separator and four (or five) encoding characters", 1, "MSH", 2));
+    return std::nullopt;
+  }
+  m.d_.component = enc[0];
+  m.d_.repetition = enc[1];
+  m.d_.escape = enc[2];
+  m.d_.subcomponent = enc[3];
+  m.d_.truncation = enc.size() == 5 ? enc[4] : 0;
+  std::string distinct{m.d_.field};
+  for (char c : enc) {
+    if (badDelimiter(c) || distinct.find(c) != std::string::npos) {
+      issues.push_back(issue("error", "MSH-2", "102", std::string("the encoding characters '") + std::string(enc) +
+                                                          "' are not distinct non-alphanumeric characters", 1, "MSH", 2));
+      return std::nullopt;
+    }
+    distinct += c;
+  }
+
+  // The character set, from MSH-18 (the header is ASCII in every character set we read).
+  std::string_view msh = bytes.substr(0, lineEnd == std::string_view::npos ? bytes.size() : lineEnd);
+  std::string_view cs = part(part(msh, m.d_.field, 18), m.d_.repetition, 1);
+  auto charset = charsetOf(cs);
+  if (!charset) {
+    issues.push_back(issue("warning", "MSH-18", "102", "character set '" + std::string(cs) +
+                                                           "' is not read here (UTF-8, 8859/1, 8859/15): taken as UTF-8 where valid, else 8859/1",
+                           1, "MSH", 18));
+  }
+  m.charset_ = charset.value_or(Charset::kUtf8);
+  if (m.charset_ == Charset::kLatin1 || m.charset_ == Charset::kLatin9) {
+    m.text_ = singleBytesToUtf8(bytes, m.charset_);
+  } else if (!validUtf8(bytes)) {
+    issues.push_back(issue("warning", "MSH-18", "102",
+                           "the message is not valid UTF-8 although MSH-18 says '" + std::string(cs) + "': read as 8859/1", 1, "MSH", 18));
+    m.text_ = singleBytesToUtf8(bytes, Charset::kLatin1);
+    m.charset_ = Charset::kLatin1;
+  } else {
+    m.text_.assign(bytes);
+  }
+
+  // Segments and their fields, in one pass; every segment ends with '\r' in text_.
+  std::string normalized;
+  normalized.reserve(m.text_.size() + 1);
+  const std::string& t = m.text_;
+  for (std::size_t i = 0; i < t.size();) {
+    std::size_t end = i;
+    while (end < t.size() && !isSegmentEnd(t[end])) ++end;
+    if (end > i) {
+      SegmentSpan s;
+      s.begin = static_cast<std::uint32_t>(normalized.size());
+      normalized.append(t, i, end - i);
+      s.end = static_cast<std::uint32_t>(normalized.size());
+      normalized += '\r';
+      s.firstField = static_cast<std::uint32_t>(m.fields_.size());
+      std::string_view seg(normalized.data() + s.begin, s.end - s.begin);
+      std::size_t sep = seg.find(m.d_.field);
+      std::string_view name = seg.substr(0, sep);
+      bool header = m.segments_.empty();
+      if (name.size() != 3 || !std::all_of(name.begin(), name.end(), [](char c) { return std::isupper(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)); }))
+        issues.push_back(issue("warning", "segment " + std::to_string(m.segments_.size() + 1), "100",
+                               "'" + std::string(name.substr(0, 20)) + "' is not a segment name (three upper-case letters or digits)",
+                               static_cast<int>(m.segments_.size() + 1), std::string(name.substr(0, 3))));
+      if (sep != std::string_view::npos) {
+        if (header) m.fields_.push_back({s.begin + static_cast<std::uint32_t>(sep), s.begin + static_cast<std::uint32_t>(sep) + 1});  // MSH-1
+        std::size_t at = sep + 1;
+        for (;;) {
+          std::size_t next = seg.find(m.d_.field, at);
+          std::size_t stop = next == std::string_view::npos ? seg.size() : next;
+          m.fields_.push_back({s.begin + static_cast<std::uint32_t>(at), s.begin + static_cast<std::uint32_t>(stop)});
+          if (next == std::string_view::npos) break;
+          at = next + 1;
+        }
+      }
+      s.fieldCount = static_cast<std::uint32_t>(m.fields_.size() - s.firstField);
+      m.segments_.push_back(s);
+    }
+    i = end;
+    while (i < t.size() && isSegmentEnd(t[i])) ++i;
+  }
+  m.text_ = std::move(normalized);
+  return m;
+}
+
+std::string_view Message::segmentName(std::size_t seg) const {
+  if (seg >= segments_.size()) return {};
+  std::string_view s = segmentText(seg);
+  return s.substr(0, s.find(d_.field));
+}
+
+std::string_view Message::segmentText(std::size_t seg) const {
+  if (seg >= segments_.size()) return {};
+  return std::string_view(text_.data() + segments_[seg].begin, segments_[seg].end - segments_[seg].begin);
+}
+
+std::optional<std::size_t> Message::find(std::string_view name, std::size_t from) const {
+  for (std::size_t i = from; i < segments_.size(); ++i)
+    if (segmentName(i) == name) return i;
+  return std::nullopt;
+}
+
+int Message::fieldCount(std::size_t seg) const { return seg < segments_.size() ? static_cast<int>(segments_[seg].fieldCount) : 0; }
+
+Message::Span Message::fieldSpan(std::size_t seg, int field) const {
+  if (seg >= segments_.size() || field < 1 || static_cast<std::uint32_t>(field) > segments_[seg].fieldCount) return {};
+  return fields_[segments_[seg].firstField + static_cast<std::uint32_t>(field) - 1];
+}
+
+std::string_view Message::raw(std::size_t seg, int field, int rep, int comp, int sub) const {
+  Span s = fieldSpan(seg, field);
+  std::string_view v(text_.data() + s.begin, s.end - s.begin);
+  if (seg == 0 && field <= 2) return (rep <= 1 && comp <= 1 && sub <= 1) ? v : std::string_view();  // MSH-1, MSH-2: not split
+  if (rep > 0) v = part(v, d_.repetition, rep);
+  if (comp > 0) v = part(v, d_.component, comp);
+  if (sub > 0) v = part(v, d_.subcomponent, sub);
+  return v;
+}
+
+int Message::repetitions(std::size_t seg, int field) const {
+  if (seg == 0 && field <= 2) return fieldSpan(seg, field).end > fieldSpan(seg, field).begin ? 1 : 0;
+  return pieces(raw(seg, field, 0, 0, 0), d_.repetition);
+}
+
+int Message::components(std::size_t seg, int field, int rep) const { return pieces(raw(seg, field, rep, 0, 0), d_.component); }
+
+int Message::subcomponents(std::size_t seg, int field, int rep, int comp) const {
+  return pieces(raw(seg, field, rep, comp, 0), d_.subcomponent);
+}
+
+std::string Message::value(std::size_t seg, int field, int rep, int comp, int sub) const {
+  if (seg == 0 && field <= 2) return std::string(raw(seg, field, rep, comp, sub));
+  return unescape(raw(seg, field, rep, comp, sub), d_);
+}
+
+std::string Message::get(std::string_view path) const {
+  // SEG[n]-F(r).C.S
+  if (path.size() < 5) return {};
+  std::string_view name = path.substr(0, 3);
+  std::size_t at = 3;
+  int occurrence = 1, field = 0, rep = 1, comp = 0, sub = 0;
+  auto number = [&](int& out) {
+    std::size_t start = at;
+    while (at < path.size() && std::isdigit(static_cast<unsigned char>(path[at]))) ++at;
+    return at > start && std::from_chars(path.data() + start, path.data() + at, out).ec == std::errc();
+  };
+  if (at < path.size() && path[at] == '[') {
+    ++at;
+    if (!number(occurrence) || at >= path.size() || path[at] != ']') return {};
+    ++at;
+  }
+  if (at >= path.size() || path[at] != '-') return {};
+  ++at;
+  if (!number(field)) return {};
+  if (at < path.size() && path[at] == '(') {
+    ++at;
+    if (!number(rep) || at >= path.size() || path[at] != ')') return {};
+    ++at;
+  }
+  if (at < path.size() && path[at] == '.') {
+    ++at;
+    if (!number(comp)) return {};
+  }
+  if (at < path.size() && path[at] == '.') {
+    ++at;
+    if (!number(sub)) return {};
+  }
+  if (at != path.size() || occurrence < 1 || rep < 1) return {};
+  std::optional<std::size_t> seg;
+  for (int k = 0, from = 0; k < occurrence; ++k) {
+    seg = find(name, static_cast<std::size_t>(from));
+    if (!seg) return {};
+    from = static_cast<int>(*seg) + 1;
+  }
+  return value(*seg, field, rep, comp, sub);
+}
+
+std::string Message::encode(std::string_view terminator) const {
+  std::string out;
+  out.reserve(text_.size() + segments_.size() * terminator.size());
+  for (std::size_t i = 0; i < segments_.size(); ++i) {
+    out.append(segmentText(i));
+    out.append(terminator);
+  }
+  return out;
+}
+
+std::string Message::encodeInCharset(std::string_view terminator) const {
+  std::string utf8 = encode(terminator);
+  if (charset_ == Charset::kLatin1 || charset_ == Charset::kLatin9) return utf8ToSingleBytes(utf8, charset_);
+  return utf8;
+}
+
+std::string escape(std::string_view text, const Delimiters& d) {
+  std::string out;
+  out.reserve(text.size() + 8);
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    char c = text[i];
+    if (c == d.escape) out.append({d.escape, 'E', d.escape});
+    else if (c == d.field) out.append({d.escape, 'F', d.escape});
+    else if (c == d.component) out.append({d.escape, 'S', d.escape});
+    else if (c == d.subcomponent) out.append({d.escape, 'T', d.escape});
+    else if (c == d.repetition) out.append({d.escape, 'R', d.escape});
+    else if (d.truncation && c == d.truncation) out.append({d.escape, 'P', d.escape});
+    else if (c == '\r' && i + 1 < text.size() && text[i + 1] == '\n') continue;  // CRLF: one line break
+    else if (c == '\n' || c == '\r') out.append({d.escape, '.', 'b', 'r', d.escape});
+    else out += c;
+  }
+  return out;
+}
+
+std::string unescape(std::string_view raw, const Delimiters& d) {
+  if (raw.find(d.escape) == std::string_view::npos) return std::string(raw);
+  std::string out;
+  out.reserve(raw.size());
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    char c = raw[i];
+    std::size_t close = c == d.escape ? raw.find(d.escape, i + 1) : std::string_view::npos;
+    if (close == std::string_view::npos || close == i + 1) {
+      out += c;  // not an escape sequence: kept as written
+      continue;
+    }
+    std::string_view seq = raw.substr(i + 1, close - i - 1);
+    bool known = true;
+    if (seq == "F") out += d.field;
+    else if (seq == "S") out += d.component;
+    else if (seq == "T") out += d.subcomponent;
+    else if (seq == "R") out += d.repetition;
+    else if (seq == "E") out += d.escape;
+    else if (seq == "P" && d.truncation) out += d.truncation;
+    else if (seq == ".br") out += '\n';
+    else if (seq.substr(0, 3) == ".sp") {
+      int n = 1;
+      std::string_view arg = seq.substr(3);
+      while (!arg.empty() && (arg.front() == ' ' || arg.front() == '+')) arg.remove_prefix(1);
+      if (!arg.empty()) std::from_chars(arg.data(), arg.data() + arg.size(), n);
+      out.append(static_cast<std::size_t>(std::clamp(n, 1, 100)), '\n');
+    } else if (seq == "H" || seq == "N" || seq == ".fi" || seq == ".nf" || seq.substr(0, 3) == ".in" || seq.substr(0, 3) == ".ti" ||
+               seq.substr(0, 3) == ".sk" || seq == ".ce") {
+      // formatting without a plain-text equivalent
+    } else if (seq.size() >= 3 && seq[0] == 'X' && seq.size() % 2 == 1 &&
+               std::all_of(seq.begin() + 1, seq.end(), [](char h) { return std::isxdigit(static_cast<unsigned char>(h)); })) {
+      std::string bytes;
+      for (std::size_t k = 1; k + 1 < seq.size(); k += 2) {
+        unsigned v = 0;
+        std::from_chars(seq.data() + k, seq.data() + k + 2, v, 16);
+        bytes += static_cast<char>(v);
+      }
+      out += validUtf8(bytes) ? bytes : singleBytesToUtf8(bytes, Charset::kLatin1);
+    } else {
+      known = false;
+    }
+    if (!known) {
+      out.append(raw.substr(i, close - i + 1));  // \Cxxyy\, \Mxxyyzz\, \Zxxx\ and the unknown: kept
+    }
+    i = close;
+  }
+  return out;
+}
+
+MessageBuilder& MessageBuilder::segment(std::string_view name) {
+  segments_.push_back(Segment{std::string(name), {}});
+  return *this;
+}
+
+MessageBuilder& MessageBuilder::set(int field, std::string_view value, int rep, int comp, int sub) {
+  if (segments_.empty() || field < 1 || rep < 1 || comp < 1 || sub < 1) return *this;
+  Segment& s = segments_.back();
+  if (s.name == "MSH" && field <= 2) return *this;
+  if (static_cast<int>(s.fields.size()) < field) s.fields.resize(static_cast<std::size_t>(field));
+  Field& f = s.fields[static_cast<std::size_t>(field) - 1];
+  f.rawText = false;
+  if (static_cast<int>(f.reps.size()) < rep) f.reps.resize(static_cast<std::size_t>(rep));
+  auto& comps = f.reps[static_cast<std::size_t>(rep) - 1];
+  if (static_cast<int>(comps.size()) < comp) comps.resize(static_cast<std::size_t>(comp));
+  auto& subs = comps[static_cast<std::size_t>(comp) - 1];
+  if (static_cast<int>(subs.size()) < sub) subs.resize(static_cast<std::size_t>(sub));
+  subs[static_cast<std::size_t>(sub) - 1] = std::string(value);
+  return *this;
+}
+
+MessageBuilder& MessageBuilder::setRaw(int field, std::string_view raw) {
+  if (segments_.empty() || field < 1) return *this;
+  Segment& s = segments_.back();
+  if (s.name == "MSH" && field <= 2) return *this;
+  if (static_cast<int>(s.fields.size()) < field) s.fields.resize(static_cast<std::size_t>(field));
+  Field& f = s.fields[static_cast<std::size_t>(field) - 1];
+  f.rawText = true;
+  f.raw = std::string(raw);
+  f.reps.clear();
+  return *this;
+}
+
+std::string MessageBuilder::encode(std::string_view terminator) const {
+  std::string out;
+  for (const auto& s : segments_) {
+    out += s.name;
+    std::size_t first = 0;
+    if (s.name == "MSH") {
+      out += d_.field;
+      out += d_.component;
+      out += d_.repetition;
+      out += d_.escape;
+      out += d_.subcomponent;
+      if (d_.truncation) out += d_.truncation;
+      first = 2;
+    }
+    // Trailing empty fields are left out.
+    std::size_t last = s.fields.size();
+    auto empty = [](const Field& f) {
+      if (f.rawText) return f.raw.empty();
+      for (const auto& r : f.reps)
+        for (const auto& c : r)
+          for (const auto& x : c)
+            if (!x.empty()) return false;
+      return true;
+    };
+    while (last > first && empty(s.fields[last - 1])) --last;
+    for (std::size_t i = first; i < last; ++i) {
+      out += d_.field;
+      const Field& f = s.fields[i];
+      if (f.rawText) {
+        out += f.raw;
+        continue;
+      }
+      for (std::size_t r = 0; r < f.reps.size(); ++r) {
+        if (r) out += d_.repetition;
+        const auto& comps = f.reps[r];
+        std::size_t lastComp = comps.size();
+        while (lastComp > 1 && std::all_of(comps[lastComp - 1].begin(), comps[lastComp - 1].end(), [](const std::string& x) { return x.empty(); }))
+          --lastComp;
+        for (std::size_t c = 0; c < lastComp; ++c) {
+          if (c) out += d_.component;
+          const auto& subs = comps[c];
+          std::size_t lastSub = subs.size();
+          while (lastSub > 1 && subs[lastSub - 1].empty()) --lastSub;
+          for (std::size_t k = 0; k < lastSub; ++k) {
+            if (k) out += d_.subcomponent;
+            out += escape(subs[k], d_);
+          }
+        }
+      }
+    }
+    out.append(terminator);
+  }
+  return out;
+}
+
+}  // namespace passerelle::hl7v2
