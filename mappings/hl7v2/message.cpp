@@ -64,6 +64,15 @@ std::size_t utf8At(std::string_view s, std::size_t i, std::uint32_t& cp) {
 bool validUtf8(std::string_view s) {
   std::uint32_t cp;
   for (std::size_t i = 0; i < s.size();) {
+    // Eight ASCII bytes at a time (most of a message).
+    if (i + 8 <= s.size()) {
+      std::uint64_t w;
+      std::memcpy(&w, s.data() + i, 8);
+      if ((w & 0x8080808080808080ULL) == 0) {
+        i += 8;
+        continue;
+      }
+    }
     std::size_t n = utf8At(s, i, cp);
     if (!n) return false;
     i += n;
@@ -213,46 +222,49 @@ std::optional<Message> Message::parse(std::string_view bytes, std::vector<Issue>
     m.text_.assign(bytes);
   }
 
-  // Segments and their fields, in one pass; every segment ends with '\r' in text_.
-  std::string normalized;
-  normalized.reserve(m.text_.size() + 1);
-  const std::string& t = m.text_;
-  for (std::size_t i = 0; i < t.size();) {
-    std::size_t end = i;
-    while (end < t.size() && !isSegmentEnd(t[end])) ++end;
-    if (end > i) {
-      SegmentSpan s;
-      s.begin = static_cast<std::uint32_t>(normalized.size());
-      normalized.append(t, i, end - i);
-      s.end = static_cast<std::uint32_t>(normalized.size());
-      normalized += '\r';
-      s.firstField = static_cast<std::uint32_t>(m.fields_.size());
-      std::string_view seg(normalized.data() + s.begin, s.end - s.begin);
-      std::size_t sep = seg.find(m.d_.field);
-      std::string_view name = seg.substr(0, sep);
-      bool header = m.segments_.empty();
-      if (name.size() != 3 || !std::all_of(name.begin(), name.end(), [](char c) { return std::isupper(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)); }))
-        issues.push_back(issue("warning", "segment " + std::to_string(m.segments_.size() + 1), "100",
-                               "'" + std::string(name.substr(0, 20)) + "' is not a segment name (three upper-case letters or digits)",
-                               static_cast<int>(m.segments_.size() + 1), std::string(name.substr(0, 3))));
-      if (sep != std::string_view::npos) {
-        if (header) m.fields_.push_back({s.begin + static_cast<std::uint32_t>(sep), s.begin + static_cast<std::uint32_t>(sep) + 1});  // MSH-1
-        std::size_t at = sep + 1;
-        for (;;) {
-          std::size_t next = seg.find(m.d_.field, at);
-          std::size_t stop = next == std::string_view::npos ? seg.size() : next;
-          m.fields_.push_back({s.begin + static_cast<std::uint32_t>(at), s.begin + static_cast<std::uint32_t>(stop)});
-          if (next == std::string_view::npos) break;
-          at = next + 1;
-        }
+  // Segments and their fields, in one pass over the bytes; every segment ends with '\r' in text_.
+  std::string source = std::move(m.text_);
+  m.text_.assign(source.size() + 1, '\0');
+  char* out = m.text_.data();
+  const char* in = source.data();
+  const char* stop = in + source.size();
+  const char fs = m.d_.field;
+  std::uint32_t pos = 0;
+  m.fields_.reserve(source.size() / 6 + 8);
+  while (in < stop) {
+    while (in < stop && isSegmentEnd(*in)) ++in;  // blank lines and the second half of CRLF
+    if (in == stop) break;
+    SegmentSpan seg;
+    seg.begin = pos;
+    seg.firstField = static_cast<std::uint32_t>(m.fields_.size());
+    bool header = m.segments_.empty();
+    std::uint32_t fieldStart = 0;
+    bool named = false;
+    for (; in < stop && !isSegmentEnd(*in); ++in, ++pos) {
+      char c = *in;
+      out[pos] = c;
+      if (c != fs) continue;
+      if (!named) {
+        named = true;
+        if (header) m.fields_.push_back({pos, pos + 1});  // MSH-1: the separator itself
+      } else {
+        m.fields_.push_back({fieldStart, pos});
       }
-      s.fieldCount = static_cast<std::uint32_t>(m.fields_.size() - s.firstField);
-      m.segments_.push_back(s);
+      fieldStart = pos + 1;
     }
-    i = end;
-    while (i < t.size() && isSegmentEnd(t[i])) ++i;
+    if (named) m.fields_.push_back({fieldStart, pos});
+    seg.end = pos;
+    out[pos++] = '\r';
+    seg.fieldCount = static_cast<std::uint32_t>(m.fields_.size() - seg.firstField);
+    std::string_view text(m.text_.data() + seg.begin, seg.end - seg.begin);
+    std::string_view name = text.substr(0, text.find(fs));
+    if (name.size() != 3 || !std::all_of(name.begin(), name.end(), [](char c) { return std::isupper(static_cast<unsigned char>(c)) || std::isdigit(static_cast<unsigned char>(c)); }))
+      issues.push_back(issue("warning", "segment " + std::to_string(m.segments_.size() + 1), "100",
+                             "'" + std::string(name.substr(0, 20)) + "' is not a segment name (three upper-case letters or digits)",
+                             static_cast<int>(m.segments_.size() + 1), std::string(name.substr(0, 3))));
+    m.segments_.push_back(seg);
   }
-  m.text_ = std::move(normalized);
+  m.text_.resize(pos);
   return m;
 }
 
