@@ -180,6 +180,16 @@ std::optional<Message> Message::parse(std::string_view bytes, std::vector<Issue>
   std::size_t lineEnd = bytes.find_first_of("\r\n");
   if (encEnd == std::string_view::npos || (lineEnd != std::string_view::npos && encEnd > lineEnd)) encEnd = std::min(lineEnd, bytes.size());
   std::string_view enc = bytes.substr(4, encEnd - 4);
+  // Delimiters are single characters of one byte: a multi-byte character there (an editor's "˜",
+  // U+02DC, for "~") would be read as two delimiters and split every value wrongly.
+  if (static_cast<unsigned char>(m.d_.field) >= 0x80 ||
+      std::any_of(enc.begin(), enc.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
+    issues.push_back(issue("error", "MSH-2", "102",
+                           "MSH-1 and MSH-2 must be single-byte (ASCII) characters; MSH-2 is '" + std::string(enc) +
+                               "' (a multi-byte character such as '\xcb\x9c' (U+02DC) where '~' is meant?)",
+                           1, "MSH", 2));
+    return std::nullopt;
+  }
   auto badDelimiter = [&](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == ' ' || isSegmentEnd(c); };
   if (badDelimiter(m.d_.field) || enc.size() < 4 || enc.size() > 5) {
     issues.push_back(issue("error", "MSH-2", "102",

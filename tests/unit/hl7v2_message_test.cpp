@@ -146,7 +146,8 @@ TEST(Hl7v2MessageTest, ReadsOtherDelimitersAndTheTruncationCharacter) {
 }
 
 TEST(Hl7v2MessageTest, RefusesAMessageWithoutAUsableHeader) {
-  for (const char* bad : {"", "PID|1||x\r", "MSH|^~\\\r", "MSH|^~\\&&|A\r", "MSH|^a\\&|A\r", "MSHA^~\\&|A\r", "MSH|^~\\&^x|A\r"}) {
+  for (const char* bad : {"", "PID|1||x\r", "MSH|^~\\\r", "MSH|^~\\&&|A\r", "MSH|^a\\&|A\r", "MSHA^~\\&|A\r", "MSH|^~\\&^x|A\r",
+                          "MSH|^\xCB\x9C\\&|A|B\r"}) {
     std::vector<Issue> issues;
     auto m = Message::parse(bad, issues);
     EXPECT_FALSE(m.has_value()) << bad;
