@@ -10,7 +10,7 @@ scripts/build.sh -DPASSERELLE_BUILD_TESTS=ON
 # (a crash fails the run); the replay drivers also run inside ctest below.
 scripts/fuzz.sh "${PASSERELLE_FUZZ_SECONDS:-60}"
 # The conformance rates, printed whether or not the suites pass (ctest shows output on failure only).
-for t in validator_conformance_test examples_conformance_test; do
+for t in validator_conformance_test examples_conformance_test hl7v2_test; do
   build/bin/$t 2>&1 | grep -E '^\[ (conformance|  SKIPPED) ' || true
 done
 cd build
