@@ -5,6 +5,8 @@
 
 #include <array>
 
+#include "mappings/common/utf8.h"
+
 namespace passerelle::search {
 namespace {
 
@@ -31,24 +33,6 @@ const std::array<std::string, 0xC0>& latinTable() {
     return t;
   }();
   return table;
-}
-
-void appendUtf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
 }
 
 }  // namespace
@@ -79,7 +63,7 @@ std::string foldText(std::string_view in) {
       out += latin[cp - 0xC0];
       continue;
     }
-    appendUtf8(out, static_cast<std::uint32_t>(Poco::Unicode::toLower(static_cast<int>(cp))));
+    utf8::append(out, static_cast<std::uint32_t>(Poco::Unicode::toLower(static_cast<int>(cp))));
   }
   return out;
 }

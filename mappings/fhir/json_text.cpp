@@ -1,6 +1,8 @@
 // Byte-level walking of validated JSON text.
 #include "mappings/fhir/json_text.h"
 
+#include "mappings/common/utf8.h"
+
 #include <cstdio>
 #include <nlohmann/json.hpp>
 
@@ -181,19 +183,8 @@ std::string sanitizeUtf8(std::string_view s) {
   out.reserve(s.size());
   std::size_t i = 0;
   while (i < s.size()) {
-    unsigned char c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xE ? 3 : (c >> 3) == 0x1E ? 4 : 0;
-    bool ok = len > 0 && i + len <= s.size();
-    std::uint32_t cp = len == 1 ? c : len == 2 ? (c & 0x1F) : len == 3 ? (c & 0x0F) : (c & 0x07);
-    for (std::size_t k = 1; ok && k < len; ++k) {
-      unsigned char d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xC0) != 0x80) ok = false;
-      cp = (cp << 6) | (d & 0x3F);
-    }
-    if (ok && ((len == 2 && cp < 0x80) || (len == 3 && cp < 0x800) || (len == 4 && (cp < 0x10000 || cp > 0x10FFFF)) ||
-               (cp >= 0xD800 && cp <= 0xDFFF)))
-      ok = false;
-    if (ok) {
+    std::uint32_t cp = 0;
+    if (std::size_t len = utf8::decode(s, i, cp)) {
       out.append(s.substr(i, len));
       i += len;
     } else {

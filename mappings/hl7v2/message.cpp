@@ -6,6 +6,8 @@
 #include <charconv>
 #include <cstring>
 
+#include "mappings/common/utf8.h"
+
 namespace passerelle::hl7v2 {
 
 namespace {
@@ -27,40 +29,6 @@ std::uint32_t latin9CodePoint(unsigned char b) {
   }
 }
 
-void appendUtf8(std::string& out, std::uint32_t cp) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
-
-// Decodes one UTF-8 sequence at s[i]; returns its length (0 when invalid) and the code point.
-std::size_t utf8At(std::string_view s, std::size_t i, std::uint32_t& cp) {
-  auto b = static_cast<unsigned char>(s[i]);
-  std::size_t n = b < 0x80 ? 1 : (b >> 5) == 6 ? 2 : (b >> 4) == 14 ? 3 : (b >> 3) == 30 ? 4 : 0;
-  if (n == 0 || i + n > s.size()) return 0;
-  cp = n == 1 ? b : n == 2 ? (b & 0x1F) : n == 3 ? (b & 0x0F) : (b & 0x07);
-  for (std::size_t k = 1; k < n; ++k) {
-    auto c = static_cast<unsigned char>(s[i + k]);
-    if ((c >> 6) != 2) return 0;
-    cp = (cp << 6) | (c & 0x3F);
-  }
-  static const std::uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
-  if (cp < kMin[n] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
-  return n;
-}
-
 bool validUtf8(std::string_view s) {
   std::uint32_t cp;
   for (std::size_t i = 0; i < s.size();) {
@@ -73,7 +41,7 @@ bool validUtf8(std::string_view s) {
         continue;
       }
     }
-    std::size_t n = utf8At(s, i, cp);
+    std::size_t n = utf8::decode(s, i, cp);
     if (!n) return false;
     i += n;
   }
@@ -85,7 +53,7 @@ std::string singleBytesToUtf8(std::string_view s, Charset c) {
   out.reserve(s.size() + s.size() / 8);
   for (char ch : s) {
     auto b = static_cast<unsigned char>(ch);
-    appendUtf8(out, c == Charset::kLatin9 ? latin9CodePoint(b) : b);
+    utf8::append(out, c == Charset::kLatin9 ? latin9CodePoint(b) : b);
   }
   return out;
 }
@@ -95,7 +63,7 @@ std::string utf8ToSingleBytes(std::string_view s, Charset c) {
   out.reserve(s.size());
   std::uint32_t cp;
   for (std::size_t i = 0; i < s.size();) {
-    std::size_t n = utf8At(s, i, cp);
+    std::size_t n = utf8::decode(s, i, cp);
     if (!n) {
       out += '?';
       ++i;

@@ -2,6 +2,8 @@
 // a locked grammar pool shared by all parsers, then builds the JSON form guided by the kind's schema.
 #include "mappings/network/documents/xml_form.h"
 
+#include "mappings/common/utf8.h"
+
 #include <charconv>
 #include <cstdint>
 #include <map>
@@ -41,21 +43,7 @@ void appendUtf8(std::string& out, const XMLCh* s, std::size_t n) {
     } else if (c >= 0xD800 && c <= 0xDFFF) {
       c = 0xFFFD;
     }
-    if (c < 0x80) {
-      out += static_cast<char>(c);
-    } else if (c < 0x800) {
-      out += static_cast<char>(0xC0 | (c >> 6));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else if (c < 0x10000) {
-      out += static_cast<char>(0xE0 | (c >> 12));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    } else {
-      out += static_cast<char>(0xF0 | (c >> 18));
-      out += static_cast<char>(0x80 | ((c >> 12) & 0x3F));
-      out += static_cast<char>(0x80 | ((c >> 6) & 0x3F));
-      out += static_cast<char>(0x80 | (c & 0x3F));
-    }
+    utf8::append(out, c);
   }
 }
 
