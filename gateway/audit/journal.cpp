@@ -339,9 +339,5 @@ void Journal::release(std::int64_t seq) {
   }
 }
 
-std::size_t Journal::segments() const {
-  std::lock_guard<std::mutex> lock(mutex_);
-  return segments_.size();
-}
 
 }  // namespace passerelle::audit::internal

@@ -67,8 +67,6 @@ class Journal {
   // metadata, about twice the cost). Call it off the appending thread; append() reserves a segment
   // itself when none is ready.
   Result<void> prepareSpare();
-  // Segment files in the folder (in use and free).
-  std::size_t segments() const;
 
  private:
   struct Segment;
