@@ -339,5 +339,4 @@ void Journal::release(std::int64_t seq) {
   }
 }
 
-
 }  // namespace passerelle::audit::internal
