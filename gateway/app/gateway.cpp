@@ -4,6 +4,8 @@
 #include "gateway/access/access_control.h"
 #include "gateway/audit/audit_log.h"
 #include "gateway/common/log.h"
+#include "gateway/exchange/hospital_connector.h"
+#include "gateway/exchange/outbox_admin.h"
 #include "gateway/gate/gate.h"
 #include "gateway/identity/identity.h"
 #include "gateway/fhir/fhir_service.h"
@@ -34,6 +36,7 @@ struct Gateway::State {
   std::unique_ptr<audit::AuditLog> audit;
   std::unique_ptr<gate::AccessGate> gate;
   std::unique_ptr<http::Server> server;
+  std::unique_ptr<exchange::HospitalConnector> hospitals;
   bool stopped = false;
   // the network's daily work (expired consents, overdue referrals), on its own thread
   std::thread sweeper;
@@ -189,6 +192,37 @@ void networkAccess(access::AccessControl& ac, network::NetworkOptions& no) {
   };
 }
 
+// The hospital exchange: partners, the MLLP listener (mllp.port >= 0), the outbox senders.
+Result<void> startHospitalConnector(const config::Config& config, Gateway::State& st) {
+  auto partners = exchange::loadPartners(config.get("partners.dir"));
+  if (!partners.ok()) return makeError(partners.error().code, "partners.dir: " + partners.error().message);
+  exchange::ConnectorOptions co;
+  co.production = config.get("deployment") == "production";
+  co.listen = config.getInt("mllp.port") >= 0;
+  co.host = config.get("mllp.host");
+  co.port = static_cast<int>(std::max<std::int64_t>(0, config.getInt("mllp.port")));
+  co.maxFrameBytes = static_cast<std::size_t>(config.getInt("mllp.max_frame_bytes"));
+  co.idleTimeoutSeconds = static_cast<int>(config.getInt("mllp.idle_timeout_seconds"));
+  co.maxConnections = static_cast<int>(config.getInt("mllp.max_connections"));
+  co.send = config.getBool("outbox.enabled");
+  if (!config.get("mllp.tls_certificate").empty()) {
+    mllp::TlsSettings t;
+    t.certificate = config.get("mllp.tls_certificate");
+    t.privateKey = config.get("mllp.tls_private_key");
+    t.caFile = config.get("mllp.client_ca");
+    t.requirePeerCertificate = !t.caFile.empty();
+    co.tls = t;
+  }
+  if (partners->empty() && !co.listen) return {};
+  auto hc = exchange::HospitalConnector::start(*st.store, *st.fhir, st.gate.get(), st.access.get(), st.audit.get(),
+                                               std::move(partners.value()), co);
+  if (!hc.ok()) return hc.error();
+  st.hospitals = std::move(hc.value());
+  if (co.listen) log::info("mllp.listening", {{"host", co.host}, {"port", std::to_string(st.hospitals->mllpPort())},
+                                              {"tls", co.tls ? "yes" : "no"}});
+  return {};
+}
+
 Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   std::unique_ptr<Gateway> g(new Gateway());
   g->s_->config = config;
@@ -222,6 +256,9 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   no.value().json = fo.json;
   if (g->s_->access) networkAccess(*g->s_->access, no.value());
   g->s_->network = std::make_unique<network::NetworkService>(*g->s_->store, *g->s_->fhir, no.value());
+  // Before anything writes concurrently (the sweeper, the listeners): it routes writes to the outbox.
+  auto hc = startHospitalConnector(config, *g->s_);
+  if (!hc.ok()) return hc.error();
 
   http::ServerOptions ho;
   ho.httpEnabled = config.getBool("http.enabled");
@@ -249,6 +286,13 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   g->s_->server = std::make_unique<http::Server>(*g->s_->fhir, *g->s_->store);
   network::NetworkService* ns = g->s_->network.get();
   g->s_->server->mount("/network/v1", [ns](const fhir::FhirRequest& r) { return ns->handle(r); });
+  // The message store's admin API: system accounts only (through the gate, audited).
+  store::ResourceStore* storePtr = g->s_->store.get();
+  g->s_->server->mount("/admin/v1", [storePtr](const fhir::FhirRequest& r) {
+    if (r.principal && r.principal->role != "system")
+      return fhir::errorResponse(makeError(ErrorCode::kForbidden, "access denied: the message store is administered by system accounts"));
+    return exchange::adminRequest(*storePtr, r);
+  });
   if (int every = static_cast<int>(config.getInt("network.sweep_interval_seconds")); every > 0) {
     State* st = g->s_.get();
     st->sweeper = std::thread([st, ns, every] {
@@ -266,12 +310,14 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   g->s_->server->setGate(g->s_->gate.get());
   ho.clientCaPath = config.get("https.client_ca");
   ho.searchTimeoutMs = static_cast<int>(config.getInt("search.timeout_ms"));
-  if (audit::AuditLog* trail = g->s_->audit.get())
-    g->s_->server->setExtraMetrics([trail] {
+  if (audit::AuditLog* trail = g->s_->audit.get()) {
+    exchange::HospitalConnector* hospitals = g->s_->hospitals.get();
+    g->s_->server->setExtraMetrics([trail, hospitals] {
       return "# HELP passerelle_audit_failures_total Audit records that could not be written (their requests were refused).\n"
              "# TYPE passerelle_audit_failures_total counter\npasserelle_audit_failures_total " +
-             std::to_string(trail->failures()) + "\n";
+             std::to_string(trail->failures()) + "\n" + (hospitals ? hospitals->metrics() : std::string());
     });
+  }
   auto started = g->s_->server->start(ho);
   if (!started.ok()) return started.error();
   return g;
@@ -279,6 +325,7 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
 
 int Gateway::httpPort() const { return s_->server ? s_->server->httpPort() : 0; }
 int Gateway::httpsPort() const { return s_->server ? s_->server->httpsPort() : 0; }
+int Gateway::mllpPort() const { return s_->hospitals ? s_->hospitals->mllpPort() : 0; }
 
 void Gateway::stop() {
   if (s_->stopped) return;
@@ -291,6 +338,7 @@ void Gateway::stop() {
     s_->sweepWake.notify_all();
     s_->sweeper.join();
   }
+  if (s_->hospitals) s_->hospitals->stop();
   if (s_->server) s_->server->stop(static_cast<int>(s_->config.getInt("server.drain_seconds")));
   if (s_->audit) s_->audit->close();
   if (s_->store) s_->store->close();

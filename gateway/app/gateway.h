@@ -16,6 +16,7 @@ class Gateway {
   ~Gateway();
   int httpPort() const;
   int httpsPort() const;
+  int mllpPort() const;  // 0 without an MLLP listener
   // Drains in-flight requests (up to server.drain_seconds), then closes the store.
   void stop();
 

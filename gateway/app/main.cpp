@@ -14,6 +14,7 @@
 #include "gateway/audit/audit_log.h"
 #include "gateway/identity/token_command.h"
 #include "gateway/app/gateway.h"
+#include "gateway/exchange/outbox_admin.h"
 #include "gateway/common/log.h"
 #include "gateway/config/config.h"
 #include "gateway/search/reindex.h"
@@ -41,13 +42,15 @@ void usage(std::ostream& out) {
          "Commands:\n"
          "  serve        run the gateway (FHIR REST at /fhir, /healthz, /metrics)\n"
          "  validate     check FHIR R4 JSON against the base specification\n"
-         "  convert      the network's documents to FHIR R4 and back, offline\n"
+         "  convert      the network's documents and HL7 v2 to FHIR R4 and back, offline\n"
          "  db migrate   create or upgrade the database, then exit\n"
          "  db reindex   rebuild the search indexes, then exit\n"
          "  token issue  mint a development token (--role ROLE [--practitioner rpps:N | --patient ID])\n"
          "  token client-cert  a development client certificate for mutual TLS\n"
          "  audit verify check the audit trail's hash chain and signed checkpoints\n"
          "  audit purge  remove records past the retention period (itself audited)\n"
+         "  outbox       the deliveries to partners: list, dead-letters, retry ID\n"
+         "  inbox        the messages received from partners: list\n"
          "  config       list every configuration key with its default and meaning\n"
          "  version      print the version\n\n"
          "Run 'passerelle <command> --help' for a command's options.\n";
@@ -103,7 +106,7 @@ int serve(int argc, char** argv) {
   if (args.help) {
     std::cout << "Usage: passerelle serve [--config FILE] [--set key=value ...]\n\n"
                  "Runs the gateway until SIGTERM or SIGINT, then drains in-flight requests and exits 0.\n"
-                 "Prints one line 'passerelle listening: http=HOST:PORT https=HOST:PORT' once ready.\n\n";
+                 "Prints one line 'passerelle listening: http=HOST:PORT https=HOST:PORT [mllp=HOST:PORT]' once ready.\n\n";
     configOptionsHelp(std::cout);
     return 0;
   }
@@ -129,12 +132,13 @@ int serve(int argc, char** argv) {
   std::string line = "passerelle listening:";
   if (gateway.httpPort()) line += " http=" + config.get("http.host") + ":" + std::to_string(gateway.httpPort());
   if (gateway.httpsPort()) line += " https=" + config.get("https.host") + ":" + std::to_string(gateway.httpsPort());
+  if (gateway.mllpPort()) line += " mllp=" + config.get("mllp.host") + ":" + std::to_string(gateway.mllpPort());
   std::cout << line << std::endl;
   passerelle::log::info("gateway.started", {{"version", kVersion},
                                             {"config", config.file().empty() ? "(defaults)" : config.file()},
                                             {"storage", config.get("storage.url")},
                                             {"http_port", std::to_string(gateway.httpPort())},
-                                            {"https_port", std::to_string(gateway.httpsPort())}});
+                                            {"https_port", std::to_string(gateway.httpsPort())}, {"mllp_port", std::to_string(gateway.mllpPort())}});
   int sig = 0;
   sigwait(&set, &sig);
   passerelle::log::info("gateway.stopping", {{"signal", strsignal(sig)}});
@@ -264,6 +268,8 @@ int main(int argc, char** argv) {
   if (cmd == "config") return configCommand(argc, argv);
   if (cmd == "token") return passerelle::identity::tokenCommand(argc, argv);
   if (cmd == "audit") return passerelle::audit::auditCommand(argc, argv);
+  if (cmd == "outbox") return passerelle::exchange::outboxCommand(argc, argv);
+  if (cmd == "inbox") return passerelle::exchange::inboxCommand(argc, argv);
   std::cerr << "passerelle: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);
   return 2;

@@ -6,7 +6,12 @@
 #include <utility>
 #include <vector>
 
+#include "gateway/common/status.h"
 #include "gateway/identity/principal.h"
+
+namespace passerelle::store {
+class WriteTxn;
+}
 
 namespace passerelle::fhir {
 
@@ -32,6 +37,9 @@ struct FhirRequest {
   // service then sets *auditAttached; an answer of 2xx then means the record is durable with it.
   std::function<std::string(int status)> auditRecord;
   bool* auditAttached = nullptr;
+  // Set by a connector: more to commit with a successful write (the received message in the
+  // inbox), called inside the write's unit with the answer's status; an error undoes the write.
+  std::function<Result<void>(store::WriteTxn&, int status)> alsoInUnit;
 };
 
 struct FhirResponse {

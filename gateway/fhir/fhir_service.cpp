@@ -591,6 +591,10 @@ class FhirService::Impl {
   // Inside a write's unit, once it has succeeded: the request's audit record goes into the same
   // commit (see FhirRequest::auditRecord).
   Result<void> attachAudit(WriteTxn& txn, int status) {
+    if (req_.alsoInUnit) {
+      auto also = req_.alsoInUnit(txn, status);
+      if (!also.ok()) return also;
+    }
     if (!req_.auditRecord) return {};
     auto r = txn.attachAudit(req_.auditRecord(status));
     if (r.ok() && req_.auditAttached) *req_.auditAttached = true;

@@ -111,6 +111,7 @@ struct AccessGate::Impl {
 
   // Who is calling: a bearer token first, else a client certificate mapped to an account.
   Result<identity::Principal> authenticate(const http::Caller& caller) {
+    if (caller.connector) return *caller.connector;
     const std::string& h = caller.authorization;
     if (!h.empty()) {
       if (h.size() < 8 || (h.compare(0, 7, "Bearer ") != 0 && h.compare(0, 7, "bearer ") != 0))
@@ -135,7 +136,8 @@ struct AccessGate::Impl {
   audit::Record recordOf(const identity::Principal* p, const http::Caller& caller, const fhir::FhirRequest& req,
                          const std::string& area) {
     audit::Record r;
-    r.kind = area == "fhir" ? "rest" : area == "metrics" ? "admin" : "network";
+    r.kind = !caller.channel.empty() ? "connector" : area == "fhir" ? "rest" : area == "metrics" ? "admin" : "network";
+    r.detail = caller.channel.empty() ? caller.detail : caller.channel + (caller.detail.empty() ? "" : ": " + caller.detail);
     r.action = actionOf(area, req.method, req.path, req.body);
     r.sourceAddress = caller.sourceAddress;
     r.method = req.method;

@@ -40,6 +40,12 @@ struct Caller {
   std::string certificateFingerprint;  // its SHA-256, hex lower case
   std::string sourceAddress;           // ip:port
   std::string breakGlass;              // the X-Break-Glass header: the emergency's reason
+  // Set by the gateway's own connectors and jobs, which established who the peer is (a partner's
+  // verified certificate or configured sender) or act for the gateway: the principal to decide
+  // with, the channel ("mllp:avicenne", "job:sweep") and a line for the audit record.
+  const identity::Principal* connector = nullptr;
+  std::string channel;
+  std::string detail;
 };
 
 // Every request but /healthz and GET /fhir/metadata goes through the gate: it establishes the

@@ -535,6 +535,7 @@ struct NetworkService::Impl {
     // The document's audit record is committed with what it writes (the answer is the transaction's).
     tx.auditRecord = req.auditRecord;
     tx.auditAttached = req.auditAttached;
+    tx.alsoInUnit = req.alsoInUnit;
     fhir::FhirResponse r = fhirService.handle(tx);
     if (r.status >= 300) {
       log::warn("network.store", {{"kind", kind}, {"documentId", documentId}, {"status", std::to_string(r.status)}});

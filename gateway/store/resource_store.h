@@ -176,6 +176,50 @@ struct OutboxRecord {
   std::string record;
 };
 
+// The connectors' message store (see migration 0004): a message received, kept with the
+// acknowledgement it got.
+struct InboxMessage {
+  std::int64_t id = 0;
+  std::string channel;    // "mllp", "file"...
+  std::string partner;    // the sending partner's account
+  std::string controlId;  // MSH-10 or a document's identifier; unique per partner
+  std::string type;       // "ADT^A01"...
+  std::int64_t receivedMs = 0;
+  std::string status;     // processed | error | rejected | review
+  std::string ackCode;    // AA AE AR (CA CE CR)
+  std::string patient;    // "Patient/<id>" when known
+  std::string detail;     // what went wrong, for review
+  std::string message;    // the bytes received
+  std::string ack;        // the acknowledgement sent
+};
+
+// A message to send to one destination, from the outbox.
+struct Delivery {
+  std::int64_t id = 0;
+  std::string destination;  // the partner
+  std::string orderKey;     // one destination's deliveries with the same key leave in id order
+  std::string kind;         // "REF^I12", "fhir-transaction"...
+  std::string focus;        // "ServiceRequest/12/_history/1": what it carries
+  std::string payload;      // the message once rendered (empty before the first attempt)
+  std::string status = "queued";  // queued | sent | dead | cancelled
+  int attempts = 0;
+  std::int64_t createdMs = 0, nextTryMs = 0, doneMs = 0;
+  std::string lastError;
+};
+
+struct DeliveryFilter {
+  std::string destination;  // empty: any
+  std::string status;       // empty: any
+  std::int64_t beforeId = 0;  // paging: only older ones (0: from the newest)
+  int limit = 100;
+};
+
+struct DeliveryCounts {
+  std::string destination;
+  std::int64_t queued = 0, sent = 0, dead = 0, cancelled = 0;
+  std::int64_t oldestQueuedMs = 0;  // created time of the oldest queued one (0: none)
+};
+
 // The view of one write unit of work. Reads see the unit's own writes.
 class WriteTxn {
  public:
@@ -198,6 +242,12 @@ class WriteTxn {
   // Commits `record` (an audit record) with this unit: durable with its writes, or not at all.
   // Once committed it goes to the audit sink (ResourceStore::setAuditSink).
   virtual Result<void> attachAudit(std::string record) = 0;
+  // The message store, in this unit: a received message (kConflict when the partner already sent
+  // that control id), a new delivery (id and times set), a delivery's new state.
+  virtual Result<void> putInbox(InboxMessage& m) = 0;
+  virtual Result<void> enqueue(Delivery& d) = 0;
+  virtual Result<void> updateDelivery(const Delivery& d) = 0;
+  virtual Result<std::optional<Delivery>> delivery(std::int64_t id) = 0;
 };
 
 struct StoreStats {
@@ -254,6 +304,21 @@ class ResourceStore {
   virtual Result<std::vector<OutboxRecord>> pendingAuditRecords() = 0;
   // The audit trail holds every record up to `id`: they are deleted with a later commit.
   virtual void releaseAuditRecords(std::int64_t id) = 0;
+  // Called inside the unit after each version is written (set once, before the first write):
+  // what the connectors route (a delivery per destination) is enqueued in the same commit.
+  virtual void setWriteObserver(std::function<Result<void>(WriteTxn&, const ResourceVersion&)> observer) = 0;
+  // Called right after a commit that enqueued deliveries (to wake the senders).
+  virtual void setDeliveryListener(std::function<void()> listener) = 0;
+  // The message store's reads.
+  virtual Result<std::optional<InboxMessage>> findInbox(const std::string& partner, const std::string& controlId) = 0;
+  virtual Result<std::vector<InboxMessage>> listInbox(const std::string& status, int limit) = 0;
+  // The deliveries of `destination` ready to go at `nowMs`: per order key, the oldest queued one,
+  // if its time has come. In id order, at most `limit`.
+  virtual Result<std::vector<Delivery>> dueDeliveries(const std::string& destination, std::int64_t nowMs, int limit) = 0;
+  // When the next queued delivery of `destination` falls due (nullopt: none queued).
+  virtual Result<std::optional<std::int64_t>> nextDeliveryTime(const std::string& destination) = 0;
+  virtual Result<std::vector<Delivery>> listDeliveries(const DeliveryFilter& filter) = 0;
+  virtual Result<std::vector<DeliveryCounts>> deliveryCounts() = 0;
   // Refuses new writes, finishes queued ones and closes the database.
   virtual void close() = 0;
   virtual StoreStats stats() const = 0;

@@ -19,6 +19,7 @@
 #include "gateway/common/log.h"
 #include "gateway/store/migrations.h"
 #include "gateway/store/sqlite_connection.h"
+#include "gateway/store/sqlite_messages.h"
 
 namespace passerelle::store {
 namespace {
@@ -55,9 +56,13 @@ Result<std::optional<ResourceVersion>> readCurrent(Connection& c, const std::str
   return std::optional<ResourceVersion>(std::move(rows->front()));
 }
 
+using WriteObserver = std::function<Result<void>(WriteTxn&, const ResourceVersion&)>;
+
 class WriteTxnImpl : public WriteTxn {
  public:
-  WriteTxnImpl(Connection& c, std::int64_t now, std::vector<OutboxRecord>& outbox) : c_(c), now_(now), outbox_(outbox) {}
+  WriteTxnImpl(Connection& c, std::int64_t now, std::vector<OutboxRecord>& outbox, const WriteObserver* observer = nullptr,
+               bool* enqueued = nullptr)
+      : c_(c), now_(now), outbox_(outbox), observer_(observer), enqueued_(enqueued) {}
   Result<std::optional<ResourceVersion>> current(const std::string& type, const std::string& id) override {
     return readCurrent(c_, type, id);
   }
@@ -148,9 +153,29 @@ class WriteTxnImpl : public WriteTxn {
       auto r = sqlite::clearIndex(c_, v.rid);
       if (!r.ok()) return r;
     }
-    if (!v.deleted) return sqlite::writeIndex(c_, v.rid, rows);
+    if (!v.deleted) {
+      auto r = sqlite::writeIndex(c_, v.rid, rows);
+      if (!r.ok()) return r;
+    }
+    if (observer_ && *observer_) return (*observer_)(*this, v);
     return {};
   }
+
+  Result<void> putInbox(InboxMessage& m) override {
+    if (m.receivedMs == 0) m.receivedMs = now_;
+    return sqlite::insertInbox(c_, m);
+  }
+  Result<void> enqueue(Delivery& d) override {
+    auto r = sqlite::insertDelivery(c_, d, now_);
+    if (r.ok() && enqueued_) *enqueued_ = true;
+    return r;
+  }
+  Result<void> updateDelivery(const Delivery& d) override {
+    auto r = sqlite::saveDelivery(c_, d);
+    if (r.ok() && enqueued_ && d.status == "queued") *enqueued_ = true;
+    return r;
+  }
+  Result<std::optional<Delivery>> delivery(std::int64_t id) override { return sqlite::loadDelivery(c_, id); }
 
   Result<void> attachAudit(std::string record) override {
     auto st = c_.prepare("INSERT INTO audit_outbox (record) VALUES (?)");
@@ -175,6 +200,8 @@ class WriteTxnImpl : public WriteTxn {
   Connection& c_;
   std::int64_t now_;
   std::vector<OutboxRecord>& outbox_;  // the audit records of the commit being made
+  const WriteObserver* observer_;
+  bool* enqueued_;  // set when the unit queued a delivery
   int depth_ = 0;
 };
 
@@ -401,6 +428,40 @@ class SqliteResourceStore : public ResourceStore {
     }
   }
 
+  void setWriteObserver(WriteObserver observer) override { observer_ = std::move(observer); }
+  void setDeliveryListener(std::function<void()> listener) override { deliveryListener_ = std::move(listener); }
+
+  Result<std::optional<InboxMessage>> findInbox(const std::string& partner, const std::string& controlId) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::findInbox(**lease.value(), partner, controlId);
+  }
+  Result<std::vector<InboxMessage>> listInbox(const std::string& status, int limit) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::listInbox(**lease.value(), status, limit);
+  }
+  Result<std::vector<Delivery>> dueDeliveries(const std::string& destination, std::int64_t nowMs, int limit) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::dueDeliveries(**lease.value(), destination, nowMs, limit);
+  }
+  Result<std::optional<std::int64_t>> nextDeliveryTime(const std::string& destination) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::nextDeliveryTime(**lease.value(), destination);
+  }
+  Result<std::vector<Delivery>> listDeliveries(const DeliveryFilter& filter) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::listDeliveries(**lease.value(), filter);
+  }
+  Result<std::vector<DeliveryCounts>> deliveryCounts() override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::deliveryCounts(**lease.value());
+  }
+
   StoreStats stats() const override {
     std::lock_guard<std::mutex> lock(mutex_);
     StoreStats s = stats_;
@@ -589,9 +650,11 @@ class SqliteResourceStore : public ResourceStore {
     // rolled back whole. With others, a savepoint lets it fail alone.
     bool alone = batch.size() == 1;
     outbox_.clear();
+    bool enqueued = false;
     for (Job* job : batch) {
       std::size_t outboxMark = outbox_.size();
-      WriteTxnImpl txn(*writer_, now, outbox_);
+      bool unitEnqueued = false;
+      WriteTxnImpl txn(*writer_, now, outbox_, &observer_, &unitEnqueued);
       if (!alone) {
         auto sp = writer_->run("SAVEPOINT unit");
         if (!sp.ok()) {
@@ -605,6 +668,7 @@ class SqliteResourceStore : public ResourceStore {
       } catch (const std::exception& ex) {
         r = makeError(ErrorCode::kInternal, std::string("unexpected failure in a write: ") + ex.what());
       }
+      if (r.ok() && unitEnqueued) enqueued = true;
       if (alone) {
         results.push_back(std::move(r));
         break;
@@ -637,6 +701,7 @@ class SqliteResourceStore : public ResourceStore {
     if (releasing) released_ = release;
     if (!outbox_.empty() && auditSink_) auditSink_(std::move(outbox_));
     outbox_.clear();
+    if (enqueued && deliveryListener_) deliveryListener_();
   }
 
   // Deletes the released audit records inside the open transaction; the error, if any.
@@ -683,6 +748,9 @@ class SqliteResourceStore : public ResourceStore {
   std::vector<OutboxRecord> outbox_;            // writer thread: the commit being made
   std::atomic<std::int64_t> releaseUpTo_{0};    // the trail holds every record up to this id
   std::int64_t released_ = 0;                   // writer thread: deleted up to this id
+
+  WriteObserver observer_;                      // set before the first write
+  std::function<void()> deliveryListener_;
 
   static constexpr int kCheckpointFrames = 1000;
   int lastWalFrames_ = 0;                       // writer thread only

@@ -29,6 +29,7 @@ class TestGateway {
   ~TestGateway();
   int httpPort() const { return gateway_->httpPort(); }
   int httpsPort() const { return gateway_->httpsPort(); }
+  int mllpPort() const { return gateway_->mllpPort(); }
   std::string base() const;  // http://127.0.0.1:PORT/fhir
   // A token signed with this gateway's development key (issuer and audience of the test defaults).
   std::string token(identity::IssueOptions options) const;

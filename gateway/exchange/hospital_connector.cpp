@@ -1,0 +1,890 @@
+// The hospital connector (see hospital_connector.h).
+#include "gateway/exchange/hospital_connector.h"
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <ctime>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "gateway/common/log.h"
+#include "mappings/hl7v2/ack.h"
+#include "mappings/hl7v2/fhir_mapping.h"
+#include "mappings/hl7v2/message.h"
+
+namespace passerelle::exchange {
+namespace {
+
+using Json = nlohmann::json;
+using hl7v2::AckResult;
+using hl7v2::InboundFacts;
+using hl7v2::Issue;
+
+constexpr const char* kFiness = "https://finess.esante.gouv.fr";
+constexpr const char* kRpps = "https://rpps.esante.gouv.fr";
+constexpr const char* kEvent = "https://douleur77.fr/fhir/CodeSystem/network-event";
+constexpr const char* kReferralStatus = "https://douleur77.fr/fhir/CodeSystem/referral-status";
+constexpr const char* kReferralTaskSid = "https://douleur77.fr/fhir/sid/referral-task";
+
+std::int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string utcStamp(const char* format) {
+  std::time_t t = std::time(nullptr);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, format, &tm);
+  return buf;
+}
+
+std::string str(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::string refOf(const Json& j, const char* key) { return str(j.value(key, Json::object()), "reference"); }
+
+// The text of an OperationOutcome's first issue.
+std::string outcomeText(const std::string& body) {
+  Json j = Json::parse(body, nullptr, false);
+  if (j.is_discarded()) return body.substr(0, 200);
+  for (const auto& i : j.value("issue", Json::array())) {
+    std::string d = str(i.value("details", Json::object()), "text");
+    if (d.empty()) d = str(i, "diagnostics");
+    if (!d.empty()) return d;
+  }
+  return body.substr(0, 200);
+}
+
+Issue appIssue(const std::string& seg, int field, const std::string& code, const std::string& text, int segIndex = 0) {
+  Issue i;
+  i.severity = "error";
+  i.segmentId = seg;
+  i.segment = segIndex;
+  i.field = field;
+  i.component = field > 0 ? 1 : 0;
+  i.code = code;
+  i.message = text;
+  i.location = seg + (field > 0 ? "-" + std::to_string(field) : "");
+  return i;
+}
+
+std::string issuesText(const std::vector<Issue>& issues) {
+  std::string out;
+  for (const auto& i : issues)
+    if (i.severity == "error") out += (out.empty() ? "" : "; ") + (i.location.empty() ? "" : i.location + ": ") + i.message;
+  return out;
+}
+
+// What processing a message came to.
+struct Outcome {
+  AckResult result = AckResult::kAccept;
+  std::vector<Issue> issues;
+  std::string status = "processed";  // inbox status
+  std::string detail;
+  std::string patient;
+  bool close = false;  // no answer: the store or the trail could not take it (the sender retries)
+};
+
+}  // namespace
+
+struct HospitalConnector::Impl {
+  store::ResourceStore& store;
+  fhir::FhirService& fhir;
+  http::Gate* gate;
+  access::AccessControl* access;
+  audit::AuditLog* audit;
+  std::vector<Partner> partners;
+  ConnectorOptions o;
+  std::vector<identity::Principal> principals;  // one per partner
+  identity::Principal system;
+  std::unique_ptr<mllp::Listener> listener;
+  std::vector<std::thread> senders;
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::uint64_t wakes = 0;
+  std::atomic<std::uint64_t> received{0}, accepted{0}, errors{0}, rejected{0}, duplicates{0}, ackCounter{0};
+  std::map<std::string, std::size_t> byFiness, byRpps;  // partner index
+  std::map<std::string, std::string> orgKeys;           // writer thread: "Organization/x" -> finess (or "")
+
+  Impl(store::ResourceStore& s, fhir::FhirService& f, http::Gate* g, access::AccessControl* a, audit::AuditLog* t)
+      : store(s), fhir(f), gate(g), access(a), audit(t) {}
+
+  // ---- FHIR access -------------------------------------------------------------------------
+
+  // A request as `who` through the gate (identity given, access decided, audited).
+  fhir::FhirResponse as(const identity::Principal& who, const std::string& channel, const std::string& detail,
+                        const std::string& address, fhir::FhirRequest& req) {
+    if (!gate) return fhir.handle(req);
+    http::Caller c;
+    c.connector = &who;
+    c.channel = channel;
+    c.detail = detail;
+    c.sourceAddress = address;
+    return gate->handle(c, req, "fhir", [this](fhir::FhirRequest& r) { return fhir.handle(r); });
+  }
+
+  // The gateway's own lookups (unrestricted, not a disclosure).
+  std::vector<Json> find(const std::string& type, const fhir::Params& query) {
+    fhir::FhirRequest q;
+    q.method = "GET";
+    q.path = "/" + type;
+    q.query = query;
+    auto r = fhir.handle(q);
+    std::vector<Json> out;
+    if (r.status != 200) return out;
+    Json b = Json::parse(r.body, nullptr, false);
+    if (b.is_discarded()) return out;
+    for (auto& e : b.value("entry", Json::array()))
+      if (e.contains("resource")) out.push_back(std::move(e["resource"]));
+    return out;
+  }
+
+  std::optional<Json> read(const std::string& ref) {
+    auto slash = ref.find('/');
+    if (slash == std::string::npos) return std::nullopt;
+    auto v = store.read(ref.substr(0, slash), ref.substr(slash + 1));
+    if (!v.ok() || !v->has_value() || (*v)->deleted) return std::nullopt;
+    Json j = Json::parse((*v)->body, nullptr, false);
+    if (j.is_discarded()) return std::nullopt;
+    return j;
+  }
+
+  std::string partnerRef(const Partner& p) {
+    if (!p.finess.empty()) {
+      auto orgs = find("Organization", {{"identifier", std::string(kFiness) + "|" + p.finess}});
+      return orgs.empty() ? std::string() : "Organization/" + str(orgs[0], "id");
+    }
+    auto roles = find("Practitioner", {{"identifier", std::string(kRpps) + "|" + p.rpps}});
+    return roles.empty() ? std::string() : "Practitioner/" + str(roles[0], "id");
+  }
+
+  std::string findPatient(const hl7v2::PersonFacts& p) {
+    std::string ins = p.ins();
+    if (ins.empty()) return {};
+    auto found = find("Patient", {{"identifier", p.insSystem() + "|" + ins}});
+    return found.size() == 1 ? "Patient/" + str(found[0], "id") : std::string();
+  }
+
+  // The referral Tasks of `patient` owned by the partner, still open.
+  std::vector<Json> openReferrals(const std::string& patient, const std::string& owner) {
+    auto tasks = find("Task", {{"patient", patient}, {"owner", owner}, {"status", "requested,received,accepted,in-progress"},
+                               {"identifier", std::string(kReferralTaskSid) + "|"}});
+    return tasks;
+  }
+
+  std::vector<std::string> coordinators() {
+    std::vector<std::string> out;
+    for (const auto& r : find("PractitionerRole", {{"role", "https://douleur77.fr/fhir/CodeSystem/network-role|coordinator"}, {"_count", "100"}}))
+      out.push_back("PractitionerRole/" + str(r, "id"));
+    return out;
+  }
+
+  // ---- inbound -----------------------------------------------------------------------------
+
+  const Partner* identify(const mllp::Peer& peer, const hl7v2::Message* m) {
+    if (!peer.certificateFingerprint.empty()) {
+      for (const auto& p : partners) {
+        if (!p.certificateFingerprint.empty() && p.certificateFingerprint == peer.certificateFingerprint) return &p;
+        if (!p.certificateSubject.empty() && p.certificateSubject == peer.certificateSubject) return &p;
+      }
+      return nullptr;
+    }
+    if (o.production || !m) return nullptr;  // production: certificates only (the listener requires them)
+    std::string app = m->get("MSH-3.1"), fac = m->get("MSH-4.1");
+    for (const auto& p : partners)
+      if (!p.sendingFacility.empty() && p.sendingFacility == fac && (p.sendingApplication.empty() || p.sendingApplication == app)) return &p;
+    return nullptr;
+  }
+
+  hl7v2::AckOptions ackOptions() {
+    hl7v2::AckOptions a;
+    a.sendingApplication = o.application;
+    a.sendingFacility = o.facility;
+    a.controlId = "ACK" + std::to_string(nowMs()) + "-" + std::to_string(++ackCounter);
+    a.timestamp = utcStamp("%Y%m%d%H%M%S");
+    return a;
+  }
+
+  std::string ackFor(const hl7v2::Message* m, std::string_view header, AckResult r, const std::vector<Issue>& issues) {
+    bool enhanced = m && hl7v2::enhancedMode(*m);
+    std::string text = hl7v2::buildAck(m, header, r, enhanced, issues, ackOptions());
+    if (!m) return text;
+    std::vector<Issue> ignored;
+    auto parsed = hl7v2::Message::parse(text, ignored);
+    return parsed ? parsed->encodeInCharset("\r") : text;
+  }
+
+  // Keeps a message that changed nothing (refused, for review) with its acknowledgement.
+  bool keep(store::InboxMessage row) {
+    auto w = store.write([&](store::WriteTxn& t) { return t.putInbox(row); });
+    if (!w.ok() && w.error().code != ErrorCode::kConflict) {
+      log::error("mllp.inbox_failed", {{"partner", row.partner}, {"control_id", row.controlId}, {"error", w.error().message}});
+      return false;
+    }
+    return true;
+  }
+
+  std::optional<std::string> receive(const mllp::Peer& peer, std::string_view bytes) {
+    ++received;
+    std::vector<Issue> issues;
+    auto parsed = hl7v2::Message::parse(bytes, issues);
+    std::string_view header = bytes.substr(0, std::min(bytes.find_first_of("\r\n"), bytes.size()));
+    const hl7v2::Message* m = parsed ? &*parsed : nullptr;
+    const Partner* partner = identify(peer, m);
+    store::InboxMessage row;
+    row.channel = "mllp";
+    row.partner = partner ? partner->id : "(unknown)";
+    row.message = std::string(bytes);
+    row.controlId = m ? m->get("MSH-10") : std::string();
+    row.type = m ? m->get("MSH-9.1") + "^" + m->get("MSH-9.2") : std::string("?");
+    auto refuse = [&](AckResult r, const std::string& status) -> std::optional<std::string> {
+      (r == AckResult::kReject ? rejected : errors)++;
+      row.ack = ackFor(m, header, r, issues);
+      row.ackCode = std::string(r == AckResult::kReject ? "AR" : "AE");
+      row.status = status;
+      row.detail = issuesText(issues);
+      if (row.controlId.empty() || row.partner == "(unknown)") row.controlId = "unkeyed:" + std::to_string(nowMs()) + "-" + std::to_string(received.load());
+      log::warn("mllp.refused", {{"partner", row.partner}, {"peer", peer.address}, {"type", row.type}, {"ack", row.ackCode}, {"detail", row.detail}});
+      if (!keep(row)) return std::nullopt;
+      return row.ack;
+    };
+    if (!m) return refuse(AckResult::kReject, "rejected");
+    if (!partner) {
+      issues.push_back(appIssue("MSH", 4, "207", peer.certificateFingerprint.empty()
+                                                     ? "the sender (MSH-3/MSH-4) is not a configured partner"
+                                                     : "the client certificate is not a configured partner's"));
+      return refuse(AckResult::kReject, "rejected");
+    }
+    if (row.controlId.empty()) {
+      issues.push_back(appIssue("MSH", 10, "101", "MSH-10 (the message control id) is empty"));
+      return refuse(AckResult::kReject, "rejected");
+    }
+    // A message sent again gets the same answer and is not processed twice.
+    auto seen = store.findInbox(partner->id, row.controlId);
+    if (!seen.ok()) return std::nullopt;
+    if (seen->has_value()) {
+      ++duplicates;
+      return (*seen)->ack;
+    }
+    InboundFacts facts = hl7v2::readInbound(*m, issues);
+    bool unsupported = false, bad = false;
+    for (const auto& i : issues)
+      if (i.severity == "error") (i.code == "200" || i.code == "203" ? unsupported : bad) = true;
+    if (unsupported) return refuse(AckResult::kReject, "rejected");
+    if (bad) return refuse(AckResult::kError, "error");
+    std::size_t pi = static_cast<std::size_t>(partner - partners.data());
+    Outcome out = process(*partner, principals[pi], peer, *m, facts, row);
+    if (out.close) return std::nullopt;
+    if (out.result != AckResult::kAccept) {
+      issues.insert(issues.end(), out.issues.begin(), out.issues.end());
+      row.patient = out.patient;
+      return refuse(out.result, "error");
+    }
+    ++accepted;
+    return row.ack;
+  }
+
+  // Applies the message; the inbox row goes into the same commit (its ack prepared as AA).
+  Outcome process(const Partner& p, const identity::Principal& who, const mllp::Peer& peer, const hl7v2::Message& m,
+                  const InboundFacts& f, store::InboxMessage& row) {
+    Outcome out;
+    std::vector<Issue> none;
+    row.ack = ackFor(&m, {}, AckResult::kAccept, none);
+    row.ackCode = hl7v2::enhancedMode(m) ? "CA" : "AA";
+    row.status = "processed";
+    std::string channel = "mllp:" + p.id;
+    std::string detail = row.type + " " + row.controlId;
+    auto fail = [&](const std::string& seg, int field, const std::string& code, const std::string& text) {
+      out.result = AckResult::kError;
+      out.issues.push_back(appIssue(seg, field, code, text));
+      return out;
+    };
+    std::string owner = partnerRef(p);
+    if (owner.empty()) return fail("MSH", 4, "207", "the partner's structure is not in the network's directory");
+    std::string patient;
+    if (f.hasPatient) {
+      patient = findPatient(f.patient);
+      if (patient.empty())
+        return fail("PID", 3, "204", f.patient.ins().empty() ? "PID-3 carries no INS: the patient cannot be identified"
+                                                             : "no network patient has this INS");
+    }
+    out.patient = patient;
+    row.patient = patient;
+    Json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", Json::array()}};
+    if (f.kind == InboundFacts::Kind::kReferralReply) {
+      auto tasks = find("Task", {{"identifier", std::string(kReferralTaskSid) + "|" + f.referralId}});
+      if (tasks.size() != 1) return fail("RF1", 6, "204", "no referral " + f.referralId + " is known");
+      Json t = tasks[0];
+      if (refOf(t, "owner") != owner) return fail("RF1", 6, "207", "the referral " + f.referralId + " is not addressed to " + p.name);
+      if (!patient.empty() && refOf(t, "for") != patient) return fail("PID", 3, "207", "the patient is not the referral's");
+      patient = refOf(t, "for");
+      out.patient = row.patient = patient;
+      std::string status = f.replyStatus == "expired" ? "rejected" : f.replyStatus;
+      t["status"] = status;
+      t["businessStatus"] = {{"coding", Json::array({{{"system", kReferralStatus}, {"code", f.replyStatus}}})}};
+      t["lastModified"] = f.replyDate;
+      std::string tid = str(t, "id");
+      bundle["entry"].push_back({{"resource", t}, {"request", {{"method", "PUT"}, {"url", "Task/" + tid}}}});
+      Json event = {{"resourceType", "Task"},
+                    {"status", "completed"},
+                    {"intent", "order"},
+                    {"code", {{"coding", Json::array({{{"system", kEvent}, {"code", "referral-update"}}})}}},
+                    {"groupIdentifier", {{"system", "https://douleur77.fr/fhir/sid/referral"}, {"value", f.referralId}}},
+                    {"businessStatus", t["businessStatus"]},
+                    {"for", {{"reference", patient}}},
+                    {"focus", {{"reference", "Task/" + tid}}},
+                    {"owner", {{"reference", owner}}},
+                    {"authoredOn", f.replyDate}};
+      if (!f.replyNote.empty()) event["note"] = Json::array({{{"text", f.replyNote}}});
+      bundle["entry"].push_back({{"resource", event}, {"request", {{"method", "POST"}, {"url", "Task"}}}});
+    } else {
+      // A consultation or report from the hospital: it answers an open referral, or it is an E2 suspicion.
+      std::vector<Json> open;
+      if (f.kind == InboundFacts::Kind::kReport && !f.document.placerOrder.empty()) {
+        auto byId = find("Task", {{"identifier", std::string(kReferralTaskSid) + "|" + f.document.placerOrder}});
+        for (auto& t : byId)
+          if (refOf(t, "owner") == owner && refOf(t, "for") == patient) open.push_back(t);
+      }
+      if (open.empty()) open = openReferrals(patient, owner);
+      bool person = f.kind == InboundFacts::Kind::kAdt && (f.event == "A28" || f.event == "A31");
+      if (person) {
+        row.detail = "person information: the network keeps the identity its GP recorded (nothing changed)";
+        return keepOnly(row, out);
+      }
+      if (f.kind == InboundFacts::Kind::kAdt && f.event == "A40") {
+        row.status = "review";
+        row.detail = "a merge of patient identities: for a coordinator to review";
+        return keepOnly(row, out);
+      }
+      if (open.empty()) return e2Suspicion(p, patient, f, row, out);
+      Json task = open.front();
+      std::string taskId = str(task, "id");
+      std::string request = refOf(task, "focus");
+      if (f.kind == InboundFacts::Kind::kAdt) {
+        Json e;
+        hl7v2::encounterResource(f, e);
+        e["subject"] = {{"reference", patient}};
+        e["serviceProvider"] = {{"reference", owner}};
+        if (!request.empty()) e["basedOn"] = Json::array({{{"reference", request}}});
+        Json entry = {{"resource", e}, {"request", {{"method", "POST"}, {"url", "Encounter"}}}};
+        if (!f.visitNumber.empty()) {
+          std::string sys = "urn:passerelle:partner:" + p.id + ":visit";
+          entry["resource"]["identifier"][0]["system"] = sys;
+          entry["request"] = {{"method", "PUT"}, {"url", "Encounter?identifier=" + sys + "|" + f.visitNumber}};
+        }
+        bundle["entry"].push_back(entry);
+        if (str(task, "status") == "accepted" && f.event != "A08") {
+          task["status"] = "in-progress";
+          task["businessStatus"] = {{"coding", Json::array({{{"system", kReferralStatus}, {"code", "seen"}}})}};
+          bundle["entry"].push_back({{"resource", task}, {"request", {{"method", "PUT"}, {"url", "Task/" + taskId}}}});
+        }
+      } else {
+        Json d;
+        hl7v2::documentReferenceResource(f, d);
+        d["subject"] = {{"reference", patient}};
+        d["custodian"] = {{"reference", owner}};
+        if (!f.document.authorRpps.empty()) {
+          auto authors = find("Practitioner", {{"identifier", std::string(kRpps) + "|" + f.document.authorRpps}});
+          d["author"] = Json::array({authors.empty() ? Json{{"identifier", {{"system", kRpps}, {"value", f.document.authorRpps}}}}
+                                                     : Json{{"reference", "Practitioner/" + str(authors[0], "id")}}});
+        }
+        if (!request.empty()) d["context"] = {{"related", Json::array({{{"reference", request}}})}};
+        std::string docUrl = "urn:uuid:" + uuidLike(row.controlId);
+        Json entry = {{"fullUrl", docUrl}, {"resource", d}, {"request", {{"method", "POST"}, {"url", "DocumentReference"}}}};
+        if (d.contains("masterIdentifier"))
+          entry["request"]["ifNoneExist"] = "identifier=" + str(d["masterIdentifier"], "system") + "|" + str(d["masterIdentifier"], "value");
+        if (f.replaces && !f.document.parentId.empty()) {
+          std::string parent = f.document.parentId.find('.') != std::string::npos ? "urn:oid:" + f.document.parentId : f.document.parentId;
+          auto old = find("DocumentReference", {{"identifier", "urn:ietf:rfc:3986|" + parent}});
+          if (!old.empty()) {
+            Json prev = old.front();
+            prev["status"] = "superseded";
+            entry["resource"]["relatesTo"] = Json::array({{{"code", "replaces"}, {"target", {{"reference", "DocumentReference/" + str(prev, "id")}}}}});
+            bundle["entry"].push_back({{"resource", prev}, {"request", {{"method", "PUT"}, {"url", "DocumentReference/" + str(prev, "id")}}}});
+          }
+        }
+        bundle["entry"].push_back(entry);
+        task["status"] = "completed";
+        task["businessStatus"] = {{"coding", Json::array({{{"system", kReferralStatus}, {"code", "report-returned"}}})}};
+        task["output"] = Json::array({{{"type", {{"text", "report"}}}, {"valueReference", {{"reference", docUrl}}}}});
+        bundle["entry"].push_back({{"resource", task}, {"request", {{"method", "PUT"}, {"url", "Task/" + taskId}}}});
+      }
+    }
+    return apply(who, channel, detail, peer.address, bundle, row, out);
+  }
+
+  static std::string uuidLike(const std::string& seed) {
+    std::uint64_t h1 = std::hash<std::string>{}(seed), h2 = std::hash<std::string>{}(seed + "#");
+    char buf[40];
+    std::snprintf(buf, sizeof buf, "%08x-%04x-4%03x-8%03x-%012llx", static_cast<unsigned>(h1 >> 32), static_cast<unsigned>((h1 >> 16) & 0xffff),
+                  static_cast<unsigned>(h1 & 0xfff), static_cast<unsigned>((h2 >> 48) & 0xfff),
+                  static_cast<unsigned long long>(h2 & 0xffffffffffffULL));
+    return buf;
+  }
+
+  Outcome keepOnly(store::InboxMessage& row, Outcome& out) {
+    if (!keep(row)) out.close = true;
+    return out;
+  }
+
+  // Runs the transaction as `who`, with the inbox row in its commit.
+  Outcome apply(const identity::Principal& who, const std::string& channel, const std::string& detail, const std::string& address,
+                const Json& bundle, store::InboxMessage& row, Outcome& out) {
+    fhir::FhirRequest req;
+    req.method = "POST";
+    req.path = "";
+    req.contentType = "application/fhir+json";
+    req.body = bundle.dump();
+    req.alsoInUnit = [&row](store::WriteTxn& t, int status) -> Result<void> {
+      if (status >= 300) return {};
+      return t.putInbox(row);
+    };
+    auto r = as(who, channel, detail, address, req);
+    if (r.status < 300) return out;
+    if (r.status == 409) {
+      // The same message, received twice at once: the first one's answer is the answer.
+      auto seen = store.findInbox(row.partner, row.controlId);
+      if (seen.ok() && seen->has_value()) {
+        row.ack = (*seen)->ack;
+        return out;
+      }
+    }
+    if (r.status >= 500) {
+      log::error("mllp.not_stored", {{"partner", row.partner}, {"control_id", row.controlId}, {"status", std::to_string(r.status)},
+                                     {"error", outcomeText(r.body)}});
+      out.close = true;
+      return out;
+    }
+    out.result = AckResult::kError;
+    out.issues.push_back(appIssue("MSH", 9, r.status == 403 ? "207" : "207", "not applied (" + std::to_string(r.status) + "): " + outcomeText(r.body)));
+    return out;
+  }
+
+  // A hospital consultation or report without an open referral to that hospital: engagement E2 may
+  // have been broken. The coordinators get a flagged Task to review; the message is kept for them.
+  Outcome e2Suspicion(const Partner& p, const std::string& patient, const InboundFacts& f, store::InboxMessage& row, Outcome& out) {
+    std::string when = f.kind == InboundFacts::Kind::kReport ? f.document.date : f.admitted;
+    if (when.empty()) when = f.sentAt;
+    Json task = {{"resourceType", "Task"},
+                 {"status", "requested"},
+                 {"intent", "proposal"},
+                 {"priority", "routine"},
+                 {"code", {{"coding", Json::array({{{"system", kEvent}, {"code", "e2-suspicion"},
+                                                    {"display", "Consultation without a referral (engagement E2) to review"}}})}}},
+                 {"businessStatus", {{"coding", Json::array({{{"system", kReferralStatus}, {"code", "flagged"}}})}}},
+                 {"description", p.name + " sent " + f.type + "^" + f.event + " (" + row.controlId + ")" + (when.empty() ? "" : " of " + when) +
+                                     " for a patient it holds no open referral for: review it with the GP (engagement E2); no exclusion follows automatically."},
+                 {"identifier", Json::array({{{"system", "https://douleur77.fr/fhir/sid/e2-suspicion"}, {"value", p.id + "/" + row.controlId}}})},
+                 {"for", {{"reference", patient}}},
+                 {"authoredOn", utcStamp("%Y-%m-%d")}};
+    auto coords = coordinators();
+    if (!coords.empty()) {
+      Json recipients = Json::array();
+      for (const auto& c : coords) recipients.push_back({{"reference", c}});
+      task["restriction"] = {{"recipient", recipients}};
+    }
+    row.status = "review";
+    row.detail = "E2 suspicion: no open referral of this patient to " + p.name;
+    Json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"},
+                   {"entry", Json::array({{{"resource", task}, {"request", {{"method", "POST"}, {"url", "Task"}}}}})}};
+    return apply(system, "job:e2-review", "E2 suspicion from " + p.id + " " + row.type + " " + row.controlId, "", bundle, row, out);
+  }
+
+  // ---- outbound ----------------------------------------------------------------------------
+
+  // In the writer's unit: a referral written for a partner's structure queues its delivery.
+  Result<void> route(store::WriteTxn& txn, const store::ResourceVersion& v) {
+    if (v.type != "ServiceRequest" || v.deleted) return {};
+    Json sr = Json::parse(v.body, nullptr, false);
+    if (sr.is_discarded()) return {};
+    bool referral = false;
+    for (const auto& c : sr.value("category", Json::array()))
+      for (const auto& k : c.value("coding", Json::array()))
+        if (str(k, "code") == "3457005") referral = true;
+    if (!referral) return {};
+    const Json& performers = sr.value("performer", Json::array());
+    if (performers.empty()) return {};
+    std::string ref = str(performers[0], "reference");
+    std::string status = str(sr, "status");
+    std::string event = status == "revoked" || status == "entered-in-error" ? "I14" : status == "active" ? (v.version == 1 ? "I12" : "I13") : "";
+    if (event.empty()) return {};
+    auto key = orgKeys.find(ref);
+    if (key == orgKeys.end()) {
+      std::string k;
+      auto slash = ref.find('/');
+      if (slash != std::string::npos) {
+        auto cur = txn.current(ref.substr(0, slash), ref.substr(slash + 1));
+        if (!cur.ok()) return cur.error();
+        if (cur->has_value() && !(*cur)->deleted) {
+          Json r = Json::parse((*cur)->body, nullptr, false);
+          if (!r.is_discarded())
+            for (const auto& id : r.value("identifier", Json::array())) {
+              if (str(id, "system") == kFiness) k = "finess:" + str(id, "value");
+              if (str(id, "system") == kRpps) k = "rpps:" + str(id, "value");
+            }
+        }
+      }
+      key = orgKeys.emplace(ref, k).first;
+    }
+    const Partner* partner = nullptr;
+    if (key->second.rfind("finess:", 0) == 0) {
+      auto it = byFiness.find(key->second.substr(7));
+      if (it != byFiness.end()) partner = &partners[it->second];
+    } else if (key->second.rfind("rpps:", 0) == 0) {
+      auto it = byRpps.find(key->second.substr(5));
+      if (it != byRpps.end()) partner = &partners[it->second];
+    }
+    if (!partner || partner->protocol == "none") return {};
+    store::Delivery d;
+    d.destination = partner->id;
+    d.orderKey = refOf(sr, "subject");
+    d.kind = "REF^" + event;
+    d.focus = v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
+    return txn.enqueue(d);
+  }
+
+  std::int64_t backoff(const Partner& p, int attempts) {
+    static thread_local std::mt19937 rng(std::random_device{}());
+    double base = p.retry.initialDelayMs;
+    for (int i = 1; i < attempts && base < p.retry.maxDelayMs; ++i) base *= 2;
+    base = std::min<double>(base, p.retry.maxDelayMs);
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    return static_cast<std::int64_t>(base * jitter(rng));
+  }
+
+  void auditSend(const Partner& p, const store::Delivery& d, const std::string& patient, const std::string& outcome, int status,
+                 const std::string& detail) {
+    if (!audit) return;
+    audit::Record r;
+    r.kind = "connector";
+    r.action = "send";
+    r.outcome = outcome;
+    r.status = status;
+    r.subject = p.account;
+    r.role = p.role;
+    r.account = p.account;
+    r.practitioner = p.finess.empty() ? "rpps:" + p.rpps : "finess:" + p.finess;
+    r.purpose = "TREAT";
+    r.method = "MLLP";
+    r.path = "mllp:" + p.id;
+    r.resourceType = "ServiceRequest";
+    r.resources = {d.focus.substr(0, d.focus.find("/_history"))};
+    if (patient.rfind("Patient/", 0) == 0) r.patients = {patient.substr(8)};
+    r.detail = d.kind + " delivery " + std::to_string(d.id) + ": " + detail;
+    auto a = audit->append(std::move(r));
+    if (!a.ok()) log::error("audit.append_failed", {{"delivery", std::to_string(d.id)}, {"error", a.error().message}});
+  }
+
+  bool save(const store::Delivery& d) {
+    auto w = store.write([&](store::WriteTxn& t) { return t.updateDelivery(d); });
+    if (!w.ok()) log::error("outbox.save_failed", {{"delivery", std::to_string(d.id)}, {"error", w.error().message}});
+    return w.ok();
+  }
+
+  // The resources a referral message carries, read as the gateway.
+  bool render(const Partner& p, store::Delivery& d, const Json& sr, std::string& error) {
+    std::vector<Json> held;
+    held.reserve(16);
+    held.push_back(sr);
+    std::string patient = refOf(sr, "subject");
+    if (auto pt = read(patient)) held.push_back(*pt);
+    std::string requester = refOf(sr, "requester");
+    if (requester.rfind("PractitionerRole/", 0) == 0)
+      if (auto role = read(requester)) requester = refOf(*role, "practitioner");
+    if (auto rq = read(requester)) {
+      (*rq)["id"] = refOf(sr, "requester").substr(refOf(sr, "requester").find('/') + 1);
+      (*rq)["resourceType"] = refOf(sr, "requester").substr(0, refOf(sr, "requester").find('/'));
+      held.push_back(*rq);
+    }
+    const Json& performers = sr.value("performer", Json::array());
+    if (!performers.empty())
+      if (auto to = read(str(performers[0], "reference"))) held.push_back(*to);
+    for (auto& c : find("Condition", {{"subject", patient}, {"_count", "10"}})) held.push_back(std::move(c));
+    for (auto& ob : find("Observation", {{"subject", patient}, {"code", "http://loinc.org|72514-3"}, {"_sort", "-date"}, {"_count", "3"}}))
+      held.push_back(std::move(ob));
+    std::vector<const Json*> ptrs;
+    for (const auto& h : held) ptrs.push_back(&h);
+    hl7v2::ReferralOut r;
+    if (!hl7v2::referralFromFhir(ptrs, r, error)) return false;
+    r.event = d.kind.substr(4);
+    r.controlId = "D77" + std::to_string(d.id);
+    r.timestamp = utcStamp("%Y%m%d%H%M%S");
+    r.sendingApplication = o.application;
+    r.sendingFacility = o.facility;
+    r.receivingApplication = p.receivingApplication;
+    r.receivingFacility = p.receivingFacility;
+    r.enhancedAck = p.enhancedAck;
+    d.payload = hl7v2::buildReferral(r);
+    return true;
+  }
+
+  // One delivery: check, render, send, record. Returns false to pause this partner (it is down).
+  bool deliver(const Partner& p, std::size_t pi, mllp::Sender& sender, store::Delivery d) {
+    std::string path = d.focus;
+    auto h = path.find("/_history/");
+    std::string type = path.substr(0, path.find('/')), id = path.substr(path.find('/') + 1, h - path.find('/') - 1);
+    std::int64_t version = h == std::string::npos ? 0 : std::atoll(path.c_str() + h + 10);
+    auto v = store.vread(type, id, version);
+    if (!v.ok()) return false;
+    if (!v->has_value()) {
+      d.status = "dead";
+      d.lastError = "the resource it carries is gone";
+      d.doneMs = nowMs();
+      save(d);
+      return true;
+    }
+    Json sr = Json::parse((*v)->body, nullptr, false);
+    std::string patient = refOf(sr, "subject");
+    // Consent is checked again now: nothing of a patient who withdrew leaves, queued or not.
+    if (access) {
+      auto g = access->guard(principals[pi], "");
+      if (!g.ok()) return false;
+      auto ok = (*g)->readable({**v});
+      if (!ok.ok()) return false;
+      if (!ok->front()) {
+        d.status = "cancelled";
+        d.lastError = "not sent: the patient's consent does not allow sharing with " + p.name + " (withdrawn, expired or absent)";
+        d.doneMs = nowMs();
+        if (save(d)) auditSend(p, d, patient, "denied", 403, d.lastError);
+        return true;
+      }
+    }
+    if (d.payload.empty()) {
+      std::string error;
+      if (!render(p, d, sr, error)) {
+        d.status = "dead";
+        d.lastError = "cannot be written as HL7 v2: " + error;
+        d.doneMs = nowMs();
+        save(d);
+        return true;
+      }
+    }
+    ++d.attempts;
+    auto sent = sender.exchange(d.payload);
+    std::string code, text;
+    if (sent.answered) {
+      std::vector<Issue> ignored;
+      auto ack = hl7v2::Message::parse(sent.answer, ignored);
+      code = ack ? ack->get("MSA-1") : "";
+      std::string about = ack ? ack->get("MSA-2") : "";
+      if (ack && about != "D77" + std::to_string(d.id)) code.clear(), text = "an acknowledgement of another message (" + about + ")";
+      else if (ack) text = ack->get("ERR-8").empty() ? ack->get("MSA-3") : ack->get("ERR-8");
+      else text = "an answer that is not HL7 v2";
+    } else {
+      text = sent.error;
+    }
+    bool accepted = code == "AA" || code == "CA";
+    bool refused = code == "AR" || code == "CR";
+    if (accepted) {
+      d.status = "sent";
+      d.doneMs = nowMs();
+      d.lastError.clear();
+      if (save(d)) auditSend(p, d, patient, "granted", 200, code + " from " + p.id);
+      return true;
+    }
+    d.lastError = (code.empty() ? "" : code + ": ") + text;
+    if (refused || d.attempts >= p.retry.maxAttempts) {
+      d.status = "dead";
+      d.doneMs = nowMs();
+      log::error("outbox.dead_letter", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"error", d.lastError}});
+    } else {
+      d.nextTryMs = nowMs() + backoff(p, d.attempts);
+      log::warn("outbox.retry", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"attempt", std::to_string(d.attempts)},
+                                 {"error", d.lastError}});
+    }
+    if (save(d) && !code.empty()) auditSend(p, d, patient, "error", 0, d.lastError);
+    return sent.answered;  // a connection failure pauses the partner until the next try
+  }
+
+  void senderLoop(std::size_t pi) {
+    const Partner& p = partners[pi];
+    mllp::SenderOptions so;
+    so.host = p.host;
+    so.port = p.port;
+    so.connectTimeoutMs = p.connectTimeoutMs;
+    so.answerTimeoutMs = p.answerTimeoutMs;
+    so.tls = p.tls;
+    mllp::Sender sender(so);
+    std::uint64_t seen = 0;
+    for (;;) {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (stopping) return;
+        seen = wakes;
+      }
+      auto due = store.dueDeliveries(p.id, nowMs(), 32);
+      bool progressed = false;
+      if (due.ok())
+        for (auto& d : due.value()) {
+          {
+            std::lock_guard<std::mutex> lock(mutex);
+            if (stopping) return;
+          }
+          bool go = false;
+          try {
+            go = deliver(p, pi, sender, d);
+          } catch (const std::exception& ex) {
+            log::error("outbox.failed", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"error", ex.what()}});
+          }
+          if (!go) break;
+          progressed = true;
+        }
+      std::int64_t waitMs = 1000;
+      if (progressed) continue;
+      if (auto next = store.nextDeliveryTime(p.id); next.ok() && next->has_value())
+        waitMs = std::clamp<std::int64_t>(**next - nowMs(), 5, 1000);
+      std::unique_lock<std::mutex> lock(mutex);
+      cv.wait_for(lock, std::chrono::milliseconds(waitMs), [&] { return stopping || wakes != seen; });
+    }
+  }
+};
+
+HospitalConnector::HospitalConnector() = default;
+HospitalConnector::~HospitalConnector() { stop(); }
+
+Result<std::unique_ptr<HospitalConnector>> HospitalConnector::start(store::ResourceStore& store, fhir::FhirService& fhir, http::Gate* gate,
+                                                                   access::AccessControl* access, audit::AuditLog* audit,
+                                                                   std::vector<Partner> partners, ConnectorOptions options) {
+  std::unique_ptr<HospitalConnector> c(new HospitalConnector());
+  c->impl_ = std::make_unique<Impl>(store, fhir, gate, access, audit);
+  Impl& m = *c->impl_;
+  m.partners = std::move(partners);
+  m.o = std::move(options);
+  for (std::size_t i = 0; i < m.partners.size(); ++i) {
+    const Partner& p = m.partners[i];
+    identity::Principal who;
+    who.subject = p.account;
+    who.account = p.account;
+    who.role = p.role;
+    who.practitioner = p.finess.empty() ? "rpps:" + p.rpps : "finess:" + p.finess;
+    who.purpose = "TREAT";
+    who.scopes = p.scopes;
+    who.tokenId = "partner:" + p.id;
+    m.principals.push_back(who);
+    if (!p.finess.empty()) m.byFiness[p.finess] = i;
+    if (!p.rpps.empty()) m.byRpps[p.rpps] = i;
+  }
+  m.system.subject = "passerelle";
+  m.system.account = "passerelle";
+  m.system.role = "system";
+  m.system.purpose = "HOPERAT";
+  m.system.scopes = {"system/*.cruds"};
+  m.system.tokenId = "gateway";
+  Impl* impl = c->impl_.get();
+  store.setWriteObserver([impl](store::WriteTxn& t, const store::ResourceVersion& v) { return impl->route(t, v); });
+  store.setDeliveryListener([impl] {
+    {
+      std::lock_guard<std::mutex> lock(impl->mutex);
+      ++impl->wakes;
+    }
+    impl->cv.notify_all();
+  });
+  if (m.o.listen) {
+    if (m.o.production && (!m.o.tls || m.o.tls->caFile.empty()))
+      return makeError(ErrorCode::kInvalid, "mllp: deployment=production requires TLS with client certificates (mllp.tls_certificate, mllp.client_ca)");
+    mllp::ListenerOptions lo;
+    lo.host = m.o.host;
+    lo.port = m.o.port;
+    lo.maxFrameBytes = m.o.maxFrameBytes;
+    lo.idleTimeoutSeconds = m.o.idleTimeoutSeconds;
+    lo.maxConnections = m.o.maxConnections;
+    lo.tls = m.o.tls;
+    if (lo.tls && m.o.production) lo.tls->requirePeerCertificate = true;
+    std::string error;
+    m.listener = mllp::Listener::start(
+        lo, [c = c.get()](const mllp::Peer& peer, std::string_view msg) { return c->receive(peer, msg); },
+        [](const mllp::Peer& peer, const std::string& event, const std::string& detail) {
+          log::warn("mllp." + event, {{"peer", peer.address}, {"detail", detail}});
+        },
+        error);
+    if (!m.listener) return makeError(ErrorCode::kInvalid, "mllp.port: " + error);
+  }
+  if (m.o.send)
+    for (std::size_t i = 0; i < m.partners.size(); ++i)
+      if (m.partners[i].protocol == "mllp") m.senders.emplace_back([impl, i] { impl->senderLoop(i); });
+  return c;
+}
+
+int HospitalConnector::mllpPort() const { return impl_ && impl_->listener ? impl_->listener->port() : 0; }
+
+std::optional<std::string> HospitalConnector::receive(const mllp::Peer& peer, std::string_view message) {
+  try {
+    return impl_->receive(peer, message);
+  } catch (const std::exception& ex) {
+    // Nothing was acknowledged: the connection closes and the sender sends it again.
+    log::error("mllp.failed", {{"peer", peer.address}, {"error", ex.what()}});
+    return std::nullopt;
+  }
+}
+
+void HospitalConnector::wake() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    ++impl_->wakes;
+  }
+  impl_->cv.notify_all();
+}
+
+ConnectorStats HospitalConnector::stats() const {
+  ConnectorStats s;
+  s.received = impl_->received;
+  s.accepted = impl_->accepted;
+  s.errors = impl_->errors;
+  s.rejected = impl_->rejected;
+  s.duplicates = impl_->duplicates;
+  return s;
+}
+
+std::string HospitalConnector::metrics() const {
+  std::string out =
+      "# HELP passerelle_mllp_received_total HL7 v2 messages received over MLLP, by acknowledgement.\n"
+      "# TYPE passerelle_mllp_received_total counter\n";
+  ConnectorStats s = stats();
+  out += "passerelle_mllp_received_total{result=\"accepted\"} " + std::to_string(s.accepted) + "\n";
+  out += "passerelle_mllp_received_total{result=\"error\"} " + std::to_string(s.errors) + "\n";
+  out += "passerelle_mllp_received_total{result=\"rejected\"} " + std::to_string(s.rejected) + "\n";
+  out += "passerelle_mllp_received_total{result=\"duplicate\"} " + std::to_string(s.duplicates) + "\n";
+  auto counts = impl_->store.deliveryCounts();
+  if (!counts.ok()) return out;
+  out += "# HELP passerelle_outbox_deliveries Deliveries in the outbox, by destination and state.\n"
+         "# TYPE passerelle_outbox_deliveries gauge\n";
+  std::string ages =
+      "# HELP passerelle_outbox_oldest_queued_seconds Age of the oldest delivery waiting, by destination.\n"
+      "# TYPE passerelle_outbox_oldest_queued_seconds gauge\n";
+  std::int64_t now = nowMs();
+  for (const auto& c : counts.value()) {
+    std::string d = "destination=\"" + c.destination + "\"";
+    out += "passerelle_outbox_deliveries{" + d + ",state=\"queued\"} " + std::to_string(c.queued) + "\n";
+    out += "passerelle_outbox_deliveries{" + d + ",state=\"sent\"} " + std::to_string(c.sent) + "\n";
+    out += "passerelle_outbox_deliveries{" + d + ",state=\"dead\"} " + std::to_string(c.dead) + "\n";
+    out += "passerelle_outbox_deliveries{" + d + ",state=\"cancelled\"} " + std::to_string(c.cancelled) + "\n";
+    ages += "passerelle_outbox_oldest_queued_seconds{" + d + "} " +
+            std::to_string(c.oldestQueuedMs ? static_cast<double>(now - c.oldestQueuedMs) / 1000.0 : 0.0) + "\n";
+  }
+  return out + ages;
+}
+
+void HospitalConnector::stop() {
+  if (!impl_) return;
+  if (impl_->listener) impl_->listener->stop();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  for (auto& t : impl_->senders)
+    if (t.joinable()) t.join();
+  impl_->senders.clear();
+  impl_->store.setDeliveryListener(nullptr);
+}
+
+}  // namespace passerelle::exchange

@@ -1,0 +1,673 @@
+// HL7 v2 <-> FHIR for the referral loop. The field choices follow the HL7 v2-to-FHIR maps
+// (segment PID[Patient], PV1[Encounter], TXA/OBX[DocumentReference], RF1/PRD[ServiceRequest];
+// datatypes CX[Identifier], XPN[HumanName], XAD[Address], DTM[dateTime], CWE[CodeableConcept]) and the
+// ANS conventions for French identifiers.
+#include "mappings/hl7v2/fhir_mapping.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <map>
+
+namespace passerelle::hl7v2 {
+namespace {
+
+using Json = nlohmann::json;
+
+constexpr const char* kInsNir = "urn:oid:1.2.250.1.213.1.4.8";
+constexpr const char* kInsNia = "urn:oid:1.2.250.1.213.1.4.9";
+constexpr const char* kInsTest = "urn:oid:1.2.250.1.213.1.4.10";
+constexpr const char* kInsDemo = "urn:oid:1.2.250.1.213.1.4.11";
+constexpr const char* kIdnps = "1.2.250.1.71.4.2.1";
+constexpr const char* kRpps = "https://rpps.esante.gouv.fr";
+constexpr const char* kFiness = "https://finess.esante.gouv.fr";
+constexpr const char* kLoinc = "http://loinc.org";
+constexpr const char* kCim10 = "https://smt.esante.gouv.fr/terminologie-cim-10";
+constexpr const char* kReferralSid = "https://douleur77.fr/fhir/sid/referral";
+constexpr const char* kPatientSid = "https://douleur77.fr/fhir/sid/patient";
+
+Issue issue(const Message& m, const std::string& seg, std::size_t index, int field, int comp, const std::string& code,
+            const std::string& text, const std::string& severity = "error") {
+  Issue i;
+  i.severity = severity;
+  i.segment = static_cast<int>(index) + 1;
+  i.segmentId = seg;
+  i.field = field;
+  i.component = comp;
+  i.code = code;
+  i.message = text;
+  i.location = seg + "-" + std::to_string(field) + (comp > 0 ? "." + std::to_string(comp) : "");
+  (void)m;
+  return i;
+}
+
+bool allDigits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](unsigned char c) { return std::isdigit(c); });
+}
+
+// DTM -> FHIR date or dateTime. A time without an offset keeps the date only (FHIR asks for a zone
+// with a time). Returns false when the text is not a DTM.
+bool dtmToFhir(std::string_view dtm, std::string& out, bool dateOnly = false) {
+  out.clear();
+  if (dtm.empty()) return true;
+  std::string digits;
+  std::size_t i = 0;
+  while (i < dtm.size() && std::isdigit(static_cast<unsigned char>(dtm[i]))) digits += dtm[i++];
+  std::string fraction, offset;
+  if (i < dtm.size() && dtm[i] == '.') {
+    ++i;
+    while (i < dtm.size() && std::isdigit(static_cast<unsigned char>(dtm[i]))) fraction += dtm[i++];
+  }
+  if (i < dtm.size() && (dtm[i] == '+' || dtm[i] == '-')) {
+    offset = std::string(dtm.substr(i));
+    i = dtm.size();
+    if (offset.size() != 5 || !allDigits(offset.substr(1))) return false;
+  }
+  if (i != dtm.size()) return false;
+  std::size_t n = digits.size();
+  if (n != 4 && n != 6 && n != 8 && n != 10 && n != 12 && n != 14) return false;
+  int month = n >= 6 ? std::stoi(digits.substr(4, 2)) : 1, day = n >= 8 ? std::stoi(digits.substr(6, 2)) : 1;
+  if (month < 1 || month > 12 || day < 1 || day > 31) return false;
+  out = digits.substr(0, 4);
+  if (n >= 6) out += "-" + digits.substr(4, 2);
+  if (n >= 8) out += "-" + digits.substr(6, 2);
+  if (n >= 10 && !dateOnly && !offset.empty()) {
+    int hh = std::stoi(digits.substr(8, 2)), mm = n >= 12 ? std::stoi(digits.substr(10, 2)) : 0,
+        ss = n >= 14 ? std::stoi(digits.substr(12, 2)) : 0;
+    if (hh > 23 || mm > 59 || ss > 60) return false;
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "T%02d:%02d:%02d", hh, mm, ss);
+    out += buf;
+    if (!fraction.empty()) out += "." + fraction;
+    out += offset.substr(0, 3) + ":" + offset.substr(3);
+  }
+  return true;
+}
+
+std::string fhirToDtm(const std::string& fhir) {
+  std::string out;
+  for (char c : fhir) {
+    if (c == 'T' || c == '+' || c == 'Z') break;
+    if (std::isdigit(static_cast<unsigned char>(c))) out += c;
+  }
+  return out;
+}
+
+// CX -> Identifier. The assigning authority's universal id (CX-4.2) names the system: the INS
+// OIDs, the RPPS through the IDNPS OID, otherwise urn:oid:<OID> or the namespace.
+Identifier cxToIdentifier(const Message& m, std::size_t seg, int field, int rep) {
+  Identifier id;
+  id.value = m.value(seg, field, rep, 1);
+  id.typeCode = m.value(seg, field, rep, 5);
+  std::string ns = m.value(seg, field, rep, 4, 1), oid = m.value(seg, field, rep, 4, 2);
+  if (!oid.empty()) id.system = "urn:oid:" + oid;
+  else if (!ns.empty()) id.system = "urn:v2:assigner:" + ns;
+  return id;
+}
+
+std::string genderOf(std::string_view v2) {
+  if (v2 == "M") return "male";
+  if (v2 == "F") return "female";
+  if (v2 == "O" || v2 == "A" || v2 == "N") return "other";
+  if (v2 == "U") return "unknown";
+  return {};
+}
+
+std::string v2Sex(const std::string& gender) {
+  if (gender == "male") return "M";
+  if (gender == "female") return "F";
+  if (gender == "other") return "O";
+  return "U";
+}
+
+std::string nameUse(std::string_view code) {
+  if (code == "L") return "official";
+  if (code == "D") return "usual";
+  if (code == "M" || code == "B") return "maiden";
+  if (code == "N" || code == "A") return "nickname";
+  if (code == "T") return "temp";
+  return {};
+}
+
+void readPerson(const Message& m, std::size_t pid, PersonFacts& p, std::vector<Issue>& issues) {
+  for (int r = 1, n = m.repetitions(pid, 3); r <= n; ++r) {
+    Identifier id = cxToIdentifier(m, pid, 3, r);
+    if (id.value.empty()) continue;
+    if (id.typeCode == "INS" && id.system.empty()) id.system = kInsNir;
+    p.ids.push_back(std::move(id));
+  }
+  if (p.ids.empty()) issues.push_back(issue(m, "PID", pid, 3, 1, "101", "PID-3 carries no patient identifier"));
+  // The first name repetition of type L (legal) or the first one (XPN-1.1 family, 2 given, 3 more given).
+  int best = 1;
+  for (int r = 1, n = m.repetitions(pid, 5); r <= n; ++r)
+    if (m.value(pid, 5, r, 7) == "L") {
+      best = r;
+      break;
+    }
+  p.family = m.value(pid, 5, best, 1, 1);
+  if (auto g = m.value(pid, 5, best, 2); !g.empty()) p.given.push_back(g);
+  if (auto g = m.value(pid, 5, best, 3); !g.empty()) p.given.push_back(g);
+  p.nameUse = nameUse(m.value(pid, 5, best, 7));
+  if (!dtmToFhir(m.value(pid, 7, 1, 1), p.birthDate, true))
+    issues.push_back(issue(m, "PID", pid, 7, 1, "102", "PID-7 is not a date (YYYYMMDD)"));
+  p.gender = genderOf(m.value(pid, 8));
+  for (int r = 1, n = m.repetitions(pid, 11); r <= n; ++r) {
+    std::string type = m.value(pid, 11, r, 7);
+    if (type == "BDL") continue;  // the birthplace
+    std::string street = m.value(pid, 11, r, 1, 1);
+    if (street.empty() && m.value(pid, 11, r, 3).empty()) continue;
+    if (!street.empty()) p.lines.push_back(street);
+    if (auto other = m.value(pid, 11, r, 2); !other.empty()) p.lines.push_back(other);
+    p.city = m.value(pid, 11, r, 3);
+    p.postalCode = m.value(pid, 11, r, 5);
+    p.country = m.value(pid, 11, r, 6);
+    break;
+  }
+}
+
+// XCN with the IDNPS OID or an RPPS type -> the RPPS (the IDNPS value minus its prefix 8).
+void readXcn(const Message& m, std::size_t seg, int field, std::string& rpps, std::string& family, std::string& given) {
+  std::string id = m.value(seg, field, 1, 1);
+  std::string oid = m.value(seg, field, 1, 9, 2), type = m.value(seg, field, 1, 13);
+  if (!id.empty() && (oid == kIdnps || type == "RPPS")) rpps = id.size() == 12 && id[0] == '8' ? id.substr(1) : id;
+  family = m.value(seg, field, 1, 2);
+  given = m.value(seg, field, 1, 3);
+}
+
+const std::map<std::string, std::string>& replyStatuses() {
+  // HL7 table 0283 (referral status) -> the network's referral states.
+  static const std::map<std::string, std::string> t = {{"A", "accepted"}, {"R", "rejected"}, {"P", "received"}, {"E", "expired"}};
+  return t;
+}
+
+void setIf(Json& j, const char* key, const std::string& v) {
+  if (!v.empty()) j[key] = v;
+}
+
+Json identifierJson(const Identifier& id) {
+  Json j = {{"value", id.value}};
+  if (!id.system.empty()) j["system"] = id.system;
+  if (id.system == kInsNir || id.system == kInsNia || id.system == kInsTest || id.system == kInsDemo) {
+    j["use"] = id.system == kInsNia ? "temp" : "official";
+    j["type"] = {{"coding", Json::array({{{"system", "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"},
+                                          {"code", id.system == kInsNia ? "INS-NIA" : "INS-NIR"}}})}};
+  } else if (!id.typeCode.empty()) {
+    j["type"] = {{"coding", Json::array({{{"system", "http://terminology.hl7.org/CodeSystem/v2-0203"}, {"code", id.typeCode}}})}};
+  }
+  return j;
+}
+
+}  // namespace
+
+std::string PersonFacts::ins() const {
+  for (const auto& id : ids)
+    if (id.system == kInsNir || id.system == kInsNia || id.system == kInsTest || id.system == kInsDemo) return id.value;
+  return {};
+}
+
+std::string PersonFacts::insSystem() const {
+  for (const auto& id : ids)
+    if (id.system == kInsNir || id.system == kInsNia || id.system == kInsTest || id.system == kInsDemo) return id.system;
+  return {};
+}
+
+bool supportedInbound(const std::string& type, const std::string& event) {
+  if (type == "ADT") return event == "A01" || event == "A03" || event == "A04" || event == "A08" || event == "A28" || event == "A31" || event == "A40";
+  if (type == "RRI") return event == "I12";
+  if (type == "MDM") return event == "T02" || event == "T10";
+  if (type == "ORU") return event == "R01";
+  return false;
+}
+
+InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
+  InboundFacts f;
+  f.type = m.get("MSH-9.1");
+  f.event = m.get("MSH-9.2");
+  f.structure = m.get("MSH-9.3");
+  f.version = m.get("MSH-12.1");
+  f.controlId = m.get("MSH-10");
+  f.sendingApplication = m.get("MSH-3.1");
+  f.sendingFacility = m.get("MSH-4.1");
+  if (!dtmToFhir(m.get("MSH-7.1"), f.sentAt)) issues.push_back(issue(m, "MSH", 0, 7, 1, "102", "MSH-7 is not a date/time"));
+  if (!supportedInbound(f.type, f.event)) {
+    issues.push_back(issue(m, "MSH", 0, 9, 1, "200", "the message type " + f.type + "^" + f.event + " is not handled here"));
+    return f;
+  }
+  auto pid = m.find("PID");
+  if (pid) {
+    f.hasPatient = true;
+    readPerson(m, *pid, f.patient, issues);
+  } else if (f.type != "RRI") {
+    issues.push_back(issue(m, "PID", 0, 0, 0, "100", "the PID segment is missing"));
+  }
+  if (f.type == "ADT") {
+    f.kind = InboundFacts::Kind::kAdt;
+    if (auto pv1 = m.find("PV1")) {
+      f.visitClass = m.value(*pv1, 2);
+      f.visitNumber = m.value(*pv1, 19, 1, 1);
+      if (!dtmToFhir(m.value(*pv1, 44, 1, 1), f.admitted)) issues.push_back(issue(m, "PV1", *pv1, 44, 1, "102", "PV1-44 is not a date/time"));
+      if (!dtmToFhir(m.value(*pv1, 45, 1, 1), f.discharged)) issues.push_back(issue(m, "PV1", *pv1, 45, 1, "102", "PV1-45 is not a date/time"));
+    }
+    if (f.event == "A40") {
+      auto mrg = m.find("MRG");
+      if (!mrg || m.value(*mrg, 1).empty()) issues.push_back(issue(m, "MRG", mrg.value_or(0), 1, 1, "101", "A40 needs MRG-1 (the identifier merged away)"));
+      else f.mergedFrom = m.value(*mrg, 1);
+    }
+  } else if (f.type == "RRI") {
+    f.kind = InboundFacts::Kind::kReferralReply;
+    auto rf1 = m.find("RF1");
+    if (!rf1) {
+      issues.push_back(issue(m, "RF1", 0, 0, 0, "100", "the RF1 segment is missing"));
+      return f;
+    }
+    f.referralId = m.value(*rf1, 6, 1, 1);
+    f.externalReferralId = m.value(*rf1, 11, 1, 1);
+    if (f.referralId.empty()) issues.push_back(issue(m, "RF1", *rf1, 6, 1, "101", "RF1-6 (the originating referral identifier) is empty"));
+    std::string status = m.value(*rf1, 1, 1, 1);
+    auto st = replyStatuses().find(status);
+    if (st == replyStatuses().end()) issues.push_back(issue(m, "RF1", *rf1, 1, 1, "103", "RF1-1 '" + status + "' is not a referral status of table 0283 (A, R, P, E)"));
+    else f.replyStatus = st->second;
+    if (!dtmToFhir(m.value(*rf1, 7, 1, 1), f.replyDate, true)) issues.push_back(issue(m, "RF1", *rf1, 7, 1, "102", "RF1-7 is not a date"));
+    if (f.replyDate.empty()) dtmToFhir(m.get("MSH-7.1"), f.replyDate, true);
+    if (auto nte = m.find("NTE")) f.replyNote = m.value(*nte, 3);
+    else f.replyNote = m.value(*rf1, 10, 1, 2);
+  } else {
+    f.kind = InboundFacts::Kind::kReport;
+    f.replaces = f.event == "T10";
+    DocumentFacts& d = f.document;
+    if (auto txa = m.find("TXA")) {
+      if (!dtmToFhir(m.value(*txa, 4, 1, 1), d.date)) issues.push_back(issue(m, "TXA", *txa, 4, 1, "102", "TXA-4 is not a date/time"));
+      d.id = m.value(*txa, 12, 1, 1);
+      d.parentId = m.value(*txa, 13, 1, 1);
+      d.placerOrder = m.value(*txa, 14, 1, 1);
+      d.typeCode = m.value(*txa, 2, 1, 1);
+      if (f.replaces && d.parentId.empty())
+        issues.push_back(issue(m, "TXA", *txa, 13, 1, "101", "T10 replaces a document: TXA-13 (its identifier) is empty"));
+    } else if (f.type == "MDM") {
+      issues.push_back(issue(m, "TXA", 0, 0, 0, "100", "the TXA segment is missing"));
+    }
+    if (auto orc = m.find("ORC"); orc && d.placerOrder.empty()) d.placerOrder = m.value(*orc, 2, 1, 1);
+    if (auto obr = m.find("OBR")) {
+      if (d.placerOrder.empty()) d.placerOrder = m.value(*obr, 2, 1, 1);
+      if (d.id.empty()) d.id = m.value(*obr, 3, 1, 1);
+      if (d.date.empty()) dtmToFhir(m.value(*obr, 7, 1, 1), d.date);
+    }
+    // The document: the first OBX of type ED whose OBX-3 is not a metadata code.
+    for (auto obx = m.find("OBX"); obx; obx = m.find("OBX", *obx + 1)) {
+      if (m.value(*obx, 2) != "ED" || m.value(*obx, 3, 1, 3) == "MetaDMPMSS") continue;
+      d.typeCode = m.value(*obx, 3, 1, 1);
+      d.typeDisplay = m.value(*obx, 3, 1, 2);
+      std::string sys = m.value(*obx, 3, 1, 3);
+      d.typeSystem = sys == "LN" ? kLoinc : sys;
+      std::string type = m.value(*obx, 5, 1, 2), sub = m.value(*obx, 5, 1, 3), enc = m.value(*obx, 5, 1, 4);
+      std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::toupper(c); });
+      std::transform(sub.begin(), sub.end(), sub.begin(), [](unsigned char c) { return std::toupper(c); });
+      d.contentType = sub == "XML" ? "text/xml" : sub == "PDF" ? "application/pdf" : type == "TEXT" ? "text/plain" : "application/octet-stream";
+      d.status = m.value(*obx, 11);
+      if (d.status == "C") f.replaces = true;
+      std::string data(m.raw(*obx, 5, 1, 5));
+      if (enc != "Base64" && enc != "BASE64" && enc != "base64") {
+        issues.push_back(issue(m, "OBX", *obx, 5, 4, "103", "OBX-5.4 must be Base64 for a document (found '" + enc + "')"));
+        break;
+      }
+      std::string decoded;
+      if (!decodeBase64(data, decoded)) {
+        issues.push_back(issue(m, "OBX", *obx, 5, 5, "102", "OBX-5.5 is not valid Base64 (the document cannot be read)"));
+        break;
+      }
+      d.data = std::move(data);
+      d.bytes = decoded.size();
+      break;
+    }
+    if (d.data.empty() && std::none_of(issues.begin(), issues.end(), [](const Issue& i) { return i.segmentId == "OBX"; }))
+      issues.push_back(issue(m, "OBX", 0, 5, 0, "101", "no OBX of type ED carries the document"));
+    for (auto prt = m.find("PRT"); prt; prt = m.find("PRT", *prt + 1)) {
+      if (m.value(*prt, 4, 1, 1) != "SB") continue;
+      readXcn(m, *prt, 5, d.authorRpps, d.authorFamily, d.authorGiven);
+      std::string finess = m.value(*prt, 8, 1, 10);
+      if (m.value(*prt, 8, 1, 7) == "FINEG" && !finess.empty()) d.custodianFiness = finess;
+      break;
+    }
+  }
+  return f;
+}
+
+void patientResource(const PersonFacts& p, Json& out) {
+  out = {{"resourceType", "Patient"}};
+  Json ids = Json::array();
+  for (const auto& id : p.ids) ids.push_back(identifierJson(id));
+  if (!ids.empty()) out["identifier"] = std::move(ids);
+  Json name = Json::object();
+  setIf(name, "use", p.nameUse);
+  setIf(name, "family", p.family);
+  if (!p.given.empty()) name["given"] = p.given;
+  if (name.contains("family") || name.contains("given")) out["name"] = Json::array({name});
+  setIf(out, "gender", p.gender);
+  setIf(out, "birthDate", p.birthDate);
+  Json addr = Json::object();
+  if (!p.lines.empty()) addr["line"] = p.lines;
+  setIf(addr, "city", p.city);
+  setIf(addr, "postalCode", p.postalCode);
+  setIf(addr, "country", p.country);
+  if (!addr.empty()) out["address"] = Json::array({addr});
+}
+
+void encounterResource(const InboundFacts& f, Json& out) {
+  // PV1-2 (table 0004) -> Encounter.class (v3 ActCode): I inpatient, O outpatient, E emergency.
+  static const std::map<std::string, std::pair<std::string, std::string>> classes = {
+      {"I", {"IMP", "inpatient encounter"}}, {"O", {"AMB", "ambulatory"}}, {"E", {"EMER", "emergency"}},
+      {"R", {"IMP", "inpatient encounter"}}, {"B", {"AMB", "ambulatory"}}};
+  auto c = classes.find(f.visitClass);
+  auto [code, display] = c == classes.end() ? std::pair<std::string, std::string>{"AMB", "ambulatory"} : c->second;
+  bool finished = f.event == "A03" || !f.discharged.empty();
+  out = {{"resourceType", "Encounter"},
+         {"status", finished ? "finished" : "in-progress"},
+         {"class", {{"system", "http://terminology.hl7.org/CodeSystem/v3-ActCode"}, {"code", code}, {"display", display}}}};
+  if (!f.visitNumber.empty())
+    out["identifier"] = Json::array({{{"value", f.visitNumber},
+                                      {"type", {{"coding", Json::array({{{"system", "http://terminology.hl7.org/CodeSystem/v2-0203"}, {"code", "VN"}}})}}}}});
+  Json period = Json::object();
+  setIf(period, "start", f.admitted);
+  setIf(period, "end", f.discharged);
+  if (!period.empty()) out["period"] = period;
+}
+
+void documentReferenceResource(const InboundFacts& f, Json& out) {
+  const DocumentFacts& d = f.document;
+  out = {{"resourceType", "DocumentReference"}, {"status", d.status == "D" ? "entered-in-error" : "current"}};
+  if (!d.id.empty()) out["masterIdentifier"] = {{"system", "urn:ietf:rfc:3986"}, {"value", d.id.find('.') != std::string::npos && allDigits(d.id.substr(0, 1)) ? "urn:oid:" + d.id : d.id}};
+  Json coding = {{"code", d.typeCode}};
+  if (!d.typeSystem.empty()) coding["system"] = d.typeSystem;
+  if (!d.typeDisplay.empty()) coding["display"] = d.typeDisplay;
+  if (!d.typeCode.empty()) out["type"] = {{"coding", Json::array({coding})}};
+  setIf(out, "date", d.date.find('T') != std::string::npos ? d.date : std::string());
+  Json attachment = {{"contentType", d.contentType}, {"data", d.data}};
+  if (!d.date.empty()) attachment["creation"] = d.date;
+  out["content"] = Json::array({{{"attachment", attachment}}});
+  if (d.contentType == "text/xml")
+    out["content"][0]["format"] = {{"system", "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode"}, {"code", "urn:ihe:iti:xds-sd:text:2008"}};
+}
+
+void toBundle(const InboundFacts& f, Json& bundle) {
+  bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", Json::array()}};
+  std::string patientRef;
+  if (f.hasPatient) {
+    Json p;
+    patientResource(f.patient, p);
+    patientRef = "urn:uuid:00000000-0000-4000-8000-000000000001";
+    Json entry = {{"fullUrl", patientRef}, {"resource", p}, {"request", {{"method", "POST"}, {"url", "Patient"}}}};
+    if (std::string ins = f.patient.ins(); !ins.empty()) entry["request"]["ifNoneExist"] = "identifier=" + f.patient.insSystem() + "|" + ins;
+    bundle["entry"].push_back(entry);
+  }
+  if (f.kind == InboundFacts::Kind::kAdt && f.event != "A28" && f.event != "A31" && f.event != "A40") {
+    Json e;
+    encounterResource(f, e);
+    if (!patientRef.empty()) e["subject"] = {{"reference", patientRef}};
+    bundle["entry"].push_back({{"fullUrl", "urn:uuid:00000000-0000-4000-8000-000000000002"}, {"resource", e},
+                               {"request", {{"method", "POST"}, {"url", "Encounter"}}}});
+  } else if (f.kind == InboundFacts::Kind::kReferralReply) {
+    Json t = {{"resourceType", "Task"},
+              {"status", "completed"},
+              {"intent", "order"},
+              {"code", {{"coding", Json::array({{{"system", "https://douleur77.fr/fhir/CodeSystem/network-event"}, {"code", "referral-update"}}})}}},
+              {"groupIdentifier", {{"system", kReferralSid}, {"value", f.referralId}}},
+              {"businessStatus", {{"coding", Json::array({{{"system", "https://douleur77.fr/fhir/CodeSystem/referral-status"}, {"code", f.replyStatus}}})}}}};
+    setIf(t, "authoredOn", f.replyDate);
+    if (!f.replyNote.empty()) t["note"] = Json::array({{{"text", f.replyNote}}});
+    bundle["entry"].push_back({{"fullUrl", "urn:uuid:00000000-0000-4000-8000-000000000003"}, {"resource", t},
+                               {"request", {{"method", "POST"}, {"url", "Task"}}}});
+  } else if (f.kind == InboundFacts::Kind::kReport) {
+    Json d;
+    documentReferenceResource(f, d);
+    if (!patientRef.empty()) d["subject"] = {{"reference", patientRef}};
+    if (!f.document.authorRpps.empty())
+      d["author"] = Json::array({{{"identifier", {{"system", kRpps}, {"value", f.document.authorRpps}}}}});
+    if (!f.document.custodianFiness.empty()) d["custodian"] = {{"identifier", {{"system", kFiness}, {"value", f.document.custodianFiness}}}};
+    if (f.replaces && !f.document.parentId.empty())
+      d["relatesTo"] = Json::array({{{"code", "replaces"}, {"target", {{"identifier", {{"system", "urn:ietf:rfc:3986"}, {"value", "urn:oid:" + f.document.parentId}}}}}}});
+    bundle["entry"].push_back({{"fullUrl", "urn:uuid:00000000-0000-4000-8000-000000000004"}, {"resource", d},
+                               {"request", {{"method", "POST"}, {"url", "DocumentReference"}}}});
+  }
+}
+
+namespace {
+
+std::string str(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::string identifierOf(const Json& r, const std::string& system) {
+  for (const auto& id : r.value("identifier", Json::array()))
+    if (str(id, "system") == system) return str(id, "value");
+  return {};
+}
+
+const Json& arrayOf(const Json& r, const char* key) {
+  static const Json empty = Json::array();
+  auto it = r.find(key);
+  return it != r.end() && it->is_array() ? *it : empty;
+}
+
+const Json& objectOf(const Json& r, const char* key) {
+  static const Json empty = Json::object();
+  auto it = r.find(key);
+  return it != r.end() && it->is_object() ? *it : empty;
+}
+
+void personFromFhir(const Json& r, PersonFacts& p) {
+  for (const auto& id : arrayOf(r, "identifier")) {
+    if (!id.is_object()) continue;
+    Identifier i;
+    i.system = str(id, "system");
+    i.value = str(id, "value");
+    if (!i.value.empty()) p.ids.push_back(i);
+  }
+  const Json& names = arrayOf(r, "name");
+  if (!names.empty() && names[0].is_object()) {
+    p.family = str(names[0], "family");
+    for (const auto& g : arrayOf(names[0], "given"))
+      if (g.is_string()) p.given.push_back(g.get<std::string>());
+  }
+  p.birthDate = str(r, "birthDate");
+  p.gender = str(r, "gender");
+  const Json& addrs = arrayOf(r, "address");
+  if (!addrs.empty() && addrs[0].is_object()) {
+    for (const auto& l : arrayOf(addrs[0], "line"))
+      if (l.is_string()) p.lines.push_back(l.get<std::string>());
+    p.city = str(addrs[0], "city");
+    p.postalCode = str(addrs[0], "postalCode");
+    p.country = str(addrs[0], "country");
+  }
+}
+
+}  // namespace
+
+bool referralFromFhir(const std::vector<const Json*>& resources, ReferralOut& out, std::string& error) {
+  const Json* sr = nullptr;
+  const Json* patient = nullptr;
+  std::map<std::string, const Json*> byRef;
+  for (const Json* r : resources) {
+    if (!r || !r->is_object()) continue;
+    std::string type = str(*r, "resourceType");
+    byRef[type + "/" + str(*r, "id")] = r;
+    if (type == "ServiceRequest" && !sr) sr = r;
+    if (type == "Patient" && !patient) patient = r;
+  }
+  if (!sr) {
+    error = "no ServiceRequest (the referral)";
+    return false;
+  }
+  if (!patient) {
+    error = "no Patient";
+    return false;
+  }
+  out.referralId = identifierOf(*sr, kReferralSid);
+  if (out.referralId.empty()) out.referralId = str(*sr, "id");
+  out.requestedDate = str(*sr, "authoredOn");
+  out.dueDate = str(objectOf(*sr, "occurrencePeriod"), "end");
+  if (str(*sr, "status") == "revoked" || str(*sr, "status") == "entered-in-error") out.event = "I14";
+  const Json& reasons = arrayOf(*sr, "reasonCode");
+  if (!reasons.empty() && reasons[0].is_object()) {
+    out.reasonText = str(reasons[0], "text");
+    const Json& codings = arrayOf(reasons[0], "coding");
+    if (!codings.empty() && codings[0].is_object()) out.reasonCode = str(codings[0], "code");
+  }
+  personFromFhir(*patient, out.patient);
+  auto resolve = [&](const Json& ref) -> const Json* {
+    if (!ref.is_object()) return nullptr;
+    auto it = byRef.find(str(ref, "reference"));
+    return it == byRef.end() ? nullptr : it->second;
+  };
+  if (const Json* req = resolve(objectOf(*sr, "requester"))) personFromFhir(*req, out.referring);
+  const Json& performers = arrayOf(*sr, "performer");
+  if (!performers.empty())
+    if (const Json* to = resolve(performers[0])) {
+      personFromFhir(*to, out.referredTo);
+      out.referredToName = str(*to, "name");
+    }
+  for (const Json* r : resources) {
+    if (!r) continue;
+    std::string type = str(*r, "resourceType");
+    if (type == "Condition") {
+      for (const auto& c : arrayOf(objectOf(*r, "code"), "coding"))
+        if (c.is_object() && str(c, "system") == kCim10) out.diagnoses.push_back({str(c, "code"), str(c, "display")});
+    } else if (type == "Observation") {
+      ReferralOut::Observation o;
+      const Json& codings = arrayOf(objectOf(*r, "code"), "coding");
+      if (codings.empty() || !codings[0].is_object()) continue;
+      o.code = str(codings[0], "code");
+      o.display = str(codings[0], "display");
+      o.system = str(codings[0], "system") == kLoinc ? "LN" : "L";
+      if (auto q = r->find("valueQuantity"); q != r->end() && q->is_object() && q->contains("value")) {
+        o.value = (*q)["value"].dump();
+        o.unit = str(*q, "code").empty() ? str(*q, "unit") : str(*q, "code");
+      } else if (auto i = r->find("valueInteger"); i != r->end()) {
+        o.value = i->dump();
+      } else {
+        continue;
+      }
+      o.date = str(*r, "effectiveDateTime");
+      out.observations.push_back(o);
+    }
+  }
+  return true;
+}
+
+std::string buildReferral(const ReferralOut& r) {
+  MessageBuilder b;
+  b.segment("MSH");
+  b.set(3, r.sendingApplication).set(4, r.sendingFacility).set(5, r.receivingApplication).set(6, r.receivingFacility);
+  b.set(7, r.timestamp).set(9, "REF").set(9, r.event, 1, 2).set(9, "REF_I12", 1, 3).set(10, r.controlId).set(11, "P").set(12, "2.5");
+  if (r.enhancedAck) b.set(15, "AL").set(16, "NE");
+  b.set(17, "FRA").set(18, "UNICODE UTF-8");
+  b.segment("RF1");
+  b.set(1, "P").set(1, "Pending", 1, 2).set(1, "HL70283", 1, 3);
+  b.set(2, "R").set(2, "Routine", 1, 2).set(2, "HL70280", 1, 3);
+  b.set(3, "Med").set(3, "Medical", 1, 2).set(3, "HL70281", 1, 3);
+  b.set(5, "O").set(5, "Outpatient", 1, 2).set(5, "HL70282", 1, 3);
+  b.set(6, r.referralId).set(6, "DOULEUR77", 1, 2);
+  b.set(7, fhirToDtm(r.requestedDate)).set(8, fhirToDtm(r.dueDate));
+  if (!r.reasonCode.empty() || !r.reasonText.empty())
+    b.set(10, r.reasonCode).set(10, r.reasonText, 1, 2).set(10, "D77-REFERRAL-REASON", 1, 3);
+  auto provider = [&](const char* role, const PersonFacts& p, const std::string& name) {
+    b.segment("PRD");
+    b.set(1, role);
+    if (!p.family.empty()) {
+      b.set(2, p.family);
+      if (!p.given.empty()) b.set(2, p.given[0], 1, 2);
+    } else if (!name.empty()) {
+      b.set(2, name);
+    }
+    int rep = 1;
+    for (const auto& id : p.ids) {
+      if (id.system == kRpps) b.set(7, id.value, rep, 1).set(7, "RPPS", rep++, 2);
+      else if (id.system == kFiness) b.set(7, id.value, rep, 1).set(7, "FINEG", rep++, 2);
+    }
+  };
+  provider("RP", r.referring, "");
+  provider("RT", r.referredTo, r.referredToName);
+  b.segment("PID");
+  b.set(1, "1");
+  int rep = 1;
+  for (const auto& id : r.patient.ids) {
+    if (id.system == kInsNir || id.system == kInsNia || id.system == kInsTest || id.system == kInsDemo) {
+      std::string oid = id.system.substr(8);
+      b.set(3, id.value, rep, 1).set(3, id.system == kInsNia ? "ASIP-SANTE-INS-NIA" : "ASIP-SANTE-INS-NIR", rep, 4, 1);
+      b.set(3, oid, rep, 4, 2).set(3, "ISO", rep, 4, 3).set(3, "INS", rep, 5);
+      ++rep;
+    } else if (id.system == kPatientSid) {
+      b.set(3, id.value, rep, 1).set(3, "DOULEUR77", rep, 4, 1).set(3, "PI", rep, 5);
+      ++rep;
+    }
+  }
+  b.set(5, r.patient.family, 1, 1);
+  if (!r.patient.given.empty()) b.set(5, r.patient.given[0], 1, 2);
+  if (r.patient.given.size() > 1) b.set(5, r.patient.given[1], 1, 3);
+  b.set(5, "L", 1, 7);
+  b.set(7, fhirToDtm(r.patient.birthDate)).set(8, v2Sex(r.patient.gender));
+  if (!r.patient.lines.empty() || !r.patient.city.empty()) {
+    if (!r.patient.lines.empty()) b.set(11, r.patient.lines[0], 1, 1);
+    b.set(11, r.patient.city, 1, 3).set(11, r.patient.postalCode, 1, 5).set(11, r.patient.country.empty() ? "FRA" : r.patient.country, 1, 6).set(11, "H", 1, 7);
+  }
+  int n = 0;
+  for (const auto& d : r.diagnoses) {
+    b.segment("DG1");
+    b.set(1, std::to_string(++n)).set(3, d.code).set(3, d.display, 1, 2).set(3, "CIM10", 1, 3).set(6, "F");
+  }
+  if (!r.observations.empty()) {
+    b.segment("OBR");
+    b.set(1, "1").set(2, r.referralId).set(2, "DOULEUR77", 1, 2).set(4, "57133-1").set(4, "Referral note", 1, 2).set(4, "LN", 1, 3);
+    n = 0;
+    for (const auto& o : r.observations) {
+      b.segment("OBX");
+      b.set(1, std::to_string(++n)).set(2, "NM").set(3, o.code).set(3, o.display, 1, 2).set(3, o.system, 1, 3);
+      b.set(5, o.value);
+      if (!o.unit.empty()) b.set(6, o.unit).set(6, "UCUM", 1, 3);
+      b.set(11, "F").set(14, fhirToDtm(o.date));
+    }
+  }
+  b.segment("PV1");
+  b.set(1, "1").set(2, "O");
+  return b.encode("\r");
+}
+
+bool decodeBase64(std::string_view text, std::string& out) {
+  out.clear();
+  out.reserve(text.size() * 3 / 4);
+  unsigned int acc = 0;
+  int bits = 0, pad = 0;
+  std::size_t chars = 0;
+  for (char ch : text) {
+    unsigned char c = static_cast<unsigned char>(ch);
+    if (c == '\r' || c == '\n') continue;
+    int v;
+    if (c >= 'A' && c <= 'Z') v = c - 'A';
+    else if (c >= 'a' && c <= 'z') v = c - 'a' + 26;
+    else if (c >= '0' && c <= '9') v = c - '0' + 52;
+    else if (c == '+') v = 62;
+    else if (c == '/') v = 63;
+    else if (c == '=') {
+      ++pad;
+      ++chars;
+      if (pad > 2) return false;
+      continue;
+    } else {
+      return false;
+    }
+    if (pad > 0) return false;  // data after padding
+    ++chars;
+    acc = (acc << 6) | static_cast<unsigned int>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out += static_cast<char>((acc >> bits) & 0xff);
+    }
+  }
+  if (chars == 0 || chars % 4 != 0) return false;
+  // The bits left over must be zero (a canonical encoding).
+  return (acc & ((1u << bits) - 1)) == 0;
+}
+
+}  // namespace passerelle::hl7v2
