@@ -296,10 +296,24 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   if (int every = static_cast<int>(config.getInt("network.sweep_interval_seconds")); every > 0) {
     State* st = g->s_.get();
     st->sweeper = std::thread([st, ns, every] {
+      // The daily work runs as the gateway's system account through the gate: the same access
+      // decisions and an audit record naming the patients it changed.
+      identity::Principal job;
+      job.subject = job.account = "passerelle";
+      job.role = "system";
+      job.purpose = "HOPERAT";
+      job.scopes = {"system/*.cruds"};
+      job.tokenId = "gateway";
       std::unique_lock<std::mutex> lock(st->sweepMutex);
       while (!st->sweepStop) {
         lock.unlock();
-        auto r = ns->sweep("");
+        http::Caller caller;
+        caller.connector = &job;
+        caller.channel = "job:sweep";
+        fhir::FhirRequest req;
+        req.method = "POST";
+        req.path = "/$sweep";
+        auto r = st->gate->handle(caller, req, "/network/v1", [ns](fhir::FhirRequest& q) { return ns->handle(q); });
         if (r.status >= 300) log::warn("network.sweep", {{"status", std::to_string(r.status)}, {"body", r.body}});
         else log::info("network.sweep", {{"result", r.body}});
         lock.lock();

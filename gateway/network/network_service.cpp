@@ -905,7 +905,7 @@ fhir::FhirResponse NetworkService::handle(const fhir::FhirRequest& request) {
         if (k == "date") day = v;
       if (impl_->o.authorizeSweep)
         if (auto refusal = impl_->o.authorizeSweep(request)) return *refusal;
-      return sweep(day);
+      return sweep(day, &request);
     }
     if (seg.size() == 1) {
       if (request.method != "POST") return problem(405, "not-supported", "documents are sent with POST");
@@ -997,7 +997,9 @@ fhir::FhirResponse NetworkService::Impl::dossier(const std::string& id, const fh
   return jsonResponse(200, out);
 }
 
-fhir::FhirResponse NetworkService::sweep(const std::string& day) {
+fhir::FhirResponse NetworkService::sweep(const std::string& day) { return sweep(day, nullptr); }
+
+fhir::FhirResponse NetworkService::sweep(const std::string& day, const fhir::FhirRequest* via) {
   Impl& m = *impl_;
   tlLookupFailure.reset();
   std::string today = day.empty() ? m.today() : day;
@@ -1024,13 +1026,34 @@ fhir::FhirResponse NetworkService::sweep(const std::string& day) {
     bundle["entry"].push_back(Impl::createEntry(std::move(task), "https://douleur77.fr/fhir/sid/consent-renewal-due",
                                                 c["id"].get<std::string>() + "/" + end));
   }
-  for (const char* status : {"requested", "accepted", "received"}) {
+  // Referrals past their due date without acceptance: marked, and the coordinators and the
+  // referring GP are told (a Communication listed for them).
+  std::vector<std::string> coordinators;
+  for (auto& r : m.find("PractitionerRole", {{"role", cs("network-role") + "|coordinator"}}, 100))
+    coordinators.push_back("PractitionerRole/" + r.value("id", ""));
+  for (const char* status : {"requested", "received"}) {
     for (auto& t : m.find("Task", {{"status", status}, {"identifier", "https://douleur77.fr/fhir/sid/referral-task|"}}, 1000)) {
       std::string due = str(t.value("restriction", Json::object()).value("period", Json::object()), "end");
       if (due.empty() || due >= today || codeIn(member(t, "businessStatus"), cs("referral-status")) == "overdue") continue;
       ++overdue;
       t["businessStatus"] = {{"coding", Json::array({{{"system", cs("referral-status")}, {"code", "overdue"}}})}};
       bundle["entry"].push_back(Impl::updateEntry(t));
+      std::string referralId;
+      for (const auto& id : t.value("identifier", Json::array()))
+        if (str(id, "system") == "https://douleur77.fr/fhir/sid/referral-task") referralId = str(id, "value");
+      Json alert = {{"resourceType", "Communication"},
+                    {"status", "completed"},
+                    {"category", Json::array({{{"coding", Json::array({{{"system", cs("d77-notification")}, {"code", "referral-overdue"}}})}}})},
+                    {"priority", "urgent"},
+                    {"subject", t.value("for", Json::object())},
+                    {"about", Json::array({{{"reference", "Task/" + t["id"].get<std::string>()}}})},
+                    {"sent", today},
+                    {"recipient", Json::array()},
+                    {"payload", Json::array({{{"contentString", "Referral " + referralId + " is past its due date (" + due +
+                                                                     ") without being accepted: contact the recipient or refer elsewhere."}}})}};
+      for (const auto& c : coordinators) alert["recipient"].push_back({{"reference", c}});
+      if (t.contains("requester")) alert["recipient"].push_back(t["requester"]);
+      bundle["entry"].push_back(Impl::createEntry(std::move(alert), "https://douleur77.fr/fhir/sid/referral-overdue", referralId + "/" + due));
     }
   }
   // CSB due every csbIntervalMonths after inclusion: a Task for the GP when a semester passed unreported
@@ -1067,6 +1090,13 @@ fhir::FhirResponse NetworkService::sweep(const std::string& day) {
     tx.method = "POST";
     tx.body = bundle.dump();
     tx.contentType = "application/fhir+json";
+    if (via) {
+      // Decided and audited as the caller (a system account, or the gateway's scheduled job).
+      tx.guard = via->guard;
+      tx.principal = via->principal;
+      tx.auditRecord = via->auditRecord;
+      tx.auditAttached = via->auditAttached;
+    }
     auto r = m.fhirService.handle(tx);
     if (r.status >= 300) return r;
   }

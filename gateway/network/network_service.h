@@ -54,6 +54,10 @@ class NetworkService {
   // marked overdue, semesters past without a CSB get a Task for the GP. Returns a summary
   // ({"expiredConsents": n, "overdueReferrals": m, "csbDue": k}). Running it twice changes nothing more.
   fhir::FhirResponse sweep(const std::string& today);
+  // The same on behalf of `via` (the gate's request: its guard names the patients touched, its audit
+  // record is committed with the changes). Overdue referrals also alert the coordinating doctors
+  // and the referring GP (a Communication each).
+  fhir::FhirResponse sweep(const std::string& today, const fhir::FhirRequest* via);
 
   struct Impl;
 

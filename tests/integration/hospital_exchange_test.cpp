@@ -413,4 +413,30 @@ TEST_F(HospitalExchangeTest, AConsultationWithoutAReferralIsAnE2SuspicionForTheC
   EXPECT_EQ(search("EpisodeOfCare?status=active").size(), 1u);
 }
 
+TEST_F(HospitalExchangeTest, AnUnansweredReferralPastItsDueDateAlertsTheCoordinators) {
+  Hospital hospital;
+  hospital.script({"AA"});
+  start(hospital.port());
+  prepare();
+  post("referral", referral("ORI-LATE"));  // requested 2026-09-03, due 2026-09-24; never accepted
+  auto r = http_->request("POST", "/network/v1/$sweep?date=2026-09-25");
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_EQ(r.json()["overdueReferrals"], 1);
+  EXPECT_EQ(task("ORI-LATE")["businessStatus"]["coding"][0]["code"], "overdue");
+  auto alerts = search("Communication?category=https://douleur77.fr/fhir/CodeSystem/d77-notification|referral-overdue");
+  ASSERT_EQ(alerts.size(), 1u);
+  auto coordinators = search("PractitionerRole?role=https://douleur77.fr/fhir/CodeSystem/network-role|coordinator");
+  ASSERT_EQ(coordinators.size(), 1u);
+  std::string recipients = alerts[0]["recipient"].dump();
+  EXPECT_NE(recipients.find("PractitionerRole/" + coordinators[0]["id"].get<std::string>()), std::string::npos) << recipients;
+  // Running it again alerts no one twice; the sweep's changes are audited with the patient named.
+  ASSERT_EQ(http_->request("POST", "/network/v1/$sweep?date=2026-09-26").status, 200);
+  EXPECT_EQ(search("Communication?category=https://douleur77.fr/fhir/CodeSystem/d77-notification|referral-overdue").size(), 1u);
+  json late = task("ORI-LATE");
+  std::string pid = late["for"]["reference"].get<std::string>().substr(8);
+  auto audit = http_->get("/fhir/AuditEvent?patient=" + pid + "&_count=200");
+  ASSERT_EQ(audit.status, 200);
+  EXPECT_NE(audit.body.find("Communication/" + alerts[0]["id"].get<std::string>()), std::string::npos) << audit.body;
+}
+
 }  // namespace

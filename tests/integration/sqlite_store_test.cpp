@@ -156,7 +156,7 @@ TEST(SqliteStoreTest, UsesWalWithFullSyncAndRecordsMigrations) {
     return out;
   };
   EXPECT_EQ(scalar("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "3");
+  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "4");
   sqlite3_close(db);
   // Opening again applies nothing twice.
   auto again = open(dir.path());
@@ -339,4 +339,72 @@ TEST(SqliteStoreTest, ReadsStopAtTheirThreadsDeadlineOrWhenTheClientIsGone) {
   auto r = s->search(q);
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r->total, 300);
+}
+
+// The message store: a partner's control id is kept once; deliveries leave per order key in order,
+// a later one waiting for the one before it, other keys not blocked.
+TEST(SqliteStoreTest, InboxKeepsAControlIdOnceAndTheOutboxKeepsOrderPerKey) {
+  passerelle::testing::TempDir dir;
+  auto s = open(dir.path());
+  passerelle::store::InboxMessage m;
+  m.channel = "mllp";
+  m.partner = "avicenne";
+  m.controlId = "42";
+  m.type = "RRI^I12";
+  m.status = "processed";
+  m.ackCode = "AA";
+  m.message = "MSH|...";
+  m.ack = "MSH|...ACK";
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.putInbox(m); }).ok());
+  auto again = s->write([&](WriteTxn& t) {
+    passerelle::store::InboxMessage copy = m;
+    return t.putInbox(copy);
+  });
+  ASSERT_FALSE(again.ok());
+  EXPECT_EQ(again.error().code, passerelle::ErrorCode::kConflict);
+  auto found = s->findInbox("avicenne", "42");
+  ASSERT_TRUE(found.ok() && found->has_value());
+  EXPECT_EQ((*found)->ack, "MSH|...ACK");
+  EXPECT_FALSE(s->findInbox("saint-antoine", "42")->has_value());
+
+  std::vector<passerelle::store::Delivery> made;
+  ASSERT_TRUE(s->write([&](WriteTxn& t) -> passerelle::Result<void> {
+                 for (const char* key : {"Patient/a", "Patient/a", "Patient/b"}) {
+                   passerelle::store::Delivery d;
+                   d.destination = "avicenne";
+                   d.orderKey = key;
+                   d.kind = "REF^I12";
+                   d.focus = "ServiceRequest/x/_history/1";
+                   auto r = t.enqueue(d);
+                   if (!r.ok()) return r;
+                   made.push_back(d);
+                 }
+                 return {};
+               }).ok());
+  std::int64_t now = made[0].createdMs;
+  auto due = s->dueDeliveries("avicenne", now, 10);
+  ASSERT_TRUE(due.ok());
+  ASSERT_EQ(due->size(), 2u);  // the heads of Patient/a and Patient/b
+  EXPECT_EQ((*due)[0].id, made[0].id);
+  EXPECT_EQ((*due)[1].id, made[2].id);
+  // The head of Patient/a waits for a retry: Patient/a's second waits too, Patient/b does not.
+  passerelle::store::Delivery head = made[0];
+  head.attempts = 1;
+  head.nextTryMs = now + 60000;
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.updateDelivery(head); }).ok());
+  due = s->dueDeliveries("avicenne", now, 10);
+  ASSERT_EQ(due->size(), 1u);
+  EXPECT_EQ((*due)[0].id, made[2].id);
+  EXPECT_EQ(s->nextDeliveryTime("avicenne")->value(), now);
+  // Once it is dead, the next one of Patient/a goes.
+  head.status = "dead";
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.updateDelivery(head); }).ok());
+  due = s->dueDeliveries("avicenne", now, 10);
+  ASSERT_EQ(due->size(), 2u);
+  EXPECT_EQ((*due)[0].id, made[1].id);
+  auto counts = s->deliveryCounts();
+  ASSERT_EQ(counts->size(), 1u);
+  EXPECT_EQ((*counts)[0].queued, 2);
+  EXPECT_EQ((*counts)[0].dead, 1);
+  s->close();
 }
