@@ -2,6 +2,7 @@
 // network rules that need the dossier are checked when the gateway receives the document).
 #include "gateway/app/convert_command.h"
 
+#include <ctime>
 #include <fstream>
 #include <iostream>
 #include <iterator>
@@ -9,6 +10,8 @@
 #include <sstream>
 
 #include "mappings/fhir/json_reader.h"
+#include "mappings/hl7v2/fhir_mapping.h"
+#include "mappings/hl7v2/message.h"
 #include "mappings/network/documents/document_schemas.h"
 #include "mappings/network/documents/xml_form.h"
 #include "mappings/network/mapping_engine.h"
@@ -82,6 +85,10 @@ int convertCommand(int argc, char** argv) {
                    "  --from network --to fhir   a network document (JSON, or XML: detected) -> the FHIR R4\n"
                    "                             transaction Bundle the gateway would store\n"
                    "  --from fhir --to network   such a Bundle -> the network document (JSON; --xml for XML)\n"
+                   "  --from hl7v2 --to fhir     an HL7 v2 message (ADT A01/A03/A04/A08/A28/A31/A40, RRI^I12,\n"
+                   "                             MDM^T02/T10, ORU^R01) -> a FHIR R4 transaction Bundle\n"
+                   "  --from fhir --to hl7v2     a Bundle holding a referral (ServiceRequest, Patient, requester,\n"
+                   "                             performer, Conditions, Observations) -> REF^I12 (I14 when revoked)\n"
                    "  --today DATE               the date derived values are computed at (default: today)\n\n"
                    "Checked offline: the document's schema and the mapping. The network's rules that need the\n"
                    "dossier (the patient's consent, the GP's membership...) are checked by the gateway.\n";
@@ -170,8 +177,73 @@ int convertCommand(int argc, char** argv) {
     std::cout << (xml ? network::jsonToXml(kind, doc) : doc.dump(2)) << "\n";
     return 0;
   }
+  if (from == "hl7v2" && to == "fhir") {
+    std::vector<hl7v2::Issue> hi;
+    auto m = hl7v2::Message::parse(text, hi);
+    hl7v2::InboundFacts facts;
+    if (m) facts = hl7v2::readInbound(*m, hi);
+    for (const auto& i : hi)
+      if (i.severity == "error") issues.emplace_back(i.location, i.message + " (HL7 table 0357 code " + i.code + ")");
+    if (!m || !issues.empty()) {
+      outcome(issues);
+      return 1;
+    }
+    nlohmann::json bundle;
+    hl7v2::toBundle(facts, bundle);
+    std::cout << bundle.dump(2) << "\n";
+    return 0;
+  }
+  if (from == "fhir" && to == "hl7v2") {
+    fhir::JsonError err;
+    Json bundle;
+    if (!fhir::parseJson(text, fhir::JsonLimits{}, bundle, err)) {
+      outcome({{err.path, err.message}});
+      return 1;
+    }
+    // Entries referenced by their fullUrl (urn:uuid:...) are named Type/<uuid> so that references resolve.
+    std::string body = bundle.dump();
+    std::vector<std::pair<std::string, std::string>> renames;
+    if (bundle.is_object() && bundle.contains("entry") && bundle["entry"].is_array())
+      for (const auto& e : bundle["entry"]) {
+        std::string full = e.value("fullUrl", "");
+        if (full.rfind("urn:uuid:", 0) == 0 && e.contains("resource") && e["resource"].is_object())
+          renames.emplace_back("\"" + full + "\"", "\"" + e["resource"].value("resourceType", "") + "/" + full.substr(9) + "\"");
+      }
+    for (const auto& [a, b] : renames)
+      for (std::size_t at; (at = body.find(a)) != std::string::npos;) body.replace(at, a.size(), b);
+    nlohmann::json plain = nlohmann::json::parse(body);
+    std::vector<nlohmann::json> resources;
+    if (plain.value("resourceType", "") == "Bundle") {
+      for (auto& e : plain.value("entry", nlohmann::json::array())) {
+        if (!e.contains("resource")) continue;
+        nlohmann::json r = e["resource"];
+        std::string full = e.value("fullUrl", "");
+        if (!r.contains("id") && full.rfind("urn:uuid:", 0) == 0) r["id"] = full.substr(9);
+        resources.push_back(std::move(r));
+      }
+    } else {
+      resources.push_back(plain);
+    }
+    std::vector<const nlohmann::json*> ptrs;
+    for (const auto& r : resources) ptrs.push_back(&r);
+    hl7v2::ReferralOut out;
+    std::string error;
+    if (!hl7v2::referralFromFhir(ptrs, out, error)) {
+      outcome({{"Bundle.entry", error}});
+      return 1;
+    }
+    out.controlId = "CONVERT-" + (out.referralId.empty() ? std::string("1") : out.referralId);
+    std::time_t t = std::time(nullptr);
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    char stamp[20];
+    std::strftime(stamp, sizeof stamp, "%Y%m%d%H%M%S", &tm);
+    out.timestamp = stamp;
+    std::cout << hl7v2::buildReferral(out) << "\n";
+    return 0;
+  }
   std::cerr << "passerelle convert: from '" << from << "' to '" << to
-            << "' is not a conversion this gateway has (network -> fhir, fhir -> network)\n";
+            << "' is not a conversion this gateway has (network -> fhir, fhir -> network, hl7v2 -> fhir, fhir -> hl7v2)\n";
   return 2;
 }
 

@@ -308,6 +308,8 @@ struct HospitalConnector::Impl {
       out.issues.push_back(appIssue(seg, field, code, text));
       return out;
     };
+    if (f.kind == InboundFacts::Kind::kReport && f.document.data.empty())
+      return fail("OBX", 5, "101", "the message carries no document (an OBX of type ED with Base64 data, or TX/FT text)");
     std::string owner = partnerRef(p);
     if (owner.empty()) return fail("MSH", 4, "207", "the partner's structure is not in the network's directory");
     std::string patient;

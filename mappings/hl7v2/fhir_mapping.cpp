@@ -293,35 +293,76 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
       if (d.id.empty()) d.id = m.value(*obr, 3, 1, 1);
       if (d.date.empty()) dtmToFhir(m.value(*obr, 7, 1, 1), d.date);
     }
-    // The document: the first OBX of type ED whose OBX-3 is not a metadata code.
+    // The document: the first OBX of type ED with data whose OBX-3 is not a metadata code.
     for (auto obx = m.find("OBX"); obx; obx = m.find("OBX", *obx + 1)) {
       if (m.value(*obx, 2) != "ED" || m.value(*obx, 3, 1, 3) == "MetaDMPMSS") continue;
-      d.typeCode = m.value(*obx, 3, 1, 1);
-      d.typeDisplay = m.value(*obx, 3, 1, 2);
-      std::string sys = m.value(*obx, 3, 1, 3);
-      d.typeSystem = sys == "LN" ? kLoinc : sys;
+      std::string data(m.raw(*obx, 5, 1, 5));
+      if (data.empty()) {
+        issues.push_back(issue(m, "OBX", *obx, 5, 5, "101", "OBX-5.5 carries no data", "warning"));
+        continue;
+      }
       std::string type = m.value(*obx, 5, 1, 2), sub = m.value(*obx, 5, 1, 3), enc = m.value(*obx, 5, 1, 4);
       std::transform(type.begin(), type.end(), type.begin(), [](unsigned char c) { return std::toupper(c); });
       std::transform(sub.begin(), sub.end(), sub.begin(), [](unsigned char c) { return std::toupper(c); });
-      d.contentType = sub == "XML" ? "text/xml" : sub == "PDF" ? "application/pdf" : type == "TEXT" ? "text/plain" : "application/octet-stream";
-      d.status = m.value(*obx, 11);
-      if (d.status == "C") f.replaces = true;
-      std::string data(m.raw(*obx, 5, 1, 5));
-      if (enc != "Base64" && enc != "BASE64" && enc != "base64") {
+      std::transform(enc.begin(), enc.end(), enc.begin(), [](unsigned char c) { return std::toupper(c); });
+      if (enc != "BASE64") {
         issues.push_back(issue(m, "OBX", *obx, 5, 4, "103", "OBX-5.4 must be Base64 for a document (found '" + enc + "')"));
         break;
       }
       std::string decoded;
-      if (!decodeBase64(data, decoded)) {
-        issues.push_back(issue(m, "OBX", *obx, 5, 5, "102", "OBX-5.5 is not valid Base64 (the document cannot be read)"));
-        break;
+      bool readable = decodeBase64(data, decoded);
+      if (!readable) {
+        // MIME Base64 ends with '=' padding to a multiple of 4; some senders leave it out. Without
+        // it the text is still unambiguous (2 or 3 characters left): read, with a warning.
+        std::size_t tail = 0;
+        for (char c : data) tail += c != '\r' && c != '\n';
+        if (tail % 4 == 2 || tail % 4 == 3) {
+          std::string padded = data + std::string(4 - tail % 4, '=');
+          if ((readable = decodeBase64(padded, decoded))) {
+            issues.push_back(issue(m, "OBX", *obx, 5, 5, "102", "OBX-5.5 is Base64 without its '=' padding (read anyway)", "warning"));
+            data = std::move(padded);
+          }
+        }
+        if (!readable) {
+          issues.push_back(issue(m, "OBX", *obx, 5, 5, "102", "OBX-5.5 is not valid Base64 (the document cannot be read)"));
+          break;
+        }
       }
+      d.typeCode = m.value(*obx, 3, 1, 1);
+      d.typeDisplay = m.value(*obx, 3, 1, 2);
+      std::string sys = m.value(*obx, 3, 1, 3);
+      d.typeSystem = sys == "LN" ? kLoinc : sys;
+      d.contentType = sub == "XML" ? "text/xml" : sub == "PDF" ? "application/pdf" : type == "TEXT" ? "text/plain" : "application/octet-stream";
+      d.status = m.value(*obx, 11);
+      if (d.status == "C") f.replaces = true;
       d.data = std::move(data);
       d.bytes = decoded.size();
       break;
     }
-    if (d.data.empty() && std::none_of(issues.begin(), issues.end(), [](const Issue& i) { return i.segmentId == "OBX"; }))
-      issues.push_back(issue(m, "OBX", 0, 5, 0, "101", "no OBX of type ED carries the document"));
+    bool badObx = std::any_of(issues.begin(), issues.end(), [](const Issue& i) { return i.segmentId == "OBX" && i.severity == "error"; });
+    if (d.data.empty() && !badObx && f.type == "MDM") {
+      // No encapsulated document: the document's text lines (OBX of type TX or FT) are the document.
+      // (In an ORU they are results' comments, not a report.)
+      std::string text;
+      for (auto obx = m.find("OBX"); obx; obx = m.find("OBX", *obx + 1)) {
+        std::string type = m.value(*obx, 2);
+        if (type != "TX" && type != "FT") continue;
+        if (d.typeCode.empty()) {
+          d.typeCode = m.value(*obx, 3, 1, 1);
+          d.typeDisplay = m.value(*obx, 3, 1, 2);
+          d.typeSystem = m.value(*obx, 3, 1, 3) == "LN" ? kLoinc : m.value(*obx, 3, 1, 3);
+        }
+        for (int r = 1, n = m.repetitions(*obx, 5); r <= n; ++r) text += m.value(*obx, 5, r, 1) + "\n";
+        if (d.status.empty()) d.status = m.value(*obx, 11);
+      }
+      if (text.empty()) {
+        issues.push_back(issue(m, "OBX", 0, 5, 0, "101", "no OBX carries a document (ED in Base64, or TX/FT text)", "warning"));
+      } else {
+        d.contentType = "text/plain";
+        d.bytes = text.size();
+        d.data = encodeBase64(text);
+      }
+    }
     for (auto prt = m.find("PRT"); prt; prt = m.find("PRT", *prt + 1)) {
       if (m.value(*prt, 4, 1, 1) != "SB") continue;
       readXcn(m, *prt, 5, d.authorRpps, d.authorFamily, d.authorGiven);
@@ -392,7 +433,7 @@ void documentReferenceResource(const InboundFacts& f, Json& out) {
 void toBundle(const InboundFacts& f, Json& bundle) {
   bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", Json::array()}};
   std::string patientRef;
-  if (f.hasPatient) {
+  if (f.hasPatient && f.event != "A40") {  // a merge changes no one until a person reviews it
     Json p;
     patientResource(f.patient, p);
     patientRef = "urn:uuid:00000000-0000-4000-8000-000000000001";
@@ -417,7 +458,7 @@ void toBundle(const InboundFacts& f, Json& bundle) {
     if (!f.replyNote.empty()) t["note"] = Json::array({{{"text", f.replyNote}}});
     bundle["entry"].push_back({{"fullUrl", "urn:uuid:00000000-0000-4000-8000-000000000003"}, {"resource", t},
                                {"request", {{"method", "POST"}, {"url", "Task"}}}});
-  } else if (f.kind == InboundFacts::Kind::kReport) {
+  } else if (f.kind == InboundFacts::Kind::kReport && !f.document.data.empty()) {
     Json d;
     documentReferenceResource(f, d);
     if (!patientRef.empty()) d["subject"] = {{"reference", patientRef}};
@@ -631,6 +672,29 @@ std::string buildReferral(const ReferralOut& r) {
   b.segment("PV1");
   b.set(1, "1").set(2, "O");
   return b.encode("\r");
+}
+
+std::string encodeBase64(std::string_view bytes) {
+  static const char* abc = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  out.reserve((bytes.size() + 2) / 3 * 4);
+  std::size_t i = 0;
+  for (; i + 2 < bytes.size(); i += 3) {
+    unsigned v = (static_cast<unsigned char>(bytes[i]) << 16) | (static_cast<unsigned char>(bytes[i + 1]) << 8) | static_cast<unsigned char>(bytes[i + 2]);
+    out += abc[v >> 18];
+    out += abc[(v >> 12) & 63];
+    out += abc[(v >> 6) & 63];
+    out += abc[v & 63];
+  }
+  if (i < bytes.size()) {
+    unsigned v = static_cast<unsigned char>(bytes[i]) << 16;
+    if (i + 1 < bytes.size()) v |= static_cast<unsigned char>(bytes[i + 1]) << 8;
+    out += abc[v >> 18];
+    out += abc[(v >> 12) & 63];
+    out += i + 1 < bytes.size() ? abc[(v >> 6) & 63] : '=';
+    out += '=';
+  }
+  return out;
 }
 
 bool decodeBase64(std::string_view text, std::string& out) {

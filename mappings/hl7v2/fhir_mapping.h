@@ -110,5 +110,6 @@ std::string buildReferral(const ReferralOut& r);
 
 // Strict Base64 (RFC 4648, padding required, line breaks allowed); false on anything else.
 bool decodeBase64(std::string_view text, std::string& out);
+std::string encodeBase64(std::string_view bytes);
 
 }  // namespace passerelle::hl7v2
