@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "mappings/hl7v2/fhir_mapping.h"
 #include "mappings/hl7v2/message.h"
 
 namespace {
@@ -60,6 +61,37 @@ void BM_ParseAndRead(benchmark::State& state) {
   state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(BM_ParseAndRead)->MinTime(3.0);
+
+// HL7 v2 -> FHIR: parse, read the facts, build the transaction Bundle (Patient; Encounter for ADT;
+// an Observation per result of an ORU) and serialise it, as `passerelle convert --from hl7v2` does.
+void BM_V2ToFhirBundle(benchmark::State& state) {
+  const auto& all = messages();
+  std::size_t i = 0, bytes = 0;
+  std::vector<passerelle::hl7v2::Issue> issues;
+  std::string text;  // reused: the Bundle is written into it
+  // Resources per message, counted once outside the timed loop.
+  std::size_t resources = 0;
+  for (const auto& msg : all) {
+    auto m = passerelle::hl7v2::Message::parse(msg, issues);
+    if (!m) continue;
+    passerelle::hl7v2::toBundleJson(passerelle::hl7v2::readInbound(*m, issues), text);
+    resources += nlohmann::json::parse(text)["entry"].size();
+  }
+  for (auto _ : state) {
+    issues.clear();
+    auto m = passerelle::hl7v2::Message::parse(all[i], issues);
+    if (m) {
+      auto facts = passerelle::hl7v2::readInbound(*m, issues);
+      passerelle::hl7v2::toBundleJson(facts, text);
+      bytes += text.size();
+    }
+    if (++i == all.size()) i = 0;
+  }
+  benchmark::DoNotOptimize(bytes);
+  state.SetItemsProcessed(state.iterations());
+  state.counters["resources_per_message"] = static_cast<double>(resources) / static_cast<double>(all.size());
+}
+BENCHMARK(BM_V2ToFhirBundle)->MinTime(3.0);
 
 }  // namespace
 

@@ -114,6 +114,8 @@ struct HospitalConnector::Impl {
   std::atomic<std::uint64_t> received{0}, accepted{0}, errors{0}, rejected{0}, duplicates{0}, ackCounter{0};
   std::map<std::string, std::size_t> byFiness, byRpps;  // partner index
   std::map<std::string, std::string> orgKeys;           // writer thread: "Organization/x" -> finess (or "")
+  std::mutex refsMutex;
+  std::map<std::string, std::pair<std::string, std::int64_t>> refs;  // partner -> (its reference, when looked up)
 
   Impl(store::ResourceStore& s, fhir::FhirService& f, http::Gate* g, access::AccessControl* a, audit::AuditLog* t)
       : store(s), fhir(f), gate(g), access(a), audit(t) {}
@@ -158,7 +160,23 @@ struct HospitalConnector::Impl {
     return j;
   }
 
+  // The partner's structure (or professional) in the directory, kept a minute (each message needs it).
   std::string partnerRef(const Partner& p) {
+    std::int64_t now = nowMs();
+    {
+      std::lock_guard<std::mutex> lock(refsMutex);
+      auto it = refs.find(p.id);
+      if (it != refs.end() && now - it->second.second < 60000) return it->second.first;
+    }
+    std::string ref = lookupPartnerRef(p);
+    if (!ref.empty()) {
+      std::lock_guard<std::mutex> lock(refsMutex);
+      refs[p.id] = {ref, now};
+    }
+    return ref;
+  }
+
+  std::string lookupPartnerRef(const Partner& p) {
     if (!p.finess.empty()) {
       auto orgs = find("Organization", {{"identifier", std::string(kFiness) + "|" + p.finess}});
       return orgs.empty() ? std::string() : "Organization/" + str(orgs[0], "id");
@@ -350,13 +368,6 @@ struct HospitalConnector::Impl {
       bundle["entry"].push_back({{"resource", event}, {"request", {{"method", "POST"}, {"url", "Task"}}}});
     } else {
       // A consultation or report from the hospital: it answers an open referral, or it is an E2 suspicion.
-      std::vector<Json> open;
-      if (f.kind == InboundFacts::Kind::kReport && !f.document.placerOrder.empty()) {
-        auto byId = find("Task", {{"identifier", std::string(kReferralTaskSid) + "|" + f.document.placerOrder}});
-        for (auto& t : byId)
-          if (refOf(t, "owner") == owner && refOf(t, "for") == patient) open.push_back(t);
-      }
-      if (open.empty()) open = openReferrals(patient, owner);
       bool person = f.kind == InboundFacts::Kind::kAdt && (f.event == "A28" || f.event == "A31");
       if (person) {
         row.detail = "person information: the network keeps the identity its GP recorded (nothing changed)";
@@ -367,6 +378,13 @@ struct HospitalConnector::Impl {
         row.detail = "a merge of patient identities: for a coordinator to review";
         return keepOnly(row, out);
       }
+      std::vector<Json> open;
+      if (f.kind == InboundFacts::Kind::kReport && !f.document.placerOrder.empty()) {
+        auto byId = find("Task", {{"identifier", std::string(kReferralTaskSid) + "|" + f.document.placerOrder}});
+        for (auto& t : byId)
+          if (refOf(t, "owner") == owner && refOf(t, "for") == patient) open.push_back(t);
+      }
+      if (open.empty()) open = openReferrals(patient, owner);
       if (open.empty()) return e2Suspicion(p, patient, f, row, out);
       Json task = open.front();
       std::string taskId = str(task, "id");

@@ -8,6 +8,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cstdlib>
+#include <functional>
 #include <map>
 
 namespace passerelle::hl7v2 {
@@ -181,22 +184,6 @@ const std::map<std::string, std::string>& replyStatuses() {
   return t;
 }
 
-void setIf(Json& j, const char* key, const std::string& v) {
-  if (!v.empty()) j[key] = v;
-}
-
-Json identifierJson(const Identifier& id) {
-  Json j = {{"value", id.value}};
-  if (!id.system.empty()) j["system"] = id.system;
-  if (id.system == kInsNir || id.system == kInsNia || id.system == kInsTest || id.system == kInsDemo) {
-    j["use"] = id.system == kInsNia ? "temp" : "official";
-    j["type"] = {{"coding", Json::array({{{"system", "https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203"},
-                                          {"code", id.system == kInsNia ? "INS-NIA" : "INS-NIR"}}})}};
-  } else if (!id.typeCode.empty()) {
-    j["type"] = {{"coding", Json::array({{{"system", "http://terminology.hl7.org/CodeSystem/v2-0203"}, {"code", id.typeCode}}})}};
-  }
-  return j;
-}
 
 }  // namespace
 
@@ -295,7 +282,7 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
     }
     // The document: the first OBX of type ED with data whose OBX-3 is not a metadata code.
     for (auto obx = m.find("OBX"); obx; obx = m.find("OBX", *obx + 1)) {
-      if (m.value(*obx, 2) != "ED" || m.value(*obx, 3, 1, 3) == "MetaDMPMSS") continue;
+      if (m.raw(*obx, 2) != "ED" || m.raw(*obx, 3, 1, 3) == "MetaDMPMSS") continue;
       std::string data(m.raw(*obx, 5, 1, 5));
       if (data.empty()) {
         issues.push_back(issue(m, "OBX", *obx, 5, 5, "101", "OBX-5.5 carries no data", "warning"));
@@ -339,6 +326,36 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
       d.bytes = decoded.size();
       break;
     }
+    if (f.type == "ORU") {
+      for (auto obx = m.find("OBX"); obx; obx = m.find("OBX", *obx + 1)) {
+        std::string_view t = m.raw(*obx, 2);
+        if (t != "NM" && t != "SN" && t != "ST" && t != "TX" && t != "FT" && t != "CWE" && t != "CE") continue;
+        InboundFacts::Result r;
+        r.type = std::string(t);
+        bool coded = t == "CWE" || t == "CE";
+        r.value = coded ? m.value(*obx, 5, 1, 1) : m.value(*obx, 5, 1, 0, 0);
+        if (r.value.empty()) continue;
+        if (t == "NM") {
+          double parsed = 0;
+          std::string_view v = r.value;
+          if (!v.empty() && v[0] == '+') v.remove_prefix(1);
+          auto res = std::from_chars(v.data(), v.data() + v.size(), parsed);
+          if (v.empty() || res.ec != std::errc() || res.ptr != v.data() + v.size()) {
+            issues.push_back(issue(m, "OBX", *obx, 5, 1, "102", "OBX-5 '" + r.value + "' is not a number (OBX-2 is NM)"));
+            continue;
+          }
+        }
+        r.code = m.value(*obx, 3, 1, 1);
+        r.display = m.value(*obx, 3, 1, 2);
+        std::string_view sys = m.raw(*obx, 3, 1, 3);
+        r.system = sys == "LN" ? std::string(kLoinc) : m.value(*obx, 3, 1, 3);
+        r.unit = m.value(*obx, 6, 1, 1);
+        r.status = std::string(m.raw(*obx, 11));
+        std::string when;
+        if (dtmToFhir(m.raw(*obx, 14, 1, 1), when)) r.date = std::move(when);
+        f.results.push_back(std::move(r));
+      }
+    }
     bool badObx = std::any_of(issues.begin(), issues.end(), [](const Issue& i) { return i.segmentId == "OBX" && i.severity == "error"; });
     if (d.data.empty() && !badObx && f.type == "MDM") {
       // No encapsulated document: the document's text lines (OBX of type TX or FT) are the document.
@@ -374,102 +391,310 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
   return f;
 }
 
+namespace {
+
+// A JSON text written straight into a reused buffer (no document tree): the conversion's hot path.
+// Members are written in the order FHIR shows them; commas are placed by the writer.
+class Writer {
+ public:
+  explicit Writer(std::string& out) : o_(out) {}
+  Writer& begin(char c = '{') {
+    sep();
+    o_ += c;
+    first_ = true;
+    return *this;
+  }
+  Writer& end(char c = '}') {
+    o_ += c;
+    first_ = false;
+    return *this;
+  }
+  Writer& key(std::string_view k) {
+    sep();
+    o_ += '"';
+    o_.append(k);
+    o_.append("\":", 2);
+    first_ = true;  // the value follows without a comma
+    return *this;
+  }
+  // String literals: their length is known at compile time (no strlen on the hot path).
+  template <std::size_t N>
+  Writer& key(const char (&k)[N]) {
+    return key(std::string_view(k, N - 1));
+  }
+  template <std::size_t N>
+  Writer& str(const char (&v)[N]) {
+    return str(std::string_view(v, N - 1));
+  }
+  Writer& str(std::string_view v) {
+    sep();
+    o_ += '"';
+    // Runs of plain characters are copied at once; quotes, backslashes and controls are escaped.
+    std::size_t from = 0;
+    for (std::size_t i = 0; i < v.size(); ++i) {
+      unsigned char c = static_cast<unsigned char>(v[i]);
+      if (c >= 0x20 && c != '"' && c != '\\') continue;
+      o_.append(v.data() + from, i - from);
+      from = i + 1;
+      static const char* hex = "0123456789abcdef";
+      if (c == '"' || c == '\\') {
+        o_ += '\\';
+        o_ += static_cast<char>(c);
+      } else if (c == '\n') {
+        o_ += "\\n";
+      } else if (c == '\r') {
+        o_ += "\\r";
+      } else if (c == '\t') {
+        o_ += "\\t";
+      } else {
+        o_ += "\\u00";
+        o_ += hex[c >> 4];
+        o_ += hex[c & 15];
+      }
+    }
+    o_.append(v.data() + from, v.size() - from);
+    o_ += '"';
+    return *this;
+  }
+  Writer& raw(std::string_view number) {
+    sep();
+    o_.append(number);
+    return *this;
+  }
+  // "k":"v" when v is not empty.
+  template <std::size_t N>
+  Writer& field(const char (&k)[N], std::string_view v) {
+    if (!v.empty()) key(k).str(v);
+    return *this;
+  }
+  template <std::size_t N>
+  Writer& reference(const char (&k)[N], std::string_view ref) {
+    if (ref.empty()) return *this;
+    key(k).begin().key("reference").str(ref).end();
+    return *this;
+  }
+
+ private:
+  void sep() {
+    if (!first_) o_ += ',';
+    first_ = false;
+  }
+  std::string& o_;
+  bool first_ = true;
+};
+
+bool isIns(const std::string& system) { return system == kInsNir || system == kInsNia || system == kInsTest || system == kInsDemo; }
+
+void writeIdentifier(Writer& w, const Identifier& id) {
+  w.begin();
+  if (isIns(id.system)) {
+    w.key("use").str(std::string_view(id.system == kInsNia ? "temp" : "official"));
+    w.key("type").begin().key("coding").begin('[').begin().key("system").str("https://hl7.fr/ig/fhir/core/CodeSystem/fr-core-cs-v2-0203");
+    w.key("code").str(id.system == kInsNia ? "INS-NIA" : "INS-NIR").end().end(']').end();
+  } else if (!id.typeCode.empty()) {
+    w.key("type").begin().key("coding").begin('[').begin().key("system").str("http://terminology.hl7.org/CodeSystem/v2-0203");
+    w.key("code").str(id.typeCode).end().end(']').end();
+  }
+  w.field("system", id.system).key("value").str(id.value).end();
+}
+
+// A coding array of one: {"coding":[{"system":..,"code":..,"display":..}]}
+void writeConcept(Writer& w, std::string_view k, std::string_view system, std::string_view code, std::string_view display = {}) {
+  w.key(k).begin().key("coding").begin('[').begin();
+  w.field("system", system).field("code", code).field("display", display);
+  w.end().end(']').end();
+}
+
+void writePatient(Writer& w, const PersonFacts& p) {
+  w.begin().key("resourceType").str("Patient");
+  if (!p.ids.empty()) {
+    w.key("identifier").begin('[');
+    for (const auto& id : p.ids) writeIdentifier(w, id);
+    w.end(']');
+  }
+  if (!p.family.empty() || !p.given.empty()) {
+    w.key("name").begin('[').begin().field("use", p.nameUse).field("family", p.family);
+    if (!p.given.empty()) {
+      w.key("given").begin('[');
+      for (const auto& g : p.given) w.str(g);
+      w.end(']');
+    }
+    w.end().end(']');
+  }
+  w.field("gender", p.gender).field("birthDate", p.birthDate);
+  if (!p.lines.empty() || !p.city.empty() || !p.postalCode.empty() || !p.country.empty()) {
+    w.key("address").begin('[').begin();
+    if (!p.lines.empty()) {
+      w.key("line").begin('[');
+      for (const auto& l : p.lines) w.str(l);
+      w.end(']');
+    }
+    w.field("city", p.city).field("postalCode", p.postalCode).field("country", p.country).end().end(']');
+  }
+  w.end();
+}
+
+void writeEncounter(Writer& w, const InboundFacts& f, std::string_view subject) {
+  // PV1-2 (table 0004) -> Encounter.class (v3 ActCode): I inpatient, O outpatient, E emergency.
+  std::string_view code = "AMB", display = "ambulatory";
+  if (f.visitClass == "I" || f.visitClass == "R") code = "IMP", display = "inpatient encounter";
+  else if (f.visitClass == "E") code = "EMER", display = "emergency";
+  bool finished = f.event == "A03" || !f.discharged.empty();
+  w.begin().key("resourceType").str("Encounter");
+  if (!f.visitNumber.empty()) {
+    w.key("identifier").begin('[').begin();
+    w.key("type").begin().key("coding").begin('[').begin().key("system").str("http://terminology.hl7.org/CodeSystem/v2-0203");
+    w.key("code").str("VN").end().end(']').end();
+    w.key("value").str(f.visitNumber).end().end(']');
+  }
+  w.key("status").str(std::string_view(finished ? "finished" : "in-progress"));
+  w.key("class").begin().key("system").str("http://terminology.hl7.org/CodeSystem/v3-ActCode").key("code").str(code).key("display").str(display).end();
+  w.reference("subject", subject);
+  if (!f.admitted.empty() || !f.discharged.empty()) w.key("period").begin().field("start", f.admitted).field("end", f.discharged).end();
+  w.end();
+}
+
+std::string masterId(const std::string& id) {
+  return id.find('.') != std::string::npos && allDigits(id.substr(0, 1)) ? "urn:oid:" + id : id;
+}
+
+void writeDocumentReference(Writer& w, const InboundFacts& f, std::string_view subject, bool withLinks) {
+  const DocumentFacts& d = f.document;
+  w.begin().key("resourceType").str("DocumentReference");
+  if (!d.id.empty()) w.key("masterIdentifier").begin().key("system").str("urn:ietf:rfc:3986").key("value").str(masterId(d.id)).end();
+  w.key("status").str(std::string_view(d.status == "D" ? "entered-in-error" : "current"));
+  if (!d.typeCode.empty()) writeConcept(w, "type", d.typeSystem, d.typeCode, d.typeDisplay);
+  w.reference("subject", subject);
+  if (d.date.find('T') != std::string::npos) w.key("date").str(d.date);
+  if (withLinks) {
+    if (!d.authorRpps.empty())
+      w.key("author").begin('[').begin().key("identifier").begin().key("system").str(kRpps).key("value").str(d.authorRpps).end().end().end(']');
+    if (!d.custodianFiness.empty())
+      w.key("custodian").begin().key("identifier").begin().key("system").str(kFiness).key("value").str(d.custodianFiness).end().end();
+    if (f.replaces && !d.parentId.empty()) {
+      w.key("relatesTo").begin('[').begin().key("code").str("replaces").key("target").begin().key("identifier").begin();
+      w.key("system").str("urn:ietf:rfc:3986").key("value").str(masterId(d.parentId)).end().end().end().end(']');
+    }
+  }
+  w.key("content").begin('[').begin().key("attachment").begin().key("contentType").str(d.contentType).key("data").str(d.data);
+  if (!d.date.empty()) w.key("creation").str(d.date);
+  w.end();
+  if (d.contentType == "text/xml")
+    w.key("format").begin().key("system").str("http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode").key("code").str("urn:ihe:iti:xds-sd:text:2008").end();
+  w.end().end(']').end();
+}
+
+std::string_view observationStatus(const std::string& obx11) {
+  // OBX-11 (table 0085) -> Observation.status
+  if (obx11 == "C") return "corrected";
+  if (obx11 == "P" || obx11 == "R") return "preliminary";
+  if (obx11 == "I") return "registered";
+  if (obx11 == "D" || obx11 == "W") return "entered-in-error";
+  if (obx11 == "X") return "cancelled";
+  return "final";
+}
+
+void writeObservation(Writer& w, const InboundFacts::Result& r, std::string_view subject) {
+  w.begin().key("resourceType").str("Observation").key("status").str(observationStatus(r.status));
+  writeConcept(w, "code", r.system, r.code, r.display);
+  w.reference("subject", subject);
+  w.field("effectiveDateTime", r.date);
+  if (r.type == "NM") {
+    // The number as written in OBX-5, checked when read (a JSON number of the same value).
+    std::string_view v = r.value;
+    std::string number;
+    if (!v.empty() && v[0] == '+') v.remove_prefix(1);
+    if (!v.empty() && v[0] == '.') number = "0";
+    number.append(v);
+    if (number.size() > 1 && number[0] == '-' && number[1] == '.') number.insert(1, "0");
+    if (!number.empty() && number.back() == '.') number += '0';
+    while (number.size() > 1 && number[0] == '0' && number[1] != '.') number.erase(0, 1);
+    w.key("valueQuantity").begin().key("value").raw(number).field("unit", r.unit).end();
+  } else if (r.type == "CWE" || r.type == "CE") {
+    writeConcept(w, "valueCodeableConcept", {}, r.value);
+  } else {
+    w.key("valueString").str(r.value);
+  }
+  w.end();
+}
+
+void writeEntry(Writer& w, std::string_view fullUrl, std::string_view type, const std::function<void(Writer&)>& resource,
+                std::string_view ifNoneExist = {}) {
+  w.begin();
+  if (!fullUrl.empty()) w.key("fullUrl").str(fullUrl);
+  w.key("resource");
+  resource(w);
+  w.key("request").begin().key("method").str("POST").key("url").str(type).field("ifNoneExist", ifNoneExist).end();
+  w.end();
+}
+
+}  // namespace
+
 void patientResource(const PersonFacts& p, Json& out) {
-  out = {{"resourceType", "Patient"}};
-  Json ids = Json::array();
-  for (const auto& id : p.ids) ids.push_back(identifierJson(id));
-  if (!ids.empty()) out["identifier"] = std::move(ids);
-  Json name = Json::object();
-  setIf(name, "use", p.nameUse);
-  setIf(name, "family", p.family);
-  if (!p.given.empty()) name["given"] = p.given;
-  if (name.contains("family") || name.contains("given")) out["name"] = Json::array({name});
-  setIf(out, "gender", p.gender);
-  setIf(out, "birthDate", p.birthDate);
-  Json addr = Json::object();
-  if (!p.lines.empty()) addr["line"] = p.lines;
-  setIf(addr, "city", p.city);
-  setIf(addr, "postalCode", p.postalCode);
-  setIf(addr, "country", p.country);
-  if (!addr.empty()) out["address"] = Json::array({addr});
+  std::string text;
+  Writer w(text);
+  writePatient(w, p);
+  out = Json::parse(text);
 }
 
 void encounterResource(const InboundFacts& f, Json& out) {
-  // PV1-2 (table 0004) -> Encounter.class (v3 ActCode): I inpatient, O outpatient, E emergency.
-  static const std::map<std::string, std::pair<std::string, std::string>> classes = {
-      {"I", {"IMP", "inpatient encounter"}}, {"O", {"AMB", "ambulatory"}}, {"E", {"EMER", "emergency"}},
-      {"R", {"IMP", "inpatient encounter"}}, {"B", {"AMB", "ambulatory"}}};
-  auto c = classes.find(f.visitClass);
-  auto [code, display] = c == classes.end() ? std::pair<std::string, std::string>{"AMB", "ambulatory"} : c->second;
-  bool finished = f.event == "A03" || !f.discharged.empty();
-  out = {{"resourceType", "Encounter"},
-         {"status", finished ? "finished" : "in-progress"},
-         {"class", {{"system", "http://terminology.hl7.org/CodeSystem/v3-ActCode"}, {"code", code}, {"display", display}}}};
-  if (!f.visitNumber.empty())
-    out["identifier"] = Json::array({{{"value", f.visitNumber},
-                                      {"type", {{"coding", Json::array({{{"system", "http://terminology.hl7.org/CodeSystem/v2-0203"}, {"code", "VN"}}})}}}}});
-  Json period = Json::object();
-  setIf(period, "start", f.admitted);
-  setIf(period, "end", f.discharged);
-  if (!period.empty()) out["period"] = period;
+  std::string text;
+  Writer w(text);
+  writeEncounter(w, f, {});
+  out = Json::parse(text);
 }
 
 void documentReferenceResource(const InboundFacts& f, Json& out) {
-  const DocumentFacts& d = f.document;
-  out = {{"resourceType", "DocumentReference"}, {"status", d.status == "D" ? "entered-in-error" : "current"}};
-  if (!d.id.empty()) out["masterIdentifier"] = {{"system", "urn:ietf:rfc:3986"}, {"value", d.id.find('.') != std::string::npos && allDigits(d.id.substr(0, 1)) ? "urn:oid:" + d.id : d.id}};
-  Json coding = {{"code", d.typeCode}};
-  if (!d.typeSystem.empty()) coding["system"] = d.typeSystem;
-  if (!d.typeDisplay.empty()) coding["display"] = d.typeDisplay;
-  if (!d.typeCode.empty()) out["type"] = {{"coding", Json::array({coding})}};
-  setIf(out, "date", d.date.find('T') != std::string::npos ? d.date : std::string());
-  Json attachment = {{"contentType", d.contentType}, {"data", d.data}};
-  if (!d.date.empty()) attachment["creation"] = d.date;
-  out["content"] = Json::array({{{"attachment", attachment}}});
-  if (d.contentType == "text/xml")
-    out["content"][0]["format"] = {{"system", "http://ihe.net/fhir/ihe.formatcode.fhir/CodeSystem/formatcode"}, {"code", "urn:ihe:iti:xds-sd:text:2008"}};
+  std::string text;
+  Writer w(text);
+  writeDocumentReference(w, f, {}, false);
+  out = Json::parse(text);
+}
+
+void toBundleJson(const InboundFacts& f, std::string& out) {
+  out.clear();
+  Writer w(out);
+  w.begin().key("resourceType").str("Bundle").key("type").str("transaction").key("entry").begin('[');
+  std::string_view patientRef;
+  if (f.hasPatient && f.event != "A40") {  // a merge changes no one until a person reviews it
+    patientRef = "urn:uuid:00000000-0000-4000-8000-000000000001";
+    std::string ins = f.patient.ins();
+    writeEntry(w, patientRef, "Patient", [&](Writer& x) { writePatient(x, f.patient); },
+               ins.empty() ? std::string() : "identifier=" + f.patient.insSystem() + "|" + ins);
+  }
+  if (f.kind == InboundFacts::Kind::kAdt && f.event != "A28" && f.event != "A31" && f.event != "A40") {
+    writeEntry(w, "urn:uuid:00000000-0000-4000-8000-000000000002", "Encounter", [&](Writer& x) { writeEncounter(x, f, patientRef); });
+  } else if (f.kind == InboundFacts::Kind::kReferralReply) {
+    writeEntry(w, "urn:uuid:00000000-0000-4000-8000-000000000003", "Task", [&](Writer& x) {
+      x.begin().key("resourceType").str("Task");
+      x.key("groupIdentifier").begin().key("system").str(kReferralSid).key("value").str(f.referralId).end();
+      x.key("status").str("completed");
+      writeConcept(x, "businessStatus", "https://douleur77.fr/fhir/CodeSystem/referral-status", f.replyStatus);
+      x.key("intent").str("order");
+      writeConcept(x, "code", "https://douleur77.fr/fhir/CodeSystem/network-event", "referral-update");
+      x.field("authoredOn", f.replyDate);
+      if (!f.replyNote.empty()) x.key("note").begin('[').begin().key("text").str(f.replyNote).end().end(']');
+      x.end();
+    });
+  }
+  if (f.kind == InboundFacts::Kind::kReport) {
+    char url[64];
+    int n = 0;
+    for (const auto& r : f.results) {
+      std::snprintf(url, sizeof url, "urn:uuid:00000000-0000-4000-9000-%012d", ++n);
+      writeEntry(w, url, "Observation", [&](Writer& x) { writeObservation(x, r, patientRef); });
+    }
+    if (!f.document.data.empty())
+      writeEntry(w, "urn:uuid:00000000-0000-4000-8000-000000000004", "DocumentReference",
+                 [&](Writer& x) { writeDocumentReference(x, f, patientRef, true); });
+  }
+  w.end(']').end();
 }
 
 void toBundle(const InboundFacts& f, Json& bundle) {
-  bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", Json::array()}};
-  std::string patientRef;
-  if (f.hasPatient && f.event != "A40") {  // a merge changes no one until a person reviews it
-    Json p;
-    patientResource(f.patient, p);
-    patientRef = "urn:uuid:00000000-0000-4000-8000-000000000001";
-    Json entry = {{"fullUrl", patientRef}, {"resource", p}, {"request", {{"method", "POST"}, {"url", "Patient"}}}};
-    if (std::string ins = f.patient.ins(); !ins.empty()) entry["request"]["ifNoneExist"] = "identifier=" + f.patient.insSystem() + "|" + ins;
-    bundle["entry"].push_back(entry);
-  }
-  if (f.kind == InboundFacts::Kind::kAdt && f.event != "A28" && f.event != "A31" && f.event != "A40") {
-    Json e;
-    encounterResource(f, e);
-    if (!patientRef.empty()) e["subject"] = {{"reference", patientRef}};
-    bundle["entry"].push_back({{"fullUrl", "urn:uuid:00000000-0000-4000-8000-000000000002"}, {"resource", e},
-                               {"request", {{"method", "POST"}, {"url", "Encounter"}}}});
-  } else if (f.kind == InboundFacts::Kind::kReferralReply) {
-    Json t = {{"resourceType", "Task"},
-              {"status", "completed"},
-              {"intent", "order"},
-              {"code", {{"coding", Json::array({{{"system", "https://douleur77.fr/fhir/CodeSystem/network-event"}, {"code", "referral-update"}}})}}},
-              {"groupIdentifier", {{"system", kReferralSid}, {"value", f.referralId}}},
-              {"businessStatus", {{"coding", Json::array({{{"system", "https://douleur77.fr/fhir/CodeSystem/referral-status"}, {"code", f.replyStatus}}})}}}};
-    setIf(t, "authoredOn", f.replyDate);
-    if (!f.replyNote.empty()) t["note"] = Json::array({{{"text", f.replyNote}}});
-    bundle["entry"].push_back({{"fullUrl", "urn:uuid:00000000-0000-4000-8000-000000000003"}, {"resource", t},
-                               {"request", {{"method", "POST"}, {"url", "Task"}}}});
-  } else if (f.kind == InboundFacts::Kind::kReport && !f.document.data.empty()) {
-    Json d;
-    documentReferenceResource(f, d);
-    if (!patientRef.empty()) d["subject"] = {{"reference", patientRef}};
-    if (!f.document.authorRpps.empty())
-      d["author"] = Json::array({{{"identifier", {{"system", kRpps}, {"value", f.document.authorRpps}}}}});
-    if (!f.document.custodianFiness.empty()) d["custodian"] = {{"identifier", {{"system", kFiness}, {"value", f.document.custodianFiness}}}};
-    if (f.replaces && !f.document.parentId.empty())
-      d["relatesTo"] = Json::array({{{"code", "replaces"}, {"target", {{"identifier", {{"system", "urn:ietf:rfc:3986"}, {"value", "urn:oid:" + f.document.parentId}}}}}}});
-    bundle["entry"].push_back({{"fullUrl", "urn:uuid:00000000-0000-4000-8000-000000000004"}, {"resource", d},
-                               {"request", {{"method", "POST"}, {"url", "DocumentReference"}}}});
-  }
+  std::string text;
+  toBundleJson(f, text);
+  bundle = Json::parse(text);
 }
 
 namespace {
@@ -623,8 +848,10 @@ std::string buildReferral(const ReferralOut& r) {
     }
     int rep = 1;
     for (const auto& id : p.ids) {
-      if (id.system == kRpps) b.set(7, id.value, rep, 1).set(7, "RPPS", rep++, 2);
-      else if (id.system == kFiness) b.set(7, id.value, rep, 1).set(7, "FINEG", rep++, 2);
+      const char* type = id.system == kRpps ? "RPPS" : id.system == kFiness ? "FINEG" : nullptr;
+      if (!type) continue;
+      b.set(7, id.value, rep, 1).set(7, type, rep, 2);
+      ++rep;
     }
   };
   provider("RP", r.referring, "");

@@ -62,6 +62,11 @@ struct InboundFacts {
   std::string referralId, externalReferralId, replyStatus, replyDate, replyNote;
   // MDM / ORU
   DocumentFacts document;
+  // ORU: the results (OBX of type NM, SN, ST, TX, FT, CWE, CE), for the conversion.
+  struct Result {
+    std::string code, system, display, type, value, unit, status, date;
+  };
+  std::vector<Result> results;
   bool replaces = false;                // MDM^T10 (or an OBX-11 C)
 };
 
@@ -79,6 +84,8 @@ void documentReferenceResource(const InboundFacts& f, nlohmann::json& out);
 // Everything the message carries, as a FHIR transaction Bundle with conditional references
 // (`passerelle convert --from hl7v2 --to fhir`).
 void toBundle(const InboundFacts& f, nlohmann::json& bundle);
+// The same Bundle as JSON text, written straight into `out` (cleared first; reuse it).
+void toBundleJson(const InboundFacts& f, std::string& out);
 
 // A referral to send.
 struct ReferralOut {

@@ -126,15 +126,17 @@ TEST(Hl7v2FhirCorpusTest, ConversionsAgreeWithTheFhirConvertersExpectedBundles) 
     } else {
       EXPECT_EQ(p != nullptr, e != nullptr) << cols[2] << ": a Patient on one side only";
     }
-    for (const char* type : {"Encounter", "DocumentReference"}) {
+    for (const char* type : {"Encounter", "DocumentReference", "Observation"}) {
       int n = countOf(mine, type);
       produced[type] += n;
-      if (n > 0) EXPECT_GE(countOf(expected, type), n) << cols[2] << ": " << type << " not in the expected Bundle";
+      if (n > 0) {
+        EXPECT_GE(countOf(expected, type), n) << cols[2] << ": " << type << " not in the expected Bundle";
+      }
     }
   }
   std::cout << "FHIR-Converter corpus: " << converted << " messages of the types read here converted (" << patients
             << " Patients compared, " << produced["Encounter"] << " Encounters, " << produced["DocumentReference"]
-            << " DocumentReferences), " << refused << " of other types refused as such\n";
+            << " DocumentReferences, " << produced["Observation"] << " Observations), " << refused << " of other types refused as such\n";
   EXPECT_GT(converted, 10);
 }
 

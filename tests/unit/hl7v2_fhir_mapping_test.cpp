@@ -165,7 +165,9 @@ TEST(Hl7v2FhirMappingTest, Base64IsStrict) {
   for (const char* bad : {"", "TWF", "TW=u", "TQ=", "TR==", "T@Fu", "TWFu="}) EXPECT_FALSE(decodeBase64(bad, out)) << bad;
   for (const char* s : {"", "a", "ab", "abc", "abcd"}) {
     ASSERT_TRUE(std::string(s).empty() || decodeBase64(encodeBase64(s), out)) << s;
-    if (*s) EXPECT_EQ(out, s);
+    if (*s) {
+      EXPECT_EQ(out, s);
+    }
   }
 }
 
