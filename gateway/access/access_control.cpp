@@ -161,6 +161,13 @@ Result<std::unique_ptr<RequestGuard>> AccessControl::guard(const identity::Princ
   return std::make_unique<RequestGuard>(*this, principal, *role, breakGlassReason);
 }
 
+Result<std::unique_ptr<RequestGuard>> AccessControl::guardFor(const identity::Principal& principal, const std::set<std::string>& patients) {
+  auto g = guard(principal, "");
+  if (!g.ok()) return g.error();
+  (*g)->only_ = patients;
+  return g;
+}
+
 Result<std::shared_ptr<const Facts>> AccessControl::facts(const identity::Principal& principal, const Role& role) {
   std::string key = role.name + "|" + principal.practitioner + "|" + principal.patient;
   std::uint64_t gen = store_.stats().commits;
@@ -192,7 +199,13 @@ Result<std::shared_ptr<const Facts>> AccessControl::enrolledFacts() {
   return facts(none, enrolled);
 }
 
-Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal& principal, const Role& role) {
+Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal& principal, const Role& role,
+                                                      const std::set<std::string>* only) {
+  std::string onlyRefs;
+  if (only) {
+    for (const auto& p : *only) onlyRefs += (onlyRefs.empty() ? "Patient/" : ",Patient/") + p;
+    if (onlyRefs.empty()) onlyRefs = "Patient/-";  // no patient: no relationship
+  }
   auto f = std::make_shared<Facts>();
   // Who the caller is in the store.
   const std::string& pr = principal.practitioner;
@@ -218,7 +231,7 @@ Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal&
   for (const auto& name : needed) {
     if (name == "any") continue;
     if (name == "self") {
-      if (!principal.patient.empty()) f->relations[principal.patient].insert("self");
+      if (!principal.patient.empty() && (!only || only->count(principal.patient))) f->relations[principal.patient].insert("self");
       continue;
     }
     auto rel = policy_.relationships().find(name);
@@ -230,7 +243,9 @@ Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal&
       for (std::size_t at; (at = search.find("{me}")) != std::string::npos;) search.replace(at, 4, join(f->myRefs));
       for (std::size_t at; (at = search.find("{today-90d}")) != std::string::npos;) search.replace(at, 11, minus90);
       auto qm = search.find('?');
-      auto r = forEach(store_, search.substr(0, qm), fhir::parseQueryString(search.substr(qm + 1)), [&](const Json& res) {
+      auto params = fhir::parseQueryString(search.substr(qm + 1));
+      if (only) params.emplace_back("patient", onlyRefs);
+      auto r = forEach(store_, search.substr(0, qm), params, [&](const Json& res) {
         auto el = res.find(q.patient);
         if (el == res.end()) return;
         auto add = [&](const Json& ref) {
@@ -319,6 +334,12 @@ Error RequestGuard::denied(const std::string& reason, const std::string& message
 
 Result<void> RequestGuard::loadFacts() {
   if (facts_) return {};
+  if (only_) {
+    auto f = ac_.compute(principal_, role_, &*only_);
+    if (!f.ok()) return f.error();
+    facts_ = std::move(f.value());
+    return {};
+  }
   auto f = ac_.facts(principal_, role_);
   if (!f.ok()) return f.error();
   facts_ = std::move(f.value());

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <mutex>
 #include <set>
 #include <string>
@@ -31,6 +32,10 @@ class AccessControl {
   // The guard for one request. kForbidden when the role is unknown or the purpose is not one of
   // the role's. `breakGlassReason`: the emergency declared by the request (empty: none).
   Result<std::unique_ptr<RequestGuard>> guard(const identity::Principal& principal, const std::string& breakGlassReason);
+  // A guard deciding about these patients only: its facts (relationships, consents) are looked up
+  // for them alone, now, without the cache. For the connectors, which check one message at a time
+  // (a partner related to many patients would otherwise have all of them looked up per message).
+  Result<std::unique_ptr<RequestGuard>> guardFor(const identity::Principal& principal, const std::set<std::string>& patients);
   const Policy& policy() const { return policy_; }
   // The date used by relationship searches ({today-90d}); empty: today (UTC).
   void setToday(const std::string& today) { today_ = today; }
@@ -41,7 +46,10 @@ class AccessControl {
   store::ResourceStore& store() { return store_; }
 
  private:
-  Result<std::shared_ptr<Facts>> compute(const identity::Principal& principal, const Role& role);
+  // `only`: the patients to look at (null: every one the caller is related to).
+  Result<std::shared_ptr<Facts>> compute(const identity::Principal& principal, const Role& role,
+                                         const std::set<std::string>* only = nullptr);
+  friend class RequestGuard;
   store::ResourceStore& store_;
   Policy policy_;
   std::string today_;
@@ -88,6 +96,8 @@ class RequestGuard : public fhir::AccessGuard {
   std::string breakGlass_;
   std::shared_ptr<const Facts> facts_;
   std::shared_ptr<const Facts> enrolled_;  // break-glass only
+  std::optional<std::set<std::string>> only_;  // guardFor: the patients its facts cover
+  friend class AccessControl;
   std::set<std::string> created_;
   std::vector<std::string> resources_;
   std::set<std::string> patients_;

@@ -666,7 +666,7 @@ struct HospitalConnector::Impl {
     std::string patient = refOf(sr, "subject");
     // Consent is checked again now: nothing of a patient who withdrew leaves, queued or not.
     if (access) {
-      auto g = access->guard(principals[pi], "");
+      auto g = access->guardFor(principals[pi], access::patientsOf((*v)->type, (*v)->id, (*v)->body));
       if (!g.ok()) return false;
       auto ok = (*g)->readable({**v});
       if (!ok.ok()) return false;
