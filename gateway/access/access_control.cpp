@@ -76,12 +76,13 @@ fhir::SearchLimits wideLimits() {
 }
 
 // Runs `type?params` to the end (every page) and calls fn on each match's body.
+// `firstPageOf`: read at most that many matches (0: all of them).
 Result<void> forEach(store::ResourceStore& store, const std::string& type, const fhir::Params& params,
-                     const std::function<void(const Json&)>& fn) {
+                     const std::function<void(const Json&)>& fn, int firstPageOf = 0) {
   auto ps = fhir::parseSearch(type, params, wideLimits(), true);
   if (!ps.ok()) return ps.error();
   store::SearchQuery q = ps->query;
-  q.count = 1000;
+  q.count = firstPageOf > 0 ? firstPageOf : 1000;
   q.total = store::SearchQuery::Total::kNone;
   for (;;) {
     auto page = store.search(q);
@@ -90,7 +91,7 @@ Result<void> forEach(store::ResourceStore& store, const std::string& type, const
       Json j = Json::parse(v.body, nullptr, false);
       if (!j.is_discarded()) fn(j);
     }
-    if (page->next.empty()) break;
+    if (page->next.empty() || firstPageOf > 0) break;
     q.cursor = page->next;
     q.backwards = false;
   }
@@ -161,10 +162,12 @@ Result<std::unique_ptr<RequestGuard>> AccessControl::guard(const identity::Princ
   return std::make_unique<RequestGuard>(*this, principal, *role, breakGlassReason);
 }
 
-Result<std::unique_ptr<RequestGuard>> AccessControl::guardFor(const identity::Principal& principal, const std::set<std::string>& patients) {
+Result<std::unique_ptr<RequestGuard>> AccessControl::guardFor(const identity::Principal& principal, const std::set<std::string>& patients,
+                                                              const std::map<std::string, std::string>& established) {
   auto g = guard(principal, "");
   if (!g.ok()) return g.error();
   (*g)->only_ = patients;
+  (*g)->established_ = established;
   return g;
 }
 
@@ -200,7 +203,8 @@ Result<std::shared_ptr<const Facts>> AccessControl::enrolledFacts() {
 }
 
 Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal& principal, const Role& role,
-                                                      const std::set<std::string>* only) {
+                                                      const std::set<std::string>* only,
+                                                      const std::map<std::string, std::string>* established) {
   std::string onlyRefs;
   if (only) {
     for (const auto& p : *only) onlyRefs += (onlyRefs.empty() ? "Patient/" : ",Patient/") + p;
@@ -228,8 +232,15 @@ Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal&
   std::set<std::string> needed;
   for (const auto& g : role.grants) needed.insert(g.relationship);
   std::string minus90 = dateMinusDays(today_, 90);
+  std::set<std::string> known;  // relationships given by the caller: not searched for
+  if (established)
+    for (const auto& [patient, name] : *established) {
+      if (only && !only->count(patient)) continue;
+      f->relations[patient].insert(name);
+      known.insert(name);
+    }
   for (const auto& name : needed) {
-    if (name == "any") continue;
+    if (name == "any" || known.count(name)) continue;
     if (name == "self") {
       if (!principal.patient.empty() && (!only || only->count(principal.patient))) f->relations[principal.patient].insert("self");
       continue;
@@ -244,7 +255,8 @@ Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal&
       for (std::size_t at; (at = search.find("{today-90d}")) != std::string::npos;) search.replace(at, 11, minus90);
       auto qm = search.find('?');
       auto params = fhir::parseQueryString(search.substr(qm + 1));
-      if (only) params.emplace_back("patient", onlyRefs);
+      // The patients first: they are the selective condition (a partner may hold thousands of referrals).
+      if (only) params.insert(params.begin(), {"patient", onlyRefs});
       auto r = forEach(store_, search.substr(0, qm), params, [&](const Json& res) {
         auto el = res.find(q.patient);
         if (el == res.end()) return;
@@ -257,7 +269,7 @@ Result<std::shared_ptr<Facts>> AccessControl::compute(const identity::Principal&
           for (const auto& x : *el) add(x);
         else
           add(*el);
-      });
+      }, only && only->size() == 1 ? 1 : 0);  // one patient: one match tells the relationship
       if (!r.ok()) return r.error();
     }
   }
@@ -335,7 +347,7 @@ Error RequestGuard::denied(const std::string& reason, const std::string& message
 Result<void> RequestGuard::loadFacts() {
   if (facts_) return {};
   if (only_) {
-    auto f = ac_.compute(principal_, role_, &*only_);
+    auto f = ac_.compute(principal_, role_, &*only_, &established_);
     if (!f.ok()) return f.error();
     facts_ = std::move(f.value());
     return {};

@@ -6,6 +6,7 @@
 // Thread-safe: guards for many requests are made and used at once.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <optional>
 #include <mutex>
@@ -35,7 +36,11 @@ class AccessControl {
   // A guard deciding about these patients only: its facts (relationships, consents) are looked up
   // for them alone, now, without the cache. For the connectors, which check one message at a time
   // (a partner related to many patients would otherwise have all of them looked up per message).
-  Result<std::unique_ptr<RequestGuard>> guardFor(const identity::Principal& principal, const std::set<std::string>& patients);
+  // `established`: relationships the caller already holds for a patient and need not be searched
+  // for (patient id -> relationship name), e.g. the connector sending a referral to the partner the
+  // referral names as its performer (the "referred" relationship).
+  Result<std::unique_ptr<RequestGuard>> guardFor(const identity::Principal& principal, const std::set<std::string>& patients,
+                                                 const std::map<std::string, std::string>& established = {});
   const Policy& policy() const { return policy_; }
   // The date used by relationship searches ({today-90d}); empty: today (UTC).
   void setToday(const std::string& today) { today_ = today; }
@@ -48,7 +53,8 @@ class AccessControl {
  private:
   // `only`: the patients to look at (null: every one the caller is related to).
   Result<std::shared_ptr<Facts>> compute(const identity::Principal& principal, const Role& role,
-                                         const std::set<std::string>* only = nullptr);
+                                         const std::set<std::string>* only = nullptr,
+                                         const std::map<std::string, std::string>* established = nullptr);
   friend class RequestGuard;
   store::ResourceStore& store_;
   Policy policy_;
@@ -97,6 +103,7 @@ class RequestGuard : public fhir::AccessGuard {
   std::shared_ptr<const Facts> facts_;
   std::shared_ptr<const Facts> enrolled_;  // break-glass only
   std::optional<std::set<std::string>> only_;  // guardFor: the patients its facts cover
+  std::map<std::string, std::string> established_;  // guardFor: relationships known without a search
   friend class AccessControl;
   std::set<std::string> created_;
   std::vector<std::string> resources_;

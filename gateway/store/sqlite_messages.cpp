@@ -154,11 +154,11 @@ Result<std::optional<Delivery>> loadDelivery(Connection& c, std::int64_t id) {
 }
 
 Result<std::vector<Delivery>> dueDeliveries(Connection& c, const std::string& destination, std::int64_t nowMs, int limit) {
-  // The head of each order key's queue; it goes when its time has come (a later one waits for it).
+  // The head of each order key's queue (its oldest queued delivery, found on the index alone); it
+  // goes when its time has come (a later one waits for it).
   static const std::string sql = std::string("SELECT ") + kDeliveryColumns +
-                                 " FROM message_outbox d WHERE d.destination = ?1 AND d.status = 'queued' AND d.next_try <= ?2"
-                                 " AND NOT EXISTS (SELECT 1 FROM message_outbox e WHERE e.destination = ?1 AND e.status = 'queued'"
-                                 " AND e.order_key = d.order_key AND e.id < d.id) ORDER BY d.id LIMIT ?3";
+                                 " FROM message_outbox WHERE id IN (SELECT MIN(id) FROM message_outbox WHERE destination = ?1"
+                                 " AND status = 'queued' GROUP BY order_key) AND next_try <= ?2 ORDER BY id LIMIT ?3";
   return rows<Delivery>(c, sql, {destination, nowMs, static_cast<std::int64_t>(limit)}, deliveryRow, "read due deliveries");
 }
 
