@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "gateway/common/log.h"
+#include "gateway/identity/identity.h"
 #include "mappings/hl7v2/ack.h"
 #include "mappings/hl7v2/fhir_mapping.h"
 #include "mappings/hl7v2/message.h"
@@ -104,6 +105,7 @@ struct HospitalConnector::Impl {
   std::vector<Partner> partners;
   ConnectorOptions o;
   std::vector<identity::Principal> principals;  // one per partner
+  std::vector<identity::CertificateAccount> certificateAccounts;  // the partners' certificates
   identity::Principal system;
   std::unique_ptr<mllp::Listener> listener;
   std::vector<std::thread> senders;
@@ -210,10 +212,12 @@ struct HospitalConnector::Impl {
 
   const Partner* identify(const mllp::Peer& peer, const hl7v2::Message* m) {
     if (!peer.certificateFingerprint.empty()) {
-      for (const auto& p : partners) {
-        if (!p.certificateFingerprint.empty() && p.certificateFingerprint == peer.certificateFingerprint) return &p;
-        if (!p.certificateSubject.empty() && p.certificateSubject == peer.certificateSubject) return &p;
-      }
+      // The same matching as the HTTPS front's accounts: fingerprint, or the subject's attributes
+      // (order, case and spaces ignored).
+      auto who = identity::principalForCertificate(certificateAccounts, peer.certificateSubject, peer.certificateFingerprint);
+      if (!who) return nullptr;
+      for (const auto& p : partners)
+        if (p.id == who->account) return &p;
       return nullptr;
     }
     if (o.production || !m) return nullptr;  // production: certificates only (the listener requires them)
@@ -827,6 +831,16 @@ Result<std::unique_ptr<HospitalConnector>> HospitalConnector::start(store::Resou
     who.scopes = p.scopes;
     who.tokenId = "partner:" + p.id;
     m.principals.push_back(who);
+    if (!p.certificateSubject.empty() || !p.certificateFingerprint.empty()) {
+      identity::CertificateAccount a;
+      a.name = p.id;
+      a.subject = p.certificateSubject;
+      a.fingerprint = p.certificateFingerprint;
+      a.role = p.role;
+      a.purpose = "TREAT";
+      a.scopes = p.scopes;
+      m.certificateAccounts.push_back(a);
+    }
     if (!p.finess.empty()) m.byFiness[p.finess] = i;
     if (!p.rpps.empty()) m.byRpps[p.rpps] = i;
   }

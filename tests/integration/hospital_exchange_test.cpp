@@ -46,10 +46,11 @@ std::string field(const std::string& message, const std::string& path) {
 // told (AA by default; a queue of answers to give first: "AE", "AR", "close", "silent").
 class Hospital {
  public:
-  explicit Hospital(int port = 0) {
+  explicit Hospital(int port = 0, std::optional<mllp::TlsSettings> tls = std::nullopt) {
     mllp::ListenerOptions o;
     o.port = port;
     o.idleTimeoutSeconds = 5;
+    o.tls = tls;
     std::string error;
     listener_ = mllp::Listener::start(o, [this](const mllp::Peer&, std::string_view m) { return answer(m); }, nullptr, error);
     if (!listener_) throw std::runtime_error(error);
@@ -437,6 +438,80 @@ TEST_F(HospitalExchangeTest, AnUnansweredReferralPastItsDueDateAlertsTheCoordina
   auto audit = http_->get("/fhir/AuditEvent?patient=" + pid + "&_count=200");
   ASSERT_EQ(audit.status, 200);
   EXPECT_NE(audit.body.find("Communication/" + alerts[0]["id"].get<std::string>()), std::string::npos) << audit.body;
+}
+
+// A development PKI made with the openssl command: a CA, the gateway's and the hospital's server
+// certificates, and client certificates (the hospital's, and one the CA did not sign).
+struct Pki {
+  TempDir dir;
+  std::string path(const std::string& name) const { return dir.path() + "/" + name; }
+  Pki() {
+    std::string d = dir.path();
+    std::string script =
+        "set -e; cd '" + d + "'; "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj '/CN=Test CA' 2>/dev/null; "
+        "for n in gateway hospital avicenne-eai; do "
+        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key -out $n.csr -subj \"/O=Douleur 77 (development)/CN=$n\" 2>/dev/null; "
+        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > $n.ext; "
+        "openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 2 -extfile $n.ext 2>/dev/null; done; "
+        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout rogue.key -out rogue.crt -days 2 "
+        "-subj '/O=Douleur 77 (development)/CN=avicenne-eai' 2>/dev/null";
+    if (std::system(("bash -c " + quote(script)).c_str()) != 0)
+      throw std::runtime_error("openssl failed");
+  }
+  static std::string quote(const std::string& s) {
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return out + "'";
+  }
+};
+
+TEST_F(HospitalExchangeTest, OverTlsPartnersAreKnownByTheirCertificateBothWays) {
+  Pki pki;
+  // The hospital listens over TLS and asks for the gateway's client certificate.
+  mllp::TlsSettings hospitalTls{pki.path("hospital.crt"), pki.path("hospital.key"), pki.path("ca.crt"), true, ""};
+  Hospital hospital(0, hospitalTls);
+  json partner = json::parse(partnerJson(hospital.port()));
+  partner["inbound"] = {{"certificateSubject", "CN=avicenne-eai, O=Douleur 77 (development)"}};  // order and spaces as people write them
+  partner["outbound"]["tls"] = {{"certificate", pki.path("gateway.crt")}, {"privateKey", pki.path("gateway.key")},
+                                {"caFile", pki.path("ca.crt")}, {"serverName", "localhost"}};
+  std::ofstream(partners_.path() + "/avicenne.json") << partner.dump(2);
+  gw_ = std::make_unique<TestGateway>(std::vector<std::string>{
+      "mllp.port=0", "partners.dir=" + partners_.path(), "network.today=2026-09-10", "network.sweep_interval_seconds=0",
+      "mllp.tls_certificate=" + pki.path("gateway.crt"), "mllp.tls_private_key=" + pki.path("gateway.key"),
+      "mllp.client_ca=" + pki.path("ca.crt")});
+  http_ = std::make_unique<HttpClient>(gw_->httpPort());
+  prepare();
+  post("referral", referral("ORI-TLS"));
+  ASSERT_TRUE(eventually([&] { return hospital.accepted().size() == 1; })) << outbox().dump();
+
+  auto sendWith = [&](std::optional<mllp::TlsSettings> tls, const std::string& message) {
+    mllp::SenderOptions so;
+    so.host = "127.0.0.1";
+    so.port = gw_->mllpPort();
+    so.answerTimeoutMs = 5000;
+    so.connectTimeoutMs = 2000;
+    so.tls = tls;
+    mllp::Sender s(so);
+    return s.exchange(message);
+  };
+  // With its certificate, the hospital is recognised whatever MSH-4 says.
+  std::string reply = rri("RRI-TLS", "ORI-TLS", "A");
+  reply.replace(reply.find("930110036"), 9, "SOMETHING");
+  auto ok = sendWith(mllp::TlsSettings{pki.path("avicenne-eai.crt"), pki.path("avicenne-eai.key"), pki.path("ca.crt"), false, "localhost"}, reply);
+  ASSERT_TRUE(ok.answered) << ok.error;
+  EXPECT_EQ(field(ok.answer, "MSA-1"), "AA") << ok.answer;
+  EXPECT_EQ(task("ORI-TLS")["status"], "accepted");
+  // Without a client certificate, with one the CA did not sign, or in clear: no answer at all.
+  auto none = sendWith(mllp::TlsSettings{"", "", pki.path("ca.crt"), false, "localhost"}, rri("RRI-X1", "ORI-TLS", "A"));
+  EXPECT_FALSE(none.answered);
+  auto rogue = sendWith(mllp::TlsSettings{pki.path("rogue.crt"), pki.path("rogue.key"), pki.path("ca.crt"), false, "localhost"},
+                        rri("RRI-X2", "ORI-TLS", "A"));
+  EXPECT_FALSE(rogue.answered);
+  auto clear = sendWith(std::nullopt, rri("RRI-X3", "ORI-TLS", "A"));
+  EXPECT_FALSE(clear.answered);
+  // Only the recognised message was taken in.
+  EXPECT_EQ(http_->get("/admin/v1/inbox").json()["messages"].size(), 1u);
 }
 
 }  // namespace
