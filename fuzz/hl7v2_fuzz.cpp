@@ -1,10 +1,14 @@
 // Fuzz target: the HL7 v2 reader on any bytes; what it reads must write back to text it reads the
-// same way, every position must be readable, and escaping must give back what it escaped.
+// same way, every position must be readable, and escaping must give back what it escaped. Then the
+// mapping to FHIR: the Bundle it writes must be JSON (whatever the message says).
 #include <cstddef>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
+#include <nlohmann/json.hpp>
+
+#include "mappings/hl7v2/fhir_mapping.h"
 #include "mappings/hl7v2/message.h"
 
 namespace {
@@ -73,5 +77,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   }
   (void)m->get("PID-3(2).4.2");
   (void)m->get("OBX[2]-5");
+  // The FHIR Bundle of whatever was read is well-formed JSON (escapes, controls, odd bytes).
+  std::vector<Issue> mapping;
+  InboundFacts facts = readInbound(*m, mapping);
+  std::string bundle;
+  toBundleJson(facts, bundle);
+  if (nlohmann::json::parse(bundle, nullptr, false).is_discarded()) __builtin_trap();
   return 0;
 }

@@ -274,7 +274,7 @@ struct HospitalConnector::Impl {
       row.ackCode = std::string(r == AckResult::kReject ? "AR" : "AE");
       row.status = status;
       row.detail = issuesText(issues);
-      if (row.controlId.empty() || row.partner == "(unknown)") row.controlId = "unkeyed:" + std::to_string(nowMs()) + "-" + std::to_string(received.load());
+      if (row.controlId.empty()) row.controlId = "unkeyed:" + std::to_string(nowMs()) + "-" + std::to_string(received.load());
       log::warn("mllp.refused", {{"partner", row.partner}, {"peer", peer.address}, {"type", row.type}, {"ack", row.ackCode}, {"detail", row.detail}});
       if (!keep(row)) return std::nullopt;
       return row.ack;
@@ -293,10 +293,11 @@ struct HospitalConnector::Impl {
     // A message sent again gets the same answer and is not processed twice.
     auto seen = store.findInbox(partner->id, row.controlId);
     if (!seen.ok()) return std::nullopt;
-    if (seen->has_value()) {
+    if (seen->has_value() && ((*seen)->status == "processed" || (*seen)->status == "review")) {
       ++duplicates;
       return (*seen)->ack;
     }
+    // (A message refused before is processed anew: its sender may have fixed what was wrong.)
     InboundFacts facts = hl7v2::readInbound(*m, issues);
     bool unsupported = false, bad = false;
     for (const auto& i : issues)
@@ -667,7 +668,7 @@ struct HospitalConnector::Impl {
       d.status = "dead";
       d.lastError = "the resource it carries is gone";
       d.doneMs = nowMs();
-      done = Done{d};
+      done = Done{d, {}, {}, {}, 0, false};
       return true;
     }
     Json sr = Json::parse((*v)->body, nullptr, false);
@@ -696,7 +697,7 @@ struct HospitalConnector::Impl {
         d.status = "dead";
         d.lastError = "cannot be written as HL7 v2: " + error;
         d.doneMs = nowMs();
-        done = Done{d};
+        done = Done{d, {}, {}, {}, 0, false};
         return true;
       }
     }

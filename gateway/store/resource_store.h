@@ -242,8 +242,9 @@ class WriteTxn {
   // Commits `record` (an audit record) with this unit: durable with its writes, or not at all.
   // Once committed it goes to the audit sink (ResourceStore::setAuditSink).
   virtual Result<void> attachAudit(std::string record) = 0;
-  // The message store, in this unit: a received message (kConflict when the partner already sent
-  // that control id), a new delivery (id and times set), a delivery's new state.
+  // The message store, in this unit: a received message (kConflict when one with the partner's
+  // control id was already taken in: processed or kept for review; refused ones may repeat), a new
+  // delivery (id and times set), a delivery's new state.
   virtual Result<void> putInbox(InboxMessage& m) = 0;
   virtual Result<void> enqueue(Delivery& d) = 0;
   virtual Result<void> updateDelivery(const Delivery& d) = 0;
@@ -309,7 +310,7 @@ class ResourceStore {
   virtual void setWriteObserver(std::function<Result<void>(WriteTxn&, const ResourceVersion&)> observer) = 0;
   // Called right after a commit that enqueued deliveries (to wake the senders).
   virtual void setDeliveryListener(std::function<void()> listener) = 0;
-  // The message store's reads.
+  // The message store's reads. findInbox: the message of that control id taken in, else its latest refusal.
   virtual Result<std::optional<InboxMessage>> findInbox(const std::string& partner, const std::string& controlId) = 0;
   virtual Result<std::vector<InboxMessage>> listInbox(const std::string& status, int limit) = 0;
   // The deliveries of `destination` ready to go at `nowMs`: per order key, the oldest queued one,

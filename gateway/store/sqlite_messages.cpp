@@ -84,7 +84,10 @@ Result<void> insertInbox(Connection& c, InboxMessage& m) {
 }
 
 Result<std::optional<InboxMessage>> findInbox(Connection& c, const std::string& partner, const std::string& controlId) {
-  auto r = rows<InboxMessage>(c, std::string("SELECT ") + kInboxColumns + " FROM message_inbox WHERE partner = ? AND control_id = ?",
+  // The one taken in if any, else the latest refusal.
+  auto r = rows<InboxMessage>(c, std::string("SELECT ") + kInboxColumns +
+                                     " FROM message_inbox WHERE partner = ? AND control_id = ?"
+                                     " ORDER BY status IN ('processed', 'review') DESC, id DESC LIMIT 1",
                               {partner, controlId}, inboxRow, "read the inbox");
   if (!r.ok()) return r.error();
   if (r->empty()) return std::optional<InboxMessage>();

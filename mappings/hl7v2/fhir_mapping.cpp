@@ -4,6 +4,8 @@
 // ANS conventions for French identifiers.
 #include "mappings/hl7v2/fhir_mapping.h"
 
+#include "mappings/common/utf8.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -433,6 +435,19 @@ class Writer {
     std::size_t from = 0;
     for (std::size_t i = 0; i < v.size(); ++i) {
       unsigned char c = static_cast<unsigned char>(v[i]);
+      if (c >= 0x80) {
+        // JSON text is UTF-8: a byte that does not start a valid sequence becomes U+FFFD.
+        std::uint32_t cp;
+        std::size_t n = utf8::decode(v, i, cp);
+        if (n > 0) {
+          i += n - 1;
+          continue;
+        }
+        o_.append(v.data() + from, i - from);
+        from = i + 1;
+        o_.append("\xEF\xBF\xBD", 3);
+        continue;
+      }
       if (c >= 0x20 && c != '"' && c != '\\') continue;
       o_.append(v.data() + from, i - from);
       from = i + 1;

@@ -367,6 +367,9 @@ TEST_F(HospitalExchangeTest, BadInputGetsANakWithAnErrSegmentAndIsKept) {
   EXPECT_EQ(field(ack, "ERR-2.1"), "PID");
   EXPECT_EQ(field(ack, "ERR-2.3"), "3");
   EXPECT_EQ(field(ack, "ERR-3.1"), "204");
+  // Sent again unchanged, a refused message is processed anew (and refused again): its sender may
+  // have fixed what was wrong on its side.
+  EXPECT_EQ(field(send(mdm("BAD-2", "ORI-2026-0001", kCda, "299999999999999")), "MSA-1"), "AE");
   // A document whose Base64 does not decode: AE at OBX-5.
   ack = send(mdm("BAD-3", "ORI-2026-0001", "RG9jdW1lbnQgbWVkY2lhbCBhdSBmb3JtYXQgQ0RBIG5pdmVhdSAx!"));
   EXPECT_EQ(field(ack, "MSA-1"), "AE") << ack;
@@ -377,7 +380,7 @@ TEST_F(HospitalExchangeTest, BadInputGetsANakWithAnErrSegmentAndIsKept) {
   EXPECT_EQ(field(ack, "MSA-1"), "AR") << ack;
   // Each is kept for review with its reason; nothing was written.
   auto inbox = http_->get("/admin/v1/inbox?message=true").json();
-  ASSERT_EQ(inbox["messages"].size(), 5u) << inbox.dump();
+  ASSERT_EQ(inbox["messages"].size(), 6u) << inbox.dump();
   for (const auto& m : inbox["messages"]) {
     EXPECT_NE(m["status"], "processed");
     EXPECT_FALSE(m.value("detail", "").empty()) << m.dump();

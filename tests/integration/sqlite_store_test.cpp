@@ -366,6 +366,21 @@ TEST(SqliteStoreTest, InboxKeepsAControlIdOnceAndTheOutboxKeepsOrderPerKey) {
   ASSERT_TRUE(found.ok() && found->has_value());
   EXPECT_EQ((*found)->ack, "MSH|...ACK");
   EXPECT_FALSE(s->findInbox("saint-antoine", "42")->has_value());
+  // Refusals of one control id may repeat (the sender fixed something and sends it again); the
+  // one taken in is what findInbox gives.
+  for (int i = 0; i < 2; ++i) {
+    passerelle::store::InboxMessage refused = m;
+    refused.controlId = "43";
+    refused.status = "error";
+    refused.ackCode = "AE";
+    refused.ack = "AE" + std::to_string(i);
+    ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.putInbox(refused); }).ok());
+  }
+  EXPECT_EQ(s->findInbox("avicenne", "43")->value().ack, "AE1");
+  passerelle::store::InboxMessage taken = m;
+  taken.controlId = "43";
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.putInbox(taken); }).ok());
+  EXPECT_EQ(s->findInbox("avicenne", "43")->value().status, "processed");
 
   std::vector<passerelle::store::Delivery> made;
   ASSERT_TRUE(s->write([&](WriteTxn& t) -> passerelle::Result<void> {

@@ -1,6 +1,7 @@
 -- The connectors' message store. The inbox keeps every message received (accepted or not, for
--- review) with the acknowledgement it got, so a message sent again gets the same answer and is not
--- processed twice. The outbox keeps a delivery per message and destination, written in the same
+-- review) with the acknowledgement it got: a message taken in (processed, or kept for review) and
+-- sent again gets the same answer and is not processed twice; one refused may be sent again (its
+-- sender fixed something) and is then processed anew. The outbox keeps a delivery per message and destination, written in the same
 -- transaction as the change that caused it, until it is sent, cancelled or given up (dead letter).
 CREATE TABLE message_inbox (
   id          INTEGER PRIMARY KEY,
@@ -14,9 +15,10 @@ CREATE TABLE message_inbox (
   patient     TEXT,                        -- Patient/<id> once known
   detail      TEXT,                        -- what went wrong, for review
   message     BLOB    NOT NULL,            -- as received
-  ack         BLOB    NOT NULL,            -- the acknowledgement sent
-  UNIQUE (partner, control_id)
+  ack         BLOB    NOT NULL             -- the acknowledgement sent
 );
+CREATE UNIQUE INDEX message_inbox_taken ON message_inbox (partner, control_id) WHERE status IN ('processed', 'review');
+CREATE INDEX message_inbox_control ON message_inbox (partner, control_id, id);
 CREATE INDEX message_inbox_status ON message_inbox (status, id);
 
 CREATE TABLE message_outbox (
