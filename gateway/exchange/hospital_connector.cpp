@@ -6,12 +6,15 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdlib>
 #include <ctime>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <random>
 #include <thread>
 
+#include "connectors/http/rest_client.h"
 #include "gateway/common/log.h"
 #include "gateway/identity/identity.h"
 #include "mappings/hl7v2/ack.h"
@@ -572,7 +575,9 @@ struct HospitalConnector::Impl {
     store::Delivery d;
     d.destination = partner->id;
     d.orderKey = refOf(sr, "subject");
-    d.kind = "REF^" + event;
+    // A FHIR partner gets the referral's current state as one transaction (creation, change and
+    // revocation alike: its entries are conditional updates).
+    d.kind = partner->protocol == "fhir" ? "FHIR-TRANSACTION" : "REF^" + event;
     d.focus = v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
     return txn.enqueue(d);
   }
@@ -657,7 +662,8 @@ struct HospitalConnector::Impl {
 
   // One delivery: check, render, send. Returns false to pause this partner (it is down, or the
   // store is unavailable); `done` gets the delivery's new state when it has one.
-  bool deliver(const Partner& p, std::size_t pi, mllp::Sender& sender, store::Delivery d, std::optional<Done>& done) {
+  bool deliver(const Partner& p, std::size_t pi, mllp::Sender* sender, http_client::RestClient* rest, store::Delivery d,
+               std::optional<Done>& done) {
     std::string path = d.focus;
     auto h = path.find("/_history/");
     std::string type = path.substr(0, path.find('/')), id = path.substr(path.find('/') + 1, h - path.find('/') - 1);
@@ -691,6 +697,7 @@ struct HospitalConnector::Impl {
         return true;
       }
     }
+    if (rest) return deliverFhir(p, *rest, d, sr, patient, done);
     if (d.payload.empty()) {
       std::string error;
       if (!render(p, d, sr, error)) {
@@ -702,7 +709,7 @@ struct HospitalConnector::Impl {
       }
     }
     ++d.attempts;
-    auto sent = sender.exchange(d.payload);
+    auto sent = sender->exchange(d.payload);
     std::string code, text;
     if (sent.answered) {
       std::vector<Issue> ignored;
@@ -758,15 +765,244 @@ struct HospitalConnector::Impl {
     batch.clear();
   }
 
+  // ---- FHIR partners --------------------------------------------------------------------------
+
+  static http_client::Options restOptions(const Partner& p) {
+    http_client::Options o;
+    o.baseUrl = p.baseUrl;
+    if (!p.tokenEnv.empty())
+      if (const char* t = std::getenv(p.tokenEnv.c_str())) o.bearerToken = t;
+    if (p.tls) {
+      o.clientCertificate = p.tls->certificate;
+      o.clientKey = p.tls->privateKey;
+      o.caFile = p.tls->caFile;
+    }
+    o.connectTimeoutMs = p.connectTimeoutMs;
+    o.timeoutMs = p.answerTimeoutMs;
+    return o;
+  }
+
+  static std::string percent(const std::string& s) {
+    static const char* hex = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : s) {
+      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
+        out += static_cast<char>(c);
+      } else {
+        out += '%';
+        out += hex[c >> 4];
+        out += hex[c & 15];
+      }
+    }
+    return out;
+  }
+
+  // The referral as a FHIR transaction for the partner's server: the ServiceRequest, its Task, the
+  // Patient, the requester, the structure, the patient's Conditions and latest pain scores. Each
+  // entry is a conditional update on an identifier naming the resource here, so sending it again
+  // (a retry, a change) updates rather than duplicates; references between entries use their
+  // fullUrl, references to what is not sent are left as a display.
+  bool renderFhir(store::Delivery& d, const Json& sr, std::string& error) {
+    std::vector<Json> held;
+    held.push_back(sr);
+    std::string patient = refOf(sr, "subject");
+    auto add = [&](const std::string& ref) {
+      if (ref.empty()) return;
+      for (const auto& h : held)
+        if (str(h, "resourceType") + "/" + str(h, "id") == ref) return;
+      if (auto r = read(ref)) held.push_back(std::move(*r));
+    };
+    add(patient);
+    if (held.size() < 2) {
+      error = "the patient " + patient + " cannot be read";
+      return false;
+    }
+    std::string requester = refOf(sr, "requester");
+    add(requester);
+    if (requester.rfind("PractitionerRole/", 0) == 0)
+      if (auto role = read(requester)) add(refOf(*role, "practitioner"));
+    const Json& performers = sr.value("performer", Json::array());
+    if (!performers.empty()) add(str(performers[0], "reference"));
+    std::string referralId;
+    for (const auto& id : sr.value("identifier", Json::array()))
+      if (str(id, "system") == "https://douleur77.fr/fhir/sid/referral") referralId = str(id, "value");
+    if (!referralId.empty())
+      for (auto& t : find("Task", {{"identifier", std::string(kReferralTaskSid) + "|" + referralId}})) held.push_back(std::move(t));
+    for (auto& c : find("Condition", {{"subject", patient}, {"_count", "10"}})) held.push_back(std::move(c));
+    for (auto& ob : find("Observation", {{"subject", patient}, {"code", "http://loinc.org|72514-3"}, {"_sort", "-date"}, {"_count", "3"}}))
+      held.push_back(std::move(ob));
+    static const std::string kSource = "https://douleur77.fr/fhir/sid/source";
+    std::map<std::string, std::string> urls;  // "Type/id" -> fullUrl
+    for (const auto& h : held) {
+      std::string ref = str(h, "resourceType") + "/" + str(h, "id");
+      urls[ref] = "urn:uuid:" + uuidLike("passerelle:" + ref);
+    }
+    std::function<void(Json&)> rewrite = [&](Json& j) {
+      if (j.is_object()) {
+        auto r = j.find("reference");
+        if (r != j.end() && r->is_string()) {
+          auto u = urls.find(r->get<std::string>());
+          if (u != urls.end()) {
+            *r = u->second;
+          } else if (r->get<std::string>().find("://") == std::string::npos && !j.contains("display")) {
+            j["display"] = r->get<std::string>() + " (kept by Douleur 77)";
+            j.erase("reference");
+          } else if (r->get<std::string>().find("://") == std::string::npos) {
+            j.erase("reference");
+          }
+        }
+        for (auto& [k, v] : j.items()) rewrite(v);
+      } else if (j.is_array()) {
+        for (auto& v : j) rewrite(v);
+      }
+    };
+    Json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", Json::array()}};
+    for (auto h : held) {
+      std::string type = str(h, "resourceType"), ref = type + "/" + str(h, "id");
+      h.erase("id");
+      h.erase("meta");
+      h.erase("text");
+      if (!h.contains("identifier") || !h["identifier"].is_array()) h["identifier"] = Json::array();
+      h["identifier"].push_back({{"system", kSource}, {"value", ref}});
+      rewrite(h);
+      bundle["entry"].push_back({{"fullUrl", urls[ref]},
+                                 {"resource", h},
+                                 {"request", {{"method", "PUT"}, {"url", type + "?identifier=" + percent(kSource + "|" + ref)}}}});
+    }
+    d.payload = bundle.dump();
+    return true;
+  }
+
+  bool deliverFhir(const Partner& p, http_client::RestClient& rest, store::Delivery d, const Json& sr, const std::string& patient,
+                   std::optional<Done>& done) {
+    if (d.payload.empty()) {
+      std::string error;
+      if (!renderFhir(d, sr, error)) {
+        d.status = "dead";
+        d.lastError = "cannot be written as a FHIR transaction: " + error;
+        d.doneMs = nowMs();
+        done = Done{d, {}, {}, {}, 0, false};
+        return true;
+      }
+    }
+    ++d.attempts;
+    auto r = rest.post("", d.payload);
+    if (r.status >= 200 && r.status < 300) {
+      d.status = "sent";
+      d.doneMs = nowMs();
+      d.lastError.clear();
+      done = Done{d, patient, "granted", "HTTP " + std::to_string(r.status) + " from " + p.id, 200, true};
+      return true;
+    }
+    bool refused = r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429;
+    d.lastError = r.status ? "HTTP " + std::to_string(r.status) + ": " + outcomeText(r.body) : r.error;
+    if (refused || d.attempts >= p.retry.maxAttempts) {
+      d.status = "dead";
+      d.doneMs = nowMs();
+      log::error("outbox.dead_letter", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"error", d.lastError}});
+    } else {
+      d.nextTryMs = nowMs() + backoff(p, d.attempts);
+      log::warn("outbox.retry", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"attempt", std::to_string(d.attempts)},
+                                 {"error", d.lastError}});
+    }
+    done = Done{d, patient, "error", d.lastError, static_cast<int>(r.status), r.status != 0};
+    return r.status != 0;
+  }
+
+  // Follows, on the partner's server, the Tasks of the referrals sent to it: a new status is applied
+  // here as the partner's answer; a completed Task's report (its output DocumentReference) is
+  // fetched into the dossier. Runs through the gate as the partner's account.
+  void pollOnce(std::size_t pi, http_client::RestClient& rest) {
+    const Partner& p = partners[pi];
+    std::string owner = partnerRef(p);
+    if (owner.empty()) return;
+    for (auto& local : find("Task", {{"owner", owner}, {"status", "requested,received,accepted,in-progress"},
+                                     {"identifier", std::string(kReferralTaskSid) + "|"}, {"_count", "200"}})) {
+      std::string referralId;
+      for (const auto& id : local.value("identifier", Json::array()))
+        if (str(id, "system") == kReferralTaskSid) referralId = str(id, "value");
+      if (referralId.empty()) continue;
+      auto r = rest.get("/Task?identifier=" + percent(std::string(kReferralTaskSid) + "|" + referralId));
+      if (r.status != 200) {
+        if (r.status == 0) return;  // the partner is down: next round
+        continue;
+      }
+      Json b = Json::parse(r.body, nullptr, false);
+      if (b.is_discarded() || b.value("entry", Json::array()).empty()) continue;
+      Json remote = b["entry"][0].value("resource", Json::object());
+      std::string status = str(remote, "status");
+      if (status == str(local, "status") || (status != "accepted" && status != "rejected" && status != "in-progress" && status != "completed"))
+        continue;
+      std::string patient = refOf(local, "for"), request = refOf(local, "focus"), tid = str(local, "id");
+      static const std::map<std::string, std::string> business = {
+          {"accepted", "accepted"}, {"rejected", "rejected"}, {"in-progress", "seen"}, {"completed", "report-returned"}};
+      Json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", Json::array()}};
+      local["status"] = status;
+      local["businessStatus"] = {{"coding", Json::array({{{"system", kReferralStatus}, {"code", business.at(status)}}})}};
+      if (status == "completed") {
+        for (const auto& out : remote.value("output", Json::array())) {
+          std::string ref = str(out.value("valueReference", Json::object()), "reference");
+          if (ref.rfind("DocumentReference/", 0) != 0 && ref.find("/DocumentReference/") == std::string::npos) continue;
+          auto doc = rest.get(ref.find("://") == std::string::npos ? "/" + ref : ref);
+          if (doc.status != 200) return;  // try again next round
+          Json d = Json::parse(doc.body, nullptr, false);
+          if (d.is_discarded() || str(d, "resourceType") != "DocumentReference") continue;
+          d.erase("id");
+          d.erase("meta");
+          d["subject"] = {{"reference", patient}};
+          d["custodian"] = {{"reference", owner}};
+          d.erase("author");
+          if (!request.empty()) d["context"] = {{"related", Json::array({{{"reference", request}}})}};
+          std::string url = "urn:uuid:" + uuidLike(p.id + ":" + ref);
+          Json entry = {{"fullUrl", url}, {"resource", d}, {"request", {{"method", "POST"}, {"url", "DocumentReference"}}}};
+          if (d.contains("masterIdentifier"))
+            entry["request"]["ifNoneExist"] = "identifier=" + str(d["masterIdentifier"], "system") + "|" + str(d["masterIdentifier"], "value");
+          bundle["entry"].push_back(entry);
+          local["output"] = Json::array({{{"type", {{"text", "report"}}}, {"valueReference", {{"reference", url}}}}});
+          break;
+        }
+      }
+      bundle["entry"].push_back({{"resource", local}, {"request", {{"method", "PUT"}, {"url", "Task/" + tid}}}});
+      fhir::FhirRequest req;
+      req.method = "POST";
+      req.path = "";
+      req.contentType = "application/fhir+json";
+      req.body = bundle.dump();
+      auto w = as(principals[pi], "fhir:" + p.id, "Task " + referralId + " " + status + " on the partner's server", p.baseUrl, req);
+      if (w.status >= 300) log::warn("fhir.poll_not_applied", {{"partner", p.id}, {"referral", referralId}, {"status", std::to_string(w.status)},
+                                                               {"error", outcomeText(w.body)}});
+    }
+  }
+
+  void pollLoop(std::size_t pi) {
+    const Partner& p = partners[pi];
+    http_client::RestClient rest(restOptions(p));
+    for (;;) {
+      try {
+        pollOnce(pi, rest);
+      } catch (const std::exception& ex) {
+        log::error("fhir.poll_failed", {{"partner", p.id}, {"error", ex.what()}});
+      }
+      std::unique_lock<std::mutex> lock(mutex);
+      if (cv.wait_for(lock, std::chrono::seconds(p.pollSeconds), [&] { return stopping; })) return;
+    }
+  }
+
   void senderLoop(std::size_t pi) {
     const Partner& p = partners[pi];
-    mllp::SenderOptions so;
-    so.host = p.host;
-    so.port = p.port;
-    so.connectTimeoutMs = p.connectTimeoutMs;
-    so.answerTimeoutMs = p.answerTimeoutMs;
-    so.tls = p.tls;
-    mllp::Sender sender(so);
+    std::unique_ptr<mllp::Sender> sender;
+    std::unique_ptr<http_client::RestClient> rest;
+    if (p.protocol == "fhir") {
+      rest = std::make_unique<http_client::RestClient>(restOptions(p));
+    } else {
+      mllp::SenderOptions so;
+      so.host = p.host;
+      so.port = p.port;
+      so.connectTimeoutMs = p.connectTimeoutMs;
+      so.answerTimeoutMs = p.answerTimeoutMs;
+      so.tls = p.tls;
+      sender = std::make_unique<mllp::Sender>(so);
+    }
     std::uint64_t seen = 0;
     for (;;) {
       {
@@ -786,7 +1022,7 @@ struct HospitalConnector::Impl {
           bool go = false;
           std::optional<Done> done;
           try {
-            go = deliver(p, pi, sender, d, done);
+            go = deliver(p, pi, sender.get(), rest.get(), d, done);
           } catch (const std::exception& ex) {
             log::error("outbox.failed", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"error", ex.what()}});
           }
@@ -882,7 +1118,10 @@ Result<std::unique_ptr<HospitalConnector>> HospitalConnector::start(store::Resou
   }
   if (m.o.send)
     for (std::size_t i = 0; i < m.partners.size(); ++i)
-      if (m.partners[i].protocol == "mllp") m.senders.emplace_back([impl, i] { impl->senderLoop(i); });
+      if (m.partners[i].protocol == "mllp" || m.partners[i].protocol == "fhir") {
+        m.senders.emplace_back([impl, i] { impl->senderLoop(i); });
+        if (m.partners[i].protocol == "fhir") m.senders.emplace_back([impl, i] { impl->pollLoop(i); });
+      }
   return c;
 }
 

@@ -38,6 +38,9 @@ Result<Partner> parsePartner(const Json& j, const std::string& file) {
     p.protocol = out.value("protocol", out.empty() ? "none" : "mllp");
     p.host = out.value("host", "");
     p.port = out.value("port", 0);
+    p.baseUrl = out.value("baseUrl", "");
+    p.tokenEnv = out.value("tokenEnv", "");
+    p.pollSeconds = out.value("pollSeconds", p.pollSeconds);
     p.receivingApplication = out.value("receivingApplication", "");
     p.receivingFacility = out.value("receivingFacility", p.finess);
     std::string ack = out.value("ackMode", "original");
@@ -65,6 +68,9 @@ Result<Partner> parsePartner(const Json& j, const std::string& file) {
   if (p.finess.empty() == p.rpps.empty()) return bad("exactly one of finess or rpps names the partner");
   if (p.protocol != "mllp" && p.protocol != "none" && p.protocol != "fhir") return bad("outbound.protocol must be mllp, fhir or none");
   if (p.protocol == "mllp" && (p.host.empty() || p.port <= 0 || p.port > 65535)) return bad("outbound needs host and port for mllp");
+  if (p.protocol == "fhir" && p.baseUrl.rfind("http://", 0) != 0 && p.baseUrl.rfind("https://", 0) != 0)
+    return bad("outbound needs baseUrl (http:// or https://) for fhir");
+  if (p.protocol == "fhir" && p.pollSeconds < 1) return bad("outbound.pollSeconds must be at least 1");
   if (p.retry.maxAttempts < 1 || p.retry.initialDelayMs < 1 || p.retry.maxDelayMs < p.retry.initialDelayMs)
     return bad("retry: maxAttempts >= 1 and 1 <= initialDelayMs <= maxDelayMs");
   return p;

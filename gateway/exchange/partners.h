@@ -31,8 +31,11 @@ struct Partner {
   std::string sendingApplication, sendingFacility;
   // Outbound.
   std::string protocol = "mllp";  // mllp | fhir | none
-  std::string host;
+  std::string host;  // mllp
   int port = 0;
+  std::string baseUrl;   // fhir: the partner's FHIR base
+  std::string tokenEnv;  // fhir: the environment variable holding its bearer token (never in the file)
+  int pollSeconds = 60;  // fhir: how often its Tasks are looked at
   std::optional<mllp::TlsSettings> tls;
   std::string receivingApplication, receivingFacility;
   bool enhancedAck = false;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <fstream>
 #include <mutex>
 #include <set>
@@ -515,6 +516,71 @@ TEST_F(HospitalExchangeTest, OverTlsPartnersAreKnownByTheirCertificateBothWays) 
   EXPECT_FALSE(clear.answered);
   // Only the recognised message was taken in.
   EXPECT_EQ(http_->get("/admin/v1/inbox").json()["messages"].size(), 1u);
+}
+
+// A partner that speaks FHIR: the referral leaves as a transaction to its server (another gateway,
+// started by the test, standing for the hospital's FHIR server), its Task is followed there, and the
+// report it links to the completed Task comes back into the dossier.
+TEST_F(HospitalExchangeTest, AFhirPartnerGetsTheReferralAsATransactionAndItsReportComesBack) {
+  TestGateway hospitalServer;
+  HttpClient remote(hospitalServer.httpPort());
+  remote.setBearer(hospitalServer.systemToken());
+  ::setenv("PASSERELLE_TEST_PARTNER_TOKEN", hospitalServer.systemToken().c_str(), 1);
+  json partner = {{"id", "avicenne"}, {"name", "Hôpital Avicenne (FHIR)"}, {"finess", "930110036"}, {"account", "avicenne-fhir"},
+                  {"role", "hospital"},
+                  {"outbound", {{"protocol", "fhir"}, {"baseUrl", "http://127.0.0.1:" + std::to_string(hospitalServer.httpPort()) + "/fhir"},
+                                {"tokenEnv", "PASSERELLE_TEST_PARTNER_TOKEN"}, {"pollSeconds", 1}}},
+                  {"retry", {{"maxAttempts", 5}, {"initialDelayMs", 50}, {"maxDelayMs", 200}}}};
+  std::ofstream(partners_.path() + "/avicenne.json") << partner.dump(2);
+  gw_ = std::make_unique<TestGateway>(std::vector<std::string>{"partners.dir=" + partners_.path(), "network.today=2026-09-10",
+                                                               "network.sweep_interval_seconds=0"});
+  http_ = std::make_unique<HttpClient>(gw_->httpPort());
+  http_->setBearer(gw_->systemToken());
+  prepare();
+  post("referral", referral("ORI-FHIR"));
+  auto remoteSearch = [&](const std::string& q) {
+    auto r = remote.get("/fhir/" + q);
+    json b = json::parse(r.body, nullptr, false);
+    std::vector<json> out;
+    if (b.is_object())
+      for (const auto& e : b.value("entry", json::array())) out.push_back(e["resource"]);
+    return out;
+  };
+  ASSERT_TRUE(eventually([&] { return remoteSearch("Task?identifier=https://douleur77.fr/fhir/sid/referral-task|ORI-FHIR").size() == 1; }))
+      << outbox().dump();
+  auto sr = remoteSearch("ServiceRequest?identifier=https://douleur77.fr/fhir/sid/referral|ORI-FHIR");
+  ASSERT_EQ(sr.size(), 1u);
+  auto patients = remoteSearch("Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|" + kNir);
+  ASSERT_EQ(patients.size(), 1u);
+  EXPECT_EQ(sr[0]["subject"]["reference"], "Patient/" + patients[0]["id"].get<std::string>());
+  EXPECT_FALSE(remoteSearch("Observation?code=http://loinc.org|72514-3").empty());
+  ASSERT_TRUE(eventually([&] { return outbox("?status=sent")["deliveries"].size() == 1; }));
+
+  // The hospital accepts on its server: the gateway sees it at its next look.
+  json task = remoteSearch("Task?identifier=https://douleur77.fr/fhir/sid/referral-task|ORI-FHIR")[0];
+  task["status"] = "accepted";
+  ASSERT_EQ(remote.send("PUT", "/fhir/Task/" + task["id"].get<std::string>(), task.dump()).status, 200);
+  ASSERT_TRUE(eventually([&] { return this->task("ORI-FHIR")["status"] == "accepted"; }, 8000));
+
+  // Its report, linked from the completed Task, comes into the dossier.
+  json doc = {{"resourceType", "DocumentReference"}, {"status", "current"},
+              {"masterIdentifier", {{"system", "urn:ietf:rfc:3986"}, {"value", "urn:oid:1.2.250.1.213.1.1.9.77.42"}}},
+              {"type", {{"coding", {{{"system", "http://loinc.org"}, {"code", "11488-4"}}}}}},
+              {"subject", {{"reference", "Patient/" + patients[0]["id"].get<std::string>()}}},
+              {"content", {{{"attachment", {{"contentType", "text/xml"}, {"data", kCda}}}}}}};
+  auto created = remote.send("POST", "/fhir/DocumentReference", doc.dump());
+  ASSERT_EQ(created.status, 201) << created.body;
+  task = remoteSearch("Task?identifier=https://douleur77.fr/fhir/sid/referral-task|ORI-FHIR")[0];
+  task["status"] = "completed";
+  task["output"] = {{{"type", {{"text", "report"}}}, {"valueReference", {{"reference", "DocumentReference/" + created.json()["id"].get<std::string>()}}}}};
+  ASSERT_EQ(remote.send("PUT", "/fhir/Task/" + task["id"].get<std::string>(), task.dump()).status, 200);
+  ASSERT_TRUE(eventually([&] { return this->task("ORI-FHIR")["status"] == "completed"; }, 8000));
+  auto docs = search("DocumentReference?type=http://loinc.org|11488-4");
+  ASSERT_EQ(docs.size(), 1u);
+  EXPECT_EQ(docs[0]["content"][0]["attachment"]["data"], kCda);
+  EXPECT_EQ(docs[0]["context"]["related"][0]["reference"], this->task("ORI-FHIR")["focus"]["reference"]);
+  std::string pid = docs[0]["subject"]["reference"].get<std::string>().substr(8);
+  EXPECT_NE(http_->get("/fhir/AuditEvent?patient=" + pid + "&_count=200").body.find("fhir:avicenne"), std::string::npos);
 }
 
 }  // namespace
