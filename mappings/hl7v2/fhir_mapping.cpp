@@ -4,6 +4,7 @@
 // ANS conventions for French identifiers.
 #include "mappings/hl7v2/fhir_mapping.h"
 
+#include "mappings/common/embedded_file.h"
 #include "mappings/common/utf8.h"
 
 #include <nlohmann/json.hpp>
@@ -14,6 +15,10 @@
 #include <cstdlib>
 #include <functional>
 #include <map>
+
+namespace passerelle {
+const std::vector<EmbeddedFile>& hl7v2TableFiles();
+}
 
 namespace passerelle::hl7v2 {
 namespace {
@@ -31,6 +36,29 @@ constexpr const char* kLoinc = "http://loinc.org";
 constexpr const char* kCim10 = "https://smt.esante.gouv.fr/terminologie-cim-10";
 constexpr const char* kReferralSid = "https://douleur77.fr/fhir/sid/referral";
 constexpr const char* kPatientSid = "https://douleur77.fr/fhir/sid/patient";
+
+// The official v2-to-FHIR vocabulary maps (tables/concept-maps.json): the FHIR code of a v2 code
+// in map `name`, or nullptr when the map leaves it unmapped.
+struct Target {
+  std::string code, system, display;
+};
+const Target* mapped(std::string_view name, std::string_view v2) {
+  static const std::map<std::string, std::map<std::string, Target, std::less<>>, std::less<>> maps = [] {
+    std::map<std::string, std::map<std::string, Target, std::less<>>, std::less<>> out;
+    for (const auto& f : hl7v2TableFiles()) {
+      if (f.name != "concept-maps.json") continue;
+      auto j = Json::parse(f.contents);
+      for (const auto& [map, codes] : j["maps"].items())
+        for (const auto& [code, t] : codes.items())
+          out[map][code] = Target{t.value("code", ""), t.value("system", ""), t.value("display", "")};
+    }
+    return out;
+  }();
+  auto m = maps.find(name);
+  if (m == maps.end()) return nullptr;
+  auto c = m->second.find(v2);
+  return c == m->second.end() ? nullptr : &c->second;
+}
 
 Issue issue(const Message& m, const std::string& seg, std::size_t index, int field, int comp, const std::string& code,
             const std::string& text, const std::string& severity = "error") {
@@ -112,11 +140,8 @@ Identifier cxToIdentifier(const Message& m, std::size_t seg, int field, int rep)
 }
 
 std::string genderOf(std::string_view v2) {
-  if (v2 == "M") return "male";
-  if (v2 == "F") return "female";
-  if (v2 == "O" || v2 == "A" || v2 == "N") return "other";
-  if (v2 == "U") return "unknown";
-  return {};
+  const Target* t = mapped("AdministrativeSex", v2);  // table 0001
+  return t ? t->code : std::string();
 }
 
 std::string v2Sex(const std::string& gender) {
@@ -127,12 +152,8 @@ std::string v2Sex(const std::string& gender) {
 }
 
 std::string nameUse(std::string_view code) {
-  if (code == "L") return "official";
-  if (code == "D") return "usual";
-  if (code == "M" || code == "B") return "maiden";
-  if (code == "N" || code == "A") return "nickname";
-  if (code == "T") return "temp";
-  return {};
+  const Target* t = mapped("NameType", code);  // table 0200
+  return t ? t->code : std::string();
 }
 
 void readPerson(const Message& m, std::size_t pid, PersonFacts& p, std::vector<Issue>& issues) {
@@ -167,6 +188,7 @@ void readPerson(const Message& m, std::size_t pid, PersonFacts& p, std::vector<I
     p.city = m.value(pid, 11, r, 3);
     p.postalCode = m.value(pid, 11, r, 5);
     p.country = m.value(pid, 11, r, 6);
+    if (const Target* use = mapped("AddressType[Use]", type)) p.addressUse = use->code;
     break;
   }
 }
@@ -538,7 +560,7 @@ void writePatient(Writer& w, const PersonFacts& p) {
   }
   w.field("gender", p.gender).field("birthDate", p.birthDate);
   if (!p.lines.empty() || !p.city.empty() || !p.postalCode.empty() || !p.country.empty()) {
-    w.key("address").begin('[').begin();
+    w.key("address").begin('[').begin().field("use", p.addressUse);
     if (!p.lines.empty()) {
       w.key("line").begin('[');
       for (const auto& l : p.lines) w.str(l);
@@ -550,11 +572,14 @@ void writePatient(Writer& w, const PersonFacts& p) {
 }
 
 void writeEncounter(Writer& w, const InboundFacts& f, std::string_view subject) {
-  // PV1-2 (table 0004) -> Encounter.class (v3 ActCode): I inpatient, O outpatient, E emergency.
-  std::string_view code = "AMB", display = "ambulatory";
-  if (f.visitClass == "I" || f.visitClass == "R") code = "IMP", display = "inpatient encounter";
-  else if (f.visitClass == "E") code = "EMER", display = "emergency";
-  bool finished = f.event == "A03" || !f.discharged.empty();
+  // PV1-2 (table 0004) -> Encounter.class, the event (table 0003) -> Encounter.status, by the
+  // official maps; a discharge date finishes it whatever the event.
+  const Target* cls = mapped("PatientClass[EncounterClass]", f.visitClass);
+  std::string_view code = cls ? std::string_view(cls->code) : "AMB";
+  std::string_view system = cls ? std::string_view(cls->system) : "http://terminology.hl7.org/CodeSystem/v3-ActCode";
+  std::string_view display = cls ? std::string_view(cls->display) : "ambulatory";
+  const Target* ev = mapped("Event[EncounterStatus]", f.event);
+  std::string_view status = !f.discharged.empty() ? "finished" : ev ? std::string_view(ev->code) : "unknown";
   w.begin().key("resourceType").str("Encounter");
   if (!f.visitNumber.empty()) {
     w.key("identifier").begin('[').begin();
@@ -562,8 +587,8 @@ void writeEncounter(Writer& w, const InboundFacts& f, std::string_view subject) 
     w.key("code").str("VN").end().end(']').end();
     w.key("value").str(f.visitNumber).end().end(']');
   }
-  w.key("status").str(std::string_view(finished ? "finished" : "in-progress"));
-  w.key("class").begin().key("system").str("http://terminology.hl7.org/CodeSystem/v3-ActCode").key("code").str(code).key("display").str(display).end();
+  w.key("status").str(status);
+  w.key("class").begin().key("system").str(system).key("code").str(code).field("display", display).end();
   w.reference("subject", subject);
   if (!f.admitted.empty() || !f.discharged.empty()) w.key("period").begin().field("start", f.admitted).field("end", f.discharged).end();
   w.end();
@@ -600,13 +625,9 @@ void writeDocumentReference(Writer& w, const InboundFacts& f, std::string_view s
 }
 
 std::string_view observationStatus(const std::string& obx11) {
-  // OBX-11 (table 0085) -> Observation.status
-  if (obx11 == "C") return "corrected";
-  if (obx11 == "P" || obx11 == "R") return "preliminary";
-  if (obx11 == "I") return "registered";
-  if (obx11 == "D" || obx11 == "W") return "entered-in-error";
-  if (obx11 == "X") return "cancelled";
-  return "final";
+  // OBX-11 (table 0085) -> Observation.status by the official map; what it leaves unmapped is "unknown".
+  const Target* t = mapped("ObservationResultStatusCodesInterpretation", obx11);
+  return t ? std::string_view(t->code) : "unknown";
 }
 
 void writeObservation(Writer& w, const InboundFacts::Result& r, std::string_view subject) {

@@ -30,6 +30,7 @@ struct PersonFacts {
   std::string gender;      // male | female | other | unknown
   std::vector<std::string> lines;
   std::string city, postalCode, country;
+  std::string addressUse;  // FHIR address use, from XAD-7 (table 0190)
   std::string ins() const;        // the INS value (NIR or NIA), empty when none
   std::string insSystem() const;  // its system
 };

@@ -90,7 +90,7 @@ TEST(Hl7v2FhirCorpusTest, ConversionsAgreeWithTheFhirConvertersExpectedBundles) 
   fs::path root = fs::path(corpora) / "ms-fhir-converter";
   if (corpora.empty() || !fs::exists(root / "cases.tsv")) GTEST_SKIP() << "../shared/corpora/ms-fhir-converter is absent";
   std::ifstream cases(root / "cases.tsv");
-  int converted = 0, refused = 0, patients = 0;
+  int converted = 0, refused = 0, patients = 0, encounters = 0, statusByTheMap = 0;
   std::map<std::string, int> produced;
   for (std::string line; std::getline(cases, line);) {
     if (line.empty() || line[0] == '#' || line.rfind("Hl7v2\t", 0) != 0) continue;
@@ -126,6 +126,21 @@ TEST(Hl7v2FhirCorpusTest, ConversionsAgreeWithTheFhirConvertersExpectedBundles) 
     } else {
       EXPECT_EQ(p != nullptr, e != nullptr) << cols[2] << ": a Patient on one side only";
     }
+    // The Encounter's class and status follow the official maps (tables 0004 and 0003), as theirs.
+    if (const Json* me = resourceOf(mine, "Encounter"))
+      if (const Json* ex = resourceOf(expected, "Encounter")) {
+        ++encounters;
+        EXPECT_EQ((*me)["class"].value("code", ""), (*ex).value("class", Json::object()).value("code", "")) << cols[2];
+        // The status: where the converter's sample differs from the v2-to-FHIR map of table 0003
+        // (A04 -> planned there, in-progress in the sample), the map is the rule.
+        static const std::map<std::string, std::string> event = {{"A01", "in-progress"}, {"A03", "finished"},
+                                                                 {"A04", "planned"}, {"A08", "unknown"}};
+        std::string status = (*me).value("status", "");
+        if (status != (*ex).value("status", "")) {
+          ++statusByTheMap;
+          EXPECT_TRUE(status == "finished" || (event.count(f.event) && event.at(f.event) == status)) << cols[2] << ": " << status;
+        }
+      }
     for (const char* type : {"Encounter", "DocumentReference", "Observation"}) {
       int n = countOf(mine, type);
       produced[type] += n;
@@ -135,7 +150,7 @@ TEST(Hl7v2FhirCorpusTest, ConversionsAgreeWithTheFhirConvertersExpectedBundles) 
     }
   }
   std::cout << "FHIR-Converter corpus: " << converted << " messages of the types read here converted (" << patients
-            << " Patients compared, " << produced["Encounter"] << " Encounters, " << produced["DocumentReference"]
+            << " Patients compared, " << encounters << " Encounters' class and status compared (" << statusByTheMap << " statuses by the official map where the sample differs), " << produced["Encounter"] << " Encounters, " << produced["DocumentReference"]
             << " DocumentReferences, " << produced["Observation"] << " Observations), " << refused << " of other types refused as such\n";
   EXPECT_GT(converted, 10);
 }
