@@ -16,6 +16,7 @@
 
 #include "connectors/http/rest_client.h"
 #include "gateway/common/log.h"
+#include "gateway/fhir/search_params.h"
 #include "gateway/identity/identity.h"
 #include "mappings/hl7v2/ack.h"
 #include "mappings/hl7v2/fhir_mapping.h"
@@ -671,10 +672,7 @@ struct HospitalConnector::Impl {
     auto v = store.vread(type, id, version);
     if (!v.ok()) return false;
     if (!v->has_value()) {
-      d.status = "dead";
-      d.lastError = "the resource it carries is gone";
-      d.doneMs = nowMs();
-      done = Done{d, {}, {}, {}, 0, false};
+      done = deadLetter(d, "the resource it carries is gone");
       return true;
     }
     Json sr = Json::parse((*v)->body, nullptr, false);
@@ -701,10 +699,7 @@ struct HospitalConnector::Impl {
     if (d.payload.empty()) {
       std::string error;
       if (!render(p, d, sr, error)) {
-        d.status = "dead";
-        d.lastError = "cannot be written as HL7 v2: " + error;
-        d.doneMs = nowMs();
-        done = Done{d, {}, {}, {}, 0, false};
+        done = deadLetter(d, "cannot be written as HL7 v2: " + error);
         return true;
       }
     }
@@ -723,15 +718,30 @@ struct HospitalConnector::Impl {
       text = sent.error;
     }
     bool accepted = code == "AA" || code == "CA";
-    bool refused = code == "AR" || code == "CR";
+    settle(p, d, accepted, code == "AR" || code == "CR", accepted ? code + " from " + p.id : (code.empty() ? "" : code + ": ") + text,
+           patient, accepted ? 200 : 0, !code.empty(), done);
+    return sent.answered;  // a connection failure pauses the partner until the next try
+  }
+
+  static Done deadLetter(store::Delivery d, std::string why) {
+    d.status = "dead";
+    d.lastError = std::move(why);
+    d.doneMs = nowMs();
+    return Done{d, {}, {}, {}, 0, false};
+  }
+
+  // The outcome of one attempt: sent; a dead letter (refused by the partner, or out of tries); or
+  // another try after a backoff with jitter. `what`: the partner's answer or the failure.
+  void settle(const Partner& p, store::Delivery& d, bool accepted, bool refused, const std::string& what, const std::string& patient,
+              int status, bool reachedThePartner, std::optional<Done>& done) {
     if (accepted) {
       d.status = "sent";
       d.doneMs = nowMs();
       d.lastError.clear();
-      done = Done{d, patient, "granted", code + " from " + p.id, 200, true};
-      return true;
+      done = Done{d, patient, "granted", what, status, true};
+      return;
     }
-    d.lastError = (code.empty() ? "" : code + ": ") + text;
+    d.lastError = what;
     if (refused || d.attempts >= p.retry.maxAttempts) {
       d.status = "dead";
       d.doneMs = nowMs();
@@ -741,8 +751,7 @@ struct HospitalConnector::Impl {
       log::warn("outbox.retry", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"attempt", std::to_string(d.attempts)},
                                  {"error", d.lastError}});
     }
-    done = Done{d, patient, "error", d.lastError, 0, !code.empty()};
-    return sent.answered;  // a connection failure pauses the partner until the next try
+    done = Done{d, patient, "error", d.lastError, status, reachedThePartner};
   }
 
   // The batch's new states in one commit, then their audit records.
@@ -780,21 +789,6 @@ struct HospitalConnector::Impl {
     o.connectTimeoutMs = p.connectTimeoutMs;
     o.timeoutMs = p.answerTimeoutMs;
     return o;
-  }
-
-  static std::string percent(const std::string& s) {
-    static const char* hex = "0123456789ABCDEF";
-    std::string out;
-    for (unsigned char c : s) {
-      if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') {
-        out += static_cast<char>(c);
-      } else {
-        out += '%';
-        out += hex[c >> 4];
-        out += hex[c & 15];
-      }
-    }
-    return out;
   }
 
   // The referral as a FHIR transaction for the partner's server: the ServiceRequest, its Task, the
@@ -867,7 +861,7 @@ struct HospitalConnector::Impl {
       rewrite(h);
       bundle["entry"].push_back({{"fullUrl", urls[ref]},
                                  {"resource", h},
-                                 {"request", {{"method", "PUT"}, {"url", type + "?identifier=" + percent(kSource + "|" + ref)}}}});
+                                 {"request", {{"method", "PUT"}, {"url", type + "?" + fhir::encodeQuery({{"identifier", kSource + "|" + ref}})}}}});
     }
     d.payload = bundle.dump();
     return true;
@@ -878,34 +872,17 @@ struct HospitalConnector::Impl {
     if (d.payload.empty()) {
       std::string error;
       if (!renderFhir(d, sr, error)) {
-        d.status = "dead";
-        d.lastError = "cannot be written as a FHIR transaction: " + error;
-        d.doneMs = nowMs();
-        done = Done{d, {}, {}, {}, 0, false};
+        done = deadLetter(d, "cannot be written as a FHIR transaction: " + error);
         return true;
       }
     }
     ++d.attempts;
     auto r = rest.post("", d.payload);
-    if (r.status >= 200 && r.status < 300) {
-      d.status = "sent";
-      d.doneMs = nowMs();
-      d.lastError.clear();
-      done = Done{d, patient, "granted", "HTTP " + std::to_string(r.status) + " from " + p.id, 200, true};
-      return true;
-    }
+    bool accepted = r.status >= 200 && r.status < 300;
     bool refused = r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429;
-    d.lastError = r.status ? "HTTP " + std::to_string(r.status) + ": " + outcomeText(r.body) : r.error;
-    if (refused || d.attempts >= p.retry.maxAttempts) {
-      d.status = "dead";
-      d.doneMs = nowMs();
-      log::error("outbox.dead_letter", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"error", d.lastError}});
-    } else {
-      d.nextTryMs = nowMs() + backoff(p, d.attempts);
-      log::warn("outbox.retry", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"attempt", std::to_string(d.attempts)},
-                                 {"error", d.lastError}});
-    }
-    done = Done{d, patient, "error", d.lastError, static_cast<int>(r.status), r.status != 0};
+    std::string what = accepted ? "HTTP " + std::to_string(r.status) + " from " + p.id
+                                : r.status ? "HTTP " + std::to_string(r.status) + ": " + outcomeText(r.body) : r.error;
+    settle(p, d, accepted, refused, what, patient, accepted ? 200 : static_cast<int>(r.status), r.status != 0, done);
     return r.status != 0;
   }
 
@@ -922,7 +899,7 @@ struct HospitalConnector::Impl {
       for (const auto& id : local.value("identifier", Json::array()))
         if (str(id, "system") == kReferralTaskSid) referralId = str(id, "value");
       if (referralId.empty()) continue;
-      auto r = rest.get("/Task?identifier=" + percent(std::string(kReferralTaskSid) + "|" + referralId));
+      auto r = rest.get("/Task?" + fhir::encodeQuery({{"identifier", std::string(kReferralTaskSid) + "|" + referralId}}));
       if (r.status != 200) {
         if (r.status == 0) return;  // the partner is down: next round
         continue;
