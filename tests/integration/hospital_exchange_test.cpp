@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "connectors/mllp/mllp_framer.h"
+#include "connectors/http/rest_client.h"
 #include "connectors/mllp/mllp_transport.h"
 #include "mappings/hl7v2/message.h"
 #include "tests/support/http_client.h"
@@ -581,6 +582,38 @@ TEST_F(HospitalExchangeTest, AFhirPartnerGetsTheReferralAsATransactionAndItsRepo
   EXPECT_EQ(docs[0]["context"]["related"][0]["reference"], this->task("ORI-FHIR")["focus"]["reference"]);
   std::string pid = docs[0]["subject"]["reference"].get<std::string>().substr(8);
   EXPECT_NE(http_->get("/fhir/AuditEvent?patient=" + pid + "&_count=200").body.find("fhir:avicenne"), std::string::npos);
+}
+
+}  // namespace
+
+namespace {
+
+// The REST client verifies the partner's server: over HTTPS it trusts the configured authorities
+// only, and speaks TLS 1.2 or later.
+TEST(RestClientTest, VerifiesTheServerItTalksTo) {
+  TestGateway server({}, true);
+  std::string ca = server.dataDir() + "/tls/dev-server.crt";
+  http_client::Options trusted;
+  trusted.baseUrl = "https://localhost:" + std::to_string(server.httpsPort()) + "/fhir";
+  trusted.caFile = ca;
+  http_client::RestClient client(trusted);
+  auto ok = client.get("/metadata");
+  EXPECT_EQ(ok.status, 200) << ok.error;
+  EXPECT_NE(ok.body.find("CapabilityStatement"), std::string::npos);
+  // The same server without its authority configured: no answer, a TLS error.
+  http_client::Options untrusted = trusted;
+  untrusted.caFile = "/dev/null";
+  http_client::RestClient stranger(untrusted);
+  auto refused = stranger.get("/metadata");
+  EXPECT_EQ(refused.status, 0);
+  EXPECT_FALSE(refused.error.empty());
+  // A bearer token goes with every request.
+  http_client::Options withToken = trusted;
+  withToken.bearerToken = server.systemToken();
+  http_client::RestClient authed(withToken);
+  EXPECT_EQ(authed.get("/Patient?_count=1").status, 200);
+  http_client::RestClient anonymous(trusted);
+  EXPECT_EQ(anonymous.get("/Patient?_count=1").status, 401);
 }
 
 }  // namespace
