@@ -444,11 +444,12 @@ def disk_full_run(args, work):
         time.sleep(1.0)
         # Fill what is left but a little, then watch the writes be refused.
         filler = os.path.join(mount, "filler")
-        with open(filler, "wb") as f:
+        # Unbuffered: a buffered file would try to flush its last chunk on close and fail there.
+        with open(filler, "wb", buffering=0) as f:
+            chunk = b"\0" * (1 << 20)
             try:
                 while True:
-                    f.write(b"\0" * (1 << 20))
-                    f.flush()
+                    f.write(chunk)
             except OSError:
                 pass
         deadline = time.time() + 20
