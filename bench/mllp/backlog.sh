@@ -6,7 +6,8 @@
 #           AA), from a backlog of BACKLOG deliveries (topped up with transactions of 500 referrals)
 # and prints the ratio drain / inflow.
 #   bench/mllp/backlog.sh [BUILD_DIR]
-# Environment: BACKLOG (100000), BENCH_PATIENTS (200), BENCH_SECONDS (10: the inflow measurement).
+# Environment: BACKLOG (100000), BENCH_PATIENTS (200), BENCH_SECONDS (10: the inflow measurement),
+# SEND_CONNECTIONS (1: the partner's outbound.connections, patients spread over them).
 set -euo pipefail
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$(dirname "$DIR")
@@ -16,6 +17,7 @@ BIN=$BUILD/bin/passerelle
 BACKLOG=${BACKLOG:-100000}
 export BENCH_PATIENTS=${BENCH_PATIENTS:-200}
 SECONDS_INFLOW=${BENCH_SECONDS:-10}
+SEND_CONNECTIONS=${SEND_CONNECTIONS:-1}
 # shellcheck source=bench/lib.sh
 source "$BENCH_DIR/lib.sh"
 command -v wrk >/dev/null || { echo "wrk not found" >&2; exit 1; }
@@ -30,7 +32,8 @@ mkdir -p "$WORK/partners" "$WORK/data"
 cat >"$WORK/partners/bench.json" <<JSON
 {"id": "bench", "name": "Benchmark hospital", "finess": "999999999", "account": "bench-eai", "role": "hospital",
  "inbound": {"sendingApplication": "BENCH-EAI", "sendingFacility": "BENCH"},
- "outbound": {"protocol": "mllp", "host": "127.0.0.1", "port": $NODE_PORT, "receivingApplication": "BENCH-EAI"},
+ "outbound": {"protocol": "mllp", "host": "127.0.0.1", "port": $NODE_PORT, "receivingApplication": "BENCH-EAI",
+              "connections": $SEND_CONNECTIONS},
  "retry": {"maxAttempts": 10, "initialDelayMs": 200, "maxDelayMs": 1000}}
 JSON
 start_gateway() {  # start_gateway OUTBOX_ENABLED
@@ -114,7 +117,7 @@ sent=$(curl -s -H "Authorization: Bearer $PASSERELLE_TOKEN" "http://127.0.0.1:$H
 echo "| measure | per second |"
 echo "|---|---:|"
 echo "| inflow: referrals accepted (wrk, 16 connections, sender stopped) | $inflow |"
-echo "| drain: deliveries sent once the hospital is back ($backlog queued) | $drain |"
+echo "| drain: deliveries sent once the hospital is back ($backlog queued, $SEND_CONNECTIONS connection(s)) | $drain |"
 echo "| drain / inflow | $(awk -v a="$drain" -v b="$inflow" 'BEGIN { printf "%.2f", a / b }') |"
 echo
 echo "$sent; $(nproc) CPUs"

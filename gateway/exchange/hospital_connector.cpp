@@ -965,8 +965,11 @@ struct HospitalConnector::Impl {
     }
   }
 
-  void senderLoop(std::size_t pi) {
+  // One of the partner's `connections` senders: it takes the patients whose order key falls to it
+  // (so each patient's deliveries stay in order on one connection).
+  void senderLoop(std::size_t pi, int lane = 0) {
     const Partner& p = partners[pi];
+    int lanes = std::max(1, p.connections);
     std::unique_ptr<mllp::Sender> sender;
     std::unique_ptr<http_client::RestClient> rest;
     if (p.protocol == "fhir") {
@@ -992,6 +995,7 @@ struct HospitalConnector::Impl {
       std::vector<Done> batch;
       if (due.ok())
         for (auto& d : due.value()) {
+          if (lanes > 1 && static_cast<int>(std::hash<std::string>{}(d.orderKey) % static_cast<std::size_t>(lanes)) != lane) continue;
           {
             std::lock_guard<std::mutex> lock(mutex);
             if (stopping) break;
@@ -1096,7 +1100,8 @@ Result<std::unique_ptr<HospitalConnector>> HospitalConnector::start(store::Resou
   if (m.o.send)
     for (std::size_t i = 0; i < m.partners.size(); ++i)
       if (m.partners[i].protocol == "mllp" || m.partners[i].protocol == "fhir") {
-        m.senders.emplace_back([impl, i] { impl->senderLoop(i); });
+        for (int lane = 0; lane < std::max(1, m.partners[i].connections); ++lane)
+          m.senders.emplace_back([impl, i, lane] { impl->senderLoop(i, lane); });
         if (m.partners[i].protocol == "fhir") m.senders.emplace_back([impl, i] { impl->pollLoop(i); });
       }
   return c;

@@ -48,6 +48,7 @@ Result<Partner> parsePartner(const Json& j, const std::string& file) {
     p.enhancedAck = ack == "enhanced";
     p.connectTimeoutMs = out.value("connectTimeoutMs", p.connectTimeoutMs);
     p.answerTimeoutMs = out.value("answerTimeoutMs", p.answerTimeoutMs);
+    p.connections = out.value("connections", p.connections);
     if (out.contains("tls")) {
       const Json& t = out["tls"];
       mllp::TlsSettings s;
@@ -71,6 +72,7 @@ Result<Partner> parsePartner(const Json& j, const std::string& file) {
   if (p.protocol == "fhir" && p.baseUrl.rfind("http://", 0) != 0 && p.baseUrl.rfind("https://", 0) != 0)
     return bad("outbound needs baseUrl (http:// or https://) for fhir");
   if (p.protocol == "fhir" && p.pollSeconds < 1) return bad("outbound.pollSeconds must be at least 1");
+  if (p.connections < 1 || p.connections > 64) return bad("outbound.connections must be from 1 to 64");
   if (p.retry.maxAttempts < 1 || p.retry.initialDelayMs < 1 || p.retry.maxDelayMs < p.retry.initialDelayMs)
     return bad("retry: maxAttempts >= 1 and 1 <= initialDelayMs <= maxDelayMs");
   return p;

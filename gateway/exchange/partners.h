@@ -40,6 +40,9 @@ struct Partner {
   std::string receivingApplication, receivingFacility;
   bool enhancedAck = false;
   int connectTimeoutMs = 5000, answerTimeoutMs = 30000;
+  // Connections used at once to send (each patient's deliveries always on the same one, in order);
+  // MLLP partners often accept one only.
+  int connections = 1;
   RetryPolicy retry;
 };
 
