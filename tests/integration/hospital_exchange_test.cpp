@@ -98,7 +98,7 @@ class Hospital {
   std::vector<std::string> script_, received_, accepted_;
 };
 
-std::string partnerJson(int port, int maxAttempts = 6) {
+std::string partnerJson(int port, int maxAttempts = 6, int connections = 1) {
   return json{{"id", "avicenne"},
               {"name", "Hôpital Avicenne"},
               {"finess", "930110036"},
@@ -106,15 +106,15 @@ std::string partnerJson(int port, int maxAttempts = 6) {
               {"role", "hospital"},
               {"inbound", {{"sendingApplication", "EAI-AVICENNE"}, {"sendingFacility", "930110036"}}},
               {"outbound", {{"protocol", "mllp"}, {"host", "127.0.0.1"}, {"port", port}, {"receivingApplication", "EAI-AVICENNE"},
-                            {"connectTimeoutMs", 500}, {"answerTimeoutMs", 1000}}},
+                            {"connectTimeoutMs", 500}, {"answerTimeoutMs", 1000}, {"connections", connections}}},
               {"retry", {{"maxAttempts", maxAttempts}, {"initialDelayMs", 50}, {"maxDelayMs", 200}}}}
       .dump(2);
 }
 
 class HospitalExchangeTest : public ::testing::Test {
  protected:
-  void start(int hospitalPort, int maxAttempts = 6, std::vector<std::string> sets = {}) {
-    std::ofstream(partners_.path() + "/avicenne.json") << partnerJson(hospitalPort, maxAttempts);
+  void start(int hospitalPort, int maxAttempts = 6, std::vector<std::string> sets = {}, int connections = 1) {
+    std::ofstream(partners_.path() + "/avicenne.json") << partnerJson(hospitalPort, maxAttempts, connections);
     sets.push_back("mllp.port=0");
     sets.push_back("partners.dir=" + partners_.path());
     sets.push_back("network.today=2026-09-10");
@@ -293,7 +293,7 @@ TEST_F(HospitalExchangeTest, DeliveriesSurviveAPartnerThatIsDownRefusesOrHangsUp
     port = probe.port();
     probe.stop();
   }
-  start(port, 8);
+  start(port, 8, {}, 2);  // two sender connections: a patient's deliveries still go in order, on one
   prepare();
   post("referral", referral("ORI-A"));
   post("referral", referral("ORI-B"));  // same patient: must leave after ORI-A
