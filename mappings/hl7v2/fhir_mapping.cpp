@@ -202,6 +202,29 @@ void readXcn(const Message& m, std::size_t seg, int field, std::string& rpps, st
   given = m.value(seg, field, 1, 3);
 }
 
+// The first `n` components of a raw (escaped) field repetition, in one pass.
+void splitComponents(std::string_view raw, char sep, std::string_view* out, int n) {
+  std::size_t start = 0;
+  for (int i = 0; i < n; ++i) {
+    if (start > raw.size()) {
+      out[i] = {};
+      continue;
+    }
+    std::size_t end = raw.find(sep, start);
+    if (end == std::string_view::npos) end = raw.size();
+    out[i] = raw.substr(start, end - start);
+    start = end + 1;
+  }
+}
+
+// The text of a raw component's first sub-component (as Message::value(seg, f, r, c) gives it):
+// unescaped when it holds the escape character, a plain copy otherwise.
+std::string plainText(const Message& m, std::string_view raw) {
+  raw = raw.substr(0, raw.find(m.delimiters().subcomponent));
+  if (raw.find(m.delimiters().escape) == std::string_view::npos) return std::string(raw);
+  return unescape(raw, m.delimiters());
+}
+
 const std::map<std::string, std::string>& replyStatuses() {
   // HL7 table 0283 (referral status) -> the network's referral states.
   static const std::map<std::string, std::string> t = {{"A", "accepted"}, {"R", "rejected"}, {"P", "received"}, {"E", "expired"}};
@@ -369,11 +392,15 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
             continue;
           }
         }
-        r.code = m.value(*obx, 3, 1, 1);
-        r.display = m.value(*obx, 3, 1, 2);
-        std::string_view sys = m.raw(*obx, 3, 1, 3);
-        r.system = sys == "LN" ? std::string(kLoinc) : m.value(*obx, 3, 1, 3);
-        r.unit = m.value(*obx, 6, 1, 1);
+        // OBX-3 split once (code, text, coding system), each piece unescaped only when it holds an escape.
+        std::string_view pieces[3];
+        splitComponents(m.raw(*obx, 3, 1), m.delimiters().component, pieces, 3);
+        r.code = plainText(m, pieces[0]);
+        r.display = plainText(m, pieces[1]);
+        r.system = pieces[2] == "LN" ? std::string(kLoinc) : plainText(m, pieces[2]);
+        std::string_view unit[1];
+        splitComponents(m.raw(*obx, 6, 1), m.delimiters().component, unit, 1);
+        r.unit = plainText(m, unit[0]);
         r.status = std::string(m.raw(*obx, 11));
         std::string when;
         if (dtmToFhir(m.raw(*obx, 14, 1, 1), when)) r.date = std::move(when);

@@ -171,6 +171,26 @@ TEST(Hl7v2FhirMappingTest, Base64IsStrict) {
   }
 }
 
+TEST(Hl7v2FhirMappingTest, OruResultsBecomeObservationsWithTheirCodesUnescaped) {
+  std::vector<Issue> issues;
+  auto f = readInbound(parsed("MSH|^~\\&|EAI|X|P|D|20260911||ORU^R01|1|P|2.5\rPID|||1^^^H^PI\rOBR|1\r"
+                              "OBX|1|NM|72514-3&x^Douleur \\T\\ score^LN||5.5|{score}^^UCUM|||||F|||20260910+0200\r"
+                              "OBX|2|NM|8867-4^Pouls^LN||abc|/min||||F\r"),
+                       issues);
+  ASSERT_EQ(f.results.size(), 1u);
+  EXPECT_EQ(f.results[0].code, "72514-3");
+  EXPECT_EQ(f.results[0].display, "Douleur & score");
+  EXPECT_EQ(f.results[0].system, "http://loinc.org");
+  EXPECT_EQ(f.results[0].unit, "{score}");
+  EXPECT_EQ(errorsOf(issues), "OBX-5.1:102 ");  // "abc" is no number
+  Json b;
+  toBundle(f, b);
+  const Json& o = b["entry"][1]["resource"];
+  EXPECT_EQ(o["status"], "final");
+  EXPECT_EQ(o["valueQuantity"]["value"], 5.5);
+  EXPECT_EQ(o["effectiveDateTime"], "2026-09-10");
+}
+
 TEST(Hl7v2FhirMappingTest, UnknownTypesAreRefusedAsSuch) {
   std::vector<Issue> issues;
   auto f = readInbound(parsed("MSH|^~\\&|EAI|X|P|D|20260911||SIU^S12|1|P|2.5\rPID|||1\r"), issues);
