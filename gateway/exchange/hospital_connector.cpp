@@ -243,7 +243,8 @@ struct HospitalConnector::Impl {
   std::string ackFor(const hl7v2::Message* m, std::string_view header, AckResult r, const std::vector<Issue>& issues) {
     bool enhanced = m && hl7v2::enhancedMode(*m);
     std::string text = hl7v2::buildAck(m, header, r, enhanced, issues, ackOptions());
-    if (!m) return text;
+    // The acknowledgement is UTF-8 text: only a message in a single-byte set needs it re-encoded.
+    if (!m || m->charset() == hl7v2::Charset::kUtf8 || m->charset() == hl7v2::Charset::kAscii) return text;
     std::vector<Issue> ignored;
     auto parsed = hl7v2::Message::parse(text, ignored);
     return parsed ? parsed->encodeInCharset("\r") : text;
@@ -275,7 +276,7 @@ struct HospitalConnector::Impl {
     auto refuse = [&](AckResult r, const std::string& status) -> std::optional<std::string> {
       (r == AckResult::kReject ? rejected : errors)++;
       row.ack = ackFor(m, header, r, issues);
-      row.ackCode = std::string(r == AckResult::kReject ? "AR" : "AE");
+      row.ackCode = std::string(m && hl7v2::enhancedMode(*m) ? "C" : "A") + (r == AckResult::kReject ? "R" : "E");
       row.status = status;
       row.detail = issuesText(issues);
       if (row.controlId.empty()) row.controlId = "unkeyed:" + std::to_string(nowMs()) + "-" + std::to_string(received.load());

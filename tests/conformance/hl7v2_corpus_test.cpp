@@ -22,13 +22,6 @@ using Json = nlohmann::ordered_json;
 
 namespace {
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // The message as the reader normalises it: no byte-order mark, no leading blank lines, every
 // segment ended by one CR.
 std::string normalised(std::string text) {
@@ -64,7 +57,7 @@ std::vector<fs::path> messages(const fs::path& dir, std::initializer_list<const 
 int readAll(const std::vector<fs::path>& files, int& warnings) {
   int n = 0;
   for (const auto& f : files) {
-    std::string text = slurp(f);
+    std::string text = passerelle::testing::readFile(f);
     std::vector<Issue> issues;
     auto m = Message::parse(text, issues);
     EXPECT_TRUE(m.has_value()) << f << ": " << (issues.empty() ? "" : issues[0].location + " " + issues[0].message);
@@ -108,14 +101,14 @@ TEST(Hl7v2CorpusTest, ReadsAndWritesBackEveryAnsExample) {
   // message is refused (102 on MSH-2), not read with its values split wrongly.
   std::vector<fs::path> files, typographic;
   for (const auto& f : messages(dir, {".hl7", ".er7"}))
-    (slurp(f).find("MSH|^\xCB\x9C") == 0 ? typographic : files).push_back(f);
+    (passerelle::testing::readFile(f).find("MSH|^\xCB\x9C") == 0 ? typographic : files).push_back(f);
   int n = readAll(files, warnings);
   EXPECT_EQ(n, static_cast<int>(files.size()));
   EXPECT_GE(n, 20);
   EXPECT_EQ(typographic.size(), 3u);
   for (const auto& f : typographic) {
     std::vector<Issue> issues;
-    EXPECT_FALSE(Message::parse(slurp(f), issues).has_value()) << f;
+    EXPECT_FALSE(Message::parse(passerelle::testing::readFile(f), issues).has_value()) << f;
     ASSERT_FALSE(issues.empty());
     EXPECT_EQ(issues[0].code, "102");
     EXPECT_EQ(issues[0].location, "MSH-2");
@@ -124,7 +117,7 @@ TEST(Hl7v2CorpusTest, ReadsAndWritesBackEveryAnsExample) {
             << typographic.size() << " refused (U+02DC in MSH-2)\n";
   // The PAM-Fr admission: INS in PID-3, Z-segments kept.
   std::vector<Issue> adtIssues;
-  auto adt = Message::parse(slurp(fs::path(dir) / "SGL" / "admission.er7"), adtIssues);
+  auto adt = Message::parse(passerelle::testing::readFile(fs::path(dir) / "SGL" / "admission.er7"), adtIssues);
   ASSERT_TRUE(adt);
   EXPECT_EQ(adt->get("MSH-9.2"), "A01");
   EXPECT_EQ(adt->get("PID-3(2).4.1"), "ASIP-SANTE-INS-NIR");
@@ -210,9 +203,9 @@ TEST(Hl7v2CorpusTest, GivesTheValuesOfTheHapiParseTrees) {
       expected.replace_extension(".expected.json");
       if (!fs::exists(expected)) continue;
       std::vector<Issue> issues;
-      auto m = Message::parse(slurp(f), issues);
+      auto m = Message::parse(passerelle::testing::readFile(f), issues);
       ASSERT_TRUE(m) << f;
-      Json tree = Json::parse(slurp(expected));
+      Json tree = Json::parse(passerelle::testing::readFile(expected));
       TreeWalk walk{*m};
       for (auto it = tree.begin(); it != tree.end(); ++it) walk.group(it.value());
       EXPECT_EQ(walk.nextSegment, m->segmentCount()) << f << ": segments in the tree and here";

@@ -26,13 +26,6 @@ using Json = nlohmann::json;
 
 namespace {
 
-std::string slurp(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 std::string gunzip(const fs::path& p) {
   gzFile f = gzopen(p.c_str(), "rb");
   if (!f) return {};
@@ -98,7 +91,7 @@ TEST(Hl7v2FhirCorpusTest, ConversionsAgreeWithTheFhirConvertersExpectedBundles) 
     std::stringstream ls(line);
     for (std::string c; std::getline(ls, c, '\t');) cols.push_back(c);
     ASSERT_GE(cols.size(), 4u) << line;
-    std::string input = slurp(root / cols[2]);
+    std::string input = passerelle::testing::readFile(root / cols[2]);
     std::vector<Issue> issues;
     auto m = Message::parse(input, issues);
     ASSERT_TRUE(m) << cols[2];
@@ -164,7 +157,7 @@ TEST(Hl7v2FhirCorpusTest, TheAnsReportsConvertToADocumentReferenceCarryingTheCda
     if (!entry.is_regular_file()) continue;
     std::string name = entry.path().filename().string();
     if (name.rfind("message", 0) != 0) continue;
-    std::string text = slurp(entry.path());
+    std::string text = passerelle::testing::readFile(entry.path());
     std::vector<Issue> issues;
     auto m = Message::parse(text, issues);
     if (!m) {

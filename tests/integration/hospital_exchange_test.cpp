@@ -31,12 +31,7 @@ namespace {
 const std::string kExamples = PASSERELLE_NETWORK_EXAMPLES;
 const std::string kNir = "185057512345673";  // the example patient's INS
 
-json example(const std::string& kind) {
-  std::ifstream in(kExamples + "/" + kind + ".json");
-  std::stringstream s;
-  s << in.rdbuf();
-  return json::parse(s.str());
-}
+json example(const std::string& kind) { return json::parse(readFile(kExamples + "/" + kind + ".json")); }
 
 std::string field(const std::string& message, const std::string& path) {
   std::vector<hl7v2::Issue> issues;

@@ -5,6 +5,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 
 #include "gateway/common/log.h"
 #include "tests/support/http_client.h"
@@ -63,6 +65,13 @@ TestGateway::~TestGateway() {
 }
 
 std::string TestGateway::base() const { return "http://127.0.0.1:" + std::to_string(httpPort()) + "/fhir"; }
+
+std::string readFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
 
 std::string corporaDir() {
   if (const char* env = std::getenv("PASSERELLE_CORPORA")) return std::filesystem::exists(env) ? env : "";

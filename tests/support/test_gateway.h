@@ -49,4 +49,7 @@ std::string devToken(const std::string& dataDir, identity::IssueOptions options)
 // The corpora folder, or "" when absent (tests then skip, saying so).
 std::string corporaDir();
 
+// A file's bytes ("" when it cannot be read).
+std::string readFile(const std::string& path);
+
 }  // namespace passerelle::testing
