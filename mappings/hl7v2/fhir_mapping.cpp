@@ -13,6 +13,10 @@
 #include <cctype>
 #include <charconv>
 #include <cstdlib>
+#include <cstring>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 #include <functional>
 #include <map>
 
@@ -42,9 +46,10 @@ constexpr const char* kPatientSid = "https://douleur77.fr/fhir/sid/patient";
 struct Target {
   std::string code, system, display;
 };
-const Target* mapped(std::string_view name, std::string_view v2) {
-  static const std::map<std::string, std::map<std::string, Target, std::less<>>, std::less<>> maps = [] {
-    std::map<std::string, std::map<std::string, Target, std::less<>>, std::less<>> out;
+using Table = std::map<std::string, Target, std::less<>>;
+const Table* table(std::string_view name) {
+  static const std::map<std::string, Table, std::less<>> maps = [] {
+    std::map<std::string, Table, std::less<>> out;
     for (const auto& f : hl7v2TableFiles()) {
       if (f.name != "concept-maps.json") continue;
       auto j = Json::parse(f.contents);
@@ -55,9 +60,14 @@ const Target* mapped(std::string_view name, std::string_view v2) {
     return out;
   }();
   auto m = maps.find(name);
-  if (m == maps.end()) return nullptr;
-  auto c = m->second.find(v2);
-  return c == m->second.end() ? nullptr : &c->second;
+  return m == maps.end() ? nullptr : &m->second;
+}
+// The map named by a literal is looked up once per call site.
+#define PASSERELLE_V2_MAP(name) ([]() -> const Table* { static const Table* t = table(name); return t; }())
+const Target* mapped(const Table* t, std::string_view v2) {
+  if (!t) return nullptr;
+  auto c = t->find(v2);
+  return c == t->end() ? nullptr : &c->second;
 }
 
 Issue issue(const Message& m, const std::string& seg, std::size_t index, int field, int comp, const std::string& code,
@@ -84,37 +94,57 @@ bool allDigits(std::string_view s) {
 bool dtmToFhir(std::string_view dtm, std::string& out, bool dateOnly = false) {
   out.clear();
   if (dtm.empty()) return true;
-  std::string digits;
-  std::size_t i = 0;
-  while (i < dtm.size() && std::isdigit(static_cast<unsigned char>(dtm[i]))) digits += dtm[i++];
-  std::string fraction, offset;
+  auto digit = [](char c) { return c >= '0' && c <= '9'; };
+  std::size_t n = 0;
+  while (n < dtm.size() && digit(dtm[n])) ++n;
+  std::string_view digits = dtm.substr(0, n), fraction, offset;
+  std::size_t i = n;
   if (i < dtm.size() && dtm[i] == '.') {
-    ++i;
-    while (i < dtm.size() && std::isdigit(static_cast<unsigned char>(dtm[i]))) fraction += dtm[i++];
+    std::size_t from = ++i;
+    while (i < dtm.size() && digit(dtm[i])) ++i;
+    fraction = dtm.substr(from, i - from);
   }
   if (i < dtm.size() && (dtm[i] == '+' || dtm[i] == '-')) {
-    offset = std::string(dtm.substr(i));
+    offset = dtm.substr(i);
     i = dtm.size();
     if (offset.size() != 5 || !allDigits(offset.substr(1))) return false;
   }
   if (i != dtm.size()) return false;
-  std::size_t n = digits.size();
   if (n != 4 && n != 6 && n != 8 && n != 10 && n != 12 && n != 14) return false;
-  int month = n >= 6 ? std::stoi(digits.substr(4, 2)) : 1, day = n >= 8 ? std::stoi(digits.substr(6, 2)) : 1;
+  auto two = [&](std::size_t at) { return (digits[at] - '0') * 10 + (digits[at + 1] - '0'); };
+  int month = n >= 6 ? two(4) : 1, day = n >= 8 ? two(6) : 1;
   if (month < 1 || month > 12 || day < 1 || day > 31) return false;
-  out = digits.substr(0, 4);
-  if (n >= 6) out += "-" + digits.substr(4, 2);
-  if (n >= 8) out += "-" + digits.substr(6, 2);
-  if (n >= 10 && !dateOnly && !offset.empty()) {
-    int hh = std::stoi(digits.substr(8, 2)), mm = n >= 12 ? std::stoi(digits.substr(10, 2)) : 0,
-        ss = n >= 14 ? std::stoi(digits.substr(12, 2)) : 0;
-    if (hh > 23 || mm > 59 || ss > 60) return false;
-    char buf[32];
-    std::snprintf(buf, sizeof buf, "T%02d:%02d:%02d", hh, mm, ss);
-    out += buf;
-    if (!fraction.empty()) out += "." + fraction;
-    out += offset.substr(0, 3) + ":" + offset.substr(3);
+  char buf[48];
+  std::size_t k = 0;
+  auto copy = [&](std::string_view v) {
+    std::memcpy(buf + k, v.data(), v.size());
+    k += v.size();
+  };
+  copy(digits.substr(0, 4));
+  if (n >= 6) {
+    buf[k++] = '-';
+    copy(digits.substr(4, 2));
   }
+  if (n >= 8) {
+    buf[k++] = '-';
+    copy(digits.substr(6, 2));
+  }
+  if (n >= 10 && !dateOnly && !offset.empty()) {
+    int hh = two(8), mm = n >= 12 ? two(10) : 0, ss = n >= 14 ? two(12) : 0;
+    if (hh > 23 || mm > 59 || ss > 60) return false;
+    char sep = 'T';
+    for (int v : {hh, mm, ss}) {
+      buf[k++] = sep;
+      buf[k++] = static_cast<char>('0' + v / 10);
+      buf[k++] = static_cast<char>('0' + v % 10);
+      sep = ':';
+    }
+    out.assign(buf, k);
+    if (!fraction.empty()) out.append(".").append(fraction);
+    out.append(offset.substr(0, 3)).append(":").append(offset.substr(3));
+    return true;
+  }
+  out.assign(buf, k);
   return true;
 }
 
@@ -140,7 +170,7 @@ Identifier cxToIdentifier(const Message& m, std::size_t seg, int field, int rep)
 }
 
 std::string genderOf(std::string_view v2) {
-  const Target* t = mapped("AdministrativeSex", v2);  // table 0001
+  const Target* t = mapped(PASSERELLE_V2_MAP("AdministrativeSex"), v2);  // table 0001
   return t ? t->code : std::string();
 }
 
@@ -152,7 +182,7 @@ std::string v2Sex(const std::string& gender) {
 }
 
 std::string nameUse(std::string_view code) {
-  const Target* t = mapped("NameType", code);  // table 0200
+  const Target* t = mapped(PASSERELLE_V2_MAP("NameType"), code);  // table 0200
   return t ? t->code : std::string();
 }
 
@@ -188,7 +218,7 @@ void readPerson(const Message& m, std::size_t pid, PersonFacts& p, std::vector<I
     p.city = m.value(pid, 11, r, 3);
     p.postalCode = m.value(pid, 11, r, 5);
     p.country = m.value(pid, 11, r, 6);
-    if (const Target* use = mapped("AddressType[Use]", type)) p.addressUse = use->code;
+    if (const Target* use = mapped(PASSERELLE_V2_MAP("AddressType[Use]"), type)) p.addressUse = use->code;
     break;
   }
 }
@@ -210,8 +240,8 @@ void splitComponents(std::string_view raw, char sep, std::string_view* out, int 
       out[i] = {};
       continue;
     }
-    std::size_t end = raw.find(sep, start);
-    if (end == std::string_view::npos) end = raw.size();
+    std::size_t end = start;
+    while (end < raw.size() && raw[end] != sep) ++end;
     out[i] = raw.substr(start, end - start);
     start = end + 1;
   }
@@ -220,8 +250,16 @@ void splitComponents(std::string_view raw, char sep, std::string_view* out, int 
 // The text of a raw component's first sub-component (as Message::value(seg, f, r, c) gives it):
 // unescaped when it holds the escape character, a plain copy otherwise.
 std::string plainText(const Message& m, std::string_view raw) {
-  raw = raw.substr(0, raw.find(m.delimiters().subcomponent));
-  if (raw.find(m.delimiters().escape) == std::string_view::npos) return std::string(raw);
+  const char sub = m.delimiters().subcomponent, esc = m.delimiters().escape;
+  bool escaped = false;
+  for (std::size_t i = 0; i < raw.size(); ++i) {
+    if (raw[i] == sub) {
+      raw = raw.substr(0, i);
+      break;
+    }
+    escaped |= raw[i] == esc;
+  }
+  if (!escaped) return std::string(raw);
   return unescape(raw, m.delimiters());
 }
 
@@ -374,14 +412,20 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
       break;
     }
     if (f.type == "ORU") {
+      std::size_t obxCount = 0;
+      for (auto obx = m.find("OBX"); obx; obx = m.find("OBX", *obx + 1)) ++obxCount;
+      f.results.reserve(obxCount);
       for (auto obx = m.find("OBX"); obx; obx = m.find("OBX", *obx + 1)) {
         std::string_view t = m.raw(*obx, 2);
         if (t != "NM" && t != "SN" && t != "ST" && t != "TX" && t != "FT" && t != "CWE" && t != "CE") continue;
-        InboundFacts::Result r;
+        InboundFacts::Result& r = f.results.emplace_back();  // filled in place; taken back when not a result
         r.type = std::string(t);
         bool coded = t == "CWE" || t == "CE";
         r.value = coded ? m.value(*obx, 5, 1, 1) : m.value(*obx, 5, 1, 0, 0);
-        if (r.value.empty()) continue;
+        if (r.value.empty()) {
+          f.results.pop_back();
+          continue;
+        }
         if (t == "NM") {
           double parsed = 0;
           std::string_view v = r.value;
@@ -389,6 +433,7 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
           auto res = std::from_chars(v.data(), v.data() + v.size(), parsed);
           if (v.empty() || res.ec != std::errc() || res.ptr != v.data() + v.size()) {
             issues.push_back(issue(m, "OBX", *obx, 5, 1, "102", "OBX-5 '" + r.value + "' is not a number (OBX-2 is NM)"));
+            f.results.pop_back();
             continue;
           }
         }
@@ -404,7 +449,6 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
         r.status = std::string(m.raw(*obx, 11));
         std::string when;
         if (dtmToFhir(m.raw(*obx, 14, 1, 1), when)) r.date = std::move(when);
-        f.results.push_back(std::move(r));
       }
     }
     bool badObx = std::any_of(issues.begin(), issues.end(), [](const Issue& i) { return i.segmentId == "OBX" && i.severity == "error"; });
@@ -448,23 +492,32 @@ namespace {
 // Members are written in the order FHIR shows them; commas are placed by the writer.
 class Writer {
  public:
-  explicit Writer(std::string& out) : o_(out) {}
-  Writer& begin(char c = '{') {
+  // Writes after what `out` holds; the text is complete when the writer goes.
+  explicit Writer(std::string& out) : o_(out), n_(out.size()) { o_.resize(std::max<std::size_t>(o_.capacity(), n_ + 4096)); }
+  ~Writer() { o_.resize(n_); }
+  Writer(const Writer&) = delete;
+  Writer& operator=(const Writer&) = delete;
+
+  [[gnu::always_inline]] Writer& begin(char c = '{') {
+    room(2);
     sep();
-    o_ += c;
+    put(c);
     first_ = true;
     return *this;
   }
-  Writer& end(char c = '}') {
-    o_ += c;
+  [[gnu::always_inline]] Writer& end(char c = '}') {
+    room(1);
+    put(c);
     first_ = false;
     return *this;
   }
-  Writer& key(std::string_view k) {
+  [[gnu::always_inline]] Writer& key(std::string_view k) {
+    room(k.size() + 4);
     sep();
-    o_ += '"';
-    o_.append(k);
-    o_.append("\":", 2);
+    put('"');
+    put(k);
+    put('"');
+    put(':');
     first_ = true;  // the value follows without a comma
     return *this;
   }
@@ -478,12 +531,23 @@ class Writer {
     return str(std::string_view(v, N - 1));
   }
   Writer& str(std::string_view v) {
+    room(v.size() + 3);
     sep();
-    o_ += '"';
+    put('"');
     // Runs of plain characters are copied at once; quotes, backslashes and controls are escaped.
-    std::size_t from = 0;
-    for (std::size_t i = 0; i < v.size(); ++i) {
+    std::size_t from = 0, i = 0;
+#if defined(__SSE2__)
+    // Sixteen bytes at a time while none needs a look: signed, the bytes from 0x80 are below 0x20 too.
+    const __m128i space = _mm_set1_epi8(0x20), quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\');
+    for (; i + 16 <= v.size(); i += 16) {
+      __m128i b = _mm_loadu_si128(reinterpret_cast<const __m128i*>(v.data() + i));
+      __m128i look = _mm_or_si128(_mm_cmplt_epi8(b, space), _mm_or_si128(_mm_cmpeq_epi8(b, quote), _mm_cmpeq_epi8(b, backslash)));
+      if (_mm_movemask_epi8(look)) break;
+    }
+#endif
+    for (; i < v.size(); ++i) {
       unsigned char c = static_cast<unsigned char>(v[i]);
+      if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') continue;
       if (c >= 0x80) {
         // JSON text is UTF-8: a byte that does not start a valid sequence becomes U+FFFD.
         std::uint32_t cp;
@@ -492,37 +556,54 @@ class Writer {
           i += n - 1;
           continue;
         }
-        o_.append(v.data() + from, i - from);
+        put(v.substr(from, i - from));
         from = i + 1;
-        o_.append("\xEF\xBF\xBD", 3);
+        room(v.size() - i + 4);
+        put("\xEF\xBF\xBD");
         continue;
       }
-      if (c >= 0x20 && c != '"' && c != '\\') continue;
-      o_.append(v.data() + from, i - from);
+      put(v.substr(from, i - from));
       from = i + 1;
+      room(v.size() - i + 7);
       static const char* hex = "0123456789abcdef";
       if (c == '"' || c == '\\') {
-        o_ += '\\';
-        o_ += static_cast<char>(c);
+        put('\\');
+        put(static_cast<char>(c));
       } else if (c == '\n') {
-        o_ += "\\n";
+        put("\\n");
       } else if (c == '\r') {
-        o_ += "\\r";
+        put("\\r");
       } else if (c == '\t') {
-        o_ += "\\t";
+        put("\\t");
       } else {
-        o_ += "\\u00";
-        o_ += hex[c >> 4];
-        o_ += hex[c & 15];
+        put("\\u00");
+        put(hex[c >> 4]);
+        put(hex[c & 15]);
       }
     }
-    o_.append(v.data() + from, v.size() - from);
-    o_ += '"';
+    put(v.substr(from));
+    put('"');
+    return *this;
+  }
+  // Members already written as JSON text (constant parts of a resource: one copy, no escaping).
+  template <std::size_t N>
+  [[gnu::always_inline]] Writer& members(const char (&text)[N]) {
+    room(N);
+    sep();
+    put(std::string_view(text, N - 1));
+    return *this;
+  }
+  // The same, opening an object or array left open (the next value follows without a comma).
+  template <std::size_t N>
+  [[gnu::always_inline]] Writer& opening(const char (&text)[N]) {
+    members(text);
+    first_ = true;
     return *this;
   }
   Writer& raw(std::string_view number) {
+    room(number.size() + 1);
     sep();
-    o_.append(number);
+    put(number);
     return *this;
   }
   // "k":"v" when v is not empty.
@@ -534,16 +615,26 @@ class Writer {
   template <std::size_t N>
   Writer& reference(const char (&k)[N], std::string_view ref) {
     if (ref.empty()) return *this;
-    key(k).begin().key("reference").str(ref).end();
+    key(k).opening(R"({"reference":)").str(ref).end();
     return *this;
   }
 
  private:
-  void sep() {
-    if (!first_) o_ += ',';
+  // The buffer is the string itself, grown ahead of the writes; n_ is what is written.
+  [[gnu::always_inline]] void room(std::size_t k) {
+    if (n_ + k > o_.size()) o_.resize(std::max(o_.size() * 2, n_ + k));
+  }
+  [[gnu::always_inline]] void put(char c) { o_[n_++] = c; }
+  [[gnu::always_inline]] void put(std::string_view v) {
+    std::memcpy(o_.data() + n_, v.data(), v.size());
+    n_ += v.size();
+  }
+  [[gnu::always_inline]] void sep() {
+    if (!first_) put(',');
     first_ = false;
   }
   std::string& o_;
+  std::size_t n_;
   bool first_ = true;
 };
 
@@ -564,7 +655,7 @@ void writeIdentifier(Writer& w, const Identifier& id) {
 
 // A coding array of one: {"coding":[{"system":..,"code":..,"display":..}]}
 void writeConcept(Writer& w, std::string_view k, std::string_view system, std::string_view code, std::string_view display = {}) {
-  w.key(k).begin().key("coding").begin('[').begin();
+  w.key(k).opening(R"({"coding":[{)");
   w.field("system", system).field("code", code).field("display", display);
   w.end().end(']').end();
 }
@@ -601,11 +692,11 @@ void writePatient(Writer& w, const PersonFacts& p) {
 void writeEncounter(Writer& w, const InboundFacts& f, std::string_view subject) {
   // PV1-2 (table 0004) -> Encounter.class, the event (table 0003) -> Encounter.status, by the
   // official maps; a discharge date finishes it whatever the event.
-  const Target* cls = mapped("PatientClass[EncounterClass]", f.visitClass);
+  const Target* cls = mapped(PASSERELLE_V2_MAP("PatientClass[EncounterClass]"), f.visitClass);
   std::string_view code = cls ? std::string_view(cls->code) : "AMB";
   std::string_view system = cls ? std::string_view(cls->system) : "http://terminology.hl7.org/CodeSystem/v3-ActCode";
   std::string_view display = cls ? std::string_view(cls->display) : "ambulatory";
-  const Target* ev = mapped("Event[EncounterStatus]", f.event);
+  const Target* ev = mapped(PASSERELLE_V2_MAP("Event[EncounterStatus]"), f.event);
   std::string_view status = !f.discharged.empty() ? "finished" : ev ? std::string_view(ev->code) : "unknown";
   w.begin().key("resourceType").str("Encounter");
   if (!f.visitNumber.empty()) {
@@ -653,12 +744,12 @@ void writeDocumentReference(Writer& w, const InboundFacts& f, std::string_view s
 
 std::string_view observationStatus(const std::string& obx11) {
   // OBX-11 (table 0085) -> Observation.status by the official map; what it leaves unmapped is "unknown".
-  const Target* t = mapped("ObservationResultStatusCodesInterpretation", obx11);
+  const Target* t = mapped(PASSERELLE_V2_MAP("ObservationResultStatusCodesInterpretation"), obx11);
   return t ? std::string_view(t->code) : "unknown";
 }
 
 void writeObservation(Writer& w, const InboundFacts::Result& r, std::string_view subject) {
-  w.begin().key("resourceType").str("Observation").key("status").str(observationStatus(r.status));
+  w.members(R"({"resourceType":"Observation")").key("status").str(observationStatus(r.status));
   writeConcept(w, "code", r.system, r.code, r.display);
   w.reference("subject", subject);
   w.field("effectiveDateTime", r.date);
@@ -681,13 +772,14 @@ void writeObservation(Writer& w, const InboundFacts::Result& r, std::string_view
   w.end();
 }
 
-void writeEntry(Writer& w, std::string_view fullUrl, std::string_view type, const std::function<void(Writer&)>& resource,
+template <typename WriteResource>
+void writeEntry(Writer& w, std::string_view fullUrl, std::string_view type, const WriteResource& resource,
                 std::string_view ifNoneExist = {}) {
   w.begin();
   if (!fullUrl.empty()) w.key("fullUrl").str(fullUrl);
   w.key("resource");
   resource(w);
-  w.key("request").begin().key("method").str("POST").key("url").str(type).field("ifNoneExist", ifNoneExist).end();
+  w.members(R"("request":{"method":"POST")").key("url").str(type).field("ifNoneExist", ifNoneExist).end();
   w.end();
 }
 
@@ -695,22 +787,28 @@ void writeEntry(Writer& w, std::string_view fullUrl, std::string_view type, cons
 
 void patientResource(const PersonFacts& p, Json& out) {
   std::string text;
-  Writer w(text);
-  writePatient(w, p);
+  {
+    Writer w(text);
+    writePatient(w, p);
+  }
   out = Json::parse(text);
 }
 
 void encounterResource(const InboundFacts& f, Json& out) {
   std::string text;
-  Writer w(text);
-  writeEncounter(w, f, {});
+  {
+    Writer w(text);
+    writeEncounter(w, f, {});
+  }
   out = Json::parse(text);
 }
 
 void documentReferenceResource(const InboundFacts& f, Json& out) {
   std::string text;
-  Writer w(text);
-  writeDocumentReference(w, f, {}, false);
+  {
+    Writer w(text);
+    writeDocumentReference(w, f, {}, false);
+  }
   out = Json::parse(text);
 }
 
@@ -741,11 +839,13 @@ void toBundleJson(const InboundFacts& f, std::string& out) {
     });
   }
   if (f.kind == InboundFacts::Kind::kReport) {
-    char url[64];
-    int n = 0;
+    // urn:uuid:00000000-0000-4000-9000-<n on 12 digits>
+    char url[] = "urn:uuid:00000000-0000-4000-9000-000000000000";
+    unsigned n = 0;
     for (const auto& r : f.results) {
-      std::snprintf(url, sizeof url, "urn:uuid:00000000-0000-4000-9000-%012d", ++n);
-      writeEntry(w, url, "Observation", [&](Writer& x) { writeObservation(x, r, patientRef); });
+      unsigned k = ++n;
+      for (std::size_t at = sizeof url - 2; k; --at, k /= 10) url[at] = static_cast<char>('0' + k % 10);
+      writeEntry(w, std::string_view(url, sizeof url - 1), "Observation", [&](Writer& x) { writeObservation(x, r, patientRef); });
     }
     if (!f.document.data.empty())
       writeEntry(w, "urn:uuid:00000000-0000-4000-8000-000000000004", "DocumentReference",

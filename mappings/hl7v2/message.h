@@ -55,6 +55,9 @@ class Message {
   // Parses `bytes`. Returns nothing (with an error issue) when no usable MSH segment starts the
   // message; otherwise the message, with warnings (an unknown character set, invalid UTF-8...).
   static std::optional<Message> parse(std::string_view bytes, std::vector<Issue>& issues);
+  // The same into this message, reusing its buffers (a reader of many messages keeps one Message).
+  // False (the message left empty) where parse() returns nothing.
+  bool read(std::string_view bytes, std::vector<Issue>& issues);
 
   const Delimiters& delimiters() const { return d_; }
   Charset charset() const { return charset_; }
@@ -90,6 +93,7 @@ class Message {
  private:
   struct SegmentSpan {
     std::uint32_t begin = 0, end = 0;  // in text_
+    std::uint32_t nameEnd = 0;         // end of the segment's name (its first field separator)
     std::uint32_t firstField = 0;      // index in fields_ of its field 1
     std::uint32_t fieldCount = 0;
   };
@@ -97,6 +101,7 @@ class Message {
     std::uint32_t begin = 0, end = 0;
   };
   Span fieldSpan(std::size_t seg, int field) const;
+  void index(std::vector<Issue>& issues);
 
   std::string text_;  // UTF-8, segments ended by '\r'
   Delimiters d_;

@@ -119,6 +119,16 @@ TEST(Hl7v2FhirMappingTest, AdtGivesPatientAndEncounterWithTheInsAndTheVisit) {
   EXPECT_EQ(e["class"]["code"], "IMP");
   EXPECT_EQ(e["identifier"][0]["value"], "V42");
   EXPECT_EQ(e["period"]["start"], "2026-09-11T08:30:00+02:00");
+  // A fraction of a second and a negative offset are kept; a time without an offset keeps its date only.
+  issues.clear();
+  f = readInbound(parsed("MSH|^~\\&|EAI|X|P|D|202609111200||ADT^A03|1|P|2.5\rPID|||1^^^H^PI||A^B||19851231|M\r"
+                         "PV1|1|I|||||||||||||||||V42|||||||||||||||||||||||||2026091108|20260911170502.25-0130\r"),
+                  issues);
+  EXPECT_EQ(errorsOf(issues), "");
+  EXPECT_EQ(f.admitted, "2026-09-11");
+  EXPECT_EQ(f.discharged, "2026-09-11T17:05:02.25-01:30");
+  EXPECT_EQ(f.sentAt, "2026-09-11");
+  EXPECT_EQ(f.patient.birthDate, "1985-12-31");
   // A date that is not one points at its field.
   issues.clear();
   readInbound(parsed("MSH|^~\\&|EAI|X|P|D|20260911||ADT^A04|1|P|2.5\rPID|||1^^^H^PI||A^B||19851345|M\r"), issues);

@@ -83,6 +83,44 @@ TEST(Hl7v2MessageTest, SegmentsMayEndWithCrLfOrCrLfAfterAByteOrderMark) {
   EXPECT_EQ(parsed(lf).encode("\n"), lf);
 }
 
+TEST(Hl7v2MessageTest, OneMessageReadsManyWithoutKeepingAnythingOfTheLast) {
+  Message m;
+  std::vector<Issue> issues;
+  ASSERT_TRUE(m.read(kAdt, issues));
+  ASSERT_EQ(m.segmentCount(), 4u);
+  // A shorter message with other delimiters, blank lines and LF ends, read into the same object.
+  std::string other = "MSH#$*!@#A#B#C#D#20260101##ADT$A08#X2#P#2.5\n\nPID###77$$$H##MARTIN$ANNE\n";
+  issues.clear();
+  ASSERT_TRUE(m.read(other, issues)) << (issues.empty() ? "" : issues[0].message);
+  EXPECT_EQ(m.segmentCount(), 2u);
+  EXPECT_EQ(m.delimiters().component, '$');
+  EXPECT_EQ(m.get("MSH-9.2"), "A08");
+  EXPECT_EQ(m.get("PID-5.2"), "ANNE");
+  EXPECT_FALSE(m.find("ZBE"));
+  EXPECT_EQ(m.encode("\r"), "MSH#$*!@#A#B#C#D#20260101##ADT$A08#X2#P#2.5\rPID###77$$$H##MARTIN$ANNE\r");
+  // A message that cannot be read leaves it empty, not holding the previous one.
+  issues.clear();
+  EXPECT_FALSE(m.read("PID|1", issues));
+  EXPECT_EQ(m.segmentCount(), 0u);
+  EXPECT_EQ(m.get("PID-5.2"), "");
+}
+
+TEST(Hl7v2MessageTest, FindsFieldsAcrossTheSixteenByteBlocksOfTheScan) {
+  // Separators at every offset of a block, and a last segment without its terminator.
+  for (std::size_t pad = 0; pad < 20; ++pad) {
+    std::string text = "MSH|^~\\&|A|B|C|D|20260101||ADT^A08|" + std::string(pad, 'x') + "|P|2.5\rPID|1||" +
+                       std::string(pad, '7') + "^^^H||NOM^" + std::string(pad % 5, 'e') + "Z";
+    std::vector<Issue> issues;
+    auto m = Message::parse(text, issues);
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->get("MSH-10"), std::string(pad, 'x'));
+    EXPECT_EQ(m->get("MSH-11"), "P");
+    EXPECT_EQ(m->get("PID-3.1"), std::string(pad, '7'));
+    EXPECT_EQ(m->get("PID-5.2"), std::string(pad % 5, 'e') + "Z");
+    EXPECT_EQ(m->fieldCount(1), 5);
+  }
+}
+
 TEST(Hl7v2MessageTest, UnescapesEveryEscapeSequence) {
   Delimiters d;
   EXPECT_EQ(unescape("a\\F\\b\\S\\c\\T\\d\\R\\e\\E\\f", d), "a|b^c&d~e\\f");
