@@ -156,6 +156,21 @@ struct HospitalConnector::Impl {
     return out;
   }
 
+  // The ids of the `type` resources matching `query` (at most `count`), from the store's search index
+  // without a Bundle written and read back: the lookups made for every message received.
+  std::vector<std::string> findIds(const std::string& type, const fhir::Params& query, int count = 2) {
+    fhir::SearchLimits limits;
+    auto ps = fhir::parseSearch(type, query, limits, true);
+    std::vector<std::string> out;
+    if (!ps.ok()) return out;
+    ps->query.count = count;
+    ps->query.total = store::SearchQuery::Total::kNone;
+    auto page = store.search(ps->query);
+    if (!page.ok()) return out;
+    for (const auto& v : page->items) out.push_back(v.id);
+    return out;
+  }
+
   std::optional<Json> read(const std::string& ref) {
     auto slash = ref.find('/');
     if (slash == std::string::npos) return std::nullopt;
@@ -184,18 +199,18 @@ struct HospitalConnector::Impl {
 
   std::string lookupPartnerRef(const Partner& p) {
     if (!p.finess.empty()) {
-      auto orgs = find("Organization", {{"identifier", std::string(kFiness) + "|" + p.finess}});
-      return orgs.empty() ? std::string() : "Organization/" + str(orgs[0], "id");
+      auto orgs = findIds("Organization", {{"identifier", std::string(kFiness) + "|" + p.finess}}, 1);
+      return orgs.empty() ? std::string() : "Organization/" + orgs[0];
     }
-    auto roles = find("Practitioner", {{"identifier", std::string(kRpps) + "|" + p.rpps}});
-    return roles.empty() ? std::string() : "Practitioner/" + str(roles[0], "id");
+    auto roles = findIds("Practitioner", {{"identifier", std::string(kRpps) + "|" + p.rpps}}, 1);
+    return roles.empty() ? std::string() : "Practitioner/" + roles[0];
   }
 
   std::string findPatient(const hl7v2::PersonFacts& p) {
     std::string ins = p.ins();
     if (ins.empty()) return {};
-    auto found = find("Patient", {{"identifier", p.insSystem() + "|" + ins}});
-    return found.size() == 1 ? "Patient/" + str(found[0], "id") : std::string();
+    auto found = findIds("Patient", {{"identifier", p.insSystem() + "|" + ins}});
+    return found.size() == 1 ? "Patient/" + found[0] : std::string();
   }
 
   // The referral Tasks of `patient` owned by the partner, still open.
