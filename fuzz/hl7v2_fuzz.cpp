@@ -78,10 +78,12 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   (void)m->get("PID-3(2).4.2");
   (void)m->get("OBX[2]-5");
   // The FHIR Bundle of whatever was read is well-formed JSON (escapes, controls, odd bytes).
-  std::vector<Issue> mapping;
-  InboundFacts facts = readInbound(*m, mapping);
-  std::string bundle;
-  toBundleJson(facts, bundle);
-  if (nlohmann::json::parse(bundle, nullptr, false).is_discarded()) __builtin_trap();
+  for (OtherTypes others : {OtherTypes::kRefuse, OtherTypes::kReadSegments}) {
+    std::vector<Issue> mapping;
+    InboundFacts facts = readInbound(*m, mapping, others);
+    std::string bundle;
+    toBundleJson(facts, bundle);
+    if (nlohmann::json::parse(bundle, nullptr, false).is_discarded()) __builtin_trap();
+  }
   return 0;
 }

@@ -86,7 +86,8 @@ int convertCommand(int argc, char** argv) {
                    "                             transaction Bundle the gateway would store\n"
                    "  --from fhir --to network   such a Bundle -> the network document (JSON; --xml for XML)\n"
                    "  --from hl7v2 --to fhir     an HL7 v2 message (ADT A01/A03/A04/A08/A28/A31/A40, RRI^I12,\n"
-                   "                             MDM^T02/T10, ORU^R01) -> a FHIR R4 transaction Bundle\n"
+                   "                             MDM^T02/T10, ORU^R01; other types by their PID, PV1 and\n"
+                   "                             OBX segments) -> a FHIR R4 transaction Bundle\n"
                    "  --from fhir --to hl7v2     a Bundle holding a referral (ServiceRequest, Patient, requester,\n"
                    "                             performer, Conditions, Observations) -> REF^I12 (I14 when revoked)\n"
                    "  --today DATE               the date derived values are computed at (default: today)\n\n"
@@ -181,7 +182,7 @@ int convertCommand(int argc, char** argv) {
     std::vector<hl7v2::Issue> hi;
     auto m = hl7v2::Message::parse(text, hi);
     hl7v2::InboundFacts facts;
-    if (m) facts = hl7v2::readInbound(*m, hi);
+    if (m) facts = hl7v2::readInbound(*m, hi, hl7v2::OtherTypes::kReadSegments);
     for (const auto& i : hi)
       if (i.severity == "error") issues.emplace_back(i.location, i.message + " (HL7 table 0357 code " + i.code + ")");
     if (!m || !issues.empty()) {

@@ -292,7 +292,70 @@ bool supportedInbound(const std::string& type, const std::string& event) {
   return false;
 }
 
-InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
+namespace {
+
+// The visit of PV1 (class, number, admission and discharge).
+void readVisit(const Message& m, InboundFacts& f, std::vector<Issue>& issues) {
+  auto pv1 = m.find("PV1");
+  if (!pv1) return;
+  f.hasVisit = true;
+  f.visitClass = m.value(*pv1, 2);
+  f.visitNumber = m.value(*pv1, 19, 1, 1);
+  if (!dtmToFhir(m.value(*pv1, 44, 1, 1), f.admitted)) issues.push_back(issue(m, "PV1", *pv1, 44, 1, "102", "PV1-44 is not a date/time"));
+  if (!dtmToFhir(m.value(*pv1, 45, 1, 1), f.discharged)) issues.push_back(issue(m, "PV1", *pv1, 45, 1, "102", "PV1-45 is not a date/time"));
+}
+
+// The results: OBX of a value type read here (NM, SN, ST, TX, FT, CWE, CE) with a value. With
+// `beforeAdministration`, only those before the first RXA: the OBX of an immunisation or a
+// pharmacy administration belong to it (the v2-to-FHIR maps fold them into the Immunization or the
+// MedicationAdministration, which a conversion by segments does not write).
+void readResults(const Message& m, InboundFacts& f, std::vector<Issue>& issues, bool beforeAdministration = false) {
+  std::size_t end = m.segmentCount();
+  if (beforeAdministration)
+    if (auto rxa = m.find("RXA")) end = *rxa;
+  std::size_t obxCount = 0;
+  for (auto obx = m.find("OBX"); obx && *obx < end; obx = m.find("OBX", *obx + 1)) ++obxCount;
+  f.results.reserve(obxCount);
+  for (auto obx = m.find("OBX"); obx && *obx < end; obx = m.find("OBX", *obx + 1)) {
+    std::string_view t = m.raw(*obx, 2);
+    if (t != "NM" && t != "SN" && t != "ST" && t != "TX" && t != "FT" && t != "CWE" && t != "CE") continue;
+    InboundFacts::Result& r = f.results.emplace_back();  // filled in place; taken back when not a result
+    r.type = std::string(t);
+    bool coded = t == "CWE" || t == "CE";
+    r.value = coded ? m.value(*obx, 5, 1, 1) : m.value(*obx, 5, 1, 0, 0);
+    if (r.value.empty()) {
+      f.results.pop_back();
+      continue;
+    }
+    if (t == "NM") {
+      double parsed = 0;
+      std::string_view v = r.value;
+      if (!v.empty() && v[0] == '+') v.remove_prefix(1);
+      auto res = std::from_chars(v.data(), v.data() + v.size(), parsed);
+      if (v.empty() || res.ec != std::errc() || res.ptr != v.data() + v.size()) {
+        issues.push_back(issue(m, "OBX", *obx, 5, 1, "102", "OBX-5 '" + r.value + "' is not a number (OBX-2 is NM)"));
+        f.results.pop_back();
+        continue;
+      }
+    }
+    // OBX-3 split once (code, text, coding system), each piece unescaped only when it holds an escape.
+    std::string_view pieces[3];
+    splitComponents(m.raw(*obx, 3, 1), m.delimiters().component, pieces, 3);
+    r.code = plainText(m, pieces[0]);
+    r.display = plainText(m, pieces[1]);
+    r.system = pieces[2] == "LN" ? std::string(kLoinc) : plainText(m, pieces[2]);
+    std::string_view unit[1];
+    splitComponents(m.raw(*obx, 6, 1), m.delimiters().component, unit, 1);
+    r.unit = plainText(m, unit[0]);
+    r.status = std::string(m.raw(*obx, 11));
+    std::string when;
+    if (dtmToFhir(m.raw(*obx, 14, 1, 1), when)) r.date = std::move(when);
+  }
+}
+
+}  // namespace
+
+InboundFacts readInbound(const Message& m, std::vector<Issue>& issues, OtherTypes others) {
   InboundFacts f;
   f.type = m.get("MSH-9.1");
   f.event = m.get("MSH-9.2");
@@ -303,7 +366,17 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
   f.sendingFacility = m.get("MSH-4.1");
   if (!dtmToFhir(m.get("MSH-7.1"), f.sentAt)) issues.push_back(issue(m, "MSH", 0, 7, 1, "102", "MSH-7 is not a date/time"));
   if (!supportedInbound(f.type, f.event)) {
-    issues.push_back(issue(m, "MSH", 0, 9, 1, "200", "the message type " + f.type + "^" + f.event + " is not handled here"));
+    if (others == OtherTypes::kRefuse) {
+      issues.push_back(issue(m, "MSH", 0, 9, 1, "200", "the message type " + f.type + "^" + f.event + " is not handled here"));
+      return f;
+    }
+    f.kind = InboundFacts::Kind::kSegments;
+    if (auto pid = m.find("PID")) {
+      f.hasPatient = true;
+      readPerson(m, *pid, f.patient, issues);
+    }
+    readVisit(m, f, issues);
+    readResults(m, f, issues, true);
     return f;
   }
   auto pid = m.find("PID");
@@ -315,12 +388,7 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
   }
   if (f.type == "ADT") {
     f.kind = InboundFacts::Kind::kAdt;
-    if (auto pv1 = m.find("PV1")) {
-      f.visitClass = m.value(*pv1, 2);
-      f.visitNumber = m.value(*pv1, 19, 1, 1);
-      if (!dtmToFhir(m.value(*pv1, 44, 1, 1), f.admitted)) issues.push_back(issue(m, "PV1", *pv1, 44, 1, "102", "PV1-44 is not a date/time"));
-      if (!dtmToFhir(m.value(*pv1, 45, 1, 1), f.discharged)) issues.push_back(issue(m, "PV1", *pv1, 45, 1, "102", "PV1-45 is not a date/time"));
-    }
+    readVisit(m, f, issues);
     if (f.event == "A40") {
       auto mrg = m.find("MRG");
       if (!mrg || m.value(*mrg, 1).empty()) issues.push_back(issue(m, "MRG", mrg.value_or(0), 1, 1, "101", "A40 needs MRG-1 (the identifier merged away)"));
@@ -411,46 +479,7 @@ InboundFacts readInbound(const Message& m, std::vector<Issue>& issues) {
       d.bytes = decoded.size();
       break;
     }
-    if (f.type == "ORU") {
-      std::size_t obxCount = 0;
-      for (auto obx = m.find("OBX"); obx; obx = m.find("OBX", *obx + 1)) ++obxCount;
-      f.results.reserve(obxCount);
-      for (auto obx = m.find("OBX"); obx; obx = m.find("OBX", *obx + 1)) {
-        std::string_view t = m.raw(*obx, 2);
-        if (t != "NM" && t != "SN" && t != "ST" && t != "TX" && t != "FT" && t != "CWE" && t != "CE") continue;
-        InboundFacts::Result& r = f.results.emplace_back();  // filled in place; taken back when not a result
-        r.type = std::string(t);
-        bool coded = t == "CWE" || t == "CE";
-        r.value = coded ? m.value(*obx, 5, 1, 1) : m.value(*obx, 5, 1, 0, 0);
-        if (r.value.empty()) {
-          f.results.pop_back();
-          continue;
-        }
-        if (t == "NM") {
-          double parsed = 0;
-          std::string_view v = r.value;
-          if (!v.empty() && v[0] == '+') v.remove_prefix(1);
-          auto res = std::from_chars(v.data(), v.data() + v.size(), parsed);
-          if (v.empty() || res.ec != std::errc() || res.ptr != v.data() + v.size()) {
-            issues.push_back(issue(m, "OBX", *obx, 5, 1, "102", "OBX-5 '" + r.value + "' is not a number (OBX-2 is NM)"));
-            f.results.pop_back();
-            continue;
-          }
-        }
-        // OBX-3 split once (code, text, coding system), each piece unescaped only when it holds an escape.
-        std::string_view pieces[3];
-        splitComponents(m.raw(*obx, 3, 1), m.delimiters().component, pieces, 3);
-        r.code = plainText(m, pieces[0]);
-        r.display = plainText(m, pieces[1]);
-        r.system = pieces[2] == "LN" ? std::string(kLoinc) : plainText(m, pieces[2]);
-        std::string_view unit[1];
-        splitComponents(m.raw(*obx, 6, 1), m.delimiters().component, unit, 1);
-        r.unit = plainText(m, unit[0]);
-        r.status = std::string(m.raw(*obx, 11));
-        std::string when;
-        if (dtmToFhir(m.raw(*obx, 14, 1, 1), when)) r.date = std::move(when);
-      }
-    }
+    if (f.type == "ORU") readResults(m, f, issues);
     bool badObx = std::any_of(issues.begin(), issues.end(), [](const Issue& i) { return i.segmentId == "OBX" && i.severity == "error"; });
     if (d.data.empty() && !badObx && f.type == "MDM") {
       // No encapsulated document: the document's text lines (OBX of type TX or FT) are the document.
@@ -823,7 +852,8 @@ void toBundleJson(const InboundFacts& f, std::string& out) {
     writeEntry(w, patientRef, "Patient", [&](Writer& x) { writePatient(x, f.patient); },
                ins.empty() ? std::string() : "identifier=" + f.patient.insSystem() + "|" + ins);
   }
-  if (f.kind == InboundFacts::Kind::kAdt && f.event != "A28" && f.event != "A31" && f.event != "A40") {
+  if ((f.kind == InboundFacts::Kind::kAdt && f.event != "A28" && f.event != "A31" && f.event != "A40") ||
+      (f.kind == InboundFacts::Kind::kSegments && f.hasVisit)) {
     writeEntry(w, "urn:uuid:00000000-0000-4000-8000-000000000002", "Encounter", [&](Writer& x) { writeEncounter(x, f, patientRef); });
   } else if (f.kind == InboundFacts::Kind::kReferralReply) {
     writeEntry(w, "urn:uuid:00000000-0000-4000-8000-000000000003", "Task", [&](Writer& x) {
@@ -838,7 +868,7 @@ void toBundleJson(const InboundFacts& f, std::string& out) {
       x.end();
     });
   }
-  if (f.kind == InboundFacts::Kind::kReport) {
+  if (f.kind == InboundFacts::Kind::kReport || f.kind == InboundFacts::Kind::kSegments) {
     // urn:uuid:00000000-0000-4000-9000-<n on 12 digits>
     char url[] = "urn:uuid:00000000-0000-4000-9000-000000000000";
     unsigned n = 0;

@@ -49,7 +49,9 @@ struct DocumentFacts {
 };
 
 struct InboundFacts {
-  enum class Kind { kUnsupported, kAdt, kReferralReply, kReport };
+  // kSegments: a message outside the referral loop, read for a conversion by its segments only
+  // (PID -> Patient, PV1 -> Encounter, OBX -> Observations), whatever its type.
+  enum class Kind { kUnsupported, kAdt, kReferralReply, kReport, kSegments };
   Kind kind = Kind::kUnsupported;
   std::string type, event, structure;   // MSH-9: "ADT", "A01", "ADT_A01"
   std::string version, controlId, sentAt;
@@ -57,6 +59,7 @@ struct InboundFacts {
   PersonFacts patient;
   bool hasPatient = false;
   // ADT
+  bool hasVisit = false;                // a PV1 was read
   std::string visitClass, visitNumber, admitted, discharged;  // PV1-2, PV1-19, PV1-44, PV1-45
   std::string mergedFrom;               // A40: MRG-1's first identifier
   // RRI^I12
@@ -76,7 +79,10 @@ bool supportedInbound(const std::string& type, const std::string& event);
 
 // Reads what the message says. Problems are appended to `issues` (errors point at the field:
 // a missing PID-3, a date that is not one, Base64 that does not decode...).
-InboundFacts readInbound(const Message& m, std::vector<Issue>& issues);
+// How a type outside the referral loop is taken: refused with code 200 (what the hospital connector
+// does: it acts only on the loop's messages), or, for a conversion, read by its segments.
+enum class OtherTypes { kRefuse, kReadSegments };
+InboundFacts readInbound(const Message& m, std::vector<Issue>& issues, OtherTypes others = OtherTypes::kRefuse);
 
 // FHIR resources of the facts (no ids; references left to the caller).
 void patientResource(const PersonFacts& p, nlohmann::json& out);

@@ -135,6 +135,41 @@ TEST(Hl7v2FhirMappingTest, AdtGivesPatientAndEncounterWithTheInsAndTheVisit) {
   EXPECT_EQ(errorsOf(issues), "PID-7.1:102 ");
 }
 
+TEST(Hl7v2FhirMappingTest, OtherTypesAreRefusedByTheConnectorAndConvertedBySegments) {
+  const char* orm = "MSH|^~\\&|EAI|X|P|D|20260911||ORM^O01^ORM_O01|7|P|2.5\r"
+                    "PID|||185057512345673^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||DURAND^Julien||19850514|M\r"
+                    "PV1|1|O|||||||||||||||||V7\r"
+                    "ORC|NW|42\r"
+                    "OBX|1|NM|8867-4^Heart rate^LN||72|/min|||||F\r";
+  std::vector<Issue> issues;
+  auto loop = readInbound(parsed(orm), issues);
+  EXPECT_EQ(errorsOf(issues), "MSH-9.1:200 ");
+  EXPECT_EQ(loop.kind, InboundFacts::Kind::kUnsupported);
+  issues.clear();
+  auto f = readInbound(parsed(orm), issues, OtherTypes::kReadSegments);
+  EXPECT_EQ(errorsOf(issues), "");
+  EXPECT_EQ(f.kind, InboundFacts::Kind::kSegments);
+  Json bundle;
+  toBundle(f, bundle);
+  ASSERT_EQ(bundle["entry"].size(), 3u);
+  EXPECT_EQ(bundle["entry"][0]["resource"]["identifier"][0]["value"], "185057512345673");
+  EXPECT_EQ(bundle["entry"][1]["resource"]["resourceType"], "Encounter");
+  EXPECT_EQ(bundle["entry"][1]["resource"]["class"]["code"], "AMB");
+  EXPECT_EQ(bundle["entry"][1]["resource"]["status"], "unknown");  // O01 is no event of table 0003's map
+  EXPECT_EQ(bundle["entry"][2]["resource"]["valueQuantity"]["value"], 72);
+  // The observations of an administration (after RXA) belong to it: not written as results.
+  issues.clear();
+  f = readInbound(parsed("MSH|^~\\&|EAI|X|P|D|20260911||VXU^V04^VXU_V04|8|P|2.5\r"
+                         "PID|||77^^^H^PI||DURAND^Julien||19850514|M\r"
+                         "OBX|1|NM|8867-4^Heart rate^LN||60|/min|||||F\r"
+                         "ORC|RE|1\rRXA|0|1|20260911||08^HepB^CVX|1\r"
+                         "OBX|2|CE|64994-7^Eligibility^LN||V01^Not eligible^HL70064||||||F\r"),
+                  issues, OtherTypes::kReadSegments);
+  EXPECT_EQ(errorsOf(issues), "");
+  ASSERT_EQ(f.results.size(), 1u);
+  EXPECT_EQ(f.results[0].code, "8867-4");
+}
+
 TEST(Hl7v2FhirMappingTest, ReportsCarryTheirDocumentAndBadBase64IsAnError) {
   std::vector<Issue> issues;
   auto f = readInbound(parsed("MSH|^~\\&|EAI|X|P|D|20260911||MDM^T10^MDM_T02|1|P|2.6\r"
