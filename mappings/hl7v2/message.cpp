@@ -175,7 +175,6 @@ bool Message::read(std::string_view bytes, std::vector<Issue>& issues) {
     issues.push_back(issue("error", "MSH", "100", "the message does not start with an MSH segment"));
     return false;
   }
-  m.d_ = Delimiters{};
   m.d_.field = bytes[3];
   std::size_t encEnd = bytes.find(m.d_.field, 4);
   std::size_t lineEnd = 0;
@@ -238,8 +237,7 @@ bool Message::read(std::string_view bytes, std::vector<Issue>& issues) {
 
 namespace {
 
-// Every segment of `t` ended by exactly one '\r': LF and CRLF ends become '\r', blank lines go.
-// Most messages need nothing but a final '\r' (checked with two fast searches).
+// Whether `t` holds an LF or two CRs in a row (a blank line): most messages hold neither.
 bool segmentEndsNeedWork(const std::string& t) {
   const char* p = t.data();
   std::size_t n = t.size(), i = 0;
@@ -257,6 +255,7 @@ bool segmentEndsNeedWork(const std::string& t) {
   return false;
 }
 
+// Every segment of `t` ended by exactly one '\r': LF and CRLF ends become '\r', blank lines go.
 void normaliseSegmentEnds(std::string& t) {
   if (!segmentEndsNeedWork(t)) {
     if (!t.empty() && t.back() != '\r') t += '\r';
