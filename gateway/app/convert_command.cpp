@@ -12,6 +12,8 @@
 #include "mappings/fhir/json_reader.h"
 #include "mappings/hl7v2/fhir_mapping.h"
 #include "mappings/hl7v2/message.h"
+#include "mappings/hprim/fhir_mapping.h"
+#include "mappings/hprim/hprim.h"
 #include "mappings/network/documents/document_schemas.h"
 #include "mappings/network/documents/xml_form.h"
 #include "mappings/network/mapping_engine.h"
@@ -31,6 +33,21 @@ void outcome(const std::vector<std::pair<std::string, std::string>>& issues) {
     o["issue"].push_back(std::move(i));
   }
   std::cerr << o.dump(2) << "\n";
+}
+
+// HPRIM problems as an OperationOutcome (errors and warnings); true when one is an error.
+bool hprimOutcome(const std::vector<hprim::Issue>& issues) {
+  if (issues.empty()) return false;
+  bool error = false;
+  Json o = {{"resourceType", "OperationOutcome"}, {"issue", Json::array()}};
+  for (const auto& i : issues) {
+    error = error || i.error;
+    Json x = {{"severity", i.error ? "error" : "warning"}, {"code", i.error ? "invalid" : "informational"}, {"diagnostics", i.message}};
+    if (!i.where.empty()) x["location"] = Json::array({i.where});
+    o["issue"].push_back(std::move(x));
+  }
+  std::cerr << o.dump(2) << "\n";
+  return error;
 }
 
 // The kind an XML document declares by its root element (consentRenewal -> consent-renewal).
@@ -74,7 +91,8 @@ bool readCommandInput(const std::string& command, const std::string& file, std::
 }
 
 int convertCommand(int argc, char** argv) {
-  std::string from, to, file = "-", today;
+  std::string from, to, file = "-", today, encodingName = "ISO-8859-1";
+  hprim::NetExport netExport;
   bool xml = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -90,6 +108,13 @@ int convertCommand(int argc, char** argv) {
                    "                             OBX segments) -> a FHIR R4 transaction Bundle\n"
                    "  --from fhir --to hl7v2     a Bundle holding a referral (ServiceRequest, Patient, requester,\n"
                    "                             performer, Conditions, Observations) -> REF^I12 (I14 when revoked)\n"
+                   "  --from hprim --to fhir     an HPRIM Net file (header, text, ****LAB**** results) or an HPRIM\n"
+                   "                             Santé message (H, P, OBR, OBX, C, L), ISO 8859-1 or UTF-8 ->\n"
+                   "                             a FHIR R4 transaction Bundle\n"
+                   "  --from fhir --to hprim     a Bundle holding a Patient and a report or Observations -> an\n"
+                   "                             HPRIM Net file (the scores as RES lines)\n"
+                   "  --encoding NAME            HPRIM output: ISO-8859-1 (default) or UTF-8\n"
+                   "  --sender \"CODE NAME\"       HPRIM Net header line 11; --recipient: line 12\n"
                    "  --today DATE               the date derived values are computed at (default: today)\n\n"
                    "Checked offline: the document's schema and the mapping. The network's rules that need the\n"
                    "dossier (the patient's consent, the GP's membership...) are checked by the gateway.\n";
@@ -99,6 +124,9 @@ int convertCommand(int argc, char** argv) {
     else if (a == "--to" && i + 1 < argc) to = argv[++i];
     else if (a == "--today" && i + 1 < argc) today = argv[++i];
     else if (a == "--xml") xml = true;
+    else if (a == "--encoding" && i + 1 < argc) encodingName = argv[++i];
+    else if (a == "--sender" && i + 1 < argc) netExport.sender = argv[++i];
+    else if (a == "--recipient" && i + 1 < argc) netExport.recipient = argv[++i];
     else if (a.size() > 1 && a[0] == '-') {
       std::cerr << "passerelle convert: unexpected option '" << a << "'\n";
       return 2;
@@ -243,8 +271,54 @@ int convertCommand(int argc, char** argv) {
     std::cout << hl7v2::buildReferral(out) << "\n";
     return 0;
   }
+  if (from == "hprim" && to == "fhir") {
+    std::vector<hprim::Issue> hi;
+    nlohmann::json bundle;
+    auto flavour = hprim::detect(text);
+    if (flavour == hprim::Flavour::kSante) {
+      hprim::SanteMessage m;
+      bool ok = hprim::readSante(text, m, hi);
+      if (hprimOutcome(hi) || !ok) return 1;
+      hprim::santeToBundle(m, bundle, hi);
+    } else if (flavour == hprim::Flavour::kNet) {
+      hprim::NetFile f;
+      bool ok = hprim::readNet(text, f, hi);
+      if (hprimOutcome(hi) || !ok) return 1;
+      for (const auto& d : f.documents) hprim::netToBundle(d, bundle, hi);
+    } else {
+      outcome({{"", "neither HPRIM Santé (a first line 'H|...') nor HPRIM Net (****FIN**** or ****FINFICHIER****)"}});
+      return 1;
+    }
+    std::cout << bundle.dump(2) << "\n";
+    return 0;
+  }
+  if (from == "fhir" && to == "hprim") {
+    hprim::Encoding encoding;
+    if (!hprim::parseEncoding(encodingName, encoding)) {
+      std::cerr << "passerelle convert: --encoding takes ISO-8859-1 or UTF-8\n";
+      return 2;
+    }
+    fhir::JsonError err;
+    Json bundle;
+    if (!fhir::parseJson(text, fhir::JsonLimits{}, bundle, err)) {
+      outcome({{err.path, err.message}});
+      return 1;
+    }
+    hprim::NetDocument doc;
+    std::string error;
+    if (!hprim::netFromFhir(bundle, netExport, doc, error)) {
+      outcome({{"Bundle.entry", error}});
+      return 1;
+    }
+    std::size_t lost = 0;
+    std::cout << hprim::writeNet({doc}, encoding, &lost);
+    if (lost)
+      hprimOutcome({{false, "", std::to_string(lost) + " character(s) that " + hprim::encodingName(encoding) + " cannot hold written as '?'"}});
+    return 0;
+  }
   std::cerr << "passerelle convert: from '" << from << "' to '" << to
-            << "' is not a conversion this gateway has (network -> fhir, fhir -> network, hl7v2 -> fhir, fhir -> hl7v2)\n";
+            << "' is not a conversion this gateway has (network -> fhir, fhir -> network, hl7v2 -> fhir, fhir -> hl7v2,\n"
+               "hprim -> fhir, fhir -> hprim)\n";
   return 2;
 }
 

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "mappings/common/base64.h"
 #include "mappings/hl7v2/message.h"
 
 namespace passerelle::hl7v2 {
@@ -123,7 +124,7 @@ bool referralFromFhir(const std::vector<const nlohmann::json*>& resources, Refer
 std::string buildReferral(const ReferralOut& r);
 
 // Strict Base64 (RFC 4648, padding required, line breaks allowed); false on anything else.
-bool decodeBase64(std::string_view text, std::string& out);
-std::string encodeBase64(std::string_view bytes);
+inline bool decodeBase64(std::string_view text, std::string& out) { return base64::decode(text, out); }
+inline std::string encodeBase64(std::string_view bytes) { return base64::encode(bytes); }
 
 }  // namespace passerelle::hl7v2

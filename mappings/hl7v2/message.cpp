@@ -9,6 +9,7 @@
 #include <emmintrin.h>
 #endif
 
+#include "mappings/common/charset.h"
 #include "mappings/common/utf8.h"
 
 namespace passerelle::hl7v2 {
@@ -17,80 +18,11 @@ namespace {
 
 bool isSegmentEnd(char c) { return c == '\r' || c == '\n'; }
 
-// ISO 8859-15 differs from ISO 8859-1 at eight positions.
-std::uint32_t latin9CodePoint(unsigned char b) {
-  switch (b) {
-    case 0xA4: return 0x20AC;  // €
-    case 0xA6: return 0x0160;  // Š
-    case 0xA8: return 0x0161;  // š
-    case 0xB4: return 0x017D;  // Ž
-    case 0xB8: return 0x017E;  // ž
-    case 0xBC: return 0x0152;  // Œ
-    case 0xBD: return 0x0153;  // œ
-    case 0xBE: return 0x0178;  // Ÿ
-    default: return b;
-  }
-}
+using charset::validUtf8;
 
-bool validUtf8(std::string_view s) {
-  std::uint32_t cp;
-  for (std::size_t i = 0; i < s.size();) {
-#if defined(__SSE2__)
-    // Sixteen ASCII bytes at a time (most of a message).
-    if (i + 16 <= s.size() && _mm_movemask_epi8(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s.data() + i))) == 0) {
-      i += 16;
-      continue;
-    }
-#endif
-    if (i + 8 <= s.size()) {
-      std::uint64_t w;
-      std::memcpy(&w, s.data() + i, 8);
-      if ((w & 0x8080808080808080ULL) == 0) {
-        i += 8;
-        continue;
-      }
-    }
-    std::size_t n = utf8::decode(s, i, cp);
-    if (!n) return false;
-    i += n;
-  }
-  return true;
-}
+std::string singleBytesToUtf8(std::string_view s, Charset c) { return charset::singleBytesToUtf8(s, c == Charset::kLatin9); }
 
-std::string singleBytesToUtf8(std::string_view s, Charset c) {
-  std::string out;
-  out.reserve(s.size() + s.size() / 8);
-  for (char ch : s) {
-    auto b = static_cast<unsigned char>(ch);
-    utf8::append(out, c == Charset::kLatin9 ? latin9CodePoint(b) : b);
-  }
-  return out;
-}
-
-std::string utf8ToSingleBytes(std::string_view s, Charset c) {
-  std::string out;
-  out.reserve(s.size());
-  std::uint32_t cp;
-  for (std::size_t i = 0; i < s.size();) {
-    std::size_t n = utf8::decode(s, i, cp);
-    if (!n) {
-      out += '?';
-      ++i;
-      continue;
-    }
-    i += n;
-    int byte = -1;
-    if (c == Charset::kLatin9) {
-      for (int b = 0xA0; b <= 0xBF && byte < 0; ++b)
-        if (latin9CodePoint(static_cast<unsigned char>(b)) == cp && cp > 0xFF) byte = b;
-      if (byte < 0 && cp <= 0xFF && latin9CodePoint(static_cast<unsigned char>(cp)) == cp) byte = static_cast<int>(cp);
-    } else if (cp <= 0xFF) {
-      byte = static_cast<int>(cp);
-    }
-    out += byte < 0 ? '?' : static_cast<char>(byte);
-  }
-  return out;
-}
+std::string utf8ToSingleBytes(std::string_view s, Charset c) { return charset::utf8ToSingleBytes(s, c == Charset::kLatin9); }
 
 // The character set MSH-18 names (its first repetition); nullopt when not one of ours.
 std::optional<Charset> charsetOf(std::string_view v) {
