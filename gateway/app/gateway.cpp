@@ -4,6 +4,7 @@
 #include "gateway/access/access_control.h"
 #include "gateway/audit/audit_log.h"
 #include "gateway/common/log.h"
+#include "gateway/exchange/gp_connector.h"
 #include "gateway/exchange/hospital_connector.h"
 #include "gateway/exchange/outbox_admin.h"
 #include "gateway/gate/gate.h"
@@ -37,6 +38,7 @@ struct Gateway::State {
   std::unique_ptr<gate::AccessGate> gate;
   std::unique_ptr<http::Server> server;
   std::unique_ptr<exchange::HospitalConnector> hospitals;
+  std::unique_ptr<exchange::GpConnector> gps;
   bool stopped = false;
   // the network's daily work (expired consents, overdue referrals), on its own thread
   std::thread sweeper;
@@ -223,6 +225,19 @@ Result<void> startHospitalConnector(const config::Config& config, Gateway::State
   return {};
 }
 
+// The GP software exchange: one watched folder per installation of conf/gp/.
+Result<void> startGpConnector(const config::Config& config, Gateway::State& st) {
+  auto installations = exchange::loadGpInstallations(config.get("gp.dir"), config.get("data.dir"));
+  if (!installations.ok()) return makeError(installations.error().code, "gp.dir: " + installations.error().message);
+  if (installations->empty()) return {};
+  auto gc = exchange::GpConnector::start(*st.store, *st.fhir, st.gate.get(), std::move(installations.value()), config.getBool("gp.watch"));
+  if (!gc.ok()) return gc.error();
+  st.gps = std::move(gc.value());
+  for (const auto& g : st.gps->installations())
+    log::info("gp.watching", {{"installation", g.id}, {"folder", g.folder}});
+  return {};
+}
+
 Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   std::unique_ptr<Gateway> g(new Gateway());
   g->s_->config = config;
@@ -259,6 +274,8 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   // Before anything writes concurrently (the sweeper, the listeners): it routes writes to the outbox.
   auto hc = startHospitalConnector(config, *g->s_);
   if (!hc.ok()) return hc.error();
+  auto gc = startGpConnector(config, *g->s_);
+  if (!gc.ok()) return gc.error();
 
   http::ServerOptions ho;
   ho.httpEnabled = config.getBool("http.enabled");
@@ -288,9 +305,23 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   g->s_->server->mount("/network/v1", [ns](const fhir::FhirRequest& r) { return ns->handle(r); });
   // The message store's admin API: system accounts only (through the gate, audited).
   store::ResourceStore* storePtr = g->s_->store.get();
-  g->s_->server->mount("/admin/v1", [storePtr](const fhir::FhirRequest& r) {
+  exchange::GpConnector* gps = g->s_->gps.get();
+  g->s_->server->mount("/admin/v1", [storePtr, gps](const fhir::FhirRequest& r) {
     if (r.principal && r.principal->role != "system")
       return fhir::errorResponse(makeError(ErrorCode::kForbidden, "access denied: the message store is administered by system accounts"));
+    // The review queue of the GP files: POST /inbox/{id}/attach {"patient": "Patient/x"} or /reject {"reason": "..."}.
+    if (r.method == "POST" && r.path.rfind("/inbox/", 0) == 0) {
+      auto slash = r.path.find('/', 7);
+      std::string action = slash == std::string::npos ? "" : r.path.substr(slash + 1);
+      std::int64_t id = std::atoll(r.path.substr(7, slash == std::string::npos ? std::string::npos : slash - 7).c_str());
+      if ((action == "attach" || action == "reject") && id > 0) {
+        if (!gps) return fhir::errorResponse(makeError(ErrorCode::kNotFound, "no GP installation is configured (gp.dir)"));
+        nlohmann::json body = nlohmann::json::parse(r.body.empty() ? "{}" : r.body, nullptr, false);
+        if (!body.is_object()) return fhir::errorResponse(makeError(ErrorCode::kInvalid, "a JSON object is expected"));
+        if (action == "attach") return gps->attach(id, body.value("patient", ""), r.principal);
+        return gps->reject(id, body.value("reason", ""), r.principal);
+      }
+    }
     return exchange::adminRequest(*storePtr, r);
   });
   if (int every = static_cast<int>(config.getInt("network.sweep_interval_seconds")); every > 0) {
@@ -352,6 +383,7 @@ void Gateway::stop() {
     s_->sweepWake.notify_all();
     s_->sweeper.join();
   }
+  if (s_->gps) s_->gps->stop();
   if (s_->hospitals) s_->hospitals->stop();
   if (s_->server) s_->server->stop(static_cast<int>(s_->config.getInt("server.drain_seconds")));
   if (s_->audit) s_->audit->close();

@@ -169,6 +169,9 @@ const std::vector<Setting>& settings() {
       {"partners.dir", Type::kString, "conf/partners",
        "Folder of the exchange partners (one JSON file each: account, recognition, endpoint, retries)."},
       {"outbox.enabled", Type::kBool, "true", "Send the outbox's deliveries to the partners (false: keep them queued)."},
+      {"gp.dir", Type::kString, "conf/gp",
+       "Folder of the GP software installations (one JSON file each: the GP, the exchange folder, the export format)."},
+      {"gp.watch", Type::kBool, "true", "Watch the GP installations' inbox folders (false: files are only taken by a scan)."},
       {"log.level", Type::kChoice, "info", "Least severe log level written.", 0, 0, "debug|info|warn|error|off"},
       {"log.format", Type::kChoice, "text", "Log line format on stderr.", 0, 0, "text|json"},
   };

@@ -246,6 +246,8 @@ class WriteTxn {
   // control id was already taken in: processed or kept for review; refused ones may repeat), a new
   // delivery (id and times set), a delivery's new state.
   virtual Result<void> putInbox(InboxMessage& m) = 0;
+  // A received message's new state (status, ack code, patient, detail; by id): a review decided.
+  virtual Result<void> updateInbox(const InboxMessage& m) = 0;
   virtual Result<void> enqueue(Delivery& d) = 0;
   virtual Result<void> updateDelivery(const Delivery& d) = 0;
   virtual Result<std::optional<Delivery>> delivery(std::int64_t id) = 0;
@@ -313,6 +315,7 @@ class ResourceStore {
   // The message store's reads. findInbox: the message of that control id taken in, else its latest refusal.
   virtual Result<std::optional<InboxMessage>> findInbox(const std::string& partner, const std::string& controlId) = 0;
   virtual Result<std::vector<InboxMessage>> listInbox(const std::string& status, int limit) = 0;
+  virtual Result<std::optional<InboxMessage>> inboxMessage(std::int64_t id) = 0;
   // The deliveries of `destination` ready to go at `nowMs`: per order key, the oldest queued one,
   // if its time has come. In id order, at most `limit`.
   virtual Result<std::vector<Delivery>> dueDeliveries(const std::string& destination, std::int64_t nowMs, int limit) = 0;

@@ -94,6 +94,30 @@ Result<std::optional<InboxMessage>> findInbox(Connection& c, const std::string& 
   return std::optional<InboxMessage>(std::move(r->front()));
 }
 
+Result<std::optional<InboxMessage>> inboxById(Connection& c, std::int64_t id) {
+  auto r = rows<InboxMessage>(c, std::string("SELECT ") + kInboxColumns + " FROM message_inbox WHERE id = ?", {id}, inboxRow,
+                              "read the inbox");
+  if (!r.ok()) return r.error();
+  if (r->empty()) return std::optional<InboxMessage>();
+  return std::optional<InboxMessage>(std::move(r->front()));
+}
+
+Result<void> updateInbox(Connection& c, const InboxMessage& m) {
+  auto st = c.prepare(
+      "UPDATE message_inbox SET status = ?, ack_code = ?, patient = NULLIF(?, ''), detail = NULLIF(?, '') WHERE id = ?");
+  if (!st.ok()) return st.error();
+  auto& s = **st;
+  s.bind(1, m.status);
+  s.bind(2, m.ackCode);
+  s.bind(3, m.patient);
+  s.bind(4, m.detail);
+  s.bind(5, m.id);
+  int rc = s.step();
+  if (rc != SQLITE_DONE) return sqlError(c.db(), rc, "update a received message");
+  if (sqlite3_changes(c.db()) != 1) return makeError(ErrorCode::kNotFound, "no received message " + std::to_string(m.id));
+  return {};
+}
+
 Result<std::vector<InboxMessage>> listInbox(Connection& c, const std::string& status, int limit) {
   std::string sql = std::string("SELECT ") + kInboxColumns + " FROM message_inbox";
   std::vector<Bind> binds;

@@ -13,6 +13,8 @@ namespace passerelle::store::sqlite {
 Result<void> insertInbox(Connection& c, InboxMessage& m);
 Result<std::optional<InboxMessage>> findInbox(Connection& c, const std::string& partner, const std::string& controlId);
 Result<std::vector<InboxMessage>> listInbox(Connection& c, const std::string& status, int limit);
+Result<std::optional<InboxMessage>> inboxById(Connection& c, std::int64_t id);
+Result<void> updateInbox(Connection& c, const InboxMessage& m);
 
 Result<void> insertDelivery(Connection& c, Delivery& d, std::int64_t nowMs);
 Result<void> saveDelivery(Connection& c, const Delivery& d);

@@ -165,6 +165,7 @@ class WriteTxnImpl : public WriteTxn {
     if (m.receivedMs == 0) m.receivedMs = now_;
     return sqlite::insertInbox(c_, m);
   }
+  Result<void> updateInbox(const InboxMessage& m) override { return sqlite::updateInbox(c_, m); }
   Result<void> enqueue(Delivery& d) override {
     auto r = sqlite::insertDelivery(c_, d, now_);
     if (r.ok() && enqueued_) *enqueued_ = true;
@@ -440,6 +441,11 @@ class SqliteResourceStore : public ResourceStore {
     auto lease = acquireReader();
     if (!lease.ok()) return lease.error();
     return sqlite::listInbox(**lease.value(), status, limit);
+  }
+  Result<std::optional<InboxMessage>> inboxMessage(std::int64_t id) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::inboxById(**lease.value(), id);
   }
   Result<std::vector<Delivery>> dueDeliveries(const std::string& destination, std::int64_t nowMs, int limit) override {
     auto lease = acquireReader();

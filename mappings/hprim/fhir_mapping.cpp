@@ -190,6 +190,17 @@ bool resultOf(const Json& code, const Json& holder, Result& r) {
   if (r.label.empty() && coding) r.label = str(*coding, "display");
   if (r.label.empty()) r.label = str(code, "text");
   if (r.label.empty()) r.label = id;
+  // The reference range and the interpretation, where the result has them.
+  if (auto rr = holder.find("referenceRange"); rr != holder.end() && rr->is_array() && !rr->empty() && (*rr)[0].is_object()) {
+    for (auto [key, out] : {std::pair<const char*, std::string*>{"low", &r.low}, {"high", &r.high}})
+      if (auto b = (*rr)[0].find(key); b != (*rr)[0].end() && b->is_object() && b->contains("value") && (*b)["value"].is_number())
+        *out = numberText((*b)["value"]);
+  }
+  if (auto in = holder.find("interpretation"); in != holder.end() && in->is_array() && !in->empty() && (*in)[0].is_object())
+    if (auto c = (*in)[0].find("coding"); c != (*in)[0].end() && c->is_array() && !c->empty()) {
+      std::string flag = str((*c)[0], "code");
+      if (flag == "L" || flag == "H" || flag == "LL" || flag == "HH" || flag == "N") r.flag = flag;
+    }
   if (auto q = holder.find("valueQuantity"); q != holder.end() && q->is_object() && q->contains("value")) {
     r.type = "N";
     r.value = str(*q, "comparator") + numberText((*q)["value"]);

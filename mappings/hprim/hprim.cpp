@@ -222,7 +222,12 @@ Flavour detect(std::string_view bytes) {
   if (i + 2 < bytes.size() && bytes[i] == 'H' && !std::isalnum(static_cast<unsigned char>(bytes[i + 1])) &&
       bytes[i + 1] != ' ' && bytes[i + 1] != '\r' && bytes[i + 1] != '\n')
     return Flavour::kSante;
-  if (bytes.find(kFin) != std::string_view::npos || bytes.find(kFinFichier) != std::string_view::npos) return Flavour::kNet;
+  if (bytes.find(kFin) != std::string_view::npos || bytes.find(kFinFichier) != std::string_view::npos ||
+      bytes.find(kLab) != std::string_view::npos)
+    return Flavour::kNet;
+  // Without its markers (a truncated file): the header's dates on lines 7 or 10.
+  auto lines = splitLines(bytes.substr(i, 4096));
+  if (lines.size() >= 10 && (!netDateToIso(lines[6]).empty() || !netDateToIso(lines[9]).empty())) return Flavour::kNet;
   return Flavour::kUnknown;
 }
 

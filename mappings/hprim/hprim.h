@@ -121,7 +121,8 @@ struct SanteMessage {
 bool readSante(std::string_view bytes, SanteMessage& msg, std::vector<Issue>& issues);
 
 // Which HPRIM a file holds: a first line starting with "H" and a delimiter is HPRIM Santé;
-// otherwise HPRIM Net when it carries ****FIN**** or ****FINFICHIER****; else unknown.
+// otherwise HPRIM Net when it carries ****LAB****, ****FIN**** or ****FINFICHIER****, or (a file
+// cut before its markers) a date DD/MM/YYYY on line 7 or 10; else unknown.
 enum class Flavour { kUnknown, kNet, kSante };
 Flavour detect(std::string_view bytes);
 

@@ -252,5 +252,45 @@ TEST(ProcessTest, ConvertGivesEveryNetworkExampleBackFromItsFhirForm) {
   EXPECT_NE(err.find("OperationOutcome"), std::string::npos) << err;
   EXPECT_NE(err.find("renewalDate"), std::string::npos) << err;
   EXPECT_NE(err.find("patient.nir"), std::string::npos) << err;
-  EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "hprim", "--to", "fhir", bad}, out, err), 2);
+  EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "cda", "--to", "fhir", bad}, out, err), 2);
+  // Not HPRIM: exit 1 with the reason.
+  EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "hprim", "--to", "fhir", bad}, out, err), 1);
+  EXPECT_NE(err.find("neither HPRIM"), std::string::npos) << err;
+}
+
+TEST(ProcessTest, ConvertReadsAndWritesHprim) {
+  auto run = [&](std::vector<std::string> args, std::string& out, std::string& err) {
+    Child c = spawn(args);
+    out.clear();
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, c.out)) > 0) out.append(buf, n);
+    err = readAll(c.errFd);
+    int rc = waitExit(c.pid);
+    fclose(c.out);
+    close(c.errFd);
+    return rc;
+  };
+  const std::string examples = std::string(PASSERELLE_SOURCE_DIR) + "/conf/examples/hprim";
+  std::string out, err;
+  ASSERT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "hprim", "--to", "fhir", examples + "/bilan-durand.hpr"}, out, err), 0) << err;
+  auto bundle = nlohmann::json::parse(out);
+  ASSERT_EQ(bundle["entry"].size(), 4u);
+  EXPECT_EQ(bundle["entry"][0]["resource"]["name"][0]["family"], "DURAND");
+  EXPECT_EQ(bundle["entry"][2]["resource"]["code"]["text"], "H\xc3\xa9moglobine");  // read as ISO 8859-1
+  ASSERT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "hprim", "--to", "fhir", examples + "/nfs-durand-sante.hpr"}, out, err), 0) << err;
+  EXPECT_NE(out.find("\"DiagnosticReport\""), std::string::npos);
+  // Back to HPRIM Net, in UTF-8: the same results.
+  TempDir dir;
+  std::ofstream(dir.path() + "/b.json") << bundle.dump();
+  ASSERT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "fhir", "--to", "hprim", "--encoding", "UTF-8", "--recipient",
+                 "10101234567 Dr MARTIN", dir.path() + "/b.json"}, out, err), 0) << err;
+  EXPECT_NE(out.find("RES|H\xc3\xa9moglobine|HB|N|13.5|g/dL|13|17||F|"), std::string::npos) << out;
+  EXPECT_NE(out.find("10101234567 Dr MARTIN\r\n"), std::string::npos);
+  EXPECT_EQ(out.substr(out.size() - 20), "****FINFICHIER****\r\n");
+  // A truncated file: exit 1, the line named.
+  std::string cut = readFile(examples + "/bilan-durand.hpr");
+  std::ofstream(dir.path() + "/cut.hpr") << cut.substr(0, cut.find("****FIN****"));
+  EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "hprim", "--to", "fhir", dir.path() + "/cut.hpr"}, out, err), 1);
+  EXPECT_NE(err.find("looks truncated"), std::string::npos) << err;
 }

@@ -294,6 +294,8 @@ TEST(HprimDetect, TellsTheFlavoursApart) {
   EXPECT_EQ(detect("\xEF\xBB\xBF\r\n" + kSante), Flavour::kSante);
   EXPECT_EQ(detect("{\"resourceType\":\"Bundle\"}"), Flavour::kUnknown);
   EXPECT_EQ(detect("Hello\nworld"), Flavour::kUnknown);
+  // Cut before its markers: still HPRIM Net (its reader then says it is truncated).
+  EXPECT_EQ(detect(kNet.substr(0, kNet.find("****LAB****"))), Flavour::kNet);
 }
 
 const Json* findResource(const Json& bundle, const std::string& type, std::size_t nth = 0) {

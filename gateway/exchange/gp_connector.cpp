@@ -1,0 +1,658 @@
+// The GP software connector (see gp_connector.h).
+#include "gateway/exchange/gp_connector.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "gateway/audit/audit_log.h"
+#include "gateway/common/log.h"
+#include "gateway/fhir/search_params.h"
+#include "mappings/common/utf8.h"
+#include "mappings/fhir/json_reader.h"
+#include "mappings/hprim/fhir_mapping.h"
+#include "mappings/hprim/hprim.h"
+
+namespace passerelle::exchange {
+namespace {
+
+using Json = nlohmann::ordered_json;
+namespace fs = std::filesystem;
+
+constexpr const char* kInsNir = "urn:oid:1.2.250.1.213.1.4.8";
+constexpr const char* kInsNia = "urn:oid:1.2.250.1.213.1.4.9";
+constexpr const char* kInsTest = "urn:oid:1.2.250.1.213.1.4.10";
+constexpr const char* kInsDemo = "urn:oid:1.2.250.1.213.1.4.11";
+
+std::int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string str(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::string outcomeText(const std::string& body) {
+  Json j = Json::parse(body, nullptr, false);
+  std::string out;
+  if (j.is_object())
+    for (const auto& i : j.value("issue", Json::array())) {
+      if (!out.empty()) out += "; ";
+      std::string d = str(i, "diagnostics");
+      if (auto e = i.find("expression"); e != i.end() && e->is_array() && !e->empty() && (*e)[0].is_string())
+        d = (*e)[0].get<std::string>() + ": " + d;
+      out += d;
+    }
+  return out.empty() ? body.substr(0, 300) : out;
+}
+
+Result<GpInstallation> parseInstallation(const Json& j, const std::string& file, const std::string& dataDir) {
+  auto bad = [&](const std::string& what) { return makeError(ErrorCode::kInvalid, file + ": " + what); };
+  if (!j.is_object()) return bad("not a JSON object");
+  static const std::set<std::string> known = {"id", "name", "practitioner", "account", "folder", "import", "export", "description"};
+  for (const auto& [k, v] : j.items())
+    if (!known.count(k)) return bad("unknown member '" + k + "'");
+  GpInstallation g;
+  try {
+    g.id = j.at("id").get<std::string>();
+    g.name = j.value("name", g.id);
+    g.rpps = j.at("practitioner").at("rpps").get<std::string>();
+    g.account = j.value("account", g.id);
+    g.folder = j.value("folder", "gp/" + g.id);
+    const Json in = j.value("import", Json::object());
+    g.maxBytes = in.value("maxBytes", g.maxBytes);
+    g.stableForMs = in.value("stableForMs", g.stableForMs);
+    g.pollMs = in.value("pollMs", g.pollMs);
+    const Json out = j.value("export", Json::object());
+    g.exportFormat = out.value("format", g.exportFormat);
+    g.encoding = out.value("encoding", g.encoding);
+    g.sender = out.value("sender", g.sender);
+    g.recipient = out.value("recipient", g.rpps);
+  } catch (const Json::exception& ex) {
+    return bad(std::string("a member has the wrong type or is missing: ") + ex.what());
+  }
+  if (g.id.empty() || g.id.find_first_of(" /:") != std::string::npos) return bad("id must be a non-empty word");
+  if (g.rpps.size() != 11 || g.rpps.find_first_not_of("0123456789") != std::string::npos)
+    return bad("practitioner.rpps must be the GP's 11-digit RPPS number");
+  hprim::Encoding e;
+  if (!hprim::parseEncoding(g.encoding, e)) return bad("export.encoding must be ISO-8859-1 or UTF-8");
+  if (g.exportFormat != "hprim-net") return bad("export.format must be hprim-net");
+  if (g.stableForMs < 0 || g.pollMs < 50 || g.maxBytes < 1) return bad("import: stableForMs >= 0, pollMs >= 50, maxBytes >= 1");
+  if (fs::path(g.folder).is_relative()) g.folder = (fs::path(dataDir) / g.folder).string();
+  return g;
+}
+
+// Base letters of the accented Latin letters French names use.
+char baseLetter(std::uint32_t cp) {
+  static const char* kFrom00C0 = "AAAAAAACEEEEIIIIDNOOOOOxOUUUUYTsaaaaaaaceeeeiiiidnooooo/ouuuuyty";
+  if (cp >= 0xC0 && cp <= 0xFF) return kFrom00C0[cp - 0xC0];
+  return 0;
+}
+
+}  // namespace
+
+std::string identityForm(const std::string& name) {
+  std::string out;
+  std::uint32_t cp;
+  bool space = true;
+  for (std::size_t i = 0; i < name.size();) {
+    std::size_t n = utf8::decode(name, i, cp);
+    if (!n) {
+      ++i;
+      continue;
+    }
+    i += n;
+    std::string piece;
+    if (cp == 0x152 || cp == 0x153) piece = "OE";
+    else if (cp == 0xC6 || cp == 0xE6) piece = "AE";
+    else if (cp < 0x80) piece = std::string(1, static_cast<char>(std::toupper(static_cast<int>(cp))));
+    else if (char b = baseLetter(cp); b) piece = std::string(1, static_cast<char>(std::toupper(static_cast<unsigned char>(b))));
+    else utf8::append(piece, cp);
+    if (piece == "-" || piece == "'" || piece == " " || piece == "\t" || cp == 0x2019) {
+      if (!space) out += ' ';
+      space = true;
+      continue;
+    }
+    out += piece;
+    space = false;
+  }
+  while (!out.empty() && out.back() == ' ') out.pop_back();
+  return out;
+}
+
+Result<std::vector<GpInstallation>> loadGpInstallations(const std::string& dir, const std::string& dataDir) {
+  std::vector<GpInstallation> out;
+  std::error_code ec;
+  if (dir.empty() || !fs::is_directory(dir, ec)) return out;
+  std::vector<fs::path> files;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().extension() == ".json") files.push_back(e.path());
+  std::sort(files.begin(), files.end());
+  std::set<std::string> ids;
+  for (const auto& f : files) {
+    std::ifstream in(f);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    Json j = Json::parse(ss.str(), nullptr, false);
+    if (j.is_discarded()) return makeError(ErrorCode::kInvalid, f.string() + ": not JSON");
+    auto g = parseInstallation(j, f.string(), dataDir);
+    if (!g.ok()) return g.error();
+    if (!ids.insert(g->id).second) return makeError(ErrorCode::kInvalid, f.string() + ": id '" + g->id + "' is used twice");
+    out.push_back(std::move(g.value()));
+  }
+  return out;
+}
+
+struct GpConnector::Impl {
+  store::ResourceStore& store;
+  fhir::FhirService& fhir;
+  http::Gate* gate;
+  std::vector<GpInstallation> installations;
+  std::vector<identity::Principal> principals;
+  std::vector<std::unique_ptr<filedrop::Watcher>> watchers;
+
+  Impl(store::ResourceStore& s, fhir::FhirService& f, http::Gate* g) : store(s), fhir(f), gate(g) {}
+
+  const GpInstallation* installation(const std::string& id, std::size_t* index = nullptr) const {
+    for (std::size_t i = 0; i < installations.size(); ++i)
+      if (installations[i].id == id) {
+        if (index) *index = i;
+        return &installations[i];
+      }
+    return nullptr;
+  }
+
+  // ---- identity ----------------------------------------------------------------------------
+
+  std::vector<std::string> searchIds(const std::string& type, const fhir::Params& query, int count) {
+    fhir::SearchLimits limits;
+    auto ps = fhir::parseSearch(type, query, limits, true);
+    std::vector<std::string> out;
+    if (!ps.ok()) return out;
+    ps->query.count = count;
+    ps->query.total = store::SearchQuery::Total::kNone;
+    auto page = store.search(ps->query);
+    if (!page.ok()) return out;
+    for (const auto& v : page->items) out.push_back(v.id);
+    return out;
+  }
+
+  std::optional<Json> readPatient(const std::string& id) {
+    auto v = store.read("Patient", id);
+    if (!v.ok() || !v->has_value() || (*v)->deleted) return std::nullopt;
+    Json j = Json::parse((*v)->body, nullptr, false);
+    if (j.is_discarded()) return std::nullopt;
+    return j;
+  }
+
+  struct Traits {
+    std::vector<std::string> families;  // identity forms
+    std::string firstGiven, birthDate, gender;
+  };
+
+  static Traits traitsOf(const Json& p) {
+    Traits t;
+    for (const auto& n : p.value("name", Json::array())) {
+      if (!n.is_object()) continue;
+      if (auto f = identityForm(str(n, "family")); !f.empty()) t.families.push_back(f);
+      if (t.firstGiven.empty())
+        if (auto g = n.find("given"); g != n.end() && g->is_array() && !g->empty() && (*g)[0].is_string())
+          t.firstGiven = identityForm((*g)[0].get<std::string>());
+    }
+    t.birthDate = str(p, "birthDate");
+    t.gender = str(p, "gender");
+    if (t.gender == "unknown") t.gender.clear();
+    return t;
+  }
+
+  // Whether `known`'s traits agree with what the file says (only what it says is compared).
+  static std::string disagreement(const Traits& file, const Traits& known) {
+    if (!file.birthDate.empty() && file.birthDate != known.birthDate) return "the birth date differs";
+    if (!file.families.empty()) {
+      bool any = false;
+      for (const auto& f : file.families)
+        if (std::find(known.families.begin(), known.families.end(), f) != known.families.end()) any = true;
+      if (!any) return "the family name differs";
+    }
+    if (!file.firstGiven.empty() && file.firstGiven != known.firstGiven) return "the first name differs";
+    if (!file.gender.empty() && !known.gender.empty() && file.gender != known.gender) return "the sex differs";
+    return "";
+  }
+
+  // The network patient a file's Patient names: "Patient/<id>", or "" with `why` (for review).
+  std::string identify(const Json& p, std::string& why) {
+    Traits file = traitsOf(p);
+    for (const auto& id : p.value("identifier", Json::array())) {
+      std::string system = str(id, "system"), value = str(id, "value");
+      if (value.empty() || (system != kInsNir && system != kInsNia && system != kInsTest && system != kInsDemo)) continue;
+      auto found = searchIds("Patient", {{"identifier", system + "|" + value}}, 2);
+      if (found.size() != 1) {
+        why = found.empty() ? "no network patient has the INS " + value : "several network patients have the INS " + value;
+        return "";
+      }
+      auto known = readPatient(found[0]);
+      if (!known) {
+        why = "the patient with the INS " + value + " cannot be read";
+        return "";
+      }
+      if (auto d = disagreement(file, traitsOf(*known)); !d.empty()) {
+        why = "the INS " + value + " is Patient/" + found[0] + "'s but " + d + ": identity to check";
+        return "";
+      }
+      return "Patient/" + found[0];
+    }
+    // No INS: the strict traits, all of them.
+    if (file.families.empty() || file.firstGiven.empty() || file.birthDate.empty()) {
+      why = "no INS, and the strict traits are incomplete (family name, first name and birth date are all needed)";
+      return "";
+    }
+    std::set<std::string> candidates;
+    for (const auto& n : p.value("name", Json::array())) {
+      std::string family = str(n, "family");
+      if (family.empty()) continue;
+      for (const auto& id : searchIds("Patient", {{"birthdate", file.birthDate}, {"family", family}}, 20)) candidates.insert(id);
+    }
+    std::vector<std::string> matching;
+    for (const auto& id : candidates) {
+      auto known = readPatient(id);
+      if (known && disagreement(file, traitsOf(*known)).empty()) matching.push_back(id);
+    }
+    if (matching.size() == 1) return "Patient/" + matching[0];
+    why = matching.empty() ? "no network patient has these traits (name, first name, birth date" + std::string(file.gender.empty() ? "" : ", sex") + ")"
+                           : std::to_string(matching.size()) + " network patients share these traits";
+    return "";
+  }
+
+  // ---- the transaction -----------------------------------------------------------------------
+
+  // The Bundle as a transaction without its Patient entries, the references to them replaced by
+  // the network patients found (`patients`: the Patient entries' fullUrl or local reference ->
+  // "Patient/<id>"). False with `error` when an entry is not usable.
+  static bool asTransaction(Json bundle, const std::map<std::string, std::string>& patients, Json& out, std::string& error) {
+    std::string type = str(bundle, "type");
+    Json entries = Json::array();
+    for (auto& e : bundle.value("entry", Json::array())) {
+      if (!e.is_object() || !e.contains("resource") || !e["resource"].is_object()) {
+        error = "an entry without a resource";
+        return false;
+      }
+      std::string rt = str(e["resource"], "resourceType");
+      if (rt == "Patient") continue;
+      if (type == "document" || type == "collection" || !e.contains("request")) e["request"] = {{"method", "POST"}, {"url", rt}};
+      entries.push_back(std::move(e));
+    }
+    if (entries.empty()) {
+      error = "nothing to import besides the patient";
+      return false;
+    }
+    std::string text = Json{{"resourceType", "Bundle"}, {"type", type == "batch" ? "batch" : "transaction"}, {"entry", entries}}.dump();
+    for (const auto& [from, to] : patients) {
+      std::string a = "\"" + from + "\"", b = "\"" + to + "\"";
+      for (std::size_t at = 0; (at = text.find(a, at)) != std::string::npos; at += b.size()) text.replace(at, a.size(), b);
+    }
+    out = Json::parse(text);
+    return true;
+  }
+
+  // ---- audit and the inbox -----------------------------------------------------------------
+
+  audit::Record record(const GpInstallation& g, const std::string& action, const std::string& outcome, const std::string& reason,
+                       const std::string& patient, const std::string& detail) {
+    audit::Record r;
+    r.kind = "connector";
+    r.action = action;
+    r.outcome = outcome;
+    r.reason = reason;
+    r.subject = r.account = g.account;
+    r.role = "gp";
+    r.practitioner = "rpps:" + g.rpps;
+    r.tokenId = "gp-software:" + g.id;
+    r.purpose = "TREAT";
+    r.method = "FILE";
+    r.path = "file:" + g.id;
+    if (!patient.empty()) {
+      r.patients.push_back(patient.substr(patient.find('/') + 1));
+      r.resources.push_back(patient);
+    }
+    r.detail = detail;
+    return r;
+  }
+
+  // Keeps `row` (refused or held) with its audit record, in one commit.
+  bool keep(store::InboxMessage& row, const audit::Record& rec) {
+    auto w = store.write([&](store::WriteTxn& t) -> Result<void> {
+      auto p = t.putInbox(row);
+      if (!p.ok()) return p;
+      if (gate) return t.attachAudit(audit::encodeRecord(rec));
+      return {};
+    });
+    if (!w.ok() && w.error().code != ErrorCode::kConflict) {
+      log::error("gp.inbox_failed", {{"installation", row.partner}, {"file", row.controlId}, {"error", w.error().message}});
+      return false;
+    }
+    return true;
+  }
+
+  GpImportResult quarantine(const GpInstallation& g, store::InboxMessage& row, const std::string& why, const std::string& patient = "") {
+    row.status = "rejected";
+    row.ackCode = "quarantine";
+    row.detail = why;
+    row.patient = patient;
+    GpImportResult r;
+    if (!keep(row, record(g, "import", "error", "quarantined", patient, row.type + " " + row.controlId + ": " + why))) {
+      r.decision = filedrop::Decision::retryLater("the message store is unavailable");
+      r.status = "retry";
+      return r;
+    }
+    r.decision = filedrop::Decision::quarantine(why);
+    r.status = "rejected";
+    r.inboxId = row.id;
+    log::warn("gp.quarantined", {{"installation", g.id}, {"type", row.type}, {"reason", why}});
+    return r;
+  }
+
+  GpImportResult hold(const GpInstallation& g, store::InboxMessage& row, const std::string& why) {
+    row.status = "review";
+    row.ackCode = "review";
+    row.detail = why;
+    GpImportResult r;
+    if (!keep(row, record(g, "import", "granted", "held-for-review", "", row.type + " " + row.controlId + ": " + why))) {
+      r.decision = filedrop::Decision::retryLater("the message store is unavailable");
+      r.status = "retry";
+      return r;
+    }
+    r.decision = filedrop::Decision::stored("held for review: " + why);
+    r.status = "review";
+    r.inboxId = row.id;
+    log::info("gp.review", {{"installation", g.id}, {"type", row.type}, {"reason", why}});
+    return r;
+  }
+
+  // Runs the transaction as the installation's GP, the inbox row in its commit.
+  fhir::FhirResponse applyAs(std::size_t gi, const Json& bundle, store::InboxMessage& row, const std::string& detail) {
+    fhir::FhirRequest req;
+    req.method = "POST";
+    req.path = "";
+    req.contentType = "application/fhir+json";
+    req.body = bundle.dump();
+    req.alsoInUnit = [&row](store::WriteTxn& t, int status) -> Result<void> {
+      if (status >= 300) return {};
+      return row.id ? t.updateInbox(row) : t.putInbox(row);
+    };
+    if (!gate) return fhir.handle(req);
+    http::Caller c;
+    c.connector = &principals[gi];
+    c.channel = "file:" + installations[gi].id;
+    c.detail = detail;
+    return gate->handle(c, req, "fhir", [this](fhir::FhirRequest& r) { return fhir.handle(r); });
+  }
+
+  // What a file carries: a transaction Bundle (with its Patient entries) and a type, or an error.
+  struct Read {
+    Json bundle;
+    std::string type, error;
+  };
+
+  static Read readFile(const std::string& bytes) {
+    Read r;
+    auto first = bytes.find_first_not_of(" \t\r\n");
+    if (bytes.compare(0, 3, "\xEF\xBB\xBF") == 0) first = bytes.find_first_not_of(" \t\r\n", 3);
+    if (first == std::string::npos) {
+      r.type = "EMPTY";
+      r.error = "the file is empty";
+      return r;
+    }
+    if (bytes[first] == '{' || bytes[first] == '[') {
+      r.type = "FHIR";
+      fhir::JsonError err;
+      Json j;
+      if (!fhir::parseJson(std::string_view(bytes).substr(first), fhir::JsonLimits{}, j, err)) {
+        r.error = "not valid JSON at " + err.path + ": " + err.message;
+        return r;
+      }
+      if (j.is_object() && j.contains("documentType")) {
+        r.type = "NETWORK";
+        r.error = "a network document: it goes to /network/v1/" + str(j, "documentType") + " (files take FHIR Bundles and HPRIM)";
+        return r;
+      }
+      std::string bt = str(j, "type");
+      if (str(j, "resourceType") != "Bundle" || (bt != "transaction" && bt != "batch" && bt != "document" && bt != "collection")) {
+        r.error = "a FHIR Bundle of type transaction, batch, document or collection is expected";
+        return r;
+      }
+      r.type = "FHIR-" + bt;
+      r.bundle = std::move(j);
+      return r;
+    }
+    if (bytes[first] == '<') {
+      r.type = "XML";
+      r.error = "an XML document: CDA files are not imported by this gateway yet (HPRIM and FHIR JSON are)";
+      return r;
+    }
+    std::vector<hprim::Issue> issues;
+    nlohmann::json b;
+    auto flavour = hprim::detect(bytes);
+    bool ok = false;
+    if (flavour == hprim::Flavour::kSante) {
+      r.type = "HPRIM-SANTE";
+      hprim::SanteMessage m;
+      ok = hprim::readSante(bytes, m, issues);
+      if (ok) hprim::santeToBundle(m, b, issues);
+    } else if (flavour == hprim::Flavour::kNet) {
+      r.type = "HPRIM-NET";
+      hprim::NetFile f;
+      ok = hprim::readNet(bytes, f, issues);
+      if (ok)
+        for (const auto& d : f.documents) hprim::netToBundle(d, b, issues);
+    } else {
+      r.type = "UNKNOWN";
+      r.error = "neither HPRIM (Net: ****FIN****; Santé: a first line H|...) nor a FHIR Bundle (JSON)";
+      return r;
+    }
+    if (!ok) {
+      for (const auto& i : issues)
+        if (i.error) r.error += (r.error.empty() ? "" : "; ") + i.where + ": " + i.message;
+      return r;
+    }
+    r.bundle = Json::parse(b.dump());
+    return r;
+  }
+
+  GpImportResult importFile(std::size_t gi, const filedrop::DroppedFile& file, const std::string& forcedPatient = "",
+                            store::InboxMessage* held = nullptr) {
+    const GpInstallation& g = installations[gi];
+    store::InboxMessage row;
+    if (held) {
+      row = *held;
+    } else {
+      row.channel = "file";
+      row.partner = g.id;
+      row.controlId = "sha256:" + file.sha256;
+      row.message = file.bytes;
+      row.receivedMs = nowMs();
+      row.ack = "";
+      row.type = "?";
+      // A file taken in before (the same content) is not imported twice.
+      auto seen = store.findInbox(g.id, row.controlId);
+      if (!seen.ok()) return {filedrop::Decision::retryLater(seen.error().message), "retry", "", 0};
+      if (seen->has_value() && ((*seen)->status == "processed" || (*seen)->status == "review"))
+        return {filedrop::Decision::stored("already taken in (inbox " + std::to_string((*seen)->id) + ")"), "duplicate", (*seen)->patient,
+                (*seen)->id};
+    }
+    Read read = readFile(held ? held->message : file.bytes);
+    row.type = read.type;
+    if (!read.error.empty()) return quarantine(g, row, read.error);
+    // The patients: every Patient entry identified (or the one a reviewer chose).
+    std::map<std::string, std::string> patients;
+    std::string patient;
+    std::vector<const Json*> patientEntries;
+    if (read.bundle.contains("entry") && read.bundle["entry"].is_array())
+      for (const auto& e : read.bundle["entry"])
+        if (e.is_object() && e.contains("resource") && str(e["resource"], "resourceType") == "Patient") patientEntries.push_back(&e);
+    if (patientEntries.empty()) return quarantine(g, row, "the file names no patient (no Patient in the Bundle)");
+    if (!forcedPatient.empty() && patientEntries.size() != 1)
+      return {filedrop::Decision::quarantine("several patients"), "conflict", "", row.id};
+    for (const Json* e : patientEntries) {
+      std::string why, found = forcedPatient.empty() ? identify((*e)["resource"], why) : forcedPatient;
+      if (found.empty()) return hold(g, row, why);
+      if (!patient.empty() && patient != found) patient += ",";
+      if (patient.find(found) == std::string::npos) patient += found;
+      if (auto full = str(*e, "fullUrl"); !full.empty()) patients[full] = found;
+      if (auto id = str((*e)["resource"], "id"); !id.empty()) patients["Patient/" + id] = found;
+    }
+    Json tx;
+    std::string error;
+    if (!asTransaction(read.bundle, patients, tx, error)) return quarantine(g, row, error, patient.find(',') == std::string::npos ? patient : "");
+    row.status = "processed";
+    row.ackCode = "done";
+    row.patient = patient.find(',') == std::string::npos ? patient : "";
+    row.detail = held ? row.detail : "";
+    auto r = applyAs(gi, tx, row, row.type + " " + (file.name.empty() ? row.controlId : file.name));
+    GpImportResult out;
+    out.patient = row.patient;
+    if (r.status < 300) {
+      out.decision = filedrop::Decision::stored("imported into " + (patient.empty() ? std::string("the dossier") : patient));
+      out.status = "processed";
+      out.inboxId = row.id;
+      log::info("gp.imported", {{"installation", g.id}, {"type", row.type}, {"patient", patient}});
+      return out;
+    }
+    if (r.status == 409 && !held) {
+      auto seen = store.findInbox(g.id, row.controlId);
+      if (seen.ok() && seen->has_value() && (*seen)->status == "processed")
+        return {filedrop::Decision::stored("already taken in"), "duplicate", (*seen)->patient, (*seen)->id};
+    }
+    if (r.status >= 500) return {filedrop::Decision::retryLater("not stored (" + std::to_string(r.status) + "): " + outcomeText(r.body)), "retry", "", 0};
+    std::string why = (r.status == 403 ? "refused by the access policy for Dr " + g.rpps + " (" : "not imported (") + std::to_string(r.status) +
+                      "): " + outcomeText(r.body);
+    if (held) return {filedrop::Decision::quarantine(why), "rejected", row.patient, row.id};
+    return quarantine(g, row, why, row.patient);
+  }
+};
+
+GpConnector::GpConnector() = default;
+GpConnector::~GpConnector() { stop(); }
+
+Result<std::unique_ptr<GpConnector>> GpConnector::start(store::ResourceStore& store, fhir::FhirService& fhir, http::Gate* gate,
+                                                       std::vector<GpInstallation> installations, bool watch) {
+  std::unique_ptr<GpConnector> c(new GpConnector());
+  c->impl_ = std::make_unique<Impl>(store, fhir, gate);
+  Impl& m = *c->impl_;
+  m.installations = std::move(installations);
+  for (const auto& g : m.installations) {
+    identity::Principal who;
+    who.subject = who.account = g.account;
+    who.role = "gp";
+    who.practitioner = "rpps:" + g.rpps;
+    who.purpose = "TREAT";
+    who.scopes = {"user/*.cruds"};
+    who.tokenId = "gp-software:" + g.id;
+    m.principals.push_back(who);
+  }
+  for (std::size_t i = 0; i < m.installations.size(); ++i) {
+    const GpInstallation& g = m.installations[i];
+    filedrop::WatchOptions wo;
+    wo.stableFor = std::chrono::milliseconds(g.stableForMs);
+    wo.pollEvery = std::chrono::milliseconds(g.pollMs);
+    wo.maxBytes = g.maxBytes;
+    Impl* impl = &m;
+    std::string id = g.id;
+    auto w = std::make_unique<filedrop::Watcher>(
+        filedrop::Folders::under(g.folder), wo,
+        [impl, i](const filedrop::DroppedFile& f) { return impl->importFile(i, f).decision; },
+        [id](const std::string& file, const std::string& event, const std::string& detail) {
+          bool trouble = event != "done" && event != "skipped" && event != "quarantined";
+          (trouble ? log::warn : log::info)("gp.file", {{"installation", id}, {"file", file}, {"event", event}, {"detail", detail}});
+        });
+    std::string error;
+    if (!filedrop::Folders::under(g.folder).create(error)) return makeError(ErrorCode::kInvalid, "gp installation " + g.id + ": " + error);
+    if (watch && !w->start(error)) return makeError(ErrorCode::kInvalid, "gp installation " + g.id + ": " + error);
+    m.watchers.push_back(std::move(w));
+  }
+  return c;
+}
+
+GpImportResult GpConnector::importFile(const std::string& id, const filedrop::DroppedFile& file) {
+  std::size_t gi = 0;
+  if (!impl_->installation(id, &gi)) return {filedrop::Decision::quarantine("no installation " + id), "rejected", "", 0};
+  return impl_->importFile(gi, file);
+}
+
+namespace {
+
+fhir::FhirResponse jsonAnswer(int status, const Json& body) {
+  fhir::FhirResponse r;
+  r.status = status;
+  r.body = body.dump();
+  r.headers.push_back({"Content-Type", "application/json"});
+  return r;
+}
+
+}  // namespace
+
+fhir::FhirResponse GpConnector::attach(std::int64_t inboxId, const std::string& patient, const identity::Principal* by) {
+  auto row = impl_->store.inboxMessage(inboxId);
+  if (!row.ok()) return fhir::errorResponse(row.error());
+  if (!row->has_value() || (*row)->channel != "file")
+    return fhir::errorResponse(makeError(ErrorCode::kNotFound, "no file received as inbox " + std::to_string(inboxId)));
+  store::InboxMessage held = **row;
+  if (held.status != "review")
+    return fhir::errorResponse(makeError(ErrorCode::kConflict, "inbox " + std::to_string(inboxId) + " is " + held.status + ", not held for review"));
+  std::size_t gi = 0;
+  if (!impl_->installation(held.partner, &gi))
+    return fhir::errorResponse(makeError(ErrorCode::kNotFound, "the installation " + held.partner + " is no longer configured"));
+  if (patient.rfind("Patient/", 0) != 0 || !impl_->readPatient(patient.substr(8)))
+    return fhir::errorResponse(makeError(ErrorCode::kInvalid, "'" + patient + "' is not a network patient (Patient/<id>)"));
+  std::string who = by ? by->subject : "the gateway";
+  held.detail = "attached to " + patient + " by " + who + " (was: " + held.detail + ")";
+  filedrop::DroppedFile f;
+  f.name = "inbox " + std::to_string(inboxId);
+  auto r = impl_->importFile(gi, f, patient, &held);
+  if (r.status == "conflict")
+    return fhir::errorResponse(makeError(ErrorCode::kConflict, "the file names several patients: it cannot be attached to one"));
+  if (r.status != "processed")
+    return fhir::errorResponse(makeError(r.status == "retry" ? ErrorCode::kUnavailable : ErrorCode::kInvalid, r.decision.reason));
+  return jsonAnswer(200, {{"inbox", inboxId}, {"status", "processed"}, {"patient", patient}});
+}
+
+fhir::FhirResponse GpConnector::reject(std::int64_t inboxId, const std::string& reason, const identity::Principal* by) {
+  auto row = impl_->store.inboxMessage(inboxId);
+  if (!row.ok()) return fhir::errorResponse(row.error());
+  if (!row->has_value() || (*row)->channel != "file")
+    return fhir::errorResponse(makeError(ErrorCode::kNotFound, "no file received as inbox " + std::to_string(inboxId)));
+  store::InboxMessage held = **row;
+  if (held.status != "review")
+    return fhir::errorResponse(makeError(ErrorCode::kConflict, "inbox " + std::to_string(inboxId) + " is " + held.status + ", not held for review"));
+  std::string who = by ? by->subject : "the gateway";
+  held.status = "rejected";
+  held.ackCode = "rejected";
+  held.detail = "rejected by " + who + ": " + (reason.empty() ? std::string("no reason given") : reason) + " (was: " + held.detail + ")";
+  const GpInstallation* g = impl_->installation(held.partner);
+  auto w = impl_->store.write([&](store::WriteTxn& t) -> Result<void> {
+    auto u = t.updateInbox(held);
+    if (!u.ok() || !impl_->gate || !g) return u;
+    return t.attachAudit(audit::encodeRecord(impl_->record(*g, "review", "granted", "rejected", "", held.detail)));
+  });
+  if (!w.ok()) return fhir::errorResponse(w.error());
+  return jsonAnswer(200, {{"inbox", inboxId}, {"status", "rejected"}});
+}
+
+const std::vector<GpInstallation>& GpConnector::installations() const { return impl_->installations; }
+
+void GpConnector::scanNow() {
+  for (auto& w : impl_->watchers) w->scanOnce();
+}
+
+void GpConnector::stop() {
+  if (!impl_) return;
+  for (auto& w : impl_->watchers) w->stop();
+}
+
+}  // namespace passerelle::exchange

@@ -1,0 +1,222 @@
+// The GP software exchange end to end: a gateway started in-process with a GP installation whose
+// folders are watched; files dropped as GP software does (write, then rename) land in the dossier
+// as that GP, wait for review when the patient is uncertain, or go to quarantine with their reason.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "tests/support/http_client.h"
+#include "tests/support/test_gateway.h"
+
+using namespace passerelle;
+using namespace passerelle::testing;
+using nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+const std::string kExamples = PASSERELLE_NETWORK_EXAMPLES;
+
+json example(const std::string& kind) { return json::parse(readFile(kExamples + "/" + kind + ".json")); }
+
+// An HPRIM Net result for the example patient (DURAND Julien, 14/05/1985), in ISO 8859-1.
+std::string hprimNet(const std::string& family = "DURAND", const std::string& given = "Julien", const std::string& birth = "14/05/1985",
+                     const std::string& value = "13,5") {
+  return "Bilan sanguin\r\n" + family + "\r\n" + given + "\r\n12 rue des Tanneurs\r\n\r\n77000 MELUN\r\n" + birth +
+         "\r\n\r\nDEM-2026-001\r\n02/03/2026\r\nLAB77 Laboratoire de Melun\r\n10101234567 Dr Martin\r\n"
+         "R\xe9sultats :\r\n  H\xe9moglobine " + value + " g/dL\r\n****LAB****\r\nRES|H\xe9moglobine|HB|N|" + value +
+         "|g/dL|13|17||F|\r\n****FIN****\r\n****FINFICHIER****\r\n";
+}
+
+class GpExchangeTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    root_ = conf_.path() + "/martin";
+    std::ofstream(conf_.path() + "/martin.json")
+        << json{{"id", "gp-martin"},
+                {"name", "Cabinet du Dr Martin"},
+                {"practitioner", {{"rpps", "10101234567"}}},
+                {"folder", root_},
+                {"import", {{"stableForMs", 50}, {"pollMs", 100}}}}
+               .dump();
+    // A software installed for a doctor who is nobody's GP in the network.
+    std::ofstream(conf_.path() + "/other.json")
+        << json{{"id", "gp-other"}, {"practitioner", {{"rpps", "10109999999"}}}, {"folder", conf_.path() + "/other"},
+                {"import", {{"stableForMs", 50}, {"pollMs", 100}}}}
+               .dump();
+    gw_ = std::make_unique<TestGateway>(std::vector<std::string>{"gp.dir=" + conf_.path(), "network.today=2026-09-10",
+                                                                 "network.sweep_interval_seconds=0"});
+    http_ = std::make_unique<HttpClient>(gw_->httpPort());
+    post("structure", example("structure"));
+    post("professional", example("professional"));
+    post("inclusion", example("inclusion"));
+    post("consent", example("consent"));
+    patient_ = search("Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|185057512345673").at(0)["id"];
+  }
+
+  void post(const std::string& kind, json d) {
+    d["documentId"] = "T-" + kind + "-" + std::to_string(++ids_);
+    auto r = http_->request("POST", "/network/v1/" + kind, d.dump(), {{"Content-Type", "application/json"}});
+    ASSERT_EQ(r.status, 200) << kind << ": " << r.body;
+  }
+
+  std::vector<json> search(const std::string& query) {
+    auto r = http_->get("/fhir/" + query);
+    EXPECT_EQ(r.status, 200) << query << ": " << r.body;
+    std::vector<json> out;
+    json b = json::parse(r.body, nullptr, false);
+    for (const auto& e : b.value("entry", json::array())) out.push_back(e["resource"]);
+    return out;
+  }
+
+  void drop(const std::string& folder, const std::string& name, const std::string& bytes) {
+    std::ofstream(folder + "/inbox/" + name + ".part", std::ios::binary) << bytes;
+    fs::rename(folder + "/inbox/" + name + ".part", folder + "/inbox/" + name);
+  }
+
+  template <typename F>
+  bool eventually(F f, int ms = 10000) {
+    for (auto end = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms); std::chrono::steady_clock::now() < end;) {
+      if (f()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return f();
+  }
+
+  bool taken(const std::string& folder, const std::string& sub, const std::string& name) {
+    return eventually([&] { return fs::exists(folder + "/" + sub + "/" + name) && !fs::exists(folder + "/inbox/" + name); });
+  }
+
+  json inbox(const std::string& status) {
+    auto r = http_->get("/admin/v1/inbox?status=" + status);
+    EXPECT_EQ(r.status, 200) << r.body;
+    return json::parse(r.body, nullptr, false)["messages"];
+  }
+
+  std::vector<json> hemoglobins() { return search("Observation?patient=" + patient_ + "&code=HB"); }
+
+  TempDir conf_;
+  std::string root_;
+  std::unique_ptr<TestGateway> gw_;
+  std::unique_ptr<HttpClient> http_;
+  std::string patient_;
+  int ids_ = 0;
+};
+
+TEST_F(GpExchangeTest, AnHprimResultLandsInThePatientsDossierAsTheGpAndOnlyOnce) {
+  drop(root_, "resultat-1.hpr", hprimNet());
+  ASSERT_TRUE(taken(root_, "done", "resultat-1.hpr"));
+  auto obs = hemoglobins();
+  ASSERT_EQ(obs.size(), 1u);
+  EXPECT_EQ(obs[0]["valueQuantity"]["value"], 13.5);
+  EXPECT_EQ(obs[0]["subject"]["reference"], "Patient/" + patient_);
+  auto docs = search("DocumentReference?patient=" + patient_);
+  ASSERT_FALSE(docs.empty());
+  // The network's identity record is not touched by the file.
+  auto p = search("Patient?_id=" + patient_);
+  EXPECT_EQ(p.at(0)["meta"]["versionId"], "1");
+  // Kept in the message store, with the patient.
+  auto processed = inbox("processed");
+  ASSERT_FALSE(processed.empty());
+  EXPECT_EQ(processed[0]["channel"], "file");
+  EXPECT_EQ(processed[0]["patient"], "Patient/" + patient_);
+  // Audited as the GP, naming the patient.
+  auto events = search("AuditEvent?patient=Patient/" + patient_ + "&_count=100");
+  bool byFile = false;
+  for (const auto& e : events)
+    if (e.dump().find("file:gp-martin") != std::string::npos) byFile = true;
+  EXPECT_TRUE(byFile);
+  // The same content again, under another name: moved to done/, not imported twice.
+  drop(root_, "resultat-1-copie.hpr", hprimNet());
+  ASSERT_TRUE(taken(root_, "done", "resultat-1-copie.hpr"));
+  EXPECT_EQ(hemoglobins().size(), 1u);
+}
+
+TEST_F(GpExchangeTest, AnUncertainPatientWaitsForReviewAndIsAttachedByHand) {
+  // Another first name: no network patient has these traits.
+  drop(root_, "inconnu.hpr", hprimNet("DURAND", "Jules", "14/05/1985", "11,2"));
+  ASSERT_TRUE(taken(root_, "done", "inconnu.hpr"));
+  EXPECT_TRUE(hemoglobins().empty());
+  auto held = inbox("review");
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_NE(held[0]["detail"].get<std::string>().find("no network patient has these traits"), std::string::npos);
+  // Traits incomplete (no birth date): never attached by guess either.
+  drop(root_, "sans-date.hpr", hprimNet("DURAND", "Julien", "", "12,0"));
+  ASSERT_TRUE(taken(root_, "done", "sans-date.hpr"));
+  EXPECT_EQ(inbox("review").size(), 2u);
+  // A reviewer attaches the first one to the patient, and refuses the second.
+  std::int64_t id = held[0]["id"];
+  auto r = http_->request("POST", "/admin/v1/inbox/" + std::to_string(id) + "/attach", json{{"patient", "Patient/" + patient_}}.dump(),
+                          {{"Content-Type", "application/json"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  auto obs = hemoglobins();
+  ASSERT_EQ(obs.size(), 1u);
+  EXPECT_EQ(obs[0]["valueQuantity"]["value"], 11.2);
+  std::int64_t second = inbox("review").at(0)["id"];
+  r = http_->request("POST", "/admin/v1/inbox/" + std::to_string(second) + "/reject", json{{"reason", "not our patient"}}.dump(),
+                     {{"Content-Type", "application/json"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  EXPECT_TRUE(inbox("review").empty());
+  // Decided once: attaching it again is a conflict.
+  r = http_->request("POST", "/admin/v1/inbox/" + std::to_string(id) + "/attach", json{{"patient", "Patient/" + patient_}}.dump(),
+                     {{"Content-Type", "application/json"}});
+  EXPECT_EQ(r.status, 409) << r.body;
+}
+
+TEST_F(GpExchangeTest, WhatCannotBeReadOrIsNotAllowedGoesToQuarantineWithItsReason) {
+  std::string truncated = hprimNet();
+  truncated = truncated.substr(0, truncated.find("****FIN****"));
+  drop(root_, "coupe.hpr", truncated);
+  ASSERT_TRUE(taken(root_, "quarantine", "coupe.hpr"));
+  std::string reason = readFile(root_ + "/quarantine/coupe.hpr.error.txt");
+  EXPECT_NE(reason.find("looks truncated"), std::string::npos) << reason;
+  drop(root_, "date.hpr", hprimNet("DURAND", "Julien", "31/02/1985"));
+  ASSERT_TRUE(taken(root_, "quarantine", "date.hpr"));
+  EXPECT_NE(readFile(root_ + "/quarantine/date.hpr.error.txt").find("line 7: the birth date '31/02/1985'"), std::string::npos);
+  drop(root_, "cda.xml", "<?xml version=\"1.0\"?><ClinicalDocument/>");
+  ASSERT_TRUE(taken(root_, "quarantine", "cda.xml"));
+  drop(root_, "deep.json", std::string(100, '[') + std::string(100, ']'));
+  ASSERT_TRUE(taken(root_, "quarantine", "deep.json"));
+  EXPECT_NE(readFile(root_ + "/quarantine/deep.json.error.txt").find("not valid JSON"), std::string::npos);
+  // A GP who is not the patient's correspondent imports nothing for them.
+  std::string other = conf_.path() + "/other";
+  drop(other, "resultat.hpr", hprimNet());
+  ASSERT_TRUE(taken(other, "quarantine", "resultat.hpr"));
+  EXPECT_NE(readFile(other + "/quarantine/resultat.hpr.error.txt").find("refused by the access policy"), std::string::npos);
+  EXPECT_TRUE(hemoglobins().empty());
+  EXPECT_GE(inbox("rejected").size(), 5u);
+}
+
+TEST_F(GpExchangeTest, AFhirBundleFromTheGpSoftwareIsMatchedByItsIns) {
+  json bundle = json::parse(R"({"resourceType": "Bundle", "type": "transaction", "entry": [
+    {"fullUrl": "urn:uuid:6f1c0a52-0b7e-4c55-9f0d-2b1b5f0f0001",
+     "resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "185057512345673"}],
+                  "name": [{"family": "Durand", "given": ["Julien"]}], "birthDate": "1985-05-14"},
+     "request": {"method": "POST", "url": "Patient"}},
+    {"resource": {"resourceType": "Observation", "status": "final",
+                  "code": {"coding": [{"system": "http://loinc.org", "code": "8867-4"}], "text": "Heart rate"},
+                  "subject": {"reference": "urn:uuid:6f1c0a52-0b7e-4c55-9f0d-2b1b5f0f0001"}, "effectiveDateTime": "2026-09-01",
+                  "valueQuantity": {"value": 72, "unit": "/min"}},
+     "request": {"method": "POST", "url": "Observation"}}]})");
+  drop(root_, "export.json", bundle.dump());
+  ASSERT_TRUE(taken(root_, "done", "export.json"));
+  auto obs = search("Observation?patient=" + patient_ + "&code=8867-4");
+  ASSERT_EQ(obs.size(), 1u);
+  // The same INS with another birth date: the identity is to be checked, not guessed.
+  bundle["entry"][0]["resource"]["birthDate"] = "1985-05-15";
+  bundle["entry"][1]["resource"]["valueQuantity"]["value"] = 80;
+  drop(root_, "export-2.json", bundle.dump());
+  ASSERT_TRUE(taken(root_, "done", "export-2.json"));
+  auto held = inbox("review");
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_NE(held[0]["detail"].get<std::string>().find("the birth date differs"), std::string::npos);
+  EXPECT_EQ(search("Observation?patient=" + patient_ + "&code=8867-4").size(), 1u);
+}
+
+}  // namespace
