@@ -344,6 +344,12 @@ Error RequestGuard::denied(const std::string& reason, const std::string& message
   return makeError(ErrorCode::kForbidden, "access denied: " + message);
 }
 
+Result<Consent> RequestGuard::consentOf(const std::string& patientId) {
+  auto l = loadFacts();
+  if (!l.ok()) return l.error();
+  return facts_->stateOf(patientId);
+}
+
 Result<void> RequestGuard::loadFacts() {
   if (facts_) return {};
   if (only_) {

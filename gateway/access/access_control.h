@@ -86,6 +86,9 @@ class RequestGuard : public fhir::AccessGuard {
   const Role& role() const { return role_; }
   bool unrestricted() const;
   bool patientBound(const std::string& type, bool write) const;
+  // The patient's consent state as the policy sees it (for a guard made with guardFor: one of
+  // its patients). The exporters require an active consent: nothing of a patient who withdrew leaves.
+  Result<Consent> consentOf(const std::string& patientId);
 
  private:
   Result<void> loadFacts();

@@ -230,7 +230,8 @@ Result<void> startGpConnector(const config::Config& config, Gateway::State& st) 
   auto installations = exchange::loadGpInstallations(config.get("gp.dir"), config.get("data.dir"));
   if (!installations.ok()) return makeError(installations.error().code, "gp.dir: " + installations.error().message);
   if (installations->empty()) return {};
-  auto gc = exchange::GpConnector::start(*st.store, *st.fhir, st.gate.get(), std::move(installations.value()), config.getBool("gp.watch"));
+  auto gc = exchange::GpConnector::start(*st.store, *st.fhir, st.gate.get(), st.access.get(), st.audit.get(), std::move(installations.value()),
+                                         config.getBool("gp.watch"), config.getBool("outbox.enabled"));
   if (!gc.ok()) return gc.error();
   st.gps = std::move(gc.value());
   for (const auto& g : st.gps->installations())
@@ -276,6 +277,23 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   if (!hc.ok()) return hc.error();
   auto gc = startGpConnector(config, *g->s_);
   if (!gc.ok()) return gc.error();
+  // Both connectors route what is written to their outboxes, in the writer's unit.
+  if (g->s_->hospitals && g->s_->gps) {
+    exchange::HospitalConnector* h = g->s_->hospitals.get();
+    exchange::GpConnector* gp = g->s_->gps.get();
+    g->s_->store->setWriteObserver([h, gp](store::WriteTxn& t, const store::ResourceVersion& v) -> Result<void> {
+      auto r = h->route(t, v);
+      if (!r.ok()) return r;
+      return gp->route(t, v);
+    });
+    g->s_->store->setDeliveryListener([h, gp] {
+      h->wake();
+      gp->wake();
+    });
+  } else if (exchange::GpConnector* gp = g->s_->gps.get()) {
+    g->s_->store->setWriteObserver([gp](store::WriteTxn& t, const store::ResourceVersion& v) { return gp->route(t, v); });
+    g->s_->store->setDeliveryListener([gp] { gp->wake(); });
+  }
 
   http::ServerOptions ho;
   ho.httpEnabled = config.getBool("http.enabled");

@@ -4,7 +4,11 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <random>
+#include <thread>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -75,6 +79,10 @@ Result<GpInstallation> parseInstallation(const Json& j, const std::string& file,
     g.encoding = out.value("encoding", g.encoding);
     g.sender = out.value("sender", g.sender);
     g.recipient = out.value("recipient", g.rpps);
+    const Json retry = out.value("retry", Json::object());
+    g.maxAttempts = retry.value("maxAttempts", g.maxAttempts);
+    g.initialDelayMs = retry.value("initialDelayMs", g.initialDelayMs);
+    g.maxDelayMs = retry.value("maxDelayMs", g.maxDelayMs);
   } catch (const Json::exception& ex) {
     return bad(std::string("a member has the wrong type or is missing: ") + ex.what());
   }
@@ -85,6 +93,8 @@ Result<GpInstallation> parseInstallation(const Json& j, const std::string& file,
   if (!hprim::parseEncoding(g.encoding, e)) return bad("export.encoding must be ISO-8859-1 or UTF-8");
   if (g.exportFormat != "hprim-net") return bad("export.format must be hprim-net");
   if (g.stableForMs < 0 || g.pollMs < 50 || g.maxBytes < 1) return bad("import: stableForMs >= 0, pollMs >= 50, maxBytes >= 1");
+  if (g.maxAttempts < 1 || g.initialDelayMs < 1 || g.maxDelayMs < g.initialDelayMs)
+    return bad("export.retry: maxAttempts >= 1 and 1 <= initialDelayMs <= maxDelayMs");
   if (fs::path(g.folder).is_relative()) g.folder = (fs::path(dataDir) / g.folder).string();
   return g;
 }
@@ -154,9 +164,18 @@ struct GpConnector::Impl {
   store::ResourceStore& store;
   fhir::FhirService& fhir;
   http::Gate* gate;
+  access::AccessControl* access = nullptr;
+  audit::AuditLog* audit = nullptr;
   std::vector<GpInstallation> installations;
   std::vector<identity::Principal> principals;
   std::vector<std::unique_ptr<filedrop::Watcher>> watchers;
+  std::vector<std::thread> exporters;
+  std::mutex mutex;
+  std::condition_variable cv;
+  bool stopping = false;
+  std::uint64_t wakes = 0;
+  // Writer thread only: each installation's GP as PractitionerRole references.
+  std::map<std::size_t, std::set<std::string>> roles;
 
   Impl(store::ResourceStore& s, fhir::FhirService& f, http::Gate* g) : store(s), fhir(f), gate(g) {}
 
@@ -268,6 +287,215 @@ struct GpConnector::Impl {
     why = matching.empty() ? "no network patient has these traits (name, first name, birth date" + std::string(file.gender.empty() ? "" : ", sex") + ")"
                            : std::to_string(matching.size()) + " network patients share these traits";
     return "";
+  }
+
+
+  // ---- export ------------------------------------------------------------------------------
+
+  static std::string refOf(const Json& j, const char* key) {
+    auto it = j.find(key);
+    return it != j.end() && it->is_object() ? str(*it, "reference") : std::string();
+  }
+
+  static bool hasCode(const Json& cc, const std::string& system, const std::string& code) {
+    if (!cc.is_object()) return false;
+    for (const auto& c : cc.value("coding", Json::array()))
+      if (str(c, "system") == system && str(c, "code") == code) return true;
+    return false;
+  }
+
+  template <typename Search>
+  std::vector<store::ResourceVersion> searchWith(Search&& run, const std::string& type, const fhir::Params& query, int count) {
+    fhir::SearchLimits limits;
+    auto ps = fhir::parseSearch(type, query, limits, true);
+    if (!ps.ok()) return {};
+    ps->query.count = count;
+    ps->query.total = store::SearchQuery::Total::kNone;
+    auto page = run(ps->query);
+    if (!page.ok()) return {};
+    return std::move(page->items);
+  }
+
+  // In the writer's unit: a final consult note (CIED, CSB) queues its export to the installation
+  // of the patient's GP correspondent.
+  Result<void> route(store::WriteTxn& t, const store::ResourceVersion& v) {
+    if (v.deleted || v.type != "Composition" || installations.empty()) return {};
+    Json c = Json::parse(v.body, nullptr, false);
+    if (c.is_discarded() || !hasCode(c.value("type", Json::object()), "http://loinc.org", "11488-4")) return {};
+    std::string status = str(c, "status");
+    if (status != "final" && status != "amended") return {};
+    std::string patient = refOf(c, "subject");
+    if (patient.rfind("Patient/", 0) != 0) return {};
+    auto inTxn = [&t](const store::SearchQuery& q) { return t.search(q); };
+    std::set<std::string> managers;
+    for (const auto& e : searchWith(inTxn, "EpisodeOfCare", {{"patient", patient}}, 20)) {
+      Json ep = Json::parse(e.body, nullptr, false);
+      if (!ep.is_discarded() && str(ep, "status") != "cancelled" && str(ep, "status") != "entered-in-error")
+        managers.insert(refOf(ep, "careManager"));
+    }
+    for (std::size_t i = 0; i < installations.size(); ++i) {
+      auto& mine = roles[i];
+      if (mine.empty())
+        for (const auto& r : searchWith(inTxn, "PractitionerRole", {{"identifier", "https://douleur77.fr/fhir/sid/member|rpps:" + installations[i].rpps}}, 10))
+          mine.insert("PractitionerRole/" + r.id);
+      bool theirs = false;
+      for (const auto& m : managers)
+        if (mine.count(m)) theirs = true;
+      if (!theirs) continue;
+      store::Delivery d;
+      d.destination = "gp:" + installations[i].id;
+      d.orderKey = patient;
+      d.kind = "HPRIM-NET";
+      d.focus = v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
+      auto r = t.enqueue(d);
+      if (!r.ok()) return r;
+    }
+    return {};
+  }
+
+  std::int64_t backoff(const GpInstallation& g, int attempts) {
+    static thread_local std::mt19937 rng(std::random_device{}());
+    double base = g.initialDelayMs;
+    for (int i = 1; i < attempts && base < g.maxDelayMs; ++i) base *= 2;
+    base = std::min<double>(base, g.maxDelayMs);
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    return static_cast<std::int64_t>(base * jitter(rng));
+  }
+
+  std::optional<Json> readRef(const std::string& ref) {
+    auto slash = ref.find('/');
+    if (slash == std::string::npos) return std::nullopt;
+    auto v = store.read(ref.substr(0, slash), ref.substr(slash + 1));
+    if (!v.ok() || !v->has_value() || (*v)->deleted) return std::nullopt;
+    Json j = Json::parse((*v)->body, nullptr, false);
+    if (j.is_discarded()) return std::nullopt;
+    return j;
+  }
+
+  // One delivery: checked, rendered, written. Its new state and, when it has one, its audit record
+  // are committed together. False when the store is unavailable (the exporter pauses).
+  bool deliver(std::size_t gi, store::Delivery d) {
+    const GpInstallation& g = installations[gi];
+    auto h = d.focus.find("/_history/");
+    std::string type = d.focus.substr(0, d.focus.find('/'));
+    std::string id = d.focus.substr(type.size() + 1, h - type.size() - 1);
+    auto v = store.vread(type, id, std::atoll(d.focus.c_str() + h + 10));
+    if (!v.ok()) return false;
+    std::string patient, outcome = "error", detail;
+    auto finish = [&](const std::string& status, const std::string& why) {
+      d.status = status;
+      d.lastError = why;
+      d.doneMs = nowMs();
+    };
+    if (!v->has_value()) {
+      finish("dead", "the report it carries is gone");
+    } else {
+      Json report = Json::parse((*v)->body, nullptr, false);
+      patient = refOf(report, "subject");
+      bool allowed = true;
+      if (access) {
+        // Checked again now, as the GP: nothing of a patient who withdrew leaves, queued or not.
+        auto guard = access->guardFor(principals[gi], access::patientsOf((*v)->type, (*v)->id, (*v)->body));
+        if (!guard.ok()) return false;
+        auto ok = (*guard)->readable({**v});
+        if (!ok.ok()) return false;
+        // The GP may still read what they wrote after a withdrawal; nothing leaves without an active consent.
+        auto consent = (*guard)->consentOf(patient.rfind("Patient/", 0) == 0 ? patient.substr(8) : patient);
+        if (!consent.ok()) return false;
+        allowed = ok->front() && *consent == access::Consent::kActive;
+      }
+      if (!allowed) {
+        finish("cancelled", "not written: Dr " + g.rpps + " may no longer read this patient's reports (consent withdrawn, expired or absent)");
+        outcome = "denied";
+      } else {
+        if (d.payload.empty()) {
+          Json bundle = {{"resourceType", "Bundle"}, {"type", "collection"}, {"entry", Json::array()}};
+          if (auto p = readRef(patient)) bundle["entry"].push_back({{"resource", *p}});
+          bundle["entry"].push_back({{"resource", report}});
+          std::string encounter = refOf(report, "encounter");
+          if (!encounter.empty()) {
+            auto reader = [this](const store::SearchQuery& q) { return store.search(q); };
+            for (const auto& o : searchWith(reader, "Observation", {{"encounter", encounter}}, 100)) {
+              Json ob = Json::parse(o.body, nullptr, false);
+              if (!ob.is_discarded()) bundle["entry"].push_back({{"resource", ob}});
+            }
+          }
+          hprim::NetDocument doc;
+          std::string error;
+          hprim::NetExport opts{g.sender, g.recipient};
+          if (!hprim::netFromFhir(nlohmann::json::parse(bundle.dump()), opts, doc, error)) {
+            finish("dead", "cannot be written as HPRIM Net: " + error);
+          } else {
+            hprim::Encoding enc = hprim::Encoding::kLatin1;
+            hprim::parseEncoding(g.encoding, enc);
+            d.payload = hprim::writeNet({doc}, enc);
+          }
+        }
+        if (d.status == "queued") {
+          ++d.attempts;
+          std::string error;
+          std::string name = "d77-" + type + "-" + id + "-v" + std::to_string((*v)->version) + ".hpr";
+          if (filedrop::writeAtomically(filedrop::Folders::under(g.folder).outbox, name, d.payload, error)) {
+            finish("sent", "");
+            outcome = "granted";
+            detail = "written as " + name;
+          } else if (d.attempts >= g.maxAttempts) {
+            finish("dead", error);
+            log::error("gp.export_dead", {{"installation", g.id}, {"delivery", std::to_string(d.id)}, {"error", error}});
+          } else {
+            d.lastError = error;
+            d.nextTryMs = nowMs() + backoff(g, d.attempts);
+            log::warn("gp.export_retry", {{"installation", g.id}, {"delivery", std::to_string(d.id)}, {"error", error}});
+          }
+        }
+      }
+    }
+    bool audited = d.status == "sent" || d.status == "cancelled";
+    auto w = store.write([&](store::WriteTxn& t) -> Result<void> {
+      auto u = t.updateDelivery(d);
+      if (!u.ok() || !audited || !gate) return u;
+      audit::Record r = record(g, "export", outcome, d.status, patient, "HPRIM Net delivery " + std::to_string(d.id) + ": " +
+                                                                           (detail.empty() ? d.lastError : detail));
+      r.method = "FILE";
+      r.resourceType = type;
+      r.resources.push_back(type + "/" + id);
+      return t.attachAudit(audit::encodeRecord(r));
+    });
+    if (!w.ok()) {
+      log::error("gp.export_save_failed", {{"installation", g.id}, {"delivery", std::to_string(d.id)}, {"error", w.error().message}});
+      return false;
+    }
+    return true;
+  }
+
+  void exportLoop(std::size_t gi) {
+    const std::string destination = "gp:" + installations[gi].id;
+    std::uint64_t seen = 0;
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(mutex);
+        if (stopping) return;
+        seen = wakes;
+      }
+      bool paused = false;
+      auto due = store.dueDeliveries(destination, nowMs(), 32);
+      if (!due.ok()) paused = true;
+      else
+        for (auto& d : due.value())
+          if (!deliver(gi, d)) {
+            paused = true;
+            break;
+          }
+      std::int64_t waitMs = paused ? 1000 : 60000;
+      if (!paused && due.ok() && !due->empty()) waitMs = 0;
+      if (!paused) {
+        auto next = store.nextDeliveryTime(destination);
+        if (next.ok() && next->has_value()) waitMs = std::min<std::int64_t>(waitMs, std::max<std::int64_t>(0, **next - nowMs()));
+      }
+      std::unique_lock<std::mutex> lock(mutex);
+      cv.wait_for(lock, std::chrono::milliseconds(waitMs), [&] { return stopping || wakes != seen; });
+      if (stopping) return;
+    }
   }
 
   // ---- the transaction -----------------------------------------------------------------------
@@ -541,10 +769,13 @@ GpConnector::GpConnector() = default;
 GpConnector::~GpConnector() { stop(); }
 
 Result<std::unique_ptr<GpConnector>> GpConnector::start(store::ResourceStore& store, fhir::FhirService& fhir, http::Gate* gate,
-                                                       std::vector<GpInstallation> installations, bool watch) {
+                                                       access::AccessControl* access, audit::AuditLog* audit,
+                                                       std::vector<GpInstallation> installations, bool watch, bool send) {
   std::unique_ptr<GpConnector> c(new GpConnector());
   c->impl_ = std::make_unique<Impl>(store, fhir, gate);
   Impl& m = *c->impl_;
+  m.access = access;
+  m.audit = audit;
   m.installations = std::move(installations);
   for (const auto& g : m.installations) {
     identity::Principal who;
@@ -576,7 +807,19 @@ Result<std::unique_ptr<GpConnector>> GpConnector::start(store::ResourceStore& st
     if (watch && !w->start(error)) return makeError(ErrorCode::kInvalid, "gp installation " + g.id + ": " + error);
     m.watchers.push_back(std::move(w));
   }
+  if (send)
+    for (std::size_t i = 0; i < m.installations.size(); ++i) m.exporters.emplace_back([impl = &m, i] { impl->exportLoop(i); });
   return c;
+}
+
+Result<void> GpConnector::route(store::WriteTxn& txn, const store::ResourceVersion& v) { return impl_->route(txn, v); }
+
+void GpConnector::wake() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    ++impl_->wakes;
+  }
+  impl_->cv.notify_all();
 }
 
 GpImportResult GpConnector::importFile(const std::string& id, const filedrop::DroppedFile& file) {
@@ -653,6 +896,14 @@ void GpConnector::scanNow() {
 void GpConnector::stop() {
   if (!impl_) return;
   for (auto& w : impl_->watchers) w->stop();
+  {
+    std::lock_guard<std::mutex> lock(impl_->mutex);
+    impl_->stopping = true;
+  }
+  impl_->cv.notify_all();
+  for (auto& t : impl_->exporters)
+    if (t.joinable()) t.join();
+  impl_->exporters.clear();
 }
 
 }  // namespace passerelle::exchange

@@ -13,6 +13,13 @@
 //   durable: a file is moved to done/ only once what it carries (or the file itself, held for
 //     review or refused) is in the message store; a file seen before (same content) is not
 //     imported twice.
+//   export: a CIED or CSB report (a final Composition of type 11488-4) written for a patient whose
+//     GP correspondent (the EpisodeOfCare's care manager) has an installation queues a delivery in
+//     the same commit; a sender per installation checks again, as that GP, that the report may
+//     be read (consent: a withdrawn patient's queued report is cancelled with the reason and never
+//     written), renders it as HPRIM Net (the report's text, its scores as RES lines) and writes it
+//     atomically into outbox/, with retries and dead letters; each one written or cancelled is an
+//     audit record naming the patient.
 // Thread-safe.
 #pragma once
 
@@ -23,6 +30,8 @@
 #include <vector>
 
 #include "connectors/filedrop/file_drop.h"
+#include "gateway/access/access_control.h"
+#include "gateway/audit/audit_log.h"
 #include "gateway/common/status.h"
 #include "gateway/fhir/fhir_service.h"
 #include "gateway/http/http_server.h"
@@ -46,6 +55,7 @@ struct GpInstallation {
   std::string encoding = "ISO-8859-1";
   std::string sender = "D77 Réseau Douleur 77";
   std::string recipient;
+  int maxAttempts = 10, initialDelayMs = 1000, maxDelayMs = 300000;  // export retries
 };
 
 // Reads every *.json of `dir` (sorted). A relative `folder` is taken under `dataDir`. A missing
@@ -61,9 +71,11 @@ struct GpImportResult {
 
 class GpConnector {
  public:
-  // `gate` may be null (access control off): imports then go straight to the FHIR service.
+  // `gate` may be null (access control off): imports then go straight to the FHIR service, and
+  // `access` and `audit` are null too. `watch`: watch the inboxes; `send`: run the exporters.
   static Result<std::unique_ptr<GpConnector>> start(store::ResourceStore& store, fhir::FhirService& fhir, http::Gate* gate,
-                                                   std::vector<GpInstallation> installations, bool watch);
+                                                   access::AccessControl* access, audit::AuditLog* audit,
+                                                   std::vector<GpInstallation> installations, bool watch, bool send);
   ~GpConnector();
   // One file of installation `id` (what the watcher calls).
   GpImportResult importFile(const std::string& id, const filedrop::DroppedFile& file);
@@ -73,6 +85,11 @@ class GpConnector {
   fhir::FhirResponse attach(std::int64_t inboxId, const std::string& patient, const identity::Principal* by);
   fhir::FhirResponse reject(std::int64_t inboxId, const std::string& reason, const identity::Principal* by);
   const std::vector<GpInstallation>& installations() const;
+  // In the writer's unit (the store's write observer): a report for an installation's patient
+  // queues its export.
+  Result<void> route(store::WriteTxn& txn, const store::ResourceVersion& v);
+  // Wakes the exporters (a delivery was queued or released for retry).
+  void wake();
   // One scan of every installation's inbox now (tests, and `passerelle` at start-up).
   void scanNow();
   void stop();

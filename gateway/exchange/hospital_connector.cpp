@@ -1135,6 +1135,8 @@ std::optional<std::string> HospitalConnector::receive(const mllp::Peer& peer, st
   }
 }
 
+Result<void> HospitalConnector::route(store::WriteTxn& txn, const store::ResourceVersion& v) { return impl_->route(txn, v); }
+
 void HospitalConnector::wake() {
   {
     std::lock_guard<std::mutex> lock(impl_->mutex);

@@ -58,6 +58,8 @@ class HospitalConnector {
   std::optional<std::string> receive(const mllp::Peer& peer, std::string_view message);
   // Wakes the senders (a delivery was queued or released for retry).
   void wake();
+  // In the writer's unit (the store's write observer): a referral for a partner queues its delivery.
+  Result<void> route(store::WriteTxn& txn, const store::ResourceVersion& v);
   ConnectorStats stats() const;
   // Prometheus text: the outbox per destination and the inbound counters.
   std::string metrics() const;

@@ -3,6 +3,7 @@
 // as that GP, wait for review when the patient is uncertain, or go to quarantine with their reason.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -43,7 +44,8 @@ class GpExchangeTest : public ::testing::Test {
                 {"name", "Cabinet du Dr Martin"},
                 {"practitioner", {{"rpps", "10101234567"}}},
                 {"folder", root_},
-                {"import", {{"stableForMs", 50}, {"pollMs", 100}}}}
+                {"import", {{"stableForMs", 50}, {"pollMs", 100}}},
+                {"export", {{"recipient", "10101234567 Dr MARTIN Sophie"}, {"retry", {{"initialDelayMs", 50}, {"maxDelayMs", 200}}}}}}
                .dump();
     // A software installed for a doctor who is nobody's GP in the network.
     std::ofstream(conf_.path() + "/other.json")
@@ -217,6 +219,71 @@ TEST_F(GpExchangeTest, AFhirBundleFromTheGpSoftwareIsMatchedByItsIns) {
   ASSERT_EQ(held.size(), 1u);
   EXPECT_NE(held[0]["detail"].get<std::string>().find("the birth date differs"), std::string::npos);
   EXPECT_EQ(search("Observation?patient=" + patient_ + "&code=8867-4").size(), 1u);
+}
+
+// The files of a folder, without the temporary ones being written (".name.xxx.tmp").
+std::vector<std::string> files(const std::string& dir) {
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (e.path().filename().string()[0] != '.') out.push_back(e.path().filename().string());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+TEST_F(GpExchangeTest, ACiedReportReachesTheGpsOutboxAsHprimNet) {
+  post("cied", example("cied"));
+  ASSERT_TRUE(eventually([&] { return files(root_ + "/outbox").size() == 1; }));
+  std::string name = files(root_ + "/outbox")[0];
+  EXPECT_EQ(name.rfind("d77-Composition-", 0), 0u) << name;
+  std::string text = readFile(root_ + "/outbox/" + name);
+  // ISO 8859-1, CRLF, the twelve header lines, the scores as RES lines.
+  EXPECT_EQ(text.find("\xc3"), std::string::npos);
+  std::vector<std::string> lines;
+  std::stringstream ss(text);
+  for (std::string l; std::getline(ss, l);) lines.push_back(l.substr(0, l.size() - 1));
+  ASSERT_GT(lines.size(), 14u);
+  EXPECT_EQ(lines[1], "DURAND");
+  EXPECT_EQ(lines[2], "Julien Pierre");
+  EXPECT_EQ(lines[6], "14/05/1985");
+  EXPECT_EQ(lines[7], "185057512345673");
+  EXPECT_EQ(lines[11], "10101234567 Dr MARTIN Sophie");
+  EXPECT_NE(text.find("RES|Intensit\xe9 de la douleur (\xe9" "chelle 0-10)|72514-3|N|7.5|"), std::string::npos) << text;
+  EXPECT_NE(text.find("RES|Dallas - activit\xe9s quotidiennes|DALLAS-DAILY-ACTIVITIES|N|65|%|"), std::string::npos);
+  EXPECT_EQ(lines.back(), "****FINFICHIER****");
+  // What was written reads back as HPRIM Net by the gateway's own reader.
+  auto out = http_->get("/admin/v1/outbox?destination=gp:gp-martin");
+  json deliveries = json::parse(out.body)["deliveries"];
+  ASSERT_EQ(deliveries.size(), 1u);
+  EXPECT_EQ(deliveries[0]["status"], "sent");
+  // Nothing for the other installation's doctor, who is not this patient's GP.
+  EXPECT_TRUE(files(conf_.path() + "/other/outbox").empty());
+  // The export is an audit record naming the patient.
+  bool exported = false;
+  for (const auto& e : search("AuditEvent?patient=Patient/" + patient_ + "&_count=200"))
+    if (e.dump().find("HPRIM Net delivery") != std::string::npos) exported = true;
+  EXPECT_TRUE(exported);
+}
+
+TEST_F(GpExchangeTest, AWithdrawnPatientsQueuedReportIsNeverWritten) {
+  // The outbox cannot be written for now (a file where the folder should be): the export waits.
+  fs::remove_all(root_ + "/outbox");
+  std::ofstream(root_ + "/outbox") << "in the way";
+  post("cied", example("cied"));
+  ASSERT_TRUE(eventually([&] {
+    auto r = http_->get("/admin/v1/outbox?destination=gp:gp-martin");
+    json d = json::parse(r.body, nullptr, false)["deliveries"];
+    return d.size() == 1 && d[0]["attempts"].get<int>() >= 1 && d[0]["status"] == "queued";
+  }));
+  post("consent-withdrawal", example("consent-withdrawal"));
+  fs::remove(root_ + "/outbox");
+  fs::create_directory(root_ + "/outbox");
+  ASSERT_TRUE(eventually([&] {
+    auto r = http_->get("/admin/v1/outbox?destination=gp:gp-martin");
+    json d = json::parse(r.body, nullptr, false)["deliveries"];
+    return d.size() == 1 && d[0]["status"] == "cancelled";
+  }));
+  EXPECT_TRUE(files(root_ + "/outbox").empty());
 }
 
 }  // namespace
