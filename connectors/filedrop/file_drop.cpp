@@ -195,10 +195,90 @@ struct Watcher::Impl {
     return true;
   }
 
+  // What became of one file handed over: taken (done/ or quarantine/), to wait (retry, changed
+  // while read: `again` holds its new state), or gone.
+  struct Outcome {
+    enum class Kind { kTaken, kWait, kChanged, kGone } kind = Kind::kWait;
+    Seen again;
+  };
+
+  // Reads one stable file, hands it to the handler and moves it as the handler decides.
+  Outcome take(const std::string& name, const struct stat& st, std::chrono::steady_clock::time_point now) {
+    Outcome out;
+    if (static_cast<std::size_t>(st.st_size) > options.maxBytes) {
+      out.kind = quarantine(name, "the file has " + std::to_string(st.st_size) + " bytes, more than the " +
+                                      std::to_string(options.maxBytes) + " this installation takes")
+                     ? Outcome::Kind::kTaken
+                     : Outcome::Kind::kWait;
+      return out;
+    }
+    DroppedFile file;
+    file.name = name;
+    int fd = ::open((folders.inbox / name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+      log(name, "vanished", errnoText(errno));
+      out.kind = Outcome::Kind::kGone;
+      return out;
+    }
+    file.bytes.resize(static_cast<std::size_t>(st.st_size));
+    std::size_t got = 0;
+    bool readOk = true;
+    while (true) {
+      if (got == file.bytes.size()) file.bytes.resize(file.bytes.size() + 4096);
+      ssize_t n = ::read(fd, file.bytes.data() + got, file.bytes.size() - got);
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        readOk = false;
+        break;
+      }
+      if (n == 0) break;
+      got += static_cast<std::size_t>(n);
+      if (got > options.maxBytes) break;
+    }
+    file.bytes.resize(got);
+    struct stat after{};
+    bool same = ::fstat(fd, &after) == 0 && after.st_size == st.st_size && after.st_mtim.tv_sec == st.st_mtim.tv_sec &&
+                after.st_mtim.tv_nsec == st.st_mtim.tv_nsec && got == static_cast<std::size_t>(st.st_size);
+    ::close(fd);
+    if (!readOk) {
+      log(name, "unreadable", errnoText(errno));
+      return out;
+    }
+    if (!same) {
+      // It changed while read: not complete yet, wait until it is stable again.
+      out.kind = Outcome::Kind::kChanged;
+      out.again = Seen{static_cast<std::uintmax_t>(after.st_size),
+                       static_cast<std::int64_t>(after.st_mtim.tv_sec) * 1000000000 + after.st_mtim.tv_nsec, now, {}};
+      log(name, "changed-while-read", "offered again once stable");
+      return out;
+    }
+    file.sha256 = sha256Hex(file.bytes);
+    Decision d;
+    try {
+      d = handler(file);
+    } catch (const std::exception& e) {
+      d = Decision::retryLater(std::string("the handler failed: ") + e.what());
+    }
+    switch (d.kind) {
+      case Decision::Kind::kStored:
+        if (move(name, folders.done, freeName(folders.done, name))) {
+          out.kind = Outcome::Kind::kTaken;
+          log(name, "done", d.reason.empty() ? "stored" : d.reason);
+        }
+        break;
+      case Decision::Kind::kQuarantine:
+        if (quarantine(name, d.reason)) out.kind = Outcome::Kind::kTaken;
+        break;
+      case Decision::Kind::kRetryLater:
+        log(name, "retry-later", d.reason);
+        break;
+    }
+    return out;
+  }
+
   std::size_t scan() {
     std::lock_guard<std::mutex> lock(scanMutex);
     auto now = std::chrono::steady_clock::now();
-    std::size_t handled = 0;
     std::map<std::string, bool> present;
     std::error_code ec;
     fs::directory_iterator it(folders.inbox, ec), end;
@@ -206,6 +286,8 @@ struct Watcher::Impl {
       log(folders.inbox.string(), "inbox-unreadable", ec.message());
       return 0;
     }
+    // The files stable since the last scans, in name order.
+    std::vector<std::pair<std::string, struct stat>> ready;
     for (; it != end; it.increment(ec)) {
       if (ec) break;
       std::string name = it->path().filename().string();
@@ -226,81 +308,39 @@ struct Watcher::Impl {
         continue;
       }
       if (now - s->second.since < options.stableFor || now < s->second.retryAt) continue;
-      if (static_cast<std::size_t>(st.st_size) > options.maxBytes) {
-        if (quarantine(name, "the file has " + std::to_string(st.st_size) + " bytes, more than the " +
-                                 std::to_string(options.maxBytes) + " this installation takes")) {
-          seen.erase(name);
+      ready.emplace_back(name, st);
+    }
+    std::sort(ready.begin(), ready.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    // Handed over by `workers` threads at once (their commits grouped by the store).
+    std::vector<Outcome> outcomes(ready.size());
+    std::size_t workers = std::max<std::size_t>(1, std::min<std::size_t>(options.workers, ready.size()));
+    if (workers == 1) {
+      for (std::size_t k = 0; k < ready.size(); ++k) outcomes[k] = take(ready[k].first, ready[k].second, now);
+    } else {
+      std::atomic<std::size_t> next{0};
+      std::vector<std::thread> pool;
+      for (std::size_t w = 0; w < workers; ++w)
+        pool.emplace_back([&] {
+          for (std::size_t k; (k = next++) < ready.size();) outcomes[k] = take(ready[k].first, ready[k].second, now);
+        });
+      for (auto& t : pool) t.join();
+    }
+    std::size_t handled = 0;
+    for (std::size_t k = 0; k < ready.size(); ++k) {
+      const std::string& name = ready[k].first;
+      switch (outcomes[k].kind) {
+        case Outcome::Kind::kTaken:
           ++handled;
-        }
-        continue;
-      }
-      DroppedFile file;
-      file.name = name;
-      int fd = ::open((folders.inbox / name).c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) {
-        log(name, "vanished", errnoText(errno));
-        seen.erase(name);
-        continue;
-      }
-      file.bytes.resize(static_cast<std::size_t>(st.st_size));
-      std::size_t got = 0;
-      bool readOk = true;
-      while (true) {
-        if (got == file.bytes.size()) file.bytes.resize(file.bytes.size() + 4096);
-        ssize_t n = ::read(fd, file.bytes.data() + got, file.bytes.size() - got);
-        if (n < 0 && errno == EINTR) continue;
-        if (n < 0) {
-          readOk = false;
+          seen.erase(name);
           break;
-        }
-        if (n == 0) break;
-        got += static_cast<std::size_t>(n);
-        if (got > options.maxBytes) break;
-      }
-      file.bytes.resize(got);
-      struct stat after{};
-      bool same = ::fstat(fd, &after) == 0 && after.st_size == st.st_size && after.st_mtim.tv_sec == st.st_mtim.tv_sec &&
-                  after.st_mtim.tv_nsec == st.st_mtim.tv_nsec && got == static_cast<std::size_t>(st.st_size);
-      ::close(fd);
-      if (!readOk) {
-        log(name, "unreadable", errnoText(errno));
-        s->second.retryAt = now + options.retryAfter;
-        continue;
-      }
-      if (!same) {
-        // It changed while read: not complete yet, wait until it is stable again.
-        seen[name] = Seen{static_cast<std::uintmax_t>(after.st_size), static_cast<std::int64_t>(after.st_mtim.tv_sec) * 1000000000 + after.st_mtim.tv_nsec, now, {}};
-        log(name, "changed-while-read", "offered again once stable");
-        continue;
-      }
-      file.sha256 = sha256Hex(file.bytes);
-      Decision d;
-      try {
-        d = handler(file);
-      } catch (const std::exception& e) {
-        d = Decision::retryLater(std::string("the handler failed: ") + e.what());
-      }
-      switch (d.kind) {
-        case Decision::Kind::kStored:
-          if (move(name, folders.done, freeName(folders.done, name))) {
-            seen.erase(name);
-            ++handled;
-            log(name, "done", d.reason.empty() ? "stored" : d.reason);
-          } else {
-            s->second.retryAt = now + options.retryAfter;
-          }
+        case Outcome::Kind::kGone:
+          seen.erase(name);
           break;
-        case Decision::Kind::kQuarantine:
-          if (quarantine(name, d.reason)) {
-            seen.erase(name);
-            ++handled;
-          } else {
-            s->second.retryAt = now + options.retryAfter;
-          }
+        case Outcome::Kind::kChanged:
+          seen[name] = outcomes[k].again;
           break;
-        case Decision::Kind::kRetryLater:
-          s->second.retryAt = now + options.retryAfter;
-          log(name, "retry-later", d.reason);
+        case Outcome::Kind::kWait:
+          seen[name].retryAt = now + options.retryAfter;
           break;
       }
     }

@@ -8,7 +8,8 @@
 // the same size and modification time for `stableFor` before they are read, and again after.
 // The inbox is watched with inotify (a scan on each event), with polling as fallback and as a
 // safety net. Knows no format and no FHIR: a handler decides what each file is.
-// Thread-safety: a Watcher runs its own thread; scanOnce may be called from one thread at a time.
+// Thread-safety: a Watcher runs its own thread; scanOnce may be called from any thread (scans are
+// serialised). With `workers` > 1 the handler is called from that many threads at once.
 #pragma once
 
 #include <chrono>
@@ -35,6 +36,7 @@ struct WatchOptions {
   std::size_t maxBytes = 32u << 20;           // larger files are quarantined unread
   bool useInotify = true;                     // false: polling only
   std::chrono::milliseconds retryAfter{5000}; // a file the handler asked to retry waits that long
+  std::size_t workers = 1;                    // files handed to the handler at once (in threads)
 };
 
 // A complete file taken from the inbox.

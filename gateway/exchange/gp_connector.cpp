@@ -74,6 +74,7 @@ Result<GpInstallation> parseInstallation(const Json& j, const std::string& file,
     g.maxBytes = in.value("maxBytes", g.maxBytes);
     g.stableForMs = in.value("stableForMs", g.stableForMs);
     g.pollMs = in.value("pollMs", g.pollMs);
+    g.workers = in.value("workers", g.workers);
     const Json out = j.value("export", Json::object());
     g.exportFormat = out.value("format", g.exportFormat);
     g.encoding = out.value("encoding", g.encoding);
@@ -92,7 +93,8 @@ Result<GpInstallation> parseInstallation(const Json& j, const std::string& file,
   hprim::Encoding e;
   if (!hprim::parseEncoding(g.encoding, e)) return bad("export.encoding must be ISO-8859-1 or UTF-8");
   if (g.exportFormat != "hprim-net") return bad("export.format must be hprim-net");
-  if (g.stableForMs < 0 || g.pollMs < 50 || g.maxBytes < 1) return bad("import: stableForMs >= 0, pollMs >= 50, maxBytes >= 1");
+  if (g.stableForMs < 0 || g.pollMs < 50 || g.maxBytes < 1 || g.workers < 1 || g.workers > 64)
+    return bad("import: stableForMs >= 0, pollMs >= 50, maxBytes >= 1, workers from 1 to 64");
   if (g.maxAttempts < 1 || g.initialDelayMs < 1 || g.maxDelayMs < g.initialDelayMs)
     return bad("export.retry: maxAttempts >= 1 and 1 <= initialDelayMs <= maxDelayMs");
   if (fs::path(g.folder).is_relative()) g.folder = (fs::path(dataDir) / g.folder).string();
@@ -335,9 +337,13 @@ struct GpConnector::Impl {
     }
     for (std::size_t i = 0; i < installations.size(); ++i) {
       auto& mine = roles[i];
-      if (mine.empty())
+      if (mine.empty()) {
+        // The GP as the network's member (PractitionerRole) or as the professional (Practitioner).
         for (const auto& r : searchWith(inTxn, "PractitionerRole", {{"identifier", "https://douleur77.fr/fhir/sid/member|rpps:" + installations[i].rpps}}, 10))
           mine.insert("PractitionerRole/" + r.id);
+        for (const auto& r : searchWith(inTxn, "Practitioner", {{"identifier", "https://rpps.esante.gouv.fr|" + installations[i].rpps}}, 10))
+          mine.insert("Practitioner/" + r.id);
+      }
       bool theirs = false;
       for (const auto& m : managers)
         if (mine.count(m)) theirs = true;
@@ -604,7 +610,8 @@ struct GpConnector::Impl {
   }
 
   // Runs the transaction as the installation's GP, the inbox row in its commit.
-  fhir::FhirResponse applyAs(std::size_t gi, const Json& bundle, store::InboxMessage& row, const std::string& detail) {
+  fhir::FhirResponse applyAs(std::size_t gi, const Json& bundle, store::InboxMessage& row, const std::string& detail,
+                             const std::set<std::string>& patients) {
     fhir::FhirRequest req;
     req.method = "POST";
     req.path = "";
@@ -619,6 +626,7 @@ struct GpConnector::Impl {
     c.connector = &principals[gi];
     c.channel = "file:" + installations[gi].id;
     c.detail = detail;
+    c.patients = &patients;  // the access facts of these patients only (not all the GP's)
     return gate->handle(c, req, "fhir", [this](fhir::FhirRequest& r) { return fhir.handle(r); });
   }
 
@@ -742,7 +750,9 @@ struct GpConnector::Impl {
     row.ackCode = "done";
     row.patient = patient.find(',') == std::string::npos ? patient : "";
     row.detail = held ? row.detail : "";
-    auto r = applyAs(gi, tx, row, row.type + " " + (file.name.empty() ? row.controlId : file.name));
+    std::set<std::string> ids;
+    for (const auto& [from, to] : patients) ids.insert(to.substr(8));
+    auto r = applyAs(gi, tx, row, row.type + " " + (file.name.empty() ? row.controlId : file.name), ids);
     GpImportResult out;
     out.patient = row.patient;
     if (r.status < 300) {
@@ -793,6 +803,7 @@ Result<std::unique_ptr<GpConnector>> GpConnector::start(store::ResourceStore& st
     wo.stableFor = std::chrono::milliseconds(g.stableForMs);
     wo.pollEvery = std::chrono::milliseconds(g.pollMs);
     wo.maxBytes = g.maxBytes;
+    wo.workers = static_cast<std::size_t>(g.workers);
     Impl* impl = &m;
     std::string id = g.id;
     auto w = std::make_unique<filedrop::Watcher>(

@@ -50,6 +50,7 @@ struct GpInstallation {
   std::size_t maxBytes = 32u << 20;
   int stableForMs = 1000;
   int pollMs = 2000;
+  int workers = 4;       // files imported at once (their commits grouped)
   // Exports (what the network writes for this GP): HPRIM Net in this encoding, these header lines.
   std::string exportFormat = "hprim-net";
   std::string encoding = "ISO-8859-1";

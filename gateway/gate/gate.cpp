@@ -190,7 +190,7 @@ struct AccessGate::Impl {
     if (!caller.breakGlass.empty()) principal.purpose = "ETREAT";
     audit::Record rec = recordOf(&principal, caller, req, area);
     rec.breakGlassReason = caller.breakGlass;
-    auto g = access->guard(principal, caller.breakGlass);
+    auto g = caller.connector && caller.patients ? access->guardFor(principal, *caller.patients) : access->guard(principal, caller.breakGlass);
     if (!g.ok()) {
       rec.reason = "role-or-purpose";
       return finish(rec, outcome(403, "forbidden", g.error().message));

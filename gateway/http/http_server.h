@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 
 #include "gateway/common/status.h"
@@ -46,6 +47,9 @@ struct Caller {
   const identity::Principal* connector = nullptr;
   std::string channel;
   std::string detail;
+  // Set by a connector whose message concerns these patients (ids) only: the access facts are then
+  // looked up for them alone, now, instead of every patient the principal is related to.
+  const std::set<std::string>* patients = nullptr;
 };
 
 // Every request but /healthz and GET /fhir/metadata goes through the gate: it establishes the

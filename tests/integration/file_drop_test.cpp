@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <map>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -162,6 +163,28 @@ TEST_F(FileDrop, AFileTheHandlerCannotTakeNowIsOfferedAgain) {
   EXPECT_EQ(names(folders_.inbox), std::vector<std::string>{"a.json"});
   ASSERT_TRUE(scanUntil(w, [&] { return calls == 3; }));
   EXPECT_EQ(names(folders_.done), std::vector<std::string>{"a.json"});
+}
+
+TEST_F(FileDrop, SeveralWorkersTakeEveryFileOnce) {
+  auto o = quick();
+  o.workers = 4;
+  std::mutex m;
+  std::map<std::string, int> got;
+  std::atomic<int> calls{0};
+  Watcher w(folders_, o, [&](const DroppedFile& f) {
+    std::lock_guard<std::mutex> lock(m);
+    ++got[f.name];
+    // Every fifth refused, every seventh asked again once.
+    if (f.name.back() == '5') return Decision::quarantine("refused");
+    if (f.name.back() == '7' && got[f.name] == 1) return Decision::retryLater("later");
+    ++calls;
+    return Decision::stored();
+  }, nullptr);
+  for (int i = 0; i < 60; ++i) drop("f" + std::to_string(100 + i), std::to_string(i));
+  ASSERT_TRUE(scanUntil(w, [&] { return names(folders_.inbox).empty(); }));
+  EXPECT_EQ(names(folders_.done).size(), 54u);
+  EXPECT_EQ(names(folders_.quarantine).size(), 12u);  // 6 files and their reasons
+  for (const auto& [name, n] : got) EXPECT_EQ(n, name.back() == '7' ? 2 : 1) << name;
 }
 
 TEST_F(FileDrop, LinksAndFoldersAreNotRead) {
