@@ -1,6 +1,8 @@
 // The message store's admin API and command line.
 #include "gateway/exchange/outbox_admin.h"
 
+#include "connectors/http/rest_client.h"
+
 #include <nlohmann/json.hpp>
 
 #include <chrono>
@@ -221,11 +223,72 @@ int outboxCommand(int argc, char** argv) {
   });
 }
 
+namespace {
+
+// `passerelle inbox attach|reject`: a review decision, made by the running gateway (its admin API)
+// so that the file is imported through the same access decisions and audit as any import.
+int reviewCommand(int argc, char** argv) {
+  std::vector<std::string> args, sets;
+  std::string configFile, url, token, reason;
+  if (const char* t = std::getenv("PASSERELLE_TOKEN")) token = t;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--config" && i + 1 < argc) configFile = argv[++i];
+    else if (a == "--set" && i + 1 < argc) sets.push_back(argv[++i]);
+    else if (a == "--url" && i + 1 < argc) url = argv[++i];
+    else if (a == "--token" && i + 1 < argc) token = argv[++i];
+    else if (a == "--reason" && i + 1 < argc) reason = argv[++i];
+    else if (a.rfind("--", 0) == 0) {
+      std::cerr << "passerelle inbox: unexpected option '" << a << "'\n";
+      return 2;
+    } else args.push_back(a);
+  }
+  bool attach = args[0] == "attach";
+  if (args.size() != (attach ? 3u : 2u) || std::atoll(args[1].c_str()) <= 0) {
+    std::cerr << "passerelle inbox: " << (attach ? "attach ID Patient/<id>" : "reject ID [--reason TEXT]") << " expected\n";
+    return 2;
+  }
+  if (token.empty()) {
+    std::cerr << "passerelle inbox: a system account's token is needed (--token, or PASSERELLE_TOKEN)\n";
+    return 2;
+  }
+  if (url.empty()) {
+    auto cfg = config::Config::load(configFile, sets, environ);
+    if (!cfg.ok()) {
+      std::cerr << "passerelle inbox: configuration error: " << cfg.error().message << "\n";
+      return 2;
+    }
+    url = "http://" + cfg->get("http.host") + ":" + std::to_string(cfg->getInt("http.port"));
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  http_client::Options o;
+  o.baseUrl = url + "/admin/v1";
+  o.bearerToken = token;
+  http_client::RestClient client(o);
+  Json body = attach ? Json{{"patient", args[2]}} : Json{{"reason", reason}};
+  auto r = client.post("/inbox/" + args[1] + "/" + args[0], body.dump(), "application/json");
+  if (r.status == 0) {
+    std::cerr << "passerelle inbox: " << url << ": " << r.error << "\n";
+    return 1;
+  }
+  (r.status == 200 ? std::cout : std::cerr) << r.body << "\n";
+  return r.status == 200 ? 0 : 1;
+}
+
+}  // namespace
+
 int inboxCommand(int argc, char** argv) {
   static const std::string usage =
       "Usage: passerelle inbox list [--status processed|error|rejected|review] [--count N] [--message]\n"
+      "       passerelle inbox attach ID Patient/<id> [--url URL] [--token T]\n"
+      "       passerelle inbox reject ID [--reason TEXT] [--url URL] [--token T]\n"
       "       (with [--config FILE] [--set key=value ...])\n\n"
-      "  list   the messages received, newest first, as JSON lines (--message: with their text)\n";
+      "  list    the messages and files received, newest first, as JSON lines (--message: with their text)\n"
+      "  attach  a GP file held for review (status review): import it for this network patient, as its GP\n"
+      "  reject  a GP file held for review: refuse it, with the reason\n"
+      "attach and reject are decided by the running gateway (--url, default http://http.host:http.port),\n"
+      "with a system account's token (--token or PASSERELLE_TOKEN; `passerelle token issue --role system`).\n";
+  if (argc > 2 && (std::string(argv[2]) == "attach" || std::string(argv[2]) == "reject")) return reviewCommand(argc, argv);
   return storeCommand(argc, argv, "inbox", usage, [](store::ResourceStore& s, const std::vector<std::string>& a) {
     if (a[0] != "list") {
       std::cerr << "passerelle inbox: unknown subcommand '" << a[0] << "' (see --help)\n";

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -161,10 +162,15 @@ TEST_F(GpExchangeTest, AnUncertainPatientWaitsForReviewAndIsAttachedByHand) {
   ASSERT_EQ(obs.size(), 1u);
   EXPECT_EQ(obs[0]["valueQuantity"]["value"], 11.2);
   std::int64_t second = inbox("review").at(0)["id"];
-  r = http_->request("POST", "/admin/v1/inbox/" + std::to_string(second) + "/reject", json{{"reason", "not our patient"}}.dump(),
-                     {{"Content-Type", "application/json"}});
-  ASSERT_EQ(r.status, 200) << r.body;
+  // The second refused from the command line (which asks the running gateway).
+  std::string cli = std::string(PASSERELLE_BINARY) + " inbox reject " + std::to_string(second) + " --reason 'not our patient' --url http://127.0.0.1:" +
+                    std::to_string(gw_->httpPort()) + " --token " + gw_->systemToken() + " > /dev/null";
+  ASSERT_EQ(std::system(cli.c_str()), 0);
   EXPECT_TRUE(inbox("review").empty());
+  bool said = false;
+  for (const auto& m : inbox("rejected"))
+    if (m["id"] == second && m["detail"].get<std::string>().find("not our patient") != std::string::npos) said = true;
+  EXPECT_TRUE(said);
   // Decided once: attaching it again is a conflict.
   r = http_->request("POST", "/admin/v1/inbox/" + std::to_string(id) + "/attach", json{{"patient", "Patient/" + patient_}}.dump(),
                      {{"Content-Type", "application/json"}});
