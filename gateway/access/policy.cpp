@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "gateway/fhir/compartment.h"
 #include "mappings/common/embedded_file.h"
 
 namespace passerelle {
@@ -73,12 +74,7 @@ const char* consentName(Consent c) {
 
 const std::map<std::string, std::vector<std::string>>& Policy::r4Compartment() {
   static const std::map<std::string, std::vector<std::string>> table = [] {
-    std::map<std::string, std::vector<std::string>> t;
-    for (const auto& f : accessDataFiles()) {
-      if (f.name != "schemas/fhir-r4/patient_compartment.json") continue;
-      Json j = Json::parse(f.contents);
-      for (auto& [type, params] : j.at("types").items()) t[type] = params.get<std::vector<std::string>>();
-    }
+    auto t = fhir::patientCompartment();
     t["Patient"].clear();  // a Patient is its own compartment (by id), not through Patient.link
     return t;
   }();

@@ -3,6 +3,8 @@
 // compacted, with the server's id and meta spliced in (json_text.h), so decimals keep their digits.
 #include "gateway/fhir/fhir_service.h"
 
+#include "gateway/fhir/compartment.h"
+
 #include <algorithm>
 #include <map>
 #include <Poco/URI.h>
@@ -512,6 +514,11 @@ class FhirService::Impl {
       if (m != "POST") return notAllowed("$validate accepts POST only");
       return validateOperation(seg.size() == 2 ? seg[0] : "");
     }
+    if (seg.size() == 3 && seg[0] == "Patient" && seg[2] == "$everything") {
+      if (m != "GET") return notAllowed("$everything accepts GET only");
+      if (!isValidId(seg[1])) return errorResponse(ErrorCode::kInvalid, "'" + seg[1] + "' is not a valid resource id", "Patient.id");
+      return everything(seg[1]);
+    }
     if (seg[0][0] == '$' || (seg.size() >= 2 && seg.back()[0] == '$'))
       return errorResponse(ErrorCode::kNotFound, "operation '" + seg.back() + "' is not supported");
     const std::string& type = seg[0];
@@ -708,6 +715,100 @@ class FhirService::Impl {
     FhirResponse r;
     r.headers.emplace_back("Content-Type", kJsonContentType);
     r.body = std::move(body.value());
+    return r;
+  }
+
+  // Patient/{id}/$everything: the patient and every resource of their compartment the caller may
+  // read, type by type through the same access constraints as a search, updated at or after
+  // `_since` when given, of the types `_type` lists when given; all of them in one searchset (at
+  // most kEverythingMax). meta.lastUpdated is the time the reads began: the `_since` of the next
+  // export, for software that pulls what changed.
+  static constexpr std::size_t kEverythingMax = 10000;
+  FhirResponse everything(const std::string& id) {
+    std::int64_t started = nowMs();
+    std::string since;
+    std::set<std::string> types;
+    for (const auto& [k, v] : req_.query) {
+      if (k == "_since") {
+        since = v;
+      } else if (k == "_type") {
+        std::size_t at = 0;
+        while (at <= v.size()) {
+          auto comma = v.find(',', at);
+          std::string t = v.substr(at, comma == std::string::npos ? std::string::npos : comma - at);
+          if (!isResourceType(t)) return errorResponse(ErrorCode::kInvalid, "_type: '" + t + "' is not a FHIR R4 resource type", "_type");
+          types.insert(t);
+          if (comma == std::string::npos) break;
+          at = comma + 1;
+        }
+      } else if (k != "_format") {
+        return errorResponse(ErrorCode::kInvalid, "$everything takes _since and _type here ('" + k + "' is not supported)", k);
+      }
+    }
+    if (!since.empty()) {
+      auto check = parseSearch("Patient", {{"_lastUpdated", "ge" + since}}, o_.search, true, req_.baseUrl);
+      if (!check.ok()) return errorResponse(ErrorCode::kInvalid, "_since: '" + since + "' is not an instant", "_since");
+    }
+    auto patient = read("Patient", id);  // 404 when unknown, or not the caller's to see
+    if (patient.status != 200) return patient;
+    std::vector<ResourceVersion> found;
+    std::set<std::pair<std::string, std::string>> seen;
+    SearchLimits limits = o_.search;
+    for (const auto& [type, params] : patientCompartment()) {
+      if (!types.empty() && !types.count(type)) continue;
+      if (guard_ && !guard_->allowType(type, Interaction::kSearch).ok()) continue;  // not the caller's to see
+      std::vector<std::pair<std::string, std::string>> links;
+      if (type == "Patient") links.emplace_back("_id", id);
+      else
+        for (const auto& p : params) links.emplace_back(p, "Patient/" + id);
+      for (const auto& [param, value] : links) {
+        Params q = {{param, value}, {"_count", std::to_string(limits.maxCount)}};
+        if (!since.empty()) q.emplace_back("_lastUpdated", "ge" + since);
+        auto ps = parseSearch(type, q, limits, true, req_.baseUrl);
+        if (!ps.ok()) continue;  // a compartment parameter this server does not index
+        auto g = guardSearch(*ps);
+        if (!g.ok()) return errorResponse(g.error());
+        while (true) {
+          auto page = store_.search(ps->query);
+          if (!page.ok()) return errorResponse(page.error());
+          for (auto& v : page->items)
+            if (seen.emplace(v.type, v.id).second) found.push_back(std::move(v));
+          if (found.size() > kEverythingMax)
+            return errorResponse(ErrorCode::kInvalid, "the record holds more than " + std::to_string(kEverythingMax) +
+                                                          " resources: narrow it with _type or _since");
+          if (page->next.empty()) break;
+          ps->query.cursor = page->next;
+          ps->query.backwards = false;
+        }
+      }
+    }
+    if (guard_)
+      for (const auto& v : found) guard_->touched(v);
+    std::string out;
+    out.reserve(256 + found.size() * 1024);
+    out += "{\"resourceType\":\"Bundle\",\"id\":\"" + newId() + "\",\"meta\":{\"lastUpdated\":\"" + formatInstant(started) +
+           "\"},\"type\":\"searchset\",\"total\":" + std::to_string(found.size());
+    std::string self = req_.baseUrl + "/Patient/" + id + "/$everything";
+    std::string sep = "?";
+    for (const auto& [k, v] : req_.query) {
+      self += sep + k + "=" + v;
+      sep = "&";
+    }
+    appendLinks(out, {{"self", self}});
+    if (!found.empty()) {
+      out += ",\"entry\":[";
+      for (std::size_t i = 0; i < found.size(); ++i) {
+        if (i) out += ',';
+        out += "{\"fullUrl\":";
+        appendJsonString(out, req_.baseUrl + "/" + found[i].type + "/" + found[i].id);
+        out += ",\"resource\":" + found[i].body + ",\"search\":{\"mode\":\"match\"}}";
+      }
+      out += ']';
+    }
+    out += '}';
+    FhirResponse r;
+    r.headers.emplace_back("Content-Type", kJsonContentType);
+    r.body = std::move(out);
     return r;
   }
 
@@ -1621,6 +1722,9 @@ FhirResponse FhirService::Impl::capability() {
     }
     r["searchInclude"] = includes;
     r["searchParam"] = params;
+    if (type == "Patient")
+      r["operation"] = Json::array({{{"name", "everything"}, {"definition", "http://hl7.org/fhir/OperationDefinition/Patient-everything"},
+                                     {"documentation", "GET only, with _since and _type; what the caller may read of the patient's compartment"}}});
     resources.push_back(std::move(r));
   }
   rest["resource"] = std::move(resources);

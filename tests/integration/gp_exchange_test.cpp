@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
+#include <map>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -290,6 +291,47 @@ TEST_F(GpExchangeTest, AWithdrawnPatientsQueuedReportIsNeverWritten) {
     return d.size() == 1 && d[0]["status"] == "cancelled";
   }));
   EXPECT_TRUE(files(root_ + "/outbox").empty());
+}
+
+TEST_F(GpExchangeTest, SoftwareThatPullsGetsThePatientsRecordAndWhatChangedSince) {
+  post("cied", example("cied"));
+  identity::IssueOptions asGp;
+  asGp.role = "gp";
+  asGp.practitioner = "rpps:10101234567";
+  asGp.scopes = {"user/*.cruds"};
+  std::string gp = gw_->token(asGp);
+  auto everything = [&](const std::string& token, const std::string& query) {
+    auto r = http_->request("GET", "/fhir/Patient/" + patient_ + "/$everything" + query, "", {{"Authorization", "Bearer " + token}});
+    return std::make_pair(r.status, json::parse(r.body, nullptr, false));
+  };
+  auto [status, all] = everything(gp, "");
+  ASSERT_EQ(status, 200) << all.dump();
+  std::map<std::string, int> types;
+  for (const auto& e : all["entry"]) types[e["resource"]["resourceType"]]++;
+  EXPECT_EQ(types["Patient"], 1);
+  EXPECT_GE(types["Observation"], 3);
+  EXPECT_EQ(types["Composition"], 1);
+  EXPECT_EQ(all["total"], all["entry"].size());
+  // Only some types; and what changed since the last export (its meta.lastUpdated).
+  auto [s2, some] = everything(gp, "?_type=Composition,Encounter");
+  ASSERT_EQ(s2, 200);
+  for (const auto& e : some["entry"]) EXPECT_TRUE(e["resource"]["resourceType"] == "Composition" || e["resource"]["resourceType"] == "Encounter");
+  std::string mark = all["meta"]["lastUpdated"];
+  auto [s3, none] = everything(gp, "?_since=" + mark);
+  ASSERT_EQ(s3, 200);
+  EXPECT_EQ(none["total"], 0);
+  post("csb", example("csb"));
+  auto [s4, changed] = everything(gp, "?_since=" + mark);
+  ASSERT_EQ(s4, 200);
+  EXPECT_GT(changed["total"].get<int>(), 0);
+  for (const auto& e : changed["entry"]) EXPECT_GE(e["resource"]["meta"]["lastUpdated"].get<std::string>(), mark);
+  // A doctor who is not the patient's GP sees nothing; bad parameters are refused.
+  asGp.practitioner = "rpps:10109999999";
+  std::string other = gw_->token(asGp);
+  EXPECT_EQ(everything(other, "").first, 404);
+  EXPECT_EQ(everything(gp, "?_type=Nothing").first, 400);
+  EXPECT_EQ(everything(gp, "?_since=yesterday").first, 400);
+  EXPECT_EQ(everything(gp, "?start=2026-01-01").first, 400);
 }
 
 }  // namespace
