@@ -17,6 +17,7 @@
 
 #include "gateway/audit/audit_log.h"
 #include "gateway/common/log.h"
+#include "gateway/exchange/lookups.h"
 #include "gateway/fhir/search_params.h"
 #include "mappings/common/utf8.h"
 #include "mappings/fhir/json_reader.h"
@@ -193,25 +194,18 @@ struct GpConnector::Impl {
   // ---- identity ----------------------------------------------------------------------------
 
   std::vector<std::string> searchIds(const std::string& type, const fhir::Params& query, int count) {
-    fhir::SearchLimits limits;
-    auto ps = fhir::parseSearch(type, query, limits, true);
-    std::vector<std::string> out;
-    if (!ps.ok()) return out;
-    ps->query.count = count;
-    ps->query.total = store::SearchQuery::Total::kNone;
-    auto page = store.search(ps->query);
-    if (!page.ok()) return out;
-    for (const auto& v : page->items) out.push_back(v.id);
-    return out;
+    return findIds(store, type, query, count);
   }
 
-  std::optional<Json> readPatient(const std::string& id) {
-    auto v = store.read("Patient", id);
-    if (!v.ok() || !v->has_value() || (*v)->deleted) return std::nullopt;
-    Json j = Json::parse((*v)->body, nullptr, false);
+  std::optional<Json> readRef(const std::string& ref) {
+    auto body = currentBody(store, ref);
+    if (!body) return std::nullopt;
+    Json j = Json::parse(*body, nullptr, false);
     if (j.is_discarded()) return std::nullopt;
     return j;
   }
+
+  std::optional<Json> readPatient(const std::string& id) { return readRef("Patient/" + id); }
 
   struct Traits {
     std::vector<std::string> families;  // identity forms
@@ -368,15 +362,7 @@ struct GpConnector::Impl {
     return static_cast<std::int64_t>(base * jitter(rng));
   }
 
-  std::optional<Json> readRef(const std::string& ref) {
-    auto slash = ref.find('/');
-    if (slash == std::string::npos) return std::nullopt;
-    auto v = store.read(ref.substr(0, slash), ref.substr(slash + 1));
-    if (!v.ok() || !v->has_value() || (*v)->deleted) return std::nullopt;
-    Json j = Json::parse((*v)->body, nullptr, false);
-    if (j.is_discarded()) return std::nullopt;
-    return j;
-  }
+
 
   // One delivery: checked, rendered, written. Its new state and, when it has one, its audit record
   // are committed together. False when the store is unavailable (the exporter pauses).
@@ -849,16 +835,22 @@ fhir::FhirResponse jsonAnswer(int status, const Json& body) {
   return r;
 }
 
+// The file of inbox `id` held for review: kNotFound when there is none, kConflict once decided.
+Result<store::InboxMessage> heldForReview(store::ResourceStore& store, std::int64_t id) {
+  auto row = store.inboxMessage(id);
+  if (!row.ok()) return row.error();
+  if (!row->has_value() || (*row)->channel != "file") return makeError(ErrorCode::kNotFound, "no file received as inbox " + std::to_string(id));
+  if ((*row)->status != "review")
+    return makeError(ErrorCode::kConflict, "inbox " + std::to_string(id) + " is " + (*row)->status + ", not held for review");
+  return std::move(**row);
+}
+
 }  // namespace
 
 fhir::FhirResponse GpConnector::attach(std::int64_t inboxId, const std::string& patient, const identity::Principal* by) {
-  auto row = impl_->store.inboxMessage(inboxId);
+  auto row = heldForReview(impl_->store, inboxId);
   if (!row.ok()) return fhir::errorResponse(row.error());
-  if (!row->has_value() || (*row)->channel != "file")
-    return fhir::errorResponse(makeError(ErrorCode::kNotFound, "no file received as inbox " + std::to_string(inboxId)));
-  store::InboxMessage held = **row;
-  if (held.status != "review")
-    return fhir::errorResponse(makeError(ErrorCode::kConflict, "inbox " + std::to_string(inboxId) + " is " + held.status + ", not held for review"));
+  store::InboxMessage held = std::move(row.value());
   std::size_t gi = 0;
   if (!impl_->installation(held.partner, &gi))
     return fhir::errorResponse(makeError(ErrorCode::kNotFound, "the installation " + held.partner + " is no longer configured"));
@@ -877,13 +869,9 @@ fhir::FhirResponse GpConnector::attach(std::int64_t inboxId, const std::string& 
 }
 
 fhir::FhirResponse GpConnector::reject(std::int64_t inboxId, const std::string& reason, const identity::Principal* by) {
-  auto row = impl_->store.inboxMessage(inboxId);
+  auto row = heldForReview(impl_->store, inboxId);
   if (!row.ok()) return fhir::errorResponse(row.error());
-  if (!row->has_value() || (*row)->channel != "file")
-    return fhir::errorResponse(makeError(ErrorCode::kNotFound, "no file received as inbox " + std::to_string(inboxId)));
-  store::InboxMessage held = **row;
-  if (held.status != "review")
-    return fhir::errorResponse(makeError(ErrorCode::kConflict, "inbox " + std::to_string(inboxId) + " is " + held.status + ", not held for review"));
+  store::InboxMessage held = std::move(row.value());
   std::string who = by ? by->subject : "the gateway";
   held.status = "rejected";
   held.ackCode = "rejected";

@@ -17,6 +17,7 @@
 #include "connectors/http/rest_client.h"
 #include "gateway/common/log.h"
 #include "gateway/fhir/search_params.h"
+#include "gateway/exchange/lookups.h"
 #include "gateway/identity/identity.h"
 #include "mappings/hl7v2/ack.h"
 #include "mappings/hl7v2/fhir_mapping.h"
@@ -156,30 +157,20 @@ struct HospitalConnector::Impl {
     return out;
   }
 
-  // The ids of the `type` resources matching `query` (at most `count`), from the store's search index
-  // without a Bundle written and read back: the lookups made for every message received.
+  // The ids of the `type` resources matching `query` (at most `count`): the lookups made for every
+  // message received.
   std::vector<std::string> findIds(const std::string& type, const fhir::Params& query, int count = 2) {
-    fhir::SearchLimits limits;
-    auto ps = fhir::parseSearch(type, query, limits, true);
-    std::vector<std::string> out;
-    if (!ps.ok()) return out;
-    ps->query.count = count;
-    ps->query.total = store::SearchQuery::Total::kNone;
-    auto page = store.search(ps->query);
-    if (!page.ok()) return out;
-    for (const auto& v : page->items) out.push_back(v.id);
-    return out;
+    return exchange::findIds(store, type, query, count);
   }
 
   std::optional<Json> read(const std::string& ref) {
-    auto slash = ref.find('/');
-    if (slash == std::string::npos) return std::nullopt;
-    auto v = store.read(ref.substr(0, slash), ref.substr(slash + 1));
-    if (!v.ok() || !v->has_value() || (*v)->deleted) return std::nullopt;
-    Json j = Json::parse((*v)->body, nullptr, false);
+    auto body = currentBody(store, ref);
+    if (!body) return std::nullopt;
+    Json j = Json::parse(*body, nullptr, false);
     if (j.is_discarded()) return std::nullopt;
     return j;
   }
+
 
   // The partner's structure (or professional) in the directory, kept a minute (each message needs it).
   std::string partnerRef(const Partner& p) {

@@ -206,19 +206,22 @@ TEST(ProcessTest, HelpForEveryCommand) {
   }
 }
 
+// Runs the binary to its end: its exit status, its stdout in `out` (replaced) and stderr in `err`.
+int run(std::vector<std::string> args, std::string& out, std::string& err) {
+  Child c = spawn(args);
+  out.clear();
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof buf, c.out)) > 0) out.append(buf, n);
+  err = readAll(c.errFd);
+  int rc = waitExit(c.pid);
+  fclose(c.out);
+  close(c.errFd);
+  return rc;
+}
+
 TEST(ProcessTest, ConvertGivesEveryNetworkExampleBackFromItsFhirForm) {
   TempDir dir;
-  auto run = [&](std::vector<std::string> args, std::string& out, std::string& err) {
-    Child c = spawn(args);
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, c.out)) > 0) out.append(buf, n);
-    err = readAll(c.errFd);
-    int rc = waitExit(c.pid);
-    fclose(c.out);
-    close(c.errFd);
-    return rc;
-  };
   auto slurp = [](const std::string& path) {
     std::ifstream in(path);
     std::stringstream ss;
@@ -259,18 +262,6 @@ TEST(ProcessTest, ConvertGivesEveryNetworkExampleBackFromItsFhirForm) {
 }
 
 TEST(ProcessTest, ConvertReadsAndWritesHprim) {
-  auto run = [&](std::vector<std::string> args, std::string& out, std::string& err) {
-    Child c = spawn(args);
-    out.clear();
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, c.out)) > 0) out.append(buf, n);
-    err = readAll(c.errFd);
-    int rc = waitExit(c.pid);
-    fclose(c.out);
-    close(c.errFd);
-    return rc;
-  };
   const std::string examples = std::string(PASSERELLE_SOURCE_DIR) + "/conf/examples/hprim";
   std::string out, err;
   ASSERT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "hprim", "--to", "fhir", examples + "/bilan-durand.hpr"}, out, err), 0) << err;

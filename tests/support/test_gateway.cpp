@@ -28,8 +28,11 @@ TempDir::~TempDir() {
 }
 
 TestGateway::TestGateway(std::vector<std::string> sets, bool https) {
+  // No partners and no GP installations unless the test names them (the defaults are folders
+  // relative to the working directory, which holds the demo's when run from the repository).
   std::vector<std::string> all = {"http.port=0", "https.port=0", "https.enabled=" + std::string(https ? "true" : "false"),
-                                  "data.dir=" + dir_.path(), "log.level=warn", "server.drain_seconds=5"};
+                                  "data.dir=" + dir_.path(), "log.level=warn", "server.drain_seconds=5",
+                                  "partners.dir=" + dir_.path() + "/no-partners", "gp.dir=" + dir_.path() + "/no-gp"};
   all.insert(all.end(), sets.begin(), sets.end());
   char* noEnv[] = {nullptr};
   auto cfg = config::Config::load("/dev/null", all, noEnv);

@@ -1,0 +1,22 @@
+// The connectors' own lookups in the store (the gateway's, not a disclosure: no access decision,
+// no audit record): ids from the search index without a Bundle written and read back, and a
+// resource's current JSON text. Thread-safe (the store is).
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "gateway/fhir/fhir_request.h"
+#include "gateway/store/resource_store.h"
+
+namespace passerelle::exchange {
+
+// The ids of the `type` resources matching `query` (at most `count`); none when the query is not
+// valid or the store fails.
+std::vector<std::string> findIds(store::ResourceStore& store, const std::string& type, const fhir::Params& query, int count);
+
+// The current JSON text of `ref` ("Type/id"); nullopt when absent, deleted or unreadable.
+std::optional<std::string> currentBody(store::ResourceStore& store, const std::string& ref);
+
+}  // namespace passerelle::exchange
