@@ -35,28 +35,12 @@ constexpr const char* kInsNia = "urn:oid:1.2.250.1.213.1.4.9";
 constexpr const char* kInsTest = "urn:oid:1.2.250.1.213.1.4.10";
 constexpr const char* kInsDemo = "urn:oid:1.2.250.1.213.1.4.11";
 
-std::int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 std::string str(const Json& j, const char* key) {
   auto it = j.find(key);
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-std::string outcomeText(const std::string& body) {
-  Json j = Json::parse(body, nullptr, false);
-  std::string out;
-  if (j.is_object())
-    for (const auto& i : j.value("issue", Json::array())) {
-      if (!out.empty()) out += "; ";
-      std::string d = str(i, "diagnostics");
-      if (auto e = i.find("expression"); e != i.end() && e->is_array() && !e->empty() && (*e)[0].is_string())
-        d = (*e)[0].get<std::string>() + ": " + d;
-      out += d;
-    }
-  return out.empty() ? body.substr(0, 300) : out;
-}
 
 Result<GpInstallation> parseInstallation(const Json& j, const std::string& file, const std::string& dataDir) {
   auto bad = [&](const std::string& what) { return makeError(ErrorCode::kInvalid, file + ": " + what); };

@@ -37,9 +37,6 @@ constexpr const char* kEvent = "https://douleur77.fr/fhir/CodeSystem/network-eve
 constexpr const char* kReferralStatus = "https://douleur77.fr/fhir/CodeSystem/referral-status";
 constexpr const char* kReferralTaskSid = "https://douleur77.fr/fhir/sid/referral-task";
 
-std::int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 std::string utcStamp(const char* format) {
   std::time_t t = std::time(nullptr);
@@ -58,16 +55,6 @@ std::string str(const Json& j, const char* key) {
 std::string refOf(const Json& j, const char* key) { return str(j.value(key, Json::object()), "reference"); }
 
 // The text of an OperationOutcome's first issue.
-std::string outcomeText(const std::string& body) {
-  Json j = Json::parse(body, nullptr, false);
-  if (j.is_discarded()) return body.substr(0, 200);
-  for (const auto& i : j.value("issue", Json::array())) {
-    std::string d = str(i.value("details", Json::object()), "text");
-    if (d.empty()) d = str(i, "diagnostics");
-    if (!d.empty()) return d;
-  }
-  return body.substr(0, 200);
-}
 
 Issue appIssue(const std::string& seg, int field, const std::string& code, const std::string& text, int segIndex = 0) {
   Issue i;

@@ -1,6 +1,9 @@
 // The connectors' lookups (see lookups.h).
 #include "gateway/exchange/lookups.h"
 
+#include <chrono>
+#include <nlohmann/json.hpp>
+
 #include "gateway/fhir/search_params.h"
 
 namespace passerelle::exchange {
@@ -24,6 +27,29 @@ std::optional<std::string> currentBody(store::ResourceStore& store, const std::s
   auto v = store.read(ref.substr(0, slash), ref.substr(slash + 1));
   if (!v.ok() || !v->has_value() || (*v)->deleted) return std::nullopt;
   return (*v)->body;
+}
+
+std::int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string outcomeText(const std::string& body) {
+  auto j = nlohmann::json::parse(body, nullptr, false);
+  std::string out;
+  if (j.is_object() && j.contains("issue") && j["issue"].is_array())
+    for (const auto& i : j["issue"]) {
+      if (!i.is_object()) continue;
+      std::string d;
+      if (auto t = i.find("details"); t != i.end() && t->is_object() && t->contains("text") && (*t)["text"].is_string())
+        d = (*t)["text"].get<std::string>();
+      if (d.empty() && i.contains("diagnostics") && i["diagnostics"].is_string()) d = i["diagnostics"].get<std::string>();
+      if (auto e = i.find("expression"); e != i.end() && e->is_array() && !e->empty() && (*e)[0].is_string())
+        d = (*e)[0].get<std::string>() + ": " + d;
+      if (d.empty()) continue;
+      if (!out.empty()) out += "; ";
+      out += d;
+    }
+  return out.empty() ? body.substr(0, 300) : out;
 }
 
 }  // namespace passerelle::exchange

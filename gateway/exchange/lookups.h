@@ -1,8 +1,10 @@
-// The connectors' own lookups in the store (the gateway's, not a disclosure: no access decision,
-// no audit record): ids from the search index without a Bundle written and read back, and a
-// resource's current JSON text. Thread-safe (the store is).
+// What the connectors share: their own lookups in the store (the gateway's, not a disclosure: no
+// access decision, no audit record): ids from the search index without a Bundle written and read
+// back, a resource's current JSON text; the clock; an answer's OperationOutcome as one line.
+// Thread-safe (the store is).
 #pragma once
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
@@ -18,5 +20,12 @@ std::vector<std::string> findIds(store::ResourceStore& store, const std::string&
 
 // The current JSON text of `ref` ("Type/id"); nullopt when absent, deleted or unreadable.
 std::optional<std::string> currentBody(store::ResourceStore& store, const std::string& ref);
+
+// Milliseconds since the epoch.
+std::int64_t nowMs();
+
+// An OperationOutcome's issues as one line ("expression: diagnostics; ..."), or the start of
+// `body` when it is not one.
+std::string outcomeText(const std::string& body);
 
 }  // namespace passerelle::exchange
