@@ -582,15 +582,7 @@ struct GpConnector::Impl {
   // Runs the transaction as the installation's GP, the inbox row in its commit.
   fhir::FhirResponse applyAs(std::size_t gi, const Json& bundle, store::InboxMessage& row, const std::string& detail,
                              const std::set<std::string>& patients) {
-    fhir::FhirRequest req;
-    req.method = "POST";
-    req.path = "";
-    req.contentType = "application/fhir+json";
-    req.body = bundle.dump();
-    req.alsoInUnit = [&row](store::WriteTxn& t, int status) -> Result<void> {
-      if (status >= 300) return {};
-      return row.id ? t.updateInbox(row) : t.putInbox(row);
-    };
+    fhir::FhirRequest req = transactionKeeping(bundle.dump(), row);
     if (!gate) return fhir.handle(req);
     http::Caller c;
     c.connector = &principals[gi];

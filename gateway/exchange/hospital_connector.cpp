@@ -462,15 +462,7 @@ struct HospitalConnector::Impl {
   // Runs the transaction as `who`, with the inbox row in its commit.
   Outcome apply(const identity::Principal& who, const std::string& channel, const std::string& detail, const std::string& address,
                 const Json& bundle, store::InboxMessage& row, Outcome& out) {
-    fhir::FhirRequest req;
-    req.method = "POST";
-    req.path = "";
-    req.contentType = "application/fhir+json";
-    req.body = bundle.dump();
-    req.alsoInUnit = [&row](store::WriteTxn& t, int status) -> Result<void> {
-      if (status >= 300) return {};
-      return t.putInbox(row);
-    };
+    fhir::FhirRequest req = transactionKeeping(bundle.dump(), row);
     auto r = as(who, channel, detail, address, req);
     if (r.status < 300) return out;
     if (r.status == 409) {

@@ -29,6 +29,19 @@ std::optional<std::string> currentBody(store::ResourceStore& store, const std::s
   return (*v)->body;
 }
 
+fhir::FhirRequest transactionKeeping(std::string body, store::InboxMessage& row) {
+  fhir::FhirRequest req;
+  req.method = "POST";
+  req.path = "";
+  req.contentType = "application/fhir+json";
+  req.body = std::move(body);
+  req.alsoInUnit = [&row](store::WriteTxn& t, int status) -> Result<void> {
+    if (status >= 300) return {};
+    return row.id ? t.updateInbox(row) : t.putInbox(row);
+  };
+  return req;
+}
+
 std::int64_t nowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }

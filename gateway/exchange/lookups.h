@@ -21,6 +21,11 @@ std::vector<std::string> findIds(store::ResourceStore& store, const std::string&
 // The current JSON text of `ref` ("Type/id"); nullopt when absent, deleted or unreadable.
 std::optional<std::string> currentBody(store::ResourceStore& store, const std::string& ref);
 
+// A transaction Bundle (`body`) to POST at the FHIR base, with the received message `row` kept in
+// the write's commit when it succeeds (inserted, or updated when it has an id). `row` must outlive
+// the request.
+fhir::FhirRequest transactionKeeping(std::string body, store::InboxMessage& row);
+
 // Milliseconds since the epoch.
 std::int64_t nowMs();
 
