@@ -3,6 +3,7 @@
 #include "mappings/network/documents/xml_form.h"
 
 #include "mappings/common/utf8.h"
+#include "mappings/xml/secure_xml.h"
 
 #include <charconv>
 #include <cstdint>
@@ -33,26 +34,6 @@ namespace xc = XERCES_CPP_NAMESPACE;
 constexpr int kMaxDepth = 32;           // the documents nest far less; deeper input is refused
 constexpr std::size_t kMaxIssues = 50;  // xerces errors kept per document
 
-// UTF-16 (xerces) to UTF-8; unpaired surrogates become U+FFFD.
-void appendUtf8(std::string& out, const XMLCh* s, std::size_t n) {
-  for (std::size_t i = 0; i < n; ++i) {
-    std::uint32_t c = s[i];
-    if (c >= 0xD800 && c <= 0xDBFF && i + 1 < n && s[i + 1] >= 0xDC00 && s[i + 1] <= 0xDFFF) {
-      c = 0x10000 + ((c - 0xD800) << 10) + (s[i + 1] - 0xDC00);
-      ++i;
-    } else if (c >= 0xD800 && c <= 0xDFFF) {
-      c = 0xFFFD;
-    }
-    utf8::append(out, c);
-  }
-}
-
-std::string utf8(const XMLCh* s) {
-  std::string out;
-  if (s != nullptr) appendUtf8(out, s, xc::XMLString::stringLen(s));
-  return out;
-}
-
 std::string join(const std::string& path, std::string_view member) {
   return path.empty() ? std::string(member) : path + "." + std::string(member);
 }
@@ -64,72 +45,14 @@ std::string_view trim(std::string_view s) {
   return s.substr(b, e - b + 1);
 }
 
-char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c - 'A' + 'a') : c; }
-
-bool containsNoCase(std::string_view text, std::string_view needle) {
-  if (needle.size() > text.size()) return false;
-  for (std::size_t i = 0; i + needle.size() <= text.size(); ++i) {
-    std::size_t k = 0;
-    while (k < needle.size() && lower(text[i + k]) == lower(needle[k])) ++k;
-    if (k == needle.size()) return true;
-  }
-  return false;
-}
-
-// "" when the input may be parsed as UTF-8, else why not.
-std::string encodingProblem(std::string_view xml) {
-  std::string_view s = xml;
-  if (s.substr(0, 3) == "\xEF\xBB\xBF") s.remove_prefix(3);
-  if (s.size() >= 2 && (s[0] == '\0' || s[1] == '\0' || static_cast<unsigned char>(s[0]) >= 0xFE))
-    return "the document is not UTF-8 (UTF-16 or UTF-32?): only UTF-8 is accepted";
-  if (s.substr(0, 5) != "<?xml") return "";
-  auto end = s.find("?>");
-  std::string_view decl = s.substr(0, end == std::string_view::npos ? std::min<std::size_t>(s.size(), 200) : end);
-  auto at = decl.find("encoding");
-  if (at == std::string_view::npos) return "";
-  auto q = decl.find_first_of("\"'", at);
-  if (q == std::string_view::npos) return "";
-  auto q2 = decl.find(decl[q], q + 1);
-  std::string name(decl.substr(q + 1, q2 == std::string_view::npos ? std::string_view::npos : q2 - q - 1));
-  for (char& c : name) c = lower(c);
-  if (name == "utf-8" || name == "utf8") return "";
-  return "the document declares the encoding '" + name + "': only UTF-8 is accepted";
-}
-
 // Thrown from the handlers to stop a parse; caught in xmlToJson.
 struct StopParse {};
 
-class SecureParserSetup {
- public:
-  static void configure(xc::SAX2XMLReader& r) {
-    r.setFeature(xc::XMLUni::fgSAX2CoreNameSpaces, true);
-    r.setFeature(xc::XMLUni::fgSAX2CoreNameSpacePrefixes, false);
-    r.setFeature(xc::XMLUni::fgSAX2CoreValidation, true);
-    r.setFeature(xc::XMLUni::fgXercesDynamic, false);  // validate always: no grammar is an error
-    r.setFeature(xc::XMLUni::fgXercesSchema, true);
-    r.setFeature(xc::XMLUni::fgXercesSchemaFullChecking, false);
-    r.setFeature(xc::XMLUni::fgXercesLoadSchema, false);  // schemaLocation hints are ignored
-    r.setFeature(xc::XMLUni::fgXercesLoadExternalDTD, false);
-    r.setFeature(xc::XMLUni::fgXercesSkipDTDValidation, true);
-    r.setFeature(xc::XMLUni::fgXercesDisableDefaultEntityResolution, true);
-    r.setFeature(xc::XMLUni::fgXercesValidationErrorAsFatal, false);
-  }
-};
-
-// Collects the messages of a grammar load.
-class LoadErrors : public xc::DefaultHandler {
- public:
-  void error(const xc::SAXParseException& e) override { note(e); }
-  void fatalError(const xc::SAXParseException& e) override { note(e); }
-  std::string text;
-
- private:
-  void note(const xc::SAXParseException& e) {
-    if (!text.empty()) text += "; ";
-    text += "line " + std::to_string(e.getLineNumber()) + ", column " + std::to_string(e.getColumnNumber()) + ": " +
-            utf8(e.getMessage());
-  }
-};
+using xml::appendUtf8;
+using xml::containsNoCase;
+using xml::encodingProblem;
+using xml::LoadErrors;
+using xml::utf8;
 
 // One locked (read-only, shareable between threads) grammar pool per kind: every XSD has the same
 // target namespace, and a pool holds one grammar per namespace.
@@ -146,15 +69,8 @@ struct Grammars {
 const Grammars& grammars() {
   static const Grammars* const g = [] {
     auto* out = new Grammars();
-    try {
-      xc::XMLPlatformUtils::Initialize();
-    } catch (const xc::XMLException& e) {
-      out->startError = "xerces-c cannot start: " + utf8(e.getMessage());
-      return out;
-    } catch (...) {
-      out->startError = "xerces-c cannot start";
-      return out;
-    }
+    out->startError = xml::start();
+    if (!out->startError.empty()) return out;
     const DocumentSchemas& schemas = DocumentSchemas::instance();
     for (const std::string& kind : schemas.kinds()) {
       std::string_view xsd = schemas.xsdText(kind);
@@ -163,7 +79,7 @@ const Grammars& grammars() {
       try {
         std::unique_ptr<xc::SAX2XMLReader> reader(
             xc::XMLReaderFactory::createXMLReader(xc::XMLPlatformUtils::fgMemoryManager, pool));
-        SecureParserSetup::configure(*reader);
+        xml::configureSecure(*reader, true);
         reader->setErrorHandler(&handler);
         std::string id = "xsd/" + kind + ".xsd";
         xc::MemBufInputSource source(reinterpret_cast<const XMLByte*>(xsd.data()), xsd.size(), id.c_str(), false);
@@ -502,7 +418,7 @@ bool xmlToJson(std::string_view kind, std::string_view xml, Json& out, std::vect
       std::lock_guard<std::mutex> oneParsePerGrammar(*g.locks.find(kind)->second);
       std::unique_ptr<xc::SAX2XMLReader> reader(
           xc::XMLReaderFactory::createXMLReader(xc::XMLPlatformUtils::fgMemoryManager, pool->second));
-      SecureParserSetup::configure(*reader);
+      xml::configureSecure(*reader, true);
       reader->setFeature(xc::XMLUni::fgXercesUseCachedGrammarInParse, true);
       reader->setFeature(xc::XMLUni::fgXercesCacheGrammarFromParse, false);
       xc::SecurityManager security;
