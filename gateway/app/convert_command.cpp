@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "mappings/cda/cda.h"
 #include "mappings/fhir/json_reader.h"
 #include "mappings/hl7v2/fhir_mapping.h"
 #include "mappings/hl7v2/message.h"
@@ -91,7 +92,7 @@ bool readCommandInput(const std::string& command, const std::string& file, std::
 }
 
 int convertCommand(int argc, char** argv) {
-  std::string from, to, file = "-", today, encodingName = "ISO-8859-1";
+  std::string from, to, file = "-", today, encodingName = "ISO-8859-1", schemaPath;
   hprim::NetExport netExport;
   bool xml = false;
   for (int i = 2; i < argc; ++i) {
@@ -113,6 +114,9 @@ int convertCommand(int argc, char** argv) {
                    "                             a FHIR R4 transaction Bundle\n"
                    "  --from fhir --to hprim     a Bundle holding a Patient and a report or Observations -> an\n"
                    "                             HPRIM Net file (the scores as RES lines)\n"
+                   "  --from cda --to fhir       a CDA R2 document (CI-SIS) -> Patient and DocumentReference\n"
+                   "                             carrying it; --schema XSD validates it first (the HL7 CDA R2\n"
+                   "                             schema, e.g. CDA_SDTC.xsd, or a root schema importing it)\n"
                    "  --encoding NAME            HPRIM output: ISO-8859-1 (default) or UTF-8\n"
                    "  --sender \"CODE NAME\"       HPRIM Net header line 11; --recipient: line 12\n"
                    "  --today DATE               the date derived values are computed at (default: today)\n\n"
@@ -125,6 +129,7 @@ int convertCommand(int argc, char** argv) {
     else if (a == "--today" && i + 1 < argc) today = argv[++i];
     else if (a == "--xml") xml = true;
     else if (a == "--encoding" && i + 1 < argc) encodingName = argv[++i];
+    else if (a == "--schema" && i + 1 < argc) schemaPath = argv[++i];
     else if (a == "--sender" && i + 1 < argc) netExport.sender = argv[++i];
     else if (a == "--recipient" && i + 1 < argc) netExport.recipient = argv[++i];
     else if (a.size() > 1 && a[0] == '-') {
@@ -292,6 +297,28 @@ int convertCommand(int argc, char** argv) {
     std::cout << bundle.dump(2) << "\n";
     return 0;
   }
+  if (from == "cda" && to == "fhir") {
+    std::shared_ptr<cda::Schema> schema;
+    if (!schemaPath.empty()) {
+      std::string error;
+      schema = cda::Schema::load(schemaPath, error);
+      if (!schema) {
+        std::cerr << "passerelle convert: " << error << "\n";
+        return 2;
+      }
+    }
+    cda::Document doc;
+    std::vector<cda::Issue> ci;
+    if (!cda::read(text, schema.get(), cda::Limits{}, doc, ci)) {
+      for (const auto& i : ci) issues.emplace_back(i.where, i.message);
+      outcome(issues);
+      return 1;
+    }
+    nlohmann::json bundle;
+    cda::toBundle(doc, text, bundle);
+    std::cout << bundle.dump(2) << "\n";
+    return 0;
+  }
   if (from == "fhir" && to == "hprim") {
     hprim::Encoding encoding;
     if (!hprim::parseEncoding(encodingName, encoding)) {
@@ -318,7 +345,7 @@ int convertCommand(int argc, char** argv) {
   }
   std::cerr << "passerelle convert: from '" << from << "' to '" << to
             << "' is not a conversion this gateway has (network -> fhir, fhir -> network, hl7v2 -> fhir, fhir -> hl7v2,\n"
-               "hprim -> fhir, fhir -> hprim)\n";
+               "hprim -> fhir, fhir -> hprim, cda -> fhir)\n";
   return 2;
 }
 
