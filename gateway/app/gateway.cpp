@@ -230,8 +230,14 @@ Result<void> startGpConnector(const config::Config& config, Gateway::State& st) 
   auto installations = exchange::loadGpInstallations(config.get("gp.dir"), config.get("data.dir"));
   if (!installations.ok()) return makeError(installations.error().code, "gp.dir: " + installations.error().message);
   if (installations->empty()) return {};
+  std::shared_ptr<cda::Schema> schema;
+  if (std::string path = config.get("cda.schema"); !path.empty()) {
+    std::string error;
+    schema = cda::Schema::load(path, error);
+    if (!schema) return makeError(ErrorCode::kInvalid, "cda.schema: " + error);
+  }
   auto gc = exchange::GpConnector::start(*st.store, *st.fhir, st.gate.get(), st.access.get(), st.audit.get(), std::move(installations.value()),
-                                         config.getBool("gp.watch"), config.getBool("outbox.enabled"));
+                                         config.getBool("gp.watch"), config.getBool("outbox.enabled"), std::move(schema));
   if (!gc.ok()) return gc.error();
   st.gps = std::move(gc.value());
   for (const auto& g : st.gps->installations())

@@ -172,6 +172,9 @@ const std::vector<Setting>& settings() {
       {"gp.dir", Type::kString, "conf/gp",
        "Folder of the GP software installations (one JSON file each: the GP, the exchange folder, the export format)."},
       {"gp.watch", Type::kBool, "true", "Watch the GP installations' inbox folders (false: files are only taken by a scan)."},
+      {"cda.schema", Type::kString, "",
+       "XSD that CDA documents are validated against (the HL7 CDA R2 schema, e.g. CDA_SDTC.xsd, or a root schema importing it). "
+       "Empty: CDA files are refused (quarantined), never taken unvalidated."},
       {"log.level", Type::kChoice, "info", "Least severe log level written.", 0, 0, "debug|info|warn|error|off"},
       {"log.format", Type::kChoice, "text", "Log line format on stderr.", 0, 0, "text|json"},
   };

@@ -153,6 +153,7 @@ struct GpConnector::Impl {
   http::Gate* gate;
   access::AccessControl* access = nullptr;
   audit::AuditLog* audit = nullptr;
+  std::shared_ptr<cda::Schema> cdaSchema;
   std::vector<GpInstallation> installations;
   std::vector<identity::Principal> principals;
   std::vector<std::unique_ptr<filedrop::Watcher>> watchers;
@@ -598,7 +599,7 @@ struct GpConnector::Impl {
     std::string type, error;
   };
 
-  static Read readFile(const std::string& bytes) {
+  Read readFile(const std::string& bytes, const GpInstallation& g) {
     Read r;
     auto first = bytes.find_first_not_of(" \t\r\n");
     if (bytes.compare(0, 3, "\xEF\xBB\xBF") == 0) first = bytes.find_first_not_of(" \t\r\n", 3);
@@ -630,8 +631,22 @@ struct GpConnector::Impl {
       return r;
     }
     if (bytes[first] == '<') {
-      r.type = "XML";
-      r.error = "an XML document: CDA files are not imported by this gateway yet (HPRIM and FHIR JSON are)";
+      r.type = "CDA";
+      if (!cdaSchema) {
+        r.error = "a CDA document: CDA files are validated against the CDA schema before import, and none is configured (cda.schema)";
+        return r;
+      }
+      cda::Document doc;
+      std::vector<cda::Issue> issues;
+      cda::Limits limits;
+      limits.maxBytes = g.maxBytes;
+      if (!cda::read(bytes, cdaSchema.get(), limits, doc, issues)) {
+        for (const auto& i : issues) r.error += (r.error.empty() ? "" : "; ") + (i.where.empty() ? "" : i.where + ": ") + i.message;
+        return r;
+      }
+      nlohmann::json b;
+      cda::toBundle(doc, bytes, b);
+      r.bundle = Json::parse(b.dump());
       return r;
     }
     std::vector<hprim::Issue> issues;
@@ -684,7 +699,7 @@ struct GpConnector::Impl {
         return {filedrop::Decision::stored("already taken in (inbox " + std::to_string((*seen)->id) + ")"), "duplicate", (*seen)->patient,
                 (*seen)->id};
     }
-    Read read = readFile(held ? held->message : file.bytes);
+    Read read = readFile(held ? held->message : file.bytes, g);
     row.type = read.type;
     if (!read.error.empty()) return quarantine(g, row, read.error);
     // The patients: every Patient entry identified (or the one a reviewer chose).
@@ -742,12 +757,14 @@ GpConnector::~GpConnector() { stop(); }
 
 Result<std::unique_ptr<GpConnector>> GpConnector::start(store::ResourceStore& store, fhir::FhirService& fhir, http::Gate* gate,
                                                        access::AccessControl* access, audit::AuditLog* audit,
-                                                       std::vector<GpInstallation> installations, bool watch, bool send) {
+                                                       std::vector<GpInstallation> installations, bool watch, bool send,
+                                                       std::shared_ptr<cda::Schema> cdaSchema) {
   std::unique_ptr<GpConnector> c(new GpConnector());
   c->impl_ = std::make_unique<Impl>(store, fhir, gate);
   Impl& m = *c->impl_;
   m.access = access;
   m.audit = audit;
+  m.cdaSchema = std::move(cdaSchema);
   m.installations = std::move(installations);
   for (const auto& g : m.installations) {
     identity::Principal who;

@@ -2,7 +2,8 @@
 // the network's dossier, as that GP, through the same access decisions and audit records as a
 // request; what cannot be read is quarantined with its reason; what names a patient the gateway
 // cannot identify with certainty waits in a review queue.
-//   import: HPRIM Net, HPRIM Santé, FHIR Bundles (transaction, batch, document, collection).
+//   import: HPRIM Net, HPRIM Santé, FHIR Bundles (transaction, batch, document, collection), CDA R2
+//     validated against the configured schema (cda.schema; without one CDA files are refused).
 //   identity: an INS names the patient when exactly one network patient has it and the traits the
 //     file gives (birth date, names, sex) agree; without an INS, the strict traits must all be
 //     there (family name, first name, birth date) and match exactly one network patient (family
@@ -37,6 +38,7 @@
 #include "gateway/http/http_server.h"
 #include "gateway/identity/principal.h"
 #include "gateway/store/resource_store.h"
+#include "mappings/cda/cda.h"
 
 namespace passerelle::exchange {
 
@@ -76,7 +78,8 @@ class GpConnector {
   // `access` and `audit` are null too. `watch`: watch the inboxes; `send`: run the exporters.
   static Result<std::unique_ptr<GpConnector>> start(store::ResourceStore& store, fhir::FhirService& fhir, http::Gate* gate,
                                                    access::AccessControl* access, audit::AuditLog* audit,
-                                                   std::vector<GpInstallation> installations, bool watch, bool send);
+                                                   std::vector<GpInstallation> installations, bool watch, bool send,
+                                                   std::shared_ptr<cda::Schema> cdaSchema = nullptr);
   ~GpConnector();
   // One file of installation `id` (what the watcher calls).
   GpImportResult importFile(const std::string& id, const filedrop::DroppedFile& file);

@@ -334,4 +334,81 @@ TEST_F(GpExchangeTest, SoftwareThatPullsGetsThePatientsRecordAndWhatChangedSince
   EXPECT_EQ(everything(gp, "?start=2026-01-01").first, 400);
 }
 
+// A CI-SIS level 1 consult note for the example patient (INS), written by the example GP.
+std::string cdaDocument(const std::string& ins) {
+  return R"(<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3">
+  <realmCode code="FR"/>
+  <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
+  <templateId root="1.2.250.1.213.1.1.1.1"/>
+  <id root="1.2.250.1.213.1.1.9" extension="CR-GP-0001"/>
+  <code code="11488-4" codeSystem="2.16.840.1.113883.6.1" displayName="Compte rendu de consultation"/>
+  <title>Consultation de suivi</title>
+  <effectiveTime value="20260905101500+0200"/>
+  <confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>
+  <recordTarget><patientRole><id root="1.2.250.1.213.1.4.8" extension=")" + ins + R"("/>
+    <patient><name><given>Julien</given><family qualifier="BR">DURAND</family></name>
+      <administrativeGenderCode code="M" codeSystem="2.16.840.1.113883.5.1"/><birthTime value="19850514"/></patient>
+  </patientRole></recordTarget>
+  <author><time value="20260905101500+0200"/><assignedAuthor><id root="1.2.250.1.71.4.2.1" extension="810101234567"/>
+    <assignedPerson><name><given>Sophie</given><family>MARTIN</family></name></assignedPerson></assignedAuthor></author>
+  <custodian><assignedCustodian><representedCustodianOrganization><id root="1.2.250.1.71.4.2.2" extension="1770000001"/>
+  </representedCustodianOrganization></assignedCustodian></custodian>
+  <component><nonXMLBody><text mediaType="application/pdf" representation="B64">JVBERi0xLjQK</text></nonXMLBody></component>
+</ClinicalDocument>
+)";
+}
+
+TEST_F(GpExchangeTest, CdaFilesAreRefusedWithoutASchemaToValidateThem) {
+  drop(root_, "cr.xml", cdaDocument("185057512345673"));
+  ASSERT_TRUE(taken(root_, "quarantine", "cr.xml"));
+  EXPECT_NE(readFile(root_ + "/quarantine/cr.xml.error.txt").find("none is configured (cda.schema)"), std::string::npos);
+}
+
+TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
+  std::string corpora = corporaDir();
+  std::string xsd = corpora + "/hl7-cda-core-2.0/schema/extensions/SDTC/infrastructure/cda/CDA_SDTC.xsd";
+  if (corpora.empty() || !fs::exists(xsd)) GTEST_SKIP() << "../shared/corpora (hl7-cda-core-2.0) is absent: no CDA schema to validate with";
+  TempDir conf;
+  std::string root = conf.path() + "/martin";
+  std::ofstream(conf.path() + "/martin.json")
+      << json{{"id", "gp-martin"}, {"practitioner", {{"rpps", "10101234567"}}}, {"folder", root}, {"import", {{"stableForMs", 50}, {"pollMs", 100}}}}.dump();
+  TestGateway gw({"gp.dir=" + conf.path(), "cda.schema=" + xsd, "network.sweep_interval_seconds=0"});
+  HttpClient http(gw.httpPort());
+  int n = 0;
+  for (const char* kind : {"structure", "professional", "inclusion", "consent"}) {
+    json d = example(kind);
+    d["documentId"] = "T-" + std::string(kind) + "-" + std::to_string(++n);
+    ASSERT_EQ(http.request("POST", std::string("/network/v1/") + kind, d.dump(), {{"Content-Type", "application/json"}}).status, 200);
+  }
+  auto drop = [&](const std::string& name, const std::string& bytes) {
+    std::ofstream(root + "/inbox/" + name + ".part") << bytes;
+    fs::rename(root + "/inbox/" + name + ".part", root + "/inbox/" + name);
+  };
+  auto arrived = [&](const std::string& sub, const std::string& name) {
+    for (int i = 0; i < 500 && !fs::exists(root + "/" + sub + "/" + name); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    return fs::exists(root + "/" + sub + "/" + name);
+  };
+  drop("cr.xml", cdaDocument("185057512345673"));
+  ASSERT_TRUE(arrived("done", "cr.xml"));
+  auto r = http.get("/fhir/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:1.2.250.1.213.1.1.9/CR-GP-0001");
+  json b = json::parse(r.body);
+  ASSERT_EQ(b["entry"].size(), 1u) << r.body;
+  EXPECT_EQ(b["entry"][0]["resource"]["content"][0]["attachment"]["contentType"], "text/xml");
+  EXPECT_EQ(b["entry"][0]["resource"]["author"][0]["identifier"]["value"], "10101234567");
+  // Invalid against the schema: quarantined with the schema's message and its line.
+  std::string invalid = cdaDocument("185057512345673");
+  invalid.replace(invalid.find("<title>"), 7, "<surprise/><title>");
+  drop("invalide.xml", invalid);
+  ASSERT_TRUE(arrived("quarantine", "invalide.xml"));
+  EXPECT_NE(readFile(root + "/quarantine/invalide.xml.error.txt").find("line 8, column 14: no declaration found for element 'surprise'"), std::string::npos)
+      << readFile(root + "/quarantine/invalide.xml.error.txt");
+  // An INS no network patient has: held for review.
+  drop("inconnu.xml", cdaDocument("277057512345620"));
+  ASSERT_TRUE(arrived("done", "inconnu.xml"));
+  json held = json::parse(http.get("/admin/v1/inbox?status=review").body)["messages"];
+  ASSERT_EQ(held.size(), 1u);
+  EXPECT_NE(held[0]["detail"].get<std::string>().find("no network patient has the INS"), std::string::npos);
+}
+
 }  // namespace

@@ -1,0 +1,100 @@
+// CDA conformance on ../shared/corpora (skipped, saying so, when absent): the ANS examples
+// (ans-testcontenucda-3.0/ExemplesCDA) and the HL7 C-CDA examples are validated against the HL7 CDA
+// R2 schema (CDA_SDTC.xsd of hl7-cda-core-2.0) and our verdict is compared with xmllint's recorded
+// in each corpus' xsd-results.tsv; the valid ANS documents are read and their patient's INS and
+// their author's RPPS recognised where they carry them.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "mappings/cda/cda.h"
+#include "tests/support/test_gateway.h"
+
+namespace passerelle::cda {
+namespace {
+
+struct Verdict {
+  std::string file, verdict;
+};
+
+// The rows of an xsd-results.tsv: file and the verdict of column `column` (0-based).
+std::vector<Verdict> verdicts(const std::string& tsv, std::size_t column) {
+  std::vector<Verdict> out;
+  std::ifstream in(tsv);
+  for (std::string line; std::getline(in, line);) {
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, '\t');) f.push_back(x);
+    if (f.size() > column) out.push_back({f[0], f[column]});
+  }
+  return out;
+}
+
+class CdaCorpus : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    corpora_ = testing::corporaDir();
+    std::string xsd = corpora_ + "/hl7-cda-core-2.0/schema/extensions/SDTC/infrastructure/cda/CDA_SDTC.xsd";
+    if (corpora_.empty() || !std::filesystem::exists(xsd)) GTEST_SKIP() << "../shared/corpora (hl7-cda-core-2.0) is absent: CDA conformance not run";
+    std::string error;
+    schema_ = Schema::load(xsd, error);
+    ASSERT_TRUE(schema_) << error;
+  }
+  std::string corpora_;
+  std::shared_ptr<Schema> schema_;
+};
+
+TEST_F(CdaCorpus, AnsExamplesGetXmllintsVerdictAndTheirInsAndRppsAreRecognised) {
+  std::string dir = corpora_ + "/ans-testcontenucda-3.0/";
+  int compared = 0, agree = 0, valid = 0, withIns = 0, withRpps = 0;
+  for (const auto& v : verdicts(dir + "xsd-results.tsv", 3)) {
+    std::string path = dir + v.file;
+    if (!std::filesystem::exists(path)) continue;
+    std::string xml = testing::readFile(path);
+    Document d;
+    std::vector<Issue> issues;
+    bool ok = read(xml, schema_.get(), Limits{}, d, issues);
+    ++compared;
+    bool same = (ok ? "valid" : "invalid") == v.verdict;
+    agree += same;
+    EXPECT_TRUE(same) << v.file << ": ours " << (ok ? "valid" : "invalid") << ", xmllint " << v.verdict
+                      << (issues.empty() ? "" : " (" + issues[0].where + " " + issues[0].message + ")");
+    if (!ok) continue;
+    ++valid;
+    for (const auto& id : d.patientIds)
+      if (id.root.rfind("1.2.250.1.213.1.4.", 0) == 0 && id.extension.size() == 15) {
+        ++withIns;
+        break;
+      }
+    if (!rppsOf(d.authorId).empty()) ++withRpps;
+  }
+  std::cout << "[ CDA/ANS  ] " << agree << " of " << compared << " verdicts as xmllint's against CDA_SDTC.xsd; of the " << valid
+            << " valid, " << withIns << " with an INS, " << withRpps << " with an author's RPPS\n";
+  EXPECT_GT(compared, 30);
+  EXPECT_GT(withIns, valid / 2);
+  EXPECT_GT(withRpps, valid / 2);
+}
+
+TEST_F(CdaCorpus, CcdaExamplesGetXmllintsVerdict) {
+  std::string dir = corpora_ + "/hl7-ccda-examples/";
+  int compared = 0, agree = 0;
+  for (const auto& v : verdicts(dir + "xsd-results.tsv", 2)) {
+    std::string path = dir + v.file;
+    if (!std::filesystem::exists(path)) continue;
+    Document d;
+    std::vector<Issue> issues;
+    bool ok = read(testing::readFile(path), schema_.get(), Limits{}, d, issues);
+    ++compared;
+    bool same = (ok ? "valid" : "invalid") == v.verdict;
+    agree += same;
+    EXPECT_TRUE(same) << v.file << ": ours " << (ok ? "valid" : "invalid") << ", xmllint " << v.verdict;
+  }
+  std::cout << "[ C-CDA    ] " << agree << " of " << compared << " verdicts as xmllint's against CDA_SDTC.xsd\n";
+  EXPECT_GT(compared, 10);
+}
+
+}  // namespace
+}  // namespace passerelle::cda

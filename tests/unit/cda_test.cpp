@@ -1,0 +1,174 @@
+// CDA R2 reading: the header's facts, the hardening (DOCTYPE, entities, nesting, encoding), the
+// checks of a usable document, XSD validation with the HL7 schema of ../shared/corpora (skipped
+// when absent), and the mapping to FHIR.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "mappings/cda/cda.h"
+#include "tests/support/test_gateway.h"
+
+namespace passerelle::cda {
+namespace {
+
+using Json = nlohmann::json;
+
+// A CI-SIS level 1 document (a consult note carrying a PDF) for a patient with an INS.
+std::string sample(const std::string& body = "", const std::string& extra = "") {
+  std::string b = body.empty() ? R"(<component><nonXMLBody><text mediaType="application/pdf" representation="B64">JVBERi0xLjQK</text></nonXMLBody></component>)" : body;
+  return R"(<?xml version="1.0" encoding="UTF-8"?>
+<ClinicalDocument xmlns="urn:hl7-org:v3" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+  <realmCode code="FR"/>
+  <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
+  <templateId root="2.16.840.1.113883.2.8.2.1"/>
+  <templateId root="1.2.250.1.213.1.1.1.1"/>
+  <id root="1.2.250.1.213.1.1.9" extension="CR-2026-0042"/>
+  <code code="11488-4" codeSystem="2.16.840.1.113883.6.1" displayName="Compte rendu de consultation"/>
+  <title>Compte rendu de consultation douleur</title>
+  <effectiveTime value="20260302101500+0100"/>
+  <confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>
+  <languageCode code="fr-FR"/>)" + extra + R"(
+  <recordTarget><patientRole>
+    <id root="1.2.250.1.213.1.4.8" extension="185057512345673"/>
+    <id root="1.2.250.1.213.1.4.2" extension="IPP-77"/>
+    <patient>
+      <name><given>Julien</given><given>Pierre</given><family qualifier="BR">DURAND</family><family qualifier="SP">MARTIN</family></name>
+      <administrativeGenderCode code="M" codeSystem="2.16.840.1.113883.5.1"/>
+      <birthTime value="19850514"/>
+    </patient>
+  </patientRole></recordTarget>
+  <author><time value="20260302101500+0100"/><assignedAuthor>
+    <id root="1.2.250.1.71.4.2.1" extension="810101234567"/>
+    <assignedPerson><name><given>Sophie</given><family>MARTIN</family></name></assignedPerson>
+  </assignedAuthor></author>
+  <custodian><assignedCustodian><representedCustodianOrganization>
+    <id root="1.2.250.1.71.4.2.2" extension="1770000001"/><name>Clinique de Seine-et-Marne</name>
+  </representedCustodianOrganization></assignedCustodian></custodian>
+  )" + b + R"(
+</ClinicalDocument>
+)";
+}
+
+bool says(const std::vector<Issue>& issues, const std::string& part) {
+  for (const auto& i : issues)
+    if (i.message.find(part) != std::string::npos || i.where.find(part) != std::string::npos) return true;
+  return false;
+}
+
+TEST(Cda, ReadsTheHeaderAndALevelOneBody) {
+  Document d;
+  std::vector<Issue> issues;
+  ASSERT_TRUE(read(sample(), nullptr, Limits{}, d, issues)) << (issues.empty() ? "" : issues[0].message);
+  EXPECT_EQ(d.id.root, "1.2.250.1.213.1.1.9");
+  EXPECT_EQ(d.id.extension, "CR-2026-0042");
+  EXPECT_EQ(d.code, "11488-4");
+  EXPECT_EQ(d.title, "Compte rendu de consultation douleur");
+  ASSERT_EQ(d.templateIds.size(), 2u);
+  ASSERT_EQ(d.patientIds.size(), 2u);
+  EXPECT_EQ(d.patientIds[0].extension, "185057512345673");
+  EXPECT_EQ(d.birthFamily, "DURAND");
+  EXPECT_EQ(d.usualFamily, "MARTIN");
+  EXPECT_EQ(d.given, (std::vector<std::string>{"Julien", "Pierre"}));
+  EXPECT_EQ(rppsOf(d.authorId), "10101234567");
+  EXPECT_EQ(d.custodianName, "Clinique de Seine-et-Marne");
+  EXPECT_EQ(d.bodyMediaType, "application/pdf");
+  EXPECT_EQ(d.bodyBase64, "JVBERi0xLjQK");
+}
+
+TEST(Cda, ReadsTheTextOfAStructuredBody) {
+  Document d;
+  std::vector<Issue> issues;
+  std::string body = R"(<component><structuredBody><component><section><title>Motif</title><text><paragraph>Lombalgie chronique</paragraph>
+    <list><item>EVA 7/10</item></list></text></section></component></structuredBody></component>)";
+  ASSERT_TRUE(read(sample(body), nullptr, Limits{}, d, issues));
+  EXPECT_TRUE(d.structured);
+  EXPECT_NE(d.bodyText.find("Motif\nLombalgie chronique\nEVA 7/10"), std::string::npos) << d.bodyText;
+}
+
+TEST(Cda, RefusesWhatIsNotSafeOrNotADocument) {
+  struct Case {
+    std::string xml, part;
+  };
+  std::string deep = "<ClinicalDocument xmlns=\"urn:hl7-org:v3\">" + std::string(300 * 3, ' ');
+  deep.clear();
+  for (int i = 0; i < 300; ++i) deep += "<a>";
+  std::vector<Case> cases = {
+      {"<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><ClinicalDocument xmlns=\"urn:hl7-org:v3\">&e;</ClinicalDocument>",
+       "DOCTYPE"},
+      {"<?xml version=\"1.0\"?><!doctype lol [<!ENTITY a \"aaaa\"><!ENTITY b \"&a;&a;&a;\">]><x>&b;</x>", "DOCTYPE"},
+      {"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><ClinicalDocument xmlns=\"urn:hl7-org:v3\"/>", "only UTF-8"},
+      {"<ClinicalDocument xmlns=\"urn:hl7-org:v3\"><id root=\"1\"/>", "line"},
+      {"<ClinicalDocument xmlns=\"urn:hl7-org:v3\">&undeclared;</ClinicalDocument>", "line"},
+      {"<Document xmlns=\"urn:hl7-org:v3\"/>", "not ClinicalDocument"},
+      {"<ClinicalDocument/>", "not ClinicalDocument"},
+      {"<ClinicalDocument xmlns=\"urn:hl7-org:v3\"/>", "names no patient id"},
+      {deep, "nested deeper than 256"},
+      {sample(R"(<component><nonXMLBody><text mediaType="application/pdf" representation="B64">@@@</text></nonXMLBody></component>)"),
+       "does not decode"},
+  };
+  for (const auto& c : cases) {
+    Document d;
+    std::vector<Issue> issues;
+    EXPECT_FALSE(read(c.xml, nullptr, Limits{}, d, issues)) << c.xml.substr(0, 80);
+    EXPECT_TRUE(says(issues, c.part)) << c.part << " <- " << (issues.empty() ? "(none)" : issues[0].where + " " + issues[0].message);
+  }
+  Limits small;
+  small.maxBytes = 100;
+  Document d;
+  std::vector<Issue> issues;
+  EXPECT_FALSE(read(sample(), nullptr, small, d, issues));
+  EXPECT_TRUE(says(issues, "more than the 100"));
+}
+
+TEST(Cda, MapsToPatientAndDocumentReference) {
+  Document d;
+  std::vector<Issue> issues;
+  std::string xml = sample();
+  ASSERT_TRUE(read(xml, nullptr, Limits{}, d, issues));
+  Json b;
+  toBundle(d, xml, b);
+  ASSERT_EQ(b["entry"].size(), 2u);
+  const Json& p = b["entry"][0]["resource"];
+  EXPECT_EQ(p["identifier"][0]["system"], "urn:oid:1.2.250.1.213.1.4.8");
+  EXPECT_EQ(p["identifier"][0]["type"]["coding"][0]["code"], "INS-NIR");
+  EXPECT_EQ(p["name"][0]["use"], "official");
+  EXPECT_EQ(p["name"][0]["family"], "DURAND");
+  EXPECT_EQ(p["gender"], "male");
+  EXPECT_EQ(p["birthDate"], "1985-05-14");
+  const Json& r = b["entry"][1]["resource"];
+  EXPECT_EQ(r["type"]["coding"][0]["system"], "http://loinc.org");
+  EXPECT_EQ(r["date"], "2026-03-02T10:15:00+01:00");
+  EXPECT_EQ(r["author"][0]["identifier"]["value"], "10101234567");
+  EXPECT_EQ(r["subject"]["reference"], b["entry"][0]["fullUrl"]);
+  EXPECT_EQ(r["content"][0]["attachment"]["contentType"], "text/xml");
+  EXPECT_EQ(r["content"][1]["attachment"]["contentType"], "application/pdf");
+  EXPECT_EQ(r["masterIdentifier"]["value"], "urn:oid:1.2.250.1.213.1.1.9/CR-2026-0042");
+}
+
+std::string hl7Schema() {
+  std::string c = testing::corporaDir();
+  if (c.empty()) return "";
+  std::string p = c + "/hl7-cda-core-2.0/schema/extensions/SDTC/infrastructure/cda/CDA_SDTC.xsd";
+  return std::filesystem::exists(p) ? p : "";
+}
+
+TEST(Cda, ValidatesAgainstTheHl7Schema) {
+  std::string path = hl7Schema();
+  if (path.empty()) GTEST_SKIP() << "../shared/corpora/hl7-cda-core-2.0 is absent: the XSD validation is not run";
+  std::string error;
+  auto schema = Schema::load(path, error);
+  ASSERT_TRUE(schema) << error;
+  Document d;
+  std::vector<Issue> issues;
+  EXPECT_TRUE(read(sample(), schema.get(), Limits{}, d, issues)) << (issues.empty() ? "" : issues[0].where + " " + issues[0].message);
+  // An element the schema does not allow there: refused with its line.
+  issues.clear();
+  EXPECT_FALSE(read(sample("", "\n  <surprise/>"), schema.get(), Limits{}, d, issues));
+  EXPECT_TRUE(says(issues, "line 13")) << (issues.empty() ? "" : issues[0].where + " " + issues[0].message);
+  EXPECT_FALSE(Schema::load("/nonexistent.xsd", error));
+  EXPECT_NE(error.find("cannot be loaded"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace passerelle::cda
