@@ -8,7 +8,11 @@
 #           while the exporter is off; the gateway restarted with it on, the time until every one is
 #           written as HPRIM Net in outbox/ (consent checked as the GP, rendered, written atomically,
 #           recorded and audited).
-#   bench/gp/run.sh [BUILD_DIR]   Environment: GP_FILES (10000), GP_PATIENTS (500), GP_REPORTS (500).
+#   cda:    GP_CDA CDA R2 documents (bench/gp/make_cda.py, level 1 with a PDF, patients found by their
+#           strict traits) the same way, each validated against the HL7 CDA R2 schema (CDA_SDTC.xsd
+#           of ../shared/corpora/hl7-cda-core-2.0, or CDA_SCHEMA; the phase is skipped without one).
+#   bench/gp/run.sh [BUILD_DIR]   Environment: GP_FILES (10000), GP_PATIENTS (500), GP_REPORTS (500),
+#                                  GP_CDA (10000), CDA_SCHEMA.
 set -euo pipefail
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$(dirname "$DIR")
@@ -18,6 +22,8 @@ BIN=$BUILD/bin/passerelle
 FILES=${GP_FILES:-10000}
 PATIENTS=${GP_PATIENTS:-500}
 REPORTS=${GP_REPORTS:-500}
+CDA=${GP_CDA:-10000}
+CDA_SCHEMA=${CDA_SCHEMA:-$(dirname "$ROOT")/shared/corpora/hl7-cda-core-2.0/schema/extensions/SDTC/infrastructure/cda/CDA_SDTC.xsd}
 # shellcheck source=bench/lib.sh
 source "$BENCH_DIR/lib.sh"
 [[ -x $BIN ]] || { echo "build $BIN first" >&2; exit 1; }
@@ -31,13 +37,14 @@ cat >"$WORK/gp/martin.json" <<JSON
  "import": {"stableForMs": 100, "pollMs": 100}, "export": {"recipient": "10101234567 Dr MARTIN Sophie"}}
 JSON
 
-# start DATA OUTBOX_ENABLED: a gateway on DATA; sets GW_PID and PORT.
+# start DATA OUTBOX_ENABLED [--set ...]: a gateway on DATA; sets GW_PID and PORT.
 start() {
   local data=$1 send=$2
+  shift 2
   mkdir -p "$data"
   : >"$data/out.txt"
   "$BIN" serve --config /dev/null --set http.port=0 --set https.enabled=false --set mllp.port=-1 --set "data.dir=$data" \
-    --set "gp.dir=$WORK/gp" --set "outbox.enabled=$send" --set log.level=error --set network.sweep_interval_seconds=0 \
+    --set "gp.dir=$WORK/gp" --set "outbox.enabled=$send" --set log.level=error --set network.sweep_interval_seconds=0 "$@" \
     >"$data/out.txt" 2>"$data/err.txt" &
   GW_PID=$!
   for _ in $(seq 400); do grep -q "passerelle listening" "$data/out.txt" 2>/dev/null && break; sleep 0.025; done
@@ -81,9 +88,35 @@ while (( $(count "$WORK/folder/outbox") < REPORTS )); do sleep 0.02; done
 e1=$(now)
 stop
 
-python3 - "$FILES" "$t0" "$t1" "$c0" "$c1" "$done_n" "$quarantined" "$REPORTS" "$e0" "$e_start" "$e1" <<'PY'
+# ---- cda ----
+k0=0 k1=0 kc0=0 kc1=0 cda_done=0 cda_q=0
+if [[ -f $CDA_SCHEMA ]] && ((CDA > 0)); then
+  rm -rf "$WORK/folder"
+  start "$WORK/cda" false --set "cda.schema=$CDA_SCHEMA"
+  PASSERELLE_TOKEN=$(bench_token "$BIN" "$WORK/cda")
+  python3 "$DIR/seed.py" --base "http://127.0.0.1:$PORT" --patients "$PATIENTS" --out "$WORK/patients-cda.json"
+  python3 "$DIR/make_cda.py" --patients "$WORK/patients-cda.json" --count "$CDA" --out "$WORK/stage-cda"
+  kc0=$(cpu_ms "$GW_PID")
+  k0=$(now)
+  python3 -c 'import os,sys; s,d=sys.argv[1:3]; [os.rename(os.path.join(s,f), os.path.join(d,f)) for f in sorted(os.listdir(s))]' \
+    "$WORK/stage-cda" "$WORK/folder/inbox"
+  while (( $(count "$WORK/folder/done") + $(count "$WORK/folder/quarantine") < CDA )); do sleep 0.05; done
+  k1=$(now)
+  kc1=$(cpu_ms "$GW_PID")
+  cda_done=$(count "$WORK/folder/done")
+  cda_q=$(count "$WORK/folder/quarantine")
+  if ((cda_q > 0)); then
+    echo "quarantined, e.g.: $(grep -h '^reason' "$WORK"/folder/quarantine/*.error.txt | sort | uniq -c | sort -rn | head -3)" >&2
+  fi
+  stop
+else
+  echo "no CDA schema at $CDA_SCHEMA: the CDA phase is skipped" >&2
+fi
+
+python3 - "$FILES" "$t0" "$t1" "$c0" "$c1" "$done_n" "$quarantined" "$REPORTS" "$e0" "$e_start" "$e1" \
+  "$CDA" "$k0" "$k1" "$kc0" "$kc1" "$cda_done" "$cda_q" <<'PY'
 import sys
-files, t0, t1, c0, c1, done, quarantined, reports, e0, es, e1 = sys.argv[1:]
+files, t0, t1, c0, c1, done, quarantined, reports, e0, es, e1, cda, k0, k1, kc0, kc1, cda_done, cda_q = sys.argv[1:]
 files, done, quarantined, reports = int(files), int(done), int(quarantined), int(reports)
 secs = float(t1) - float(t0)
 print("| measure | value |")
@@ -96,4 +129,9 @@ print("| import: gateway CPU per file (ms) | %.2f |" % ((float(c1) - float(c0)) 
 print("| export: reports queued, then written | %d |" % reports)
 print("| export: seconds from start-up to the last one written | %.2f |" % (float(e1) - float(e0)))
 print("| export: of which after the gateway was listening | %.2f |" % (float(e1) - float(es)))
+if float(k1) > 0:
+    ksecs = float(k1) - float(k0)
+    print("| cda: CDA documents dropped at once (in done/ / quarantined) | %s (%s / %s) |" % (cda, cda_done, cda_q))
+    print("| cda: documents per second, XSD-validated | %.0f |" % (int(cda) / ksecs))
+    print("| cda: gateway CPU per document (ms) | %.2f |" % ((float(kc1) - float(kc0)) / int(cda)))
 PY
