@@ -24,7 +24,7 @@ std::string document() {
   <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
   <templateId root="2.16.840.1.113883.2.8.2.1"/>
   <templateId root="1.2.250.1.213.1.1.1.1"/>
-  <id root="1.2.250.1.213.1.1.9" extension="BENCH-000001"/>
+  <id root="2.999.77.1" extension="BENCH-000001"/>
   <code code="11488-4" codeSystem="2.16.840.1.113883.6.1" displayName="Compte rendu de consultation"/>
   <title>Compte rendu de consultation</title>
   <effectiveTime value="20260905101500+0200"/>

@@ -17,7 +17,7 @@ TEMPLATE = """<?xml version="1.0" encoding="UTF-8"?>
   <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
   <templateId root="2.16.840.1.113883.2.8.2.1"/>
   <templateId root="1.2.250.1.213.1.1.1.1"/>
-  <id root="1.2.250.1.213.1.1.9" extension="BENCH-%(k)06d"/>
+  <id root="2.999.77.1" extension="BENCH-%(k)06d"/>
   <code code="11488-4" codeSystem="2.16.840.1.113883.6.1" displayName="Compte rendu de consultation"/>
   <title>Compte rendu de consultation %(k)d</title>
   <effectiveTime value="20260905101500+0200"/>

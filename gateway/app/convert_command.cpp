@@ -117,6 +117,9 @@ int convertCommand(int argc, char** argv) {
                    "  --from cda --to fhir       a CDA R2 document (CI-SIS) -> Patient and DocumentReference\n"
                    "                             carrying it; --schema XSD validates it first (the HL7 CDA R2\n"
                    "                             schema, e.g. CDA_SDTC.xsd, or a root schema importing it)\n"
+                   "  --from fhir --to cda       a Bundle holding a Patient (with its INS), a report (Composition)\n"
+                   "                             and Observations -> a CI-SIS CDA R2 document, the scores as\n"
+                   "                             level 3 entries (--schema XSD: checked against it)\n"
                    "  --encoding NAME            HPRIM output: ISO-8859-1 (default) or UTF-8\n"
                    "  --sender \"CODE NAME\"       HPRIM Net header line 11; --recipient: line 12\n"
                    "  --today DATE               the date derived values are computed at (default: today)\n\n"
@@ -319,6 +322,37 @@ int convertCommand(int argc, char** argv) {
     std::cout << bundle.dump(2) << "\n";
     return 0;
   }
+  if (from == "fhir" && to == "cda") {
+    fhir::JsonError err;
+    Json bundle;
+    if (!fhir::parseJson(text, fhir::JsonLimits{}, bundle, err)) {
+      outcome({{err.path, err.message}});
+      return 1;
+    }
+    cda::Document doc;
+    std::string error;
+    if (!cda::fromFhir(nlohmann::json::parse(bundle.dump()), "Réseau Douleur 77", doc, error)) {
+      outcome({{"Bundle.entry", error}});
+      return 1;
+    }
+    std::string xml = cda::write(doc);
+    if (!schemaPath.empty()) {
+      auto schema = cda::Schema::load(schemaPath, error);
+      if (!schema) {
+        std::cerr << "passerelle convert: " << error << "\n";
+        return 2;
+      }
+      cda::Document back;
+      std::vector<cda::Issue> ci;
+      if (!cda::read(xml, schema.get(), cda::Limits{}, back, ci)) {
+        for (const auto& i : ci) issues.emplace_back(i.where, "the CDA written breaks the schema: " + i.message);
+        outcome(issues);
+        return 1;
+      }
+    }
+    std::cout << xml;
+    return 0;
+  }
   if (from == "fhir" && to == "hprim") {
     hprim::Encoding encoding;
     if (!hprim::parseEncoding(encodingName, encoding)) {
@@ -345,7 +379,7 @@ int convertCommand(int argc, char** argv) {
   }
   std::cerr << "passerelle convert: from '" << from << "' to '" << to
             << "' is not a conversion this gateway has (network -> fhir, fhir -> network, hl7v2 -> fhir, fhir -> hl7v2,\n"
-               "hprim -> fhir, fhir -> hprim, cda -> fhir)\n";
+               "hprim -> fhir, fhir -> hprim, cda -> fhir, fhir -> cda)\n";
   return 2;
 }
 

@@ -77,7 +77,7 @@ Result<GpInstallation> parseInstallation(const Json& j, const std::string& file,
     return bad("practitioner.rpps must be the GP's 11-digit RPPS number");
   hprim::Encoding e;
   if (!hprim::parseEncoding(g.encoding, e)) return bad("export.encoding must be ISO-8859-1 or UTF-8");
-  if (g.exportFormat != "hprim-net") return bad("export.format must be hprim-net");
+  if (g.exportFormat != "hprim-net" && g.exportFormat != "cda") return bad("export.format must be hprim-net or cda");
   if (g.stableForMs < 0 || g.pollMs < 50 || g.maxBytes < 1 || g.workers < 1 || g.workers > 64)
     return bad("import: stableForMs >= 0, pollMs >= 50, maxBytes >= 1, workers from 1 to 64");
   if (g.maxAttempts < 1 || g.initialDelayMs < 1 || g.maxDelayMs < g.initialDelayMs)
@@ -330,7 +330,7 @@ struct GpConnector::Impl {
       store::Delivery d;
       d.destination = "gp:" + installations[i].id;
       d.orderKey = patient;
-      d.kind = "HPRIM-NET";
+      d.kind = installations[i].exportFormat == "cda" ? "CDA" : "HPRIM-NET";
       d.focus = v.type + "/" + v.id + "/_history/" + std::to_string(v.version);
       auto r = t.enqueue(d);
       if (!r.ok()) return r;
@@ -397,21 +397,37 @@ struct GpConnector::Impl {
               if (!ob.is_discarded()) bundle["entry"].push_back({{"resource", ob}});
             }
           }
-          hprim::NetDocument doc;
           std::string error;
-          hprim::NetExport opts{g.sender, g.recipient};
-          if (!hprim::netFromFhir(nlohmann::json::parse(bundle.dump()), opts, doc, error)) {
-            finish("dead", "cannot be written as HPRIM Net: " + error);
+          if (g.exportFormat == "cda") {
+            // A CI-SIS CDA, checked against the schema when one is configured (and read back).
+            cda::Document doc;
+            if (!cda::fromFhir(nlohmann::json::parse(bundle.dump()), g.sender, doc, error)) {
+              finish("dead", "cannot be written as CDA: " + error);
+            } else {
+              std::string xml = cda::write(doc);
+              cda::Document back;
+              std::vector<cda::Issue> issues;
+              if (cdaSchema && !cda::read(xml, cdaSchema.get(), cda::Limits{}, back, issues))
+                finish("dead", "the CDA written breaks the schema: " + (issues.empty() ? std::string() : issues[0].where + " " + issues[0].message));
+              else
+                d.payload = std::move(xml);
+            }
           } else {
-            hprim::Encoding enc = hprim::Encoding::kLatin1;
-            hprim::parseEncoding(g.encoding, enc);
-            d.payload = hprim::writeNet({doc}, enc);
+            hprim::NetDocument doc;
+            hprim::NetExport opts{g.sender, g.recipient};
+            if (!hprim::netFromFhir(nlohmann::json::parse(bundle.dump()), opts, doc, error)) {
+              finish("dead", "cannot be written as HPRIM Net: " + error);
+            } else {
+              hprim::Encoding enc = hprim::Encoding::kLatin1;
+              hprim::parseEncoding(g.encoding, enc);
+              d.payload = hprim::writeNet({doc}, enc);
+            }
           }
         }
         if (d.status == "queued") {
           ++d.attempts;
           std::string error;
-          std::string name = "d77-" + type + "-" + id + "-v" + std::to_string((*v)->version) + ".hpr";
+          std::string name = "d77-" + type + "-" + id + "-v" + std::to_string((*v)->version) + (g.exportFormat == "cda" ? ".xml" : ".hpr");
           if (filedrop::writeAtomically(filedrop::Folders::under(g.folder).outbox, name, d.payload, error)) {
             finish("sent", "");
             outcome = "granted";
@@ -427,11 +443,12 @@ struct GpConnector::Impl {
         }
       }
     }
+    if (d.status == "dead") log::error("gp.export_dead", {{"installation", g.id}, {"delivery", std::to_string(d.id)}, {"error", d.lastError}});
     bool audited = d.status == "sent" || d.status == "cancelled";
     auto w = store.write([&](store::WriteTxn& t) -> Result<void> {
       auto u = t.updateDelivery(d);
       if (!u.ok() || !audited || !gate) return u;
-      audit::Record r = record(g, "export", outcome, d.status, patient, "HPRIM Net delivery " + std::to_string(d.id) + ": " +
+      audit::Record r = record(g, "export", outcome, d.status, patient, d.kind + " delivery " + std::to_string(d.id) + ": " +
                                                                            (detail.empty() ? d.lastError : detail));
       r.method = "FILE";
       r.resourceType = type;

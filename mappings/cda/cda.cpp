@@ -182,16 +182,40 @@ void textOf(const Element& e, std::string& out) {
   }
 }
 
-void sections(const Element& e, std::string& out) {
+// The observations under a section's entries (directly, or in organizers), as level 3 results.
+void observations(const Element& e, std::vector<Document::Result>& out) {
+  for (const auto& c : e.children) {
+    if (c.ns != kHl7) continue;
+    if (c.name == "observation") {
+      Document::Result r;
+      if (const Element* code = c.child("code")) {
+        r.code = code->attr("code");
+        r.codeSystem = code->attr("codeSystem");
+        r.codeSystemName = code->attr("codeSystemName");
+        r.display = code->attr("displayName");
+      }
+      if (const Element* v = c.child("value")) {
+        r.value = v->attr("value");
+        r.unit = v->attr("unit");
+      }
+      if (const Element* t = c.child("effectiveTime")) r.time = t->attr("value");
+      if (!r.code.empty() && !r.value.empty()) out.push_back(std::move(r));
+    }
+    if (c.name == "entry" || c.name == "organizer" || c.name == "component") observations(c, out);
+  }
+}
+
+void sections(const Element& e, std::string& out, std::vector<Document::Result>& results) {
   for (const Element* comp : e.all("component")) {
     const Element* s = comp->child("section");
     if (!s) continue;
+    for (const Element* entry : s->all("entry")) observations(*entry, results);
     if (const Element* t = s->child("title")) {
       std::string title = trimmed(t->text);
       if (!title.empty()) out += (out.empty() ? "" : "\n") + title + "\n";
     }
     if (const Element* t = s->child("text")) textOf(*t, out);
-    sections(*s, out);
+    sections(*s, out, results);
   }
 }
 
@@ -210,6 +234,238 @@ std::string fhirTime(const std::string& v) {
 }
 
 }  // namespace
+
+namespace {
+
+void escape(std::string& out, std::string_view v) {
+  for (char c : v) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20 && c != '\n' && c != '\t') out += ' ';
+        else out += c;
+    }
+  }
+}
+
+std::string esc(std::string_view v) {
+  std::string out;
+  escape(out, v);
+  return out;
+}
+
+std::string idXml(const Identifier& id) {
+  if (id.root.empty()) return "<id nullFlavor=\"UNK\"/>";
+  return "<id root=\"" + esc(id.root) + "\"" + (id.extension.empty() ? "" : " extension=\"" + esc(id.extension) + "\"") + "/>";
+}
+
+// A FHIR date or dateTime as an HL7 TS (YYYYMMDD[hhmmss+zzzz]).
+std::string hl7Time(const std::string& v) {
+  if (v.size() < 10) return "";
+  std::string out = v.substr(0, 4) + v.substr(5, 2) + v.substr(8, 2);
+  if (v.size() >= 19 && v[10] == 'T') {
+    out += v.substr(11, 2) + v.substr(14, 2) + v.substr(17, 2);
+    auto zone = v.find_first_of("+-Z", 19);
+    if (zone != std::string::npos) out += v[zone] == 'Z' ? "+0000" : v.substr(zone, 3) + v.substr(zone + 4, 2);
+  }
+  return out;
+}
+
+// A version 4-shaped UUID derived from `key` (two FNV-1a hashes): the same key, the same UUID.
+std::string uuidFrom(const std::string& key) {
+  auto fnv = [&](std::uint64_t h) {
+    for (unsigned char c : key) h = (h ^ c) * 1099511628211ULL;
+    return h;
+  };
+  std::uint64_t a = fnv(1469598103934665603ULL), b = fnv(0x9E3779B97F4A7C15ULL);
+  char out[40];
+  std::snprintf(out, sizeof out, "%08x-%04x-4%03x-%04x-%012llx", static_cast<unsigned>(a >> 32), static_cast<unsigned>((a >> 16) & 0xffff),
+                static_cast<unsigned>(a & 0xfff), static_cast<unsigned>(0x8000 | ((b >> 48) & 0x3fff)),
+                static_cast<unsigned long long>(b & 0xffffffffffffULL));
+  return out;
+}
+
+std::string str(const Json& j, const char* key) {
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+}  // namespace
+
+std::string write(const Document& d) {
+  std::string x;
+  x.reserve(4096 + d.bodyText.size());
+  x += "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<ClinicalDocument xmlns=\"urn:hl7-org:v3\" xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\">\n";
+  x += "  <realmCode code=\"FR\"/>\n  <typeId root=\"2.16.840.1.113883.1.3\" extension=\"POCD_HD000040\"/>\n";
+  // HL7 France and the CI-SIS header templates.
+  x += "  <templateId root=\"2.16.840.1.113883.2.8.2.1\"/>\n  <templateId root=\"1.2.250.1.213.1.1.1.1\"/>\n";
+  x += "  " + idXml(d.id) + "\n";
+  x += "  <code code=\"" + esc(d.code) + "\" codeSystem=\"" + esc(d.codeSystem) + "\"" +
+       (d.codeDisplay.empty() ? "" : " displayName=\"" + esc(d.codeDisplay) + "\"") + "/>\n";
+  x += "  <title>" + esc(d.title) + "</title>\n";
+  x += "  <effectiveTime value=\"" + esc(d.effectiveTime) + "\"/>\n";
+  x += "  <confidentialityCode code=\"N\" codeSystem=\"2.16.840.1.113883.5.25\"/>\n  <languageCode code=\"fr-FR\"/>\n";
+  x += "  <recordTarget><patientRole>";
+  for (const auto& id : d.patientIds) x += idXml(id);
+  x += "<patient><name>";
+  for (const auto& g : d.given) x += "<given>" + esc(g) + "</given>";
+  if (!d.birthFamily.empty()) x += "<family qualifier=\"BR\">" + esc(d.birthFamily) + "</family>";
+  if (!d.usualFamily.empty()) x += "<family qualifier=\"SP\">" + esc(d.usualFamily) + "</family>";
+  x += "</name>";
+  x += d.gender.empty() ? "<administrativeGenderCode nullFlavor=\"UNK\"/>"
+                        : "<administrativeGenderCode code=\"" + esc(d.gender) + "\" codeSystem=\"2.16.840.1.113883.5.1\"/>";
+  if (!d.birthTime.empty()) x += "<birthTime value=\"" + esc(d.birthTime) + "\"/>";
+  x += "</patient></patientRole></recordTarget>\n";
+  x += "  <author><time value=\"" + esc(d.effectiveTime) + "\"/><assignedAuthor>" + idXml(d.authorId);
+  if (!d.authorFamily.empty() || !d.authorGiven.empty())
+    x += "<assignedPerson><name>" + (d.authorGiven.empty() ? "" : "<given>" + esc(d.authorGiven) + "</given>") +
+         (d.authorFamily.empty() ? "" : "<family>" + esc(d.authorFamily) + "</family>") + "</name></assignedPerson>";
+  x += "</assignedAuthor></author>\n";
+  x += "  <custodian><assignedCustodian><representedCustodianOrganization>" + idXml(d.custodianId);
+  if (!d.custodianName.empty()) x += "<name>" + esc(d.custodianName) + "</name>";
+  x += "</representedCustodianOrganization></assignedCustodian></custodian>\n";
+  x += "  <component><structuredBody>\n";
+  x += "    <component><section><title>Compte rendu</title><text>";
+  std::size_t at = 0;
+  while (at <= d.bodyText.size()) {
+    auto nl = d.bodyText.find('\n', at);
+    std::string line = d.bodyText.substr(at, nl == std::string::npos ? std::string::npos : nl - at);
+    if (!line.empty()) x += "<paragraph>" + esc(line) + "</paragraph>";
+    if (nl == std::string::npos) break;
+    at = nl + 1;
+  }
+  if (d.bodyText.empty()) x += "<paragraph/>";
+  x += "</text></section></component>\n";
+  if (!d.results.empty()) {
+    x += "    <component><section><title>Scores</title><text><table><tbody>";
+    for (const auto& r : d.results)
+      x += "<tr><td>" + esc(r.display.empty() ? r.code : r.display) + "</td><td>" + esc(r.value) + (r.unit.empty() || r.unit == "1" ? "" : " " + esc(r.unit)) +
+           "</td></tr>";
+    x += "</tbody></table></text>\n";
+    for (const auto& r : d.results) {
+      x += "      <entry><observation classCode=\"OBS\" moodCode=\"EVN\"><code code=\"" + esc(r.code) + "\" codeSystem=\"" + esc(r.codeSystem) + "\"" +
+           (r.codeSystemName.empty() ? "" : " codeSystemName=\"" + esc(r.codeSystemName) + "\"") +
+           (r.display.empty() ? "" : " displayName=\"" + esc(r.display) + "\"") + "/><statusCode code=\"completed\"/>";
+      if (!r.time.empty()) x += "<effectiveTime value=\"" + esc(r.time) + "\"/>";
+      x += "<value xsi:type=\"PQ\" value=\"" + esc(r.value) + "\" unit=\"" + esc(r.unit.empty() ? "1" : r.unit) + "\"/></observation></entry>\n";
+    }
+    x += "    </section></component>\n";
+  }
+  x += "  </structuredBody></component>\n</ClinicalDocument>\n";
+  return x;
+}
+
+bool fromFhir(const Json& bundle, const std::string& custodianName, Document& d, std::string& error) {
+  d = Document{};
+  if (!bundle.is_object() || !bundle.contains("entry") || !bundle["entry"].is_array()) {
+    error = "a Bundle with entries is expected";
+    return false;
+  }
+  const Json* patient = nullptr;
+  const Json* composition = nullptr;
+  std::vector<const Json*> observations;
+  for (const auto& e : bundle["entry"]) {
+    if (!e.is_object() || !e.contains("resource") || !e["resource"].is_object()) continue;
+    const Json& r = e["resource"];
+    std::string t = str(r, "resourceType");
+    if (t == "Patient" && !patient) patient = &r;
+    else if (t == "Composition" && !composition) composition = &r;
+    else if (t == "Observation") observations.push_back(&r);
+  }
+  if (!patient || !composition) {
+    error = patient ? "the Bundle holds no Composition (the report)" : "the Bundle holds no Patient";
+    return false;
+  }
+  for (const auto& id : patient->value("identifier", Json::array())) {
+    std::string system = str(id, "system");
+    if (system.rfind("urn:oid:1.2.250.1.213.1.4.", 0) == 0) d.patientIds.push_back({system.substr(8), str(id, "value")});
+  }
+  if (d.patientIds.empty()) {
+    error = "the Patient has no INS: a CI-SIS document names its patient by the INS";
+    return false;
+  }
+  for (const auto& n : patient->value("name", Json::array())) {
+    std::string use = str(n, "use"), family = str(n, "family");
+    if ((use == "official" || use.empty()) && d.birthFamily.empty()) d.birthFamily = family;
+    else if (use == "usual" && d.usualFamily.empty()) d.usualFamily = family;
+    if (d.given.empty())
+      for (const auto& g : n.value("given", Json::array()))
+        if (g.is_string()) d.given.push_back(g.get<std::string>());
+  }
+  std::string gender = str(*patient, "gender");
+  d.gender = gender == "male" ? "M" : gender == "female" ? "F" : gender.empty() ? "" : "UN";
+  d.birthTime = hl7Time(str(*patient, "birthDate"));
+  const Json& c = *composition;
+  // The document's id: a UUID made from the network's identifier of the report (the network has no
+  // OID of its own), that identifier as the extension.
+  std::string key = str(c, "id");
+  std::string extension;
+  if (auto id = c.find("identifier"); id != c.end() && id->is_object()) {
+    key = str(*id, "system") + "|" + str(*id, "value");
+    extension = str(*id, "value");
+  }
+  d.id = {uuidFrom(key), extension};
+  if (auto t = c.find("type"); t != c.end() && t->is_object())
+    for (const auto& k : t->value("coding", Json::array()))
+      if (str(k, "system") == "http://loinc.org") {
+        d.code = str(k, "code");
+        d.codeSystem = "2.16.840.1.113883.6.1";
+        d.codeDisplay = str(k, "display");
+      }
+  if (d.code.empty()) {
+    error = "the Composition has no LOINC type";
+    return false;
+  }
+  d.title = str(c, "title");
+  d.effectiveTime = hl7Time(str(c, "date"));
+  for (const auto& a : c.value("author", Json::array())) {
+    std::string member = a.contains("identifier") && a["identifier"].is_object() ? str(a["identifier"], "value") : "";
+    if (member.rfind("rpps:", 0) == 0) d.authorId = {"1.2.250.1.71.4.2.1", "8" + member.substr(5)};
+  }
+  d.custodianName = custodianName;
+  for (const auto& x : c.value("extension", Json::array()))
+    if (str(x, "url") == "https://douleur77.fr/fhir/StructureDefinition/report-text") d.bodyText = str(x, "valueString");
+  d.structured = true;
+  auto add = [&](const Json& code, const Json& holder, const std::string& time) {
+    auto codings = code.find("coding");
+    if (codings == code.end() || !codings->is_array() || codings->empty() || !(*codings)[0].is_object()) return;
+    const Json* coding = &(*codings)[0];
+    Document::Result r;
+    std::string system = str(*coding, "system");
+    r.code = str(*coding, "code");
+    // CDA names code systems by OID (or UUID): LOINC's, an urn:oid's, else a UUID made from the
+    // system's URL (kept as codeSystemName).
+    if (system == "http://loinc.org") r.codeSystem = "2.16.840.1.113883.6.1";
+    else if (system.rfind("urn:oid:", 0) == 0) r.codeSystem = system.substr(8);
+    else {
+      r.codeSystem = uuidFrom(system);
+      r.codeSystemName = system;
+    }
+    r.display = str(*coding, "display");
+    r.time = time;
+    if (auto q = holder.find("valueQuantity"); q != holder.end() && q->is_object() && q->contains("value")) {
+      r.value = (*q)["value"].dump();
+      r.unit = str(*q, "code").empty() ? str(*q, "unit") : str(*q, "code");
+    } else if (auto v = holder.find("valueInteger"); v != holder.end() && v->is_number()) {
+      r.value = v->dump();
+    } else {
+      return;
+    }
+    d.results.push_back(std::move(r));
+  };
+  for (const Json* o : observations) {
+    std::string status = str(*o, "status");
+    if (status == "entered-in-error" || status == "cancelled") continue;
+    std::string time = hl7Time(str(*o, "effectiveDateTime"));
+    if (o->contains("code")) add((*o)["code"], *o, time);
+    for (const auto& comp : o->value("component", Json::array()))
+      if (comp.is_object() && comp.contains("code")) add(comp["code"], comp, time);
+  }
+  return true;
+}
 
 std::string rppsOf(const Identifier& id) {
   if (id.root == "1.2.250.1.71.4.2.1" && id.extension.size() == 12 && id.extension[0] == '8') return id.extension.substr(1);
@@ -322,7 +578,7 @@ bool read(std::string_view xmlText, Schema* schema, const Limits& limits, Docume
     }
   } else if (const Element* sb = r.at("component/structuredBody")) {
     doc.structured = true;
-    sections(*sb, doc.bodyText);
+    sections(*sb, doc.bodyText, doc.results);
   }
   std::size_t before = issues.size();
   if (doc.id.root.empty()) issues.push_back({"ClinicalDocument/id", "the document has no id"});
@@ -366,8 +622,11 @@ void toBundle(const Document& d, std::string_view xmlText, Json& bundle) {
   std::string patientUrl = url(entries.size() + 1);
   entries.push_back({{"fullUrl", patientUrl}, {"resource", patient}, {"request", {{"method", "POST"}, {"url", "Patient"}}}});
   Json doc = {{"resourceType", "DocumentReference"}, {"status", "current"}};
-  doc["masterIdentifier"] = {{"system", "urn:ietf:rfc:3986"},
-                             {"value", d.id.extension.empty() ? "urn:oid:" + d.id.root : "urn:oid:" + d.id.root + "/" + d.id.extension}};
+  // II -> Identifier as HL7's CDA-to-FHIR guidance does: the root as the system and the extension
+  // as the value, or the root alone as a URI.
+  std::string root = (d.id.root.find('-') != std::string::npos ? "urn:uuid:" : "urn:oid:") + d.id.root;
+  doc["masterIdentifier"] = d.id.extension.empty() ? Json{{"system", "urn:ietf:rfc:3986"}, {"value", root}}
+                                                   : Json{{"system", root}, {"value", d.id.extension}};
   Json coding = {{"code", d.code}};
   coding["system"] = d.codeSystem == "2.16.840.1.113883.6.1" ? "http://loinc.org" : "urn:oid:" + d.codeSystem;
   if (!d.codeDisplay.empty()) coding["display"] = d.codeDisplay;
@@ -393,7 +652,11 @@ void toBundle(const Document& d, std::string_view xmlText, Json& bundle) {
   if (d.bodyMediaType == "application/pdf" && !d.bodyBase64.empty())
     content.push_back({{"attachment", {{"contentType", "application/pdf"}, {"data", d.bodyBase64}}}});
   doc["content"] = content;
-  entries.push_back({{"fullUrl", url(entries.size() + 1)}, {"resource", doc}, {"request", {{"method", "POST"}, {"url", "DocumentReference"}}}});
+  // The same document sent again (with other bytes) is not stored twice.
+  std::string ifNoneExist = "identifier=" + doc["masterIdentifier"]["system"].get<std::string>() + "|" + doc["masterIdentifier"]["value"].get<std::string>();
+  entries.push_back({{"fullUrl", url(entries.size() + 1)},
+                     {"resource", doc},
+                     {"request", {{"method", "POST"}, {"url", "DocumentReference"}, {"ifNoneExist", ifNoneExist}}}});
 }
 
 }  // namespace passerelle::cda

@@ -64,6 +64,14 @@ struct Document {
   std::string bodyBase64;                      // its content when representation="B64"
   std::string bodyText;                        // structuredBody: the sections' titles and text
   bool structured = false;
+  // Level 3: the observations of the structured body's entries (a code and a physical quantity).
+  struct Result {
+    std::string code, codeSystem, display;     // codeSystem as an OID (LOINC 2.16.840.1.113883.6.1) or UUID
+    std::string codeSystemName;                // the system's URL when it has no OID
+    std::string value, unit;                   // PQ value and unit as written
+    std::string time;                          // effectiveTime
+  };
+  std::vector<Result> results;
 };
 
 struct Limits {
@@ -82,6 +90,18 @@ bool read(std::string_view xml, Schema* schema, const Limits& limits, Document& 
 // DocumentReference (masterIdentifier, type, author RPPS, custodian, the CDA as text/xml and the
 // PDF when it carries one), linked by urn:uuid full URLs.
 void toBundle(const Document& doc, std::string_view xml, nlohmann::json& bundle);
+
+// A CI-SIS CDA document (level 1 header, a structured body with the report's text and, when there
+// are results, a section whose entries carry them as level 3 observations) written as UTF-8 XML.
+// `doc.effectiveTime` and the results' times are written as given (YYYYMMDD[hhmmss+zzzz]).
+std::string write(const Document& doc);
+
+// A Document from a FHIR Bundle holding a Patient, a report (a Composition, with the network's
+// report text) and Observations: the patient's INS and names, the author's RPPS (a network member
+// identifier "rpps:N"), the Composition's identifier, type and date, the Observations with a
+// Quantity or integer value (components included) as results. False with `error` when the Bundle
+// holds no Patient or no Composition.
+bool fromFhir(const nlohmann::json& bundle, const std::string& custodianName, Document& doc, std::string& error);
 
 // The RPPS of an author id: IDNPS root 1.2.250.1.71.4.2.1 with extension "8" + RPPS; "" otherwise.
 std::string rppsOf(const Identifier& id);

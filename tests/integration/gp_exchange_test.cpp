@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "mappings/cda/cda.h"
 #include "tests/support/http_client.h"
 #include "tests/support/test_gateway.h"
 
@@ -268,7 +269,7 @@ TEST_F(GpExchangeTest, ACiedReportReachesTheGpsOutboxAsHprimNet) {
   // The export is an audit record naming the patient.
   bool exported = false;
   for (const auto& e : search("AuditEvent?patient=Patient/" + patient_ + "&_count=200"))
-    if (e.dump().find("HPRIM Net delivery") != std::string::npos) exported = true;
+    if (e.dump().find("HPRIM-NET delivery") != std::string::npos) exported = true;
   EXPECT_TRUE(exported);
 }
 
@@ -341,7 +342,7 @@ std::string cdaDocument(const std::string& ins) {
   <realmCode code="FR"/>
   <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
   <templateId root="1.2.250.1.213.1.1.1.1"/>
-  <id root="1.2.250.1.213.1.1.9" extension="CR-GP-0001"/>
+  <id root="2.999.77.1" extension="CR-GP-0001"/>
   <code code="11488-4" codeSystem="2.16.840.1.113883.6.1" displayName="Compte rendu de consultation"/>
   <title>Consultation de suivi</title>
   <effectiveTime value="20260905101500+0200"/>
@@ -372,7 +373,9 @@ TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
   TempDir conf;
   std::string root = conf.path() + "/martin";
   std::ofstream(conf.path() + "/martin.json")
-      << json{{"id", "gp-martin"}, {"practitioner", {{"rpps", "10101234567"}}}, {"folder", root}, {"import", {{"stableForMs", 50}, {"pollMs", 100}}}}.dump();
+      << json{{"id", "gp-martin"}, {"practitioner", {{"rpps", "10101234567"}}}, {"folder", root}, {"import", {{"stableForMs", 50}, {"pollMs", 100}}},
+              {"export", {{"format", "cda"}}}}
+             .dump();
   TestGateway gw({"gp.dir=" + conf.path(), "cda.schema=" + xsd, "network.sweep_interval_seconds=0"});
   HttpClient http(gw.httpPort());
   int n = 0;
@@ -391,7 +394,7 @@ TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
   };
   drop("cr.xml", cdaDocument("185057512345673"));
   ASSERT_TRUE(arrived("done", "cr.xml"));
-  auto r = http.get("/fhir/DocumentReference?identifier=urn:ietf:rfc:3986|urn:oid:1.2.250.1.213.1.1.9/CR-GP-0001");
+  auto r = http.get("/fhir/DocumentReference?identifier=urn:oid:2.999.77.1|CR-GP-0001");
   json b = json::parse(r.body);
   ASSERT_EQ(b["entry"].size(), 1u) << r.body;
   EXPECT_EQ(b["entry"][0]["resource"]["content"][0]["attachment"]["contentType"], "text/xml");
@@ -409,6 +412,34 @@ TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
   json held = json::parse(http.get("/admin/v1/inbox?status=review").body)["messages"];
   ASSERT_EQ(held.size(), 1u);
   EXPECT_NE(held[0]["detail"].get<std::string>().find("no network patient has the INS"), std::string::npos);
+  // The same document again with other bytes: not stored twice.
+  std::string again = cdaDocument("185057512345673");
+  again.replace(again.find("<title>"), 0, "\n  ");
+  drop("cr-encore.xml", again);
+  ASSERT_TRUE(arrived("done", "cr-encore.xml"));
+  EXPECT_EQ(json::parse(http.get("/fhir/DocumentReference?identifier=urn:oid:2.999.77.1|CR-GP-0001").body)["entry"].size(), 1u);
+  // This installation takes its reports as CI-SIS CDA: the CIED arrives as a document that the
+  // schema accepts and that reads back to the patient, the author and the scores.
+  json cied = example("cied");
+  cied["documentId"] = "T-cied-9";
+  ASSERT_EQ(http.request("POST", "/network/v1/cied", cied.dump(), {{"Content-Type", "application/json"}}).status, 200);
+  std::string name;
+  for (int i = 0; i < 500 && name.empty(); ++i) {
+    for (const auto& e : fs::directory_iterator(root + "/outbox"))
+      if (e.path().extension() == ".xml" && e.path().filename().string()[0] != '.') name = e.path().string();
+    if (name.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(name.empty()) << http.get("/admin/v1/outbox").body;  // (a dead letter says why)
+  std::string error;
+  auto schema = cda::Schema::load(xsd, error);
+  ASSERT_TRUE(schema) << error;
+  cda::Document out;
+  std::vector<cda::Issue> issues;
+  ASSERT_TRUE(cda::read(readFile(name), schema.get(), cda::Limits{}, out, issues)) << (issues.empty() ? "" : issues[0].message);
+  EXPECT_EQ(out.patientIds.at(0).extension, "185057512345673");
+  EXPECT_EQ(cda::rppsOf(out.authorId), "10101234567");
+  EXPECT_EQ(out.code, "11488-4");
+  EXPECT_GE(out.results.size(), 3u);
 }
 
 }  // namespace

@@ -202,7 +202,7 @@ class HospitalExchangeTest : public ::testing::Test {
            "EVN||20260920101500\r"
            "PID|||" + nir + "^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||DURAND^Julien^^^^^L||19850514|M\r"
            "PV1|1|O\r"
-           "TXA|1|11488-4|TEXT|20260920101000+0200||||||||1.2.250.1.213.1.1.9.77." + control + "^AVICENNE|" + replaced + "|" + referralId + "||||LA\r"
+           "TXA|1|11488-4|TEXT|20260920101000+0200||||||||2.999.77.1.77." + control + "^AVICENNE|" + replaced + "|" + referralId + "||||LA\r"
            "OBX|1|ED|11488-4^Compte rendu de consultation^LN||^TEXT^XML^Base64^" + base64 + "||||||F\r";
   }
 
@@ -265,7 +265,7 @@ TEST_F(HospitalExchangeTest, AReferralLeavesAsRefI12AndItsReplyAndReportComeBack
   EXPECT_EQ(dossier.status, 200);
 
   // T10 replaces it: the first one is superseded, the new one says so.
-  ack = send(mdm("MDM-2", "ORI-2026-0001", kCda, kNir, "T10", "1.2.250.1.213.1.1.9.77.MDM-1"));
+  ack = send(mdm("MDM-2", "ORI-2026-0001", kCda, kNir, "T10", "2.999.77.1.77.MDM-1"));
   EXPECT_EQ(field(ack, "MSA-1"), "AA") << ack;
   docs = search("DocumentReference?subject=Patient/" + pid + "&_sort=_lastUpdated");
   ASSERT_EQ(docs.size(), 2u) << json(docs).dump() << http_->get("/admin/v1/inbox").body;
@@ -560,7 +560,7 @@ TEST_F(HospitalExchangeTest, AFhirPartnerGetsTheReferralAsATransactionAndItsRepo
 
   // Its report, linked from the completed Task, comes into the dossier.
   json doc = {{"resourceType", "DocumentReference"}, {"status", "current"},
-              {"masterIdentifier", {{"system", "urn:ietf:rfc:3986"}, {"value", "urn:oid:1.2.250.1.213.1.1.9.77.42"}}},
+              {"masterIdentifier", {{"system", "urn:ietf:rfc:3986"}, {"value", "urn:oid:2.999.77.1.77.42"}}},
               {"type", {{"coding", {{{"system", "http://loinc.org"}, {"code", "11488-4"}}}}}},
               {"subject", {{"reference", "Patient/" + patients[0]["id"].get<std::string>()}}},
               {"content", {{{"attachment", {{"contentType", "text/xml"}, {"data", kCda}}}}}}};

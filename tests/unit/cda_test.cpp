@@ -23,7 +23,7 @@ std::string sample(const std::string& body = "", const std::string& extra = "") 
   <typeId root="2.16.840.1.113883.1.3" extension="POCD_HD000040"/>
   <templateId root="2.16.840.1.113883.2.8.2.1"/>
   <templateId root="1.2.250.1.213.1.1.1.1"/>
-  <id root="1.2.250.1.213.1.1.9" extension="CR-2026-0042"/>
+  <id root="2.999.77.1" extension="CR-2026-0042"/>
   <code code="11488-4" codeSystem="2.16.840.1.113883.6.1" displayName="Compte rendu de consultation"/>
   <title>Compte rendu de consultation douleur</title>
   <effectiveTime value="20260302101500+0100"/>
@@ -60,7 +60,7 @@ TEST(Cda, ReadsTheHeaderAndALevelOneBody) {
   Document d;
   std::vector<Issue> issues;
   ASSERT_TRUE(read(sample(), nullptr, Limits{}, d, issues)) << (issues.empty() ? "" : issues[0].message);
-  EXPECT_EQ(d.id.root, "1.2.250.1.213.1.1.9");
+  EXPECT_EQ(d.id.root, "2.999.77.1");
   EXPECT_EQ(d.id.extension, "CR-2026-0042");
   EXPECT_EQ(d.code, "11488-4");
   EXPECT_EQ(d.title, "Compte rendu de consultation douleur");
@@ -143,7 +143,64 @@ TEST(Cda, MapsToPatientAndDocumentReference) {
   EXPECT_EQ(r["subject"]["reference"], b["entry"][0]["fullUrl"]);
   EXPECT_EQ(r["content"][0]["attachment"]["contentType"], "text/xml");
   EXPECT_EQ(r["content"][1]["attachment"]["contentType"], "application/pdf");
-  EXPECT_EQ(r["masterIdentifier"]["value"], "urn:oid:1.2.250.1.213.1.1.9/CR-2026-0042");
+  EXPECT_EQ(r["masterIdentifier"]["system"], "urn:oid:2.999.77.1");
+  EXPECT_EQ(r["masterIdentifier"]["value"], "CR-2026-0042");
+}
+
+// A report as the network writes it (the CIED's Composition and scores) with its patient.
+Json networkReport() {
+  return Json::parse(R"({"resourceType": "Bundle", "type": "collection", "entry": [
+    {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "185057512345673"}],
+      "name": [{"use": "official", "family": "DURAND", "given": ["Julien", "Pierre"]}], "gender": "male", "birthDate": "1985-05-14"}},
+    {"resource": {"resourceType": "Composition", "status": "final", "title": "Compte rendu de consultation douleur", "date": "2026-03-02",
+      "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4", "display": "Consult note"}]},
+      "identifier": {"system": "https://douleur77.fr/fhir/sid/network-entry", "value": "D77-CIED-2026-000001.report"},
+      "author": [{"identifier": {"system": "https://douleur77.fr/fhir/sid/member", "value": "rpps:10101234567"}}],
+      "extension": [{"url": "https://douleur77.fr/fhir/StructureDefinition/report-text", "valueString": "Lombalgie chronique.\nPlan : kinésithérapie & reprise."}]}},
+    {"resource": {"resourceType": "Observation", "status": "final", "effectiveDateTime": "2026-03-02",
+      "code": {"coding": [{"system": "http://loinc.org", "code": "72514-3"}]}, "valueQuantity": {"value": 7.5, "unit": "Level", "code": "1"},
+      "component": [{"code": {"coding": [{"system": "http://loinc.org", "code": "38214-3"}]}, "valueQuantity": {"value": 75, "unit": "mm", "code": "mm"}}]}}]})");
+}
+
+TEST(Cda, TheNetworksReportIsWrittenAsCisisCdaAndReadsBackToTheSameFacts) {
+  Document d;
+  std::string error;
+  ASSERT_TRUE(fromFhir(networkReport(), "R\xc3\xa9seau Douleur 77", d, error)) << error;
+  std::string xml = write(d);
+  Document back;
+  std::vector<Issue> issues;
+  ASSERT_TRUE(read(xml, nullptr, Limits{}, back, issues)) << (issues.empty() ? "" : issues[0].where + " " + issues[0].message) << xml;
+  EXPECT_EQ(back.id.root, d.id.root);
+  EXPECT_EQ(back.id.extension, "D77-CIED-2026-000001.report");
+  EXPECT_EQ(back.code, "11488-4");
+  EXPECT_EQ(back.effectiveTime, "20260302");
+  ASSERT_EQ(back.patientIds.size(), 1u);
+  EXPECT_EQ(back.patientIds[0].extension, "185057512345673");
+  EXPECT_EQ(back.birthFamily, "DURAND");
+  EXPECT_EQ(back.given, (std::vector<std::string>{"Julien", "Pierre"}));
+  EXPECT_EQ(back.gender, "M");
+  EXPECT_EQ(back.birthTime, "19850514");
+  EXPECT_EQ(rppsOf(back.authorId), "10101234567");
+  EXPECT_NE(back.bodyText.find("Plan : kin\xc3\xa9sith\xc3\xa9rapie & reprise."), std::string::npos) << back.bodyText;
+  ASSERT_EQ(back.results.size(), 2u);
+  EXPECT_EQ(back.results[0].code, "72514-3");
+  EXPECT_EQ(back.results[0].value, "7.5");
+  EXPECT_EQ(back.results[1].value, "75");
+  EXPECT_EQ(back.results[1].unit, "mm");
+  // The same report gives the same document id; another report another.
+  Json other = networkReport();
+  other["entry"][1]["resource"]["identifier"]["value"] = "D77-CSB-2026-000002.report";
+  Document d2;
+  ASSERT_TRUE(fromFhir(other, "", d2, error));
+  EXPECT_NE(d2.id.root, d.id.root);
+  // Without an INS or a report: refused.
+  Json noIns = networkReport();
+  noIns["entry"][0]["resource"].erase("identifier");
+  EXPECT_FALSE(fromFhir(noIns, "", d2, error));
+  EXPECT_NE(error.find("INS"), std::string::npos);
+  Json noReport = networkReport();
+  noReport["entry"].erase(1);
+  EXPECT_FALSE(fromFhir(noReport, "", d2, error));
 }
 
 std::string hl7Schema() {
@@ -166,6 +223,11 @@ TEST(Cda, ValidatesAgainstTheHl7Schema) {
   issues.clear();
   EXPECT_FALSE(read(sample("", "\n  <surprise/>"), schema.get(), Limits{}, d, issues));
   EXPECT_TRUE(says(issues, "line 13")) << (issues.empty() ? "" : issues[0].where + " " + issues[0].message);
+  // What the network writes validates too.
+  Document report;
+  ASSERT_TRUE(fromFhir(networkReport(), "Réseau", report, error)) << error;
+  issues.clear();
+  EXPECT_TRUE(read(write(report), schema.get(), Limits{}, d, issues)) << (issues.empty() ? "" : issues[0].where + " " + issues[0].message);
   EXPECT_FALSE(Schema::load("/nonexistent.xsd", error));
   EXPECT_NE(error.find("cannot be loaded"), std::string::npos);
 }
