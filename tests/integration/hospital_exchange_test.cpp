@@ -307,8 +307,9 @@ TEST_F(HospitalExchangeTest, DeliveriesSurviveAPartnerThatIsDownRefusesOrHangsUp
   std::set<std::string> ids;
   for (const auto& m : hospital.received()) ids.insert(field(m, "MSH-10"));
   EXPECT_EQ(ids.size(), 2u);
+  // The hospital has answered; the gateway records the answer just after (wait for that commit).
+  ASSERT_TRUE(eventually([&] { return outbox("?status=sent")["deliveries"].size() == 2; })) << outbox().dump();
   auto sent = outbox("?status=sent")["deliveries"];
-  ASSERT_EQ(sent.size(), 2u);
   EXPECT_GE(sent[1]["attempts"].get<int>(), 3);  // ORI-A: AE, hang-up, AA (after the failed connections)
 
   // A rejection (AR) is a dead letter at once; an operator sends it again.

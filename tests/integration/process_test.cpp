@@ -255,7 +255,7 @@ TEST(ProcessTest, ConvertGivesEveryNetworkExampleBackFromItsFhirForm) {
   EXPECT_NE(err.find("OperationOutcome"), std::string::npos) << err;
   EXPECT_NE(err.find("renewalDate"), std::string::npos) << err;
   EXPECT_NE(err.find("patient.nir"), std::string::npos) << err;
-  EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "fhir", "--to", "cda", bad}, out, err), 2);
+  EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "cda", "--to", "hl7v2", bad}, out, err), 2);
   // Not CDA: exit 1 with the reason.
   EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "cda", "--to", "fhir", bad}, out, err), 1);
   EXPECT_NE(err.find("OperationOutcome"), std::string::npos) << err;
