@@ -55,24 +55,32 @@ cpu_ms() { awk '{print ($14 + $15) * 1000 / '"$(getconf CLK_TCK)"'}' "/proc/$1/s
 count() { find "$1" -maxdepth 1 -type f ! -name '.*' ! -name '*.error.txt' | wc -l; }
 now() { date +%s.%N; }
 
+# drop_all STAGE TOTAL: moves every file of STAGE into the inbox at once and waits until TOTAL are in
+# done/ or quarantine/; sets T0 T1 (times), C0 C1 (gateway CPU ms), DONE, QUARANTINED.
+drop_all() {
+  local stage=$1 total=$2
+  C0=$(cpu_ms "$GW_PID")
+  T0=$(now)
+  python3 -c 'import os,sys; s,d=sys.argv[1:3]; [os.rename(os.path.join(s,f), os.path.join(d,f)) for f in sorted(os.listdir(s))]' \
+    "$stage" "$WORK/folder/inbox"
+  while (( $(count "$WORK/folder/done") + $(count "$WORK/folder/quarantine") < total )); do sleep 0.05; done
+  T1=$(now)
+  C1=$(cpu_ms "$GW_PID")
+  DONE=$(count "$WORK/folder/done")
+  QUARANTINED=$(count "$WORK/folder/quarantine")
+  if ((QUARANTINED > 0)); then
+    echo "quarantined, e.g.: $(grep -h '^reason' "$WORK"/folder/quarantine/*.error.txt | sort | uniq -c | sort -rn | head -3)" >&2
+  fi
+}
+
 # ---- import ----
 start "$WORK/import" false
 export PASSERELLE_TOKEN
 PASSERELLE_TOKEN=$(bench_token "$BIN" "$WORK/import")
 python3 "$DIR/seed.py" --base "http://127.0.0.1:$PORT" --patients "$PATIENTS" --out "$WORK/patients.json"
 python3 "$DIR/make_hprim.py" --patients "$WORK/patients.json" --count "$FILES" --out "$WORK/stage"
-c0=$(cpu_ms "$GW_PID")
-t0=$(now)
-python3 -c 'import os,sys; s,d=sys.argv[1:3]; [os.rename(os.path.join(s,f), os.path.join(d,f)) for f in sorted(os.listdir(s))]' \
-  "$WORK/stage" "$WORK/folder/inbox"
-while (( $(count "$WORK/folder/done") + $(count "$WORK/folder/quarantine") < FILES )); do sleep 0.05; done
-t1=$(now)
-c1=$(cpu_ms "$GW_PID")
-done_n=$(count "$WORK/folder/done")
-quarantined=$(count "$WORK/folder/quarantine")
-if ((quarantined > 0)); then
-  echo "quarantined, e.g.: $(grep -h '^reason' "$WORK"/folder/quarantine/*.error.txt | sort | uniq -c | sort -rn | head -3)" >&2
-fi
+drop_all "$WORK/stage" "$FILES"
+t0=$T0 t1=$T1 c0=$C0 c1=$C1 done_n=$DONE quarantined=$QUARANTINED
 stop
 
 # ---- export ----
@@ -96,18 +104,8 @@ if [[ -f $CDA_SCHEMA ]] && ((CDA > 0)); then
   PASSERELLE_TOKEN=$(bench_token "$BIN" "$WORK/cda")
   python3 "$DIR/seed.py" --base "http://127.0.0.1:$PORT" --patients "$PATIENTS" --out "$WORK/patients-cda.json"
   python3 "$DIR/make_cda.py" --patients "$WORK/patients-cda.json" --count "$CDA" --out "$WORK/stage-cda"
-  kc0=$(cpu_ms "$GW_PID")
-  k0=$(now)
-  python3 -c 'import os,sys; s,d=sys.argv[1:3]; [os.rename(os.path.join(s,f), os.path.join(d,f)) for f in sorted(os.listdir(s))]' \
-    "$WORK/stage-cda" "$WORK/folder/inbox"
-  while (( $(count "$WORK/folder/done") + $(count "$WORK/folder/quarantine") < CDA )); do sleep 0.05; done
-  k1=$(now)
-  kc1=$(cpu_ms "$GW_PID")
-  cda_done=$(count "$WORK/folder/done")
-  cda_q=$(count "$WORK/folder/quarantine")
-  if ((cda_q > 0)); then
-    echo "quarantined, e.g.: $(grep -h '^reason' "$WORK"/folder/quarantine/*.error.txt | sort | uniq -c | sort -rn | head -3)" >&2
-  fi
+  drop_all "$WORK/stage-cda" "$CDA"
+  k0=$T0 k1=$T1 kc0=$C0 kc1=$C1 cda_done=$DONE cda_q=$QUARANTINED
   stop
 else
   echo "no CDA schema at $CDA_SCHEMA: the CDA phase is skipped" >&2
