@@ -652,6 +652,33 @@ void toBundle(const Document& d, std::string_view xmlText, Json& bundle) {
   if (d.bodyMediaType == "application/pdf" && !d.bodyBase64.empty())
     content.push_back({{"attachment", {{"contentType", "application/pdf"}, {"data", d.bodyBase64}}}});
   doc["content"] = content;
+  // Level 3: each result an Observation of the patient, derived from the document (and found
+  // again through it: the document's identifier with the result's position).
+  std::string docKey = doc["masterIdentifier"]["system"].get<std::string>() + "|" + doc["masterIdentifier"]["value"].get<std::string>();
+  for (std::size_t k = 0; k < d.results.size(); ++k) {
+    const auto& r = d.results[k];
+    Json coding = {{"code", r.code}};
+    coding["system"] = r.codeSystem == "2.16.840.1.113883.6.1" ? std::string("http://loinc.org")
+                       : !r.codeSystemName.empty()          ? r.codeSystemName
+                                                             : "urn:oid:" + r.codeSystem;
+    if (!r.display.empty()) coding["display"] = r.display;
+    Json o = {{"resourceType", "Observation"}, {"status", "final"}, {"code", {{"coding", Json::array({coding})}}}, {"subject", {{"reference", patientUrl}}}};
+    Json value = Json::parse(r.value, nullptr, false);
+    if (value.is_number()) {
+      Json q = {{"value", value}};
+      if (!r.unit.empty() && r.unit != "1") q["unit"] = r.unit, q["system"] = "http://unitsofmeasure.org", q["code"] = r.unit;
+      o["valueQuantity"] = q;
+    } else {
+      o["valueString"] = r.value;
+    }
+    if (auto t = fhirTime(r.time); !t.empty()) o["effectiveDateTime"] = t;
+    o["derivedFrom"] = Json::array({{{"reference", url(entries.size() + 1 + d.results.size() - k)}}});
+    std::string entryId = docKey + "#" + std::to_string(k + 1);
+    o["identifier"] = Json::array({{{"system", "https://douleur77.fr/fhir/sid/cda-entry"}, {"value", entryId}}});
+    entries.push_back({{"fullUrl", url(entries.size() + 1)},
+                       {"resource", o},
+                       {"request", {{"method", "POST"}, {"url", "Observation"}, {"ifNoneExist", "identifier=https://douleur77.fr/fhir/sid/cda-entry|" + entryId}}}});
+  }
   // The same document sent again (with other bytes) is not stored twice.
   std::string ifNoneExist = "identifier=" + doc["masterIdentifier"]["system"].get<std::string>() + "|" + doc["masterIdentifier"]["value"].get<std::string>();
   entries.push_back({{"fullUrl", url(entries.size() + 1)},

@@ -86,9 +86,10 @@ struct Limits {
 bool read(std::string_view xml, Schema* schema, const Limits& limits, Document& doc, std::vector<Issue>& issues);
 
 // The FHIR resources of a document, added to `bundle` (a transaction Bundle, created when not an
-// object yet): a Patient (its ids, INS as FR Core writes them, names, sex, birth date) and a
-// DocumentReference (masterIdentifier, type, author RPPS, custodian, the CDA as text/xml and the
-// PDF when it carries one), linked by urn:uuid full URLs.
+// object yet): a Patient (its ids, INS as FR Core writes them, names, sex, birth date), an
+// Observation per level 3 result (derived from the document, identified by the document's id and
+// its position: not stored twice), and a DocumentReference (masterIdentifier, type, author RPPS,
+// custodian, the CDA as text/xml and the PDF when it carries one), linked by urn:uuid full URLs.
 void toBundle(const Document& doc, std::string_view xml, nlohmann::json& bundle);
 
 // A CI-SIS CDA document (level 1 header, a structured body with the report's text and, when there

@@ -6,6 +6,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <nlohmann/json.hpp>
+#include <set>
 #include <fstream>
 #include <sstream>
 
@@ -94,6 +96,68 @@ TEST_F(CdaCorpus, CcdaExamplesGetXmllintsVerdict) {
   }
   std::cout << "[ C-CDA    ] " << agree << " of " << compared << " verdicts as xmllint's against CDA_SDTC.xsd\n";
   EXPECT_GT(compared, 10);
+}
+
+// The FHIR-Converter's C-CDA samples: each read (no schema: some are not valid CDA R2) and mapped;
+// the Patient compared with the expected Bundle's (family name, first given name, birth date, sex).
+TEST(CdaFhirConverter, PatientsAgreeWithTheExpectedBundles) {
+  std::string corpora = testing::corporaDir();
+  std::string dir = corpora + "/ms-fhir-converter/";
+  if (corpora.empty() || !std::filesystem::exists(dir + "cases.tsv")) GTEST_SKIP() << "../shared/corpora/ms-fhir-converter is absent";
+  int cases = 0, read = 0, agree = 0;
+  std::ifstream tsv(dir + "cases.tsv");
+  for (std::string line; std::getline(tsv, line);) {
+    std::vector<std::string> f;
+    std::stringstream ss(line);
+    for (std::string x; std::getline(ss, x, '\t');) f.push_back(x);
+    if (f.size() < 4 || f[0] != "Ccda") continue;
+    ++cases;
+    std::string xml = testing::readFile(dir + f[2]);
+    Document d;
+    std::vector<Issue> issues;
+    if (!cda::read(xml, nullptr, Limits{}, d, issues)) {
+      ADD_FAILURE() << f[2] << ": " << (issues.empty() ? "" : issues[0].message);
+      continue;
+    }
+    ++read;
+    nlohmann::json ours;
+    toBundle(d, xml, ours);
+    nlohmann::json expected = nlohmann::json::parse(testing::gunzipFile(dir + f[3]), nullptr, false);
+    const nlohmann::json* theirs = nullptr;
+    if (!expected.is_object() || !expected.contains("entry")) continue;
+    for (const auto& e : expected["entry"])
+      if (e.is_object() && e.contains("resource") && e["resource"].is_object() && e["resource"].value("resourceType", "") == "Patient")
+        theirs = &e["resource"];
+    if (!theirs) continue;
+    const auto& mine = ours["entry"][0]["resource"];
+    auto family = [](const nlohmann::json& p) {
+      std::set<std::string> out;
+      for (const auto& n : p.value("name", nlohmann::json::array())) out.insert(n.value("family", ""));
+      return out;
+    };
+    auto given = [](const nlohmann::json& p) {
+      for (const auto& n : p.value("name", nlohmann::json::array()))
+        if (n.contains("given") && !n["given"].empty()) return n["given"][0].get<std::string>();
+      return std::string();
+    };
+    bool same = !family(mine).empty() && family(mine) == family(*theirs) && given(mine) == given(*theirs) &&
+                mine.value("birthDate", "") == theirs->value("birthDate", "") && mine.value("gender", "") == theirs->value("gender", "");
+    agree += same;
+    EXPECT_TRUE(same) << f[2] << ": ours " << mine.dump() << "\nexpected " << theirs->dump();
+  }
+  // Every input of the corpus reads (the cases above are those with an expected Bundle).
+  int inputs = 0, readable = 0;
+  for (const auto& e : std::filesystem::directory_iterator(dir + "input/Ccda")) {
+    ++inputs;
+    Document d;
+    std::vector<Issue> issues;
+    bool ok = cda::read(testing::readFile(e.path().string()), nullptr, Limits{}, d, issues);
+    readable += ok;
+    EXPECT_TRUE(ok) << e.path() << ": " << (issues.empty() ? "" : issues[0].message);
+  }
+  std::cout << "[ CDA/FHIR-Converter ] " << readable << " of " << inputs << " C-CDA inputs read; of the " << cases
+            << " with an expected Bundle, " << agree << " Patients agree (family, first given name, birth date, sex)\n";
+  EXPECT_GE(cases, 4);
 }
 
 }  // namespace

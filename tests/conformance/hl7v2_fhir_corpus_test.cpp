@@ -27,16 +27,7 @@ using Json = nlohmann::json;
 
 namespace {
 
-std::string gunzip(const fs::path& p) {
-  gzFile f = gzopen(p.c_str(), "rb");
-  if (!f) return {};
-  std::string out;
-  char buf[65536];
-  int n;
-  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  gzclose(f);
-  return out;
-}
+std::string gunzip(const fs::path& p) { return passerelle::testing::gunzipFile(p.string()); }
 
 const Json* resourceOf(const Json& bundle, const std::string& type) {
   if (!bundle.contains("entry") || !bundle["entry"].is_array()) return nullptr;

@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <zlib.h>
 
 #include "gateway/common/log.h"
 #include "tests/support/http_client.h"
@@ -79,6 +80,21 @@ std::string readFile(const std::string& path) {
 std::string corporaDir() {
   if (const char* env = std::getenv("PASSERELLE_CORPORA")) return std::filesystem::exists(env) ? env : "";
   return std::filesystem::exists(PASSERELLE_CORPORA_DIR) ? PASSERELLE_CORPORA_DIR : "";
+}
+
+}  // namespace passerelle::testing
+
+namespace passerelle::testing {
+
+std::string gunzipFile(const std::string& path) {
+  gzFile f = gzopen(path.c_str(), "rb");
+  if (!f) return "";
+  std::string out;
+  char buf[65536];
+  int n;
+  while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
+  gzclose(f);
+  return out;
 }
 
 }  // namespace passerelle::testing

@@ -52,4 +52,7 @@ std::string corporaDir();
 // A file's bytes ("" when it cannot be read).
 std::string readFile(const std::string& path);
 
+// A gzip file's uncompressed bytes ("" when it cannot be read).
+std::string gunzipFile(const std::string& path);
+
 }  // namespace passerelle::testing

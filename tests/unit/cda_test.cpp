@@ -187,6 +187,15 @@ TEST(Cda, TheNetworksReportIsWrittenAsCisisCdaAndReadsBackToTheSameFacts) {
   EXPECT_EQ(back.results[0].value, "7.5");
   EXPECT_EQ(back.results[1].value, "75");
   EXPECT_EQ(back.results[1].unit, "mm");
+  // Imported, the scores become Observations again, derived from the document.
+  Json b;
+  toBundle(back, xml, b);
+  ASSERT_EQ(b["entry"].size(), 4u);
+  EXPECT_EQ(b["entry"][1]["resource"]["code"]["coding"][0]["system"], "http://loinc.org");
+  EXPECT_EQ(b["entry"][1]["resource"]["valueQuantity"]["value"], 7.5);
+  EXPECT_EQ(b["entry"][2]["resource"]["valueQuantity"]["code"], "mm");
+  EXPECT_EQ(b["entry"][1]["resource"]["derivedFrom"][0]["reference"], b["entry"][3]["fullUrl"]);
+  EXPECT_EQ(b["entry"][3]["resource"]["resourceType"], "DocumentReference");
   // The same report gives the same document id; another report another.
   Json other = networkReport();
   other["entry"][1]["resource"]["identifier"]["value"] = "D77-CSB-2026-000002.report";
