@@ -328,7 +328,7 @@ std::string write(const Document& d) {
   if (!d.custodianName.empty()) x += "<name>" + esc(d.custodianName) + "</name>";
   x += "</representedCustodianOrganization></assignedCustodian></custodian>\n";
   x += "  <component><structuredBody>\n";
-  x += "    <component><section><title>Compte rendu</title><text>";
+  x += std::string("    <component><section><title>") + (d.code == "57133-1" ? "Adressage" : "Compte rendu") + "</title><text>";
   std::size_t at = 0;
   while (at <= d.bodyText.size()) {
     auto nl = d.bodyText.find('\n', at);
@@ -366,6 +366,7 @@ bool fromFhir(const Json& bundle, const std::string& custodianName, Document& d,
   }
   const Json* patient = nullptr;
   const Json* composition = nullptr;
+  const Json* referral = nullptr;
   std::vector<const Json*> observations;
   for (const auto& e : bundle["entry"]) {
     if (!e.is_object() || !e.contains("resource") || !e["resource"].is_object()) continue;
@@ -373,11 +374,29 @@ bool fromFhir(const Json& bundle, const std::string& custodianName, Document& d,
     std::string t = str(r, "resourceType");
     if (t == "Patient" && !patient) patient = &r;
     else if (t == "Composition" && !composition) composition = &r;
+    else if (t == "ServiceRequest" && !referral) referral = &r;
     else if (t == "Observation") observations.push_back(&r);
   }
-  if (!patient || !composition) {
-    error = patient ? "the Bundle holds no Composition (the report)" : "the Bundle holds no Patient";
+  if (!patient || (!composition && !referral)) {
+    error = patient ? "the Bundle holds no Composition (a report) nor ServiceRequest (a referral)" : "the Bundle holds no Patient";
     return false;
+  }
+  // A referral without a report: the referral letter (LOINC 57133-1 "Referral note") made from it.
+  Json letter;
+  if (!composition) {
+    letter = {{"resourceType", "Composition"}, {"status", "final"}, {"title", "Lettre d'adressage"}, {"date", str(*referral, "authoredOn")},
+              {"type", {{"coding", Json::array({{{"system", "http://loinc.org"}, {"code", "57133-1"}, {"display", "Referral note"}}})}}}};
+    if (auto ids = referral->find("identifier"); ids != referral->end() && ids->is_array() && !ids->empty()) letter["identifier"] = (*ids)[0];
+    if (auto rq = referral->find("requester"); rq != referral->end() && rq->is_object()) letter["author"] = Json::array({*rq});
+    std::string text;
+    for (const auto& r : referral->value("reasonCode", Json::array()))
+      if (auto t = str(r, "text"); !t.empty()) text += (text.empty() ? "Motif : " : "\n") + t;
+    if (auto p = referral->find("occurrencePeriod"); p != referral->end() && p->is_object() && !str(*p, "end").empty())
+      text += (text.empty() ? "" : "\n") + std::string("Réponse attendue avant le ") + str(*p, "end") + ".";
+    for (const auto& n : referral->value("note", Json::array()))
+      if (auto t = str(n, "text"); !t.empty()) text += (text.empty() ? "" : "\n") + t;
+    letter["extension"] = Json::array({{{"url", "https://douleur77.fr/fhir/StructureDefinition/report-text"}, {"valueString", text}}});
+    composition = &letter;
   }
   for (const auto& id : patient->value("identifier", Json::array())) {
     std::string system = str(id, "system");

@@ -100,8 +100,9 @@ std::string write(const Document& doc);
 // A Document from a FHIR Bundle holding a Patient, a report (a Composition, with the network's
 // report text) and Observations: the patient's INS and names, the author's RPPS (a network member
 // identifier "rpps:N"), the Composition's identifier, type and date, the Observations with a
-// Quantity or integer value (components included) as results. False with `error` when the Bundle
-// holds no Patient or no Composition.
+// Quantity or integer value (components included) as results. Without a Composition, a referral
+// (ServiceRequest) gives the referral letter (LOINC 57133-1): its requester, reason and due date.
+// False with `error` when the Bundle holds no Patient, or neither report nor referral.
 bool fromFhir(const nlohmann::json& bundle, const std::string& custodianName, Document& doc, std::string& error);
 
 // The RPPS of an author id: IDNPS root 1.2.250.1.71.4.2.1 with extension "8" + RPPS; "" otherwise.

@@ -210,6 +210,20 @@ TEST(Cda, TheNetworksReportIsWrittenAsCisisCdaAndReadsBackToTheSameFacts) {
   Json noReport = networkReport();
   noReport["entry"].erase(1);
   EXPECT_FALSE(fromFhir(noReport, "", d2, error));
+  // A referral without a report: the referral letter.
+  noReport["entry"].push_back(Json::parse(R"({"resource": {"resourceType": "ServiceRequest", "status": "active", "intent": "order",
+    "identifier": [{"system": "https://douleur77.fr/fhir/sid/referral", "value": "ORI-2026-0001"}], "authoredOn": "2026-09-03",
+    "requester": {"identifier": {"system": "https://douleur77.fr/fhir/sid/member", "value": "rpps:10101234567"}},
+    "reasonCode": [{"text": "EVA 5,5/10 contre 7,5/10 à la CIED."}], "occurrencePeriod": {"start": "2026-09-03", "end": "2026-09-18"}}})"));
+  ASSERT_TRUE(fromFhir(noReport, "", d2, error)) << error;
+  Document letter;
+  issues.clear();
+  ASSERT_TRUE(read(write(d2), nullptr, Limits{}, letter, issues));
+  EXPECT_EQ(letter.code, "57133-1");
+  EXPECT_EQ(letter.id.extension, "ORI-2026-0001");
+  EXPECT_EQ(rppsOf(letter.authorId), "10101234567");
+  EXPECT_NE(letter.bodyText.find("Motif : EVA 5,5/10"), std::string::npos) << letter.bodyText;
+  EXPECT_NE(letter.bodyText.find("2026-09-18"), std::string::npos);
 }
 
 std::string hl7Schema() {
