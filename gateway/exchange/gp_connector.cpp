@@ -716,7 +716,13 @@ struct GpConnector::Impl {
         return {filedrop::Decision::stored("already taken in (inbox " + std::to_string((*seen)->id) + ")"), "duplicate", (*seen)->patient,
                 (*seen)->id};
     }
-    Read read = readFile(held ? held->message : file.bytes, g);
+    Read read;
+    try {
+      read = readFile(held ? held->message : file.bytes, g);
+    } catch (const std::exception& e) {
+      // A reader or mapping that cannot cope is the file's fault, never a reason to offer it again.
+      read.error = std::string("the file cannot be mapped: ") + e.what();
+    }
     row.type = read.type;
     if (!read.error.empty()) return quarantine(g, row, read.error);
     // The patients: every Patient entry identified (or the one a reviewer chose).

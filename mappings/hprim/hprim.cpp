@@ -418,6 +418,10 @@ bool readSante(std::string_view bytes, SanteMessage& msg, std::vector<Issue>& is
   }
   auto h = lines[first];
   msg.field = h[1];
+  if (static_cast<unsigned char>(msg.field) < 0x21 || static_cast<unsigned char>(msg.field) > 0x7E || std::isalnum(static_cast<unsigned char>(msg.field))) {
+    issues.push_back({true, lineRef(first + 1) + " (H)", "the field separator after H is not a printable ASCII sign"});
+    return false;
+  }
   // The delimiters follow the field separator: component, repetition, escape, sub-component (the
   // order of HL7's MSH-2); the field ends at the next field separator.
   std::size_t end = h.find(msg.field, 2);
@@ -436,9 +440,10 @@ bool readSante(std::string_view bytes, SanteMessage& msg, std::vector<Issue>& is
       continue;
     }
     char c = delims[k];
-    if (std::isalnum(static_cast<unsigned char>(c)) || c == ' ' || seen.find(c) != std::string::npos) {
+    auto u = static_cast<unsigned char>(c);
+    if (u < 0x21 || u > 0x7E || std::isalnum(u) || seen.find(c) != std::string::npos) {
       issues.push_back({true, lineRef(first + 1) + " (H) field 1",
-                        std::string("the delimiter '") + c + "' is a letter, a digit, a space or used twice"});
+                        "a delimiter is a letter, a digit, a space, not ASCII or used twice (byte " + std::to_string(u) + ")"});
       return false;
     }
     seen += c;

@@ -274,6 +274,9 @@ TEST(HprimSante, RefusesWhatCannotBeRead) {
       {"P|1\nL|1\n", "line 1", "starts with an H record"},
       {"H|||\nL|1\n", "line 1 (H) field 1", "declares its delimiters"},
       {"H|~~\\&|\nP|1||||A~B\nL|1\n", "line 1 (H) field 1", "used twice"},
+      {"H|~\xb4\\&|\nP|1||||A~B\nL|1\n", "line 1 (H) field 1", "declares its delimiters"},  // 5 bytes once read as Latin-1
+      {"H|&\xb4\\|\nP|1||||A&B\nL|1\n", "line 1 (H) field 1", "not ASCII"},
+      {"H\xe9~^\\&|\nP|1||||A~B\nL|1\n", "line 1 (H)", "not a printable ASCII sign"},
       {"H|~^\\&|\nOBR|1\nL|1\n", "line 2 (OBR)", "before any P record"},
       {"H|~^\\&|\nP|1||||A~B\nOBX|1|NM|X~Y||1\nL|1\n", "line 3 (OBX)", "before any OBR"},
       {"H|~^\\&|\nP|1||||A~B\nOBR|1|||X\n", "line", "no L record"},
