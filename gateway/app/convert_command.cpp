@@ -331,7 +331,7 @@ int convertCommand(int argc, char** argv) {
     }
     cda::Document doc;
     std::string error;
-    if (!cda::fromFhir(nlohmann::json::parse(bundle.dump()), "Réseau Douleur 77", doc, error)) {
+    if (!cda::fromFhir(nlohmann::json(bundle), "Réseau Douleur 77", doc, error)) {
       outcome({{"Bundle.entry", error}});
       return 1;
     }

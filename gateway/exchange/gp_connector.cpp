@@ -401,7 +401,7 @@ struct GpConnector::Impl {
           if (g.exportFormat == "cda") {
             // A CI-SIS CDA, checked against the schema when one is configured (and read back).
             cda::Document doc;
-            if (!cda::fromFhir(nlohmann::json::parse(bundle.dump()), g.sender, doc, error)) {
+            if (!cda::fromFhir(nlohmann::json(bundle), g.sender, doc, error)) {
               finish("dead", "cannot be written as CDA: " + error);
             } else {
               std::string xml = cda::write(doc);
@@ -415,7 +415,7 @@ struct GpConnector::Impl {
           } else {
             hprim::NetDocument doc;
             hprim::NetExport opts{g.sender, g.recipient};
-            if (!hprim::netFromFhir(nlohmann::json::parse(bundle.dump()), opts, doc, error)) {
+            if (!hprim::netFromFhir(nlohmann::json(bundle), opts, doc, error)) {
               finish("dead", "cannot be written as HPRIM Net: " + error);
             } else {
               hprim::Encoding enc = hprim::Encoding::kLatin1;
@@ -663,7 +663,7 @@ struct GpConnector::Impl {
       }
       nlohmann::json b;
       cda::toBundle(doc, bytes, b);
-      r.bundle = Json::parse(b.dump());
+      r.bundle = Json(b);  // between the two JSON flavours without text
       return r;
     }
     std::vector<hprim::Issue> issues;
@@ -691,7 +691,7 @@ struct GpConnector::Impl {
         if (i.error) r.error += (r.error.empty() ? "" : "; ") + i.where + ": " + i.message;
       return r;
     }
-    r.bundle = Json::parse(b.dump());
+    r.bundle = Json(b);  // between the two JSON flavours without text
     return r;
   }
 
