@@ -61,13 +61,14 @@ void BM_CdaParse(benchmark::State& state) {
 }
 BENCHMARK(BM_CdaParse);
 
-void BM_CdaParseAndSchema(benchmark::State& state) {
-  std::string path = schemaPath(), error;
+// Parse and validation against `path` (its includes from `components` when not beside it).
+void parseAndSchema(benchmark::State& state, const std::string& path, const std::string& components) {
+  std::string error;
   if (path.empty()) {
-    state.SkipWithError("no CDA schema (CDA_SCHEMA)");
+    state.SkipWithError("no CDA schema (CDA_SCHEMA, or ../shared/corpora)");
     return;
   }
-  auto schema = passerelle::cda::Schema::load(path, error);
+  auto schema = passerelle::cda::Schema::load(path, error, components);
   if (!schema) {
     state.SkipWithError(error.c_str());
     return;
@@ -81,7 +82,17 @@ void BM_CdaParseAndSchema(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations());
 }
+
+void BM_CdaParseAndSchema(benchmark::State& state) { parseAndSchema(state, schemaPath(), ""); }
 BENCHMARK(BM_CdaParseAndSchema);
+
+// The French root (schemas/cda/CDA_FR.xsd) over the ANS components: the HL7 schema plus SDTC,
+// pharmacy, lab and DICOM extensions and the self-presenting envelope.
+void BM_CdaParseAndFrenchSchema(benchmark::State& state) {
+  std::string components = std::string(PASSERELLE_CORPORA_DIR) + "/ans-testcontenucda-3.0/infrastructure/cda";
+  parseAndSchema(state, std::filesystem::exists(components) ? std::string(PASSERELLE_CDA_SCHEMAS) + "/CDA_FR.xsd" : "", components);
+}
+BENCHMARK(BM_CdaParseAndFrenchSchema);
 
 void BM_CdaMap(benchmark::State& state) {
   std::string xml = document();

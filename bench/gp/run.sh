@@ -9,10 +9,12 @@
 #           written as HPRIM Net in outbox/ (consent checked as the GP, rendered, written atomically,
 #           recorded and audited).
 #   cda:    GP_CDA CDA R2 documents (bench/gp/make_cda.py, level 1 with a PDF, patients found by their
-#           strict traits) the same way, each validated against the HL7 CDA R2 schema (CDA_SDTC.xsd
-#           of ../shared/corpora/hl7-cda-core-2.0, or CDA_SCHEMA; the phase is skipped without one).
+#           strict traits) the same way, each validated against the French root schema
+#           (schemas/cda/CDA_FR.xsd over the ANS components of ../shared/corpora/ans-testcontenucda-3.0),
+#           else the HL7 CDA R2 schema (CDA_SDTC.xsd of ../shared/corpora/hl7-cda-core-2.0), or
+#           CDA_SCHEMA with CDA_COMPONENTS; the phase is skipped without one.
 #   bench/gp/run.sh [BUILD_DIR]   Environment: GP_FILES (10000), GP_PATIENTS (500), GP_REPORTS (500),
-#                                  GP_CDA (10000), CDA_SCHEMA.
+#                                  GP_CDA (10000), CDA_SCHEMA, CDA_COMPONENTS.
 set -euo pipefail
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$(dirname "$DIR")
@@ -23,7 +25,13 @@ FILES=${GP_FILES:-10000}
 PATIENTS=${GP_PATIENTS:-500}
 REPORTS=${GP_REPORTS:-500}
 CDA=${GP_CDA:-10000}
-CDA_SCHEMA=${CDA_SCHEMA:-$(dirname "$ROOT")/shared/corpora/hl7-cda-core-2.0/schema/extensions/SDTC/infrastructure/cda/CDA_SDTC.xsd}
+CORPORA=$(dirname "$ROOT")/shared/corpora
+if [[ -z ${CDA_SCHEMA:-} && -d $CORPORA/ans-testcontenucda-3.0/infrastructure/cda ]]; then
+  CDA_SCHEMA=$ROOT/schemas/cda/CDA_FR.xsd
+  CDA_COMPONENTS=$CORPORA/ans-testcontenucda-3.0/infrastructure/cda
+fi
+CDA_SCHEMA=${CDA_SCHEMA:-$CORPORA/hl7-cda-core-2.0/schema/extensions/SDTC/infrastructure/cda/CDA_SDTC.xsd}
+CDA_COMPONENTS=${CDA_COMPONENTS:-}
 # shellcheck source=bench/lib.sh
 source "$BENCH_DIR/lib.sh"
 [[ -x $BIN ]] || { echo "build $BIN first" >&2; exit 1; }
@@ -100,7 +108,8 @@ stop
 k0=0 k1=0 kc0=0 kc1=0 cda_done=0 cda_q=0
 if [[ -f $CDA_SCHEMA ]] && ((CDA > 0)); then
   rm -rf "$WORK/folder"
-  start "$WORK/cda" false --set "cda.schema=$CDA_SCHEMA"
+  echo "CDA schema: $CDA_SCHEMA${CDA_COMPONENTS:+ over $CDA_COMPONENTS}" >&2
+  start "$WORK/cda" false --set "cda.schema=$CDA_SCHEMA" --set "cda.schema_components=$CDA_COMPONENTS"
   PASSERELLE_TOKEN=$(bench_token "$BIN" "$WORK/cda")
   python3 "$DIR/seed.py" --base "http://127.0.0.1:$PORT" --patients "$PATIENTS" --out "$WORK/patients-cda.json"
   python3 "$DIR/make_cda.py" --patients "$WORK/patients-cda.json" --count "$CDA" --out "$WORK/stage-cda"

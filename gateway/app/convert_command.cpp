@@ -92,7 +92,7 @@ bool readCommandInput(const std::string& command, const std::string& file, std::
 }
 
 int convertCommand(int argc, char** argv) {
-  std::string from, to, file = "-", today, encodingName = "ISO-8859-1", schemaPath;
+  std::string from, to, file = "-", today, encodingName = "ISO-8859-1", schemaPath, schemaComponents;
   hprim::NetExport netExport;
   bool xml = false;
   for (int i = 2; i < argc; ++i) {
@@ -120,6 +120,9 @@ int convertCommand(int argc, char** argv) {
                    "  --from fhir --to cda       a Bundle holding a Patient (with its INS), a report (Composition)\n"
                    "                             and Observations -> a CI-SIS CDA R2 document, the scores as\n"
                    "                             level 3 entries (--schema XSD: checked against it)\n"
+                   "  --schema-components DIR    where the --schema root's includes are found when not beside\n"
+                   "                             it: for French documents, --schema schemas/cda/CDA_FR.xsd and\n"
+                   "                             the ANS package's infrastructure/cda folder\n"
                    "  --encoding NAME            HPRIM output: ISO-8859-1 (default) or UTF-8\n"
                    "  --sender \"CODE NAME\"       HPRIM Net header line 11; --recipient: line 12\n"
                    "  --today DATE               the date derived values are computed at (default: today)\n\n"
@@ -133,6 +136,7 @@ int convertCommand(int argc, char** argv) {
     else if (a == "--xml") xml = true;
     else if (a == "--encoding" && i + 1 < argc) encodingName = argv[++i];
     else if (a == "--schema" && i + 1 < argc) schemaPath = argv[++i];
+    else if (a == "--schema-components" && i + 1 < argc) schemaComponents = argv[++i];
     else if (a == "--sender" && i + 1 < argc) netExport.sender = argv[++i];
     else if (a == "--recipient" && i + 1 < argc) netExport.recipient = argv[++i];
     else if (a.size() > 1 && a[0] == '-') {
@@ -304,7 +308,7 @@ int convertCommand(int argc, char** argv) {
     std::shared_ptr<cda::Schema> schema;
     if (!schemaPath.empty()) {
       std::string error;
-      schema = cda::Schema::load(schemaPath, error);
+      schema = cda::Schema::load(schemaPath, error, schemaComponents);
       if (!schema) {
         std::cerr << "passerelle convert: " << error << "\n";
         return 2;
@@ -337,7 +341,7 @@ int convertCommand(int argc, char** argv) {
     }
     std::string xml = cda::write(doc);
     if (!schemaPath.empty()) {
-      auto schema = cda::Schema::load(schemaPath, error);
+      auto schema = cda::Schema::load(schemaPath, error, schemaComponents);
       if (!schema) {
         std::cerr << "passerelle convert: " << error << "\n";
         return 2;

@@ -233,7 +233,7 @@ Result<void> startGpConnector(const config::Config& config, Gateway::State& st) 
   std::shared_ptr<cda::Schema> schema;
   if (std::string path = config.get("cda.schema"); !path.empty()) {
     std::string error;
-    schema = cda::Schema::load(path, error);
+    schema = cda::Schema::load(path, error, config.get("cda.schema_components"));
     if (!schema) return makeError(ErrorCode::kInvalid, "cda.schema: " + error);
   }
   auto gc = exchange::GpConnector::start(*st.store, *st.fhir, st.gate.get(), st.access.get(), st.audit.get(), std::move(installations.value()),

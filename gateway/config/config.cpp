@@ -173,8 +173,11 @@ const std::vector<Setting>& settings() {
        "Folder of the GP software installations (one JSON file each: the GP, the exchange folder, the export format)."},
       {"gp.watch", Type::kBool, "true", "Watch the GP installations' inbox folders (false: files are only taken by a scan)."},
       {"cda.schema", Type::kString, "",
-       "XSD that CDA documents are validated against (the HL7 CDA R2 schema, e.g. CDA_SDTC.xsd, or a root schema importing it). "
-       "Empty: CDA files are refused (quarantined), never taken unvalidated."},
+       "XSD that CDA documents are validated against: schemas/cda/CDA_FR.xsd for the CI-SIS (with cda.schema_components), or the HL7 CDA R2 "
+       "schema (e.g. CDA_SDTC.xsd). Empty: CDA files are refused (quarantined), never taken unvalidated."},
+      {"cda.schema_components", Type::kString, "",
+       "Folder where the includes of cda.schema are found when they are not beside it: for schemas/cda/CDA_FR.xsd, the infrastructure/cda "
+       "folder of the ANS TestContenuCDA package (the CDA schema with the French extensions)."},
       {"log.level", Type::kChoice, "info", "Least severe log level written.", 0, 0, "debug|info|warn|error|off"},
       {"log.format", Type::kChoice, "text", "Log line format on stderr.", 0, 0, "text|json"},
   };

@@ -1,15 +1,19 @@
 // CDA R2 reading and mapping (see cda.h).
 #include "mappings/cda/cda.h"
 
+#include <filesystem>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <xercesc/framework/LocalFileInputSource.hpp>
 #include <xercesc/framework/MemBufInputSource.hpp>
 #include <xercesc/framework/XMLGrammarPoolImpl.hpp>
+#include <xercesc/parsers/SAX2XMLReaderImpl.hpp>
 #include <xercesc/sax/Locator.hpp>
 #include <xercesc/sax2/Attributes.hpp>
 #include <xercesc/sax2/XMLReaderFactory.hpp>
+#include <xercesc/util/XMLEntityResolver.hpp>
+#include <xercesc/util/XMLResourceIdentifier.hpp>
 #include <xercesc/validators/common/Grammar.hpp>
 
 #include "mappings/common/base64.h"
@@ -21,6 +25,8 @@ namespace xc = XERCES_CPP_NAMESPACE;
 using Json = nlohmann::json;
 
 constexpr const char* kHl7 = "urn:hl7-org:v3";
+constexpr const char* kXslt = "http://www.w3.org/1999/XSL/Transform";
+constexpr const char* kCisis = "urn:asip-sante:ci-sis";
 
 struct Schema::Impl {
   xc::XMLGrammarPool* pool = nullptr;
@@ -31,19 +37,79 @@ struct Schema::Impl {
 Schema::Schema() : impl_(std::make_unique<Impl>()) {}
 Schema::~Schema() = default;
 
-std::shared_ptr<Schema> Schema::load(const std::string& path, std::string& error) {
+namespace {
+
+// Where a schema's includes and imports are read: the local file named, relative to the including
+// schema; for the references of the schemas in the root's folder, `components` when the file is
+// not beside them. A
+// location with a scheme other than file: is refused (a schema is never fetched).
+class SchemaFiles : public xc::XMLEntityResolver {
+ public:
+  SchemaFiles(std::string root, std::string components) : root_(std::move(root)), components_(std::move(components)) {}
+  std::string refused, missing;
+
+  xc::InputSource* resolveEntity(xc::XMLResourceIdentifier* r) override {
+    std::string location = r->getSystemId() ? xml::utf8(r->getSystemId()) : "";
+    std::string base = r->getBaseURI() ? xml::utf8(r->getBaseURI()) : "";
+    auto localPath = [](std::string s) {
+      if (s.rfind("file://", 0) == 0) s.erase(0, 7);
+      return s;
+    };
+    namespace fs = std::filesystem;
+    if (location.empty()) return empty();  // an import without a location: the namespace comes from elsewhere
+    std::string::size_type colon = location.find(':');
+    bool hasScheme = colon != std::string::npos && colon > 1 && location.find('/') > colon;
+    if (hasScheme && location.rfind("file:", 0) != 0) {
+      if (!refused.empty()) refused += "; ";
+      refused += "the schema location " + location + " is not a local file (schemas are never fetched)";
+      return empty();
+    }
+    fs::path target = localPath(location);
+    fs::path from = fs::path(localPath(base)).parent_path();
+    if (target.is_relative()) {
+      fs::path beside = (from / target).lexically_normal();
+      bool fromRoot = from.lexically_normal() == fs::path(root_).parent_path().lexically_normal();
+      target = (!fs::exists(beside) && fromRoot && !components_.empty()) ? (fs::path(components_) / target).lexically_normal() : beside;
+    }
+    if (!fs::exists(target)) {
+      if (!missing.empty()) missing += "; ";
+      missing += "the schema file " + target.string() + " (named by " + localPath(base) + ") does not exist";
+    }
+    XMLCh* p = xc::XMLString::transcode(target.string().c_str());
+    auto* source = new xc::LocalFileInputSource(p);
+    xc::XMLString::release(&p);
+    return source;
+  }
+
+ private:
+  static xc::InputSource* empty() {
+    static const char kEmpty[] = "<xs:schema xmlns:xs=\"http://www.w3.org/2001/XMLSchema\"/>";
+    return new xc::MemBufInputSource(reinterpret_cast<const XMLByte*>(kEmpty), sizeof kEmpty - 1, "refused", false);
+  }
+  std::string root_, components_;
+};
+
+}  // namespace
+
+std::shared_ptr<Schema> Schema::load(const std::string& path, std::string& error, const std::string& components) {
   error = xml::start();
   if (!error.empty()) return nullptr;
   std::shared_ptr<Schema> s(new Schema());
   s->impl_->pool = new xc::XMLGrammarPoolImpl(xc::XMLPlatformUtils::fgMemoryManager);
   xml::LoadErrors handler;
+  std::string absolute = std::filesystem::absolute(path).lexically_normal().string();
+  SchemaFiles files(absolute, components.empty() ? "" : std::filesystem::absolute(components).lexically_normal().string());
   try {
-    std::unique_ptr<xc::SAX2XMLReader> reader(xc::XMLReaderFactory::createXMLReader(xc::XMLPlatformUtils::fgMemoryManager, s->impl_->pool));
-    // The schema is the operator's local file: its includes and imports are read next to it.
+    auto reader = std::make_unique<xc::SAX2XMLReaderImpl>(xc::XMLPlatformUtils::fgMemoryManager, s->impl_->pool);
+    // The schema is the operator's local files: its includes and imports are read through
+    // SchemaFiles. A namespace may be imported from several locations: the CDA schemas' cycles
+    // (urn:hl7-org:v3 with its extensions' namespaces) need it.
     xml::configureSecure(*reader, true);
     reader->setFeature(xc::XMLUni::fgXercesDisableDefaultEntityResolution, false);
+    reader->setFeature(xc::XMLUni::fgXercesHandleMultipleImports, true);
+    reader->setXMLEntityResolver(&files);
     reader->setErrorHandler(&handler);
-    XMLCh* p = xc::XMLString::transcode(path.c_str());
+    XMLCh* p = xc::XMLString::transcode(absolute.c_str());
     xc::LocalFileInputSource source(p);
     xc::XMLString::release(&p);
     if (!reader->loadGrammar(source, xc::Grammar::SchemaGrammarType, true) && handler.text.empty()) handler.text = "no grammar";
@@ -52,8 +118,12 @@ std::shared_ptr<Schema> Schema::load(const std::string& path, std::string& error
   } catch (...) {
     handler.text += "unexpected failure";
   }
+  for (const std::string* first : {&files.missing, &files.refused})
+    if (!first->empty()) handler.text = *first + (handler.text.empty() ? "" : "; " + handler.text);
   if (!handler.text.empty()) {
     error = "the CDA schema " + path + " cannot be loaded: " + handler.text;
+    if (handler.text.find(".dtd") != std::string::npos)
+      error += " (a schema that needs a DTD is not read: for the ANS CDA_extended.xsd, use schemas/cda/CDA_FR.xsd with cda.schema_components naming its folder)";
     return nullptr;
   }
   s->impl_->pool->lockPool();
@@ -535,7 +605,22 @@ bool read(std::string_view xmlText, Schema* schema, const Limits& limits, Docume
     }
   }
   if (handler.failed) return false;
-  const Element& r = handler.root;
+  // A self-presenting CI-SIS document carries its ClinicalDocument in data:Contenu, inside the
+  // xsl:stylesheet that displays it.
+  const Element* root = &handler.root;
+  if ((root->name == "stylesheet" || root->name == "transform") && root->ns == kXslt) {
+    const Element* inside = nullptr;
+    for (const auto& c : root->children)
+      if (c.name == "Contenu" && c.ns == kCisis)
+        for (const auto& d : c.children)
+          if (d.name == "ClinicalDocument" && d.ns == kHl7 && !inside) inside = &d;
+    if (!inside) {
+      issues.push_back({"/", "a self-presenting document (xsl:" + root->name + ") without a ClinicalDocument in its data:Contenu (urn:asip-sante:ci-sis)"});
+      return false;
+    }
+    root = inside;
+  }
+  const Element& r = *root;
   if (r.name != "ClinicalDocument" || r.ns != kHl7) {
     issues.push_back({"/", "the root element is not ClinicalDocument in the urn:hl7-org:v3 namespace"});
     return false;

@@ -26,8 +26,10 @@ struct Issue {
 // A compiled XSD; load once, share.
 class Schema {
  public:
-  // Loads `path` (its imports and includes resolved next to it). nullptr with `error`.
-  static std::shared_ptr<Schema> load(const std::string& path, std::string& error);
+  // Loads `path`: its includes and imports are local files read relative to the schema naming them;
+  // the root's own, when not beside it, from `components` (a folder: the ANS CDA components for
+  // schemas/cda/CDA_FR.xsd). A location that is not a local file is refused. nullptr with `error`.
+  static std::shared_ptr<Schema> load(const std::string& path, std::string& error, const std::string& components = "");
   ~Schema();
   struct Impl;
   Impl& impl() { return *impl_; }

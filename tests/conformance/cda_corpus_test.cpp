@@ -1,12 +1,14 @@
 // CDA conformance on ../shared/corpora (skipped, saying so, when absent): the ANS examples
 // (ans-testcontenucda-3.0/ExemplesCDA) and the HL7 C-CDA examples are validated against the HL7 CDA
-// R2 schema (CDA_SDTC.xsd of hl7-cda-core-2.0) and our verdict is compared with xmllint's recorded
-// in each corpus' xsd-results.tsv; the valid ANS documents are read and their patient's INS and
+// R2 schema (CDA_SDTC.xsd of hl7-cda-core-2.0), and the ANS examples against Passerelle's French
+// root over the ANS components, and our verdict is compared with xmllint's recorded in each
+// corpus' xsd-results.tsv; the valid ANS documents are read and their patient's INS and
 // their author's RPPS recognised where they carry them.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <regex>
 #include <set>
 #include <fstream>
 #include <sstream>
@@ -49,16 +51,18 @@ class CdaCorpus : public ::testing::Test {
   std::shared_ptr<Schema> schema_;
 };
 
-TEST_F(CdaCorpus, AnsExamplesGetXmllintsVerdictAndTheirInsAndRppsAreRecognised) {
-  std::string dir = corpora_ + "/ans-testcontenucda-3.0/";
+// The ANS examples validated with `schema`, our verdicts compared with xmllint's of column
+// `column`; the valid ones read, their INS and RPPS counted. Returns how many were valid.
+int checkAnsExamples(const std::string& corpora, Schema& schema, std::size_t column, const std::string& against) {
+  std::string dir = corpora + "/ans-testcontenucda-3.0/";
   int compared = 0, agree = 0, valid = 0, withIns = 0, withRpps = 0;
-  for (const auto& v : verdicts(dir + "xsd-results.tsv", 3)) {
+  for (const auto& v : verdicts(dir + "xsd-results.tsv", column)) {
     std::string path = dir + v.file;
     if (!std::filesystem::exists(path)) continue;
     std::string xml = testing::readFile(path);
     Document d;
     std::vector<Issue> issues;
-    bool ok = read(xml, schema_.get(), Limits{}, d, issues);
+    bool ok = read(xml, &schema, Limits{}, d, issues);
     ++compared;
     bool same = (ok ? "valid" : "invalid") == v.verdict;
     agree += same;
@@ -73,11 +77,48 @@ TEST_F(CdaCorpus, AnsExamplesGetXmllintsVerdictAndTheirInsAndRppsAreRecognised) 
       }
     if (!rppsOf(d.authorId).empty()) ++withRpps;
   }
-  std::cout << "[ CDA/ANS  ] " << agree << " of " << compared << " verdicts as xmllint's against CDA_SDTC.xsd; of the " << valid
+  std::cout << "[ CDA/ANS  ] " << agree << " of " << compared << " verdicts as xmllint's against " << against << "; of the " << valid
             << " valid, " << withIns << " with an INS, " << withRpps << " with an author's RPPS\n";
   EXPECT_GT(compared, 30);
   EXPECT_GT(withIns, valid / 2);
   EXPECT_GT(withRpps, valid / 2);
+  return valid;
+}
+
+TEST_F(CdaCorpus, AnsExamplesGetXmllintsVerdictAndTheirInsAndRppsAreRecognised) {
+  checkAnsExamples(corpora_, *schema_, 3, "CDA_SDTC.xsd");
+}
+
+// Passerelle's French root over the ANS components gives xmllint's verdicts against the ANS
+// CDA_extended.xsd (which xerces-c cannot load as shipped): the documents with the French
+// extensions (DICOM, pharmacy, lab) and the self-presenting one are valid there.
+TEST(CdaCorpusFrench, AnsExamplesGetXmllintsVerdictAgainstCdaExtended) {
+  std::string corpora = testing::corporaDir();
+  std::string components = corpora + "/ans-testcontenucda-3.0/infrastructure/cda";
+  if (corpora.empty() || !std::filesystem::exists(components)) GTEST_SKIP() << "../shared/corpora (ans-testcontenucda-3.0) is absent: not run";
+  std::string error;
+  auto schema = Schema::load(std::string(PASSERELLE_CDA_SCHEMAS) + "/CDA_FR.xsd", error, components);
+  ASSERT_TRUE(schema) << error;
+  int valid = checkAnsExamples(corpora, *schema, 1, "CDA_extended.xsd (schemas/cda/CDA_FR.xsd over its components)");
+  EXPECT_GE(valid, 38);
+  // The same documents with an element out of place after the header's title: all refused.
+  std::string dir = corpora + "/ans-testcontenucda-3.0/";
+  const std::regex title("</([A-Za-z]+:)?title>");
+  int mutated = 0, refused = 0;
+  for (const auto& v : verdicts(dir + "xsd-results.tsv", 1)) {
+    std::string xml = testing::readFile(dir + v.file);
+    std::smatch m;
+    if (!std::regex_search(xml, m, title)) continue;
+    xml.insert(m.position(0) + m.length(0), "<surprise xmlns=\"urn:hl7-org:v3\"/>");
+    ++mutated;
+    Document d;
+    std::vector<Issue> issues;
+    bool ok = read(xml, schema.get(), Limits{}, d, issues);
+    refused += !ok;
+    EXPECT_FALSE(ok) << v.file << " with an element out of place was taken as valid";
+  }
+  std::cout << "[ CDA/ANS  ] " << refused << " of " << mutated << " with an element out of place refused\n";
+  EXPECT_GT(mutated, 30);
 }
 
 TEST_F(CdaCorpus, CcdaExamplesGetXmllintsVerdict) {

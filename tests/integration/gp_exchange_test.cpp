@@ -368,15 +368,17 @@ TEST_F(GpExchangeTest, CdaFilesAreRefusedWithoutASchemaToValidateThem) {
 
 TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
   std::string corpora = corporaDir();
-  std::string xsd = corpora + "/hl7-cda-core-2.0/schema/extensions/SDTC/infrastructure/cda/CDA_SDTC.xsd";
-  if (corpora.empty() || !fs::exists(xsd)) GTEST_SKIP() << "../shared/corpora (hl7-cda-core-2.0) is absent: no CDA schema to validate with";
+  // As a French network runs it: Passerelle's French root over the ANS components.
+  std::string xsd = std::string(PASSERELLE_CDA_SCHEMAS) + "/CDA_FR.xsd";
+  std::string components = corpora + "/ans-testcontenucda-3.0/infrastructure/cda";
+  if (corpora.empty() || !fs::exists(components)) GTEST_SKIP() << "../shared/corpora (ans-testcontenucda-3.0) is absent: no CDA schema to validate with";
   TempDir conf;
   std::string root = conf.path() + "/martin";
   std::ofstream(conf.path() + "/martin.json")
       << json{{"id", "gp-martin"}, {"practitioner", {{"rpps", "10101234567"}}}, {"folder", root}, {"import", {{"stableForMs", 50}, {"pollMs", 100}}},
               {"export", {{"format", "cda"}}}}
              .dump();
-  TestGateway gw({"gp.dir=" + conf.path(), "cda.schema=" + xsd, "network.sweep_interval_seconds=0"});
+  TestGateway gw({"gp.dir=" + conf.path(), "cda.schema=" + xsd, "cda.schema_components=" + components, "network.sweep_interval_seconds=0"});
   HttpClient http(gw.httpPort());
   int n = 0;
   for (const char* kind : {"structure", "professional", "inclusion", "consent"}) {
@@ -399,6 +401,16 @@ TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
   ASSERT_EQ(b["entry"].size(), 1u) << r.body;
   EXPECT_EQ(b["entry"][0]["resource"]["content"][0]["attachment"]["contentType"], "text/xml");
   EXPECT_EQ(b["entry"][0]["resource"]["author"][0]["identifier"]["value"], "10101234567");
+  // A self-presenting document (its ClinicalDocument in data:Contenu inside the stylesheet that
+  // displays it): validated and read as the document it carries.
+  std::string inner = cdaDocument("185057512345673");
+  inner.replace(inner.find("CR-GP-0001"), 10, "CR-GP-0002");
+  drop("autopresentable.xml", "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+                              "<xsl:stylesheet version=\"1.0\" xmlns:xsl=\"http://www.w3.org/1999/XSL/Transform\" xmlns:data=\"urn:asip-sante:ci-sis\">"
+                              "<data:Contenu>" + inner.substr(inner.find("<ClinicalDocument")) + "</data:Contenu>"
+                              "<xsl:template match=\"/\"><html><xsl:value-of select=\"//title\"/></html></xsl:template></xsl:stylesheet>\n");
+  ASSERT_TRUE(arrived("done", "autopresentable.xml")) << (fs::exists(root + "/quarantine/autopresentable.xml.error.txt") ? readFile(root + "/quarantine/autopresentable.xml.error.txt") : "");
+  EXPECT_EQ(json::parse(http.get("/fhir/DocumentReference?identifier=urn:oid:2.999.77.1|CR-GP-0002").body)["entry"].size(), 1u);
   // Invalid against the schema: quarantined with the schema's message and its line.
   std::string invalid = cdaDocument("185057512345673");
   invalid.replace(invalid.find("<title>"), 7, "<surprise/><title>");
@@ -431,7 +443,7 @@ TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
   }
   ASSERT_FALSE(name.empty()) << http.get("/admin/v1/outbox").body;  // (a dead letter says why)
   std::string error;
-  auto schema = cda::Schema::load(xsd, error);
+  auto schema = cda::Schema::load(xsd, error, components);
   ASSERT_TRUE(schema) << error;
   cda::Document out;
   std::vector<cda::Issue> issues;

@@ -1,9 +1,11 @@
 // CDA R2 reading: the header's facts, the hardening (DOCTYPE, entities, nesting, encoding), the
-// checks of a usable document, XSD validation with the HL7 schema of ../shared/corpora (skipped
-// when absent), and the mapping to FHIR.
+// checks of a usable document, self-presenting documents, where a schema's parts are read from,
+// XSD validation with the HL7 schema and with Passerelle's French root over the ANS components of
+// ../shared/corpora (skipped when absent), and the mapping to FHIR.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "mappings/cda/cda.h"
@@ -226,6 +228,56 @@ TEST(Cda, TheNetworksReportIsWrittenAsCisisCdaAndReadsBackToTheSameFacts) {
   EXPECT_NE(letter.bodyText.find("2026-09-18"), std::string::npos);
 }
 
+// `sample()` as a self-presenting CI-SIS document: the ClinicalDocument in data:Contenu, inside the
+// stylesheet that displays it.
+std::string selfPresenting(const std::string& cda) {
+  std::string inner = cda.substr(cda.find("<ClinicalDocument"));
+  return R"(<?xml version="1.0" encoding="UTF-8"?>
+<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform" xmlns:data="urn:asip-sante:ci-sis">
+  <data:Contenu>)" + inner + R"(</data:Contenu>
+  <xsl:param name="vocFile" select="'cda_l10n.xml'"/>
+  <xsl:template match="/"><html><body><xsl:value-of select="//title"/></body></html></xsl:template>
+</xsl:stylesheet>
+)";
+}
+
+TEST(Cda, ReadsTheClinicalDocumentOfASelfPresentingDocument) {
+  Document d;
+  std::vector<Issue> issues;
+  ASSERT_TRUE(read(selfPresenting(sample()), nullptr, Limits{}, d, issues)) << (issues.empty() ? "" : issues[0].message);
+  EXPECT_EQ(d.id.extension, "CR-2026-0042");
+  EXPECT_EQ(d.patientIds.at(0).extension, "185057512345673");
+  // An envelope without the container: refused, saying what is missing.
+  issues.clear();
+  EXPECT_FALSE(read(R"(<xsl:stylesheet version="1.0" xmlns:xsl="http://www.w3.org/1999/XSL/Transform"><xsl:template match="/"/></xsl:stylesheet>)", nullptr,
+                    Limits{}, d, issues));
+  EXPECT_TRUE(says(issues, "without a ClinicalDocument in its data:Contenu"));
+}
+
+TEST(Cda, ASchemasPartsAreLocalFilesFoundBesideItOrInTheComponentsFolder) {
+  testing::TempDir dir;
+  std::filesystem::create_directories(dir.path() + "/root");
+  std::filesystem::create_directories(dir.path() + "/components");
+  const std::string head = R"(<?xml version="1.0" encoding="UTF-8"?>
+<xs:schema targetNamespace="urn:hl7-org:v3" xmlns:xs="http://www.w3.org/2001/XMLSchema" xmlns="urn:hl7-org:v3" elementFormDefault="qualified">)";
+  std::ofstream(dir.path() + "/root/root.xsd") << head << R"(<xs:include schemaLocation="part.xsd"/><xs:element name="ClinicalDocument" type="Doc"/></xs:schema>)";
+  std::ofstream(dir.path() + "/components/part.xsd") << head << R"(<xs:complexType name="Doc"><xs:sequence><xs:element name="title" type="xs:string"/></xs:sequence></xs:complexType></xs:schema>)";
+  std::string error;
+  // Not beside the root and no components folder: the missing file is named.
+  EXPECT_FALSE(Schema::load(dir.path() + "/root/root.xsd", error));
+  EXPECT_NE(error.find("root/part.xsd (named by"), std::string::npos) << error;
+  auto schema = Schema::load(dir.path() + "/root/root.xsd", error, dir.path() + "/components");
+  ASSERT_TRUE(schema) << error;
+  Document d;
+  std::vector<Issue> issues;
+  EXPECT_FALSE(read(R"(<ClinicalDocument xmlns="urn:hl7-org:v3"><code/></ClinicalDocument>)", schema.get(), Limits{}, d, issues));
+  EXPECT_TRUE(says(issues, "code")) << (issues.empty() ? "" : issues[0].message);
+  // A location on the network is never fetched: the load fails and says so.
+  std::ofstream(dir.path() + "/root/remote.xsd") << head << R"(<xs:import namespace="urn:x" schemaLocation="http://127.0.0.1:9/x.xsd"/></xs:schema>)";
+  EXPECT_FALSE(Schema::load(dir.path() + "/root/remote.xsd", error));
+  EXPECT_NE(error.find("http://127.0.0.1:9/x.xsd is not a local file"), std::string::npos) << error;
+}
+
 std::string hl7Schema() {
   std::string c = testing::corporaDir();
   if (c.empty()) return "";
@@ -253,6 +305,27 @@ TEST(Cda, ValidatesAgainstTheHl7Schema) {
   EXPECT_TRUE(read(write(report), schema.get(), Limits{}, d, issues)) << (issues.empty() ? "" : issues[0].where + " " + issues[0].message);
   EXPECT_FALSE(Schema::load("/nonexistent.xsd", error));
   EXPECT_NE(error.find("cannot be loaded"), std::string::npos);
+}
+
+// Passerelle's French root (schemas/cda/CDA_FR.xsd) over the ANS components: what the network
+// writes validates, in both forms, and an element out of place inside the envelope is still caught.
+TEST(Cda, ValidatesAgainstTheFrenchRootSchema) {
+  std::string c = testing::corporaDir();
+  std::string components = c + "/ans-testcontenucda-3.0/infrastructure/cda";
+  if (c.empty() || !std::filesystem::exists(components)) GTEST_SKIP() << "../shared/corpora/ans-testcontenucda-3.0 is absent: the French schema is not run";
+  std::string error;
+  auto schema = Schema::load(std::string(PASSERELLE_CDA_SCHEMAS) + "/CDA_FR.xsd", error, components);
+  ASSERT_TRUE(schema) << error;
+  Document d, report;
+  std::vector<Issue> issues;
+  EXPECT_TRUE(read(sample(), schema.get(), Limits{}, d, issues)) << (issues.empty() ? "" : issues[0].where + " " + issues[0].message);
+  ASSERT_TRUE(fromFhir(networkReport(), "Réseau", report, error)) << error;
+  EXPECT_TRUE(read(write(report), schema.get(), Limits{}, d, issues)) << (issues.empty() ? "" : issues[0].where + " " + issues[0].message);
+  EXPECT_TRUE(read(selfPresenting(write(report)), schema.get(), Limits{}, d, issues)) << (issues.empty() ? "" : issues[0].where + " " + issues[0].message);
+  EXPECT_EQ(d.code, "11488-4");
+  issues.clear();
+  EXPECT_FALSE(read(selfPresenting(sample("", "\n  <surprise/>")), schema.get(), Limits{}, d, issues));
+  EXPECT_TRUE(says(issues, "surprise")) << (issues.empty() ? "" : issues[0].message);
 }
 
 }  // namespace
