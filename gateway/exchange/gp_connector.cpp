@@ -20,6 +20,7 @@
 #include "gateway/exchange/lookups.h"
 #include "gateway/fhir/search_params.h"
 #include "mappings/common/utf8.h"
+#include "mappings/fhir/french_identity.h"
 #include "mappings/fhir/json_reader.h"
 #include "mappings/hprim/fhir_mapping.h"
 #include "mappings/hprim/hprim.h"
@@ -30,10 +31,6 @@ namespace {
 using Json = nlohmann::ordered_json;
 namespace fs = std::filesystem;
 
-constexpr const char* kInsNir = "urn:oid:1.2.250.1.213.1.4.8";
-constexpr const char* kInsNia = "urn:oid:1.2.250.1.213.1.4.9";
-constexpr const char* kInsTest = "urn:oid:1.2.250.1.213.1.4.10";
-constexpr const char* kInsDemo = "urn:oid:1.2.250.1.213.1.4.11";
 
 
 std::string str(const Json& j, const char* key) {
@@ -194,7 +191,7 @@ struct GpConnector::Impl {
 
   struct Traits {
     std::vector<std::string> families;  // identity forms
-    std::string firstGiven, birthDate, gender;
+    std::string firstGiven, birthDate, gender, birthPlace;  // birthPlace: INSEE code of the commune
   };
 
   static Traits traitsOf(const Json& p) {
@@ -209,6 +206,7 @@ struct GpConnector::Impl {
     t.birthDate = str(p, "birthDate");
     t.gender = str(p, "gender");
     if (t.gender == "unknown") t.gender.clear();
+    t.birthPlace = fhir::fr::birthPlaceCode(p);
     return t;
   }
 
@@ -223,6 +221,7 @@ struct GpConnector::Impl {
     }
     if (!file.firstGiven.empty() && file.firstGiven != known.firstGiven) return "the first name differs";
     if (!file.gender.empty() && !known.gender.empty() && file.gender != known.gender) return "the sex differs";
+    if (!file.birthPlace.empty() && !known.birthPlace.empty() && file.birthPlace != known.birthPlace) return "the birthplace differs";
     return "";
   }
 
@@ -231,7 +230,7 @@ struct GpConnector::Impl {
     Traits file = traitsOf(p);
     for (const auto& id : p.value("identifier", Json::array())) {
       std::string system = str(id, "system"), value = str(id, "value");
-      if (value.empty() || (system != kInsNir && system != kInsNia && system != kInsTest && system != kInsDemo)) continue;
+      if (value.empty() || !fhir::fr::isInsSystem(system)) continue;
       auto found = searchIds("Patient", {{"identifier", system + "|" + value}}, 2);
       if (found.size() != 1) {
         why = found.empty() ? "no network patient has the INS " + value : "several network patients have the INS " + value;
@@ -265,7 +264,8 @@ struct GpConnector::Impl {
       if (known && disagreement(file, traitsOf(*known)).empty()) matching.push_back(id);
     }
     if (matching.size() == 1) return "Patient/" + matching[0];
-    why = matching.empty() ? "no network patient has these traits (name, first name, birth date" + std::string(file.gender.empty() ? "" : ", sex") + ")"
+    why = matching.empty() ? "no network patient has these traits (name, first name, birth date" + std::string(file.gender.empty() ? "" : ", sex") +
+                                 (file.birthPlace.empty() ? "" : ", birthplace " + file.birthPlace) + ")"
                            : std::to_string(matching.size()) + " network patients share these traits";
     return "";
   }

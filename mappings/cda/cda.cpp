@@ -17,6 +17,7 @@
 #include <xercesc/validators/common/Grammar.hpp>
 
 #include "mappings/common/base64.h"
+#include "mappings/fhir/french_identity.h"
 #include "mappings/xml/secure_xml.h"
 
 namespace passerelle::cda {
@@ -388,6 +389,9 @@ std::string write(const Document& d) {
   x += d.gender.empty() ? "<administrativeGenderCode nullFlavor=\"UNK\"/>"
                         : "<administrativeGenderCode code=\"" + esc(d.gender) + "\" codeSystem=\"2.16.840.1.113883.5.1\"/>";
   if (!d.birthTime.empty()) x += "<birthTime value=\"" + esc(d.birthTime) + "\"/>";
+  if (!d.birthPlaceCode.empty() || !d.birthPlaceCity.empty())
+    x += "<birthplace><place><addr>" + (d.birthPlaceCode.empty() ? "" : "<county>" + esc(d.birthPlaceCode) + "</county>") +
+         (d.birthPlaceCity.empty() ? "" : "<city>" + esc(d.birthPlaceCity) + "</city>") + "</addr></place></birthplace>";
   x += "</patient></patientRole></recordTarget>\n";
   x += "  <author><time value=\"" + esc(d.effectiveTime) + "\"/><assignedAuthor>" + idXml(d.authorId);
   if (!d.authorFamily.empty() || !d.authorGiven.empty())
@@ -487,6 +491,8 @@ bool fromFhir(const Json& bundle, const std::string& custodianName, Document& d,
   std::string gender = str(*patient, "gender");
   d.gender = gender == "male" ? "M" : gender == "female" ? "F" : gender.empty() ? "" : "UN";
   d.birthTime = hl7Time(str(*patient, "birthDate"));
+  d.birthPlaceCode = fhir::fr::birthPlaceCode(*patient);
+  d.birthPlaceCity = fhir::fr::birthPlaceCity(*patient);
   const Json& c = *composition;
   // The document's id: a UUID made from the network's identifier of the report (the network has no
   // OID of its own), that identifier as the extension.
@@ -654,6 +660,10 @@ bool read(std::string_view xmlText, Schema* schema, const Limits& limits, Docume
       }
       if (const Element* g = p->child("administrativeGenderCode")) doc.gender = g->attr("code");
       if (const Element* b = p->child("birthTime")) doc.birthTime = b->attr("value");
+      if (const Element* a = p->at("birthplace/place/addr")) {
+        if (const Element* c = a->child("county")) doc.birthPlaceCode = trimmed(c->text);
+        if (const Element* c = a->child("city")) doc.birthPlaceCity = trimmed(c->text);
+      }
     }
   }
   if (const Element* a = r.at("author/assignedAuthor")) {
@@ -723,6 +733,8 @@ void toBundle(const Document& d, std::string_view xmlText, Json& bundle) {
   else if (d.gender == "F") patient["gender"] = "female";
   else if (d.gender == "UN") patient["gender"] = "unknown";
   if (auto b = fhirTime(d.birthTime); b.size() >= 10) patient["birthDate"] = b.substr(0, 10);
+  // The birthplace: its code only when it has the form of an INSEE commune code.
+  fhir::fr::setBirthPlace(patient, fhir::fr::isInseeCommuneCode(d.birthPlaceCode) ? d.birthPlaceCode : "", d.birthPlaceCity);
   std::string patientUrl = url(entries.size() + 1);
   entries.push_back({{"fullUrl", patientUrl}, {"resource", patient}, {"request", {{"method", "POST"}, {"url", "Patient"}}}});
   Json doc = {{"resourceType", "DocumentReference"}, {"status", "current"}};

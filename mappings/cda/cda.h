@@ -55,6 +55,9 @@ struct Document {
   std::vector<std::string> given;
   std::string gender;                          // administrativeGenderCode: M, F, UN
   std::string birthTime;
+  // patient/birthplace/place/addr: the INSEE code of the commune of birth (county, as the CI-SIS
+  // writes it) and the city
+  std::string birthPlaceCode, birthPlaceCity;
   // author/assignedAuthor
   Identifier authorId;
   std::string authorFamily, authorGiven;

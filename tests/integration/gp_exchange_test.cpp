@@ -336,7 +336,7 @@ TEST_F(GpExchangeTest, SoftwareThatPullsGetsThePatientsRecordAndWhatChangedSince
 }
 
 // A CI-SIS level 1 consult note for the example patient (INS), written by the example GP.
-std::string cdaDocument(const std::string& ins) {
+std::string cdaDocument(const std::string& ins, const std::string& birthPlace = "") {
   return R"(<?xml version="1.0" encoding="UTF-8"?>
 <ClinicalDocument xmlns="urn:hl7-org:v3">
   <realmCode code="FR"/>
@@ -349,7 +349,8 @@ std::string cdaDocument(const std::string& ins) {
   <confidentialityCode code="N" codeSystem="2.16.840.1.113883.5.25"/>
   <recordTarget><patientRole><id root="1.2.250.1.213.1.4.8" extension=")" + ins + R"("/>
     <patient><name><given>Julien</given><family qualifier="BR">DURAND</family></name>
-      <administrativeGenderCode code="M" codeSystem="2.16.840.1.113883.5.1"/><birthTime value="19850514"/></patient>
+      <administrativeGenderCode code="M" codeSystem="2.16.840.1.113883.5.1"/><birthTime value="19850514"/>)" +
+         (birthPlace.empty() ? "" : "<birthplace><place><addr><county>" + birthPlace + "</county></addr></place></birthplace>") + R"(</patient>
   </patientRole></recordTarget>
   <author><time value="20260905101500+0200"/><assignedAuthor><id root="1.2.250.1.71.4.2.1" extension="810101234567"/>
     <assignedPerson><name><given>Sophie</given><family>MARTIN</family></name></assignedPerson></assignedAuthor></author>
@@ -384,6 +385,7 @@ TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
   for (const char* kind : {"structure", "professional", "inclusion", "consent"}) {
     json d = example(kind);
     d["documentId"] = "T-" + std::string(kind) + "-" + std::to_string(++n);
+    if (std::string(kind) == "inclusion") d["patient"]["birthPlace"] = "77288";  // born in Melun
     ASSERT_EQ(http.request("POST", std::string("/network/v1/") + kind, d.dump(), {{"Content-Type", "application/json"}}).status, 200);
   }
   auto drop = [&](const std::string& name, const std::string& bytes) {
@@ -394,7 +396,7 @@ TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
     for (int i = 0; i < 500 && !fs::exists(root + "/" + sub + "/" + name); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
     return fs::exists(root + "/" + sub + "/" + name);
   };
-  drop("cr.xml", cdaDocument("185057512345673"));
+  drop("cr.xml", cdaDocument("185057512345673", "77288"));
   ASSERT_TRUE(arrived("done", "cr.xml"));
   auto r = http.get("/fhir/DocumentReference?identifier=urn:oid:2.999.77.1|CR-GP-0001");
   json b = json::parse(r.body);
@@ -424,6 +426,17 @@ TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
   json held = json::parse(http.get("/admin/v1/inbox?status=review").body)["messages"];
   ASSERT_EQ(held.size(), 1u);
   EXPECT_NE(held[0]["detail"].get<std::string>().find("no network patient has the INS"), std::string::npos);
+  // The patient's INS with another commune of birth: held for review, not attached.
+  std::string elsewhere = cdaDocument("185057512345673", "75056");
+  elsewhere.replace(elsewhere.find("CR-GP-0001"), 10, "CR-GP-0003");
+  drop("ailleurs.xml", elsewhere);
+  ASSERT_TRUE(arrived("done", "ailleurs.xml"));
+  held = json::parse(http.get("/admin/v1/inbox?status=review").body)["messages"];
+  ASSERT_EQ(held.size(), 2u);
+  bool birthplace = false;
+  for (const auto& h : held) birthplace |= h["detail"].get<std::string>().find("the birthplace differs: identity to check") != std::string::npos;
+  EXPECT_TRUE(birthplace) << held.dump();
+  EXPECT_EQ(json::parse(http.get("/fhir/DocumentReference?identifier=urn:oid:2.999.77.1|CR-GP-0003").body)["entry"].size(), 0u);
   // The same document again with other bytes: not stored twice.
   std::string again = cdaDocument("185057512345673");
   again.replace(again.find("<title>"), 0, "\n  ");

@@ -38,6 +38,7 @@ std::string sample(const std::string& body = "", const std::string& extra = "") 
       <name><given>Julien</given><given>Pierre</given><family qualifier="BR">DURAND</family><family qualifier="SP">MARTIN</family></name>
       <administrativeGenderCode code="M" codeSystem="2.16.840.1.113883.5.1"/>
       <birthTime value="19850514"/>
+      <birthplace><place><addr><county>77288</county><city>MELUN</city></addr></place></birthplace>
     </patient>
   </patientRole></recordTarget>
   <author><time value="20260302101500+0100"/><assignedAuthor>
@@ -72,6 +73,8 @@ TEST(Cda, ReadsTheHeaderAndALevelOneBody) {
   EXPECT_EQ(d.birthFamily, "DURAND");
   EXPECT_EQ(d.usualFamily, "MARTIN");
   EXPECT_EQ(d.given, (std::vector<std::string>{"Julien", "Pierre"}));
+  EXPECT_EQ(d.birthPlaceCode, "77288");
+  EXPECT_EQ(d.birthPlaceCity, "MELUN");
   EXPECT_EQ(rppsOf(d.authorId), "10101234567");
   EXPECT_EQ(d.custodianName, "Clinique de Seine-et-Marne");
   EXPECT_EQ(d.bodyMediaType, "application/pdf");
@@ -138,6 +141,10 @@ TEST(Cda, MapsToPatientAndDocumentReference) {
   EXPECT_EQ(p["name"][0]["family"], "DURAND");
   EXPECT_EQ(p["gender"], "male");
   EXPECT_EQ(p["birthDate"], "1985-05-14");
+  // The birthplace as FR Core writes it: the INSEE code of the commune, and its name.
+  ASSERT_EQ(p["extension"][0]["url"], "http://hl7.org/fhir/StructureDefinition/patient-birthPlace");
+  EXPECT_EQ(p["extension"][0]["valueAddress"]["extension"][0]["valueCoding"]["code"], "77288");
+  EXPECT_EQ(p["extension"][0]["valueAddress"]["city"], "MELUN");
   const Json& r = b["entry"][1]["resource"];
   EXPECT_EQ(r["type"]["coding"][0]["system"], "http://loinc.org");
   EXPECT_EQ(r["date"], "2026-03-02T10:15:00+01:00");
@@ -153,7 +160,9 @@ TEST(Cda, MapsToPatientAndDocumentReference) {
 Json networkReport() {
   return Json::parse(R"({"resourceType": "Bundle", "type": "collection", "entry": [
     {"resource": {"resourceType": "Patient", "identifier": [{"system": "urn:oid:1.2.250.1.213.1.4.8", "value": "185057512345673"}],
-      "name": [{"use": "official", "family": "DURAND", "given": ["Julien", "Pierre"]}], "gender": "male", "birthDate": "1985-05-14"}},
+      "name": [{"use": "official", "family": "DURAND", "given": ["Julien", "Pierre"]}], "gender": "male", "birthDate": "1985-05-14",
+      "extension": [{"url": "http://hl7.org/fhir/StructureDefinition/patient-birthPlace", "valueAddress": {"extension": [
+        {"url": "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-address-insee-code", "valueCoding": {"code": "2A004"}}]}}]}},
     {"resource": {"resourceType": "Composition", "status": "final", "title": "Compte rendu de consultation douleur", "date": "2026-03-02",
       "type": {"coding": [{"system": "http://loinc.org", "code": "11488-4", "display": "Consult note"}]},
       "identifier": {"system": "https://douleur77.fr/fhir/sid/network-entry", "value": "D77-CIED-2026-000001.report"},
@@ -182,6 +191,7 @@ TEST(Cda, TheNetworksReportIsWrittenAsCisisCdaAndReadsBackToTheSameFacts) {
   EXPECT_EQ(back.given, (std::vector<std::string>{"Julien", "Pierre"}));
   EXPECT_EQ(back.gender, "M");
   EXPECT_EQ(back.birthTime, "19850514");
+  EXPECT_EQ(back.birthPlaceCode, "2A004");  // a Corsican commune
   EXPECT_EQ(rppsOf(back.authorId), "10101234567");
   EXPECT_NE(back.bodyText.find("Plan : kin\xc3\xa9sith\xc3\xa9rapie & reprise."), std::string::npos) << back.bodyText;
   ASSERT_EQ(back.results.size(), 2u);
