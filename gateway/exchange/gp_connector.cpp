@@ -19,6 +19,7 @@
 #include "gateway/common/log.h"
 #include "gateway/exchange/lookups.h"
 #include "gateway/fhir/search_params.h"
+#include "mappings/common/base64.h"
 #include "mappings/common/utf8.h"
 #include "mappings/fhir/french_identity.h"
 #include "mappings/fhir/json_reader.h"
@@ -297,14 +298,34 @@ struct GpConnector::Impl {
     return std::move(page->items);
   }
 
-  // In the writer's unit: a final consult note (CIED, CSB) queues its export to the installation
-  // of the patient's GP correspondent.
+  // Whether a DocumentReference is a report answering a referral (a hospital's or a specialist's:
+  // linked to the ServiceRequest, current, with content). What a GP's software sent is never
+  // linked so, and is not sent back.
+  static bool isReferralReport(const Json& d) {
+    if (str(d, "status") != "current") return false;
+    bool linked = false;
+    if (auto ctx = d.find("context"); ctx != d.end() && ctx->is_object())
+      for (const auto& r : ctx->value("related", Json::array()))
+        if (r.is_object() && str(r, "reference").rfind("ServiceRequest/", 0) == 0) linked = true;
+    if (!linked) return false;
+    for (const auto& c : d.value("content", Json::array()))
+      if (c.is_object() && c.contains("attachment") && !str(c["attachment"], "data").empty()) return true;
+    return false;
+  }
+
+  // In the writer's unit: a final consult note (CIED, CSB) or a report answering a referral queues
+  // its export to the installation of the patient's GP correspondent.
   Result<void> route(store::WriteTxn& t, const store::ResourceVersion& v) {
-    if (v.deleted || v.type != "Composition" || installations.empty()) return {};
+    if (v.deleted || installations.empty() || (v.type != "Composition" && v.type != "DocumentReference")) return {};
     Json c = Json::parse(v.body, nullptr, false);
-    if (c.is_discarded() || !hasCode(c.value("type", Json::object()), "http://loinc.org", "11488-4")) return {};
-    std::string status = str(c, "status");
-    if (status != "final" && status != "amended") return {};
+    if (c.is_discarded()) return {};
+    if (v.type == "Composition") {
+      if (!hasCode(c.value("type", Json::object()), "http://loinc.org", "11488-4")) return {};
+      std::string status = str(c, "status");
+      if (status != "final" && status != "amended") return {};
+    } else if (!isReferralReport(c)) {
+      return {};
+    }
     std::string patient = refOf(c, "subject");
     if (patient.rfind("Patient/", 0) != 0) return {};
     auto inTxn = [&t](const store::SearchQuery& q) { return t.search(q); };
@@ -349,6 +370,68 @@ struct GpConnector::Impl {
 
 
 
+  // A report answering a referral, as the installation takes it: for CDA, the CDA the hospital
+  // sent, as it sent it (or its PDF when it sent a PDF); for HPRIM Net, the report's text (a CDA's
+  // body text, or a plain text) with the PDF, when there is one (attached, or a CDA's level 1
+  // body), written beside it and named in the text. `files` in the order to write them.
+  bool renderReport(const GpInstallation& g, const Json& report, const Json& patient, const std::string& base,
+                    std::vector<std::pair<std::string, std::string>>& files, std::string& error) {
+    std::string cdaXml, pdf, text;
+    for (const auto& c : report.value("content", Json::array())) {
+      if (!c.is_object() || !c.contains("attachment") || !c["attachment"].is_object()) continue;
+      std::string type = str(c["attachment"], "contentType"), bytes;
+      if (!base64::decode(str(c["attachment"], "data"), bytes)) continue;
+      if ((type.rfind("text/xml", 0) == 0 || type.rfind("application/xml", 0) == 0) && cdaXml.empty()) cdaXml = std::move(bytes);
+      else if (type.rfind("application/pdf", 0) == 0 && pdf.empty()) pdf = std::move(bytes);
+      else if (type.rfind("text/plain", 0) == 0 && text.empty()) text = std::move(bytes);
+    }
+    if (g.exportFormat == "cda") {
+      if (!cdaXml.empty()) files.emplace_back(base + ".xml", cdaXml);
+      else if (!pdf.empty()) files.emplace_back(base + ".pdf", pdf);
+      else error = "the report carries neither a CDA nor a PDF to write for CDA software";
+      return error.empty();
+    }
+    std::string title = str(report, "description");
+    if (!cdaXml.empty()) {
+      cda::Document doc;
+      std::vector<cda::Issue> issues;
+      if (!cda::read(cdaXml, nullptr, cda::Limits{}, doc, issues)) {
+        error = "the report's CDA cannot be read: " + (issues.empty() ? std::string() : issues[0].where + " " + issues[0].message);
+        return false;
+      }
+      if (title.empty()) title = doc.title;
+      if (!doc.bodyText.empty()) text = doc.bodyText;
+      else if (doc.bodyMediaType == "application/pdf" && pdf.empty() && !base64::decode(doc.bodyBase64, pdf)) pdf.clear();
+    }
+    if (title.empty())
+      if (auto t = report.find("type"); t != report.end() && t->is_object()) {
+        title = str(*t, "text");
+        for (const auto& c : t->value("coding", Json::array()))
+          if (title.empty()) title = str(c, "display");
+      }
+    if (!pdf.empty()) {
+      files.emplace_back(base + ".pdf", pdf);
+      text += std::string(text.empty() ? "" : "\n\n") + "Compte rendu joint au format PDF : " + base + ".pdf";
+    }
+    if (text.empty()) {
+      error = "the report carries no text and no PDF to write for HPRIM software";
+      return false;
+    }
+    Json carried = report;
+    carried["description"] = title.empty() ? "Compte rendu" : title;
+    carried["content"] = Json::array({{{"attachment", {{"contentType", "text/plain; charset=utf-8"}, {"data", base64::encode(text)}}}}});
+    Json bundle = {{"resourceType", "Bundle"}, {"type", "collection"}, {"entry", Json::array({{{"resource", patient}}, {{"resource", carried}}})}};
+    hprim::NetDocument doc;
+    if (!hprim::netFromFhir(nlohmann::json(bundle), hprim::NetExport{g.sender, g.recipient}, doc, error)) {
+      error = "cannot be written as HPRIM Net: " + error;
+      return false;
+    }
+    hprim::Encoding enc = hprim::Encoding::kLatin1;
+    hprim::parseEncoding(g.encoding, enc);
+    files.emplace_back(base + ".hpr", hprim::writeNet({doc}, enc));
+    return true;
+  }
+
   // One delivery: checked, rendered, written. Its new state and, when it has one, its audit record
   // are committed together. False when the store is unavailable (the exporter pauses).
   bool deliver(std::size_t gi, store::Delivery d) {
@@ -381,9 +464,16 @@ struct GpConnector::Impl {
         if (!consent.ok()) return false;
         allowed = ok->front() && *consent == access::Consent::kActive;
       }
+      std::string base = "d77-" + type + "-" + id + "-v" + std::to_string((*v)->version);
+      std::vector<std::pair<std::string, std::string>> files;  // written in this order, the last one the document
       if (!allowed) {
         finish("cancelled", "not written: Dr " + g.rpps + " may no longer read this patient's reports (consent withdrawn, expired or absent)");
         outcome = "denied";
+      } else if (type == "DocumentReference") {
+        std::string error;
+        auto p = readRef(patient);
+        if (!p) return false;
+        if (!renderReport(g, report, *p, base, files, error)) finish("dead", error);
       } else {
         if (d.payload.empty()) {
           Json bundle = {{"resourceType", "Bundle"}, {"type", "collection"}, {"entry", Json::array()}};
@@ -424,22 +514,28 @@ struct GpConnector::Impl {
             }
           }
         }
-        if (d.status == "queued") {
-          ++d.attempts;
-          std::string error;
-          std::string name = "d77-" + type + "-" + id + "-v" + std::to_string((*v)->version) + (g.exportFormat == "cda" ? ".xml" : ".hpr");
-          if (filedrop::writeAtomically(filedrop::Folders::under(g.folder).outbox, name, d.payload, error)) {
-            finish("sent", "");
-            outcome = "granted";
-            detail = "written as " + name;
-          } else if (d.attempts >= g.maxAttempts) {
-            finish("dead", error);
-            log::error("gp.export_dead", {{"installation", g.id}, {"delivery", std::to_string(d.id)}, {"error", error}});
-          } else {
-            d.lastError = error;
-            d.nextTryMs = nowMs() + backoff(g, d.attempts);
-            log::warn("gp.export_retry", {{"installation", g.id}, {"delivery", std::to_string(d.id)}, {"error", error}});
-          }
+        if (d.status == "queued") files.emplace_back(base + (g.exportFormat == "cda" ? ".xml" : ".hpr"), d.payload);
+      }
+      if (allowed && d.status == "queued") {
+        ++d.attempts;
+        std::string error, names;
+        bool written = true;
+        for (const auto& [name, bytes] : files) {
+          written = filedrop::writeAtomically(filedrop::Folders::under(g.folder).outbox, name, bytes, error);
+          if (!written) break;
+          names += (names.empty() ? "" : ", ") + name;
+        }
+        if (written) {
+          finish("sent", "");
+          outcome = "granted";
+          detail = "written as " + names;
+        } else if (d.attempts >= g.maxAttempts) {
+          finish("dead", error);
+          log::error("gp.export_dead", {{"installation", g.id}, {"delivery", std::to_string(d.id)}, {"error", error}});
+        } else {
+          d.lastError = error;
+          d.nextTryMs = nowMs() + backoff(g, d.attempts);
+          log::warn("gp.export_retry", {{"installation", g.id}, {"delivery", std::to_string(d.id)}, {"error", error}});
         }
       }
     }

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mappings/cda/cda.h"
+#include "mappings/common/base64.h"
 #include "tests/support/http_client.h"
 #include "tests/support/test_gateway.h"
 
@@ -361,6 +362,57 @@ std::string cdaDocument(const std::string& ins, const std::string& birthPlace = 
 )";
 }
 
+// A report answering a referral (the hospital's DocumentReference linked to the ServiceRequest)
+// reaches the GP's HPRIM software: a CDA's text as HPRIM Net, a PDF written beside it and named in
+// the text; a document not linked to a referral (what the GP's software sent) is not sent back.
+TEST_F(GpExchangeTest, AHospitalsReportOnAReferralReachesTheGpsOutbox) {
+  auto sr = http_->request("POST", "/fhir/ServiceRequest",
+                           json{{"resourceType", "ServiceRequest"}, {"status", "active"}, {"intent", "order"}, {"subject", {{"reference", "Patient/" + patient_}}}}.dump(),
+                           {{"Content-Type", "application/fhir+json"}});
+  ASSERT_EQ(sr.status, 201) << sr.body;
+  std::string referral = "ServiceRequest/" + json::parse(sr.body)["id"].get<std::string>();
+  auto postReport = [&](const std::string& contentType, const std::string& bytes, bool linked) {
+    json d = {{"resourceType", "DocumentReference"}, {"status", "current"}, {"subject", {{"reference", "Patient/" + patient_}}},
+              {"date", "2026-09-20T10:00:00+02:00"},
+              {"type", json::parse(R"({"coding": [{"system": "http://loinc.org", "code": "11488-4", "display": "Compte rendu de consultation"}]})")},
+              {"content", json::array({{{"attachment", {{"contentType", contentType}, {"data", base64::encode(bytes)}}}}})}};
+    if (linked) d["context"] = {{"related", json::array({{{"reference", referral}}})}};
+    auto r = http_->request("POST", "/fhir/DocumentReference", d.dump(), {{"Content-Type", "application/fhir+json"}});
+    EXPECT_EQ(r.status, 201) << r.body;
+  };
+  // A level 1 CDA carrying a PDF, then a structured CDA.
+  std::string pdf = "%PDF-1.4\n% compte rendu\n";
+  std::string level1 = cdaDocument("185057512345673");
+  level1.replace(level1.find("Consultation de suivi"), 21, "Consultation au centre de la douleur");
+  level1.replace(level1.find("JVBERi0xLjQK"), 12, base64::encode(pdf));
+  postReport("text/xml", level1, true);
+  ASSERT_TRUE(eventually([&] { return files(root_ + "/outbox").size() == 2; })) << http_->get("/admin/v1/outbox?destination=gp:gp-martin").body;
+  std::string hpr, pdfName;
+  for (const auto& f : files(root_ + "/outbox")) (f.size() > 4 && f.substr(f.size() - 4) == ".pdf" ? pdfName : hpr) = f;
+  ASSERT_FALSE(pdfName.empty());
+  EXPECT_EQ(readFile(root_ + "/outbox/" + pdfName), pdf);
+  std::string text = readFile(root_ + "/outbox/" + hpr);
+  EXPECT_EQ(text.rfind("Consultation au centre de la douleur\r\nDURAND\r\n", 0), 0u) << text;
+  EXPECT_NE(text.find("Compte rendu joint au format PDF : " + pdfName), std::string::npos) << text;
+  std::string structured = cdaDocument("185057512345673");
+  auto body = structured.find("<component><nonXMLBody>");
+  structured.replace(body, structured.find("</ClinicalDocument>") - body,
+                     "<component><structuredBody><component><section><title>Conclusion</title><text>Reprise progressive du travail.</text>"
+                     "</section></component></structuredBody></component>\n");
+  postReport("text/xml", structured, true);
+  ASSERT_TRUE(eventually([&] { return files(root_ + "/outbox").size() == 3; }));
+  bool found = false;
+  for (const auto& f : files(root_ + "/outbox")) found |= readFile(root_ + "/outbox/" + f).find("Reprise progressive du travail.") != std::string::npos;
+  EXPECT_TRUE(found);
+  // Not linked to a referral: stays in the dossier.
+  postReport("text/plain", "Résultat importé du logiciel du médecin", false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(files(root_ + "/outbox").size(), 3u);
+  json deliveries = json::parse(http_->get("/admin/v1/outbox?destination=gp:gp-martin").body)["deliveries"];
+  EXPECT_EQ(deliveries.size(), 2u);
+  for (const auto& d : deliveries) EXPECT_EQ(d["status"], "sent") << d.dump();
+}
+
 TEST_F(GpExchangeTest, CdaFilesAreRefusedWithoutASchemaToValidateThem) {
   drop(root_, "cr.xml", cdaDocument("185057512345673"));
   ASSERT_TRUE(taken(root_, "quarantine", "cr.xml"));
@@ -465,6 +517,26 @@ TEST(GpCdaTest, AValidatedCdaLandsInTheDossierByItsIns) {
   EXPECT_EQ(cda::rppsOf(out.authorId), "10101234567");
   EXPECT_EQ(out.code, "11488-4");
   EXPECT_GE(out.results.size(), 3u);
+  // A hospital's CDA answering a referral reaches this software as the hospital wrote it.
+  std::string patient = json::parse(http.get("/fhir/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|185057512345673").body)["entry"][0]["resource"]["id"];
+  auto sr = http.request("POST", "/fhir/ServiceRequest",
+                         json{{"resourceType", "ServiceRequest"}, {"status", "active"}, {"intent", "order"}, {"subject", {{"reference", "Patient/" + patient}}}}.dump(),
+                         {{"Content-Type", "application/fhir+json"}});
+  ASSERT_EQ(sr.status, 201) << sr.body;
+  std::string hospitalCda = cdaDocument("185057512345673");
+  hospitalCda.replace(hospitalCda.find("CR-GP-0001"), 10, "CR-AVC-0001");
+  json report = {{"resourceType", "DocumentReference"}, {"status", "current"}, {"subject", {{"reference", "Patient/" + patient}}},
+                 {"context", {{"related", json::array({{{"reference", "ServiceRequest/" + json::parse(sr.body)["id"].get<std::string>()}}})}}},
+                 {"content", json::array({{{"attachment", {{"contentType", "text/xml"}, {"data", base64::encode(hospitalCda)}}}}})}};
+  ASSERT_EQ(http.request("POST", "/fhir/DocumentReference", report.dump(), {{"Content-Type", "application/fhir+json"}}).status, 201);
+  std::string forwarded;
+  for (int i = 0; i < 500 && forwarded.empty(); ++i) {
+    for (const auto& e : fs::directory_iterator(root + "/outbox"))
+      if (e.path().filename().string().rfind("d77-DocumentReference-", 0) == 0) forwarded = e.path().string();
+    if (forwarded.empty()) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_FALSE(forwarded.empty()) << http.get("/admin/v1/outbox").body;
+  EXPECT_EQ(readFile(forwarded), hospitalCda);
 }
 
 }  // namespace
