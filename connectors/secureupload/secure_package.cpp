@@ -133,7 +133,7 @@ std::uint16_t u16(std::string_view b, std::size_t at) {
 std::uint32_t u32(std::string_view b, std::size_t at) { return u16(b, at) | static_cast<std::uint32_t>(u16(b, at + 2)) << 16; }
 
 struct Record {
-  std::string name;       // without the trailing '/' of a folder
+  std::string name;  // without the trailing '/' of a folder
   bool folder = false;
   std::uint16_t flags = 0, method = 0;
   std::uint32_t crc = 0, compressedSize = 0, size = 0;
@@ -409,10 +409,15 @@ std::string timeText(const ASN1_TIME* t) {
 }
 
 std::string keyUsageText(std::uint32_t usage) {
-  static const std::pair<std::uint32_t, const char*> kNames[] = {
-      {KU_DIGITAL_SIGNATURE, "digitalSignature"}, {KU_NON_REPUDIATION, "nonRepudiation"}, {KU_KEY_ENCIPHERMENT, "keyEncipherment"},
-      {KU_DATA_ENCIPHERMENT, "dataEncipherment"}, {KU_KEY_AGREEMENT, "keyAgreement"},     {KU_KEY_CERT_SIGN, "keyCertSign"},
-      {KU_CRL_SIGN, "cRLSign"},                   {KU_ENCIPHER_ONLY, "encipherOnly"},     {KU_DECIPHER_ONLY, "decipherOnly"}};
+  static const std::pair<std::uint32_t, const char*> kNames[] = {{KU_DIGITAL_SIGNATURE, "digitalSignature"},
+                                                                 {KU_NON_REPUDIATION, "nonRepudiation"},
+                                                                 {KU_KEY_ENCIPHERMENT, "keyEncipherment"},
+                                                                 {KU_DATA_ENCIPHERMENT, "dataEncipherment"},
+                                                                 {KU_KEY_AGREEMENT, "keyAgreement"},
+                                                                 {KU_KEY_CERT_SIGN, "keyCertSign"},
+                                                                 {KU_CRL_SIGN, "cRLSign"},
+                                                                 {KU_ENCIPHER_ONLY, "encipherOnly"},
+                                                                 {KU_DECIPHER_ONLY, "decipherOnly"}};
   std::string text;
   for (const auto& [bit, name] : kNames) {
     if (!(usage & bit)) continue;
@@ -451,7 +456,8 @@ bool checkValidity(const X509* x, const std::string& role, std::int64_t now, std
 // A signer's certificate: keyUsage, when present, allowing signatures.
 bool checkSigningUsage(X509* x, std::string& error) {
   if ((X509_get_extension_flags(x) & EXFLAG_KUSAGE) && !(X509_get_key_usage(x) & (KU_DIGITAL_SIGNATURE | KU_NON_REPUDIATION))) {
-    error = "the signer certificate '" + subjectOf(x) + "' does not allow signing (its keyUsage is " + keyUsageText(X509_get_key_usage(x)) + ")";
+    error = "the signer certificate '" + subjectOf(x) + "' does not allow signing (its keyUsage is " + keyUsageText(X509_get_key_usage(x)) +
+            ")";
     return false;
   }
   return true;
@@ -543,7 +549,8 @@ bool loadCredentials(const Credentials& credentials, const std::string& role, st
   }
   key = readKey(credentials.privateKeyPem);
   if (!key) {
-    error = withOpenssl("the private key of '" + subjectOf(certificates[0].get()) + "' cannot be read (PEM, not protected by a passphrase)");
+    error =
+        withOpenssl("the private key of '" + subjectOf(certificates[0].get()) + "' cannot be read (PEM, not protected by a passphrase)");
     return false;
   }
   if (X509_check_private_key(certificates[0].get(), key.get()) != 1) {
@@ -703,7 +710,8 @@ bool unzip(std::string_view archive, std::vector<Entry>& out, std::string& error
       return false;
     }
     if (e.bytes.size() != r.size) {
-      error = "entry " + shown(r.name) + " has " + std::to_string(e.bytes.size()) + " bytes, not the " + std::to_string(r.size) + " declared";
+      error =
+          "entry " + shown(r.name) + " has " + std::to_string(e.bytes.size()) + " bytes, not the " + std::to_string(r.size) + " declared";
       return false;
     }
     uLong crc = crc32_z(0L, Z_NULL, 0);
@@ -764,7 +772,8 @@ bool seal(std::string_view content, const Credentials& signer, const std::vector
 
   // SignedData: SHA-256, the signer's certificate (and its issuers given) included, the signing time `nowSeconds`.
   Cms signedData(CMS_sign(nullptr, nullptr, nullptr, nullptr, CMS_BINARY | CMS_PARTIAL));
-  CMS_SignerInfo* signerInfo = signedData ? CMS_add1_signer(signedData.get(), signerCertificate, signerKey.get(), EVP_sha256(), CMS_BINARY) : nullptr;
+  CMS_SignerInfo* signerInfo =
+      signedData ? CMS_add1_signer(signedData.get(), signerCertificate, signerKey.get(), EVP_sha256(), CMS_BINARY) : nullptr;
   if (!signerInfo) {
     error = withOpenssl("cannot prepare the signature of '" + signerSubject + "'");
     return false;

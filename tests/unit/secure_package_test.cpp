@@ -81,9 +81,9 @@ struct Spec {
   std::string commonName;
   bool ec = false;
   int rsaBits = 2048;
-  long notBefore = -3600;        // seconds from now
-  long notAfter = 30L * 86400;   // seconds from now
-  std::string keyUsage{};        // X509V3 configuration text, "" for no keyUsage extension
+  long notBefore = -3600;          // seconds from now
+  long notAfter = 30L * 86400;     // seconds from now
+  std::string keyUsage{};          // X509V3 configuration text, "" for no keyUsage extension
   std::string extendedKeyUsage{};  // idem
   bool ca = false;
   const Identity* issuer = nullptr;  // self-signed when null
@@ -100,7 +100,8 @@ std::string pemOf(X509* x) {
 std::string pemOf(EVP_PKEY* key, const char* passphrase = nullptr) {
   std::unique_ptr<BIO, decltype(&BIO_free)> bio(BIO_new(BIO_s_mem()), BIO_free);
   if (passphrase) {
-    PEM_write_bio_PKCS8PrivateKey(bio.get(), key, EVP_aes_256_cbc(), passphrase, static_cast<int>(std::strlen(passphrase)), nullptr, nullptr);
+    PEM_write_bio_PKCS8PrivateKey(bio.get(), key, EVP_aes_256_cbc(), passphrase, static_cast<int>(std::strlen(passphrase)), nullptr,
+                                  nullptr);
   } else {
     PEM_write_bio_PrivateKey(bio.get(), key, nullptr, nullptr, 0, nullptr, nullptr);
   }
@@ -236,7 +237,8 @@ TEST(SecurePackageZip, PythonReadsOursAndWeReadPythons) {
              "w.writestr(zipfile.ZipInfo('folder/stored.txt'), b'plain' * 10)\n"
              "w.writestr('folder/deflated.csv', b'a;b\\n' * 10000, compress_type=zipfile.ZIP_DEFLATED)\n"
              "w.close()\n");
-  Command r = run("python3 " + script + " " + dir.path() + "/ours.zip " + dir.path() + "/theirs.zip " + dir.path() + "/list.txt", dir.path());
+  Command r =
+      run("python3 " + script + " " + dir.path() + "/ours.zip " + dir.path() + "/theirs.zip " + dir.path() + "/list.txt", dir.path());
   ASSERT_EQ(r.status, 0) << r.output;
   std::vector<std::string> files;
   for (const su::Entry& e : sampleEntries()) files.push_back(e.name + "=" + std::to_string(e.bytes.size()));
@@ -310,7 +312,7 @@ TEST(SecurePackageZip, UnzipEnforcesTheSizeCapBeforeInflating) {
   std::string lying = archive;
   const std::size_t central = lying.find(std::string("PK\x01\x02", 4));
   ASSERT_NE(central, std::string::npos);
-  putU32(lying, 22, 1000);           // local header, uncompressed size of a.bin
+  putU32(lying, 22, 1000);            // local header, uncompressed size of a.bin
   putU32(lying, central + 24, 1000);  // central directory, idem
   EXPECT_FALSE(su::unzip(lying, out, error, 1u << 20));
   EXPECT_NE(error.find("inflates to more than its declared 1000 bytes"), std::string::npos) << error;
@@ -432,10 +434,12 @@ TEST(SecurePackageCms, OpensslOpensWhatSealMakes) {
     writeBytes(d + "/key.pem", recipient->keyPem);
     std::remove((d + "/signed.der").c_str());
     std::remove((d + "/content.bin").c_str());
-    Command decrypt =
-        run("openssl cms -decrypt -inform DER -in " + d + "/sealed.der -recip " + d + "/cert.pem -inkey " + d + "/key.pem -out " + d + "/signed.der", d);
+    Command decrypt = run("openssl cms -decrypt -inform DER -in " + d + "/sealed.der -recip " + d + "/cert.pem -inkey " + d +
+                              "/key.pem -out " + d + "/signed.der",
+                          d);
     ASSERT_EQ(decrypt.status, 0) << decrypt.output;
-    Command verify = run("openssl cms -verify -inform DER -in " + d + "/signed.der -CAfile " + d + "/signer.pem -out " + d + "/content.bin", d);
+    Command verify =
+        run("openssl cms -verify -inform DER -in " + d + "/signed.der -CAfile " + d + "/signer.pem -out " + d + "/content.bin", d);
     ASSERT_EQ(verify.status, 0) << verify.output;
     EXPECT_NE(verify.output.find("Verification successful"), std::string::npos) << verify.output;
     EXPECT_TRUE(readBytes(d + "/content.bin") == kContent) << recipient->subject;
@@ -458,18 +462,21 @@ TEST(SecurePackageCms, OpenReadsWhatOpensslSealsAndSeesAlteredContent) {
   writeBytes(d + "/signer.key", pki.signer.keyPem);
   writeBytes(d + "/caisse.pem", pki.caisse.certificatePem);
   Command sign = run("openssl cms -sign -binary -nodetach -md sha256 -in " + d + "/content.bin -signer " + d + "/signer.pem -inkey " + d +
-                     "/signer.key -outform DER -out " + d + "/signed.der",
-                 d);
+                         "/signer.key -outform DER -out " + d + "/signed.der",
+                     d);
   ASSERT_EQ(sign.status, 0) << sign.output;
-  const std::string encrypt = "openssl cms -encrypt -binary -aes-256-cbc -in " + d + "/signed.der -outform DER -out " + d + "/sealed.der " + d + "/caisse.pem";
+  const std::string encrypt =
+      "openssl cms -encrypt -binary -aes-256-cbc -in " + d + "/signed.der -outform DER -out " + d + "/sealed.der " + d + "/caisse.pem";
   Command sealed = run(encrypt, d);
   ASSERT_EQ(sealed.status, 0) << sealed.output;
   std::string opened, signer, error;
-  ASSERT_TRUE(su::open(readBytes(d + "/sealed.der"), pki.caisse.credentials(), {pki.signer.certificatePem}, opened, signer, error)) << error;
+  ASSERT_TRUE(su::open(readBytes(d + "/sealed.der"), pki.caisse.credentials(), {pki.signer.certificatePem}, opened, signer, error))
+      << error;
   EXPECT_TRUE(opened == content);
   EXPECT_EQ(signer, pki.signer.subject);
   // AuthEnvelopedData (AES-256-GCM) opens too.
-  Command gcm = run("openssl cms -encrypt -binary -aes-256-gcm -in " + d + "/signed.der -outform DER -out " + d + "/gcm.der " + d + "/caisse.pem", d);
+  Command gcm =
+      run("openssl cms -encrypt -binary -aes-256-gcm -in " + d + "/signed.der -outform DER -out " + d + "/gcm.der " + d + "/caisse.pem", d);
   ASSERT_EQ(gcm.status, 0) << gcm.output;
   opened.clear();
   ASSERT_TRUE(su::open(readBytes(d + "/gcm.der"), pki.caisse.credentials(), {pki.signer.certificatePem}, opened, signer, error)) << error;
@@ -477,8 +484,9 @@ TEST(SecurePackageCms, OpenReadsWhatOpensslSealsAndSeesAlteredContent) {
   // Signed but not encrypted, or encrypted but not signed: refused.
   EXPECT_FALSE(su::open(readBytes(d + "/signed.der"), pki.caisse.credentials(), {pki.signer.certificatePem}, opened, signer, error));
   EXPECT_EQ(error, "the package is CMS pkcs7-signedData, not encrypted (enveloped) data");
-  Command unsignedRun =
-      run("openssl cms -encrypt -binary -aes-256-cbc -in " + d + "/content.bin -outform DER -out " + d + "/unsigned.der " + d + "/caisse.pem", d);
+  Command unsignedRun = run(
+      "openssl cms -encrypt -binary -aes-256-cbc -in " + d + "/content.bin -outform DER -out " + d + "/unsigned.der " + d + "/caisse.pem",
+      d);
   ASSERT_EQ(unsignedRun.status, 0) << unsignedRun.output;
   EXPECT_FALSE(su::open(readBytes(d + "/unsigned.der"), pki.caisse.credentials(), {pki.signer.certificatePem}, opened, signer, error));
   EXPECT_NE(error.find("not signed data"), std::string::npos) << error;
@@ -601,7 +609,8 @@ TEST(SecurePackageCms, TrustedCertificatesAreThePinnedSigners) {
   Identity issued =
       makeIdentity({.commonName = "Issued signer", .keyUsage = "digitalSignature", .extendedKeyUsage = "clientAuth", .issuer = &ca});
   std::string der, content, signer, error;
-  ASSERT_TRUE(su::seal(kContent, {issued.certificatePem + ca.certificatePem, issued.keyPem}, {pki.caisse.certificatePem}, now(), der, error))
+  ASSERT_TRUE(
+      su::seal(kContent, {issued.certificatePem + ca.certificatePem, issued.keyPem}, {pki.caisse.certificatePem}, now(), der, error))
       << error;
   // The issuer alone is not enough: the signer itself must be given.
   EXPECT_FALSE(su::open(der, pki.caisse.credentials(), {ca.certificatePem}, content, signer, error));
