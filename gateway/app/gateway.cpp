@@ -5,6 +5,7 @@
 #include "gateway/audit/audit_log.h"
 #include "gateway/common/log.h"
 #include "gateway/exchange/gp_connector.h"
+#include "gateway/extract/extract_service.h"
 #include "gateway/exchange/hospital_connector.h"
 #include "gateway/exchange/outbox_admin.h"
 #include "gateway/gate/gate.h"
@@ -23,6 +24,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
+#include <filesystem>
 #include <thread>
 
 namespace passerelle::app {
@@ -39,6 +41,7 @@ struct Gateway::State {
   std::unique_ptr<http::Server> server;
   std::unique_ptr<exchange::HospitalConnector> hospitals;
   std::unique_ptr<exchange::GpConnector> gps;
+  std::unique_ptr<extract::ExtractService> extracts;
   bool stopped = false;
   // the network's daily work (expired consents, overdue referrals), on its own thread
   std::thread sweeper;
@@ -327,12 +330,31 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   g->s_->server = std::make_unique<http::Server>(*g->s_->fhir, *g->s_->store);
   network::NetworkService* ns = g->s_->network.get();
   g->s_->server->mount("/network/v1", [ns](const fhir::FhirRequest& r) { return ns->handle(r); });
+  // Evaluation extracts (conf/extracts/): computed through the gate as the gateway's job.
+  if (std::string recipients = config.get("extract.recipients"); !recipients.empty() && std::filesystem::exists(recipients)) {
+    extract::ExtractService::Options eo;
+    eo.dataDir = config.get("data.dir");
+    eo.recipientsFile = recipients;
+    eo.indicatorsFile = config.get("extract.indicators");
+    eo.signingCertificate = config.get("extract.signing_certificate");
+    eo.signingKey = config.get("extract.signing_key");
+    eo.production = config.get("deployment") == "production";
+    eo.generator = "passerelle " PASSERELLE_VERSION_TEXT;
+    auto es = extract::ExtractService::start(eo, g->s_->gate.get(), *g->s_->fhir, g->s_->audit.get());
+    if (!es.ok()) return makeError(es.error().code, "extract: " + es.error().message);
+    g->s_->extracts = std::move(es.value());
+  }
   // The message store's admin API: system accounts only (through the gate, audited).
   store::ResourceStore* storePtr = g->s_->store.get();
   exchange::GpConnector* gps = g->s_->gps.get();
-  g->s_->server->mount("/admin/v1", [storePtr, gps](const fhir::FhirRequest& r) {
+  extract::ExtractService* extracts = g->s_->extracts.get();
+  g->s_->server->mount("/admin/v1", [storePtr, gps, extracts](const fhir::FhirRequest& r) {
     if (r.principal && r.principal->role != "system")
       return fhir::errorResponse(makeError(ErrorCode::kForbidden, "access denied: the message store is administered by system accounts"));
+    if (r.path == "/extracts" || r.path.rfind("/extracts/", 0) == 0) {
+      if (!extracts) return fhir::errorResponse(makeError(ErrorCode::kNotFound, "no extract recipients are configured (extract.recipients)"));
+      return extracts->handle(r.method, r.path, r.body, r.principal);
+    }
     // The review queue of the GP files: POST /inbox/{id}/attach {"patient": "Patient/x"} or /reject {"reason": "..."}.
     if (r.method == "POST" && r.path.rfind("/inbox/", 0) == 0) {
       auto slash = r.path.find('/', 7);

@@ -15,6 +15,7 @@
 #include "gateway/identity/token_command.h"
 #include "gateway/app/gateway.h"
 #include "gateway/exchange/outbox_admin.h"
+#include "gateway/extract/extract_service.h"
 #include "gateway/common/log.h"
 #include "gateway/config/config.h"
 #include "gateway/search/reindex.h"
@@ -50,7 +51,8 @@ void usage(std::ostream& out) {
          "  audit verify check the audit trail's hash chain and signed checkpoints\n"
          "  audit purge  remove records past the retention period (itself audited)\n"
          "  outbox       the deliveries to partners: list, dead-letters, retry ID\n"
-         "  inbox        the messages received from partners: list\n"
+         "  inbox        the messages received from partners: list; GP files held for review: attach, reject\n"
+         "  extract      evaluation extracts for the caisse and the evaluator: run, list, rotate-key, open\n"
          "  config       list every configuration key with its default and meaning\n"
          "  version      print the version\n\n"
          "Run 'passerelle <command> --help' for a command's options.\n";
@@ -270,6 +272,7 @@ int main(int argc, char** argv) {
   if (cmd == "audit") return passerelle::audit::auditCommand(argc, argv);
   if (cmd == "outbox") return passerelle::exchange::outboxCommand(argc, argv);
   if (cmd == "inbox") return passerelle::exchange::inboxCommand(argc, argv);
+  if (cmd == "extract") return passerelle::extract::extractCommand(argc, argv);
   std::cerr << "passerelle: unknown command '" << cmd << "'\n\n";
   usage(std::cerr);
   return 2;

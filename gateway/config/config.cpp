@@ -172,6 +172,12 @@ const std::vector<Setting>& settings() {
       {"gp.dir", Type::kString, "conf/gp",
        "Folder of the GP software installations (one JSON file each: the GP, the exchange folder, the export format)."},
       {"gp.watch", Type::kBool, "true", "Watch the GP installations' inbox folders (false: files are only taken by a scan)."},
+      {"extract.recipients", Type::kString, "conf/extracts/recipients.json",
+       "The recipients of evaluation extracts (JSON: id, role, key domain, k, certificate). Empty: no extracts."},
+      {"extract.indicators", Type::kString, "conf/extracts/indicators.json", "The indicators of evaluation extracts, declared as data."},
+      {"extract.signing_certificate", Type::kString, "",
+       "PEM certificate extracts are signed with (required in production; empty: a development one in data.dir)."},
+      {"extract.signing_key", Type::kString, "", "PEM private key of extract.signing_certificate."},
       {"cda.schema", Type::kString, "",
        "XSD that CDA documents are validated against: schemas/cda/CDA_FR.xsd for the CI-SIS (with cda.schema_components), or the HL7 CDA R2 "
        "schema (e.g. CDA_SDTC.xsd). Empty: CDA files are refused (quarantined), never taken unvalidated."},

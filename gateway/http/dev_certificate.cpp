@@ -37,6 +37,10 @@ bool addExtension(X509* cert, int nid, const char* value) {
 }  // namespace
 
 Result<void> ensureDevCertificate(const std::string& certPath, const std::string& keyPath) {
+  return ensureDevCertificate(certPath, keyPath, DevCertificateUse{"localhost", "", "serverAuth"});
+}
+
+Result<void> ensureDevCertificate(const std::string& certPath, const std::string& keyPath, const DevCertificateUse& use) {
   namespace fs = std::filesystem;
   if (fs::exists(certPath) && fs::exists(keyPath)) return {};
   std::error_code ec;
@@ -60,11 +64,13 @@ Result<void> ensureDevCertificate(const std::string& certPath, const std::string
   X509_set_pubkey(cert.get(), key.get());
   X509_NAME* name = X509_get_subject_name(cert.get());
   X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("Passerelle development"), -1, -1, 0);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("localhost"), -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, reinterpret_cast<const unsigned char*>(use.commonName.c_str()), -1, -1, 0);
   X509_set_issuer_name(cert.get(), name);
-  if (!addExtension(cert.get(), NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1") ||
+  bool server = use.commonName == "localhost";
+  if ((server && !addExtension(cert.get(), NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1,IP:::1")) ||
       !addExtension(cert.get(), NID_basic_constraints, "critical,CA:FALSE") ||
-      !addExtension(cert.get(), NID_ext_key_usage, "serverAuth"))
+      (!use.keyUsage.empty() && !addExtension(cert.get(), NID_key_usage, use.keyUsage.c_str())) ||
+      (!use.extendedKeyUsage.empty() && !addExtension(cert.get(), NID_ext_key_usage, use.extendedKeyUsage.c_str())))
     return makeError(ErrorCode::kInternal, "cannot add certificate extensions");
   if (X509_sign(cert.get(), key.get(), EVP_sha256()) == 0) return makeError(ErrorCode::kInternal, "cannot sign the certificate");
 

@@ -11,4 +11,13 @@ namespace passerelle::http {
 // Writes `certPath` and `keyPath` unless both already exist.
 Result<void> ensureDevCertificate(const std::string& certPath, const std::string& keyPath);
 
+// The same for another use: `commonName`, the extensions given in OpenSSL's configuration syntax
+// (empty: left out), no subject alternative name.
+struct DevCertificateUse {
+  std::string commonName;
+  std::string keyUsage;          // e.g. "critical,digitalSignature,nonRepudiation"
+  std::string extendedKeyUsage;  // e.g. "emailProtection"
+};
+Result<void> ensureDevCertificate(const std::string& certPath, const std::string& keyPath, const DevCertificateUse& use);
+
 }  // namespace passerelle::http

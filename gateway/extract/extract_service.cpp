@@ -1,0 +1,785 @@
+// Evaluation extracts (see extract_service.h).
+#include "gateway/extract/extract_service.h"
+
+#include <fcntl.h>
+#include <openssl/rand.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <set>
+#include <sstream>
+
+#include "connectors/secureupload/secure_package.h"
+#include "gateway/audit/audit_log.h"
+#include "gateway/common/log.h"
+#include "gateway/fhir/fhir_service.h"
+#include "gateway/fhir/search_params.h"
+#include "gateway/http/dev_certificate.h"
+#include "gateway/http/http_server.h"
+#include "gateway/identity/identity.h"
+#include "mappings/common/base64.h"
+#include "mappings/extract/csv.h"
+#include "mappings/extract/disclosure.h"
+#include "mappings/extract/pseudonym.h"
+#include "mappings/fhir/fhir_time.h"
+#include "mappings/fhir/french_identity.h"
+
+namespace passerelle::extract {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr const char* kSd = "https://douleur77.fr/fhir/StructureDefinition/";
+constexpr const char* kCs = "https://douleur77.fr/fhir/CodeSystem/";
+
+std::string str(const Json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+std::string refOf(const Json& j, const char* key) {
+  if (!j.is_object()) return "";
+  auto it = j.find(key);
+  return it != j.end() && it->is_object() ? str(*it, "reference") : std::string();
+}
+
+// The code of `cc` (a CodeableConcept) in `system`, or "".
+std::string codeIn(const Json& cc, const std::string& system) {
+  if (!cc.is_object()) return "";
+  for (const auto& c : cc.value("coding", Json::array()))
+    if (str(c, "system") == system) return str(c, "code");
+  return "";
+}
+
+const Json* extension(const Json& r, const std::string& url) {
+  if (!r.is_object()) return nullptr;
+  auto list = r.find("extension");
+  if (list == r.end() || !list->is_array()) return nullptr;
+  for (const auto& e : *list)
+    if (str(e, "url") == url) return &e;
+  return nullptr;
+}
+
+std::string day(const std::string& dateTime) { return dateTime.substr(0, std::min<std::size_t>(10, dateTime.size())); }
+bool within(const std::string& d, const std::string& from, const std::string& to) {
+  std::string x = day(d);
+  return !x.empty() && x >= from && x <= to;
+}
+std::string semesterOf(const std::string& date) {
+  if (date.size() < 7) return "";
+  return date.substr(0, 4) + (date.substr(5, 2) <= "06" ? "-S1" : "-S2");
+}
+
+std::int64_t nowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+std::string readText(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+// Writes `bytes` to `path` with `mode`, through a temporary file and a rename.
+bool writePrivate(const fs::path& path, const std::string& bytes, mode_t mode, std::string& error) {
+  fs::path tmp = path;
+  tmp += ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
+  if (fd < 0) {
+    error = "cannot write " + tmp.string();
+    return false;
+  }
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n <= 0) break;
+    done += static_cast<std::size_t>(n);
+  }
+  bool ok = done == bytes.size() && ::fsync(fd) == 0;
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    error = "cannot write " + path.string();
+    return false;
+  }
+  return true;
+}
+
+std::string field(const Json& j, const char* key, const std::string& where, std::string& error) {
+  std::string v = str(j, key);
+  if (v.empty() && error.empty()) error = where + ": \"" + key + "\" is missing";
+  return v;
+}
+
+}  // namespace
+
+// ---- configuration ----------------------------------------------------------------------------
+
+Result<std::vector<Recipient>> loadRecipients(const std::string& file) {
+  Json j = Json::parse(readText(file), nullptr, false);
+  if (!j.is_array()) return makeError(ErrorCode::kInvalid, file + ": a JSON array of recipients is expected");
+  std::vector<Recipient> out;
+  std::set<std::string> ids;
+  for (std::size_t i = 0; i < j.size(); ++i) {
+    std::string where = file + " [" + std::to_string(i) + "]", error;
+    Recipient r;
+    r.id = field(j[i], "id", where, error);
+    r.name = str(j[i], "name");
+    r.role = field(j[i], "role", where, error);
+    r.domain = str(j[i], "domain");
+    r.k = j[i].value("k", 10);
+    r.certificate = str(j[i], "certificate");
+    if (!error.empty()) return makeError(ErrorCode::kInvalid, error);
+    if (!ids.insert(r.id).second) return makeError(ErrorCode::kInvalid, where + ": the id " + r.id + " is used twice");
+    if (r.k < kMinimumK) return makeError(ErrorCode::kInvalid, where + ": k is " + std::to_string(r.k) + ", below the minimum of " + std::to_string(kMinimumK));
+    if (r.rows() && r.domain.empty()) return makeError(ErrorCode::kInvalid, where + ": a recipient of pseudonymised rows needs its key \"domain\"");
+    if (!r.certificate.empty() && fs::path(r.certificate).is_relative()) r.certificate = (fs::path(file).parent_path() / r.certificate).string();
+    out.push_back(std::move(r));
+  }
+  return out;
+}
+
+const std::vector<std::string>& computedIndicators() {
+  static const std::vector<std::string> ids = {"patients-admitted", "exits", "refusals", "professionals", "cied-duration", "csb-duration", "vas"};
+  return ids;
+}
+
+Result<std::vector<Indicator>> loadIndicators(const std::string& file) {
+  Json j = Json::parse(readText(file), nullptr, false);
+  if (!j.is_object() || !j.contains("indicators") || !j["indicators"].is_array())
+    return makeError(ErrorCode::kInvalid, file + ": an object with an \"indicators\" array is expected");
+  std::vector<Indicator> out;
+  for (const auto& x : j["indicators"]) {
+    std::string error, where = file + " (" + str(x, "id") + ")";
+    Indicator d;
+    d.id = field(x, "id", file, error);
+    d.title = field(x, "title", where, error);
+    d.definition = field(x, "definition", where, error);
+    d.population = field(x, "population", where, error);
+    d.numerator = field(x, "numerator", where, error);
+    d.unit = field(x, "unit", where, error);
+    d.source = field(x, "source", where, error);
+    d.reference = str(x, "reference");
+    d.kind = x.value("kind", "count");
+    d.suppress = x.value("suppress", true);
+    for (const auto& s : x.value("stratifiers", Json::array()))
+      if (s.is_string()) d.stratifiers.push_back(s);
+    if (!error.empty()) return makeError(ErrorCode::kInvalid, error);
+    const auto& known = computedIndicators();
+    if (std::find(known.begin(), known.end(), d.id) == known.end())
+      return makeError(ErrorCode::kInvalid, where + ": no computation for this indicator (known: patients-admitted, exits, refusals, professionals, "
+                                                    "cied-duration, csb-duration, vas)");
+    if (d.kind != "count" && d.kind != "mean") return makeError(ErrorCode::kInvalid, where + ": kind must be count or mean");
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+// ---- the service ------------------------------------------------------------------------------
+
+struct ExtractService::Impl {
+  Options options;
+  http::Gate* gate = nullptr;
+  fhir::FhirService* fhir = nullptr;
+  audit::AuditLog* audit = nullptr;
+  std::vector<Recipient> recipients;
+  std::vector<Indicator> indicators;
+  std::mutex mutex;
+  identity::Principal job;
+
+  // ---- keys ----
+  fs::path keyFile() const { return fs::path(options.dataDir) / "extract-keys.json"; }
+
+  Result<Json> keys() {
+    if (!fs::exists(keyFile())) return Json::object();
+    Json j = Json::parse(readText(keyFile().string()), nullptr, false);
+    if (!j.is_object()) return makeError(ErrorCode::kInternal, keyFile().string() + " cannot be read");
+    return j;
+  }
+
+  Result<std::pair<int, std::string>> currentKey(const std::string& domain, bool create) {
+    auto k = keys();
+    if (!k.ok()) return k.error();
+    Json& j = k.value();
+    if (!j.contains(domain) || !j[domain].is_array() || j[domain].empty()) {
+      if (!create) return makeError(ErrorCode::kNotFound, "no key for the domain " + domain);
+      auto v = addKey(j, domain);
+      if (!v.ok()) return v.error();
+    }
+    const Json& last = j[domain].back();
+    std::string key;
+    if (!base64::decode(str(last, "key"), key) || key.size() < 32) return makeError(ErrorCode::kInternal, "the key of " + domain + " is unreadable");
+    return std::make_pair(last.value("version", 0), key);
+  }
+
+  Result<int> addKey(Json& j, const std::string& domain) {
+    unsigned char bytes[32];
+    if (RAND_bytes(bytes, sizeof bytes) != 1) return makeError(ErrorCode::kInternal, "no random bytes for a key");
+    int version = j.contains(domain) && j[domain].is_array() && !j[domain].empty() ? j[domain].back().value("version", 0) + 1 : 1;
+    j[domain].push_back({{"version", version},
+                         {"key", base64::encode(std::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes))},
+                         {"createdMs", nowMs()}});
+    std::string error;
+    if (!writePrivate(keyFile(), j.dump(2), 0600, error)) return makeError(ErrorCode::kInternal, error);
+    return version;
+  }
+
+  // ---- reading, through the gate ----
+  Result<std::vector<Json>> fetchAll(const std::string& type, fhir::Params query, const std::string& why) {
+    std::vector<Json> out;
+    query.emplace_back("_count", "1000");
+    for (int page = 0; page < 100000; ++page) {
+      http::Caller caller;
+      caller.connector = &job;
+      caller.channel = "job:extract";
+      caller.detail = why;
+      fhir::FhirRequest req;
+      req.method = "GET";
+      req.path = "/" + type;
+      req.query = query;
+      fhir::FhirService* f = fhir;
+      auto r = gate ? gate->handle(caller, req, "/fhir", [f](fhir::FhirRequest& q) { return f->handle(q); }) : fhir->handle(req);
+      if (r.status != 200) return makeError(ErrorCode::kUnavailable, type + " could not be read (" + std::to_string(r.status) + "): " + r.body.substr(0, 300));
+      Json b = Json::parse(r.body, nullptr, false);
+      if (!b.is_object()) return makeError(ErrorCode::kInternal, type + ": an unreadable search answer");
+      for (const auto& e : b.value("entry", Json::array()))
+        if (e.contains("resource") && e["resource"].is_object() && str(e.value("search", Json::object()), "mode") != "include")
+          out.push_back(e["resource"]);
+      std::string next;
+      for (const auto& l : b.value("link", Json::array()))
+        if (str(l, "relation") == "next") next = str(l, "url");
+      if (next.empty()) return out;
+      auto q = next.find('?');
+      if (q == std::string::npos) return out;
+      query = fhir::parseQueryString(next.substr(q + 1));
+    }
+    return out;
+  }
+
+  // ---- the cohort ----
+  struct Patient {
+    std::string id, ins, birthDate, sex, pathology, inclusion, episodeStatus;
+    bool evaluable = false, consent = false;
+  };
+  struct Encounter {
+    std::string patient, type, date;
+    double minutes = -1;
+    int semester = 0;
+  };
+  struct Value {
+    std::string patient, code, start, end, encounter, unit;
+    double value = 0;
+  };
+
+  Result<nlohmann::json> run(const Recipient& to, const std::string& from, const std::string& until, const identity::Principal* by) {
+    std::string why = "extract for " + to.id + " (" + from + " to " + until + ")";
+    std::map<std::string, Patient> cohort;
+    auto episodes = fetchAll("EpisodeOfCare", {{"type", std::string(kCs) + "d77-programme|D77"}}, why);
+    if (!episodes.ok()) return episodes.error();
+    auto conditions = fetchAll("Condition", {}, why);
+    if (!conditions.ok()) return conditions.error();
+    std::map<std::string, std::string> pathologyOf;
+    for (const auto& c : *conditions)
+      if (auto p = codeIn(c.value("code", Json::object()), std::string(kCs) + "pathology"); !p.empty()) pathologyOf["Condition/" + str(c, "id")] = p;
+    for (const auto& e : *episodes) {
+      std::string patient = refOf(e, "patient");
+      if (patient.rfind("Patient/", 0) != 0) continue;
+      Patient& p = cohort[patient.substr(8)];
+      p.id = patient.substr(8);
+      p.inclusion = day(str(e.value("period", Json::object()), "start"));
+      p.episodeStatus = str(e, "status");
+      if (const Json* x = extension(e, std::string(kSd) + "evaluable")) p.evaluable = x->value("valueBoolean", false);
+      for (const auto& d : e.value("diagnosis", Json::array()))
+        if (auto it = pathologyOf.find(refOf(d, "condition")); it != pathologyOf.end()) p.pathology = it->second;
+    }
+    auto patients = fetchAll("Patient", {}, why);
+    if (!patients.ok()) return patients.error();
+    for (const auto& r : *patients) {
+      auto it = cohort.find(str(r, "id"));
+      if (it == cohort.end()) continue;
+      it->second.birthDate = str(r, "birthDate");
+      it->second.sex = str(r, "gender");
+      for (const auto& id : r.value("identifier", Json::array()))
+        if (fhir::fr::isInsSystem(str(id, "system")) && it->second.ins.empty()) it->second.ins = str(id, "value");
+    }
+    auto consents = fetchAll("Consent", {{"status", "active"}}, why);
+    if (!consents.ok()) return consents.error();
+    for (const auto& c : *consents) {
+      std::string patient = refOf(c, "patient");
+      if (patient.rfind("Patient/", 0) == 0)
+        if (auto it = cohort.find(patient.substr(8)); it != cohort.end()) it->second.consent = true;
+    }
+    auto encounterRows = fetchAll("Encounter", {}, why);
+    if (!encounterRows.ok()) return encounterRows.error();
+    std::map<std::string, Encounter> encounters;
+    for (const auto& e : *encounterRows) {
+      Encounter x;
+      x.type = codeIn(e.value("type", Json::array()).empty() ? Json::object() : e["type"][0], std::string(kCs) + "d77-enc");
+      if (x.type != "CIED" && x.type != "CSB") continue;
+      x.patient = refOf(e, "subject").substr(std::min<std::size_t>(8, refOf(e, "subject").size()));
+      x.date = day(str(e.value("period", Json::object()), "start"));
+      if (auto l = e.find("length"); l != e.end() && l->is_object() && (*l)["value"].is_number()) x.minutes = (*l)["value"].get<double>();
+      if (const Json* s = extension(e, std::string(kSd) + "csb-semester")) x.semester = s->value("valueInteger", 0);
+      encounters["Encounter/" + str(e, "id")] = x;
+    }
+    auto observations = fetchAll("Observation", {{"code", "http://loinc.org|72514-3," + std::string(kCs) +
+                                                                  "d77-ind|SICK-LEAVE-DAYS,HOSP-DAYS,GP-CONSULT,SPEC-CONSULT,IMAGING,PHYSIO-ACTS"}},
+                                 why);
+    if (!observations.ok()) return observations.error();
+    std::vector<Value> values;
+    for (const auto& o : *observations) {
+      if (str(o, "status") == "entered-in-error") continue;
+      Value v;
+      v.code = codeIn(o.value("code", Json::object()), "http://loinc.org") == "72514-3" ? "vas" : codeIn(o.value("code", Json::object()), std::string(kCs) + "d77-ind");
+      auto q = o.find("valueQuantity");
+      if (v.code.empty() || q == o.end() || !q->is_object() || !(*q)["value"].is_number()) continue;
+      v.value = (*q)["value"].get<double>();
+      v.unit = str(*q, "code").empty() ? str(*q, "unit") : str(*q, "code");
+      std::string subject = refOf(o, "subject");
+      if (subject.rfind("Patient/", 0) != 0) continue;
+      v.patient = subject.substr(8);
+      v.encounter = refOf(o, "encounter");
+      v.start = day(str(o, "effectiveDateTime"));
+      v.end = v.start;
+      if (auto p = o.find("effectivePeriod"); p != o.end() && p->is_object()) {
+        v.start = day(str(*p, "start"));
+        v.end = day(str(*p, "end"));
+      }
+      values.push_back(v);
+    }
+    auto tasks = fetchAll("Task", {{"code", std::string(kCs) + "network-event|network-exit,admission-refusal"}}, why);
+    if (!tasks.ok()) return tasks.error();
+    auto roles = fetchAll("PractitionerRole", {}, why);
+    if (!roles.ok()) return roles.error();
+
+    // ---- the aggregates ----
+    std::vector<std::string> pathologies = {"low-back-pain", "migraine", "cancer"};
+    for (const auto& [id, p] : cohort)
+      if (!p.pathology.empty() && std::find(pathologies.begin(), pathologies.end(), p.pathology) == pathologies.end()) pathologies.push_back(p.pathology);
+    auto pathologyIndex = [&](const std::string& p) {
+      return static_cast<std::size_t>(std::find(pathologies.begin(), pathologies.end(), p.empty() ? "unknown" : p) - pathologies.begin());
+    };
+    if (std::any_of(cohort.begin(), cohort.end(), [](const auto& x) { return x.second.pathology.empty(); })) pathologies.push_back("unknown");
+    Disclosure disclosure;
+    struct Mean {
+      std::string cell;  // the count cell deciding publication
+      double sum = 0;
+      std::int64_t n = 0;
+    };
+    std::map<std::string, std::vector<std::pair<std::string, Mean>>> means;  // indicator -> (stratum, mean)
+    std::map<std::string, std::vector<std::pair<std::string, std::int64_t>>> unsuppressed;
+    auto want = [&](const std::string& id) {
+      return std::any_of(indicators.begin(), indicators.end(), [&](const Indicator& i) { return i.id == id; });
+    };
+    if (want("patients-admitted")) {
+      std::vector<std::string> sexes = {"female", "male", "other", "unknown"};
+      std::vector<std::vector<std::int64_t>> counts(pathologies.size(), std::vector<std::int64_t>(sexes.size(), 0));
+      for (const auto& [id, p] : cohort)
+        if (within(p.inclusion, from, until)) {
+          auto s = std::find(sexes.begin(), sexes.end(), p.sex.empty() ? "unknown" : p.sex) - sexes.begin();
+          if (s < static_cast<long>(sexes.size())) ++counts[pathologyIndex(p.pathology)][static_cast<std::size_t>(s)];
+        }
+      disclosure.table("patients-admitted", "pathology", pathologies, "sex", sexes, counts);
+    }
+    for (const char* kind : {"exits", "refusals"}) {
+      if (!want(kind)) continue;
+      std::string code = std::string(kind) == "exits" ? "network-exit" : "admission-refusal";
+      std::string reasons = std::string(kCs) + (std::string(kind) == "exits" ? "exit-reason" : "refusal-reason");
+      std::map<std::string, std::int64_t> byReason;
+      for (const auto& t : *tasks) {
+        if (codeIn(t.value("code", Json::object()), std::string(kCs) + "network-event") != code) continue;
+        if (!within(str(t.value("executionPeriod", Json::object()), "start"), from, until)) continue;
+        std::string reason = codeIn(t.value("reasonCode", Json::object()), reasons);
+        ++byReason[reason.empty() ? "unknown" : reason];
+      }
+      std::vector<std::string> names;
+      std::vector<std::int64_t> counts;
+      for (const auto& [r, n] : byReason) {
+        names.push_back(r);
+        counts.push_back(n);
+      }
+      disclosure.table(kind, "reason", names, counts);
+    }
+    if (want("professionals")) {
+      std::map<std::string, std::set<std::string>> byCategory;
+      for (const auto& r : *roles) {
+        if (r.contains("active") && r["active"].is_boolean() && !r["active"].get<bool>()) continue;
+        const Json period = r.value("period", Json::object());
+        if (!str(period, "start").empty() && day(str(period, "start")) > until) continue;
+        if (!str(period, "end").empty() && day(str(period, "end")) < from) continue;
+        std::string category;
+        for (const auto& c : r.value("code", Json::array()))
+          if (category.empty()) category = codeIn(c, std::string(kCs) + "network-role");
+        byCategory[category.empty() ? "unknown" : category].insert(refOf(r, "practitioner").empty() ? str(r, "id") : refOf(r, "practitioner"));
+      }
+      for (const auto& [c, who] : byCategory) unsuppressed["professionals"].emplace_back("category=" + c, static_cast<std::int64_t>(who.size()));
+    }
+    for (const char* kind : {"cied-duration", "csb-duration"}) {
+      if (!want(kind)) continue;
+      std::string type = std::string(kind) == "cied-duration" ? "CIED" : "CSB";
+      std::vector<std::int64_t> n(pathologies.size(), 0);
+      std::vector<double> sum(pathologies.size(), 0);
+      for (const auto& [ref, e] : encounters) {
+        if (e.type != type || e.minutes < 0 || !within(e.date, from, until)) continue;
+        auto it = cohort.find(e.patient);
+        std::size_t i = pathologyIndex(it == cohort.end() ? "" : it->second.pathology);
+        if (i >= pathologies.size()) continue;
+        ++n[i];
+        sum[i] += e.minutes;
+      }
+      std::string measure = std::string(kind) + "-n";
+      disclosure.table(measure, "pathology", pathologies, n);
+      std::int64_t allN = 0;
+      double allSum = 0;
+      for (std::size_t i = 0; i < pathologies.size(); ++i) {
+        means[kind].push_back({"pathology=" + pathologies[i], {measure + "|pathology=" + pathologies[i], sum[i], n[i]}});
+        allN += n[i];
+        allSum += sum[i];
+      }
+      means[kind].push_back({"*", {measure, allSum, allN}});
+    }
+    if (want("vas")) {
+      // Pain (0-10) by pathology and semester since inclusion (0: the CIED, n: the n-th CSB).
+      int maxSemester = 0;
+      for (const auto& [ref, e] : encounters) maxSemester = std::max(maxSemester, e.type == "CSB" ? e.semester : 0);
+      std::vector<std::string> semesters;
+      for (int s = 0; s <= maxSemester; ++s) semesters.push_back(std::to_string(s));
+      std::vector<std::vector<std::int64_t>> n(pathologies.size(), std::vector<std::int64_t>(semesters.size(), 0));
+      std::vector<std::vector<double>> sum(pathologies.size(), std::vector<double>(semesters.size(), 0));
+      for (const auto& v : values) {
+        if (v.code != "vas" || !within(v.start, from, until)) continue;
+        auto e = encounters.find(v.encounter);
+        if (e == encounters.end()) continue;
+        int s = e->second.type == "CIED" ? 0 : e->second.semester;
+        auto it = cohort.find(v.patient);
+        std::size_t i = pathologyIndex(it == cohort.end() ? "" : it->second.pathology);
+        if (i >= pathologies.size() || s < 0 || s > maxSemester) continue;
+        ++n[i][static_cast<std::size_t>(s)];
+        sum[i][static_cast<std::size_t>(s)] += v.value;
+      }
+      disclosure.table("vas-n", "pathology", pathologies, "semester", semesters, n);
+      for (std::size_t i = 0; i < pathologies.size(); ++i)
+        for (std::size_t s = 0; s < semesters.size(); ++s)
+          means["vas"].push_back({"pathology=" + pathologies[i] + "|semester=" + semesters[s],
+                                  {"vas-n|pathology=" + pathologies[i] + "|semester=" + semesters[s], sum[i][s], n[i][s]}});
+    }
+    disclosure.suppress(to.k);
+
+    // ---- the files ----
+    CsvWriter aggregates({"indicator", "stratum", "value", "unit", "n", "status"});
+    Json groups = Json::array();
+    std::int64_t masked = 0;
+    for (const auto& d : indicators) {
+      Json group = {{"code", {{"coding", Json::array({{{"system", std::string(kCs) + "d77-indicator"}, {"code", d.id}}})}, {"text", d.title}}}};
+      Json strata = Json::array();
+      auto add = [&](const std::string& stratum, const std::string& value, const std::string& n, bool hidden) {
+        bool empty = !hidden && value.empty();  // a mean over nobody: nothing to hide, nothing to give
+        aggregates.row({d.id, stratum, hidden ? "" : value, d.unit, hidden ? "" : n, hidden ? "masked" : empty ? "empty" : "published"});
+        masked += hidden;
+        Json s = {{"value", {{"text", stratum}}}};
+        if (hidden || empty)
+          s["extension"] = Json::array({{{"url", "http://hl7.org/fhir/StructureDefinition/data-absent-reason"}, {"valueCode", hidden ? "masked" : "not-applicable"}}});
+        else if (d.kind == "mean") s["measureScore"] = {{"value", std::stod(value)}, {"unit", d.unit}};
+        else s["population"] = Json::array({{{"code", {{"text", "numerator"}}}, {"count", std::stoll(value)}}});
+        if (stratum == "*") {
+          if (s.contains("measureScore")) group["measureScore"] = s["measureScore"];
+          if (s.contains("population")) group["population"] = s["population"];
+        }
+        strata.push_back(s);
+      };
+      if (d.kind == "mean") {
+        for (const auto& [stratum, m] : means[d.id]) {
+          const auto* c = disclosure.find(m.cell);
+          bool hidden = !c || c->masked;
+          add(stratum, m.n ? decimal(m.sum / static_cast<double>(m.n)) : "", std::to_string(m.n), hidden);
+        }
+      } else if (!d.suppress || unsuppressed.count(d.id)) {
+        for (const auto& [stratum, n] : unsuppressed[d.id]) add(stratum, std::to_string(n), std::to_string(n), false);
+      } else {
+        for (const auto& c : disclosure.cells()) {
+          if (c.id != d.id && c.id.rfind(d.id + "|", 0) != 0) continue;
+          std::string stratum = c.id == d.id ? "*" : c.id.substr(d.id.size() + 1);
+          add(stratum, std::to_string(c.count), std::to_string(c.count), c.masked);
+        }
+      }
+      group["stratifier"] = Json::array({{{"code", Json::array({{{"text", d.stratifiers.empty() ? std::string("none") : d.stratifiers[0]}}})}, {"stratum", strata}}});
+      groups.push_back(group);
+    }
+    std::string created = fhir::formatInstant(nowMs());
+    std::string id = created.substr(0, 19) + "-" + to.id;
+    std::replace(id.begin(), id.end(), ':', '-');
+    Json measure = {{"resourceType", "Measure"},
+                    {"url", "https://douleur77.fr/fhir/Measure/d77-evaluation"},
+                    {"status", "active"},
+                    {"title", "Évaluation du réseau Douleur 77"},
+                    {"scoring", {{"coding", Json::array({{{"system", "http://terminology.hl7.org/CodeSystem/measure-scoring"}, {"code", "continuous-variable"}}})}}},
+                    {"group", Json::array()}};
+    for (const auto& d : indicators)
+      measure["group"].push_back({{"code", {{"coding", Json::array({{{"system", std::string(kCs) + "d77-indicator"}, {"code", d.id}}})}, {"text", d.title}}},
+                                  {"description", d.definition + " Population: " + d.population + ". Numerator: " + d.numerator + ". Source: " +
+                                                      d.source + (d.reference.empty() ? "" : ". " + d.reference) + "."}});
+    Json report = {{"resourceType", "MeasureReport"},
+                   {"status", "complete"},
+                   {"type", "summary"},
+                   {"measure", "https://douleur77.fr/fhir/Measure/d77-evaluation"},
+                   {"date", created},
+                   {"period", {{"start", from}, {"end", until}}},
+                   {"group", groups}};
+
+    std::vector<secureupload::Entry> files = {{"indicators.csv", aggregates.text()}, {"measure.json", measure.dump(2)}, {"measure-report.json", report.dump(2)}};
+    Json manifest = {{"id", id},
+                     {"generator", options.generator},
+                     {"created", created},
+                     {"recipient", {{"id", to.id}, {"name", to.name}, {"role", to.role}}},
+                     {"period", {{"start", from}, {"end", until}}},
+                     {"k", to.k},
+                     {"maskedCells", masked},
+                     {"files", Json::array()}};
+    std::vector<std::string> rowPatients;
+    if (to.rows()) {
+      auto key = currentKey(to.domain, true);
+      if (!key.ok()) return key.error();
+      CsvWriter rows({"pseudo_id", "pathology", "age_band", "sex", "inclusion_semester", "period_start", "period_end", "phase", "indicator", "value",
+                      "unit", "source"});
+      std::int64_t withoutIns = 0, withoutConsent = 0;
+      std::map<std::string, std::vector<const Value*>> byPatient;
+      for (const auto& v : values) byPatient[v.patient].push_back(&v);
+      for (const auto& [pid, p] : cohort) {
+        if (p.inclusion.empty() || p.inclusion > until) continue;
+        if (!p.consent) {
+          ++withoutConsent;
+          continue;
+        }
+        if (p.ins.empty()) {
+          ++withoutIns;
+          continue;
+        }
+        std::string pseudo = pseudonym(p.ins, key->second), band = ageBand(p.birthDate, p.inclusion), sem = semesterOf(p.inclusion);
+        std::string sex = p.sex == "male" || p.sex == "female" ? p.sex : "unknown";
+        auto row = [&](const std::string& start, const std::string& end, const std::string& phase, const std::string& indicator, const std::string& value,
+                       const std::string& unit, const std::string& source) {
+          rows.row({pseudo, p.pathology, band, sex, sem, monthOf(start), monthOf(end), phase, indicator, value, unit, source});
+        };
+        row(p.inclusion, p.inclusion, "inclusion", "evaluable", p.evaluable ? "1" : "0", "{boolean}", "network DB");
+        for (const Value* v : byPatient[pid]) {
+          if (!within(v->end.empty() ? v->start : v->end, from, until) && !within(v->start, from, until)) continue;
+          std::string phase = (v->end.empty() ? v->start : v->end) <= p.inclusion && v->code != "vas" ? "before" : "after";
+          std::string indicator = v->code;
+          std::transform(indicator.begin(), indicator.end(), indicator.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+          row(v->start, v->end.empty() ? v->start : v->end, phase, indicator, decimal(v->value), v->code == "vas" ? "{score}" : v->unit,
+              "CIED/CSB report");
+        }
+        rowPatients.push_back(pid);
+      }
+      files.push_back({"patients.csv", rows.text()});
+      manifest["pseudonym"] = {{"algorithm", "HMAC-SHA-256 of the INS (15 characters, upper case)"}, {"domain", to.domain}, {"keyVersion", key->first}};
+      manifest["patientsWithoutIns"] = withoutIns;
+      manifest["patientsWithoutActiveConsent"] = withoutConsent;
+    }
+    for (const auto& f : files) {
+      std::size_t lines = static_cast<std::size_t>(std::count(f.bytes.begin(), f.bytes.end(), '\n'));
+      Json entry = {{"name", f.name}, {"bytes", f.bytes.size()}, {"sha256", secureupload::sha256Hex(f.bytes)}};
+      if (f.name.size() > 4 && f.name.substr(f.name.size() - 4) == ".csv") entry["rows"] = lines ? lines - 1 : 0;
+      manifest["files"].push_back(entry);
+    }
+    files.push_back({"manifest.json", manifest.dump(2)});
+
+    // ---- sealed for the recipient ----
+    std::string archive, sealed, error;
+    if (!secureupload::zip(files, archive, error)) return makeError(ErrorCode::kInternal, "the archive cannot be made: " + error);
+    auto signer = signerCredentials();
+    if (!signer.ok()) return signer.error();
+    auto recipientPem = recipientCertificate(to);
+    if (!recipientPem.ok()) return recipientPem.error();
+    if (!secureupload::seal(archive, *signer, {*recipientPem}, nowMs() / 1000, sealed, error))
+      return makeError(ErrorCode::kInvalid, "the extract for " + to.id + " is not sealed (nothing written): " + error);
+    fs::path dir = fs::path(options.dataDir) / "extracts" / id;
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    fs::permissions(fs::path(options.dataDir) / "extracts", fs::perms::owner_all, ec);
+    manifest["package"] = (dir / "extract.p7m").string();
+    manifest["packageSha256"] = secureupload::sha256Hex(sealed);
+    if (!writePrivate(dir / "extract.p7m", sealed, 0600, error) || !writePrivate(dir / "manifest.json", manifest.dump(2), 0600, error))
+      return makeError(ErrorCode::kInternal, error);
+
+    // ---- audited ----
+    if (audit) {
+      audit::Record r;
+      r.kind = "admin";
+      r.action = "extract";
+      r.outcome = "granted";
+      r.status = 200;
+      if (by) {
+        r.subject = by->subject;
+        r.role = by->role;
+        r.account = by->account;
+        r.tokenId = by->tokenId;
+      } else {
+        r.subject = r.account = "passerelle";
+        r.role = "system";
+      }
+      r.purpose = "PUBHLTH";
+      r.method = "EXTRACT";
+      r.path = "/admin/v1/extracts";
+      r.resourceType = "MeasureReport";
+      r.patients = rowPatients;
+      Json detail = {{"extract", id}, {"recipient", to.id}, {"role", to.role}, {"k", to.k}, {"maskedCells", masked}, {"package", manifest["packageSha256"]}};
+      if (manifest.contains("pseudonym")) detail["keyVersion"] = manifest["pseudonym"]["keyVersion"];
+      for (const auto& f : manifest["files"]) detail["rows"][f["name"].get<std::string>()] = f.value("rows", 0);
+      r.detail = detail.dump();
+      auto a = audit->append(r);
+      if (!a.ok()) return makeError(ErrorCode::kUnavailable, "the extract's audit record cannot be written: " + a.error().message);
+    }
+    log::info("extract.written", {{"extract", id}, {"recipient", to.id}, {"patients", std::to_string(rowPatients.size())}, {"masked", std::to_string(masked)}});
+    return manifest;
+  }
+
+  Result<secureupload::Credentials> signerCredentials() {
+    std::string cert = options.signingCertificate, key = options.signingKey;
+    if (cert.empty()) {
+      if (options.production) return makeError(ErrorCode::kInvalid, "extract.signing_certificate and extract.signing_key are required in production");
+      cert = options.dataDir + "/extract-signing/signer.crt";
+      key = options.dataDir + "/extract-signing/signer.key";
+      std::error_code ec;
+      fs::create_directories(options.dataDir + "/extract-signing", ec);
+      auto d = http::ensureDevCertificate(cert, key, {"Passerelle extract signing (development)", "critical,digitalSignature,nonRepudiation", "emailProtection"});
+      if (!d.ok()) return makeError(d.error().code, "extract signing (development): " + d.error().message);
+    }
+    return secureupload::Credentials{readText(cert), readText(key)};
+  }
+
+  Result<std::string> recipientCertificate(const Recipient& to) {
+    if (!to.certificate.empty()) {
+      std::string pem = readText(to.certificate);
+      if (pem.empty()) return makeError(ErrorCode::kInvalid, "the certificate of " + to.id + " (" + to.certificate + ") cannot be read");
+      return pem;
+    }
+    if (options.production) return makeError(ErrorCode::kInvalid, "the recipient " + to.id + " has no certificate: nothing can be sealed for it");
+    // Outside production: a development recipient, so that `passerelle extract open` can be tried.
+    std::string dir = options.dataDir + "/extract-demo-recipients";
+    std::error_code ec;
+    fs::create_directories(dir, ec);
+    auto d = http::ensureDevCertificate(dir + "/" + to.id + ".crt", dir + "/" + to.id + ".key",
+                                        {"Development recipient " + to.id, "critical,keyAgreement", "emailProtection"});
+    if (!d.ok()) return makeError(d.error().code, "development recipient " + to.id + ": " + d.error().message);
+    log::warn("extract.dev_recipient", {{"recipient", to.id}, {"certificate", dir + "/" + to.id + ".crt"},
+                                        {"note", "development only: set the recipient's certificate in production"}});
+    return readText(dir + "/" + to.id + ".crt");
+  }
+};
+
+ExtractService::ExtractService() : impl_(std::make_unique<Impl>()) {}
+ExtractService::~ExtractService() = default;
+
+Result<std::unique_ptr<ExtractService>> ExtractService::start(Options options, http::Gate* gate, fhir::FhirService& fhir, audit::AuditLog* audit) {
+  auto recipients = loadRecipients(options.recipientsFile);
+  if (!recipients.ok()) return recipients.error();
+  auto indicators = loadIndicators(options.indicatorsFile);
+  if (!indicators.ok()) return indicators.error();
+  std::unique_ptr<ExtractService> s(new ExtractService());
+  Impl& m = *s->impl_;
+  m.options = std::move(options);
+  m.gate = gate;
+  m.fhir = &fhir;
+  m.audit = audit;
+  m.recipients = std::move(recipients.value());
+  m.indicators = std::move(indicators.value());
+  m.job.subject = m.job.account = "passerelle";
+  m.job.role = "system";
+  m.job.purpose = "PUBHLTH";  // the evaluation of the experiment (a purpose of the system role)
+  m.job.scopes = {"system/*.rs"};
+  m.job.tokenId = "gateway";
+  return s;
+}
+
+Result<nlohmann::json> ExtractService::run(const std::string& recipient, const std::string& from, const std::string& to, const identity::Principal* by) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  const Recipient* r = nullptr;
+  for (const auto& x : impl_->recipients)
+    if (x.id == recipient) r = &x;
+  if (!r) return makeError(ErrorCode::kNotFound, "no extract recipient " + recipient + " (see extract.recipients)");
+  auto isDate = [](const std::string& d) { return d.size() == 10 && d[4] == '-' && d[7] == '-'; };
+  if (!isDate(from) || !isDate(to) || from > to) return makeError(ErrorCode::kInvalid, "the period must be two dates YYYY-MM-DD, the first not after the second");
+  return impl_->run(*r, from, to, by);
+}
+
+Result<nlohmann::json> ExtractService::list() const {
+  Json out = Json::array();
+  fs::path dir = fs::path(impl_->options.dataDir) / "extracts";
+  std::error_code ec;
+  std::vector<fs::path> found;
+  for (const auto& e : fs::directory_iterator(dir, ec))
+    if (fs::exists(e.path() / "manifest.json")) found.push_back(e.path());
+  std::sort(found.rbegin(), found.rend());
+  for (const auto& p : found) {
+    Json m = Json::parse(readText((p / "manifest.json").string()), nullptr, false);
+    if (m.is_object()) out.push_back(m);
+  }
+  return out;
+}
+
+Result<int> ExtractService::rotateKey(const std::string& domain, const identity::Principal* by) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  if (domain.empty()) return makeError(ErrorCode::kInvalid, "a key domain is needed");
+  auto k = impl_->keys();
+  if (!k.ok()) return k.error();
+  auto v = impl_->addKey(k.value(), domain);
+  if (!v.ok()) return v.error();
+  if (impl_->audit) {
+    audit::Record r;
+    r.kind = "admin";
+    r.action = "key-rotation";
+    r.outcome = "granted";
+    r.status = 200;
+    r.subject = by ? by->subject : "passerelle";
+    r.role = by ? by->role : "system";
+    r.account = by ? by->account : "passerelle";
+    r.method = "POST";
+    r.path = "/admin/v1/extracts/keys/" + domain + "/rotate";
+    r.detail = Json{{"domain", domain}, {"keyVersion", *v}}.dump();
+    auto a = impl_->audit->append(r);
+    if (!a.ok()) return makeError(ErrorCode::kUnavailable, "the rotation's audit record cannot be written: " + a.error().message);
+  }
+  return v;
+}
+
+fhir::FhirResponse ExtractService::handle(const std::string& method, const std::string& path, const std::string& body, const identity::Principal* by) {
+  auto answer = [](int status, const Json& j) {
+    fhir::FhirResponse r;
+    r.status = status;
+    r.body = j.dump();
+    r.headers.emplace_back("Content-Type", "application/json");
+    return r;
+  };
+  if (method == "GET" && path == "/extracts") {
+    auto l = list();
+    if (!l.ok()) return fhir::errorResponse(l.error());
+    return answer(200, Json{{"extracts", l.value()}});
+  }
+  if (method == "POST" && path == "/extracts") {
+    Json b = Json::parse(body.empty() ? "{}" : body, nullptr, false);
+    if (!b.is_object()) return fhir::errorResponse(makeError(ErrorCode::kInvalid, "a JSON object is expected"));
+    auto m = run(str(b, "recipient"), str(b, "from"), str(b, "to"), by);
+    if (!m.ok()) return fhir::errorResponse(m.error());
+    return answer(200, m.value());
+  }
+  const std::string keys = "/extracts/keys/";
+  if (method == "POST" && path.rfind(keys, 0) == 0 && path.size() > keys.size() + 7 && path.substr(path.size() - 7) == "/rotate") {
+    auto v = rotateKey(path.substr(keys.size(), path.size() - keys.size() - 7), by);
+    if (!v.ok()) return fhir::errorResponse(v.error());
+    return answer(200, Json{{"keyVersion", v.value()}});
+  }
+  return fhir::errorResponse(makeError(ErrorCode::kNotFound, "no such extract operation: " + method + " " + path));
+}
+
+}  // namespace passerelle::extract

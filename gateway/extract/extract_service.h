@@ -1,0 +1,108 @@
+// Evaluation extracts for the caisse, the external evaluator and the network's partners.
+//
+// An extract is computed from the dossier for one recipient and one period: the indicators
+// declared in conf/extracts/indicators.json (each with its definition, population, numerator,
+// stratifiers, unit and source), as aggregates with small cells and their complements masked
+// (k of the recipient, never below 5), and, for the recipients whose role may receive them (the
+// caisse's medical service, the external evaluator), patient-level rows under a pseudonym
+// (HMAC-SHA-256 of the INS with the key of the recipient's domain) with no name, NIR, address or
+// exact date, for the patients whose consent is active. It is written as CSV, a FHIR Measure and
+// MeasureReport and a manifest (row counts, SHA-256 of each file, k, key version, period,
+// generator), zipped, signed with the gateway's extract certificate and encrypted for the
+// recipient's certificate (CMS), in data.dir/extracts/<id>/.
+//
+// Everything is read through the gate as the gateway's job "job:extract" (the same access
+// decisions and audit records as a request, naming the patients read), and each extract and each
+// key rotation is an audit record of its own. Keys live in data.dir/extract-keys.json (mode 0600),
+// never in an extract or a log line.
+// Thread-safety: run() calls are serialised.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "gateway/common/status.h"
+
+namespace passerelle {
+namespace audit {
+class AuditLog;
+}
+namespace config {
+class Config;
+}
+namespace fhir {
+class FhirService;
+struct FhirResponse;
+}
+namespace http {
+class Gate;
+}
+namespace identity {
+struct Principal;
+}
+
+namespace extract {
+
+struct Recipient {
+  std::string id, name;
+  std::string role;    // an access-policy role: caisse-medical, evaluator (rows and aggregates); others aggregates only
+  std::string domain;  // the pseudonymisation key's domain
+  int k = 10;
+  std::string certificate;  // PEM file of the recipient's encryption certificate
+  bool rows() const { return role == "caisse-medical" || role == "evaluator"; }
+};
+
+// The recipients of `file` (a JSON array). Errors name the entry and the field.
+Result<std::vector<Recipient>> loadRecipients(const std::string& file);
+
+struct Indicator {
+  std::string id, title, definition, population, numerator, unit, source, reference;
+  std::vector<std::string> stratifiers;
+  std::string kind;  // count | mean
+  bool suppress = true;
+};
+
+// The indicators of `file`; each id must be one the gateway computes.
+Result<std::vector<Indicator>> loadIndicators(const std::string& file);
+
+// The ids of the indicators the gateway computes.
+const std::vector<std::string>& computedIndicators();
+
+class ExtractService {
+ public:
+  struct Options {
+    std::string dataDir;
+    std::string recipientsFile, indicatorsFile;
+    std::string signingCertificate, signingKey;  // empty outside production: development ones in dataDir
+    bool production = false;
+    std::string generator;  // "passerelle <version>"
+  };
+  static Result<std::unique_ptr<ExtractService>> start(Options options, http::Gate* gate, fhir::FhirService& fhir, audit::AuditLog* audit);
+  ~ExtractService();
+
+  // Computes, writes and seals one extract; its manifest (with "id" and "package").
+  Result<nlohmann::json> run(const std::string& recipient, const std::string& from, const std::string& to, const identity::Principal* by);
+  // The extracts written, newest first (their manifests).
+  Result<nlohmann::json> list() const;
+  // A new key version for `domain` (the older ones kept, to read earlier extracts' pseudonyms).
+  Result<int> rotateKey(const std::string& domain, const identity::Principal* by);
+
+  // The admin API below /admin/v1: GET /extracts, POST /extracts {recipient, from, to},
+  // POST /extracts/keys/{domain}/rotate.
+  fhir::FhirResponse handle(const std::string& method, const std::string& path, const std::string& body, const identity::Principal* by);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+  ExtractService();
+};
+
+// `passerelle extract ...` (run, list, rotate-key ask the running gateway; open works offline).
+int extractCommand(int argc, char** argv);
+
+}  // namespace extract
+}  // namespace passerelle

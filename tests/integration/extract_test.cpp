@@ -1,0 +1,270 @@
+// Evaluation extracts end to end: a cohort entered through the network API, an extract run through
+// the admin API for the caisse's medical service and for a financial partner, opened with the
+// openssl command as the independent verifier (CMS decryption and signature), and checked: no
+// direct identifier in any file, pseudonyms equal to the HMAC of the INS that openssl computes
+// with the key, no published cell between 1 and k-1, aggregates only for the partner, a new key
+// version after a rotation, and audit records naming the patients.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include "gateway/extract/extract_service.h"
+#include "mappings/extract/csv.h"
+#include "tests/support/http_client.h"
+#include "tests/support/test_gateway.h"
+
+namespace passerelle::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+const std::string kExamples = PASSERELLE_NETWORK_EXAMPLES;
+json example(const std::string& kind) { return json::parse(readFile(kExamples + "/" + kind + ".json")); }
+
+std::string run(const std::string& command) {
+  std::string out;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) return out;
+  char buf[512];
+  while (std::fgets(buf, sizeof buf, p)) out += buf;
+  int rc = pclose(p);
+  return rc == 0 ? out : "FAILED(" + std::to_string(rc) + "): " + out;
+}
+
+// A valid NIR for patient n: a man born in May 1985 in Seine-et-Marne, order number n, with its key.
+std::string nir(int n) {
+  char base[14];
+  std::snprintf(base, sizeof base, "18505772%02d%03d", n % 100, n);
+  long long v = std::atoll(base);
+  char out[16];
+  std::snprintf(out, sizeof out, "%s%02lld", base, 97 - v % 97);
+  return out;
+}
+
+class ExtractTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // The recipient's key pair, made here: the gateway only ever sees its certificate.
+    std::string rc = run("openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Service medical CPAM 77' -keyout " + conf_.path() +
+                         "/recipient.key -out " + conf_.path() + "/recipient.crt");
+    ASSERT_EQ(rc.rfind("FAILED", 0), std::string::npos) << rc;
+    std::ofstream(conf_.path() + "/recipients.json")
+        << json::array({{{"id", "cpam77"}, {"role", "caisse-medical"}, {"domain", "cpam77"}, {"k", 5}, {"certificate", "recipient.crt"}},
+                        {{"id", "ligue"}, {"role", "financial-partner"}, {"k", 5}, {"certificate", "recipient.crt"}}})
+               .dump();
+    gw_ = std::make_unique<TestGateway>(std::vector<std::string>{"extract.recipients=" + conf_.path() + "/recipients.json",
+                                                                 "extract.indicators=" + std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/indicators.json",
+                                                                 "network.today=2026-09-10", "network.sweep_interval_seconds=0"});
+    http_ = std::make_unique<HttpClient>(gw_->httpPort());
+    post("structure", example("structure"));
+    post("professional", example("professional"));
+    // Twelve patients with low back pain, each included, consenting and seen at a CIED (VAS 5 to 8).
+    for (int i = 1; i <= 12; ++i) {
+      std::string network = "P77-0001" + std::string(i < 10 ? "0" : "") + std::to_string(i);
+      json inc = example("inclusion");
+      inc["patient"]["nir"] = nir(i);
+      inc["patient"]["networkId"] = network;
+      inc["patient"]["family"] = "PATIENT" + std::string(1, static_cast<char>('A' + i));
+      inc["coverage"]["memberId"] = nir(i);
+      post("inclusion", inc);
+      json con = example("consent");
+      con["patient"]["networkId"] = network;
+      post("consent", con);
+      json cied = example("cied");
+      cied["patient"]["networkId"] = network;
+      cied["measures"]["vas"]["value"] = 5 + i % 4;
+      cied["measures"]["vas"]["rawMm"] = (5 + i % 4) * 10;
+      post("cied", cied);
+    }
+  }
+
+  void post(const std::string& kind, json d) {
+    d["documentId"] = "T-" + kind + "-" + std::to_string(++ids_);
+    auto r = http_->request("POST", "/network/v1/" + kind, d.dump(), {{"Content-Type", "application/json"}});
+    ASSERT_EQ(r.status, 200) << kind << ": " << r.body;
+  }
+
+  // Runs an extract and opens its package with the openssl command: the files, by name.
+  std::map<std::string, std::string> extract(const std::string& recipient, json& manifest) {
+    auto r = http_->request("POST", "/admin/v1/extracts", json{{"recipient", recipient}, {"from", "2026-01-01"}, {"to", "2026-12-31"}}.dump(),
+                            {{"Content-Type", "application/json"}});
+    EXPECT_EQ(r.status, 200) << r.body;
+    manifest = json::parse(r.body, nullptr, false);
+    std::map<std::string, std::string> files;
+    if (!manifest.is_object() || !manifest.contains("package")) return files;
+    std::string out = conf_.path() + "/open-" + recipient;
+    fs::create_directories(out);
+    std::string c = conf_.path();
+    std::string dec = run("openssl cms -decrypt -inform DER -in " + manifest["package"].get<std::string>() + " -recip " + c + "/recipient.crt -inkey " +
+                          c + "/recipient.key -out " + out + "/signed.der");
+    EXPECT_EQ(dec.rfind("FAILED", 0), std::string::npos) << dec;
+    std::string ver = run("openssl cms -verify -inform DER -in " + out + "/signed.der -CAfile " + gw_->dataDir() +
+                          "/extract-signing/signer.crt -out " + out + "/extract.zip");
+    EXPECT_EQ(ver.rfind("FAILED", 0), std::string::npos) << ver;
+    std::string list = run("cd " + out + " && python3 -c \"import zipfile,sys; z=zipfile.ZipFile('extract.zip'); z.extractall('files'); "
+                           "print('\\n'.join(z.namelist()))\"");
+    EXPECT_EQ(list.rfind("FAILED", 0), std::string::npos) << list;
+    for (const auto& e : fs::directory_iterator(out + "/files")) files[e.path().filename().string()] = readFile(e.path().string());
+    return files;
+  }
+
+  TempDir conf_;
+  std::unique_ptr<TestGateway> gw_;
+  std::unique_ptr<HttpClient> http_;
+  int ids_ = 0;
+};
+
+TEST_F(ExtractTest, TheCaissesMedicalServiceGetsPseudonymisedRowsSealedForItAndNothingIdentifying) {
+  json manifest;
+  auto files = extract("cpam77", manifest);
+  ASSERT_TRUE(files.count("patients.csv")) << manifest.dump();
+  for (const char* name : {"indicators.csv", "measure.json", "measure-report.json", "manifest.json"}) EXPECT_TRUE(files.count(name)) << name;
+  // The FHIR resources are valid R4.
+  for (const char* name : {"measure.json", "measure-report.json"}) {
+    std::string v = run(std::string(PASSERELLE_BINARY) + " validate " + conf_.path() + "/open-cpam77/files/" + name);
+    EXPECT_EQ(v.rfind("FAILED", 0), std::string::npos) << name << ": " << v;
+  }
+  // The manifest: each file's SHA-256 and row count, k, the key version.
+  json inside = json::parse(files["manifest.json"]);
+  EXPECT_EQ(inside["k"], 5);
+  EXPECT_EQ(inside["pseudonym"]["keyVersion"], 1);
+  for (const auto& f : inside["files"]) {
+    std::string name = f["name"];
+    ASSERT_TRUE(files.count(name)) << name;
+    std::string sha = run("printf '%s' \"$(cat /dev/null)\" >/dev/null; sha256sum '" + conf_.path() + "/open-cpam77/files/" + name + "'");
+    EXPECT_EQ(sha.substr(0, 64), f["sha256"].get<std::string>()) << name;
+  }
+  // Nothing that identifies: no NIR, no name, no exact date, no network number.
+  for (const auto& [name, bytes] : files) {
+    for (int i = 1; i <= 12; ++i) {
+      EXPECT_EQ(bytes.find(nir(i)), std::string::npos) << name;
+      EXPECT_EQ(bytes.find(nir(i).substr(0, 13)), std::string::npos) << name;
+      EXPECT_EQ(bytes.find("PATIENT" + std::string(1, static_cast<char>('A' + i))), std::string::npos) << name;
+    }
+    EXPECT_EQ(bytes.find("P77-0001"), std::string::npos) << name;
+    EXPECT_EQ(bytes.find("DURAND"), std::string::npos) << name;
+    if (name.size() > 4 && name.substr(name.size() - 4) == ".csv")
+      EXPECT_FALSE(std::regex_search(bytes, std::regex("[0-9]{4}-[0-9]{2}-[0-9]{2}"))) << name << " carries an exact date";
+  }
+  // The pseudonyms: HMAC-SHA-256 of the INS with the domain's key, as openssl computes it.
+  json keys = json::parse(readFile(gw_->dataDir() + "/extract-keys.json"));
+  std::string keyHex = run("printf '%s' '" + keys["cpam77"][0]["key"].get<std::string>() + "' | base64 -d | od -An -tx1 | tr -d ' \\n'");
+  std::string expected = run("printf " + nir(3) + " | openssl dgst -sha256 -mac HMAC -macopt hexkey:" + keyHex);
+  std::vector<std::string> f;
+  std::set<std::string> pseudonyms;
+  std::stringstream lines(files["patients.csv"]);
+  std::string line;
+  std::getline(lines, line);
+  EXPECT_EQ(line, "pseudo_id;pathology;age_band;sex;inclusion_semester;period_start;period_end;phase;indicator;value;unit;source");
+  int vasRows = 0;
+  while (std::getline(lines, line)) {
+    ASSERT_TRUE(extract::splitCsvLine(line, f));
+    ASSERT_EQ(f.size(), 12u) << line;
+    pseudonyms.insert(f[0]);
+    EXPECT_EQ(f[2], "35-44");  // born in May 1985, included in 2026
+    vasRows += f[8] == "vas";
+  }
+  EXPECT_EQ(pseudonyms.size(), 12u);
+  EXPECT_EQ(vasRows, 12);
+  std::string mine = expected.substr(expected.rfind(' ') + 1, 64);
+  EXPECT_TRUE(pseudonyms.count(mine)) << expected;
+  // The aggregates: 12 men with low back pain published; the other strata zero; no cell in 1..4.
+  std::stringstream agg(files["indicators.csv"]);
+  std::getline(agg, line);
+  bool admitted = false;
+  while (std::getline(agg, line)) {
+    ASSERT_TRUE(extract::splitCsvLine(line, f));
+    if (f[5] == "published" && f[0] != "professionals" && !f[4].empty()) {
+      long n = std::atol(f[4].c_str());
+      EXPECT_FALSE(n >= 1 && n < 5) << line;
+    }
+    if (f[0] == "patients-admitted" && f[1] == "pathology=low-back-pain|sex=male") admitted = f[2] == "12";
+  }
+  EXPECT_TRUE(admitted) << files["indicators.csv"];
+  std::cout << "[ extract  ] indicators.csv:\n" << files["indicators.csv"] << "[ extract  ] patients.csv, first lines:\n"
+            << files["patients.csv"].substr(0, files["patients.csv"].find('\n', 600)) << "\n";
+  // The extract is an audit record naming its patients.
+  std::string patient = json::parse(http_->get("/fhir/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|" + nir(3)).body)["entry"][0]["resource"]["id"];
+  std::string audit = http_->get("/fhir/AuditEvent?patient=Patient/" + patient + "&_count=500").body;
+  EXPECT_NE(audit.find("\\\"recipient\\\":\\\"cpam77\\\""), std::string::npos) << audit.substr(0, 2000);
+  // A new key version: other pseudonyms, the manifest says which.
+  auto rot = http_->request("POST", "/admin/v1/extracts/keys/cpam77/rotate", "{}", {{"Content-Type", "application/json"}});
+  ASSERT_EQ(rot.status, 200) << rot.body;
+  EXPECT_EQ(json::parse(rot.body)["keyVersion"], 2);
+  json second;
+  auto again = extract("cpam77", second);
+  EXPECT_EQ(json::parse(again["manifest.json"])["pseudonym"]["keyVersion"], 2);
+  EXPECT_EQ(again["patients.csv"].find(mine), std::string::npos);
+}
+
+TEST_F(ExtractTest, AFinancialPartnerGetsAggregatesOnlyAndSmallCellsAreMasked) {
+  json manifest;
+  auto files = extract("ligue", manifest);
+  ASSERT_TRUE(files.count("indicators.csv")) << manifest.dump();
+  EXPECT_FALSE(files.count("patients.csv"));
+  EXPECT_FALSE(manifest.contains("pseudonym"));
+  // One exit: a cell of 1, masked with its complement (the total alone would give it away).
+  json exit = example("exit");
+  exit["patient"]["networkId"] = "P77-000101";
+  exit["date"] = "2026-09-01";
+  post("exit", exit);
+  json second;
+  auto again = extract("ligue", second);
+  std::stringstream agg(again["indicators.csv"]);
+  std::string line;
+  std::vector<std::string> f;
+  int exitsMasked = 0, exitsPublished = 0;
+  while (std::getline(agg, line)) {
+    ASSERT_TRUE(extract::splitCsvLine(line, f));
+    if (f[0] != "exits") continue;
+    (f[5] == "masked" ? exitsMasked : exitsPublished) += 1;
+    if (f[5] == "masked") EXPECT_TRUE(f[2].empty() && f[4].empty()) << line;
+  }
+  EXPECT_GE(exitsMasked, 2) << again["indicators.csv"];
+  // An unknown recipient, a period backwards: clear errors, nothing written.
+  auto bad = http_->request("POST", "/admin/v1/extracts", json{{"recipient", "nobody"}, {"from", "2026-01-01"}, {"to", "2026-12-31"}}.dump(),
+                            {{"Content-Type", "application/json"}});
+  EXPECT_EQ(bad.status, 404) << bad.body;
+  bad = http_->request("POST", "/admin/v1/extracts", json{{"recipient", "ligue"}, {"from", "2026-12-31"}, {"to", "2026-01-01"}}.dump(),
+                       {{"Content-Type", "application/json"}});
+  EXPECT_EQ(bad.status, 400) << bad.body;
+}
+
+TEST(ExtractConfig, RecipientsAndIndicatorsAreCheckedWhenLoaded) {
+  TempDir dir;
+  auto write = [&](const std::string& name, const json& j) {
+    std::ofstream(dir.path() + "/" + name) << j.dump();
+    return dir.path() + "/" + name;
+  };
+  auto low = extract::loadRecipients(write("r1.json", json::array({{{"id", "x"}, {"role", "supervisor"}, {"k", 4}}})));
+  ASSERT_FALSE(low.ok());
+  EXPECT_NE(low.error().message.find("below the minimum of 5"), std::string::npos) << low.error().message;
+  auto noDomain = extract::loadRecipients(write("r2.json", json::array({{{"id", "x"}, {"role", "caisse-medical"}}})));
+  ASSERT_FALSE(noDomain.ok());
+  EXPECT_NE(noDomain.error().message.find("domain"), std::string::npos);
+  auto twice = extract::loadRecipients(write("r3.json", json::array({{{"id", "x"}, {"role", "supervisor"}}, {{"id", "x"}, {"role", "supervisor"}}})));
+  EXPECT_FALSE(twice.ok());
+  auto ok = extract::loadRecipients(write("r4.json", json::array({{{"id", "x"}, {"role", "evaluator"}, {"domain", "eval"}, {"certificate", "x.crt"}}})));
+  ASSERT_TRUE(ok.ok()) << ok.error().message;
+  EXPECT_TRUE(ok.value()[0].rows());
+  EXPECT_EQ(ok.value()[0].k, 10);
+  EXPECT_EQ(ok.value()[0].certificate, dir.path() + "/x.crt");
+  auto unknown = extract::loadIndicators(write("i.json", json{{"indicators", json::array({{{"id", "happiness"}, {"title", "t"}, {"definition", "d"},
+                                                                                           {"population", "p"}, {"numerator", "n"}, {"unit", "u"},
+                                                                                           {"source", "s"}}})}}));
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.error().message.find("no computation for this indicator"), std::string::npos);
+  auto shipped = extract::loadIndicators(std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/indicators.json");
+  ASSERT_TRUE(shipped.ok()) << shipped.error().message;
+  EXPECT_EQ(shipped.value().size(), extract::computedIndicators().size());
+  auto demo = extract::loadRecipients(std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/recipients.json");
+  ASSERT_TRUE(demo.ok()) << demo.error().message;
+}
+
+}  // namespace
+}  // namespace passerelle::testing
