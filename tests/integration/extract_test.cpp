@@ -208,6 +208,17 @@ TEST_F(ExtractTest, AFinancialPartnerGetsAggregatesOnlyAndSmallCellsAreMasked) {
   ASSERT_TRUE(files.count("indicators.csv")) << manifest.dump();
   EXPECT_FALSE(files.count("patients.csv"));
   EXPECT_FALSE(manifest.contains("pseudonym"));
+  // `passerelle extract open` on the recipient's side: decrypted, verified, checked against the
+  // manifest; refused with another signer.
+  std::string c = conf_.path(), bin = PASSERELLE_BINARY, package = manifest["package"];
+  std::string opened = run(bin + " extract open " + package + " --certificate " + c + "/recipient.crt --key " + c + "/recipient.key --signer " +
+                           gw_->dataDir() + "/extract-signing/signer.crt --out " + c + "/opened");
+  EXPECT_NE(opened.find("files checked against the manifest"), std::string::npos) << opened;
+  EXPECT_EQ(readFile(c + "/opened/indicators.csv"), files["indicators.csv"]);
+  std::string refused = run(bin + " extract open " + package + " --certificate " + c + "/recipient.crt --key " + c + "/recipient.key --signer " + c +
+                            "/recipient.crt --out " + c + "/refused");
+  EXPECT_EQ(refused.rfind("FAILED", 0), 0u) << refused;
+  EXPECT_FALSE(fs::exists(c + "/refused/indicators.csv"));
   // One exit: a cell of 1, masked with its complement (the total alone would give it away).
   json exit = example("exit");
   exit["patient"]["networkId"] = "P77-000101";
