@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -24,6 +25,7 @@
 #include "gateway/http/dev_certificate.h"
 #include "gateway/http/http_server.h"
 #include "gateway/identity/identity.h"
+#include "gateway/store/resource_store.h"
 #include "mappings/common/base64.h"
 #include "mappings/extract/csv.h"
 #include "mappings/extract/disclosure.h"
@@ -235,10 +237,12 @@ struct ExtractService::Impl {
   }
 
   // ---- reading, through the gate ----
-  Result<std::vector<Json>> fetchAll(const std::string& type, fhir::Params query, const std::string& why) {
-    std::vector<Json> out;
+  // Every resource of a search, page by page, to `each` (nothing kept: the caller keeps what it
+  // needs). Each page has its own time limit, not the one of the request that asked for the extract.
+  Result<void> forEach(const std::string& type, fhir::Params query, const std::string& why, const std::function<void(const Json&)>& each) {
     query.emplace_back("_count", "1000");
-    for (int page = 0; page < 100000; ++page) {
+    for (int page = 0; page < 1000000; ++page) {
+      store::SearchLimit limit(std::chrono::steady_clock::now() + std::chrono::seconds(120), [] { return false; });
       http::Caller caller;
       caller.connector = &job;
       caller.channel = "job:extract";
@@ -252,18 +256,17 @@ struct ExtractService::Impl {
       if (r.status != 200) return makeError(ErrorCode::kUnavailable, type + " could not be read (" + std::to_string(r.status) + "): " + r.body.substr(0, 300));
       Json b = Json::parse(r.body, nullptr, false);
       if (!b.is_object()) return makeError(ErrorCode::kInternal, type + ": an unreadable search answer");
-      for (const auto& e : b.value("entry", Json::array()))
-        if (e.contains("resource") && e["resource"].is_object() && str(e.value("search", Json::object()), "mode") != "include")
-          out.push_back(e["resource"]);
+      if (auto entries = b.find("entry"); entries != b.end() && entries->is_array())
+        for (const auto& e : *entries)
+          if (e.contains("resource") && e["resource"].is_object() && str(e.value("search", Json::object()), "mode") != "include") each(e["resource"]);
       std::string next;
       for (const auto& l : b.value("link", Json::array()))
         if (str(l, "relation") == "next") next = str(l, "url");
-      if (next.empty()) return out;
       auto q = next.find('?');
-      if (q == std::string::npos) return out;
+      if (q == std::string::npos) return {};
       query = fhir::parseQueryString(next.substr(q + 1));
     }
-    return out;
+    return {};
   }
 
   // ---- the cohort ----
@@ -284,16 +287,14 @@ struct ExtractService::Impl {
   Result<nlohmann::json> run(const Recipient& to, const std::string& from, const std::string& until, const identity::Principal* by) {
     std::string why = "extract for " + to.id + " (" + from + " to " + until + ")";
     std::map<std::string, Patient> cohort;
-    auto episodes = fetchAll("EpisodeOfCare", {{"type", std::string(kCs) + "d77-programme|D77"}}, why);
-    if (!episodes.ok()) return episodes.error();
-    auto conditions = fetchAll("Condition", {}, why);
-    if (!conditions.ok()) return conditions.error();
     std::map<std::string, std::string> pathologyOf;
-    for (const auto& c : *conditions)
+    auto conditions = forEach("Condition", {}, why, [&](const Json& c) {
       if (auto p = codeIn(c.value("code", Json::object()), std::string(kCs) + "pathology"); !p.empty()) pathologyOf["Condition/" + str(c, "id")] = p;
-    for (const auto& e : *episodes) {
+    });
+    if (!conditions.ok()) return conditions.error();
+    auto episodes = forEach("EpisodeOfCare", {{"type", std::string(kCs) + "d77-programme|D77"}}, why, [&](const Json& e) {
       std::string patient = refOf(e, "patient");
-      if (patient.rfind("Patient/", 0) != 0) continue;
+      if (patient.rfind("Patient/", 0) != 0) return;
       Patient& p = cohort[patient.substr(8)];
       p.id = patient.substr(8);
       p.inclusion = day(str(e.value("period", Json::object()), "start"));
@@ -301,52 +302,50 @@ struct ExtractService::Impl {
       if (const Json* x = extension(e, std::string(kSd) + "evaluable")) p.evaluable = x->value("valueBoolean", false);
       for (const auto& d : e.value("diagnosis", Json::array()))
         if (auto it = pathologyOf.find(refOf(d, "condition")); it != pathologyOf.end()) p.pathology = it->second;
-    }
-    auto patients = fetchAll("Patient", {}, why);
-    if (!patients.ok()) return patients.error();
-    for (const auto& r : *patients) {
+    });
+    if (!episodes.ok()) return episodes.error();
+    pathologyOf.clear();
+    auto patients = forEach("Patient", {}, why, [&](const Json& r) {
       auto it = cohort.find(str(r, "id"));
-      if (it == cohort.end()) continue;
+      if (it == cohort.end()) return;
       it->second.birthDate = str(r, "birthDate");
       it->second.sex = str(r, "gender");
       for (const auto& id : r.value("identifier", Json::array()))
         if (fhir::fr::isInsSystem(str(id, "system")) && it->second.ins.empty()) it->second.ins = str(id, "value");
-    }
-    auto consents = fetchAll("Consent", {{"status", "active"}}, why);
-    if (!consents.ok()) return consents.error();
-    for (const auto& c : *consents) {
+    });
+    if (!patients.ok()) return patients.error();
+    auto consents = forEach("Consent", {{"status", "active"}}, why, [&](const Json& c) {
       std::string patient = refOf(c, "patient");
       if (patient.rfind("Patient/", 0) == 0)
         if (auto it = cohort.find(patient.substr(8)); it != cohort.end()) it->second.consent = true;
-    }
-    auto encounterRows = fetchAll("Encounter", {}, why);
-    if (!encounterRows.ok()) return encounterRows.error();
+    });
+    if (!consents.ok()) return consents.error();
     std::map<std::string, Encounter> encounters;
-    for (const auto& e : *encounterRows) {
+    auto encounterRows = forEach("Encounter", {}, why, [&](const Json& e) {
       Encounter x;
-      x.type = codeIn(e.value("type", Json::array()).empty() ? Json::object() : e["type"][0], std::string(kCs) + "d77-enc");
-      if (x.type != "CIED" && x.type != "CSB") continue;
+      auto types = e.find("type");
+      x.type = codeIn(types != e.end() && types->is_array() && !types->empty() ? (*types)[0] : Json::object(), std::string(kCs) + "d77-enc");
+      if (x.type != "CIED" && x.type != "CSB") return;
       x.patient = refOf(e, "subject").substr(std::min<std::size_t>(8, refOf(e, "subject").size()));
       x.date = day(str(e.value("period", Json::object()), "start"));
       if (auto l = e.find("length"); l != e.end() && l->is_object() && (*l)["value"].is_number()) x.minutes = (*l)["value"].get<double>();
       if (const Json* s = extension(e, std::string(kSd) + "csb-semester")) x.semester = s->value("valueInteger", 0);
       encounters["Encounter/" + str(e, "id")] = x;
-    }
-    auto observations = fetchAll("Observation", {{"code", "http://loinc.org|72514-3," + std::string(kCs) +
-                                                                  "d77-ind|SICK-LEAVE-DAYS,HOSP-DAYS,GP-CONSULT,SPEC-CONSULT,IMAGING,PHYSIO-ACTS"}},
-                                 why);
-    if (!observations.ok()) return observations.error();
+    });
+    if (!encounterRows.ok()) return encounterRows.error();
     std::vector<Value> values;
-    for (const auto& o : *observations) {
-      if (str(o, "status") == "entered-in-error") continue;
+    auto observations = forEach("Observation", {{"code", "http://loinc.org|72514-3," + std::string(kCs) +
+                                                             "d77-ind|SICK-LEAVE-DAYS,HOSP-DAYS,GP-CONSULT,SPEC-CONSULT,IMAGING,PHYSIO-ACTS"}},
+                                why, [&](const Json& o) {
+      if (str(o, "status") == "entered-in-error") return;
       Value v;
       v.code = codeIn(o.value("code", Json::object()), "http://loinc.org") == "72514-3" ? "vas" : codeIn(o.value("code", Json::object()), std::string(kCs) + "d77-ind");
       auto q = o.find("valueQuantity");
-      if (v.code.empty() || q == o.end() || !q->is_object() || !(*q)["value"].is_number()) continue;
+      if (v.code.empty() || q == o.end() || !q->is_object() || !(*q)["value"].is_number()) return;
       v.value = (*q)["value"].get<double>();
       v.unit = str(*q, "code").empty() ? str(*q, "unit") : str(*q, "code");
       std::string subject = refOf(o, "subject");
-      if (subject.rfind("Patient/", 0) != 0) continue;
+      if (subject.rfind("Patient/", 0) != 0) return;
       v.patient = subject.substr(8);
       v.encounter = refOf(o, "encounter");
       v.start = day(str(o, "effectiveDateTime"));
@@ -355,12 +354,14 @@ struct ExtractService::Impl {
         v.start = day(str(*p, "start"));
         v.end = day(str(*p, "end"));
       }
-      values.push_back(v);
-    }
-    auto tasks = fetchAll("Task", {{"code", std::string(kCs) + "network-event|network-exit,admission-refusal"}}, why);
-    if (!tasks.ok()) return tasks.error();
-    auto roles = fetchAll("PractitionerRole", {}, why);
-    if (!roles.ok()) return roles.error();
+      values.push_back(std::move(v));
+    });
+    if (!observations.ok()) return observations.error();
+    std::vector<Json> tasks, roles;  // few: kept whole
+    auto taskRead = forEach("Task", {{"code", std::string(kCs) + "network-event|network-exit,admission-refusal"}}, why, [&](const Json& x) { tasks.push_back(x); });
+    if (!taskRead.ok()) return taskRead.error();
+    auto roleRead = forEach("PractitionerRole", {}, why, [&](const Json& x) { roles.push_back(x); });
+    if (!roleRead.ok()) return roleRead.error();
 
     // ---- the aggregates ----
     std::vector<std::string> pathologies = {"low-back-pain", "migraine", "cancer"};
@@ -396,7 +397,7 @@ struct ExtractService::Impl {
       std::string code = std::string(kind) == "exits" ? "network-exit" : "admission-refusal";
       std::string reasons = std::string(kCs) + (std::string(kind) == "exits" ? "exit-reason" : "refusal-reason");
       std::map<std::string, std::int64_t> byReason;
-      for (const auto& t : *tasks) {
+      for (const auto& t : tasks) {
         if (codeIn(t.value("code", Json::object()), std::string(kCs) + "network-event") != code) continue;
         if (!within(str(t.value("executionPeriod", Json::object()), "start"), from, until)) continue;
         std::string reason = codeIn(t.value("reasonCode", Json::object()), reasons);
@@ -412,7 +413,7 @@ struct ExtractService::Impl {
     }
     if (want("professionals")) {
       std::map<std::string, std::set<std::string>> byCategory;
-      for (const auto& r : *roles) {
+      for (const auto& r : roles) {
         if (r.contains("active") && r["active"].is_boolean() && !r["active"].get<bool>()) continue;
         const Json period = r.value("period", Json::object());
         if (!str(period, "start").empty() && day(str(period, "start")) > until) continue;
