@@ -230,7 +230,6 @@ namespace {
 int reviewCommand(int argc, char** argv) {
   std::vector<std::string> args, sets;
   std::string configFile, url, token, reason;
-  if (const char* t = std::getenv("PASSERELLE_TOKEN")) token = t;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--config" && i + 1 < argc) configFile = argv[++i];
@@ -248,27 +247,13 @@ int reviewCommand(int argc, char** argv) {
     std::cerr << "passerelle inbox: " << (attach ? "attach ID Patient/<id>" : "reject ID [--reason TEXT]") << " expected\n";
     return 2;
   }
-  if (token.empty()) {
-    std::cerr << "passerelle inbox: a system account's token is needed (--token, or PASSERELLE_TOKEN)\n";
-    return 2;
-  }
-  if (url.empty()) {
-    auto cfg = config::Config::load(configFile, sets, environ);
-    if (!cfg.ok()) {
-      std::cerr << "passerelle inbox: configuration error: " << cfg.error().message << "\n";
-      return 2;
-    }
-    url = "http://" + cfg->get("http.host") + ":" + std::to_string(cfg->getInt("http.port"));
-  }
-  while (!url.empty() && url.back() == '/') url.pop_back();
   http_client::Options o;
-  o.baseUrl = url + "/admin/v1";
-  o.bearerToken = token;
+  if (!adminClientOptions("passerelle inbox", configFile, sets, url, token, o)) return 2;
   http_client::RestClient client(o);
   Json body = attach ? Json{{"patient", args[2]}} : Json{{"reason", reason}};
   auto r = client.post("/inbox/" + args[1] + "/" + args[0], body.dump(), "application/json");
   if (r.status == 0) {
-    std::cerr << "passerelle inbox: " << url << ": " << r.error << "\n";
+    std::cerr << "passerelle inbox: " << o.baseUrl << ": " << r.error << "\n";
     return 1;
   }
   (r.status == 200 ? std::cout : std::cerr) << r.body << "\n";
@@ -276,6 +261,28 @@ int reviewCommand(int argc, char** argv) {
 }
 
 }  // namespace
+
+bool adminClientOptions(const std::string& command, const std::string& configFile, const std::vector<std::string>& sets, std::string url,
+                        std::string token, http_client::Options& out) {
+  if (token.empty())
+    if (const char* t = std::getenv("PASSERELLE_TOKEN")) token = t;
+  if (token.empty()) {
+    std::cerr << command << ": a system account's token is needed (--token, or PASSERELLE_TOKEN)\n";
+    return false;
+  }
+  if (url.empty()) {
+    auto cfg = config::Config::load(configFile, sets, environ);
+    if (!cfg.ok()) {
+      std::cerr << command << ": configuration error: " << cfg.error().message << "\n";
+      return false;
+    }
+    url = "http://" + cfg->get("http.host") + ":" + std::to_string(cfg->getInt("http.port"));
+  }
+  while (!url.empty() && url.back() == '/') url.pop_back();
+  out.baseUrl = url + "/admin/v1";
+  out.bearerToken = token;
+  return true;
+}
 
 int inboxCommand(int argc, char** argv) {
   static const std::string usage =

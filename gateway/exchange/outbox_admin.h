@@ -4,7 +4,9 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
+#include "connectors/http/rest_client.h"
 #include "gateway/fhir/fhir_request.h"
 #include "gateway/store/resource_store.h"
 
@@ -22,5 +24,12 @@ Result<store::Delivery> retryDelivery(store::ResourceStore& store, std::int64_t 
 // subcommand's name. Returns the exit status.
 int outboxCommand(int argc, char** argv);
 int inboxCommand(int argc, char** argv);
+
+// A client of the running gateway's admin API for `command` (e.g. "passerelle inbox"): `url` (else
+// http://http.host:http.port of the configuration, from `configFile` and `sets`), `token` (else the
+// environment's PASSERELLE_TOKEN). False, having said why on stderr, without a token or when the
+// configuration cannot be read.
+bool adminClientOptions(const std::string& command, const std::string& configFile, const std::vector<std::string>& sets, std::string url,
+                        std::string token, http_client::Options& out);
 
 }  // namespace passerelle::exchange

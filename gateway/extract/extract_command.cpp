@@ -10,10 +10,8 @@
 
 #include "connectors/http/rest_client.h"
 #include "connectors/secureupload/secure_package.h"
-#include "gateway/config/config.h"
+#include "gateway/exchange/outbox_admin.h"
 #include "gateway/extract/extract_service.h"
-
-extern char** environ;
 
 namespace passerelle::extract {
 
@@ -144,26 +142,10 @@ int extractCommand(int argc, char** argv) {
     std::cerr << "passerelle extract: unknown subcommand '" << args[0] << "' (see --help)\n";
     return 2;
   }
-  std::string token = opts.count("--token") ? opts["--token"] : "";
-  if (token.empty())
-    if (const char* t = std::getenv("PASSERELLE_TOKEN")) token = t;
-  if (token.empty()) {
-    std::cerr << "passerelle extract: a system account's token is needed (--token, or PASSERELLE_TOKEN)\n";
-    return 2;
-  }
-  std::string url = opts.count("--url") ? opts["--url"] : "";
-  if (url.empty()) {
-    auto cfg = config::Config::load(configFile, sets, environ);
-    if (!cfg.ok()) {
-      std::cerr << "passerelle extract: configuration error: " << cfg.error().message << "\n";
-      return 2;
-    }
-    url = "http://" + cfg->get("http.host") + ":" + std::to_string(cfg->getInt("http.port"));
-  }
-  while (!url.empty() && url.back() == '/') url.pop_back();
   http_client::Options o;
-  o.baseUrl = url + "/admin/v1";
-  o.bearerToken = token;
+  if (!exchange::adminClientOptions("passerelle extract", configFile, sets, opts.count("--url") ? opts["--url"] : "",
+                                    opts.count("--token") ? opts["--token"] : "", o))
+    return 2;
   o.timeoutMs = 30 * 60 * 1000;  // an annual extract of a large cohort takes minutes
   http_client::RestClient client(o);
   http_client::Response r;
@@ -184,7 +166,7 @@ int extractCommand(int argc, char** argv) {
     r = client.post("/extracts/keys/" + args[1] + "/rotate", "{}", "application/json");
   }
   if (r.status == 0) {
-    std::cerr << "passerelle extract: " << url << ": " << r.error << "\n";
+    std::cerr << "passerelle extract: " << o.baseUrl << ": " << r.error << "\n";
     return 1;
   }
   if (r.status != 200) {
