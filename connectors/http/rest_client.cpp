@@ -73,8 +73,9 @@ struct RestClient::Impl {
     if (!o.bearerToken.empty()) headers = curl_slist_append(headers, ("Authorization: Bearer " + o.bearerToken).c_str());
     headers = curl_slist_append(headers, "Expect:");
     curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-    if (method == "POST") {
+    if (method == "POST" || method == "PUT") {
       curl_easy_setopt(curl, CURLOPT_POST, 1L);
+      if (method == "PUT") curl_easy_setopt(curl, CURLOPT_CUSTOMREQUEST, "PUT");
       curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body->data());
       curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(body->size()));
     }
@@ -105,6 +106,10 @@ Response RestClient::get(const std::string& path, const std::string& accept) { r
 
 Response RestClient::post(const std::string& path, const std::string& body, const std::string& contentType) {
   return impl_->perform("POST", path, &body, contentType, "application/fhir+json");
+}
+
+Response RestClient::put(const std::string& path, const std::string& body, const std::string& contentType) {
+  return impl_->perform("PUT", path, &body, contentType, "application/json");
 }
 
 }  // namespace passerelle::http_client

@@ -40,6 +40,8 @@ class RestClient {
   // server.
   Response get(const std::string& path, const std::string& accept = "application/fhir+json");
   Response post(const std::string& path, const std::string& body, const std::string& contentType = "application/fhir+json");
+  // The bytes of `body` as the resource at `path` (a file upload).
+  Response put(const std::string& path, const std::string& body, const std::string& contentType);
 
   struct Impl;
 

@@ -340,7 +340,7 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
     eo.signingKey = config.get("extract.signing_key");
     eo.production = config.get("deployment") == "production";
     eo.generator = "passerelle " PASSERELLE_VERSION_TEXT;
-    auto es = extract::ExtractService::start(eo, g->s_->gate.get(), *g->s_->fhir, g->s_->audit.get());
+    auto es = extract::ExtractService::start(eo, g->s_->gate.get(), *g->s_->fhir, g->s_->audit.get(), *g->s_->store);
     if (!es.ok()) return makeError(es.error().code, "extract: " + es.error().message);
     g->s_->extracts = std::move(es.value());
   }
@@ -431,6 +431,7 @@ void Gateway::stop() {
   }
   if (s_->gps) s_->gps->stop();
   if (s_->hospitals) s_->hospitals->stop();
+  if (s_->extracts) s_->extracts->stop();
   if (s_->server) s_->server->stop(static_cast<int>(s_->config.getInt("server.drain_seconds")));
   if (s_->audit) s_->audit->close();
   if (s_->store) s_->store->close();

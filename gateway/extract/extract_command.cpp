@@ -1,4 +1,4 @@
-// `passerelle extract ...`: run, list and rotate-key ask the running gateway (its admin API, with a
+// `passerelle extract ...`: run, list, send and rotate-key ask the running gateway (its admin API, with a
 // system account's token) so that the extract is computed through the same access decisions and
 // audit as everything else; open works offline, on the recipient's side.
 #include <filesystem>
@@ -23,6 +23,7 @@ namespace fs = std::filesystem;
 constexpr const char* kUsage =
     "Usage: passerelle extract run --recipient ID --from YYYY-MM-DD --to YYYY-MM-DD [--url URL] [--token T]\n"
     "       passerelle extract list [--url URL] [--token T]\n"
+    "       passerelle extract send ID [--url URL] [--token T]\n"
     "       passerelle extract rotate-key DOMAIN [--url URL] [--token T]\n"
     "       passerelle extract open PACKAGE --certificate PEM --key PEM --signer PEM [--out DIR]\n"
     "       (run, list and rotate-key also take [--config FILE] [--set key=value ...])\n\n"
@@ -31,11 +32,14 @@ constexpr const char* kUsage =
     "              service or the evaluator the pseudonymised rows; zipped, signed, encrypted for the\n"
     "              recipient's certificate, written in data.dir/extracts/<id>/; prints its manifest\n"
     "  list        the extracts written, newest first (their manifests)\n"
+    "  send        queues the transfer of an extract to its recipient (HTTPS with mutual TLS, retried;\n"
+    "              the receipt kept beside the package; `passerelle outbox list --destination\n"
+    "              extract:<recipient>` shows it)\n"
     "  rotate-key  a new pseudonymisation key version for a recipient domain (earlier ones kept)\n"
     "  open        on the recipient's side: decrypts PACKAGE with the recipient's certificate and key,\n"
     "              verifies the signature against the signer's certificate, checks every file\n"
     "              against the manifest's SHA-256, and writes the files into --out (default: .)\n"
-    "run, list and rotate-key are done by the running gateway (--url, default http://http.host:http.port)\n"
+    "run, list, send and rotate-key are done by the running gateway (--url, default http://http.host:http.port)\n"
     "with a system account's token (--token or PASSERELLE_TOKEN; `passerelle token issue --role system`).\n";
 
 std::string readFile(const std::string& path) {
@@ -138,7 +142,7 @@ int extractCommand(int argc, char** argv) {
     return 2;
   }
   if (args[0] == "open") return openPackage(args, opts);
-  if (args[0] != "run" && args[0] != "list" && args[0] != "rotate-key") {
+  if (args[0] != "run" && args[0] != "list" && args[0] != "send" && args[0] != "rotate-key") {
     std::cerr << "passerelle extract: unknown subcommand '" << args[0] << "' (see --help)\n";
     return 2;
   }
@@ -158,6 +162,12 @@ int extractCommand(int argc, char** argv) {
     r = client.post("/extracts", Json{{"recipient", opts["--recipient"]}, {"from", opts["--from"]}, {"to", opts["--to"]}}.dump(), "application/json");
   } else if (args[0] == "list") {
     r = client.get("/extracts");
+  } else if (args[0] == "send") {
+    if (args.size() != 2) {
+      std::cerr << "passerelle extract send: one extract ID expected\n";
+      return 2;
+    }
+    r = client.post("/extracts/" + args[1] + "/send", "{}", "application/json");
   } else {
     if (args.size() != 2) {
       std::cerr << "passerelle extract rotate-key: one DOMAIN expected\n";
@@ -169,7 +179,7 @@ int extractCommand(int argc, char** argv) {
     std::cerr << "passerelle extract: " << o.baseUrl << ": " << r.error << "\n";
     return 1;
   }
-  if (r.status != 200) {
+  if (r.status != 200 && r.status != 202) {
     std::cerr << r.body << "\n";
     return 1;
   }

@@ -15,8 +15,11 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <thread>
+#include <condition_variable>
 #include <sstream>
 
+#include "connectors/http/rest_client.h"
 #include "connectors/secureupload/secure_package.h"
 #include "gateway/audit/audit_log.h"
 #include "gateway/common/log.h"
@@ -145,7 +148,25 @@ Result<std::vector<Recipient>> loadRecipients(const std::string& file) {
     if (!ids.insert(r.id).second) return makeError(ErrorCode::kInvalid, where + ": the id " + r.id + " is used twice");
     if (r.k < kMinimumK) return makeError(ErrorCode::kInvalid, where + ": k is " + std::to_string(r.k) + ", below the minimum of " + std::to_string(kMinimumK));
     if (r.rows() && r.domain.empty()) return makeError(ErrorCode::kInvalid, where + ": a recipient of pseudonymised rows needs its key \"domain\"");
-    if (!r.certificate.empty() && fs::path(r.certificate).is_relative()) r.certificate = (fs::path(file).parent_path() / r.certificate).string();
+    auto beside = [&](std::string& path) {
+      if (!path.empty() && fs::path(path).is_relative()) path = (fs::path(file).parent_path() / path).string();
+    };
+    beside(r.certificate);
+    if (auto t = j[i].find("transfer"); t != j[i].end() && t->is_object()) {
+      r.transfer.url = str(*t, "url");
+      r.transfer.clientCertificate = str(*t, "clientCertificate");
+      r.transfer.clientKey = str(*t, "clientKey");
+      r.transfer.caFile = str(*t, "caFile");
+      r.transfer.maxAttempts = t->value("maxAttempts", r.transfer.maxAttempts);
+      r.transfer.initialDelayMs = t->value("initialDelayMs", r.transfer.initialDelayMs);
+      r.transfer.maxDelayMs = t->value("maxDelayMs", r.transfer.maxDelayMs);
+      beside(r.transfer.clientCertificate);
+      beside(r.transfer.clientKey);
+      beside(r.transfer.caFile);
+      if (r.transfer.url.rfind("https://", 0) != 0) return makeError(ErrorCode::kInvalid, where + ": transfer.url must be an https:// URL");
+      if (r.transfer.clientCertificate.empty() || r.transfer.clientKey.empty())
+        return makeError(ErrorCode::kInvalid, where + ": a transfer needs the gateway's client certificate and key (mutual TLS)");
+    }
     out.push_back(std::move(r));
   }
   return out;
@@ -196,8 +217,122 @@ struct ExtractService::Impl {
   audit::AuditLog* audit = nullptr;
   std::vector<Recipient> recipients;
   std::vector<Indicator> indicators;
+  store::ResourceStore* store = nullptr;
   std::mutex mutex;
   identity::Principal job;
+  // the sender of transfers
+  std::thread sender;
+  std::mutex senderMutex;
+  std::condition_variable senderWake;
+  bool stopping = false;
+  std::uint64_t wakes = 0;
+
+  const Recipient* recipient(const std::string& id) const {
+    for (const auto& r : recipients)
+      if (r.id == id) return &r;
+    return nullptr;
+  }
+
+  audit::Record record(const std::string& action, const identity::Principal* by) const {
+    audit::Record r;
+    r.kind = "admin";
+    r.action = action;
+    r.outcome = "granted";
+    r.status = 200;
+    r.subject = by ? by->subject : "passerelle";
+    r.role = by ? by->role : "system";
+    r.account = by ? by->account : "passerelle";
+    if (by) r.tokenId = by->tokenId;
+    r.purpose = "PUBHLTH";
+    return r;
+  }
+
+  // One transfer: the package PUT to the recipient's endpoint. Its new state, and the audit record
+  // of a transfer made or given up, saved; false when the store is unavailable.
+  bool deliver(const Recipient& to, store::Delivery d) {
+    fs::path dir = fs::path(options.dataDir) / "extracts" / d.focus;
+    std::string package = readText((dir / "extract.p7m").string());
+    std::string outcome = "error", detail;
+    ++d.attempts;
+    if (package.empty()) {
+      d.status = "dead";
+      d.lastError = "the package " + (dir / "extract.p7m").string() + " is gone";
+    } else {
+      http_client::Options o;
+      o.baseUrl = to.transfer.url;
+      o.clientCertificate = to.transfer.clientCertificate;
+      o.clientKey = to.transfer.clientKey;
+      o.caFile = to.transfer.caFile;
+      o.timeoutMs = 30 * 60 * 1000;
+      http_client::RestClient client(o);
+      auto r = client.put("/" + d.focus + ".p7m", package, "application/pkcs7-mime");
+      std::string sha = secureupload::sha256Hex(package);
+      if (r.status >= 200 && r.status < 300) {
+        Json receipt = {{"extract", d.focus}, {"recipient", to.id}, {"url", to.transfer.url + "/" + d.focus + ".p7m"}, {"status", r.status},
+                        {"receivedMs", nowMs()}, {"packageSha256", sha}, {"answer", r.body.substr(0, 4096)}};
+        std::string error;
+        if (!writePrivate(dir / "receipt.json", receipt.dump(2), 0600, error)) log::warn("extract.receipt", {{"extract", d.focus}, {"error", error}});
+        d.status = "sent";
+        d.doneMs = nowMs();
+        d.lastError.clear();
+        outcome = "granted";
+        detail = "sent to " + to.transfer.url + " (HTTP " + std::to_string(r.status) + ")";
+      } else {
+        d.lastError = r.status ? "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 300) : r.error;
+        bool refused = r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429;
+        if (refused || d.attempts >= to.transfer.maxAttempts) {
+          d.status = "dead";
+          d.doneMs = nowMs();
+        } else {
+          double delay = to.transfer.initialDelayMs;
+          for (int i = 1; i < d.attempts && delay < to.transfer.maxDelayMs; ++i) delay *= 2;
+          d.nextTryMs = nowMs() + static_cast<std::int64_t>(std::min<double>(delay, to.transfer.maxDelayMs));
+        }
+      }
+    }
+    if (d.status == "dead") detail = "given up after " + std::to_string(d.attempts) + " attempt(s): " + d.lastError;
+    auto w = store->write([&](store::WriteTxn& t) -> Result<void> { return t.updateDelivery(d); });
+    if (!w.ok()) return false;
+    if (audit && (d.status == "sent" || d.status == "dead")) {
+      audit::Record r = record("extract-transfer", nullptr);
+      r.outcome = outcome;
+      r.method = "PUT";
+      r.path = to.transfer.url;
+      r.detail = Json{{"extract", d.focus}, {"recipient", to.id}, {"delivery", d.id}, {"result", detail}}.dump();
+      auto a = audit->append(r);
+      if (!a.ok()) log::error("extract.transfer_audit", {{"extract", d.focus}, {"error", a.error().message}});
+    }
+    log::info("extract.transfer", {{"extract", d.focus}, {"recipient", to.id}, {"status", d.status}, {"error", d.lastError}});
+    return true;
+  }
+
+  void sendLoop() {
+    std::uint64_t seen = 0;
+    while (true) {
+      {
+        std::lock_guard<std::mutex> lock(senderMutex);
+        if (stopping) return;
+        seen = wakes;
+      }
+      std::int64_t waitMs = 60000;
+      for (const auto& to : recipients) {
+        if (to.transfer.url.empty()) continue;
+        std::string destination = "extract:" + to.id;
+        auto due = store->dueDeliveries(destination, nowMs(), 4);
+        if (!due.ok()) {
+          waitMs = 1000;
+          continue;
+        }
+        for (auto& d : due.value())
+          if (!deliver(to, d)) waitMs = 1000;
+        auto next = store->nextDeliveryTime(destination);
+        if (next.ok() && next->has_value()) waitMs = std::min<std::int64_t>(waitMs, std::max<std::int64_t>(0, **next - nowMs()));
+      }
+      std::unique_lock<std::mutex> lock(senderMutex);
+      senderWake.wait_for(lock, std::chrono::milliseconds(waitMs), [&] { return stopping || wakes != seen; });
+      if (stopping) return;
+    }
+  }
 
   // ---- keys ----
   fs::path keyFile() const { return fs::path(options.dataDir) / "extract-keys.json"; }
@@ -615,21 +750,7 @@ struct ExtractService::Impl {
 
     // ---- audited ----
     if (audit) {
-      audit::Record r;
-      r.kind = "admin";
-      r.action = "extract";
-      r.outcome = "granted";
-      r.status = 200;
-      if (by) {
-        r.subject = by->subject;
-        r.role = by->role;
-        r.account = by->account;
-        r.tokenId = by->tokenId;
-      } else {
-        r.subject = r.account = "passerelle";
-        r.role = "system";
-      }
-      r.purpose = "PUBHLTH";
+      audit::Record r = record("extract", by);
       r.method = "EXTRACT";
       r.path = "/admin/v1/extracts";
       r.resourceType = "MeasureReport";
@@ -680,9 +801,10 @@ struct ExtractService::Impl {
 };
 
 ExtractService::ExtractService() : impl_(std::make_unique<Impl>()) {}
-ExtractService::~ExtractService() = default;
+ExtractService::~ExtractService() { stop(); }
 
-Result<std::unique_ptr<ExtractService>> ExtractService::start(Options options, http::Gate* gate, fhir::FhirService& fhir, audit::AuditLog* audit) {
+Result<std::unique_ptr<ExtractService>> ExtractService::start(Options options, http::Gate* gate, fhir::FhirService& fhir, audit::AuditLog* audit,
+                                                              store::ResourceStore& store) {
   auto recipients = loadRecipients(options.recipientsFile);
   if (!recipients.ok()) return recipients.error();
   auto indicators = loadIndicators(options.indicatorsFile);
@@ -700,7 +822,51 @@ Result<std::unique_ptr<ExtractService>> ExtractService::start(Options options, h
   m.job.purpose = "PUBHLTH";  // the evaluation of the experiment (a purpose of the system role)
   m.job.scopes = {"system/*.rs"};
   m.job.tokenId = "gateway";
+  m.store = &store;
+  if (std::any_of(m.recipients.begin(), m.recipients.end(), [](const Recipient& r) { return !r.transfer.url.empty(); }))
+    m.sender = std::thread([&m] { m.sendLoop(); });
   return s;
+}
+
+void ExtractService::stop() {
+  {
+    std::lock_guard<std::mutex> lock(impl_->senderMutex);
+    impl_->stopping = true;
+  }
+  impl_->senderWake.notify_all();
+  if (impl_->sender.joinable()) impl_->sender.join();
+}
+
+Result<nlohmann::json> ExtractService::send(const std::string& id, const identity::Principal* by) {
+  fs::path dir = fs::path(impl_->options.dataDir) / "extracts" / id;
+  if (id.empty() || id.find('/') != std::string::npos || id.find("..") != std::string::npos || !fs::exists(dir / "manifest.json"))
+    return makeError(ErrorCode::kNotFound, "no extract " + id + " (see passerelle extract list)");
+  Json manifest = Json::parse(readText((dir / "manifest.json").string()), nullptr, false);
+  std::string recipientId = manifest.is_object() ? str(manifest.value("recipient", Json::object()), "id") : "";
+  const Recipient* to = impl_->recipient(recipientId);
+  if (!to) return makeError(ErrorCode::kNotFound, "the recipient " + recipientId + " of extract " + id + " is no longer configured");
+  if (to->transfer.url.empty()) return makeError(ErrorCode::kInvalid, "the recipient " + to->id + " has no transfer endpoint (transfer.url)");
+  store::Delivery d;
+  d.destination = "extract:" + to->id;
+  d.orderKey = to->id;
+  d.kind = "CMS";
+  d.focus = id;
+  auto w = impl_->store->write([&](store::WriteTxn& t) -> Result<void> { return t.enqueue(d); });
+  if (!w.ok()) return w.error();
+  if (impl_->audit) {
+    audit::Record r = impl_->record("extract-send", by);
+    r.method = "POST";
+    r.path = "/admin/v1/extracts/" + id + "/send";
+    r.detail = Json{{"extract", id}, {"recipient", to->id}, {"delivery", d.id}}.dump();
+    auto a = impl_->audit->append(r);
+    if (!a.ok()) return makeError(ErrorCode::kUnavailable, "the transfer's audit record cannot be written: " + a.error().message);
+  }
+  {
+    std::lock_guard<std::mutex> lock(impl_->senderMutex);
+    ++impl_->wakes;
+  }
+  impl_->senderWake.notify_all();
+  return Json{{"extract", id}, {"recipient", to->id}, {"delivery", d.id}, {"status", "queued"}};
 }
 
 Result<nlohmann::json> ExtractService::run(const std::string& recipient, const std::string& from, const std::string& to, const identity::Principal* by) {
@@ -737,14 +903,7 @@ Result<int> ExtractService::rotateKey(const std::string& domain, const identity:
   auto v = impl_->addKey(k.value(), domain);
   if (!v.ok()) return v.error();
   if (impl_->audit) {
-    audit::Record r;
-    r.kind = "admin";
-    r.action = "key-rotation";
-    r.outcome = "granted";
-    r.status = 200;
-    r.subject = by ? by->subject : "passerelle";
-    r.role = by ? by->role : "system";
-    r.account = by ? by->account : "passerelle";
+    audit::Record r = impl_->record("key-rotation", by);
     r.method = "POST";
     r.path = "/admin/v1/extracts/keys/" + domain + "/rotate";
     r.detail = Json{{"domain", domain}, {"keyVersion", *v}}.dump();
@@ -773,6 +932,11 @@ fhir::FhirResponse ExtractService::handle(const std::string& method, const std::
     auto m = run(str(b, "recipient"), str(b, "from"), str(b, "to"), by);
     if (!m.ok()) return fhir::errorResponse(m.error());
     return answer(200, m.value());
+  }
+  if (method == "POST" && path.size() > 15 && path.rfind("/extracts/", 0) == 0 && path.substr(path.size() - 5) == "/send") {
+    auto q = send(path.substr(10, path.size() - 15), by);
+    if (!q.ok()) return fhir::errorResponse(q.error());
+    return answer(202, q.value());
   }
   const std::string keys = "/extracts/keys/";
   if (method == "POST" && path.rfind(keys, 0) == 0 && path.size() > keys.size() + 7 && path.substr(path.size() - 7) == "/rotate") {

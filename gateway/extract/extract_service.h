@@ -12,8 +12,10 @@
 // recipient's certificate (CMS), in data.dir/extracts/<id>/.
 //
 // Everything is read through the gate as the gateway's job "job:extract" (the same access
-// decisions and audit records as a request, naming the patients read), and each extract and each
-// key rotation is an audit record of its own. Keys live in data.dir/extract-keys.json (mode 0600),
+// decisions and audit records as a request, naming the patients read), and each extract, each
+// transfer and each key rotation is an audit record of its own. A package is sent, when asked, from
+// the durable outbox: PUT over HTTPS with mutual TLS to the recipient's endpoint, retried with
+// backoff, the server's answer kept as the receipt (receipt.json beside the package). Keys live in data.dir/extract-keys.json (mode 0600),
 // never in an extract or a log line.
 // Thread-safety: run() calls are serialised.
 #pragma once
@@ -43,6 +45,9 @@ class Gate;
 namespace identity {
 struct Principal;
 }
+namespace store {
+class ResourceStore;
+}
 
 namespace extract {
 
@@ -52,6 +57,12 @@ struct Recipient {
   std::string domain;  // the pseudonymisation key's domain
   int k = 10;
   std::string certificate;  // PEM file of the recipient's encryption certificate
+  // Where packages are sent: an https:// URL the package is PUT under (<url>/<extract id>.p7m), with
+  // mutual TLS. Empty: packages are only written, not sent.
+  struct Transfer {
+    std::string url, clientCertificate, clientKey, caFile;
+    int maxAttempts = 10, initialDelayMs = 5000, maxDelayMs = 600000;
+  } transfer;
   bool rows() const { return role == "caisse-medical" || role == "evaluator"; }
 };
 
@@ -80,18 +91,25 @@ class ExtractService {
     bool production = false;
     std::string generator;  // "passerelle <version>"
   };
-  static Result<std::unique_ptr<ExtractService>> start(Options options, http::Gate* gate, fhir::FhirService& fhir, audit::AuditLog* audit);
+  // `store` keeps the transfers' durable outbox (destination "extract:<recipient>").
+  static Result<std::unique_ptr<ExtractService>> start(Options options, http::Gate* gate, fhir::FhirService& fhir, audit::AuditLog* audit,
+                                                        store::ResourceStore& store);
   ~ExtractService();
+  // Stops the sender (what is queued stays queued).
+  void stop();
 
   // Computes, writes and seals one extract; its manifest (with "id" and "package").
   Result<nlohmann::json> run(const std::string& recipient, const std::string& from, const std::string& to, const identity::Principal* by);
   // The extracts written, newest first (their manifests).
   Result<nlohmann::json> list() const;
+  // Queues the transfer of extract `id` to its recipient (durably; sent by the sender thread with
+  // retries; each attempt's outcome on the delivery, the receipt beside the package, audited).
+  Result<nlohmann::json> send(const std::string& id, const identity::Principal* by);
   // A new key version for `domain` (the older ones kept, to read earlier extracts' pseudonyms).
   Result<int> rotateKey(const std::string& domain, const identity::Principal* by);
 
   // The admin API below /admin/v1: GET /extracts, POST /extracts {recipient, from, to},
-  // POST /extracts/keys/{domain}/rotate.
+  // POST /extracts/{id}/send, POST /extracts/keys/{domain}/rotate.
   fhir::FhirResponse handle(const std::string& method, const std::string& path, const std::string& body, const identity::Principal* by);
 
   struct Impl;

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <regex>
+#include <thread>
 
 #include "gateway/extract/extract_service.h"
 #include "mappings/extract/csv.h"
@@ -244,6 +245,82 @@ TEST_F(ExtractTest, AFinancialPartnerGetsAggregatesOnlyAndSmallCellsAreMasked) {
   bad = http_->request("POST", "/admin/v1/extracts", json{{"recipient", "ligue"}, {"from", "2026-12-31"}, {"to", "2026-01-01"}}.dump(),
                        {{"Content-Type", "application/json"}});
   EXPECT_EQ(bad.status, 400) << bad.body;
+}
+
+// The transfer: the package PUT over HTTPS with mutual TLS to a real server (python's, started here)
+// that asks for the gateway's client certificate; its receipt kept; an endpoint that is down is
+// retried, then given up, with the reason on the delivery.
+TEST(ExtractTransfer, APackageIsSentOverMutualTlsAndItsReceiptKept) {
+  TempDir d;
+  std::string p = d.path();
+  std::string pki = run("set -e; cd '" + p + "'; "
+                        "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key -out ca.crt -days 2 -subj '/CN=Test CA'; "
+                        "for n in caisse gateway; do "
+                        "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout $n.key -out $n.csr -subj \"/CN=$n\"; "
+                        "printf 'subjectAltName=DNS:localhost,IP:127.0.0.1' > $n.ext; "
+                        "openssl x509 -req -in $n.csr -CA ca.crt -CAkey ca.key -CAcreateserial -out $n.crt -days 2 -extfile $n.ext; done; "
+                        "openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Service medical' -keyout recipient.key -out recipient.crt");
+  ASSERT_EQ(pki.rfind("FAILED", 0), std::string::npos) << pki;
+  fs::create_directories(p + "/received");
+  FILE* server = popen(("python3 " + std::string(PASSERELLE_SOURCE_DIR) + "/tests/integration/upload_server.py " + p + "/caisse.crt " + p +
+                        "/caisse.key " + p + "/ca.crt " + p + "/received")
+                           .c_str(),
+                       "r");
+  ASSERT_TRUE(server);
+  char portLine[32] = {0};
+  ASSERT_TRUE(std::fgets(portLine, sizeof portLine, server));
+  int port = std::atoi(portLine);
+  ASSERT_GT(port, 0);
+  json transfer = {{"url", "https://localhost:" + std::to_string(port) + "/extracts"}, {"clientCertificate", "gateway.crt"}, {"clientKey", "gateway.key"},
+                   {"caFile", "ca.crt"}, {"initialDelayMs", 50}, {"maxDelayMs", 100}, {"maxAttempts", 3}};
+  json down = transfer;
+  down["url"] = "https://localhost:1/extracts";
+  std::ofstream(p + "/recipients.json") << json::array({{{"id", "cpam77"}, {"role", "supervisor"}, {"certificate", "recipient.crt"}, {"transfer", transfer}},
+                                                        {{"id", "ailleurs"}, {"role", "supervisor"}, {"certificate", "recipient.crt"}, {"transfer", down}}})
+                                               .dump();
+  {
+    TestGateway gw({"extract.recipients=" + p + "/recipients.json",
+                    "extract.indicators=" + std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/indicators.json"});
+    HttpClient http(gw.httpPort());
+    auto runFor = [&](const std::string& who) {
+      auto r = http.request("POST", "/admin/v1/extracts", json{{"recipient", who}, {"from", "2026-01-01"}, {"to", "2026-12-31"}}.dump(),
+                            {{"Content-Type", "application/json"}});
+      EXPECT_EQ(r.status, 200) << r.body;
+      return json::parse(r.body, nullptr, false);
+    };
+    json m = runFor("cpam77");
+    std::string id = m.value("id", "");
+    auto q = http.request("POST", "/admin/v1/extracts/" + id + "/send", "{}", {{"Content-Type", "application/json"}});
+    ASSERT_EQ(q.status, 202) << q.body;
+    std::string received = p + "/received/" + id + ".p7m";
+    for (int i = 0; i < 500 && !fs::exists(gw.dataDir() + "/extracts/" + id + "/receipt.json"); ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    ASSERT_TRUE(fs::exists(received));
+    EXPECT_EQ(readFile(received), readFile(m["package"].get<std::string>()));
+    json receipt = json::parse(readFile(gw.dataDir() + "/extracts/" + id + "/receipt.json"));
+    EXPECT_EQ(receipt["status"], 201);
+    json answer = json::parse(receipt["answer"].get<std::string>());
+    EXPECT_EQ(answer["sha256"], receipt["packageSha256"]);
+    EXPECT_EQ(answer["by"], "gateway");  // the server saw the gateway's client certificate
+    // Down: retried, then given up with the reason; nothing else disturbed.
+    json other = runFor("ailleurs");
+    ASSERT_EQ(http.request("POST", "/admin/v1/extracts/" + other.value("id", "") + "/send", "{}", {{"Content-Type", "application/json"}}).status, 202);
+    json deliveries;
+    for (int i = 0; i < 500; ++i) {
+      deliveries = json::parse(http.get("/admin/v1/outbox?destination=extract:ailleurs").body)["deliveries"];
+      if (!deliveries.empty() && deliveries[0]["status"] == "dead") break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    ASSERT_EQ(deliveries.size(), 1u);
+    EXPECT_EQ(deliveries[0]["status"], "dead");
+    EXPECT_EQ(deliveries[0]["attempts"], 3);
+    EXPECT_FALSE(deliveries[0]["lastError"].get<std::string>().empty());
+    EXPECT_EQ(json::parse(http.get("/admin/v1/outbox?destination=extract:cpam77").body)["deliveries"][0]["status"], "sent");
+    // Unknown extracts are refused.
+    EXPECT_EQ(http.request("POST", "/admin/v1/extracts/nothing-here/send", "{}", {{"Content-Type", "application/json"}}).status, 404);
+  }
+  std::system(("pkill -f 'upload_server.py " + p + "'").c_str());
+  pclose(server);
 }
 
 TEST(ExtractConfig, RecipientsAndIndicatorsAreCheckedWhenLoaded) {
