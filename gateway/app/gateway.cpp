@@ -336,6 +336,7 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
     eo.dataDir = config.get("data.dir");
     eo.recipientsFile = recipients;
     eo.indicatorsFile = config.get("extract.indicators");
+    eo.tariffsFile = config.get("extract.tariffs");
     eo.signingCertificate = config.get("extract.signing_certificate");
     eo.signingKey = config.get("extract.signing_key");
     eo.production = config.get("deployment") == "production";

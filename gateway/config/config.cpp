@@ -175,6 +175,8 @@ const std::vector<Setting>& settings() {
       {"extract.recipients", Type::kString, "conf/extracts/recipients.json",
        "The recipients of evaluation extracts (JSON: id, role, key domain, k, certificate). Empty: no extracts."},
       {"extract.indicators", Type::kString, "conf/extracts/indicators.json", "The indicators of evaluation extracts, declared as data."},
+      {"extract.tariffs", Type::kString, "conf/extracts/tariffs.json",
+       "Tariffs of the fee statements beyond the network's fee rows (the shared-dossier fee, its versions by date)."},
       {"extract.signing_certificate", Type::kString, "",
        "PEM certificate extracts are signed with (required in production; empty: a development one in data.dir)."},
       {"extract.signing_key", Type::kString, "", "PEM private key of extract.signing_certificate."},

@@ -217,6 +217,7 @@ struct ExtractService::Impl {
   audit::AuditLog* audit = nullptr;
   std::vector<Recipient> recipients;
   std::vector<Indicator> indicators;
+  Json tariffs = Json::object();
   store::ResourceStore* store = nullptr;
   std::mutex mutex;
   identity::Principal job;
@@ -722,6 +723,12 @@ struct ExtractService::Impl {
       manifest["patientsWithoutIns"] = withoutIns;
       manifest["patientsWithoutActiveConsent"] = withoutConsent;
     }
+    if (to.fees()) {
+      auto statement = fees(from, until, why, cohort);
+      if (!statement.ok()) return statement.error();
+      files.push_back({"fees.csv", statement->first});
+      files.push_back({"payments.csv", statement->second});
+    }
     for (const auto& f : files) {
       std::size_t lines = static_cast<std::size_t>(std::count(f.bytes.begin(), f.bytes.end(), '\n'));
       Json entry = {{"name", f.name}, {"bytes", f.bytes.size()}, {"sha256", secureupload::sha256Hex(f.bytes)}};
@@ -764,6 +771,108 @@ struct ExtractService::Impl {
     }
     log::info("extract.written", {{"extract", id}, {"recipient", to.id}, {"patients", std::to_string(rowPatients.size())}, {"masked", std::to_string(masked)}});
     return manifest;
+  }
+
+  // The fee statement (one line per professional, year and fee) and the payment file (one line per
+  // professional and year): the fee rows (ChargeItem) of the period as the network wrote them, and
+  // the shared-dossier fee of each GP correspondent per calendar year, for the first patients
+  // enrolled with them that year up to the tariff's maximum, at the version in force at the year's end.
+  Result<std::pair<std::string, std::string>> fees(const std::string& from, const std::string& until, const std::string& why,
+                                                   const std::map<std::string, Patient>& cohort) {
+    std::map<std::string, std::string> memberOf;  // "Practitioner/x" -> "rpps:N"
+    std::map<std::string, std::string> categoryOf;
+    auto practitioners = forEach("Practitioner", {}, why, [&](const Json& p) {
+      for (const auto& id : p.value("identifier", Json::array()))
+        if (str(id, "system") == "https://rpps.esante.gouv.fr") memberOf["Practitioner/" + str(p, "id")] = "rpps:" + str(id, "value");
+        else if (str(id, "system") == "https://adeli.esante.gouv.fr" && !memberOf.count("Practitioner/" + str(p, "id")))
+          memberOf["Practitioner/" + str(p, "id")] = "adeli:" + str(id, "value");
+    });
+    if (!practitioners.ok()) return practitioners.error();
+    auto roles = forEach("PractitionerRole", {}, why, [&](const Json& r) {
+      std::string who = refOf(r, "practitioner");
+      for (const auto& c : r.value("code", Json::array()))
+        if (auto code = codeIn(c, std::string(kCs) + "network-role"); !code.empty()) categoryOf[who] = code;
+      if (auto m = memberOf.find(who); m != memberOf.end()) memberOf["PractitionerRole/" + str(r, "id")] = m->second;
+    });
+    if (!roles.ok()) return roles.error();
+    struct Line {
+      std::set<std::string> patients;
+      int count = 0;
+      double amount = 0, unit = 0, coefficient = 0;
+      std::string keyLetter, category, source;
+    };
+    std::map<std::tuple<std::string, std::string, std::string>, Line> lines;  // (professional, year, fee)
+    auto items = forEach("ChargeItem", {}, why, [&](const Json& c) {
+      std::string date = day(str(c, "occurrenceDateTime"));
+      if (!within(date, from, until) || str(c, "status") == "entered-in-error") return;
+      std::string fee = codeIn(c.value("code", Json::object()), std::string(kCs) + "d77-fee");
+      if (fee.empty()) return;
+      std::string actor;
+      for (const auto& p : c.value("performer", Json::array()))
+        if (actor.empty()) actor = refOf(p, "actor");
+      std::string who = memberOf.count(actor) ? memberOf[actor] : actor;
+      double amount = 0;
+      if (auto po = c.find("priceOverride"); po != c.end() && po->is_object() && (*po)["value"].is_number()) amount = (*po)["value"].get<double>();
+      Line& l = lines[{who, date.substr(0, 4), fee}];
+      ++l.count;
+      l.amount += amount;
+      l.unit = amount;
+      l.patients.insert(refOf(c, "subject"));
+      l.category = categoryOf.count(actor) ? categoryOf[actor] : "";
+      if (const Json* k = extension(c, std::string(kSd) + "fee-key-letter")) l.keyLetter = str(*k, "valueString");
+      if (const Json* k = extension(c, std::string(kSd) + "fee-coefficient"); k && (*k)["valueDecimal"].is_number())
+        l.coefficient = (*k)["valueDecimal"].get<double>();
+      l.source = "fee rows of the network (ChargeItem)";
+    });
+    if (!items.ok()) return items.error();
+    // The shared-dossier fee: GP correspondents (EpisodeOfCare.careManager), per calendar year.
+    std::map<std::pair<std::string, std::string>, std::vector<std::pair<std::string, std::string>>> enrolled;  // (gp, year) -> (inclusion, patient)
+    auto episodes = forEach("EpisodeOfCare", {{"type", std::string(kCs) + "d77-programme|D77"}}, why, [&](const Json& e) {
+      std::string gp = refOf(e, "careManager"), start = day(str(e.value("period", Json::object()), "start")), end = day(str(e.value("period", Json::object()), "end"));
+      if (gp.empty() || start.empty() || str(e, "status") == "entered-in-error" || str(e, "status") == "cancelled") return;
+      for (int y = std::stoi(from.substr(0, 4)); y <= std::stoi(until.substr(0, 4)); ++y) {
+        std::string ys = std::to_string(y);
+        if (start > ys + "-12-31" || (!end.empty() && end < ys + "-01-01")) continue;
+        enrolled[{memberOf.count(gp) ? memberOf[gp] : gp, ys}].push_back({start, refOf(e, "patient")});
+      }
+    });
+    if (!episodes.ok()) return episodes.error();
+    const Json& dossier = tariffs.value("dossierFee", Json::object());
+    int maxPatients = dossier.value("maxPatients", 10);
+    for (auto& [key, list] : enrolled) {
+      std::string yearEnd = key.second + "-12-31";
+      const Json* version = nullptr;
+      static const Json none = Json::array();
+      auto versions = dossier.find("versions");
+      for (const auto& v : versions != dossier.end() && versions->is_array() ? *versions : none)
+        if (v.contains("validFrom") && v["validFrom"].is_string() && v["validFrom"].get<std::string>() <= yearEnd &&
+            (!version || v["validFrom"].get<std::string>() >= (*version)["validFrom"].get<std::string>()))
+          version = &v;
+      if (!version || !(*version)["amount"].is_number()) continue;
+      std::sort(list.begin(), list.end());
+      Line& l = lines[{key.first, key.second, "DOSSIER"}];
+      for (const auto& [start, patient] : list)
+        if (static_cast<int>(l.patients.size()) < maxPatients) l.patients.insert(patient);
+      l.count = static_cast<int>(l.patients.size());
+      l.unit = (*version)["amount"].get<double>();
+      l.amount = l.unit * l.count;
+      l.category = "gp";
+      l.source = str(*version, "source");
+    }
+    CsvWriter statement({"professional", "category", "year", "fee", "count", "patients", "key_letter", "coefficient", "unit_amount", "amount", "currency",
+                         "source"});
+    CsvWriter payments({"professional", "year", "amount", "currency", "lines"});
+    std::map<std::pair<std::string, std::string>, std::pair<double, int>> totals;
+    for (const auto& [key, l] : lines) {
+      const auto& [who, year, fee] = key;
+      statement.row({who, l.category, year, fee, std::to_string(l.count), std::to_string(l.patients.size()), l.keyLetter,
+                     l.coefficient ? decimal(l.coefficient) : "", decimal(l.unit), decimal(l.amount), "EUR", l.source});
+      auto& t = totals[{who, year}];
+      t.first += l.amount;
+      ++t.second;
+    }
+    for (const auto& [key, t] : totals) payments.row({key.first, key.second, decimal(t.first), "EUR", std::to_string(t.second)});
+    return std::make_pair(statement.text(), payments.text());
   }
 
   Result<secureupload::Credentials> signerCredentials() {
@@ -809,6 +918,14 @@ Result<std::unique_ptr<ExtractService>> ExtractService::start(Options options, h
   if (!recipients.ok()) return recipients.error();
   auto indicators = loadIndicators(options.indicatorsFile);
   if (!indicators.ok()) return indicators.error();
+  Json tariffs = Json::object();
+  if (!options.tariffsFile.empty() && !fs::exists(options.tariffsFile)) {
+    log::warn("extract.no_tariffs", {{"file", options.tariffsFile}, {"note", "fee statements without the shared-dossier fee"}});
+  } else if (!options.tariffsFile.empty()) {
+    tariffs = Json::parse(readText(options.tariffsFile), nullptr, false);
+    if (!tariffs.is_object() || !tariffs.value("dossierFee", Json::object()).value("versions", Json()).is_array())
+      return makeError(ErrorCode::kInvalid, options.tariffsFile + ": an object with dossierFee.versions is expected");
+  }
   std::unique_ptr<ExtractService> s(new ExtractService());
   Impl& m = *s->impl_;
   m.options = std::move(options);
@@ -817,6 +934,7 @@ Result<std::unique_ptr<ExtractService>> ExtractService::start(Options options, h
   m.audit = audit;
   m.recipients = std::move(recipients.value());
   m.indicators = std::move(indicators.value());
+  m.tariffs = std::move(tariffs);
   m.job.subject = m.job.account = "passerelle";
   m.job.role = "system";
   m.job.purpose = "PUBHLTH";  // the evaluation of the experiment (a purpose of the system role)

@@ -6,7 +6,9 @@
 // (k of the recipient, never below 5), and, for the recipients whose role may receive them (the
 // caisse's medical service, the external evaluator), patient-level rows under a pseudonym
 // (HMAC-SHA-256 of the INS with the key of the recipient's domain) with no name, NIR, address or
-// exact date, for the patients whose consent is active. It is written as CSV, a FHIR Measure and
+// exact date, for the patients whose consent is active; for the caisse's administrative agents, the
+// fee statement per professional and year (the fee rows the network wrote, and the shared-dossier
+// fee of conf/extracts/tariffs.json) and the payment file. It is written as CSV, a FHIR Measure and
 // MeasureReport and a manifest (row counts, SHA-256 of each file, k, key version, period,
 // generator), zipped, signed with the gateway's extract certificate and encrypted for the
 // recipient's certificate (CMS), in data.dir/extracts/<id>/.
@@ -64,6 +66,7 @@ struct Recipient {
     int maxAttempts = 10, initialDelayMs = 5000, maxDelayMs = 600000;
   } transfer;
   bool rows() const { return role == "caisse-medical" || role == "evaluator"; }
+  bool fees() const { return role == "caisse-agent"; }  // the fee statement and the payment file
 };
 
 // The recipients of `file` (a JSON array). Errors name the entry and the field.
@@ -86,7 +89,7 @@ class ExtractService {
  public:
   struct Options {
     std::string dataDir;
-    std::string recipientsFile, indicatorsFile;
+    std::string recipientsFile, indicatorsFile, tariffsFile;
     std::string signingCertificate, signingKey;  // empty outside production: development ones in dataDir
     bool production = false;
     std::string generator;  // "passerelle <version>"

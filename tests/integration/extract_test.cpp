@@ -56,10 +56,12 @@ class ExtractTest : public ::testing::Test {
     ASSERT_EQ(rc.rfind("FAILED", 0), std::string::npos) << rc;
     std::ofstream(conf_.path() + "/recipients.json")
         << json::array({{{"id", "cpam77"}, {"role", "caisse-medical"}, {"domain", "cpam77"}, {"k", 5}, {"certificate", "recipient.crt"}},
-                        {{"id", "ligue"}, {"role", "financial-partner"}, {"k", 5}, {"certificate", "recipient.crt"}}})
+                        {{"id", "ligue"}, {"role", "financial-partner"}, {"k", 5}, {"certificate", "recipient.crt"}},
+                        {{"id", "paiements"}, {"role", "caisse-agent"}, {"certificate", "recipient.crt"}}})
                .dump();
     gw_ = std::make_unique<TestGateway>(std::vector<std::string>{"extract.recipients=" + conf_.path() + "/recipients.json",
                                                                  "extract.indicators=" + std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/indicators.json",
+                                                                 "extract.tariffs=" + std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/tariffs.json",
                                                                  "network.today=2026-09-10", "network.sweep_interval_seconds=0"});
     http_ = std::make_unique<HttpClient>(gw_->httpPort());
     post("structure", example("structure"));
@@ -201,6 +203,43 @@ TEST_F(ExtractTest, TheCaissesMedicalServiceGetsPseudonymisedRowsSealedForItAndN
   auto again = extract("cpam77", second);
   EXPECT_EQ(json::parse(again["manifest.json"])["pseudonym"]["keyVersion"], 2);
   EXPECT_EQ(again["patients.csv"].find(mine), std::string::npos);
+}
+
+// The caisse's administrative agents: the fee statement and the payment file, checked against the
+// tariffs by hand: twelve CIED by one GP at 3 C of 23.00 EUR, and the shared-dossier fee of the
+// decree (35.06 EUR) for ten of the twelve patients.
+TEST_F(ExtractTest, TheCaissesAgentsGetTheFeeStatementAndThePaymentFile) {
+  json manifest;
+  auto files = extract("paiements", manifest);
+  ASSERT_TRUE(files.count("fees.csv")) << manifest.dump();
+  EXPECT_FALSE(files.count("patients.csv"));
+  std::map<std::string, std::vector<std::string>> byFee;
+  std::stringstream fees(files["fees.csv"]);
+  std::string line;
+  std::getline(fees, line);
+  EXPECT_EQ(line, "professional;category;year;fee;count;patients;key_letter;coefficient;unit_amount;amount;currency;source");
+  std::vector<std::string> f;
+  while (std::getline(fees, line)) {
+    ASSERT_TRUE(extract::splitCsvLine(line, f));
+    byFee[f[3]] = f;
+  }
+  ASSERT_TRUE(byFee.count("CIED-3C")) << files["fees.csv"];
+  EXPECT_EQ(byFee["CIED-3C"][0], "rpps:10101234567");
+  EXPECT_EQ(byFee["CIED-3C"][4], "12");
+  EXPECT_EQ(byFee["CIED-3C"][6], "C");
+  EXPECT_EQ(byFee["CIED-3C"][7], "3");
+  EXPECT_EQ(byFee["CIED-3C"][9], "828");  // 12 x 3 x 23.00
+  ASSERT_TRUE(byFee.count("DOSSIER")) << files["fees.csv"];
+  EXPECT_EQ(byFee["DOSSIER"][4], "10");     // at most ten patients
+  EXPECT_EQ(byFee["DOSSIER"][9], "350.6");  // 10 x 35.06 (the decree's amount, in force)
+  EXPECT_NE(byFee["DOSSIER"][11].find("Art. 9"), std::string::npos);
+  std::stringstream pay(files["payments.csv"]);
+  std::getline(pay, line);
+  std::getline(pay, line);
+  ASSERT_TRUE(extract::splitCsvLine(line, f));
+  EXPECT_EQ(f[0], "rpps:10101234567");
+  EXPECT_EQ(f[1], "2026");
+  EXPECT_EQ(f[2], "1178.6");
 }
 
 TEST_F(ExtractTest, AFinancialPartnerGetsAggregatesOnlyAndSmallCellsAreMasked) {
