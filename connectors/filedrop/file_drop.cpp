@@ -92,7 +92,7 @@ std::string sha256Hex(std::string_view bytes) {
   return out;
 }
 
-bool writeAtomically(const fs::path& dir, const std::string& name, std::string_view bytes, std::string& error) {
+bool writeAtomically(const fs::path& dir, const std::string& name, std::string_view bytes, std::string& error, unsigned mode) {
   if (!safeFileName(name)) {
     error = "'" + name + "' is not a file name this folder takes";
     return false;
@@ -101,7 +101,7 @@ bool writeAtomically(const fs::path& dir, const std::string& name, std::string_v
   char suffix[17];
   std::snprintf(suffix, sizeof suffix, "%016llx", static_cast<unsigned long long>(random()));
   fs::path tmp = dir / ("." + name + "." + suffix + ".tmp");
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, static_cast<mode_t>(mode));
   if (fd < 0) {
     error = "cannot create " + tmp.string() + ": " + errnoText(errno);
     return false;

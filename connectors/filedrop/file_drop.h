@@ -86,8 +86,10 @@ class Watcher {
 
 // Writes `bytes` as dir/name so that readers see either nothing or the whole file: a temporary
 // file in the same folder (".name.<random>.tmp"), written, fsynced, renamed, the folder fsynced.
-// False with `error` (the temporary file removed) on any failure, a full disk included.
-bool writeAtomically(const std::filesystem::path& dir, const std::string& name, std::string_view bytes, std::string& error);
+// False with `error` (the temporary file removed) on any failure, a full disk included. `mode`: the
+// file's permissions (before the umask).
+bool writeAtomically(const std::filesystem::path& dir, const std::string& name, std::string_view bytes, std::string& error,
+                     unsigned mode = 0640);
 
 // The SHA-256 of `bytes`, lower-case hex.
 std::string sha256Hex(std::string_view bytes);

@@ -19,6 +19,7 @@
 #include <condition_variable>
 #include <sstream>
 
+#include "connectors/filedrop/file_drop.h"
 #include "connectors/http/rest_client.h"
 #include "connectors/secureupload/secure_package.h"
 #include "gateway/audit/audit_log.h"
@@ -85,9 +86,7 @@ std::string semesterOf(const std::string& date) {
   return date.substr(0, 4) + (date.substr(5, 2) <= "06" ? "-S1" : "-S2");
 }
 
-std::int64_t nowMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
+using fhir::nowMs;
 
 std::string readText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -96,28 +95,9 @@ std::string readText(const std::string& path) {
   return ss.str();
 }
 
-// Writes `bytes` to `path` with `mode`, through a temporary file and a rename.
-bool writePrivate(const fs::path& path, const std::string& bytes, mode_t mode, std::string& error) {
-  fs::path tmp = path;
-  tmp += ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode);
-  if (fd < 0) {
-    error = "cannot write " + tmp.string();
-    return false;
-  }
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (n <= 0) break;
-    done += static_cast<std::size_t>(n);
-  }
-  bool ok = done == bytes.size() && ::fsync(fd) == 0;
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
-    error = "cannot write " + path.string();
-    return false;
-  }
-  return true;
+// Writes `bytes` to `path`, readable by the gateway's account only (atomically: see writeAtomically).
+bool writePrivate(const fs::path& path, const std::string& bytes, std::string& error) {
+  return filedrop::writeAtomically(path.parent_path(), path.filename().string(), bytes, error, 0600);
 }
 
 std::string field(const Json& j, const char* key, const std::string& where, std::string& error) {
@@ -272,7 +252,7 @@ struct ExtractService::Impl {
         Json receipt = {{"extract", d.focus}, {"recipient", to.id}, {"url", to.transfer.url + "/" + d.focus + ".p7m"}, {"status", r.status},
                         {"receivedMs", nowMs()}, {"packageSha256", sha}, {"answer", r.body.substr(0, 4096)}};
         std::string error;
-        if (!writePrivate(dir / "receipt.json", receipt.dump(2), 0600, error)) log::warn("extract.receipt", {{"extract", d.focus}, {"error", error}});
+        if (!writePrivate(dir / "receipt.json", receipt.dump(2), error)) log::warn("extract.receipt", {{"extract", d.focus}, {"error", error}});
         d.status = "sent";
         d.doneMs = nowMs();
         d.lastError.clear();
@@ -368,7 +348,7 @@ struct ExtractService::Impl {
                          {"key", base64::encode(std::string_view(reinterpret_cast<const char*>(bytes), sizeof bytes))},
                          {"createdMs", nowMs()}});
     std::string error;
-    if (!writePrivate(keyFile(), j.dump(2), 0600, error)) return makeError(ErrorCode::kInternal, error);
+    if (!writePrivate(keyFile(), j.dump(2), error)) return makeError(ErrorCode::kInternal, error);
     return version;
   }
 
@@ -407,7 +387,7 @@ struct ExtractService::Impl {
 
   // ---- the cohort ----
   struct Patient {
-    std::string id, ins, birthDate, sex, pathology, inclusion, episodeStatus;
+    std::string id, ins, birthDate, sex, pathology, inclusion, episodeStatus, episodeEnd, gp;  // gp: the careManager reference
     bool evaluable = false, consent = false;
   };
   struct Encounter {
@@ -435,6 +415,8 @@ struct ExtractService::Impl {
       p.id = patient.substr(8);
       p.inclusion = day(str(e.value("period", Json::object()), "start"));
       p.episodeStatus = str(e, "status");
+      p.episodeEnd = day(str(e.value("period", Json::object()), "end"));
+      p.gp = refOf(e, "careManager");
       if (const Json* x = extension(e, std::string(kSd) + "evaluable")) p.evaluable = x->value("valueBoolean", false);
       for (const auto& d : e.value("diagnosis", Json::array()))
         if (auto it = pathologyOf.find(refOf(d, "condition")); it != pathologyOf.end()) p.pathology = it->second;
@@ -503,10 +485,10 @@ struct ExtractService::Impl {
     std::vector<std::string> pathologies = {"low-back-pain", "migraine", "cancer"};
     for (const auto& [id, p] : cohort)
       if (!p.pathology.empty() && std::find(pathologies.begin(), pathologies.end(), p.pathology) == pathologies.end()) pathologies.push_back(p.pathology);
+    if (std::any_of(cohort.begin(), cohort.end(), [](const auto& x) { return x.second.pathology.empty(); })) pathologies.push_back("unknown");
     auto pathologyIndex = [&](const std::string& p) {
       return static_cast<std::size_t>(std::find(pathologies.begin(), pathologies.end(), p.empty() ? "unknown" : p) - pathologies.begin());
     };
-    if (std::any_of(cohort.begin(), cohort.end(), [](const auto& x) { return x.second.pathology.empty(); })) pathologies.push_back("unknown");
     Disclosure disclosure;
     struct Mean {
       std::string cell;  // the count cell deciding publication
@@ -724,7 +706,7 @@ struct ExtractService::Impl {
       manifest["patientsWithoutActiveConsent"] = withoutConsent;
     }
     if (to.fees()) {
-      auto statement = fees(from, until, why, cohort);
+      auto statement = fees(from, until, why, cohort, roles);
       if (!statement.ok()) return statement.error();
       files.push_back({"fees.csv", statement->first});
       files.push_back({"payments.csv", statement->second});
@@ -752,7 +734,7 @@ struct ExtractService::Impl {
     fs::permissions(fs::path(options.dataDir) / "extracts", fs::perms::owner_all, ec);
     manifest["package"] = (dir / "extract.p7m").string();
     manifest["packageSha256"] = secureupload::sha256Hex(sealed);
-    if (!writePrivate(dir / "extract.p7m", sealed, 0600, error) || !writePrivate(dir / "manifest.json", manifest.dump(2), 0600, error))
+    if (!writePrivate(dir / "extract.p7m", sealed, error) || !writePrivate(dir / "manifest.json", manifest.dump(2), error))
       return makeError(ErrorCode::kInternal, error);
 
     // ---- audited ----
@@ -778,7 +760,7 @@ struct ExtractService::Impl {
   // the shared-dossier fee of each GP correspondent per calendar year, for the first patients
   // enrolled with them that year up to the tariff's maximum, at the version in force at the year's end.
   Result<std::pair<std::string, std::string>> fees(const std::string& from, const std::string& until, const std::string& why,
-                                                   const std::map<std::string, Patient>& cohort) {
+                                                   const std::map<std::string, Patient>& cohort, const std::vector<Json>& roles) {
     std::map<std::string, std::string> memberOf;  // "Practitioner/x" -> "rpps:N"
     std::map<std::string, std::string> categoryOf;
     auto practitioners = forEach("Practitioner", {}, why, [&](const Json& p) {
@@ -788,13 +770,12 @@ struct ExtractService::Impl {
           memberOf["Practitioner/" + str(p, "id")] = "adeli:" + str(id, "value");
     });
     if (!practitioners.ok()) return practitioners.error();
-    auto roles = forEach("PractitionerRole", {}, why, [&](const Json& r) {
+    for (const auto& r : roles) {
       std::string who = refOf(r, "practitioner");
       for (const auto& c : r.value("code", Json::array()))
         if (auto code = codeIn(c, std::string(kCs) + "network-role"); !code.empty()) categoryOf[who] = code;
       if (auto m = memberOf.find(who); m != memberOf.end()) memberOf["PractitionerRole/" + str(r, "id")] = m->second;
-    });
-    if (!roles.ok()) return roles.error();
+    }
     struct Line {
       std::set<std::string> patients;
       int count = 0;
@@ -827,16 +808,14 @@ struct ExtractService::Impl {
     if (!items.ok()) return items.error();
     // The shared-dossier fee: GP correspondents (EpisodeOfCare.careManager), per calendar year.
     std::map<std::pair<std::string, std::string>, std::vector<std::pair<std::string, std::string>>> enrolled;  // (gp, year) -> (inclusion, patient)
-    auto episodes = forEach("EpisodeOfCare", {{"type", std::string(kCs) + "d77-programme|D77"}}, why, [&](const Json& e) {
-      std::string gp = refOf(e, "careManager"), start = day(str(e.value("period", Json::object()), "start")), end = day(str(e.value("period", Json::object()), "end"));
-      if (gp.empty() || start.empty() || str(e, "status") == "entered-in-error" || str(e, "status") == "cancelled") return;
+    for (const auto& [id, p] : cohort) {
+      if (p.gp.empty() || p.inclusion.empty() || p.episodeStatus == "entered-in-error" || p.episodeStatus == "cancelled") continue;
       for (int y = std::stoi(from.substr(0, 4)); y <= std::stoi(until.substr(0, 4)); ++y) {
         std::string ys = std::to_string(y);
-        if (start > ys + "-12-31" || (!end.empty() && end < ys + "-01-01")) continue;
-        enrolled[{memberOf.count(gp) ? memberOf[gp] : gp, ys}].push_back({start, refOf(e, "patient")});
+        if (p.inclusion > ys + "-12-31" || (!p.episodeEnd.empty() && p.episodeEnd < ys + "-01-01")) continue;
+        enrolled[{memberOf.count(p.gp) ? memberOf[p.gp] : p.gp, ys}].push_back({p.inclusion, "Patient/" + id});
       }
-    });
-    if (!episodes.ok()) return episodes.error();
+    }
     const Json& dossier = tariffs.value("dossierFee", Json::object());
     int maxPatients = dossier.value("maxPatients", 10);
     for (auto& [key, list] : enrolled) {

@@ -725,7 +725,6 @@ class FhirService::Impl {
   // export, for software that pulls what changed.
   static constexpr std::size_t kEverythingMax = 10000;
   FhirResponse everything(const std::string& id) {
-    std::int64_t started = nowMs();
     std::string since;
     std::set<std::string> types;
     for (const auto& [k, v] : req_.query) {
@@ -786,8 +785,8 @@ class FhirService::Impl {
       for (const auto& v : found) guard_->touched(v);
     std::string out;
     out.reserve(256 + found.size() * 1024);
-    out += "{\"resourceType\":\"Bundle\",\"id\":\"" + newId() + "\",\"meta\":{\"lastUpdated\":\"" + formatInstant(started) +
-           "\"},\"type\":\"searchset\",\"total\":" + std::to_string(found.size());
+    appendBundleHead(out, "searchset");
+    out += ",\"total\":" + std::to_string(found.size());
     std::string self = req_.baseUrl + "/Patient/" + id + "/$everything";
     std::string sep = "?";
     for (const auto& [k, v] : req_.query) {
