@@ -6,6 +6,7 @@
 // version after a rotation, and audit records naming the patients.
 #include <gtest/gtest.h>
 
+#include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -139,7 +140,7 @@ TEST_F(ExtractTest, TheCaissesMedicalServiceGetsPseudonymisedRowsSealedForItAndN
   for (const auto& f : inside["files"]) {
     std::string name = f["name"];
     ASSERT_TRUE(files.count(name)) << name;
-    std::string sha = run("printf '%s' \"$(cat /dev/null)\" >/dev/null; sha256sum '" + conf_.path() + "/open-cpam77/files/" + name + "'");
+    std::string sha = run("sha256sum '" + conf_.path() + "/open-cpam77/files/" + name + "'");
     EXPECT_EQ(sha.substr(0, 64), f["sha256"].get<std::string>()) << name;
   }
   // Nothing that identifies: no NIR, no name, no exact date, no network number.
@@ -155,6 +156,8 @@ TEST_F(ExtractTest, TheCaissesMedicalServiceGetsPseudonymisedRowsSealedForItAndN
       EXPECT_FALSE(std::regex_search(bytes, std::regex("[0-9]{4}-[0-9]{2}-[0-9]{2}"))) << name << " carries an exact date";
   }
   // The pseudonyms: HMAC-SHA-256 of the INS with the domain's key, as openssl computes it.
+  // The keys: readable by the gateway's account only.
+  EXPECT_EQ(fs::status(gw_->dataDir() + "/extract-keys.json").permissions() & fs::perms::all, fs::perms::owner_read | fs::perms::owner_write);
   json keys = json::parse(readFile(gw_->dataDir() + "/extract-keys.json"));
   std::string keyHex = run("printf '%s' '" + keys["cpam77"][0]["key"].get<std::string>() + "' | base64 -d | od -An -tx1 | tr -d ' \\n'");
   std::string expected = run("printf " + nir(3) + " | openssl dgst -sha256 -mac HMAC -macopt hexkey:" + keyHex);
@@ -306,9 +309,10 @@ TEST(ExtractTransfer, APackageIsSentOverMutualTlsAndItsReceiptKept) {
                            .c_str(),
                        "r");
   ASSERT_TRUE(server);
-  char portLine[32] = {0};
+  char portLine[64] = {0};
   ASSERT_TRUE(std::fgets(portLine, sizeof portLine, server));
-  int port = std::atoi(portLine);
+  int port = 0, pid = 0;
+  ASSERT_EQ(std::sscanf(portLine, "%d %d", &port, &pid), 2) << portLine;
   ASSERT_GT(port, 0);
   json transfer = {{"url", "https://localhost:" + std::to_string(port) + "/extracts"}, {"clientCertificate", "gateway.crt"}, {"clientKey", "gateway.key"},
                    {"caFile", "ca.crt"}, {"initialDelayMs", 50}, {"maxDelayMs", 100}, {"maxAttempts", 3}};
@@ -358,7 +362,7 @@ TEST(ExtractTransfer, APackageIsSentOverMutualTlsAndItsReceiptKept) {
     // Unknown extracts are refused.
     EXPECT_EQ(http.request("POST", "/admin/v1/extracts/nothing-here/send", "{}", {{"Content-Type", "application/json"}}).status, 404);
   }
-  std::system(("pkill -f 'upload_server.py " + p + "'").c_str());
+  ::kill(pid, SIGTERM);
   pclose(server);
 }
 

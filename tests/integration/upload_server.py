@@ -3,7 +3,8 @@
 
 It requires a client certificate signed by CA (TLS 1.2 or later), stores each PUT body under OUT
 with the last segment of the path as its name, and answers 201 with a JSON receipt (the name, the
-SHA-256 of what it received, the client certificate's common name). Prints its port on stdout.
+SHA-256 of what it received, the client certificate's common name). Prints its port and its process
+id on stdout.
 
   upload_server.py CERT KEY CA OUT
 """
@@ -44,7 +45,7 @@ def main():
     ctx.verify_mode = ssl.CERT_REQUIRED
     server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
     server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    print(server.server_address[1], flush=True)
+    print(server.server_address[1], os.getpid(), flush=True)
     server.serve_forever()
 
 
