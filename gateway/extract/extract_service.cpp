@@ -1,6 +1,8 @@
 // Evaluation extracts (see extract_service.h).
 #include "gateway/extract/extract_service.h"
 
+#include "gateway/extract/indicators.h"
+
 #include <fcntl.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
@@ -31,6 +33,7 @@
 #include "gateway/identity/identity.h"
 #include "gateway/store/resource_store.h"
 #include "mappings/common/base64.h"
+#include "mappings/extract/baseline.h"
 #include "mappings/extract/csv.h"
 #include "mappings/extract/disclosure.h"
 #include "mappings/extract/pseudonym.h"
@@ -87,6 +90,26 @@ std::string semesterOf(const std::string& date) {
 }
 
 using fhir::nowMs;
+
+const std::string kVas = "http://loinc.org|72514-3";
+
+// The indicator named in the patient rows for a measure's code: the code itself in lower case
+// ("sick-leave-days", "dallas-daily-activities"), "vas" for the pain intensity, the group's
+// linkId for a questionnaire's score.
+std::string rowIndicator(const std::string& code) {
+  if (code == kVas) return "vas";
+  if (code == "http://loinc.org|77565-0") return "bpi-interference";
+  std::string name = code.substr(code.find_last_of("|#") + 1);
+  std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return name;
+}
+
+// The source named in the rows for a measure's meta.source.
+std::string sourceOf(const std::string& metaSource) {
+  if (metaSource == "https://douleur77.fr/fhir/source/caisse") return "caisse";
+  if (metaSource.empty() || metaSource == "https://douleur77.fr/fhir/source/report") return "CIED/CSB report";
+  return metaSource;
+}
 
 std::string readText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -152,42 +175,6 @@ Result<std::vector<Recipient>> loadRecipients(const std::string& file) {
   return out;
 }
 
-const std::vector<std::string>& computedIndicators() {
-  static const std::vector<std::string> ids = {"patients-admitted", "exits", "refusals", "professionals", "cied-duration", "csb-duration", "vas"};
-  return ids;
-}
-
-Result<std::vector<Indicator>> loadIndicators(const std::string& file) {
-  Json j = Json::parse(readText(file), nullptr, false);
-  if (!j.is_object() || !j.contains("indicators") || !j["indicators"].is_array())
-    return makeError(ErrorCode::kInvalid, file + ": an object with an \"indicators\" array is expected");
-  std::vector<Indicator> out;
-  for (const auto& x : j["indicators"]) {
-    std::string error, where = file + " (" + str(x, "id") + ")";
-    Indicator d;
-    d.id = field(x, "id", file, error);
-    d.title = field(x, "title", where, error);
-    d.definition = field(x, "definition", where, error);
-    d.population = field(x, "population", where, error);
-    d.numerator = field(x, "numerator", where, error);
-    d.unit = field(x, "unit", where, error);
-    d.source = field(x, "source", where, error);
-    d.reference = str(x, "reference");
-    d.kind = x.value("kind", "count");
-    d.suppress = x.value("suppress", true);
-    for (const auto& s : x.value("stratifiers", Json::array()))
-      if (s.is_string()) d.stratifiers.push_back(s);
-    if (!error.empty()) return makeError(ErrorCode::kInvalid, error);
-    const auto& known = computedIndicators();
-    if (std::find(known.begin(), known.end(), d.id) == known.end())
-      return makeError(ErrorCode::kInvalid, where + ": no computation for this indicator (known: patients-admitted, exits, refusals, professionals, "
-                                                    "cied-duration, csb-duration, vas)");
-    if (d.kind != "count" && d.kind != "mean") return makeError(ErrorCode::kInvalid, where + ": kind must be count or mean");
-    out.push_back(std::move(d));
-  }
-  return out;
-}
-
 // ---- the service ------------------------------------------------------------------------------
 
 struct ExtractService::Impl {
@@ -200,13 +187,28 @@ struct ExtractService::Impl {
   Json tariffs = Json::object();
   store::ResourceStore* store = nullptr;
   std::mutex mutex;
-  identity::Principal job;
+  identity::Principal job, baselineJob;
   // the sender of transfers
   std::thread sender;
   std::mutex senderMutex;
   std::condition_variable senderWake;
   bool stopping = false;
   std::uint64_t wakes = 0;
+  // what a running extract is doing (GET /admin/v1/extracts/progress)
+  mutable std::mutex progressMutex;
+  Json progress = {{"running", false}};
+
+  void setProgress(const std::string& phase, std::int64_t more) {
+    std::lock_guard<std::mutex> lock(progressMutex);
+    if (phase.empty()) {
+      progress = {{"running", false}};
+      return;
+    }
+    if (!progress.value("running", false)) progress = {{"running", true}, {"startedMs", nowMs()}, {"resources", 0}};
+    progress["phase"] = phase;
+    progress["resources"] = progress.value("resources", std::int64_t{0}) + more;
+    progress["elapsedMs"] = nowMs() - progress.value("startedMs", std::int64_t{0});
+  }
 
   const Recipient* recipient(const std::string& id) const {
     for (const auto& r : recipients)
@@ -368,13 +370,15 @@ struct ExtractService::Impl {
       req.path = "/" + type;
       req.query = query;
       fhir::FhirService* f = fhir;
-      auto r = gate ? gate->handle(caller, req, "/fhir", [f](fhir::FhirRequest& q) { return f->handle(q); }) : fhir->handle(req);
+      auto r = gate ? gate->handle(caller, req, "fhir", [f](fhir::FhirRequest& q) { return f->handle(q); }) : fhir->handle(req);
       if (r.status != 200) return makeError(ErrorCode::kUnavailable, type + " could not be read (" + std::to_string(r.status) + "): " + r.body.substr(0, 300));
       Json b = Json::parse(r.body, nullptr, false);
       if (!b.is_object()) return makeError(ErrorCode::kInternal, type + ": an unreadable search answer");
-      if (auto entries = b.find("entry"); entries != b.end() && entries->is_array())
+      if (auto entries = b.find("entry"); entries != b.end() && entries->is_array()) {
         for (const auto& e : *entries)
           if (e.contains("resource") && e["resource"].is_object() && str(e.value("search", Json::object()), "mode") != "include") each(e["resource"]);
+        setProgress("reading " + type, static_cast<std::int64_t>(entries->size()));
+      }
       std::string next;
       for (const auto& l : b.value("link", Json::array()))
         if (str(l, "relation") == "next") next = str(l, "url");
@@ -386,32 +390,40 @@ struct ExtractService::Impl {
   }
 
   // ---- the cohort ----
-  struct Patient {
-    std::string id, ins, birthDate, sex, pathology, inclusion, episodeStatus, episodeEnd, gp;  // gp: the careManager reference
-    bool evaluable = false, consent = false;
-  };
-  struct Encounter {
-    std::string patient, type, date;
-    double minutes = -1;
-    int semester = 0;
-  };
-  struct Value {
-    std::string patient, code, start, end, encounter, unit;
-    double value = 0;
-  };
+  using Patient = Cohort::Patient;
+  using Value = Cohort::Value;
 
-  Result<nlohmann::json> run(const Recipient& to, const std::string& from, const std::string& until, const identity::Principal* by) {
-    std::string why = "extract for " + to.id + " (" + from + " to " + until + ")";
-    std::map<std::string, Patient> cohort;
-    std::map<std::string, std::string> pathologyOf;
-    auto conditions = forEach("Condition", {}, why, [&](const Json& c) {
-      if (auto p = codeIn(c.value("code", Json::object()), std::string(kCs) + "pathology"); !p.empty()) pathologyOf["Condition/" + str(c, "id")] = p;
+  bool wants(const std::string& computation) const {
+    return std::any_of(indicators.begin(), indicators.end(), [&](const Indicator& i) { return i.compute == computation; });
+  }
+
+  // Everything the indicators, the rows and the fees are computed from, read through the gate.
+  Result<void> readCohort(const std::string& why, bool withFees, Cohort& c, std::vector<Json>& roles) {
+    std::map<std::string, std::string> pathologyOf, conditionCode;
+    auto conditions = forEach("Condition", {}, why, [&](const Json& x) {
+      std::string ref = "Condition/" + str(x, "id");
+      if (auto p = codeIn(x.value("code", Json::object()), std::string(kCs) + "pathology"); !p.empty()) pathologyOf[ref] = p;
+      const Json code = x.value("code", Json::object());
+      if (code.contains("coding") && code["coding"].is_array() && !code["coding"].empty()) conditionCode[ref] = str(code["coding"][0], "code");
     });
     if (!conditions.ok()) return conditions.error();
-    auto episodes = forEach("EpisodeOfCare", {{"type", std::string(kCs) + "d77-programme|D77"}}, why, [&](const Json& e) {
+    auto episodes = forEach("EpisodeOfCare", {}, why, [&](const Json& e) {
       std::string patient = refOf(e, "patient");
       if (patient.rfind("Patient/", 0) != 0) return;
-      Patient& p = cohort[patient.substr(8)];
+      std::string programme;
+      for (const auto& t : e.value("type", Json::array()))
+        if (programme.empty()) programme = codeIn(t, std::string(kCs) + "d77-programme");
+      if (programme == "OPERA") {
+        auto& o = c.opera[patient.substr(8)];
+        o.id = patient.substr(8);
+        o.enrolment = day(str(e.value("period", Json::object()), "start"));
+        if (const Json* x = extension(e, std::string(kSd) + "opera-region")) o.region = str(*x, "valueCode");
+        for (const auto& d : e.value("diagnosis", Json::array()))
+          if (auto it = conditionCode.find(refOf(d, "condition")); it != conditionCode.end()) o.pathology = it->second;
+        return;
+      }
+      if (programme != "D77") return;
+      Patient& p = c.patients[patient.substr(8)];
       p.id = patient.substr(8);
       p.inclusion = day(str(e.value("period", Json::object()), "start"));
       p.episodeStatus = str(e, "status");
@@ -423,47 +435,53 @@ struct ExtractService::Impl {
     });
     if (!episodes.ok()) return episodes.error();
     pathologyOf.clear();
+    conditionCode.clear();
     auto patients = forEach("Patient", {}, why, [&](const Json& r) {
-      auto it = cohort.find(str(r, "id"));
-      if (it == cohort.end()) return;
+      auto it = c.patients.find(str(r, "id"));
+      if (it == c.patients.end()) return;
       it->second.birthDate = str(r, "birthDate");
       it->second.sex = str(r, "gender");
       for (const auto& id : r.value("identifier", Json::array()))
         if (fhir::fr::isInsSystem(str(id, "system")) && it->second.ins.empty()) it->second.ins = str(id, "value");
     });
     if (!patients.ok()) return patients.error();
-    auto consents = forEach("Consent", {{"status", "active"}}, why, [&](const Json& c) {
-      std::string patient = refOf(c, "patient");
+    auto consents = forEach("Consent", {{"status", "active"}}, why, [&](const Json& x) {
+      std::string patient = refOf(x, "patient");
       if (patient.rfind("Patient/", 0) == 0)
-        if (auto it = cohort.find(patient.substr(8)); it != cohort.end()) it->second.consent = true;
+        if (auto it = c.patients.find(patient.substr(8)); it != c.patients.end()) it->second.consent = true;
     });
     if (!consents.ok()) return consents.error();
-    std::map<std::string, Encounter> encounters;
-    auto encounterRows = forEach("Encounter", {}, why, [&](const Json& e) {
-      Encounter x;
+    auto encounters = forEach("Encounter", {}, why, [&](const Json& e) {
+      Cohort::Encounter x;
       auto types = e.find("type");
-      x.type = codeIn(types != e.end() && types->is_array() && !types->empty() ? (*types)[0] : Json::object(), std::string(kCs) + "d77-enc");
-      if (x.type != "CIED" && x.type != "CSB") return;
-      x.patient = refOf(e, "subject").substr(std::min<std::size_t>(8, refOf(e, "subject").size()));
+      const Json& type = types != e.end() && types->is_array() && !types->empty() ? (*types)[0] : Json::object();
+      x.type = codeIn(type, std::string(kCs) + "d77-enc");
+      if (const Json* m = extension(e, std::string(kSd) + "opera-milestone")) {
+        x.milestone = str(*m, "valueCode");
+        x.type = codeIn(type, std::string(kCs) + "opera-activity");
+      }
+      if (x.type != "CIED" && x.type != "CSB" && x.milestone.empty()) return;
+      std::string subject = refOf(e, "subject");
+      x.patient = subject.substr(std::min<std::size_t>(8, subject.size()));
       x.date = day(str(e.value("period", Json::object()), "start"));
       if (auto l = e.find("length"); l != e.end() && l->is_object() && (*l)["value"].is_number()) x.minutes = (*l)["value"].get<double>();
-      if (const Json* s = extension(e, std::string(kSd) + "csb-semester")) x.semester = s->value("valueInteger", 0);
-      encounters["Encounter/" + str(e, "id")] = x;
+      if (x.type == "CSB")
+        if (const Json* s = extension(e, std::string(kSd) + "csb-semester")) x.semester = s->value("valueInteger", -1);
+      c.encounters["Encounter/" + str(e, "id")] = x;
     });
-    if (!encounterRows.ok()) return encounterRows.error();
-    std::vector<Value> values;
-    auto observations = forEach("Observation", {{"code", "http://loinc.org|72514-3," + std::string(kCs) +
-                                                             "d77-ind|SICK-LEAVE-DAYS,HOSP-DAYS,GP-CONSULT,SPEC-CONSULT,IMAGING,PHYSIO-ACTS"}},
-                                why, [&](const Json& o) {
-      if (str(o, "status") == "entered-in-error") return;
-      Value v;
-      v.code = codeIn(o.value("code", Json::object()), "http://loinc.org") == "72514-3" ? "vas" : codeIn(o.value("code", Json::object()), std::string(kCs) + "d77-ind");
-      auto q = o.find("valueQuantity");
-      if (v.code.empty() || q == o.end() || !q->is_object() || !(*q)["value"].is_number()) return;
-      v.value = (*q)["value"].get<double>();
-      v.unit = str(*q, "code").empty() ? str(*q, "unit") : str(*q, "code");
+    if (!encounters.ok()) return encounters.error();
+    // The measures: the codes the indicators name, and the utilisation counts of the rows.
+    std::set<std::string> codes = {"http://loinc.org|72514-3"};
+    for (const char* u : {"SICK-LEAVE-DAYS", "HOSP-DAYS", "GP-CONSULT", "SPEC-CONSULT", "IMAGING", "PHYSIO-ACTS"}) codes.insert(std::string(kCs) + "d77-ind|" + u);
+    for (const auto& d : indicators)
+      if (!d.code.empty()) codes.insert(d.code);
+    std::string query;
+    for (const auto& x : codes) query += (query.empty() ? "" : ",") + x;
+    auto observations = forEach("Observation", {{"code", query}}, why, [&](const Json& o) {
+      if (str(o, "status") == "entered-in-error" || str(o, "status") == "cancelled") return;
       std::string subject = refOf(o, "subject");
       if (subject.rfind("Patient/", 0) != 0) return;
+      Value v;
       v.patient = subject.substr(8);
       v.encounter = refOf(o, "encounter");
       v.start = day(str(o, "effectiveDateTime"));
@@ -472,127 +490,139 @@ struct ExtractService::Impl {
         v.start = day(str(*p, "start"));
         v.end = day(str(*p, "end"));
       }
-      values.push_back(std::move(v));
+      v.source = str(o.value("meta", Json::object()), "source");
+      auto quantity = [](const Json& holder, double& value, std::string& unit) {
+        auto q = holder.find("valueQuantity");
+        if (q == holder.end() || !q->is_object() || !(*q)["value"].is_number()) return false;
+        value = (*q)["value"].get<double>();
+        unit = str(*q, "code").empty() ? str(*q, "unit") : str(*q, "code");
+        return true;
+      };
+      for (const auto& coding : o.value("code", Json::object()).value("coding", Json::array())) {
+        std::string key = str(coding, "system") + "|" + str(coding, "code");
+        if (!codes.count(key)) continue;
+        Value x = v;
+        x.code = key;
+        if (quantity(o, x.value, x.unit)) c.values.push_back(x);
+        for (const auto& comp : o.value("component", Json::array())) {
+          const Json cc = comp.value("code", Json::object());
+          if (!cc.contains("coding") || !cc["coding"].is_array() || cc["coding"].empty()) continue;
+          Value y = v;
+          y.code = key + "#" + str(cc["coding"][0], "system") + "|" + str(cc["coding"][0], "code");
+          if (quantity(comp, y.value, y.unit)) c.values.push_back(y);
+        }
+      }
     });
     if (!observations.ok()) return observations.error();
-    std::vector<Json> tasks, roles;  // few: kept whole
-    auto taskRead = forEach("Task", {{"code", std::string(kCs) + "network-event|network-exit,admission-refusal"}}, why, [&](const Json& x) { tasks.push_back(x); });
-    if (!taskRead.ok()) return taskRead.error();
-    auto roleRead = forEach("PractitionerRole", {}, why, [&](const Json& x) { roles.push_back(x); });
+    // Scores from questionnaires: the mean of the answers of the indicator's group.
+    for (const auto& d : indicators) {
+      if (d.questionnaire.empty()) continue;
+      auto responses = forEach("QuestionnaireResponse", {{"questionnaire", d.questionnaire}}, why, [&](const Json& q) {
+        if (str(q, "status") != "completed" && str(q, "status") != "amended") return;
+        std::string subject = refOf(q, "subject");
+        if (subject.rfind("Patient/", 0) != 0) return;
+        double sum = 0;
+        int n = 0;
+        std::function<void(const Json&, bool)> walk = [&](const Json& items, bool inside) {
+          for (const auto& it : items) {
+            bool in = inside || str(it, "linkId") == d.item;
+            for (const auto& a : it.value("answer", Json::array()))
+              for (const char* k : {"valueDecimal", "valueInteger"})
+                if (in && a.contains(k) && a[k].is_number()) {
+                  sum += a[k].get<double>();
+                  ++n;
+                }
+            if (it.contains("item") && it["item"].is_array()) walk(it["item"], in);
+          }
+        };
+        walk(q.value("item", Json::array()), false);
+        if (!n) return;
+        Value v;
+        v.patient = subject.substr(8);
+        v.code = "questionnaire:" + d.questionnaire + "#" + d.item;
+        v.start = v.end = day(str(q, "authored"));
+        v.encounter = refOf(q, "encounter");
+        v.value = sum / n;
+        c.values.push_back(v);
+      });
+      if (!responses.ok()) return responses.error();
+    }
+    auto tasks = forEach("Task", {{"code", std::string(kCs) + "network-event|network-exit,admission-refusal"}}, why, [&](const Json& t) {
+      std::string code = codeIn(t.value("code", Json::object()), std::string(kCs) + "network-event");
+      Cohort::Event e;
+      e.kind = code == "network-exit" ? "exit" : code == "admission-refusal" ? "refusal" : "";
+      if (e.kind.empty()) return;
+      e.date = day(str(t.value("executionPeriod", Json::object()), "start"));
+      e.reason = codeIn(t.value("reasonCode", Json::object()), std::string(kCs) + (e.kind == "exit" ? "exit-reason" : "refusal-reason"));
+      c.events.push_back(e);
+    });
+    if (!tasks.ok()) return tasks.error();
+    auto roleRead = forEach("PractitionerRole", {}, why, [&](const Json& r) {
+      Cohort::Member m;
+      m.active = !(r.contains("active") && r["active"].is_boolean() && !r["active"].get<bool>());
+      const Json period = r.value("period", Json::object());
+      m.start = day(str(period, "start"));
+      m.end = day(str(period, "end"));
+      for (const auto& code : r.value("code", Json::array()))
+        if (m.category.empty()) m.category = codeIn(code, std::string(kCs) + "network-role");
+      m.who = refOf(r, "practitioner").empty() ? str(r, "id") : refOf(r, "practitioner");
+      c.members.push_back(m);
+      roles.push_back(r);
+    });
     if (!roleRead.ok()) return roleRead.error();
+    if (withFees || wants("expenses")) {
+      auto items = forEach("ChargeItem", {}, why, [&](const Json& x) {
+        if (str(x, "status") == "entered-in-error") return;
+        Cohort::Fee f;
+        f.code = codeIn(x.value("code", Json::object()), std::string(kCs) + "d77-fee");
+        if (f.code.empty()) return;
+        f.date = day(str(x, "occurrenceDateTime"));
+        for (const auto& p : x.value("performer", Json::array()))
+          if (f.actor.empty()) f.actor = refOf(p, "actor");
+        f.patient = refOf(x, "subject");
+        if (auto po = x.find("priceOverride"); po != x.end() && po->is_object() && (*po)["value"].is_number()) f.amount = (*po)["value"].get<double>();
+        if (const Json* k = extension(x, std::string(kSd) + "fee-key-letter")) f.keyLetter = str(*k, "valueString");
+        if (const Json* k = extension(x, std::string(kSd) + "fee-coefficient"); k && (*k)["valueDecimal"].is_number())
+          f.coefficient = (*k)["valueDecimal"].get<double>();
+        c.fees.push_back(f);
+      });
+      if (!items.ok()) return items.error();
+    }
+    if (wants("opera-evaluations") && !c.opera.empty()) {
+      auto risks = forEach("RiskAssessment", {}, why, [&](const Json& r) {
+        std::string subject = refOf(r, "subject");
+        auto it = c.opera.find(subject.substr(std::min<std::size_t>(8, subject.size())));
+        if (it == c.opera.end() || str(r, "status") == "entered-in-error") return;
+        std::string date = str(r, "occurrenceDateTime");
+        const Json predictions = r.value("prediction", Json::array());
+        if (predictions.empty() || date < it->second.riskDate) return;
+        it->second.risk = codeIn(predictions[0].value("qualitativeRisk", Json::object()), "http://terminology.hl7.org/CodeSystem/risk-probability");
+        it->second.riskDate = date;
+      });
+      if (!risks.ok()) return risks.error();
+      auto plans = forEach("CarePlan", {}, why, [&](const Json& p) {
+        std::string subject = refOf(p, "subject");
+        auto it = c.opera.find(subject.substr(std::min<std::size_t>(8, subject.size())));
+        if (it == c.opera.end()) return;
+        for (const auto& canonical : p.value("instantiatesCanonical", Json::array()))
+          if (canonical.is_string()) it->second.pathway = canonical.get<std::string>().substr(canonical.get<std::string>().rfind('/') + 1);
+      });
+      if (!plans.ok()) return plans.error();
+    }
+    return {};
+  }
 
-    // ---- the aggregates ----
-    std::vector<std::string> pathologies = {"low-back-pain", "migraine", "cancer"};
-    for (const auto& [id, p] : cohort)
-      if (!p.pathology.empty() && std::find(pathologies.begin(), pathologies.end(), p.pathology) == pathologies.end()) pathologies.push_back(p.pathology);
-    if (std::any_of(cohort.begin(), cohort.end(), [](const auto& x) { return x.second.pathology.empty(); })) pathologies.push_back("unknown");
-    auto pathologyIndex = [&](const std::string& p) {
-      return static_cast<std::size_t>(std::find(pathologies.begin(), pathologies.end(), p.empty() ? "unknown" : p) - pathologies.begin());
-    };
-    Disclosure disclosure;
-    struct Mean {
-      std::string cell;  // the count cell deciding publication
-      double sum = 0;
-      std::int64_t n = 0;
-    };
-    std::map<std::string, std::vector<std::pair<std::string, Mean>>> means;  // indicator -> (stratum, mean)
-    std::map<std::string, std::vector<std::pair<std::string, std::int64_t>>> unsuppressed;
-    auto want = [&](const std::string& id) {
-      return std::any_of(indicators.begin(), indicators.end(), [&](const Indicator& i) { return i.id == id; });
-    };
-    if (want("patients-admitted")) {
-      std::vector<std::string> sexes = {"female", "male", "other", "unknown"};
-      std::vector<std::vector<std::int64_t>> counts(pathologies.size(), std::vector<std::int64_t>(sexes.size(), 0));
-      for (const auto& [id, p] : cohort)
-        if (within(p.inclusion, from, until)) {
-          auto s = std::find(sexes.begin(), sexes.end(), p.sex.empty() ? "unknown" : p.sex) - sexes.begin();
-          if (s < static_cast<long>(sexes.size())) ++counts[pathologyIndex(p.pathology)][static_cast<std::size_t>(s)];
-        }
-      disclosure.table("patients-admitted", "pathology", pathologies, "sex", sexes, counts);
-    }
-    for (const char* kind : {"exits", "refusals"}) {
-      if (!want(kind)) continue;
-      std::string code = std::string(kind) == "exits" ? "network-exit" : "admission-refusal";
-      std::string reasons = std::string(kCs) + (std::string(kind) == "exits" ? "exit-reason" : "refusal-reason");
-      std::map<std::string, std::int64_t> byReason;
-      for (const auto& t : tasks) {
-        if (codeIn(t.value("code", Json::object()), std::string(kCs) + "network-event") != code) continue;
-        if (!within(str(t.value("executionPeriod", Json::object()), "start"), from, until)) continue;
-        std::string reason = codeIn(t.value("reasonCode", Json::object()), reasons);
-        ++byReason[reason.empty() ? "unknown" : reason];
-      }
-      std::vector<std::string> names;
-      std::vector<std::int64_t> counts;
-      for (const auto& [r, n] : byReason) {
-        names.push_back(r);
-        counts.push_back(n);
-      }
-      disclosure.table(kind, "reason", names, counts);
-    }
-    if (want("professionals")) {
-      std::map<std::string, std::set<std::string>> byCategory;
-      for (const auto& r : roles) {
-        if (r.contains("active") && r["active"].is_boolean() && !r["active"].get<bool>()) continue;
-        const Json period = r.value("period", Json::object());
-        if (!str(period, "start").empty() && day(str(period, "start")) > until) continue;
-        if (!str(period, "end").empty() && day(str(period, "end")) < from) continue;
-        std::string category;
-        for (const auto& c : r.value("code", Json::array()))
-          if (category.empty()) category = codeIn(c, std::string(kCs) + "network-role");
-        byCategory[category.empty() ? "unknown" : category].insert(refOf(r, "practitioner").empty() ? str(r, "id") : refOf(r, "practitioner"));
-      }
-      for (const auto& [c, who] : byCategory) unsuppressed["professionals"].emplace_back("category=" + c, static_cast<std::int64_t>(who.size()));
-    }
-    for (const char* kind : {"cied-duration", "csb-duration"}) {
-      if (!want(kind)) continue;
-      std::string type = std::string(kind) == "cied-duration" ? "CIED" : "CSB";
-      std::vector<std::int64_t> n(pathologies.size(), 0);
-      std::vector<double> sum(pathologies.size(), 0);
-      for (const auto& [ref, e] : encounters) {
-        if (e.type != type || e.minutes < 0 || !within(e.date, from, until)) continue;
-        auto it = cohort.find(e.patient);
-        std::size_t i = pathologyIndex(it == cohort.end() ? "" : it->second.pathology);
-        if (i >= pathologies.size()) continue;
-        ++n[i];
-        sum[i] += e.minutes;
-      }
-      std::string measure = std::string(kind) + "-n";
-      disclosure.table(measure, "pathology", pathologies, n);
-      std::int64_t allN = 0;
-      double allSum = 0;
-      for (std::size_t i = 0; i < pathologies.size(); ++i) {
-        means[kind].push_back({"pathology=" + pathologies[i], {measure + "|pathology=" + pathologies[i], sum[i], n[i]}});
-        allN += n[i];
-        allSum += sum[i];
-      }
-      means[kind].push_back({"*", {measure, allSum, allN}});
-    }
-    if (want("vas")) {
-      // Pain (0-10) by pathology and semester since inclusion (0: the CIED, n: the n-th CSB).
-      int maxSemester = 0;
-      for (const auto& [ref, e] : encounters) maxSemester = std::max(maxSemester, e.type == "CSB" ? e.semester : 0);
-      std::vector<std::string> semesters;
-      for (int s = 0; s <= maxSemester; ++s) semesters.push_back(std::to_string(s));
-      std::vector<std::vector<std::int64_t>> n(pathologies.size(), std::vector<std::int64_t>(semesters.size(), 0));
-      std::vector<std::vector<double>> sum(pathologies.size(), std::vector<double>(semesters.size(), 0));
-      for (const auto& v : values) {
-        if (v.code != "vas" || !within(v.start, from, until)) continue;
-        auto e = encounters.find(v.encounter);
-        if (e == encounters.end()) continue;
-        int s = e->second.type == "CIED" ? 0 : e->second.semester;
-        auto it = cohort.find(v.patient);
-        std::size_t i = pathologyIndex(it == cohort.end() ? "" : it->second.pathology);
-        if (i >= pathologies.size() || s < 0 || s > maxSemester) continue;
-        ++n[i][static_cast<std::size_t>(s)];
-        sum[i][static_cast<std::size_t>(s)] += v.value;
-      }
-      disclosure.table("vas-n", "pathology", pathologies, "semester", semesters, n);
-      for (std::size_t i = 0; i < pathologies.size(); ++i)
-        for (std::size_t s = 0; s < semesters.size(); ++s)
-          means["vas"].push_back({"pathology=" + pathologies[i] + "|semester=" + semesters[s],
-                                  {"vas-n|pathology=" + pathologies[i] + "|semester=" + semesters[s], sum[i][s], n[i][s]}});
-    }
-    disclosure.suppress(to.k);
+  Result<nlohmann::json> run(const Recipient& to, const std::string& from, const std::string& until, const std::string& kind,
+                             const identity::Principal* by) {
+    std::string why = "extract for " + to.id + " (" + from + " to " + until + ")";
+    Cohort cohort;
+    std::vector<Json> roles;  // few: kept whole for the fee statement
+    auto read = readCohort(why, to.fees(), cohort, roles);
+    if (!read.ok()) return read.error();
+    setProgress("computing", 0);
+    bool finalEvaluation = kind == "final";
+    Computed computed = compute(cohort, indicators, from, until, finalEvaluation, to.k);
+    const Disclosure& disclosure = computed.disclosure;
 
     // ---- the files ----
     CsvWriter aggregates({"indicator", "stratum", "value", "unit", "n", "status"});
@@ -608,7 +638,7 @@ struct ExtractService::Impl {
         Json s = {{"value", {{"text", stratum}}}};
         if (hidden || empty)
           s["extension"] = Json::array({{{"url", "http://hl7.org/fhir/StructureDefinition/data-absent-reason"}, {"valueCode", hidden ? "masked" : "not-applicable"}}});
-        else if (d.kind == "mean") s["measureScore"] = {{"value", std::stod(value)}, {"unit", d.unit}};
+        else if (d.kind != "count") s["measureScore"] = {{"value", std::stod(value)}, {"unit", d.unit}};
         else s["population"] = Json::array({{{"code", {{"text", "numerator"}}}, {"count", std::stoll(value)}}});
         if (stratum == "*") {
           if (s.contains("measureScore")) group["measureScore"] = s["measureScore"];
@@ -616,14 +646,14 @@ struct ExtractService::Impl {
         }
         strata.push_back(s);
       };
-      if (d.kind == "mean") {
-        for (const auto& [stratum, m] : means[d.id]) {
+      if (d.kind == "mean" || d.kind == "sum") {
+        for (const auto& [stratum, m] : computed.statistics[d.id]) {
           const auto* c = disclosure.find(m.cell);
           bool hidden = !c || c->masked;
-          add(stratum, m.n ? decimal(m.sum / static_cast<double>(m.n)) : "", std::to_string(m.n), hidden);
+          add(stratum, m.n ? decimal(d.kind == "mean" ? m.sum / static_cast<double>(m.n) : m.sum) : "", std::to_string(m.n), hidden);
         }
-      } else if (!d.suppress || unsuppressed.count(d.id)) {
-        for (const auto& [stratum, n] : unsuppressed[d.id]) add(stratum, std::to_string(n), std::to_string(n), false);
+      } else if (!d.suppress || computed.unmasked.count(d.id)) {
+        for (const auto& [stratum, n] : computed.unmasked[d.id]) add(stratum, std::to_string(n), std::to_string(n), false);
       } else {
         for (const auto& c : disclosure.cells()) {
           if (c.id != d.id && c.id.rfind(d.id + "|", 0) != 0) continue;
@@ -661,6 +691,8 @@ struct ExtractService::Impl {
                      {"created", created},
                      {"recipient", {{"id", to.id}, {"name", to.name}, {"role", to.role}}},
                      {"period", {{"start", from}, {"end", until}}},
+                     {"kind", kind},
+                     {"population", finalEvaluation ? "evaluable patients (final evaluation, Art. 12)" : "every enrolled patient"},
                      {"k", to.k},
                      {"maskedCells", masked},
                      {"files", Json::array()}};
@@ -672,9 +704,9 @@ struct ExtractService::Impl {
                       "unit", "source"});
       std::int64_t withoutIns = 0, withoutConsent = 0;
       std::map<std::string, std::vector<const Value*>> byPatient;
-      for (const auto& v : values) byPatient[v.patient].push_back(&v);
-      for (const auto& [pid, p] : cohort) {
-        if (p.inclusion.empty() || p.inclusion > until) continue;
+      for (const auto& v : cohort.values) byPatient[v.patient].push_back(&v);
+      for (const auto& [pid, p] : cohort.patients) {
+        if (p.inclusion.empty() || p.inclusion > until || (finalEvaluation && !p.evaluable)) continue;
         if (!p.consent) {
           ++withoutConsent;
           continue;
@@ -691,12 +723,12 @@ struct ExtractService::Impl {
         };
         row(p.inclusion, p.inclusion, "inclusion", "evaluable", p.evaluable ? "1" : "0", "{boolean}", "network DB");
         for (const Value* v : byPatient[pid]) {
-          if (!within(v->end.empty() ? v->start : v->end, from, until) && !within(v->start, from, until)) continue;
-          std::string phase = (v->end.empty() ? v->start : v->end) <= p.inclusion && v->code != "vas" ? "before" : "after";
-          std::string indicator = v->code;
-          std::transform(indicator.begin(), indicator.end(), indicator.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-          row(v->start, v->end.empty() ? v->start : v->end, phase, indicator, decimal(v->value), v->code == "vas" ? "{score}" : v->unit,
-              "CIED/CSB report");
+          std::string end = v->end.empty() ? v->start : v->end;
+          bool utilisation = v->code.rfind(std::string(kCs) + "d77-ind|", 0) == 0;
+          bool baseline = utilisation && end <= p.inclusion;
+          if (!baseline && !within(end, from, until) && !within(v->start, from, until)) continue;
+          row(v->start, end, baseline ? "before" : "after", rowIndicator(v->code), decimal(v->value), v->code == kVas ? "{score}" : v->unit,
+              sourceOf(v->source));
         }
         rowPatients.push_back(pid);
       }
@@ -760,7 +792,7 @@ struct ExtractService::Impl {
   // the shared-dossier fee of each GP correspondent per calendar year, for the first patients
   // enrolled with them that year up to the tariff's maximum, at the version in force at the year's end.
   Result<std::pair<std::string, std::string>> fees(const std::string& from, const std::string& until, const std::string& why,
-                                                   const std::map<std::string, Patient>& cohort, const std::vector<Json>& roles) {
+                                                   const Cohort& cohort, const std::vector<Json>& roles) {
     std::map<std::string, std::string> memberOf;  // "Practitioner/x" -> "rpps:N"
     std::map<std::string, std::string> categoryOf;
     auto practitioners = forEach("Practitioner", {}, why, [&](const Json& p) {
@@ -783,32 +815,22 @@ struct ExtractService::Impl {
       std::string keyLetter, category, source;
     };
     std::map<std::tuple<std::string, std::string, std::string>, Line> lines;  // (professional, year, fee)
-    auto items = forEach("ChargeItem", {}, why, [&](const Json& c) {
-      std::string date = day(str(c, "occurrenceDateTime"));
-      if (!within(date, from, until) || str(c, "status") == "entered-in-error") return;
-      std::string fee = codeIn(c.value("code", Json::object()), std::string(kCs) + "d77-fee");
-      if (fee.empty()) return;
-      std::string actor;
-      for (const auto& p : c.value("performer", Json::array()))
-        if (actor.empty()) actor = refOf(p, "actor");
-      std::string who = memberOf.count(actor) ? memberOf[actor] : actor;
-      double amount = 0;
-      if (auto po = c.find("priceOverride"); po != c.end() && po->is_object() && (*po)["value"].is_number()) amount = (*po)["value"].get<double>();
-      Line& l = lines[{who, date.substr(0, 4), fee}];
+    for (const auto& f : cohort.fees) {
+      if (!within(f.date, from, until)) continue;
+      std::string who = memberOf.count(f.actor) ? memberOf[f.actor] : f.actor;
+      Line& l = lines[{who, f.date.substr(0, 4), f.code}];
       ++l.count;
-      l.amount += amount;
-      l.unit = amount;
-      l.patients.insert(refOf(c, "subject"));
-      l.category = categoryOf.count(actor) ? categoryOf[actor] : "";
-      if (const Json* k = extension(c, std::string(kSd) + "fee-key-letter")) l.keyLetter = str(*k, "valueString");
-      if (const Json* k = extension(c, std::string(kSd) + "fee-coefficient"); k && (*k)["valueDecimal"].is_number())
-        l.coefficient = (*k)["valueDecimal"].get<double>();
+      l.amount += f.amount;
+      l.unit = f.amount;
+      l.patients.insert(f.patient);
+      l.category = categoryOf.count(f.actor) ? categoryOf[f.actor] : "";
+      if (!f.keyLetter.empty()) l.keyLetter = f.keyLetter;
+      if (f.coefficient) l.coefficient = f.coefficient;
       l.source = "fee rows of the network (ChargeItem)";
-    });
-    if (!items.ok()) return items.error();
+    }
     // The shared-dossier fee: GP correspondents (EpisodeOfCare.careManager), per calendar year.
     std::map<std::pair<std::string, std::string>, std::vector<std::pair<std::string, std::string>>> enrolled;  // (gp, year) -> (inclusion, patient)
-    for (const auto& [id, p] : cohort) {
+    for (const auto& [id, p] : cohort.patients) {
       if (p.gp.empty() || p.inclusion.empty() || p.episodeStatus == "entered-in-error" || p.episodeStatus == "cancelled") continue;
       for (int y = std::stoi(from.substr(0, 4)); y <= std::stoi(until.substr(0, 4)); ++y) {
         std::string ys = std::to_string(y);
@@ -852,6 +874,110 @@ struct ExtractService::Impl {
     }
     for (const auto& [key, t] : totals) payments.row({key.first, key.second, decimal(t.first), "EUR", std::to_string(t.second)});
     return std::make_pair(statement.text(), payments.text());
+  }
+
+  // ---- the caisse's baseline ----
+  // Links each row to a patient through the pseudonyms of the recipient's domain and writes them,
+  // all or nothing, as utilisation Observations (meta.source: the caisse) through the gate.
+  Result<Json> importBaseline(const Recipient& from, const std::string& text, const identity::Principal* by) {
+    std::vector<BaselineRow> rows;
+    std::vector<std::string> errors;
+    auto refuse = [&](const std::string& why) {
+      std::string message = "the baseline file of " + from.id + " is refused, nothing was imported: " + why;
+      for (const auto& e : errors) message += "\n" + e;
+      return makeError(ErrorCode::kInvalid, message);
+    };
+    if (!parseBaseline(text, rows, errors)) return refuse(std::to_string(errors.size()) + " problem(s)");
+    // The pseudonyms of the network's patients under each key version the file uses.
+    auto all = keys();
+    if (!all.ok()) return all.error();
+    std::set<int> versions;
+    for (const auto& r : rows) versions.insert(r.keyVersion);
+    std::map<int, std::string> keyOf;
+    const Json list = all->value(from.domain, Json::array());
+    for (int v : versions) {
+      for (const auto& k : list)
+        if (v == 0 ? &k == &list.back() : k.value("version", 0) == v) {
+          std::string key;
+          if (base64::decode(str(k, "key"), key)) keyOf[v] = key;
+        }
+      if (!keyOf.count(v))
+        return refuse(v ? "the key version " + std::to_string(v) + " of the domain " + from.domain + " does not exist"
+                        : "the domain " + from.domain + " has no key yet (an extract for it creates one)");
+    }
+    std::string why = "baseline import from " + from.id;
+    Cohort cohort;
+    std::map<std::string, std::string> insOf;
+    auto episodes = forEach("EpisodeOfCare", {{"type", std::string(kCs) + "d77-programme|D77"}}, why, [&](const Json& e) {
+      std::string patient = refOf(e, "patient");
+      if (patient.rfind("Patient/", 0) == 0) cohort.patients[patient.substr(8)].inclusion = day(str(e.value("period", Json::object()), "start"));
+    });
+    if (!episodes.ok()) return episodes.error();
+    auto patients = forEach("Patient", {}, why, [&](const Json& r) {
+      if (!cohort.patients.count(str(r, "id"))) return;
+      for (const auto& id : r.value("identifier", Json::array()))
+        if (fhir::fr::isInsSystem(str(id, "system")) && !insOf.count(str(r, "id"))) insOf[str(r, "id")] = str(id, "value");
+    });
+    if (!patients.ok()) return patients.error();
+    std::map<std::pair<int, std::string>, std::string> patientOf;  // (key version, pseudonym) -> patient id
+    for (const auto& [id, ins] : insOf)
+      for (const auto& [v, key] : keyOf) patientOf[{v, pseudonym(ins, key)}] = id;
+    for (const auto& r : rows) {
+      auto p = patientOf.find({r.keyVersion, r.pseudonym});
+      if (p == patientOf.end()) {
+        if (errors.size() < 20) errors.push_back("line " + std::to_string(r.line) + ": the pseudonym is not one of the network's patients under this key");
+        continue;
+      }
+      const std::string& inclusion = cohort.patients[p->second].inclusion;
+      if (inclusion.empty() || r.end > inclusion || r.start < monthsBefore(inclusion, 6).substr(0, 8) + "01")
+        if (errors.size() < 20) errors.push_back("line " + std::to_string(r.line) + ": the period is not within the 6 months before the patient's inclusion");
+    }
+    if (!errors.empty()) return refuse(std::to_string(errors.size()) + " row(s) cannot be linked");
+
+    Json bundle = {{"resourceType", "Bundle"}, {"type", "transaction"}, {"entry", Json::array()}};
+    std::set<std::string> linked;
+    for (const auto& r : rows) {
+      const std::string& patient = patientOf[{r.keyVersion, r.pseudonym}];
+      linked.insert(patient);
+      // One Observation per patient, indicator and period: a file sent again replaces its values.
+      std::string key = secureupload::sha256Hex(patient + "|" + r.indicator + "|" + r.start + "|" + r.end).substr(0, 40);
+      Json o = {{"resourceType", "Observation"},
+                {"meta", {{"source", "https://douleur77.fr/fhir/source/caisse"}}},
+                {"identifier", Json::array({{{"system", "https://douleur77.fr/fhir/sid/caisse-baseline"}, {"value", key}}})},
+                {"status", "final"},
+                {"code", {{"coding", Json::array({{{"system", std::string(kCs) + "d77-ind"}, {"code", r.indicator}}})}}},
+                {"subject", {{"reference", "Patient/" + patient}}},
+                {"effectivePeriod", {{"start", r.start}, {"end", r.end}}},
+                {"valueQuantity", {{"value", r.value}, {"unit", r.unit}, {"system", "http://unitsofmeasure.org"}, {"code", r.unit}}}};
+      bundle["entry"].push_back({{"resource", o},
+                                 {"request", {{"method", "PUT"}, {"url", "Observation?identifier=https://douleur77.fr/fhir/sid/caisse-baseline|" + key}}}});
+    }
+    http::Caller caller;
+    caller.connector = &baselineJob;
+    caller.channel = "job:baseline";
+    caller.detail = why;
+    caller.patients = &linked;
+    fhir::FhirRequest req;
+    req.method = "POST";
+    req.path = "/";
+    req.body = bundle.dump();
+    fhir::FhirService* f = fhir;
+    auto r = gate ? gate->handle(caller, req, "fhir", [f](fhir::FhirRequest& q) { return f->handle(q); }) : fhir->handle(req);
+    if (r.status != 200) return makeError(ErrorCode::kUnavailable, "the baseline was not stored (" + std::to_string(r.status) + "): " + r.body.substr(0, 500));
+    Json out = {{"recipient", from.id}, {"rows", rows.size()}, {"patients", linked.size()}, {"keyVersions", Json::array()}};
+    for (const auto& [v, k] : keyOf) out["keyVersions"].push_back(v ? v : list.back().value("version", 0));
+    if (audit) {
+      audit::Record a = record("baseline-import", by);
+      a.method = "POST";
+      a.path = "/admin/v1/extracts/baselines/" + from.id;
+      a.resourceType = "Observation";
+      a.patients.assign(linked.begin(), linked.end());
+      a.detail = out.dump();
+      auto w = audit->append(a);
+      if (!w.ok()) log::error("extract.baseline_audit", {{"recipient", from.id}, {"error", w.error().message}});
+    }
+    log::info("extract.baseline", {{"recipient", from.id}, {"rows", std::to_string(rows.size())}, {"patients", std::to_string(linked.size())}});
+    return out;
   }
 
   Result<secureupload::Credentials> signerCredentials() {
@@ -919,6 +1045,9 @@ Result<std::unique_ptr<ExtractService>> ExtractService::start(Options options, h
   m.job.purpose = "PUBHLTH";  // the evaluation of the experiment (a purpose of the system role)
   m.job.scopes = {"system/*.rs"};
   m.job.tokenId = "gateway";
+  m.baselineJob = m.job;
+  m.baselineJob.scopes = {"system/Patient.rs", "system/EpisodeOfCare.rs", "system/Observation.cruds"};
+  m.baselineJob.tokenId = "gateway:baseline";
   m.store = &store;
   if (std::any_of(m.recipients.begin(), m.recipients.end(), [](const Recipient& r) { return !r.transfer.url.empty(); }))
     m.sender = std::thread([&m] { m.sendLoop(); });
@@ -966,15 +1095,26 @@ Result<nlohmann::json> ExtractService::send(const std::string& id, const identit
   return Json{{"extract", id}, {"recipient", to->id}, {"delivery", d.id}, {"status", "queued"}};
 }
 
-Result<nlohmann::json> ExtractService::run(const std::string& recipient, const std::string& from, const std::string& to, const identity::Principal* by) {
+Result<nlohmann::json> ExtractService::run(const std::string& recipient, const std::string& from, const std::string& to, const identity::Principal* by,
+                                           const std::string& kind) {
   std::lock_guard<std::mutex> lock(impl_->mutex);
+  if (std::find(extractKinds().begin(), extractKinds().end(), kind) == extractKinds().end())
+    return makeError(ErrorCode::kInvalid, "the kind of extract must be one of on-demand, annual, interim, final (not " + kind + ")");
   const Recipient* r = nullptr;
   for (const auto& x : impl_->recipients)
     if (x.id == recipient) r = &x;
   if (!r) return makeError(ErrorCode::kNotFound, "no extract recipient " + recipient + " (see extract.recipients)");
   auto isDate = [](const std::string& d) { return d.size() == 10 && d[4] == '-' && d[7] == '-'; };
   if (!isDate(from) || !isDate(to) || from > to) return makeError(ErrorCode::kInvalid, "the period must be two dates YYYY-MM-DD, the first not after the second");
-  return impl_->run(*r, from, to, by);
+  impl_->setProgress("starting", 0);
+  auto m = impl_->run(*r, from, to, kind, by);
+  impl_->setProgress("", 0);
+  return m;
+}
+
+const std::vector<std::string>& extractKinds() {
+  static const std::vector<std::string> kinds = {"on-demand", "annual", "interim", "final"};
+  return kinds;
 }
 
 Result<nlohmann::json> ExtractService::list() const {
@@ -990,6 +1130,14 @@ Result<nlohmann::json> ExtractService::list() const {
     if (m.is_object()) out.push_back(m);
   }
   return out;
+}
+
+Result<nlohmann::json> ExtractService::importBaseline(const std::string& recipient, const std::string& text, const identity::Principal* by) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  const Recipient* r = impl_->recipient(recipient);
+  if (!r) return makeError(ErrorCode::kNotFound, "no extract recipient " + recipient + " (see extract.recipients)");
+  if (!r->rows()) return makeError(ErrorCode::kInvalid, "the recipient " + recipient + " receives no pseudonymised rows: it cannot send a baseline");
+  return impl_->importBaseline(*r, text, by);
 }
 
 Result<int> ExtractService::rotateKey(const std::string& domain, const identity::Principal* by) {
@@ -1023,10 +1171,14 @@ fhir::FhirResponse ExtractService::handle(const std::string& method, const std::
     if (!l.ok()) return fhir::errorResponse(l.error());
     return answer(200, Json{{"extracts", l.value()}});
   }
+  if (method == "GET" && path == "/extracts/progress") {
+    std::lock_guard<std::mutex> lock(impl_->progressMutex);
+    return answer(200, impl_->progress);
+  }
   if (method == "POST" && path == "/extracts") {
     Json b = Json::parse(body.empty() ? "{}" : body, nullptr, false);
     if (!b.is_object()) return fhir::errorResponse(makeError(ErrorCode::kInvalid, "a JSON object is expected"));
-    auto m = run(str(b, "recipient"), str(b, "from"), str(b, "to"), by);
+    auto m = run(str(b, "recipient"), str(b, "from"), str(b, "to"), by, str(b, "kind").empty() ? "on-demand" : str(b, "kind"));
     if (!m.ok()) return fhir::errorResponse(m.error());
     return answer(200, m.value());
   }
@@ -1034,6 +1186,12 @@ fhir::FhirResponse ExtractService::handle(const std::string& method, const std::
     auto q = send(path.substr(10, path.size() - 15), by);
     if (!q.ok()) return fhir::errorResponse(q.error());
     return answer(202, q.value());
+  }
+  const std::string baselines = "/extracts/baselines/";
+  if (method == "POST" && path.rfind(baselines, 0) == 0 && path.size() > baselines.size()) {
+    auto b = importBaseline(path.substr(baselines.size()), body, by);
+    if (!b.ok()) return fhir::errorResponse(b.error());
+    return answer(200, b.value());
   }
   const std::string keys = "/extracts/keys/";
   if (method == "POST" && path.rfind(keys, 0) == 0 && path.size() > keys.size() + 7 && path.substr(path.size() - 7) == "/rotate") {

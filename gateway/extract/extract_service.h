@@ -29,6 +29,7 @@
 #include <vector>
 
 #include "gateway/common/status.h"
+#include "gateway/extract/indicators.h"
 
 namespace passerelle {
 namespace audit {
@@ -72,18 +73,8 @@ struct Recipient {
 // The recipients of `file` (a JSON array). Errors name the entry and the field.
 Result<std::vector<Recipient>> loadRecipients(const std::string& file);
 
-struct Indicator {
-  std::string id, title, definition, population, numerator, unit, source, reference;
-  std::vector<std::string> stratifiers;
-  std::string kind;  // count | mean
-  bool suppress = true;
-};
-
-// The indicators of `file`; each id must be one the gateway computes.
-Result<std::vector<Indicator>> loadIndicators(const std::string& file);
-
-// The ids of the indicators the gateway computes.
-const std::vector<std::string>& computedIndicators();
+// The kinds of extract: on-demand, annual (the activity report), interim (at 18 months), final.
+const std::vector<std::string>& extractKinds();
 
 class ExtractService {
  public:
@@ -101,17 +92,24 @@ class ExtractService {
   // Stops the sender (what is queued stays queued).
   void stop();
 
-  // Computes, writes and seals one extract; its manifest (with "id" and "package").
-  Result<nlohmann::json> run(const std::string& recipient, const std::string& from, const std::string& to, const identity::Principal* by);
+  // Computes, writes and seals one extract; its manifest (with "id" and "package"). `kind`: one of
+  // extractKinds(); "final" keeps only the evaluable patients (Art. 12) in every indicator and row.
+  Result<nlohmann::json> run(const std::string& recipient, const std::string& from, const std::string& to, const identity::Principal* by,
+                             const std::string& kind = "on-demand");
   // The extracts written, newest first (their manifests).
   Result<nlohmann::json> list() const;
   // Queues the transfer of extract `id` to its recipient (durably; sent by the sender thread with
   // retries; each attempt's outcome on the delivery, the receipt beside the package, audited).
   Result<nlohmann::json> send(const std::string& id, const identity::Principal* by);
+  // Imports the baseline file (mappings/extract/baseline.h) sent by `recipient` (the caisse's medical
+  // service): each row linked to a patient through the pseudonyms of the recipient's domain, stored
+  // as a utilisation Observation with the caisse as its source; all or nothing, audited.
+  Result<nlohmann::json> importBaseline(const std::string& recipient, const std::string& text, const identity::Principal* by);
   // A new key version for `domain` (the older ones kept, to read earlier extracts' pseudonyms).
   Result<int> rotateKey(const std::string& domain, const identity::Principal* by);
 
-  // The admin API below /admin/v1: GET /extracts, POST /extracts {recipient, from, to},
+  // The admin API below /admin/v1: GET /extracts, GET /extracts/progress, POST /extracts {recipient,
+  // from, to, kind}, POST /extracts/baselines/{recipient} (the CSV as body),
   // POST /extracts/{id}/send, POST /extracts/keys/{domain}/rotate.
   fhir::FhirResponse handle(const std::string& method, const std::string& path, const std::string& body, const identity::Principal* by);
 
