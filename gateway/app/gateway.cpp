@@ -339,6 +339,9 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
     eo.tariffsFile = config.get("extract.tariffs");
     eo.signingCertificate = config.get("extract.signing_certificate");
     eo.signingKey = config.get("extract.signing_key");
+    eo.experimentStart = config.get("extract.experiment_start");
+    eo.today = config.get("network.today");
+    eo.scheduleIntervalSeconds = config.getInt("extract.schedule_interval_seconds");
     eo.production = config.get("deployment") == "production";
     eo.generator = "passerelle " PASSERELLE_VERSION_TEXT;
     auto es = extract::ExtractService::start(eo, g->s_->gate.get(), *g->s_->fhir, g->s_->audit.get(), *g->s_->store);

@@ -180,6 +180,9 @@ const std::vector<Setting>& settings() {
       {"extract.signing_certificate", Type::kString, "",
        "PEM certificate extracts are signed with (required in production; empty: a development one in data.dir)."},
       {"extract.signing_key", Type::kString, "", "PEM private key of extract.signing_certificate."},
+      {"extract.experiment_start", Type::kString, "",
+       "The first day of the experiment (YYYY-MM-DD): scheduled extracts (a recipient's \"schedule\") cover each calendar year from it (annual) and its first 18 months (interim). Empty: no scheduled extract."},
+      {"extract.schedule_interval_seconds", Type::kInt, "3600", "How often the gateway looks for a scheduled extract that is due (0: never)."},
       {"cda.schema", Type::kString, "",
        "XSD that CDA documents are validated against: schemas/cda/CDA_FR.xsd for the CI-SIS (with cda.schema_components), or the HL7 CDA R2 "
        "schema (e.g. CDA_SDTC.xsd). Empty: CDA files are refused (quarantined), never taken unvalidated."},

@@ -1,7 +1,13 @@
 // `passerelle extract ...`: run, list, send and rotate-key ask the running gateway (its admin API, with a
 // system account's token) so that the extract is computed through the same access decisions and
 // audit as everything else; open works offline, on the recipient's side.
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <filesystem>
+#include <functional>
+#include <thread>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -21,7 +27,9 @@ using Json = nlohmann::json;
 namespace fs = std::filesystem;
 
 constexpr const char* kUsage =
-    "Usage: passerelle extract run --recipient ID --from YYYY-MM-DD --to YYYY-MM-DD [--url URL] [--token T]\n"
+    "Usage: passerelle extract run --recipient ID --from YYYY-MM-DD --to YYYY-MM-DD [--kind KIND] [--url URL] [--token T]\n"
+    "       passerelle extract scheduled [--url URL] [--token T]\n"
+    "       passerelle extract baseline --recipient ID --file CSV [--url URL] [--token T]\n"
     "       passerelle extract list [--url URL] [--token T]\n"
     "       passerelle extract send ID [--url URL] [--token T]\n"
     "       passerelle extract rotate-key DOMAIN [--url URL] [--token T]\n"
@@ -30,7 +38,13 @@ constexpr const char* kUsage =
     "  run         computes the extract of a recipient (conf/extracts/recipients.json) for a period:\n"
     "              the indicators (aggregates, small cells masked), and for the caisse's medical\n"
     "              service or the evaluator the pseudonymised rows; zipped, signed, encrypted for the\n"
-    "              recipient's certificate, written in data.dir/extracts/<id>/; prints its manifest\n"
+    "              recipient's certificate, written in data.dir/extracts/<id>/; prints its manifest.\n"
+    "              KIND: on-demand (default), annual, interim, or final (evaluable patients only).\n"
+    "              On a terminal, what it is reading is shown while it runs\n"
+    "  scheduled   runs the scheduled extracts that are due (extract.experiment_start, the\n"
+    "              recipients' \"schedule\") and queues their transfer\n"
+    "  baseline    imports the caisse's baseline file (the 6 months before each inclusion, under the\n"
+    "              pseudonyms of the recipient's key domain): all rows or none\n"
     "  list        the extracts written, newest first (their manifests)\n"
     "  send        queues the transfer of an extract to its recipient (HTTPS with mutual TLS, retried;\n"
     "              the receipt kept beside the package; `passerelle outbox list --destination\n"
@@ -117,6 +131,35 @@ int openPackage(const std::vector<std::string>& args, const std::map<std::string
   return 0;
 }
 
+// Runs `call` (a long request) and, when stderr is a terminal, shows what the gateway is doing
+// (GET /extracts/progress) on one line until it answers.
+http_client::Response withProgress(const http_client::Options& o, const std::function<http_client::Response()>& call) {
+  if (!isatty(STDERR_FILENO)) return call();
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    http_client::Options po = o;
+    po.timeoutMs = 5000;
+    http_client::RestClient progress(po);
+    std::size_t width = 0;
+    while (!done) {
+      for (int i = 0; i < 10 && !done; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      if (done) break;
+      auto p = progress.get("/extracts/progress");
+      Json j = Json::parse(p.body, nullptr, false);
+      if (!j.is_object() || !j.value("running", false)) continue;
+      std::string line = "  " + j.value("phase", std::string("...")) + ": " + std::to_string(j.value("resources", 0)) + " resources read, " +
+                         std::to_string(j.value("elapsedMs", 0) / 1000) + " s";
+      width = std::max(width, line.size());
+      std::cerr << "\r" << line << std::string(width - line.size(), ' ') << std::flush;
+    }
+    if (width) std::cerr << "\r" << std::string(width, ' ') << "\r" << std::flush;
+  });
+  auto r = call();
+  done = true;
+  watcher.join();
+  return r;
+}
+
 }  // namespace
 
 int extractCommand(int argc, char** argv) {
@@ -142,7 +185,7 @@ int extractCommand(int argc, char** argv) {
     return 2;
   }
   if (args[0] == "open") return openPackage(args, opts);
-  if (args[0] != "run" && args[0] != "list" && args[0] != "send" && args[0] != "rotate-key") {
+  if (args[0] != "run" && args[0] != "list" && args[0] != "send" && args[0] != "rotate-key" && args[0] != "scheduled" && args[0] != "baseline") {
     std::cerr << "passerelle extract: unknown subcommand '" << args[0] << "' (see --help)\n";
     return 2;
   }
@@ -159,7 +202,21 @@ int extractCommand(int argc, char** argv) {
         std::cerr << "passerelle extract run: " << k << " is required\n";
         return 2;
       }
-    r = client.post("/extracts", Json{{"recipient", opts["--recipient"]}, {"from", opts["--from"]}, {"to", opts["--to"]}}.dump(), "application/json");
+    Json body = {{"recipient", opts["--recipient"]}, {"from", opts["--from"]}, {"to", opts["--to"]}, {"kind", opts.count("--kind") ? opts["--kind"] : "on-demand"}};
+    r = withProgress(o, [&] { return client.post("/extracts", body.dump(), "application/json"); });
+  } else if (args[0] == "scheduled") {
+    r = withProgress(o, [&] { return client.post("/extracts/scheduled", "{}", "application/json"); });
+  } else if (args[0] == "baseline") {
+    for (const char* k : {"--recipient", "--file"})
+      if (!opts.count(k)) {
+        std::cerr << "passerelle extract baseline: " << k << " is required\n";
+        return 2;
+      }
+    if (!fs::exists(opts["--file"])) {
+      std::cerr << "passerelle extract baseline: " << opts["--file"] << " cannot be read\n";
+      return 2;
+    }
+    r = client.post("/extracts/baselines/" + opts["--recipient"], readFile(opts["--file"]), "text/csv");
   } else if (args[0] == "list") {
     r = client.get("/extracts");
   } else if (args[0] == "send") {

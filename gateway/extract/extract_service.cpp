@@ -24,6 +24,7 @@
 #include "connectors/filedrop/file_drop.h"
 #include "connectors/http/rest_client.h"
 #include "connectors/secureupload/secure_package.h"
+#include "connectors/sftp/sftp_upload.h"
 #include "gateway/audit/audit_log.h"
 #include "gateway/common/log.h"
 #include "gateway/fhir/fhir_service.h"
@@ -37,6 +38,7 @@
 #include "mappings/extract/csv.h"
 #include "mappings/extract/disclosure.h"
 #include "mappings/extract/pseudonym.h"
+#include "mappings/extract/report.h"
 #include "mappings/fhir/fhir_time.h"
 #include "mappings/fhir/french_identity.h"
 
@@ -104,6 +106,18 @@ std::string rowIndicator(const std::string& code) {
   return name;
 }
 
+// The report's French names of the stratifiers and of their values.
+const std::map<std::string, std::string>& reportLabels() {
+  static const std::map<std::string, std::string> labels = {
+      {"pathology", "Pathologie"}, {"pathology=low-back-pain", "lombalgie"}, {"pathology=migraine", "migraine, céphalée"},
+      {"pathology=cancer", "cancer"}, {"pathology=unknown", "non renseignée"}, {"semester", "Semestre depuis l'inclusion"},
+      {"phase", "Période"}, {"phase=before", "6 mois avant l'inclusion"}, {"period", "Semestre"}, {"sex", "Sexe"},
+      {"sex=female", "femmes"}, {"sex=male", "hommes"}, {"sex=other", "autre"}, {"sex=unknown", "non renseigné"},
+      {"reason", "Motif"}, {"category", "Catégorie"}, {"fee", "Forfait"}, {"milestone", "Échéance"}, {"risk", "Niveau de risque"},
+      {"risk=low", "faible"}, {"risk=moderate", "modéré"}, {"risk=high", "élevé"}, {"pathway", "Parcours"}};
+  return labels;
+}
+
 // The source named in the rows for a measure's meta.source.
 std::string sourceOf(const std::string& metaSource) {
   if (metaSource == "https://douleur77.fr/fhir/source/caisse") return "caisse";
@@ -147,6 +161,10 @@ Result<std::vector<Recipient>> loadRecipients(const std::string& file) {
     r.domain = str(j[i], "domain");
     r.k = j[i].value("k", 10);
     r.certificate = str(j[i], "certificate");
+    for (const auto& k : j[i].value("schedule", Json::array())) {
+      if (!k.is_string() || (k != "annual" && k != "interim")) return makeError(ErrorCode::kInvalid, where + ": schedule lists \"annual\" and/or \"interim\"");
+      r.schedule.push_back(k.get<std::string>());
+    }
     if (!error.empty()) return makeError(ErrorCode::kInvalid, error);
     if (!ids.insert(r.id).second) return makeError(ErrorCode::kInvalid, where + ": the id " + r.id + " is used twice");
     if (r.k < kMinimumK) return makeError(ErrorCode::kInvalid, where + ": k is " + std::to_string(r.k) + ", below the minimum of " + std::to_string(kMinimumK));
@@ -166,9 +184,23 @@ Result<std::vector<Recipient>> loadRecipients(const std::string& file) {
       beside(r.transfer.clientCertificate);
       beside(r.transfer.clientKey);
       beside(r.transfer.caFile);
-      if (r.transfer.url.rfind("https://", 0) != 0) return makeError(ErrorCode::kInvalid, where + ": transfer.url must be an https:// URL");
-      if (r.transfer.clientCertificate.empty() || r.transfer.clientKey.empty())
+      r.transfer.user = str(*t, "user");
+      r.transfer.privateKey = str(*t, "privateKey");
+      r.transfer.hostKeySha256 = str(*t, "hostKeySha256");
+      r.transfer.knownHosts = str(*t, "knownHosts");
+      beside(r.transfer.privateKey);
+      beside(r.transfer.knownHosts);
+      if (r.transfer.url.rfind("sftp://", 0) == 0) {
+        if (r.transfer.user.empty() || r.transfer.privateKey.empty())
+          return makeError(ErrorCode::kInvalid, where + ": an SFTP transfer needs the \"user\" and the gateway's \"privateKey\"");
+        if (r.transfer.hostKeySha256.empty() && r.transfer.knownHosts.empty())
+          return makeError(ErrorCode::kInvalid, where + ": an SFTP transfer needs the server's host key (\"hostKeySha256\" or \"knownHosts\")");
+        if (r.transfer.url.back() != '/') return makeError(ErrorCode::kInvalid, where + ": transfer.url is the folder the packages go to, ending with '/'");
+      } else if (r.transfer.url.rfind("https://", 0) != 0) {
+        return makeError(ErrorCode::kInvalid, where + ": transfer.url must be an https:// or sftp:// URL");
+      } else if (r.transfer.clientCertificate.empty() || r.transfer.clientKey.empty()) {
         return makeError(ErrorCode::kInvalid, where + ": a transfer needs the gateway's client certificate and key (mutual TLS)");
+      }
     }
     out.push_back(std::move(r));
   }
@@ -194,6 +226,7 @@ struct ExtractService::Impl {
   std::condition_variable senderWake;
   bool stopping = false;
   std::uint64_t wakes = 0;
+  std::thread scheduler;
   // what a running extract is doing (GET /admin/v1/extracts/progress)
   mutable std::mutex progressMutex;
   Json progress = {{"running", false}};
@@ -241,28 +274,53 @@ struct ExtractService::Impl {
       d.status = "dead";
       d.lastError = "the package " + (dir / "extract.p7m").string() + " is gone";
     } else {
-      http_client::Options o;
-      o.baseUrl = to.transfer.url;
-      o.clientCertificate = to.transfer.clientCertificate;
-      o.clientKey = to.transfer.clientKey;
-      o.caFile = to.transfer.caFile;
-      o.timeoutMs = 30 * 60 * 1000;
-      http_client::RestClient client(o);
-      auto r = client.put("/" + d.focus + ".p7m", package, "application/pkcs7-mime");
-      std::string sha = secureupload::sha256Hex(package);
-      if (r.status >= 200 && r.status < 300) {
-        Json receipt = {{"extract", d.focus}, {"recipient", to.id}, {"url", to.transfer.url + "/" + d.focus + ".p7m"}, {"status", r.status},
-                        {"receivedMs", nowMs()}, {"packageSha256", sha}, {"answer", r.body.substr(0, 4096)}};
-        std::string error;
+      // One attempt: over SFTP (resumed where an interrupted attempt stopped) or an HTTPS PUT.
+      int status = 0;
+      bool sent = false;
+      std::string error, answer, where = to.transfer.url + (to.transfer.url.back() == '/' ? "" : "/") + d.focus + ".p7m";
+      Json receipt = {{"extract", d.focus}, {"recipient", to.id}, {"url", where}, {"packageSha256", secureupload::sha256Hex(package)}};
+      if (to.transfer.url.rfind("sftp://", 0) == 0) {
+        sftp::Options o;
+        o.url = to.transfer.url;
+        o.user = to.transfer.user;
+        o.privateKey = to.transfer.privateKey;
+        o.hostKeySha256 = to.transfer.hostKeySha256;
+        o.knownHosts = to.transfer.knownHosts;
+        auto u = sftp::upload(o, d.focus + ".p7m", package);
+        sent = u.ok;
+        error = u.error;
+        receipt["remotePath"] = u.remotePath;
+        receipt["resumedFrom"] = u.resumedFrom;
+        receipt["bytesSent"] = u.bytesSent;
+        receipt["alreadyDelivered"] = u.alreadyDelivered;
+      } else {
+        http_client::Options o;
+        o.baseUrl = to.transfer.url;
+        o.clientCertificate = to.transfer.clientCertificate;
+        o.clientKey = to.transfer.clientKey;
+        o.caFile = to.transfer.caFile;
+        o.timeoutMs = 30 * 60 * 1000;
+        http_client::RestClient client(o);
+        auto r = client.put("/" + d.focus + ".p7m", package, "application/pkcs7-mime");
+        status = r.status;
+        sent = r.status >= 200 && r.status < 300;
+        error = r.status ? "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 300) : r.error;
+        receipt["status"] = r.status;
+        answer = r.body.substr(0, 4096);
+        receipt["answer"] = answer;
+      }
+      if (sent) {
+        receipt["receivedMs"] = nowMs();
         if (!writePrivate(dir / "receipt.json", receipt.dump(2), error)) log::warn("extract.receipt", {{"extract", d.focus}, {"error", error}});
         d.status = "sent";
         d.doneMs = nowMs();
         d.lastError.clear();
         outcome = "granted";
-        detail = "sent to " + to.transfer.url + " (HTTP " + std::to_string(r.status) + ")";
+        detail = "sent to " + where + (status ? " (HTTP " + std::to_string(status) + ")" : "") +
+                 (receipt.value("resumedFrom", 0) > 0 ? " resumed from byte " + std::to_string(receipt.value("resumedFrom", 0)) : "");
       } else {
-        d.lastError = r.status ? "HTTP " + std::to_string(r.status) + ": " + r.body.substr(0, 300) : r.error;
-        bool refused = r.status >= 400 && r.status < 500 && r.status != 408 && r.status != 429;
+        d.lastError = error;
+        bool refused = status >= 400 && status < 500 && status != 408 && status != 429;
         if (refused || d.attempts >= to.transfer.maxAttempts) {
           d.status = "dead";
           d.doneMs = nowMs();
@@ -626,14 +684,18 @@ struct ExtractService::Impl {
 
     // ---- the files ----
     CsvWriter aggregates({"indicator", "stratum", "value", "unit", "n", "status"});
+    ReportInput report;  // the same cells as indicators.csv, drawn
     Json groups = Json::array();
     std::int64_t masked = 0;
     for (const auto& d : indicators) {
       Json group = {{"code", {{"coding", Json::array({{{"system", std::string(kCs) + "d77-indicator"}, {"code", d.id}}})}, {"text", d.title}}}};
       Json strata = Json::array();
+      report.indicators.push_back({d.id, d.title, d.definition, d.unit, d.kind, d.chart, d.chartX, d.chartSeries, {}});
       auto add = [&](const std::string& stratum, const std::string& value, const std::string& n, bool hidden) {
         bool empty = !hidden && value.empty();  // a mean over nobody: nothing to hide, nothing to give
-        aggregates.row({d.id, stratum, hidden ? "" : value, d.unit, hidden ? "" : n, hidden ? "masked" : empty ? "empty" : "published"});
+        std::string status = hidden ? "masked" : empty ? "empty" : "published";
+        aggregates.row({d.id, stratum, hidden ? "" : value, d.unit, hidden ? "" : n, status});
+        report.indicators.back().cells.push_back({stratum, hidden ? "" : value, hidden ? "" : n, status});
         masked += hidden;
         Json s = {{"value", {{"text", stratum}}}};
         if (hidden || empty)
@@ -667,6 +729,8 @@ struct ExtractService::Impl {
     std::string created = fhir::formatInstant(nowMs());
     std::string id = created.substr(0, 19) + "-" + to.id;
     std::replace(id.begin(), id.end(), ':', '-');
+    for (int n = 2; fs::exists(fs::path(options.dataDir) / "extracts" / id); ++n) id = created.substr(0, 19) + "-" + to.id + "-" + std::to_string(n);
+    std::replace(id.begin(), id.end(), ':', '-');
     Json measure = {{"resourceType", "Measure"},
                     {"url", "https://douleur77.fr/fhir/Measure/d77-evaluation"},
                     {"status", "active"},
@@ -677,7 +741,7 @@ struct ExtractService::Impl {
       measure["group"].push_back({{"code", {{"coding", Json::array({{{"system", std::string(kCs) + "d77-indicator"}, {"code", d.id}}})}, {"text", d.title}}},
                                   {"description", d.definition + " Population: " + d.population + ". Numerator: " + d.numerator + ". Source: " +
                                                       d.source + (d.reference.empty() ? "" : ". " + d.reference) + "."}});
-    Json report = {{"resourceType", "MeasureReport"},
+    Json measureReport = {{"resourceType", "MeasureReport"},
                    {"status", "complete"},
                    {"type", "summary"},
                    {"measure", "https://douleur77.fr/fhir/Measure/d77-evaluation"},
@@ -685,7 +749,18 @@ struct ExtractService::Impl {
                    {"period", {{"start", from}, {"end", until}}},
                    {"group", groups}};
 
-    std::vector<secureupload::Entry> files = {{"indicators.csv", aggregates.text()}, {"measure.json", measure.dump(2)}, {"measure-report.json", report.dump(2)}};
+    report.title = "Évaluation du réseau Douleur 77";
+    report.recipient = to.name.empty() ? to.id : to.name;
+    report.periodStart = from;
+    report.periodEnd = until;
+    report.created = created;
+    report.generator = options.generator;
+    report.k = to.k;
+    report.labels = reportLabels();
+    std::vector<secureupload::Entry> files = {{"indicators.csv", aggregates.text()},
+                                              {"measure.json", measure.dump(2)},
+                                              {"measure-report.json", measureReport.dump(2)},
+                                              {"report.html", renderHtml(report)}};
     Json manifest = {{"id", id},
                      {"generator", options.generator},
                      {"created", created},
@@ -960,6 +1035,7 @@ struct ExtractService::Impl {
     fhir::FhirRequest req;
     req.method = "POST";
     req.path = "/";
+    req.contentType = "application/fhir+json";
     req.body = bundle.dump();
     fhir::FhirService* f = fhir;
     auto r = gate ? gate->handle(caller, req, "fhir", [f](fhir::FhirRequest& q) { return f->handle(q); }) : fhir->handle(req);
@@ -1051,6 +1127,21 @@ Result<std::unique_ptr<ExtractService>> ExtractService::start(Options options, h
   m.store = &store;
   if (std::any_of(m.recipients.begin(), m.recipients.end(), [](const Recipient& r) { return !r.transfer.url.empty(); }))
     m.sender = std::thread([&m] { m.sendLoop(); });
+  if (!m.options.experimentStart.empty() && m.options.scheduleIntervalSeconds > 0) {
+    ExtractService* self = s.get();
+    m.scheduler = std::thread([self, &m] {
+      std::int64_t waitMs = std::min<std::int64_t>(60, m.options.scheduleIntervalSeconds) * 1000;
+      while (true) {
+        {
+          std::unique_lock<std::mutex> lock(m.senderMutex);
+          if (m.senderWake.wait_for(lock, std::chrono::milliseconds(waitMs), [&] { return m.stopping; })) return;
+        }
+        auto done = self->runDue(nullptr);
+        if (!done.ok()) log::error("extract.schedule", {{"error", done.error().message}});
+        waitMs = m.options.scheduleIntervalSeconds * 1000;
+      }
+    });
+  }
   return s;
 }
 
@@ -1061,6 +1152,66 @@ void ExtractService::stop() {
   }
   impl_->senderWake.notify_all();
   if (impl_->sender.joinable()) impl_->sender.join();
+  if (impl_->scheduler.joinable()) impl_->scheduler.join();
+}
+
+namespace {
+
+// The day before `date` (YYYY-MM-DD).
+std::string dayBefore(const std::string& date) {
+  namespace c = std::chrono;
+  c::year_month_day d{c::year{std::stoi(date.substr(0, 4))}, c::month{static_cast<unsigned>(std::stoi(date.substr(5, 2)))},
+                      c::day{static_cast<unsigned>(std::stoi(date.substr(8, 2)))}};
+  c::year_month_day before{c::sys_days{d} - c::days{1}};
+  char b[32];
+  std::snprintf(b, sizeof b, "%04d-%02u-%02u", static_cast<int>(before.year()), static_cast<unsigned>(before.month()), static_cast<unsigned>(before.day()));
+  return b;
+}
+
+}  // namespace
+
+Result<nlohmann::json> ExtractService::runDue(const identity::Principal* by) {
+  const Options& o = impl_->options;
+  Json out = Json::array();
+  if (o.experimentStart.size() != 10) return out;
+  std::string today = o.today.empty() ? fhir::formatInstant(nowMs()).substr(0, 10) : o.today;
+  auto written = list();
+  if (!written.ok()) return written.error();
+  auto exists = [&](const std::string& recipient, const std::string& kind, const std::string& from, const std::string& to) {
+    for (const auto& m : written.value())
+      if (str(m.value("recipient", Json::object()), "id") == recipient && str(m, "kind") == kind && str(m.value("period", Json::object()), "start") == from &&
+          str(m.value("period", Json::object()), "end") == to)
+        return true;
+    return false;
+  };
+  for (const auto& r : impl_->recipients) {
+    std::vector<std::tuple<std::string, std::string, std::string>> due;  // (kind, from, to)
+    for (const auto& kind : r.schedule) {
+      if (kind == "annual") {
+        for (int y = std::stoi(o.experimentStart.substr(0, 4)); y < std::stoi(today.substr(0, 4)); ++y) {
+          std::string from = std::max(o.experimentStart, std::to_string(y) + "-01-01"), to = std::to_string(y) + "-12-31";
+          due.emplace_back(kind, from, to);
+        }
+      } else {
+        std::string end = dayBefore(monthsBefore(o.experimentStart, -18));
+        if (end < today) due.emplace_back(kind, o.experimentStart, end);
+      }
+    }
+    for (const auto& [kind, from, to] : due) {
+      if (exists(r.id, kind, from, to)) continue;
+      auto m = run(r.id, from, to, by, kind);
+      if (!m.ok()) return makeError(m.error().code, "the " + kind + " extract for " + r.id + " (" + from + " to " + to + "): " + m.error().message);
+      Json done = m.value();
+      if (!r.transfer.url.empty()) {
+        auto q = send(str(done, "id"), by);
+        if (!q.ok()) return q.error();
+        done["transfer"] = q.value();
+      }
+      log::info("extract.scheduled", {{"recipient", r.id}, {"kind", kind}, {"from", from}, {"to", to}});
+      out.push_back(done);
+    }
+  }
+  return out;
 }
 
 Result<nlohmann::json> ExtractService::send(const std::string& id, const identity::Principal* by) {
@@ -1170,6 +1321,11 @@ fhir::FhirResponse ExtractService::handle(const std::string& method, const std::
     auto l = list();
     if (!l.ok()) return fhir::errorResponse(l.error());
     return answer(200, Json{{"extracts", l.value()}});
+  }
+  if (method == "POST" && path == "/extracts/scheduled") {
+    auto d = runDue(by);
+    if (!d.ok()) return fhir::errorResponse(d.error());
+    return answer(200, Json{{"extracts", d.value()}});
   }
   if (method == "GET" && path == "/extracts/progress") {
     std::lock_guard<std::mutex> lock(impl_->progressMutex);

@@ -16,8 +16,8 @@
 // Everything is read through the gate as the gateway's job "job:extract" (the same access
 // decisions and audit records as a request, naming the patients read), and each extract, each
 // transfer and each key rotation is an audit record of its own. A package is sent, when asked, from
-// the durable outbox: PUT over HTTPS with mutual TLS to the recipient's endpoint, retried with
-// backoff, the server's answer kept as the receipt (receipt.json beside the package). Keys live in data.dir/extract-keys.json (mode 0600),
+// the durable outbox: PUT over HTTPS with mutual TLS to the recipient's endpoint, or uploaded by
+// SFTP (an interrupted upload resumed by the next attempt), retried with backoff, the server's answer kept as the receipt (receipt.json beside the package). Keys live in data.dir/extract-keys.json (mode 0600),
 // never in an extract or a log line.
 // Thread-safety: run() calls are serialised.
 #pragma once
@@ -61,11 +61,15 @@ struct Recipient {
   int k = 10;
   std::string certificate;  // PEM file of the recipient's encryption certificate
   // Where packages are sent: an https:// URL the package is PUT under (<url>/<extract id>.p7m), with
-  // mutual TLS. Empty: packages are only written, not sent.
+  // mutual TLS (clientCertificate, clientKey, caFile); or an sftp://host:port/folder/ the package is
+  // uploaded into, resumably (user, privateKey, and the server's hostKeySha256 or knownHosts).
+  // Empty: packages are only written, not sent.
   struct Transfer {
     std::string url, clientCertificate, clientKey, caFile;
+    std::string user, privateKey, hostKeySha256, knownHosts;
     int maxAttempts = 10, initialDelayMs = 5000, maxDelayMs = 600000;
   } transfer;
+  std::vector<std::string> schedule;  // the scheduled kinds it receives: annual, interim
   bool rows() const { return role == "caisse-medical" || role == "evaluator"; }
   bool fees() const { return role == "caisse-agent"; }  // the fee statement and the payment file
 };
@@ -84,6 +88,11 @@ class ExtractService {
     std::string signingCertificate, signingKey;  // empty outside production: development ones in dataDir
     bool production = false;
     std::string generator;  // "passerelle <version>"
+    // Scheduled extracts: from the experiment's first day, the annual report of each calendar year
+    // once it is over and the interim report once its first 18 months are; checked every
+    // scheduleIntervalSeconds (0: only when asked). `today`: a fixed date (tests, demos).
+    std::string experimentStart, today;
+    std::int64_t scheduleIntervalSeconds = 3600;
   };
   // `store` keeps the transfers' durable outbox (destination "extract:<recipient>").
   static Result<std::unique_ptr<ExtractService>> start(Options options, http::Gate* gate, fhir::FhirService& fhir, audit::AuditLog* audit,
@@ -96,6 +105,10 @@ class ExtractService {
   // extractKinds(); "final" keeps only the evaluable patients (Art. 12) in every indicator and row.
   Result<nlohmann::json> run(const std::string& recipient, const std::string& from, const std::string& to, const identity::Principal* by,
                              const std::string& kind = "on-demand");
+  // Runs the scheduled extracts that are due and not yet written (and queues their transfer when the
+  // recipient has an endpoint); their manifests. The gateway calls it every
+  // scheduleIntervalSeconds; POST /admin/v1/extracts/scheduled calls it now.
+  Result<nlohmann::json> runDue(const identity::Principal* by);
   // The extracts written, newest first (their manifests).
   Result<nlohmann::json> list() const;
   // Queues the transfer of extract `id` to its recipient (durably; sent by the sender thread with
@@ -110,7 +123,7 @@ class ExtractService {
 
   // The admin API below /admin/v1: GET /extracts, GET /extracts/progress, POST /extracts {recipient,
   // from, to, kind}, POST /extracts/baselines/{recipient} (the CSV as body),
-  // POST /extracts/{id}/send, POST /extracts/keys/{domain}/rotate.
+  // POST /extracts/scheduled, POST /extracts/{id}/send, POST /extracts/keys/{domain}/rotate.
   fhir::FhirResponse handle(const std::string& method, const std::string& path, const std::string& body, const identity::Principal* by);
 
   struct Impl;

@@ -25,6 +25,8 @@ std::string required(const Json& j, const char* key, const std::string& where, s
   return v;
 }
 
+const std::string kCaisseSource = "https://douleur77.fr/fhir/source/caisse";
+
 std::string day(const std::string& d) { return d.substr(0, std::min<std::size_t>(10, d.size())); }
 bool within(const std::string& d, const std::string& from, const std::string& to) {
   std::string x = day(d);
@@ -297,15 +299,30 @@ Computed compute(const Cohort& cohort, const std::vector<Indicator>& indicators,
       stats.push_back({"*", {measure, allSum, allN}});
     } else if (d.compute == "utilisation" || d.compute == "avoided") {
       // Per patient and phase: the sum of the periods' values (the baseline, then each semester).
-      std::map<std::string, std::map<std::string, double>> perPatient;  // patient -> phase -> sum
+      // Where the caisse sent values for a phase, they are the reference and replace what the
+      // consultation reports recorded for it (the same months counted once).
+      struct Sums {
+        double caisse = 0, other = 0;
+        bool fromCaisse = false;
+      };
+      std::map<std::string, std::map<std::string, Sums>> sums;  // patient -> phase -> sums
       for (const auto& v : cohort.values) {
         if (v.code != d.code) continue;
         const Cohort::Patient* p = counted(v.patient);
         if (!p || p->inclusion.empty() || day(p->inclusion) > until) continue;
         std::string phase = phaseOf(p->inclusion, v.start, v.end);
         if (phase.empty() || (phase != "before" && !within(v.start, from, until))) continue;
-        perPatient[v.patient][phase] += v.value;
+        Sums& x = sums[v.patient][phase];
+        if (v.source == kCaisseSource) {
+          x.caisse += v.value;
+          x.fromCaisse = true;
+        } else {
+          x.other += v.value;
+        }
       }
+      std::map<std::string, std::map<std::string, double>> perPatient;  // patient -> phase -> sum
+      for (const auto& [patient, byPhase] : sums)
+        for (const auto& [phase, x] : byPhase) perPatient[patient][phase] = x.fromCaisse ? x.caisse : x.other;
       std::string measure = d.id + "-n";
       if (d.compute == "utilisation") {
         std::map<std::pair<std::string, std::string>, std::int64_t> n;

@@ -11,7 +11,9 @@
 // Semesters since inclusion: 0 is the inclusion (the CIED), n the n-th semester review (CSB) or,
 // for a measure not linked to a CSB, round(months since inclusion / 6). Utilisation phases: "before"
 // for a period that ends on or before the inclusion (the caisse's baseline: the 6 months before),
-// "S<n>" for a period starting in the n-th semester after it.
+// "S<n>" for a period starting in the n-th semester after it. Where the caisse sent a patient's
+// values for a phase (meta.source https://douleur77.fr/fhir/source/caisse), they replace the ones
+// the consultation reports recorded for it.
 // Stateless and thread-safe (compute() works on its arguments only).
 #pragma once
 

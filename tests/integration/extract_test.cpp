@@ -18,6 +18,7 @@
 #include "gateway/extract/extract_service.h"
 #include "mappings/extract/csv.h"
 #include "tests/support/http_client.h"
+#include "tests/support/ssh_server.h"
 #include "tests/support/test_gateway.h"
 
 namespace passerelle::testing {
@@ -57,14 +58,16 @@ class ExtractTest : public ::testing::Test {
                          "/recipient.key -out " + conf_.path() + "/recipient.crt");
     ASSERT_EQ(rc.rfind("FAILED", 0), std::string::npos) << rc;
     std::ofstream(conf_.path() + "/recipients.json")
-        << json::array({{{"id", "cpam77"}, {"role", "caisse-medical"}, {"domain", "cpam77"}, {"k", 5}, {"certificate", "recipient.crt"}},
+        << json::array({{{"id", "cpam77"}, {"role", "caisse-medical"}, {"domain", "cpam77"}, {"k", 5}, {"certificate", "recipient.crt"},
+                         {"schedule", {"annual", "interim"}}},
                         {{"id", "ligue"}, {"role", "financial-partner"}, {"k", 5}, {"certificate", "recipient.crt"}},
                         {{"id", "paiements"}, {"role", "caisse-agent"}, {"certificate", "recipient.crt"}}})
                .dump();
     gw_ = std::make_unique<TestGateway>(std::vector<std::string>{"extract.recipients=" + conf_.path() + "/recipients.json",
                                                                  "extract.indicators=" + std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/indicators.json",
                                                                  "extract.tariffs=" + std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/tariffs.json",
-                                                                 "network.today=2026-09-10", "network.sweep_interval_seconds=0"});
+                                                                 "network.today=2026-09-10", "network.sweep_interval_seconds=0",
+                                                                 "extract.experiment_start=2025-03-01", "extract.schedule_interval_seconds=0"});
     http_ = std::make_unique<HttpClient>(gw_->httpPort());
     post("structure", example("structure"));
     post("professional", example("professional"));
@@ -288,6 +291,158 @@ TEST_F(ExtractTest, AFinancialPartnerGetsAggregatesOnlyAndSmallCellsAreMasked) {
   bad = http_->request("POST", "/admin/v1/extracts", json{{"recipient", "ligue"}, {"from", "2026-12-31"}, {"to", "2026-01-01"}}.dump(),
                        {{"Content-Type", "application/json"}});
   EXPECT_EQ(bad.status, 400) << bad.body;
+}
+
+// The caisse's baseline (what each patient consumed in the 6 months before inclusion), sent under
+// the pseudonyms of its key domain: refused whole when a row cannot be linked, imported as
+// utilisation observations with the caisse as their source otherwise (again: replaced, not
+// doubled), then in the rows and the before/after aggregates and the report of the next extract.
+TEST_F(ExtractTest, TheCaissesBaselineIsLinkedThroughItsPseudonymsAllOrNothing) {
+  auto post = [&](const std::string& text) {
+    return http_->request("POST", "/admin/v1/extracts/baselines/cpam77", text, {{"Content-Type", "text/csv"}});
+  };
+  std::string header = "pseudo_id;key_version;period_start;period_end;indicator;value\n";
+  auto early = post(header + std::string(64, 'a') + ";;2025-09;2026-02;SICK-LEAVE-DAYS;3\n");
+  EXPECT_EQ(early.status, 400);
+  EXPECT_NE(early.body.find("has no key yet"), std::string::npos) << early.body;
+  json manifest;
+  extract("cpam77", manifest);  // the domain's first key
+  json keys = json::parse(readFile(gw_->dataDir() + "/extract-keys.json"));
+  std::string keyHex = run("printf '%s' '" + keys["cpam77"][0]["key"].get<std::string>() + "' | base64 -d | od -An -tx1 | tr -d ' \\n'");
+  auto pseudo = [&](const std::string& ins) {
+    std::string out = run("printf " + ins + " | openssl dgst -sha256 -mac HMAC -macopt hexkey:" + keyHex);
+    return out.substr(out.rfind(' ') + 1, 64);
+  };
+  std::string rows;
+  for (int i = 1; i <= 12; ++i) rows += pseudo(nir(i)) + ";1;2025-09;2026-02;SICK-LEAVE-DAYS;" + std::to_string(10 + i) + "\n";
+  auto countBaseline = [&] {
+    // (the consultation reports of the 12 CIED also recorded their sick leave)
+    json b = json::parse(http_->get("/fhir/Observation?code=https://douleur77.fr/fhir/CodeSystem/d77-ind|SICK-LEAVE-DAYS&_summary=count").body);
+    return b.value("total", -1) - 12;
+  };
+  // A pseudonym of nobody in the network, a period that is not the 6 months before: nothing kept.
+  auto unknown = post(header + rows + pseudo(nir(99)) + ";1;2025-09;2026-02;SICK-LEAVE-DAYS;4\n" + pseudo(nir(1)) + ";1;2024-01;2024-06;HOSP-DAYS;2\n");
+  EXPECT_EQ(unknown.status, 400);
+  EXPECT_NE(unknown.body.find("line 14: the pseudonym is not one of the network's patients"), std::string::npos) << unknown.body;
+  EXPECT_NE(unknown.body.find("line 15: the period is not within the 6 months before"), std::string::npos) << unknown.body;
+  EXPECT_EQ(countBaseline(), 0);
+  auto latin1 = post(header + rows + pseudo(nir(1)) + ";1;2025-09;2026-02;IMAGING;1;\xE9\n");
+  EXPECT_EQ(latin1.status, 400);
+  EXPECT_NE(latin1.body.find("not UTF-8"), std::string::npos) << latin1.body;
+  auto wrongKey = post(header + pseudo(nir(1)) + ";7;2025-09;2026-02;IMAGING;1\n");
+  EXPECT_EQ(wrongKey.status, 400);
+  EXPECT_NE(wrongKey.body.find("key version 7"), std::string::npos) << wrongKey.body;
+  EXPECT_EQ(countBaseline(), 0);
+  // The right file, twice: twelve observations.
+  for (int round = 0; round < 2; ++round) {
+    auto ok = post(header + rows);
+    ASSERT_EQ(ok.status, 200) << ok.body;
+    json answer = json::parse(ok.body);
+    EXPECT_EQ(answer["rows"], 12);
+    EXPECT_EQ(answer["patients"], 12);
+    EXPECT_EQ(countBaseline(), 12);
+  }
+  // Audited, naming the patient.
+  std::string patient = json::parse(http_->get("/fhir/Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|" + nir(3)).body)["entry"][0]["resource"]["id"];
+  std::string audit = http_->get("/fhir/AuditEvent?patient=Patient/" + patient + "&_count=500").body;
+  EXPECT_NE(audit.find("\\\"keyVersions\\\""), std::string::npos) << audit.substr(0, 2000);
+  // In the next extract: the rows (phase before, source caisse) and the before/after aggregate.
+  json second;
+  auto files = extract("cpam77", second);
+  std::stringstream lines(files["patients.csv"]);
+  std::string line;
+  std::vector<std::string> f;
+  int before = 0;
+  while (std::getline(lines, line)) {
+    ASSERT_TRUE(extract::splitCsvLine(line, f));
+    if (f[8] != "sick-leave-days" || f[11] != "caisse") continue;
+    EXPECT_EQ(f[7], "before") << line;
+    EXPECT_EQ(f[5], "2025-09") << line;
+    EXPECT_EQ(f[6], "2026-02") << line;
+    ++before;
+  }
+  EXPECT_EQ(before, 12);
+  EXPECT_NE(files["indicators.csv"].find("sick-leave-days;pathology=low-back-pain|phase=before;16.5;d;12;published"), std::string::npos)
+      << files["indicators.csv"];  // (11 + ... + 22) / 12: the caisse's figures, not the 45 days the CIED reported
+  // The report shows the same cell in its before/after chart.
+  ASSERT_TRUE(files.count("report.html"));
+  const std::string& html = files["report.html"];
+  EXPECT_NE(html.find("<svg"), std::string::npos);
+  std::regex cell("data-indicator=\"sick-leave-days\"[^>]*data-stratum=\"pathology=low-back-pain\\|phase=before\"[^>]*data-value=\"16.5\"");
+  EXPECT_TRUE(std::regex_search(html, cell)) << html.substr(0, 3000);
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  // Only a recipient of pseudonymised rows may send a baseline.
+  EXPECT_EQ(http_->request("POST", "/admin/v1/extracts/baselines/ligue", header + rows, {{"Content-Type", "text/csv"}}).status, 400);
+}
+
+// Scheduled extracts: from the experiment's first day (2025-03-01) to today (2026-09-10), the annual
+// report of 2025 and the interim report of the first 18 months are due, once.
+TEST_F(ExtractTest, ScheduledExtractsAreRunOnceWhenDue) {
+  auto r = http_->request("POST", "/admin/v1/extracts/scheduled", "{}", {{"Content-Type", "application/json"}});
+  ASSERT_EQ(r.status, 200) << r.body;
+  json done = json::parse(r.body)["extracts"];
+  ASSERT_EQ(done.size(), 2u) << done.dump();
+  std::map<std::string, std::pair<std::string, std::string>> periods;
+  for (const auto& m : done) periods[m["kind"]] = {m["period"]["start"], m["period"]["end"]};
+  EXPECT_EQ(periods["annual"], std::make_pair(std::string("2025-03-01"), std::string("2025-12-31")));
+  EXPECT_EQ(periods["interim"], std::make_pair(std::string("2025-03-01"), std::string("2026-08-31")));
+  auto again = http_->request("POST", "/admin/v1/extracts/scheduled", "{}", {{"Content-Type", "application/json"}});
+  ASSERT_EQ(again.status, 200) << again.body;
+  EXPECT_TRUE(json::parse(again.body)["extracts"].empty()) << again.body;
+  // A final evaluation keeps the evaluable patients only (the example's pain started more than a year
+  // before inclusion: none is evaluable).
+  auto final = http_->request("POST", "/admin/v1/extracts", json{{"recipient", "ligue"}, {"from", "2026-01-01"}, {"to", "2026-12-31"}, {"kind", "final"}}.dump(),
+                              {{"Content-Type", "application/json"}});
+  ASSERT_EQ(final.status, 200) << final.body;
+  EXPECT_EQ(json::parse(final.body)["kind"], "final");
+  auto wrong = http_->request("POST", "/admin/v1/extracts", json{{"recipient", "ligue"}, {"from", "2026-01-01"}, {"to", "2026-12-31"}, {"kind", "weekly"}}.dump(),
+                              {{"Content-Type", "application/json"}});
+  EXPECT_EQ(wrong.status, 400);
+  auto progress = json::parse(http_->get("/admin/v1/extracts/progress").body);
+  EXPECT_EQ(progress["running"], false);
+}
+
+// The transfer by SFTP to a real OpenSSH server started here: down at the first attempt (retried),
+// then up: the package lands under its final name, byte for byte, with its receipt.
+TEST(ExtractTransfer, APackageIsUploadedBySftpOnceTheServerIsUp) {
+  if (!fs::exists(kSshd) || !fs::exists(kKeygen)) GTEST_SKIP() << "no OpenSSH server at " << kSshd << " (Debian package openssh-server)";
+  TempDir d;
+  std::string p = d.path();
+  SshServer sshd(p);
+  std::string error;
+  ASSERT_TRUE(sshd.setUp(error)) << error;
+  sshd.kill();
+  std::string pki = run("cd '" + p + "' && openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Service medical' -keyout recipient.key -out recipient.crt");
+  ASSERT_EQ(pki.rfind("FAILED", 0), std::string::npos) << pki;
+  json transfer = {{"url", sshd.url()}, {"user", currentUser()}, {"privateKey", "user_key"}, {"hostKeySha256", sshd.fingerprint()},
+                   {"initialDelayMs", 300}, {"maxDelayMs", 300}, {"maxAttempts", 50}};
+  std::ofstream(p + "/recipients.json") << json::array({{{"id", "cpam77"}, {"role", "supervisor"}, {"certificate", "recipient.crt"}, {"transfer", transfer}}}).dump();
+  TestGateway gw({"extract.recipients=" + p + "/recipients.json", "extract.indicators=" + std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/indicators.json"});
+  HttpClient http(gw.httpPort());
+  auto m = json::parse(http.request("POST", "/admin/v1/extracts", json{{"recipient", "cpam77"}, {"from", "2026-01-01"}, {"to", "2026-12-31"}}.dump(),
+                                    {{"Content-Type", "application/json"}})
+                           .body);
+  std::string id = m.value("id", "");
+  ASSERT_FALSE(id.empty()) << m.dump();
+  ASSERT_EQ(http.request("POST", "/admin/v1/extracts/" + id + "/send", "{}", {{"Content-Type", "application/json"}}).status, 202);
+  json deliveries;
+  for (int i = 0; i < 250; ++i) {
+    deliveries = json::parse(http.get("/admin/v1/outbox?destination=extract:cpam77").body)["deliveries"];
+    if (!deliveries.empty() && deliveries[0].value("attempts", 0) >= 1) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  ASSERT_EQ(deliveries.size(), 1u);
+  EXPECT_EQ(deliveries[0]["status"], "queued") << deliveries.dump();
+  EXPECT_FALSE(deliveries[0]["lastError"].get<std::string>().empty());
+  ASSERT_TRUE(sshd.start(error)) << error;
+  std::string receiptFile = gw.dataDir() + "/extracts/" + id + "/receipt.json";
+  for (int i = 0; i < 500 && !fs::exists(receiptFile); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_TRUE(fs::exists(receiptFile)) << readFile(p + "/sshd.log");
+  EXPECT_EQ(readFile(sshd.remote() + "/" + id + ".p7m"), readFile(m["package"].get<std::string>()));
+  EXPECT_FALSE(fs::exists(sshd.remote() + "/" + id + ".p7m.part"));
+  json receipt = json::parse(readFile(receiptFile));
+  EXPECT_EQ(receipt["bytesSent"], fs::file_size(m["package"].get<std::string>()));
+  EXPECT_EQ(receipt["remotePath"], sshd.remote() + "/" + id + ".p7m");
 }
 
 // The transfer: the package PUT over HTTPS with mutual TLS to a real server (python's, started here)

@@ -29,6 +29,7 @@
 #include <thread>
 #include <vector>
 
+#include "tests/support/ssh_server.h"
 #include "tests/support/test_gateway.h"
 
 namespace passerelle::testing {
@@ -37,8 +38,6 @@ namespace {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-const std::string kSshd = "/usr/sbin/sshd";
-const std::string kKeygen = "/usr/bin/ssh-keygen";
 
 // A command's output, or "FAILED..." with it.
 std::string run(const std::string& command) {
@@ -65,184 +64,6 @@ std::int64_t fileSize(const std::string& path) {
   std::error_code ec;
   auto size = fs::file_size(path, ec);
   return ec ? -1 : static_cast<std::int64_t>(size);
-}
-
-// A TCP port nobody listens on at the time of the call.
-int freePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof a;
-  int port = 0;
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 && ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0)
-    port = ntohs(a.sin_port);
-  ::close(fd);
-  return port;
-}
-
-bool acceptsConnections(int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bool ok = ::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0;
-  ::close(fd);
-  return ok;
-}
-
-// The processes descending from `root`, read from /proc (sshd's connection processes start
-// sessions of their own, so killing its process group does not reach them).
-std::vector<pid_t> descendants(pid_t root) {
-  std::multimap<pid_t, pid_t> children;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator("/proc", ec)) {
-    const std::string name = entry.path().filename().string();
-    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
-    std::string stat = readFile("/proc/" + name + "/stat");
-    auto close = stat.rfind(')');
-    if (close == std::string::npos) continue;
-    std::istringstream fields(stat.substr(close + 1));
-    std::string state;
-    pid_t parent = 0;
-    fields >> state >> parent;
-    children.emplace(parent, static_cast<pid_t>(std::stol(name)));
-  }
-  std::vector<pid_t> out;
-  std::vector<pid_t> todo = {root};
-  while (!todo.empty()) {
-    pid_t p = todo.back();
-    todo.pop_back();
-    auto [from, to] = children.equal_range(p);
-    for (auto it = from; it != to; ++it) {
-      out.push_back(it->second);
-      todo.push_back(it->second);
-    }
-  }
-  return out;
-}
-
-// An OpenSSH server for one test: host and user keys (ed25519), authorized_keys and sshd_config in
-// `dir`, files served from `dir`/remote.
-class SshServer {
- public:
-  explicit SshServer(std::string dir) : dir_(std::move(dir)) {}
-  ~SshServer() { kill(); }
-
-  // Keys, configuration and the first start; false with `error`.
-  bool setUp(std::string& error) {
-    for (const char* key : {"host_key", "user_key", "other_key"}) {
-      std::string out = run(kKeygen + " -q -t ed25519 -N '' -C test -f " + dir_ + "/" + key);
-      if (out.rfind("FAILED", 0) == 0) {
-        error = "ssh-keygen: " + out;
-        return false;
-      }
-    }
-    std::string printed = run(kKeygen + " -lf " + dir_ + "/host_key.pub");  // "256 SHA256:... test (ED25519)"
-    std::istringstream fields(printed);
-    std::string bits;
-    fields >> bits >> fingerprint_;
-    if (fingerprint_.rfind("SHA256:", 0) != 0) {
-      error = "ssh-keygen -lf printed: " + printed;
-      return false;
-    }
-    std::ofstream(dir_ + "/authorized_keys") << readFile(dir_ + "/user_key.pub");
-    fs::create_directories(dir_ + "/remote");
-    port_ = freePort();
-    std::ofstream(dir_ + "/sshd_config") << "ListenAddress 127.0.0.1\n"
-                                         << "Port " << port_ << "\n"
-                                         << "HostKey " << dir_ << "/host_key\n"
-                                         << "PidFile " << dir_ << "/sshd.pid\n"
-                                         << "AuthorizedKeysFile " << dir_ << "/authorized_keys\n"
-                                         << "StrictModes no\n"
-                                         << "PasswordAuthentication no\n"
-                                         << "KbdInteractiveAuthentication no\n"
-                                         << "UsePAM no\n"
-                                         << "PermitRootLogin prohibit-password\n"
-                                         << "Subsystem sftp internal-sftp\n";
-    if (::geteuid() == 0) fs::create_directories("/run/sshd");  // privilege separation, as root
-    return start(error);
-  }
-
-  // Starts sshd in a process group of its own and waits until it accepts connections. With
-  // `maxFileBytes`, it and its processes cannot write files larger than that (EFBIG, as from a
-  // quota).
-  bool start(std::string& error, rlim_t maxFileBytes = 0) {
-    const std::string log = dir_ + "/sshd.log", config = dir_ + "/sshd_config";
-    std::vector<std::string> args = {kSshd, "-D", "-e", "-f", config};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = ::fork();
-    if (pid_ == 0) {
-      ::setpgid(0, 0);
-      if (maxFileBytes > 0) {
-        ::signal(SIGXFSZ, SIG_IGN);
-        rlimit limit{maxFileBytes, maxFileBytes};
-        ::setrlimit(RLIMIT_FSIZE, &limit);
-      }
-      int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
-      if (fd >= 0) {
-        ::dup2(fd, 1);
-        ::dup2(fd, 2);
-      }
-      ::execv(argv[0], argv.data());
-      ::_exit(127);
-    }
-    if (pid_ < 0) {
-      error = "fork failed";
-      return false;
-    }
-    ::setpgid(pid_, pid_);
-    for (auto until = std::chrono::steady_clock::now() + 10s; std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(20ms)) {
-      int status = 0;
-      if (::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        error = "sshd stopped: " + readFile(log);
-        return false;
-      }
-      if (acceptsConnections(port_)) return true;
-    }
-    error = "sshd did not listen on port " + std::to_string(port_) + ": " + readFile(log);
-    return false;
-  }
-
-  // SIGKILL to sshd's process group and to every process it started (the connections' ones).
-  void kill() {
-    if (pid_ <= 0) return;
-    for (int round = 0; round < 2; ++round) {
-      std::vector<pid_t> all = descendants(pid_);
-      if (round == 0) ::kill(-pid_, SIGKILL);
-      for (pid_t p : all) ::kill(p, SIGKILL);
-    }
-    ::waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
-
-  int port() const { return port_; }
-  const std::string& fingerprint() const { return fingerprint_; }  // "SHA256:..." as ssh-keygen prints it
-  const std::string& dir() const { return dir_; }
-  std::string remote() const { return dir_ + "/remote"; }
-  std::string url() const { return "sftp://127.0.0.1:" + std::to_string(port_) + remote() + "/"; }
-  // A known_hosts line for this server with the public key in `keyFile`, for `port`.
-  std::string knownHostsLine(const std::string& keyFile, int port) const {
-    std::istringstream fields(readFile(dir_ + "/" + keyFile));
-    std::string type, key;
-    fields >> type >> key;
-    return "[127.0.0.1]:" + std::to_string(port) + " " + type + " " + key + "\n";
-  }
-
- private:
-  std::string dir_;
-  std::string fingerprint_;
-  int port_ = 0;
-  pid_t pid_ = -1;
-};
-
-std::string currentUser() {
-  const passwd* pw = ::getpwuid(::geteuid());
-  return pw ? pw->pw_name : "";
 }
 
 class SftpUploadTest : public ::testing::Test {
