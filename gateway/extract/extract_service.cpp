@@ -27,6 +27,7 @@
 #include "connectors/sftp/sftp_upload.h"
 #include "gateway/audit/audit_log.h"
 #include "gateway/common/log.h"
+#include "gateway/fhir/access_guard.h"
 #include "gateway/fhir/fhir_service.h"
 #include "gateway/fhir/search_params.h"
 #include "gateway/http/dev_certificate.h"
@@ -447,6 +448,54 @@ struct ExtractService::Impl {
     return {};
   }
 
+  // Every current resource of `type`, read from the store page by page in id order (no search and
+  // no Bundle: a page costs the same wherever it is), each page through the gate like a request: the
+  // job's access decision on each resource, an audit record naming the patients read.
+  Result<void> scanJson(const std::string& type, const std::string& why, const std::function<void(const Json&)>& each) {
+    constexpr int kPage = 2000;
+    std::string after;
+    while (true) {
+      http::Caller caller;
+      caller.connector = &job;
+      caller.channel = "job:extract";
+      caller.detail = why;
+      fhir::FhirRequest req;
+      req.method = "GET";
+      req.path = "/" + type;
+      std::size_t n = 0;
+      std::string last;
+      auto serve = [&](fhir::FhirRequest& q) -> fhir::FhirResponse {
+        if (q.guard)
+          if (auto a = q.guard->allowType(type, fhir::Interaction::kSearch); !a.ok()) return fhir::errorResponse(a.error());
+        auto page = store->scan(type, after, kPage);
+        if (!page.ok()) return fhir::errorResponse(page.error());
+        std::vector<bool> allowed(page->size(), true);
+        if (q.guard) {
+          auto r = q.guard->readable(page.value());
+          if (!r.ok()) return fhir::errorResponse(r.error());
+          allowed = std::move(r.value());
+        }
+        for (std::size_t i = 0; i < page->size(); ++i) {
+          if (!allowed[i]) continue;
+          const store::ResourceVersion& v = (*page)[i];
+          if (q.guard) q.guard->touched(v);
+          Json j = Json::parse(v.body, nullptr, false);
+          if (j.is_object()) each(j);
+        }
+        n = page->size();
+        if (n) last = page->back().id;
+        fhir::FhirResponse ok;
+        ok.status = 200;
+        return ok;
+      };
+      auto r = gate ? gate->handle(caller, req, "fhir", serve) : serve(req);
+      if (r.status != 200) return makeError(ErrorCode::kUnavailable, type + " could not be read (" + std::to_string(r.status) + "): " + r.body.substr(0, 300));
+      setProgress("reading " + type, static_cast<std::int64_t>(n));
+      if (static_cast<int>(n) < kPage) return {};
+      after = last;
+    }
+  }
+
   // ---- the cohort ----
   using Patient = Cohort::Patient;
   using Value = Cohort::Value;
@@ -458,14 +507,14 @@ struct ExtractService::Impl {
   // Everything the indicators, the rows and the fees are computed from, read through the gate.
   Result<void> readCohort(const std::string& why, bool withFees, Cohort& c, std::vector<Json>& roles) {
     std::map<std::string, std::string> pathologyOf, conditionCode;
-    auto conditions = forEach("Condition", {}, why, [&](const Json& x) {
+    auto conditions = scanJson("Condition", why, [&](const Json& x) {
       std::string ref = "Condition/" + str(x, "id");
       if (auto p = codeIn(x.value("code", Json::object()), std::string(kCs) + "pathology"); !p.empty()) pathologyOf[ref] = p;
       const Json code = x.value("code", Json::object());
       if (code.contains("coding") && code["coding"].is_array() && !code["coding"].empty()) conditionCode[ref] = str(code["coding"][0], "code");
     });
     if (!conditions.ok()) return conditions.error();
-    auto episodes = forEach("EpisodeOfCare", {}, why, [&](const Json& e) {
+    auto episodes = scanJson("EpisodeOfCare", why, [&](const Json& e) {
       std::string patient = refOf(e, "patient");
       if (patient.rfind("Patient/", 0) != 0) return;
       std::string programme;
@@ -494,7 +543,7 @@ struct ExtractService::Impl {
     if (!episodes.ok()) return episodes.error();
     pathologyOf.clear();
     conditionCode.clear();
-    auto patients = forEach("Patient", {}, why, [&](const Json& r) {
+    auto patients = scanJson("Patient", why, [&](const Json& r) {
       auto it = c.patients.find(str(r, "id"));
       if (it == c.patients.end()) return;
       it->second.birthDate = str(r, "birthDate");
@@ -503,13 +552,14 @@ struct ExtractService::Impl {
         if (fhir::fr::isInsSystem(str(id, "system")) && it->second.ins.empty()) it->second.ins = str(id, "value");
     });
     if (!patients.ok()) return patients.error();
-    auto consents = forEach("Consent", {{"status", "active"}}, why, [&](const Json& x) {
+    auto consents = scanJson("Consent", why, [&](const Json& x) {
+      if (str(x, "status") != "active") return;
       std::string patient = refOf(x, "patient");
       if (patient.rfind("Patient/", 0) == 0)
         if (auto it = c.patients.find(patient.substr(8)); it != c.patients.end()) it->second.consent = true;
     });
     if (!consents.ok()) return consents.error();
-    auto encounters = forEach("Encounter", {}, why, [&](const Json& e) {
+    auto encounters = scanJson("Encounter", why, [&](const Json& e) {
       Cohort::Encounter x;
       auto types = e.find("type");
       const Json& type = types != e.end() && types->is_array() && !types->empty() ? (*types)[0] : Json::object();
@@ -533,9 +583,7 @@ struct ExtractService::Impl {
     for (const char* u : {"SICK-LEAVE-DAYS", "HOSP-DAYS", "GP-CONSULT", "SPEC-CONSULT", "IMAGING", "PHYSIO-ACTS"}) codes.insert(std::string(kCs) + "d77-ind|" + u);
     for (const auto& d : indicators)
       if (!d.code.empty()) codes.insert(d.code);
-    std::string query;
-    for (const auto& x : codes) query += (query.empty() ? "" : ",") + x;
-    auto observations = forEach("Observation", {{"code", query}}, why, [&](const Json& o) {
+    auto observations = scanJson("Observation", why, [&](const Json& o) {
       if (str(o, "status") == "entered-in-error" || str(o, "status") == "cancelled") return;
       std::string subject = refOf(o, "subject");
       if (subject.rfind("Patient/", 0) != 0) return;
@@ -575,7 +623,8 @@ struct ExtractService::Impl {
     // Scores from questionnaires: the mean of the answers of the indicator's group.
     for (const auto& d : indicators) {
       if (d.questionnaire.empty()) continue;
-      auto responses = forEach("QuestionnaireResponse", {{"questionnaire", d.questionnaire}}, why, [&](const Json& q) {
+      auto responses = scanJson("QuestionnaireResponse", why, [&](const Json& q) {
+        if (str(q, "questionnaire") != d.questionnaire) return;
         if (str(q, "status") != "completed" && str(q, "status") != "amended") return;
         std::string subject = refOf(q, "subject");
         if (subject.rfind("Patient/", 0) != 0) return;
@@ -605,7 +654,7 @@ struct ExtractService::Impl {
       });
       if (!responses.ok()) return responses.error();
     }
-    auto tasks = forEach("Task", {{"code", std::string(kCs) + "network-event|network-exit,admission-refusal"}}, why, [&](const Json& t) {
+    auto tasks = scanJson("Task", why, [&](const Json& t) {
       std::string code = codeIn(t.value("code", Json::object()), std::string(kCs) + "network-event");
       Cohort::Event e;
       e.kind = code == "network-exit" ? "exit" : code == "admission-refusal" ? "refusal" : "";
@@ -615,7 +664,7 @@ struct ExtractService::Impl {
       c.events.push_back(e);
     });
     if (!tasks.ok()) return tasks.error();
-    auto roleRead = forEach("PractitionerRole", {}, why, [&](const Json& r) {
+    auto roleRead = scanJson("PractitionerRole", why, [&](const Json& r) {
       Cohort::Member m;
       m.active = !(r.contains("active") && r["active"].is_boolean() && !r["active"].get<bool>());
       const Json period = r.value("period", Json::object());
@@ -629,7 +678,7 @@ struct ExtractService::Impl {
     });
     if (!roleRead.ok()) return roleRead.error();
     if (withFees || wants("expenses")) {
-      auto items = forEach("ChargeItem", {}, why, [&](const Json& x) {
+      auto items = scanJson("ChargeItem", why, [&](const Json& x) {
         if (str(x, "status") == "entered-in-error") return;
         Cohort::Fee f;
         f.code = codeIn(x.value("code", Json::object()), std::string(kCs) + "d77-fee");
@@ -647,7 +696,7 @@ struct ExtractService::Impl {
       if (!items.ok()) return items.error();
     }
     if (wants("opera-evaluations") && !c.opera.empty()) {
-      auto risks = forEach("RiskAssessment", {}, why, [&](const Json& r) {
+      auto risks = scanJson("RiskAssessment", why, [&](const Json& r) {
         std::string subject = refOf(r, "subject");
         auto it = c.opera.find(subject.substr(std::min<std::size_t>(8, subject.size())));
         if (it == c.opera.end() || str(r, "status") == "entered-in-error") return;
@@ -658,7 +707,7 @@ struct ExtractService::Impl {
         it->second.riskDate = date;
       });
       if (!risks.ok()) return risks.error();
-      auto plans = forEach("CarePlan", {}, why, [&](const Json& p) {
+      auto plans = scanJson("CarePlan", why, [&](const Json& p) {
         std::string subject = refOf(p, "subject");
         auto it = c.opera.find(subject.substr(std::min<std::size_t>(8, subject.size())));
         if (it == c.opera.end()) return;

@@ -290,6 +290,11 @@ class ResourceStore {
   virtual Result<SearchPage> search(const SearchQuery& query) = 0;
   virtual Result<HistoryPage> history(const HistoryQuery& query) = 0;
   virtual Result<std::vector<ResourceVersion>> include(const IncludeQuery& query) = 0;
+  // The current, not deleted resources of `type` whose id sorts after `afterId` ("" for the
+  // first), in id order, at most `limit`: a whole type read page by page at a cost that does not
+  // grow with the page's position (bulk reads; no access control here: callers pass each page to
+  // their guard).
+  virtual Result<std::vector<ResourceVersion>> scan(const std::string& type, const std::string& afterId, int limit) = 0;
   // Rebuilds every current resource's index rows with `index` (body -> rows), in batches of
   // `batch` resources per commit; returns the number of resources indexed.
   virtual Result<std::int64_t> reindex(const std::function<Result<IndexRows>(const ResourceVersion&)>& index,

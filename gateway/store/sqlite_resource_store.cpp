@@ -261,6 +261,15 @@ class SqliteResourceStore : public ResourceStore {
     return std::optional<ResourceVersion>(std::move(rows->front()));
   }
 
+  Result<std::vector<ResourceVersion>> scan(const std::string& type, const std::string& afterId, int limit) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    static const std::string sql = std::string("SELECT ") + kVersionColumns +
+                                   ", c.rid FROM resource_current c JOIN resource_version v ON v.seq = c.seq"
+                                   " WHERE c.res_type = ? AND c.res_id > ? AND c.deleted = 0 ORDER BY c.res_id LIMIT ?";
+    return queryVersions(**lease.value(), sql, {type, afterId, static_cast<std::int64_t>(limit)});
+  }
+
   Result<SearchPage> search(const SearchQuery& q) override {
     auto lease = acquireReader();
     if (!lease.ok()) return lease.error();
