@@ -414,16 +414,22 @@ struct ExtractService::Impl {
   }
 
   // ---- reading, through the gate ----
+  // The gateway's extract job as the caller of a read, `why` for the audit record.
+  http::Caller jobCaller(const std::string& why) const {
+    http::Caller caller;
+    caller.connector = &job;
+    caller.channel = "job:extract";
+    caller.detail = why;
+    return caller;
+  }
+
   // Every resource of a search, page by page, to `each` (nothing kept: the caller keeps what it
   // needs). Each page has its own time limit, not the one of the request that asked for the extract.
   Result<void> forEach(const std::string& type, fhir::Params query, const std::string& why, const std::function<void(const Json&)>& each) {
     query.emplace_back("_count", "1000");
     for (int page = 0; page < 1000000; ++page) {
       store::SearchLimit limit(std::chrono::steady_clock::now() + std::chrono::seconds(120), [] { return false; });
-      http::Caller caller;
-      caller.connector = &job;
-      caller.channel = "job:extract";
-      caller.detail = why;
+      http::Caller caller = jobCaller(why);
       fhir::FhirRequest req;
       req.method = "GET";
       req.path = "/" + type;
@@ -455,10 +461,7 @@ struct ExtractService::Impl {
     constexpr int kPage = 2000;
     std::string after;
     while (true) {
-      http::Caller caller;
-      caller.connector = &job;
-      caller.channel = "job:extract";
-      caller.detail = why;
+      http::Caller caller = jobCaller(why);
       fhir::FhirRequest req;
       req.method = "GET";
       req.path = "/" + type;

@@ -103,6 +103,21 @@ void table1(Disclosure& disclosure, const std::string& measure, const std::strin
   disclosure.table(measure, dim, names, values);
 }
 
+// A statistic by pathology: its count table (with the total) and, per pathology and for all, the
+// sum and count that the count cell decides the publication of.
+void byPathology(Disclosure& disclosure, const std::string& measure, const std::vector<std::string>& pathologies, std::map<std::string, std::int64_t>& n,
+                 std::map<std::string, double>& sum, std::vector<std::pair<std::string, Computed::Statistic>>& stats) {
+  table1(disclosure, measure, "pathology", n, pathologies);
+  std::int64_t allN = 0;
+  double allSum = 0;
+  for (const auto& p : pathologies) {
+    stats.push_back({"pathology=" + p, {measure + "|pathology=" + p, sum[p], n[p]}});
+    allN += n[p];
+    allSum += sum[p];
+  }
+  stats.push_back({"*", {measure, allSum, allN}});
+}
+
 }  // namespace
 
 const std::vector<std::string>& computations() {
@@ -252,16 +267,7 @@ Computed compute(const Cohort& cohort, const std::vector<Indicator>& indicators,
         ++n[pathologyOf(e.patient)];
         sum[pathologyOf(e.patient)] += e.minutes;
       }
-      std::string measure = d.id + "-n";
-      table1(disclosure, measure, "pathology", n, pathologies);
-      std::int64_t allN = 0;
-      double allSum = 0;
-      for (const auto& p : pathologies) {
-        stats.push_back({"pathology=" + p, {measure + "|pathology=" + p, sum[p], n[p]}});
-        allN += n[p];
-        allSum += sum[p];
-      }
-      stats.push_back({"*", {measure, allSum, allN}});
+      byPathology(disclosure, d.id + "-n", pathologies, n, sum, stats);
     } else if (d.compute == "score") {
       // The mean of a measure by pathology and semester since inclusion.
       std::string key = valueKey(d);
@@ -366,15 +372,7 @@ Computed compute(const Cohort& cohort, const std::vector<Indicator>& indicators,
           ++n[pathologyOf(patient)];
           sum[pathologyOf(patient)] += before->second - after;
         }
-        table1(disclosure, measure, "pathology", n, pathologies);
-        std::int64_t allN = 0;
-        double allSum = 0;
-        for (const auto& p : pathologies) {
-          stats.push_back({"pathology=" + p, {measure + "|pathology=" + p, sum[p], n[p]}});
-          allN += n[p];
-          allSum += sum[p];
-        }
-        stats.push_back({"*", {measure, allSum, allN}});
+        byPathology(disclosure, measure, pathologies, n, sum, stats);
       }
     } else if (d.compute == "opera-evaluations") {
       // Patients evaluated at each milestone, by risk level and by pathway (one quantity: the

@@ -30,15 +30,7 @@ using json = nlohmann::json;
 const std::string kExamples = PASSERELLE_NETWORK_EXAMPLES;
 json example(const std::string& kind) { return json::parse(readFile(kExamples + "/" + kind + ".json")); }
 
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) return out;
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  int rc = pclose(p);
-  return rc == 0 ? out : "FAILED(" + std::to_string(rc) + "): " + out;
-}
+std::string run(const std::string& command) { return runCommand(command); }
 
 // A valid NIR for patient n: a man born in May 1985 in Seine-et-Marne, order number n, with its key.
 std::string nir(int n) {

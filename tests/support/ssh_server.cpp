@@ -30,16 +30,7 @@ const std::string kKeygen = "/usr/bin/ssh-keygen";
 
 namespace {
 
-// A command's output, or "FAILED..." with it.
-std::string run(const std::string& command) {
-  std::string out;
-  FILE* p = popen((command + " 2>&1").c_str(), "r");
-  if (!p) return "FAILED: popen";
-  char buf[512];
-  while (std::fgets(buf, sizeof buf, p)) out += buf;
-  int rc = pclose(p);
-  return rc == 0 ? out : "FAILED(" + std::to_string(rc) + "): " + out;
-}
+std::string run(const std::string& command) { return runCommand(command); }
 
 }  // namespace
 

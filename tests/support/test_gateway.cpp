@@ -1,4 +1,5 @@
 // Test support implementation.
+#include <cstdio>
 #include "tests/support/test_gateway.h"
 
 #include <gtest/gtest.h>
@@ -95,6 +96,17 @@ std::string gunzipFile(const std::string& path) {
   while ((n = gzread(f, buf, sizeof buf)) > 0) out.append(buf, static_cast<std::size_t>(n));
   gzclose(f);
   return out;
+}
+
+std::string runCommand(const std::string& command) {
+  std::string out;
+  FILE* p = popen((command + " 2>&1").c_str(), "r");
+  if (!p) return "FAILED: popen";
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int rc = pclose(p);
+  return rc == 0 ? out : "FAILED(" + std::to_string(rc) + "): " + out;
 }
 
 }  // namespace passerelle::testing

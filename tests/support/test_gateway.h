@@ -51,6 +51,8 @@ std::string corporaDir();
 
 // A file's bytes ("" when it cannot be read).
 std::string readFile(const std::string& path);
+// Runs `command` with the shell, stderr with stdout: its output, or "FAILED(<status>): " and it.
+std::string runCommand(const std::string& command);
 
 // A gzip file's uncompressed bytes ("" when it cannot be read).
 std::string gunzipFile(const std::string& path);
