@@ -79,6 +79,8 @@ class ExtractTest : public ::testing::Test {
       cied["patient"]["networkId"] = network;
       cied["measures"]["vas"]["value"] = 5 + i % 4;
       cied["measures"]["vas"]["rawMm"] = (5 + i % 4) * 10;
+      // The Brief Pain Inventory: its seven interference items average (i % 5 + 33) / 7.
+      cied["measures"]["bpi"] = {{"severity", {5, 2, 4, 3}}, {"interference", {i % 5, 3, 4, 5, 6, 7, 8}}};
       post("cied", cied);
     }
   }
@@ -188,6 +190,11 @@ TEST_F(ExtractTest, TheCaissesMedicalServiceGetsPseudonymisedRowsSealedForItAndN
     if (f[0] == "patients-admitted" && f[1] == "pathology=low-back-pain|sex=male") admitted = f[2] == "12";
   }
   EXPECT_TRUE(admitted) << files["indicators.csv"];
+  // Scores from a questionnaire's group (BPI interference: (23 + 12 x 33) / 7 / 12 = 4.99) and from
+  // an observation's component (the Dallas dimensions of the example CIED).
+  EXPECT_NE(files["indicators.csv"].find("bpi-interference;*;4.99;{score};12;published"), std::string::npos) << files["indicators.csv"];
+  EXPECT_NE(files["indicators.csv"].find("bpi-severity;*;3.5;{score};12;published"), std::string::npos);
+  EXPECT_NE(files["indicators.csv"].find("dallas-daily-activities;*;65;%;12;published"), std::string::npos);
   std::cout << "[ extract  ] indicators.csv:\n" << files["indicators.csv"] << "[ extract  ] patients.csv, first lines:\n"
             << files["patients.csv"].substr(0, files["patients.csv"].find('\n', 600)) << "\n";
   // The extract is an audit record naming its patients.
