@@ -78,20 +78,6 @@ bool safeFileName(std::string_view name) {
   return true;
 }
 
-std::string sha256Hex(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr);
-  static const char* hex = "0123456789abcdef";
-  std::string out;
-  out.reserve(len * 2);
-  for (unsigned int i = 0; i < len; ++i) {
-    out += hex[md[i] >> 4];
-    out += hex[md[i] & 15];
-  }
-  return out;
-}
-
 bool writeAtomically(const fs::path& dir, const std::string& name, std::string_view bytes, std::string& error, unsigned mode) {
   if (!safeFileName(name)) {
     error = "'" + name + "' is not a file name this folder takes";

@@ -12,6 +12,8 @@
 // serialised). With `workers` > 1 the handler is called from that many threads at once.
 #pragma once
 
+#include "mappings/common/sha256.h"
+
 #include <chrono>
 #include <cstddef>
 #include <filesystem>
@@ -92,7 +94,7 @@ bool writeAtomically(const std::filesystem::path& dir, const std::string& name, 
                      unsigned mode = 0640);
 
 // The SHA-256 of `bytes`, lower-case hex.
-std::string sha256Hex(std::string_view bytes);
+using ::passerelle::sha256Hex;
 
 // A file name safe to create in a folder: no path separator, no leading '.', no control
 // characters, at most 200 bytes.

@@ -945,21 +945,4 @@ bool open(std::string_view der, const Credentials& recipient, const std::vector<
   return true;
 }
 
-std::string sha256Hex(std::string_view bytes) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int length = 0;
-  if (!EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr)) {
-    ERR_clear_error();
-    return {};
-  }
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  hex.reserve(length * 2);
-  for (unsigned int i = 0; i < length; ++i) {
-    hex += kHex[digest[i] >> 4];
-    hex += kHex[digest[i] & 15];
-  }
-  return hex;
-}
-
 }  // namespace passerelle::secureupload

@@ -16,6 +16,8 @@
 // subject where there is one, OpenSSL's own error text appended); outputs are then left empty.
 #pragma once
 
+#include "mappings/common/sha256.h"
+
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -81,6 +83,6 @@ bool open(std::string_view der, const Credentials& recipient, const std::vector<
           std::string& content, std::string& signerSubject, std::string& error);
 
 // The SHA-256 of `bytes`, lower-case hex.
-std::string sha256Hex(std::string_view bytes);
+using ::passerelle::sha256Hex;
 
 }  // namespace passerelle::secureupload

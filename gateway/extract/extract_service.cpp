@@ -461,6 +461,8 @@ struct ExtractService::Impl {
     constexpr int kPage = 2000;
     std::string after;
     while (true) {
+      // Each page has its own time limit, not the one of the request that asked for the extract.
+      store::SearchLimit limit(std::chrono::steady_clock::now() + std::chrono::seconds(120), [] { return false; });
       http::Caller caller = jobCaller(why);
       fhir::FhirRequest req;
       req.method = "GET";

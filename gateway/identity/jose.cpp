@@ -125,16 +125,6 @@ std::string toHex(const unsigned char* bytes, std::size_t size) {
   return out;
 }
 
-std::string sha256Hex(std::string_view bytes) {
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  if (EVP_Digest(bytes.data(), bytes.size(), md, &len, EVP_sha256(), nullptr) != 1) {
-    ERR_clear_error();
-    return {};
-  }
-  return toHex(md, len);
-}
-
 std::string randomHex(std::size_t bytes) {
   std::string buf(bytes, '\0');
   if (RAND_bytes(reinterpret_cast<unsigned char*>(buf.data()), static_cast<int>(bytes)) != 1) {

@@ -3,6 +3,8 @@
 // Thread-safe: no state; a loaded key may be used by many threads at once.
 #pragma once
 
+#include "mappings/common/sha256.h"
+
 #include <openssl/evp.h>
 #include <openssl/x509.h>
 
@@ -33,7 +35,7 @@ std::string base64UrlEncode(std::string_view bytes);
 std::optional<std::string> base64UrlDecode(std::string_view text);
 
 std::string toHex(const unsigned char* bytes, std::size_t size);
-std::string sha256Hex(std::string_view bytes);
+using ::passerelle::sha256Hex;
 std::string randomHex(std::size_t bytes);
 
 // The algorithm a key signs with: ES256 for EC P-256, RS256 for RSA of 2048 bits or more; kNone

@@ -6,10 +6,10 @@
 #include <mutex>
 #include <set>
 #include <nlohmann/json.hpp>
-#include <openssl/sha.h>
 
 #include "gateway/common/log.h"
 #include "gateway/fhir/search_params.h"
+#include "mappings/common/sha256.h"
 #include "mappings/fhir/json_reader.h"
 #include "mappings/network/documents/document_schemas.h"
 #include "mappings/network/documents/xml_form.h"
@@ -26,18 +26,6 @@ constexpr const char* kRuleSystem = "https://douleur77.fr/fhir/CodeSystem/networ
 
 std::string sd(const char* name) { return std::string(kSd) + name; }
 std::string cs(const char* name) { return std::string(kCs) + name; }
-
-std::string sha256Hex(const std::string& text) {
-  unsigned char d[SHA256_DIGEST_LENGTH];
-  SHA256(reinterpret_cast<const unsigned char*>(text.data()), text.size(), d);
-  static const char* k = "0123456789abcdef";
-  std::string out;
-  for (unsigned char c : d) {
-    out += k[c >> 4];
-    out += k[c & 15];
-  }
-  return out;
-}
 
 fhir::FhirResponse jsonResponse(int status, const Json& body) {
   fhir::FhirResponse r;
