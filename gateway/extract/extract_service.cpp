@@ -16,7 +16,9 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
+#include <simdjson.h>
 #include <thread>
 #include <condition_variable>
 #include <sstream>
@@ -93,6 +95,33 @@ std::string semesterOf(const std::string& date) {
 }
 
 using fhir::nowMs;
+
+// The same readers over simdjson's DOM, for the types read in bulk.
+namespace fast {
+std::string_view str(simdjson::dom::element e, const char* key) {
+  std::string_view v;
+  return e[key].get(v) == simdjson::SUCCESS ? v : std::string_view();
+}
+std::string_view str(simdjson::simdjson_result<simdjson::dom::element> r, const char* key) {
+  simdjson::dom::element e;
+  return r.get(e) == simdjson::SUCCESS ? str(e, key) : std::string_view();
+}
+std::string_view ref(simdjson::dom::element e, const char* key) { return str(e[key], "reference"); }
+std::string codeIn(simdjson::dom::element cc, const std::string& system) {
+  simdjson::dom::array codings;
+  if (cc["coding"].get(codings) != simdjson::SUCCESS) return "";
+  for (simdjson::dom::element c : codings)
+    if (str(c, "system") == system) return std::string(str(c, "code"));
+  return "";
+}
+std::optional<simdjson::dom::element> extension(simdjson::dom::element r, const std::string& url) {
+  simdjson::dom::array list;
+  if (r["extension"].get(list) != simdjson::SUCCESS) return std::nullopt;
+  for (simdjson::dom::element e : list)
+    if (str(e, "url") == url) return e;
+  return std::nullopt;
+}
+}  // namespace fast
 
 const std::string kVas = "http://loinc.org|72514-3";
 
@@ -458,6 +487,14 @@ struct ExtractService::Impl {
   // no Bundle: a page costs the same wherever it is), each page through the gate like a request: the
   // job's access decision on each resource, an audit record naming the patients read.
   Result<void> scanJson(const std::string& type, const std::string& why, const std::function<void(const Json&)>& each) {
+    return scanRaw(type, why, [&](std::string_view body) {
+      Json j = Json::parse(body, nullptr, false);
+      if (j.is_object()) each(j);
+    });
+  }
+
+  // The same, each resource as its stored JSON text (for the types read with simdjson).
+  Result<void> scanRaw(const std::string& type, const std::string& why, const std::function<void(std::string_view)>& each) {
     constexpr int kPage = 2000;
     std::string after;
     while (true) {
@@ -484,8 +521,7 @@ struct ExtractService::Impl {
           if (!allowed[i]) continue;
           const store::ResourceVersion& v = (*page)[i];
           if (q.guard) q.guard->touched(v);
-          Json j = Json::parse(v.body, nullptr, false);
-          if (j.is_object()) each(j);
+          each(v.body);
         }
         n = page->size();
         if (n) last = page->back().id;
@@ -512,75 +548,103 @@ struct ExtractService::Impl {
   // Everything the indicators, the rows and the fees are computed from, read through the gate.
   Result<void> readCohort(const std::string& why, bool withFees, Cohort& c, std::vector<Json>& roles) {
     std::map<std::string, std::string> pathologyOf, conditionCode;
-    auto conditions = scanJson("Condition", why, [&](const Json& x) {
-      std::string ref = "Condition/" + str(x, "id");
-      if (auto p = codeIn(x.value("code", Json::object()), std::string(kCs) + "pathology"); !p.empty()) pathologyOf[ref] = p;
-      const Json code = x.value("code", Json::object());
-      if (code.contains("coding") && code["coding"].is_array() && !code["coding"].empty()) conditionCode[ref] = str(code["coding"][0], "code");
+    simdjson::dom::parser parser;  // reused: the types with a resource or more per patient are read with simdjson
+    using simdjson::dom::element;
+    using simdjson::dom::array;
+    constexpr auto ok = simdjson::SUCCESS;
+    auto conditions = scanRaw("Condition", why, [&](std::string_view body) {
+      element x;
+      if (parser.parse(body.data(), body.size()).get(x) != ok) return;
+      std::string ref = "Condition/" + std::string(fast::str(x, "id"));
+      element code, first;
+      if (x["code"].get(code) != ok) return;
+      if (auto p = fast::codeIn(code, std::string(kCs) + "pathology"); !p.empty()) pathologyOf[ref] = p;
+      if (code["coding"].at(0).get(first) == ok) conditionCode[ref] = std::string(fast::str(first, "code"));
     });
     if (!conditions.ok()) return conditions.error();
-    auto episodes = scanJson("EpisodeOfCare", why, [&](const Json& e) {
-      std::string patient = refOf(e, "patient");
-      if (patient.rfind("Patient/", 0) != 0) return;
-      std::string programme;
-      for (const auto& t : e.value("type", Json::array()))
-        if (programme.empty()) programme = codeIn(t, std::string(kCs) + "d77-programme");
+    auto episodes = scanRaw("EpisodeOfCare", why, [&](std::string_view body) {
+      element e;
+      if (parser.parse(body.data(), body.size()).get(e) != ok) return;
+      std::string_view patient = fast::ref(e, "patient");
+      if (patient.substr(0, 8) != "Patient/") return;
+      std::string id(patient.substr(8)), programme;
+      array types, diagnoses;
+      if (e["type"].get(types) == ok)
+        for (element t : types)
+          if (programme.empty()) programme = fast::codeIn(t, std::string(kCs) + "d77-programme");
+      bool diagnosed = e["diagnosis"].get(diagnoses) == ok;
       if (programme == "OPERA") {
-        auto& o = c.opera[patient.substr(8)];
-        o.id = patient.substr(8);
-        o.enrolment = day(str(e.value("period", Json::object()), "start"));
-        if (const Json* x = extension(e, std::string(kSd) + "opera-region")) o.region = str(*x, "valueCode");
-        for (const auto& d : e.value("diagnosis", Json::array()))
-          if (auto it = conditionCode.find(refOf(d, "condition")); it != conditionCode.end()) o.pathology = it->second;
+        auto& o = c.opera[id];
+        o.id = id;
+        o.enrolment = day(std::string(fast::str(e["period"], "start")));
+        if (auto x = fast::extension(e, std::string(kSd) + "opera-region")) o.region = std::string(fast::str(*x, "valueCode"));
+        if (diagnosed)
+          for (element d : diagnoses)
+            if (auto it = conditionCode.find(std::string(fast::ref(d, "condition"))); it != conditionCode.end()) o.pathology = it->second;
         return;
       }
       if (programme != "D77") return;
-      Patient& p = c.patients[patient.substr(8)];
-      p.id = patient.substr(8);
-      p.inclusion = day(str(e.value("period", Json::object()), "start"));
-      p.episodeStatus = str(e, "status");
-      p.episodeEnd = day(str(e.value("period", Json::object()), "end"));
-      p.gp = refOf(e, "careManager");
-      if (const Json* x = extension(e, std::string(kSd) + "evaluable")) p.evaluable = x->value("valueBoolean", false);
-      for (const auto& d : e.value("diagnosis", Json::array()))
-        if (auto it = pathologyOf.find(refOf(d, "condition")); it != pathologyOf.end()) p.pathology = it->second;
+      Patient& p = c.patients[id];
+      p.id = id;
+      p.inclusion = day(std::string(fast::str(e["period"], "start")));
+      p.episodeStatus = std::string(fast::str(e, "status"));
+      p.episodeEnd = day(std::string(fast::str(e["period"], "end")));
+      p.gp = std::string(fast::ref(e, "careManager"));
+      if (auto x = fast::extension(e, std::string(kSd) + "evaluable")) {
+        bool evaluable = false;
+        if ((*x)["valueBoolean"].get(evaluable) == ok) p.evaluable = evaluable;
+      }
+      if (diagnosed)
+        for (element d : diagnoses)
+          if (auto it = pathologyOf.find(std::string(fast::ref(d, "condition"))); it != pathologyOf.end()) p.pathology = it->second;
     });
     if (!episodes.ok()) return episodes.error();
     pathologyOf.clear();
     conditionCode.clear();
-    auto patients = scanJson("Patient", why, [&](const Json& r) {
-      auto it = c.patients.find(str(r, "id"));
+    auto patients = scanRaw("Patient", why, [&](std::string_view body) {
+      element r;
+      if (parser.parse(body.data(), body.size()).get(r) != ok) return;
+      auto it = c.patients.find(std::string(fast::str(r, "id")));
       if (it == c.patients.end()) return;
-      it->second.birthDate = str(r, "birthDate");
-      it->second.sex = str(r, "gender");
-      for (const auto& id : r.value("identifier", Json::array()))
-        if (fhir::fr::isInsSystem(str(id, "system")) && it->second.ins.empty()) it->second.ins = str(id, "value");
+      it->second.birthDate = std::string(fast::str(r, "birthDate"));
+      it->second.sex = std::string(fast::str(r, "gender"));
+      array ids;
+      if (r["identifier"].get(ids) == ok)
+        for (element x : ids)
+          if (fhir::fr::isInsSystem(std::string(fast::str(x, "system"))) && it->second.ins.empty()) it->second.ins = std::string(fast::str(x, "value"));
     });
     if (!patients.ok()) return patients.error();
-    auto consents = scanJson("Consent", why, [&](const Json& x) {
-      if (str(x, "status") != "active") return;
-      std::string patient = refOf(x, "patient");
-      if (patient.rfind("Patient/", 0) == 0)
-        if (auto it = c.patients.find(patient.substr(8)); it != c.patients.end()) it->second.consent = true;
+    auto consents = scanRaw("Consent", why, [&](std::string_view body) {
+      element x;
+      if (parser.parse(body.data(), body.size()).get(x) != ok || fast::str(x, "status") != "active") return;
+      std::string_view patient = fast::ref(x, "patient");
+      if (patient.substr(0, 8) == "Patient/")
+        if (auto it = c.patients.find(std::string(patient.substr(8))); it != c.patients.end()) it->second.consent = true;
     });
     if (!consents.ok()) return consents.error();
-    auto encounters = scanJson("Encounter", why, [&](const Json& e) {
+    auto encounters = scanRaw("Encounter", why, [&](std::string_view body) {
+      simdjson::dom::element e;
+      if (parser.parse(body.data(), body.size()).get(e) != simdjson::SUCCESS) return;
       Cohort::Encounter x;
-      auto types = e.find("type");
-      const Json& type = types != e.end() && types->is_array() && !types->empty() ? (*types)[0] : Json::object();
-      x.type = codeIn(type, std::string(kCs) + "d77-enc");
-      if (const Json* m = extension(e, std::string(kSd) + "opera-milestone")) {
-        x.milestone = str(*m, "valueCode");
-        x.type = codeIn(type, std::string(kCs) + "opera-activity");
+      simdjson::dom::element type;
+      bool typed = e["type"].at(0).get(type) == simdjson::SUCCESS;
+      x.type = typed ? fast::codeIn(type, std::string(kCs) + "d77-enc") : "";
+      if (auto m = fast::extension(e, std::string(kSd) + "opera-milestone")) {
+        x.milestone = std::string(fast::str(*m, "valueCode"));
+        x.type = typed ? fast::codeIn(type, std::string(kCs) + "opera-activity") : "";
       }
       if (x.type != "CIED" && x.type != "CSB" && x.milestone.empty()) return;
-      std::string subject = refOf(e, "subject");
-      x.patient = subject.substr(std::min<std::size_t>(8, subject.size()));
-      x.date = day(str(e.value("period", Json::object()), "start"));
-      if (auto l = e.find("length"); l != e.end() && l->is_object() && (*l)["value"].is_number()) x.minutes = (*l)["value"].get<double>();
+      std::string_view subject = fast::ref(e, "subject");
+      x.patient = std::string(subject.substr(std::min<std::size_t>(8, subject.size())));
+      x.date = day(std::string(fast::str(e["period"], "start")));
+      double minutes;
+      if (e["length"]["value"].get_double().get(minutes) == simdjson::SUCCESS) x.minutes = minutes;
       if (x.type == "CSB")
-        if (const Json* s = extension(e, std::string(kSd) + "csb-semester")) x.semester = s->value("valueInteger", -1);
-      c.encounters["Encounter/" + str(e, "id")] = x;
+        if (auto sem = fast::extension(e, std::string(kSd) + "csb-semester")) {
+          int64_t n;
+          if ((*sem)["valueInteger"].get_int64().get(n) == simdjson::SUCCESS) x.semester = static_cast<int>(n);
+        }
+      c.encounters["Encounter/" + std::string(fast::str(e, "id"))] = x;
     });
     if (!encounters.ok()) return encounters.error();
     // The measures: the codes the indicators name, and the utilisation counts of the rows.
@@ -588,74 +652,91 @@ struct ExtractService::Impl {
     for (const char* u : {"SICK-LEAVE-DAYS", "HOSP-DAYS", "GP-CONSULT", "SPEC-CONSULT", "IMAGING", "PHYSIO-ACTS"}) codes.insert(std::string(kCs) + "d77-ind|" + u);
     for (const auto& d : indicators)
       if (!d.code.empty()) codes.insert(d.code);
-    auto observations = scanJson("Observation", why, [&](const Json& o) {
-      if (str(o, "status") == "entered-in-error" || str(o, "status") == "cancelled") return;
-      std::string subject = refOf(o, "subject");
-      if (subject.rfind("Patient/", 0) != 0) return;
+    auto observations = scanRaw("Observation", why, [&](std::string_view body) {
+      simdjson::dom::element o;
+      if (parser.parse(body.data(), body.size()).get(o) != simdjson::SUCCESS) return;
+      std::string_view status = fast::str(o, "status");
+      if (status == "entered-in-error" || status == "cancelled") return;
+      std::string_view subject = fast::ref(o, "subject");
+      if (subject.substr(0, 8) != "Patient/") return;
+      // Only what an indicator or a row reads: the codes are checked before anything is copied.
+      std::vector<std::string> keys;
+      simdjson::dom::array codings;
+      if (o["code"]["coding"].get(codings) == simdjson::SUCCESS)
+        for (simdjson::dom::element coding : codings) {
+          std::string key = std::string(fast::str(coding, "system")) + "|" + std::string(fast::str(coding, "code"));
+          if (codes.count(key)) keys.push_back(std::move(key));
+        }
+      if (keys.empty()) return;
       Value v;
-      v.patient = subject.substr(8);
-      v.encounter = refOf(o, "encounter");
-      v.start = day(str(o, "effectiveDateTime"));
+      v.patient = std::string(subject.substr(8));
+      v.encounter = std::string(fast::ref(o, "encounter"));
+      v.start = day(std::string(fast::str(o, "effectiveDateTime")));
       v.end = v.start;
-      if (auto p = o.find("effectivePeriod"); p != o.end() && p->is_object()) {
-        v.start = day(str(*p, "start"));
-        v.end = day(str(*p, "end"));
+      simdjson::dom::element period;
+      if (o["effectivePeriod"].get(period) == simdjson::SUCCESS) {
+        v.start = day(std::string(fast::str(period, "start")));
+        v.end = day(std::string(fast::str(period, "end")));
       }
-      v.source = str(o.value("meta", Json::object()), "source");
-      auto quantity = [](const Json& holder, double& value, std::string& unit) {
-        auto q = holder.find("valueQuantity");
-        if (q == holder.end() || !q->is_object() || !(*q)["value"].is_number()) return false;
-        value = (*q)["value"].get<double>();
-        unit = str(*q, "code").empty() ? str(*q, "unit") : str(*q, "code");
+      v.source = std::string(fast::str(o["meta"], "source"));
+      auto quantity = [](simdjson::dom::element holder, double& value, std::string& unit) {
+        simdjson::dom::element q;
+        if (holder["valueQuantity"].get(q) != simdjson::SUCCESS || q["value"].get_double().get(value) != simdjson::SUCCESS) return false;
+        unit = std::string(fast::str(q, "code").empty() ? fast::str(q, "unit") : fast::str(q, "code"));
         return true;
       };
-      for (const auto& coding : o.value("code", Json::object()).value("coding", Json::array())) {
-        std::string key = str(coding, "system") + "|" + str(coding, "code");
-        if (!codes.count(key)) continue;
+      for (const auto& key : keys) {
         Value x = v;
         x.code = key;
         if (quantity(o, x.value, x.unit)) c.values.push_back(x);
-        for (const auto& comp : o.value("component", Json::array())) {
-          const Json cc = comp.value("code", Json::object());
-          if (!cc.contains("coding") || !cc["coding"].is_array() || cc["coding"].empty()) continue;
+        simdjson::dom::array components;
+        if (o["component"].get(components) != simdjson::SUCCESS) continue;
+        for (simdjson::dom::element comp : components) {
+          simdjson::dom::element first;
+          if (comp["code"]["coding"].at(0).get(first) != simdjson::SUCCESS) continue;
           Value y = v;
-          y.code = key + "#" + str(cc["coding"][0], "system") + "|" + str(cc["coding"][0], "code");
+          y.code = key + "#" + std::string(fast::str(first, "system")) + "|" + std::string(fast::str(first, "code"));
           if (quantity(comp, y.value, y.unit)) c.values.push_back(y);
         }
       }
     });
     if (!observations.ok()) return observations.error();
-    // Scores from questionnaires: the mean of the answers of the indicator's group.
-    for (const auto& d : indicators) {
-      if (d.questionnaire.empty()) continue;
+    // Scores from questionnaires: the mean of the answers of each indicator's group (one read for
+    // every questionnaire indicator).
+    std::vector<const Indicator*> scored;
+    for (const auto& d : indicators)
+      if (!d.questionnaire.empty()) scored.push_back(&d);
+    if (!scored.empty()) {
       auto responses = scanJson("QuestionnaireResponse", why, [&](const Json& q) {
-        if (str(q, "questionnaire") != d.questionnaire) return;
         if (str(q, "status") != "completed" && str(q, "status") != "amended") return;
         std::string subject = refOf(q, "subject");
         if (subject.rfind("Patient/", 0) != 0) return;
-        double sum = 0;
-        int n = 0;
-        std::function<void(const Json&, bool)> walk = [&](const Json& items, bool inside) {
-          for (const auto& it : items) {
-            bool in = inside || str(it, "linkId") == d.item;
-            for (const auto& a : it.value("answer", Json::array()))
-              for (const char* k : {"valueDecimal", "valueInteger"})
-                if (in && a.contains(k) && a[k].is_number()) {
-                  sum += a[k].get<double>();
-                  ++n;
-                }
-            if (it.contains("item") && it["item"].is_array()) walk(it["item"], in);
-          }
-        };
-        walk(q.value("item", Json::array()), false);
-        if (!n) return;
-        Value v;
-        v.patient = subject.substr(8);
-        v.code = "questionnaire:" + d.questionnaire + "#" + d.item;
-        v.start = v.end = day(str(q, "authored"));
-        v.encounter = refOf(q, "encounter");
-        v.value = sum / n;
-        c.values.push_back(v);
+        for (const Indicator* d : scored) {
+          if (str(q, "questionnaire") != d->questionnaire) continue;
+          double sum = 0;
+          int n = 0;
+          std::function<void(const Json&, bool)> walk = [&](const Json& items, bool inside) {
+            for (const auto& it : items) {
+              bool in = inside || str(it, "linkId") == d->item;
+              for (const auto& a : it.value("answer", Json::array()))
+                for (const char* k : {"valueDecimal", "valueInteger"})
+                  if (in && a.contains(k) && a[k].is_number()) {
+                    sum += a[k].get<double>();
+                    ++n;
+                  }
+              if (it.contains("item") && it["item"].is_array()) walk(it["item"], in);
+            }
+          };
+          walk(q.value("item", Json::array()), false);
+          if (!n) continue;
+          Value v;
+          v.patient = subject.substr(8);
+          v.code = "questionnaire:" + d->questionnaire + "#" + d->item;
+          v.start = v.end = day(str(q, "authored"));
+          v.encounter = refOf(q, "encounter");
+          v.value = sum / n;
+          c.values.push_back(v);
+        }
       });
       if (!responses.ok()) return responses.error();
     }
