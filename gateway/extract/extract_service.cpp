@@ -820,11 +820,12 @@ struct ExtractService::Impl {
     // ---- the files ----
     CsvWriter aggregates({"indicator", "stratum", "value", "unit", "n", "status"});
     ReportInput report;  // the same cells as indicators.csv, drawn
+    std::map<std::string, std::vector<std::string>> dimensionsOf;  // indicator -> its stratifiers' dimensions
     Json groups = Json::array();
     std::int64_t masked = 0;
     for (const auto& d : indicators) {
       Json group = {{"code", {{"coding", Json::array({{{"system", std::string(kCs) + "d77-indicator"}, {"code", d.id}}})}, {"text", d.title}}}};
-      Json strata = Json::array();
+      std::vector<std::pair<std::string, Json>> strata;  // by set of dimensions, in first-seen order
       report.indicators.push_back({d.id, d.title, d.definition, d.unit, d.kind, d.chart, d.chartX, d.chartSeries, {}});
       auto add = [&](const std::string& stratum, const std::string& value, const std::string& n, bool hidden) {
         bool empty = !hidden && value.empty();  // a mean over nobody: nothing to hide, nothing to give
@@ -832,16 +833,35 @@ struct ExtractService::Impl {
         aggregates.row({d.id, stratum, hidden ? "" : value, d.unit, hidden ? "" : n, status});
         report.indicators.back().cells.push_back({stratum, hidden ? "" : value, hidden ? "" : n, status});
         masked += hidden;
-        Json s = {{"value", {{"text", stratum}}}};
-        if (hidden || empty)
-          s["extension"] = Json::array({{{"url", "http://hl7.org/fhir/StructureDefinition/data-absent-reason"}, {"valueCode", hidden ? "masked" : "not-applicable"}}});
-        else if (d.kind != "count") s["measureScore"] = {{"value", std::stod(value)}, {"unit", d.unit}};
-        else s["population"] = Json::array({{{"code", {{"text", "numerator"}}}, {"count", std::stoll(value)}}});
-        if (stratum == "*") {
-          if (s.contains("measureScore")) group["measureScore"] = s["measureScore"];
-          if (s.contains("population")) group["population"] = s["population"];
+        // The stratum's dimensions: one stratifier per set of them ("pathology", "pathology|semester"),
+        // a single one as the stratum's value, several as its components; "*" is the group itself.
+        Json s = Json::object();
+        std::string dims;
+        if (stratum != "*") {
+          Json components = Json::array();
+          for (std::size_t at = 0; at <= stratum.size();) {
+            std::size_t bar = std::min(stratum.find('|', at), stratum.size());
+            std::string part = stratum.substr(at, bar - at);
+            std::size_t eq = part.find('=');
+            components.push_back({{"code", {{"text", part.substr(0, eq)}}}, {"value", {{"text", eq == std::string::npos ? "" : part.substr(eq + 1)}}}});
+            dims += (dims.empty() ? "" : "|") + part.substr(0, eq);
+            at = bar + 1;
+          }
+          if (components.size() == 1) s["value"] = components[0]["value"];
+          else s["component"] = components;
         }
-        strata.push_back(s);
+        Json& target = stratum == "*" ? group : s;
+        if (hidden || empty)
+          target["extension"] = Json::array({{{"url", "http://hl7.org/fhir/StructureDefinition/data-absent-reason"}, {"valueCode", hidden ? "masked" : "not-applicable"}}});
+        else if (d.kind != "count") target["measureScore"] = {{"value", std::stod(value)}, {"unit", d.unit}};
+        else target["population"] = Json::array({{{"code", {{"text", "numerator"}}}, {"count", std::stoll(value)}}});
+        if (stratum == "*") return;
+        auto it = std::find_if(strata.begin(), strata.end(), [&](const auto& x) { return x.first == dims; });
+        if (it == strata.end()) {
+          strata.push_back({dims, Json::array()});
+          it = strata.end() - 1;
+        }
+        it->second.push_back(s);
       };
       if (d.kind == "mean" || d.kind == "sum") {
         for (const auto& [stratum, m] : computed.statistics[d.id]) {
@@ -858,7 +878,18 @@ struct ExtractService::Impl {
           add(stratum, std::to_string(c.count), std::to_string(c.count), c.masked);
         }
       }
-      group["stratifier"] = Json::array({{{"code", Json::array({{{"text", d.stratifiers.empty() ? std::string("none") : d.stratifiers[0]}}})}, {"stratum", strata}}});
+      Json stratifiers = Json::array();
+      for (auto& [dims, list] : strata) {
+        Json codes = Json::array();
+        for (std::size_t at = 0; at <= dims.size();) {
+          std::size_t bar = std::min(dims.find('|', at), dims.size());
+          codes.push_back({{"text", dims.substr(at, bar - at)}});
+          at = bar + 1;
+        }
+        stratifiers.push_back({{"code", codes}, {"stratum", std::move(list)}});
+        dimensionsOf[d.id].push_back(dims);
+      }
+      if (!stratifiers.empty()) group["stratifier"] = std::move(stratifiers);
       groups.push_back(group);
     }
     std::string created = fhir::formatInstant(nowMs());
@@ -872,10 +903,23 @@ struct ExtractService::Impl {
                     {"title", "Évaluation du réseau Douleur 77"},
                     {"scoring", {{"coding", Json::array({{{"system", "http://terminology.hl7.org/CodeSystem/measure-scoring"}, {"code", "continuous-variable"}}})}}},
                     {"group", Json::array()}};
-    for (const auto& d : indicators)
-      measure["group"].push_back({{"code", {{"coding", Json::array({{{"system", std::string(kCs) + "d77-indicator"}, {"code", d.id}}})}, {"text", d.title}}},
-                                  {"description", d.definition + " Population: " + d.population + ". Numerator: " + d.numerator + ". Source: " +
-                                                      d.source + (d.reference.empty() ? "" : ". " + d.reference) + "."}});
+    for (const auto& d : indicators) {
+      Json g = {{"code", {{"coding", Json::array({{{"system", std::string(kCs) + "d77-indicator"}, {"code", d.id}}})}, {"text", d.title}}},
+                {"description", d.definition + " Population: " + d.population + ". Numerator: " + d.numerator + ". Source: " + d.source +
+                                    (d.reference.empty() ? "" : ". " + d.reference) + "."}};
+      for (const auto& dims : dimensionsOf[d.id]) {
+        Json components = Json::array();
+        for (std::size_t at = 0; at <= dims.size();) {
+          std::size_t bar = std::min(dims.find('|', at), dims.size());
+          std::string dim = dims.substr(at, bar - at);
+          components.push_back({{"code", {{"text", dim}}}, {"criteria", {{"language", "text/plain"}, {"expression", dim},
+                                                                         {"description", "the stratifier " + dim + " of the network's extracts"}}}});
+          at = bar + 1;
+        }
+        g["stratifier"].push_back(components.size() == 1 ? Json{{"code", components[0]["code"]}} : Json{{"component", components}});
+      }
+      measure["group"].push_back(g);
+    }
     Json measureReport = {{"resourceType", "MeasureReport"},
                    {"status", "complete"},
                    {"type", "summary"},

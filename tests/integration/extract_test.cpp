@@ -131,6 +131,30 @@ TEST_F(ExtractTest, TheCaissesMedicalServiceGetsPseudonymisedRowsSealedForItAndN
     std::string v = run(std::string(PASSERELLE_BINARY) + " validate " + conf_.path() + "/open-cpam77/files/" + name);
     EXPECT_EQ(v.rfind("FAILED", 0), std::string::npos) << name << ": " << v;
   }
+  // The MeasureReport: one stratifier per set of dimensions, several dimensions as components.
+  json report = json::parse(files["measure-report.json"]);
+  std::map<std::string, json> groups;
+  for (const auto& g : report["group"]) groups[g["code"]["coding"][0]["code"]] = g;
+  ASSERT_TRUE(groups.count("patients-admitted") && groups.count("vas"));
+  // pathology x sex, its margins (pathology, sex), and the semester of inclusion
+  std::map<std::string, json> stratifiers;
+  for (const auto& st : groups["patients-admitted"]["stratifier"]) {
+    std::string name;
+    for (const auto& c : st["code"]) name += (name.empty() ? "" : "|") + c["text"].get<std::string>();
+    stratifiers[name] = st;
+  }
+  EXPECT_EQ(stratifiers.size(), 4u);
+  EXPECT_EQ(groups["patients-admitted"]["population"][0]["count"], 12);
+  const json& bySex = stratifiers["pathology|sex"];
+  bool twelveMen = false;
+  for (const auto& st : bySex["stratum"])
+    twelveMen |= st["component"][0]["value"]["text"] == "low-back-pain" && st["component"][1]["value"]["text"] == "male" &&
+                 st.value("population", json::array()).size() == 1 && st["population"][0]["count"] == 12;
+  EXPECT_TRUE(twelveMen) << bySex.dump();
+  EXPECT_EQ(stratifiers["period"]["stratum"][0]["value"]["text"], "2026-S1");
+  EXPECT_EQ(groups["vas"]["measureScore"]["value"], 6.5);
+  json measureDefinition = json::parse(files["measure.json"]);
+  EXPECT_EQ(measureDefinition["group"][0]["stratifier"][0]["component"].size(), 2u) << measureDefinition["group"][0].dump();
   // The manifest: each file's SHA-256 and row count, k, the key version.
   json inside = json::parse(files["manifest.json"]);
   EXPECT_EQ(inside["k"], 5);
