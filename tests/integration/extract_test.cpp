@@ -545,6 +545,26 @@ TEST(ExtractTransfer, APackageIsSentOverMutualTlsAndItsReceiptKept) {
   pclose(server);
 }
 
+// A recipient certificate that cannot receive (for signing only; an expired one is refused the same
+// way, checked in secure_package_test): nothing is sealed, nothing is written, and the answer says why.
+TEST(ExtractRefusal, NothingIsWrittenForACertificateThatCannotReceive) {
+  TempDir d;
+  std::string p = d.path();
+  std::string pki = run("cd '" + p + "' && openssl req -x509 -newkey rsa:2048 -nodes -days 30 -subj '/CN=Signing only' "
+                        "-addext 'keyUsage=critical,digitalSignature' -keyout signing.key -out signing.crt");
+  ASSERT_EQ(pki.rfind("FAILED", 0), std::string::npos) << pki;
+  std::ofstream(p + "/recipients.json") << json::array({{{"id", "signing"}, {"role", "supervisor"}, {"certificate", "signing.crt"}}}).dump();
+  TestGateway gw({"extract.recipients=" + p + "/recipients.json", "extract.indicators=" + std::string(PASSERELLE_SOURCE_DIR) + "/conf/extracts/indicators.json"});
+  HttpClient http(gw.httpPort());
+  auto r = http.request("POST", "/admin/v1/extracts", json{{"recipient", "signing"}, {"from", "2026-01-01"}, {"to", "2026-12-31"}}.dump(),
+                        {{"Content-Type", "application/json"}});
+  EXPECT_EQ(r.status, 400) << r.body;
+  EXPECT_NE(r.body.find("is not sealed (nothing written)"), std::string::npos) << r.body;
+  std::error_code ec;
+  EXPECT_TRUE(!fs::exists(gw.dataDir() + "/extracts") || fs::is_empty(gw.dataDir() + "/extracts", ec));
+  EXPECT_TRUE(json::parse(http.get("/admin/v1/extracts").body)["extracts"].empty());
+}
+
 TEST(ExtractConfig, RecipientsAndIndicatorsAreCheckedWhenLoaded) {
   TempDir dir;
   auto write = [&](const std::string& name, const json& j) {
