@@ -31,7 +31,6 @@
 #include "gateway/common/log.h"
 #include "gateway/fhir/access_guard.h"
 #include "gateway/fhir/fhir_service.h"
-#include "gateway/fhir/search_params.h"
 #include "gateway/http/dev_certificate.h"
 #include "gateway/http/http_server.h"
 #include "gateway/identity/identity.h"
@@ -450,37 +449,6 @@ struct ExtractService::Impl {
     caller.channel = "job:extract";
     caller.detail = why;
     return caller;
-  }
-
-  // Every resource of a search, page by page, to `each` (nothing kept: the caller keeps what it
-  // needs). Each page has its own time limit, not the one of the request that asked for the extract.
-  Result<void> forEach(const std::string& type, fhir::Params query, const std::string& why, const std::function<void(const Json&)>& each) {
-    query.emplace_back("_count", "1000");
-    for (int page = 0; page < 1000000; ++page) {
-      store::SearchLimit limit(std::chrono::steady_clock::now() + std::chrono::seconds(120), [] { return false; });
-      http::Caller caller = jobCaller(why);
-      fhir::FhirRequest req;
-      req.method = "GET";
-      req.path = "/" + type;
-      req.query = query;
-      fhir::FhirService* f = fhir;
-      auto r = gate ? gate->handle(caller, req, "fhir", [f](fhir::FhirRequest& q) { return f->handle(q); }) : fhir->handle(req);
-      if (r.status != 200) return makeError(ErrorCode::kUnavailable, type + " could not be read (" + std::to_string(r.status) + "): " + r.body.substr(0, 300));
-      Json b = Json::parse(r.body, nullptr, false);
-      if (!b.is_object()) return makeError(ErrorCode::kInternal, type + ": an unreadable search answer");
-      if (auto entries = b.find("entry"); entries != b.end() && entries->is_array()) {
-        for (const auto& e : *entries)
-          if (e.contains("resource") && e["resource"].is_object() && str(e.value("search", Json::object()), "mode") != "include") each(e["resource"]);
-        setProgress("reading " + type, static_cast<std::int64_t>(entries->size()));
-      }
-      std::string next;
-      for (const auto& l : b.value("link", Json::array()))
-        if (str(l, "relation") == "next") next = str(l, "url");
-      auto q = next.find('?');
-      if (q == std::string::npos) return {};
-      query = fhir::parseQueryString(next.substr(q + 1));
-    }
-    return {};
   }
 
   // Every current resource of `type`, read from the store page by page in id order (no search and
@@ -1049,7 +1017,7 @@ struct ExtractService::Impl {
                                                    const Cohort& cohort, const std::vector<Json>& roles) {
     std::map<std::string, std::string> memberOf;  // "Practitioner/x" -> "rpps:N"
     std::map<std::string, std::string> categoryOf;
-    auto practitioners = forEach("Practitioner", {}, why, [&](const Json& p) {
+    auto practitioners = scanJson("Practitioner", why, [&](const Json& p) {
       for (const auto& id : p.value("identifier", Json::array()))
         if (str(id, "system") == "https://rpps.esante.gouv.fr") memberOf["Practitioner/" + str(p, "id")] = "rpps:" + str(id, "value");
         else if (str(id, "system") == "https://adeli.esante.gouv.fr" && !memberOf.count("Practitioner/" + str(p, "id")))
@@ -1162,12 +1130,15 @@ struct ExtractService::Impl {
     std::string why = "baseline import from " + from.id;
     Cohort cohort;
     std::map<std::string, std::string> insOf;
-    auto episodes = forEach("EpisodeOfCare", {{"type", std::string(kCs) + "d77-programme|D77"}}, why, [&](const Json& e) {
+    auto episodes = scanJson("EpisodeOfCare", why, [&](const Json& e) {
+      bool d77 = false;
+      for (const auto& t : e.value("type", Json::array())) d77 |= codeIn(t, std::string(kCs) + "d77-programme") == "D77";
       std::string patient = refOf(e, "patient");
+      if (!d77) return;
       if (patient.rfind("Patient/", 0) == 0) cohort.patients[patient.substr(8)].inclusion = day(str(e.value("period", Json::object()), "start"));
     });
     if (!episodes.ok()) return episodes.error();
-    auto patients = forEach("Patient", {}, why, [&](const Json& r) {
+    auto patients = scanJson("Patient", why, [&](const Json& r) {
       if (!cohort.patients.count(str(r, "id"))) return;
       for (const auto& id : r.value("identifier", Json::array()))
         if (fhir::fr::isInsSystem(str(id, "system")) && !insOf.count(str(r, "id"))) insOf[str(r, "id")] = str(id, "value");
