@@ -53,6 +53,7 @@ class ExtractTest : public ::testing::Test {
         << json::array({{{"id", "cpam77"}, {"role", "caisse-medical"}, {"domain", "cpam77"}, {"k", 5}, {"certificate", "recipient.crt"},
                          {"schedule", {"annual", "interim"}}},
                         {{"id", "ligue"}, {"role", "financial-partner"}, {"k", 5}, {"certificate", "recipient.crt"}},
+                        {{"id", "evaluateur"}, {"role", "evaluator"}, {"domain", "evaluation"}, {"k", 5}, {"certificate", "recipient.crt"}},
                         {{"id", "paiements"}, {"role", "caisse-agent"}, {"certificate", "recipient.crt"}}})
                .dump();
     gw_ = std::make_unique<TestGateway>(std::vector<std::string>{"extract.recipients=" + conf_.path() + "/recipients.json",
@@ -201,6 +202,17 @@ TEST_F(ExtractTest, TheCaissesMedicalServiceGetsPseudonymisedRowsSealedForItAndN
   EXPECT_EQ(vasRows, 12);
   std::string mine = expected.substr(expected.rfind(' ') + 1, 64);
   EXPECT_TRUE(pseudonyms.count(mine)) << expected;
+  // The evaluator's domain has a key of its own: the same patients, none of the same pseudonyms.
+  json evaluation;
+  auto theirs = extract("evaluateur", evaluation);
+  ASSERT_TRUE(theirs.count("patients.csv"));
+  std::stringstream theirLines(theirs["patients.csv"]);
+  std::set<std::string> theirPseudonyms;
+  std::getline(theirLines, line);
+  while (std::getline(theirLines, line))
+    if (extract::splitCsvLine(line, f)) theirPseudonyms.insert(f[0]);
+  EXPECT_EQ(theirPseudonyms.size(), 12u);
+  for (const auto& x : theirPseudonyms) EXPECT_FALSE(pseudonyms.count(x)) << x;
   // The aggregates: 12 men with low back pain published; the other strata zero; no cell in 1..4.
   std::stringstream agg(files["indicators.csv"]);
   std::getline(agg, line);
