@@ -1104,10 +1104,20 @@ struct ExtractService::Impl {
   Result<Json> importBaseline(const Recipient& from, const std::string& text, const identity::Principal* by) {
     std::vector<BaselineRow> rows;
     std::vector<std::string> errors;
+    // Refused whole: the message lists the lines at fault; the OperationOutcome has an issue for each,
+    // located at its line.
     auto refuse = [&](const std::string& why) {
       std::string message = "the baseline file of " + from.id + " is refused, nothing was imported: " + why;
-      for (const auto& e : errors) message += "\n" + e;
-      return makeError(ErrorCode::kInvalid, message);
+      Json issues = Json::array({{{"severity", "error"}, {"code", "invalid"}, {"diagnostics", message}}});
+      for (const auto& e : errors) {
+        message += "\n" + e;
+        Json issue = {{"severity", "error"}, {"code", "invalid"}, {"diagnostics", e}};
+        if (e.rfind("line ", 0) == 0) issue["location"] = Json::array({e.substr(0, e.find(':'))});
+        issues.push_back(issue);
+      }
+      Error error = makeError(ErrorCode::kInvalid, message);
+      error.outcome = Json{{"resourceType", "OperationOutcome"}, {"issue", issues}}.dump();
+      return error;
     };
     if (!parseBaseline(text, rows, errors)) return refuse(std::to_string(errors.size()) + " problem(s)");
     // The pseudonyms of the network's patients under each key version the file uses.

@@ -360,6 +360,11 @@ TEST_F(ExtractTest, TheCaissesBaselineIsLinkedThroughItsPseudonymsAllOrNothing) 
   EXPECT_EQ(unknown.status, 400);
   EXPECT_NE(unknown.body.find("line 14: the pseudonym is not one of the network's patients"), std::string::npos) << unknown.body;
   EXPECT_NE(unknown.body.find("line 15: the period is not within the 6 months before"), std::string::npos) << unknown.body;
+  // An OperationOutcome with an issue per line at fault, located at its line.
+  json outcome = json::parse(unknown.body);
+  ASSERT_EQ(outcome["issue"].size(), 3u) << unknown.body;
+  EXPECT_EQ(outcome["issue"][1]["location"][0], "line 14");
+  EXPECT_EQ(outcome["issue"][2]["location"][0], "line 15");
   EXPECT_EQ(countBaseline(), 0);
   auto latin1 = post(header + rows + pseudo(nir(1)) + ";1;2025-09;2026-02;IMAGING;1;\xE9\n");
   EXPECT_EQ(latin1.status, 400);
