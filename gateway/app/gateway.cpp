@@ -342,6 +342,8 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
     eo.experimentStart = config.get("extract.experiment_start");
     eo.today = config.get("network.today");
     eo.scheduleIntervalSeconds = config.getInt("extract.schedule_interval_seconds");
+    if (g->s_->access)
+      for (const auto& [name, role] : g->s_->access->policy().roles()) eo.roles.push_back(name);
     eo.production = config.get("deployment") == "production";
     eo.generator = "passerelle " PASSERELLE_VERSION_TEXT;
     auto es = extract::ExtractService::start(eo, g->s_->gate.get(), *g->s_->fhir, g->s_->audit.get(), *g->s_->store);

@@ -176,7 +176,7 @@ std::string field(const Json& j, const char* key, const std::string& where, std:
 
 // ---- configuration ----------------------------------------------------------------------------
 
-Result<std::vector<Recipient>> loadRecipients(const std::string& file) {
+Result<std::vector<Recipient>> loadRecipients(const std::string& file, const std::vector<std::string>& knownRoles) {
   Json j = Json::parse(readText(file), nullptr, false);
   if (!j.is_array()) return makeError(ErrorCode::kInvalid, file + ": a JSON array of recipients is expected");
   std::vector<Recipient> out;
@@ -196,6 +196,11 @@ Result<std::vector<Recipient>> loadRecipients(const std::string& file) {
     }
     if (!error.empty()) return makeError(ErrorCode::kInvalid, error);
     if (!ids.insert(r.id).second) return makeError(ErrorCode::kInvalid, where + ": the id " + r.id + " is used twice");
+    if (!knownRoles.empty() && std::find(knownRoles.begin(), knownRoles.end(), r.role) == knownRoles.end()) {
+      std::string list;
+      for (const auto& k : knownRoles) list += (list.empty() ? "" : ", ") + k;
+      return makeError(ErrorCode::kInvalid, where + ": the role \"" + r.role + "\" is not a role of the access policy (" + list + ")");
+    }
     if (r.k < kMinimumK) return makeError(ErrorCode::kInvalid, where + ": k is " + std::to_string(r.k) + ", below the minimum of " + std::to_string(kMinimumK));
     if (r.rows() && r.domain.empty()) return makeError(ErrorCode::kInvalid, where + ": a recipient of pseudonymised rows needs its key \"domain\"");
     auto beside = [&](std::string& path) {
@@ -1255,7 +1260,7 @@ ExtractService::~ExtractService() { stop(); }
 
 Result<std::unique_ptr<ExtractService>> ExtractService::start(Options options, http::Gate* gate, fhir::FhirService& fhir, audit::AuditLog* audit,
                                                               store::ResourceStore& store) {
-  auto recipients = loadRecipients(options.recipientsFile);
+  auto recipients = loadRecipients(options.recipientsFile, options.roles);
   if (!recipients.ok()) return recipients.error();
   auto indicators = loadIndicators(options.indicatorsFile);
   if (!indicators.ok()) return indicators.error();

@@ -74,8 +74,9 @@ struct Recipient {
   bool fees() const { return role == "caisse-agent"; }  // the fee statement and the payment file
 };
 
-// The recipients of `file` (a JSON array). Errors name the entry and the field.
-Result<std::vector<Recipient>> loadRecipients(const std::string& file);
+// The recipients of `file` (a JSON array). Errors name the entry and the field. With `knownRoles`
+// (the access policy's roles), a recipient's role must be one of them.
+Result<std::vector<Recipient>> loadRecipients(const std::string& file, const std::vector<std::string>& knownRoles = {});
 
 // The kinds of extract: on-demand, annual (the activity report), interim (at 18 months), final.
 const std::vector<std::string>& extractKinds();
@@ -93,6 +94,7 @@ class ExtractService {
     // scheduleIntervalSeconds (0: only when asked). `today`: a fixed date (tests, demos).
     std::string experimentStart, today;
     std::int64_t scheduleIntervalSeconds = 3600;
+    std::vector<std::string> roles;  // the access policy's roles (empty: recipients' roles not checked)
   };
   // `store` keeps the transfers' durable outbox (destination "extract:<recipient>").
   static Result<std::unique_ptr<ExtractService>> start(Options options, http::Gate* gate, fhir::FhirService& fhir, audit::AuditLog* audit,

@@ -594,6 +594,11 @@ TEST(ExtractConfig, RecipientsAndIndicatorsAreCheckedWhenLoaded) {
   auto noDomain = extract::loadRecipients(write("r2.json", json::array({{{"id", "x"}, {"role", "caisse-medical"}}})));
   ASSERT_FALSE(noDomain.ok());
   EXPECT_NE(noDomain.error().message.find("domain"), std::string::npos);
+  // A role the access policy does not know (a typo would otherwise get the aggregates of "others").
+  auto typo = extract::loadRecipients(write("r5.json", json::array({{{"id", "x"}, {"role", "caisse-medicale"}, {"domain", "d"}}})),
+                                      {"caisse-medical", "evaluator", "supervisor"});
+  ASSERT_FALSE(typo.ok());
+  EXPECT_NE(typo.error().message.find("\"caisse-medicale\" is not a role of the access policy"), std::string::npos) << typo.error().message;
   auto twice = extract::loadRecipients(write("r3.json", json::array({{{"id", "x"}, {"role", "supervisor"}}, {{"id", "x"}, {"role", "supervisor"}}})));
   EXPECT_FALSE(twice.ok());
   auto ok = extract::loadRecipients(write("r4.json", json::array({{{"id", "x"}, {"role", "evaluator"}, {"domain", "eval"}, {"certificate", "x.crt"}}})));
