@@ -83,15 +83,6 @@ const Json* extension(const Json& r, const std::string& url) {
   return nullptr;
 }
 
-std::string day(const std::string& dateTime) { return dateTime.substr(0, std::min<std::size_t>(10, dateTime.size())); }
-bool within(const std::string& d, const std::string& from, const std::string& to) {
-  std::string x = day(d);
-  return !x.empty() && x >= from && x <= to;
-}
-std::string semesterOf(const std::string& date) {
-  if (date.size() < 7) return "";
-  return date.substr(0, 4) + (date.substr(5, 2) <= "06" ? "-S1" : "-S2");
-}
 
 using fhir::nowMs;
 
@@ -812,13 +803,10 @@ struct ExtractService::Impl {
         std::string dims;
         if (stratum != "*") {
           Json components = Json::array();
-          for (std::size_t at = 0; at <= stratum.size();) {
-            std::size_t bar = std::min(stratum.find('|', at), stratum.size());
-            std::string part = stratum.substr(at, bar - at);
+          for (const auto& part : splitBars(stratum)) {
             std::size_t eq = part.find('=');
             components.push_back({{"code", {{"text", part.substr(0, eq)}}}, {"value", {{"text", eq == std::string::npos ? "" : part.substr(eq + 1)}}}});
             dims += (dims.empty() ? "" : "|") + part.substr(0, eq);
-            at = bar + 1;
           }
           if (components.size() == 1) s["value"] = components[0]["value"];
           else s["component"] = components;
@@ -854,11 +842,7 @@ struct ExtractService::Impl {
       Json stratifiers = Json::array();
       for (auto& [dims, list] : strata) {
         Json codes = Json::array();
-        for (std::size_t at = 0; at <= dims.size();) {
-          std::size_t bar = std::min(dims.find('|', at), dims.size());
-          codes.push_back({{"text", dims.substr(at, bar - at)}});
-          at = bar + 1;
-        }
+        for (const auto& dim : splitBars(dims)) codes.push_back({{"text", dim}});
         stratifiers.push_back({{"code", codes}, {"stratum", std::move(list)}});
         dimensionsOf[d.id].push_back(dims);
       }
@@ -866,10 +850,10 @@ struct ExtractService::Impl {
       groups.push_back(group);
     }
     std::string created = fhir::formatInstant(nowMs());
-    std::string id = created.substr(0, 19) + "-" + to.id;
-    std::replace(id.begin(), id.end(), ':', '-');
-    for (int n = 2; fs::exists(fs::path(options.dataDir) / "extracts" / id); ++n) id = created.substr(0, 19) + "-" + to.id + "-" + std::to_string(n);
-    std::replace(id.begin(), id.end(), ':', '-');
+    std::string base = created.substr(0, 19) + "-" + to.id;
+    std::replace(base.begin(), base.end(), ':', '-');
+    std::string id = base;
+    for (int n = 2; fs::exists(fs::path(options.dataDir) / "extracts" / id); ++n) id = base + "-" + std::to_string(n);
     Json measure = {{"resourceType", "Measure"},
                     {"url", "https://douleur77.fr/fhir/Measure/d77-evaluation"},
                     {"status", "active"},
@@ -882,13 +866,9 @@ struct ExtractService::Impl {
                                     (d.reference.empty() ? "" : ". " + d.reference) + "."}};
       for (const auto& dims : dimensionsOf[d.id]) {
         Json components = Json::array();
-        for (std::size_t at = 0; at <= dims.size();) {
-          std::size_t bar = std::min(dims.find('|', at), dims.size());
-          std::string dim = dims.substr(at, bar - at);
+        for (const auto& dim : splitBars(dims))
           components.push_back({{"code", {{"text", dim}}}, {"criteria", {{"language", "text/plain"}, {"expression", dim},
                                                                          {"description", "the stratifier " + dim + " of the network's extracts"}}}});
-          at = bar + 1;
-        }
         g["stratifier"].push_back(components.size() == 1 ? Json{{"code", components[0]["code"]}} : Json{{"component", components}});
       }
       measure["group"].push_back(g);
@@ -942,7 +922,7 @@ struct ExtractService::Impl {
           ++withoutIns;
           continue;
         }
-        std::string pseudo = pseudonym(p.ins, key->second), band = ageBand(p.birthDate, p.inclusion), sem = semesterOf(p.inclusion);
+        std::string pseudo = pseudonym(p.ins, key->second), band = ageBand(p.birthDate, p.inclusion), sem = calendarSemester(p.inclusion);
         std::string sex = p.sex == "male" || p.sex == "female" ? p.sex : "unknown";
         auto row = [&](const std::string& start, const std::string& end, const std::string& phase, const std::string& indicator, const std::string& value,
                        const std::string& unit, const std::string& source) {

@@ -27,17 +27,6 @@ std::string required(const Json& j, const char* key, const std::string& where, s
 
 const std::string kCaisseSource = "https://douleur77.fr/fhir/source/caisse";
 
-std::string day(const std::string& d) { return d.substr(0, std::min<std::size_t>(10, d.size())); }
-bool within(const std::string& d, const std::string& from, const std::string& to) {
-  std::string x = day(d);
-  return !x.empty() && x >= from && x <= to;
-}
-
-// The calendar semester of a date: "YYYY-S1" or "YYYY-S2".
-std::string calendarSemester(const std::string& date) {
-  if (date.size() < 7) return "";
-  return date.substr(0, 4) + (date.substr(5, 2) <= "06" ? "-S1" : "-S2");
-}
 
 bool readDate(const std::string& d, int& y, int& m, int& dd) {
   if (d.size() < 10 || d[4] != '-' || d[7] != '-') return false;
@@ -119,6 +108,28 @@ void byPathology(Disclosure& disclosure, const std::string& measure, const std::
 }
 
 }  // namespace
+
+std::string day(const std::string& d) { return d.substr(0, std::min<std::size_t>(10, d.size())); }
+
+bool within(const std::string& d, const std::string& from, const std::string& to) {
+  std::string x = day(d);
+  return !x.empty() && x >= from && x <= to;
+}
+
+std::string calendarSemester(const std::string& date) {
+  if (date.size() < 7) return "";
+  return date.substr(0, 4) + (date.substr(5, 2) <= "06" ? "-S1" : "-S2");
+}
+
+std::vector<std::string> splitBars(const std::string& text) {
+  std::vector<std::string> parts;
+  for (std::size_t at = 0; at <= text.size();) {
+    std::size_t bar = std::min(text.find('|', at), text.size());
+    parts.push_back(text.substr(at, bar - at));
+    at = bar + 1;
+  }
+  return parts;
+}
 
 const std::vector<std::string>& computations() {
   static const std::vector<std::string> all = {"admitted", "exits", "refusals", "professionals", "duration", "score",

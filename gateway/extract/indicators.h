@@ -89,6 +89,14 @@ struct Cohort {
   std::map<std::string, OperaPatient> opera;     // by Patient id
 };
 
+// The day of a date or dateTime (its first 10 characters); whether it falls in [from, to]; its
+// calendar semester ("2026-S1", "2026-S2"; "" when it has no month).
+std::string day(const std::string& dateTime);
+bool within(const std::string& date, const std::string& from, const std::string& to);
+std::string calendarSemester(const std::string& date);
+// The parts of a text separated by '|' ("pathology|semester", a stratum "pathology=x|semester=1").
+std::vector<std::string> splitBars(const std::string& text);
+
 // The semester since `inclusion` of `date` (both YYYY-MM-DD): round(months / 6), -1 before it or
 // when a date cannot be read.
 int semesterSince(const std::string& inclusion, const std::string& date);
