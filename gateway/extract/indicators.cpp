@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <fstream>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
@@ -211,46 +212,138 @@ std::string phaseOf(const std::string& inclusion, const std::string& start, cons
   return "S" + std::to_string(months / 6 + 1);
 }
 
-Computed compute(const Cohort& cohort, const std::vector<Indicator>& indicators, const std::string& from, const std::string& until, bool evaluableOnly,
-                 int k) {
-  Computed out;
-  Disclosure& disclosure = out.disclosure;
-  std::vector<std::string>& pathologies = out.pathologies;
-  pathologies = {"low-back-pain", "migraine", "cancer"};
-  bool unknown = false;
-  for (const auto& [id, p] : cohort.patients) {
-    if (p.pathology.empty()) unknown = true;
-    else if (std::find(pathologies.begin(), pathologies.end(), p.pathology) == pathologies.end()) pathologies.push_back(p.pathology);
-  }
-  if (unknown) pathologies.push_back("unknown");
-  auto pathologyOf = [&](const std::string& patient) {
-    auto it = cohort.patients.find(patient);
-    return it == cohort.patients.end() || it->second.pathology.empty() ? std::string("unknown") : it->second.pathology;
+// What the per-patient computations add up, for one indicator.
+struct Computation::State {
+  struct Sums {
+    std::map<std::pair<std::string, std::string>, std::int64_t> n2;
+    std::map<std::pair<std::string, std::string>, double> sum2;
+    std::map<std::string, std::int64_t> n1;
+    std::map<std::string, double> sum1;
+    std::set<std::string> keys;  // the semesters (score) or phases (utilisation) seen
   };
+  std::vector<Indicator> indicators;
+  std::vector<std::string> keys;  // valueKey() of each indicator
+  std::string from, until;
+  bool evaluableOnly = false;
+  std::vector<Sums> sums;                 // by indicator
+  std::vector<std::string> pathologies = {"low-back-pain", "migraine", "cancer"};
+  bool unknown = false;
+};
 
-  for (const auto& d : indicators) {
-    bool onlyEvaluable = evaluableOnly || d.evaluableOnly;
-    auto counted = [&](const std::string& patient) -> const Cohort::Patient* {
-      auto it = cohort.patients.find(patient);
-      if (it == cohort.patients.end()) return nullptr;
-      if (onlyEvaluable && !it->second.evaluable) return nullptr;
-      return &it->second;
-    };
-    auto& stats = out.statistics[d.id];
+Computation::Computation(const std::vector<Indicator>& indicators, const std::string& from, const std::string& until, bool evaluableOnly)
+    : s_(std::make_unique<State>()) {
+  s_->indicators = indicators;
+  for (const auto& d : indicators) s_->keys.push_back(valueKey(d));
+  s_->from = from;
+  s_->until = until;
+  s_->evaluableOnly = evaluableOnly;
+  s_->sums.resize(indicators.size());
+  for (std::size_t i = 0; i < indicators.size(); ++i)
+    if (indicators[i].compute == "utilisation") s_->sums[i].keys.insert("before");
+}
 
+Computation::~Computation() = default;
+
+void Computation::patient(const Cohort::Patient& p, const std::vector<Cohort::Encounter>& encounters, const std::vector<Cohort::Value>& values) {
+  State& s = *s_;
+  if (p.pathology.empty()) s.unknown = true;
+  else if (std::find(s.pathologies.begin(), s.pathologies.end(), p.pathology) == s.pathologies.end()) s.pathologies.push_back(p.pathology);
+  const std::string pathology = p.pathology.empty() ? std::string("unknown") : p.pathology;
+  const std::string& from = s.from;
+  const std::string& until = s.until;
+  for (std::size_t i = 0; i < s.indicators.size(); ++i) {
+    const Indicator& d = s.indicators[i];
+    if ((s.evaluableOnly || d.evaluableOnly) && !p.evaluable) continue;
+    State::Sums& x = s.sums[i];
     if (d.compute == "admitted") {
       // pathology x sex, and the calendar semester of inclusion: one quantity, one total.
-      std::vector<std::string> sexes = {"female", "male", "other", "unknown"};
-      std::map<std::pair<std::string, std::string>, std::int64_t> bySex;
-      std::map<std::string, std::int64_t> bySemester;
-      for (const auto& [id, p] : cohort.patients) {
-        if (!within(p.inclusion, from, until) || !counted(id)) continue;
-        std::string sex = std::find(sexes.begin(), sexes.end(), p.sex) == sexes.end() ? "unknown" : p.sex;
-        ++bySex[{pathologyOf(id), sex}];
-        ++bySemester[calendarSemester(p.inclusion)];
+      if (!within(p.inclusion, from, until)) continue;
+      static const std::vector<std::string> sexes = {"female", "male", "other", "unknown"};
+      std::string sex = std::find(sexes.begin(), sexes.end(), p.sex) == sexes.end() ? "unknown" : p.sex;
+      ++x.n2[{pathology, sex}];
+      ++x.n1[calendarSemester(p.inclusion)];
+    } else if (d.compute == "duration") {
+      for (const auto& e : encounters) {
+        if (e.type != d.encounter || e.minutes < 0 || !within(e.date, from, until)) continue;
+        ++x.n1[pathology];
+        x.sum1[pathology] += e.minutes;
       }
-      table2(disclosure, d.id, "pathology", pathologies, "sex", sexes, bySex);
-      table1(disclosure, d.id, "period", bySemester);
+    } else if (d.compute == "score") {
+      // The mean of a measure by pathology and semester since inclusion.
+      const std::string& key = s.keys[i];
+      for (const auto& v : values) {
+        if (v.code != key || !within(v.start, from, until)) continue;
+        int semester = -1;
+        if (!v.encounter.empty())
+          for (const auto& e : encounters)
+            if (e.ref == v.encounter && (e.type == "CIED" || e.type == "CSB")) semester = e.type == "CIED" ? 0 : e.semester;
+        if (semester < 0) semester = semesterSince(p.inclusion, v.start);
+        if (semester < 0) continue;
+        std::pair<std::string, std::string> cell{pathology, std::to_string(semester)};
+        ++x.n2[cell];
+        x.sum2[cell] += v.value;
+        x.keys.insert(cell.second);
+      }
+    } else if (d.compute == "utilisation" || d.compute == "avoided") {
+      // Per phase: the sum of the periods' values (the baseline, then each semester). Where the
+      // caisse sent values for a phase, they are the reference and replace what the consultation
+      // reports recorded for it (the same months counted once).
+      if (p.inclusion.empty() || day(p.inclusion) > until) continue;
+      struct Phase {
+        double caisse = 0, other = 0;
+        bool fromCaisse = false;
+      };
+      std::map<std::string, Phase> phases;
+      for (const auto& v : values) {
+        if (v.code != d.code) continue;
+        std::string phase = phaseOf(p.inclusion, v.start, v.end);
+        if (phase.empty() || (phase != "before" && !within(v.start, from, until))) continue;
+        Phase& ph = phases[phase];
+        if (v.source == kCaisseSource) {
+          ph.caisse += v.value;
+          ph.fromCaisse = true;
+        } else {
+          ph.other += v.value;
+        }
+      }
+      if (phases.empty()) continue;
+      if (d.compute == "utilisation") {
+        for (const auto& [phase, ph] : phases) {
+          ++x.n2[{pathology, phase}];
+          x.sum2[{pathology, phase}] += ph.fromCaisse ? ph.caisse : ph.other;
+          x.keys.insert(phase);
+        }
+      } else {
+        // Avoided: the baseline minus the mean of the semesters after, for a patient who has both.
+        auto before = phases.find("before");
+        if (before == phases.end() || phases.size() < 2) continue;
+        double after = 0;
+        for (const auto& [phase, ph] : phases)
+          if (phase != "before") after += ph.fromCaisse ? ph.caisse : ph.other;
+        after /= static_cast<double>(phases.size() - 1);
+        ++x.n1[pathology];
+        x.sum1[pathology] += (before->second.fromCaisse ? before->second.caisse : before->second.other) - after;
+      }
+    }
+  }
+}
+
+Computed Computation::finish(const Cohort& cohort, int k) {
+  State& s = *s_;
+  Computed out;
+  Disclosure& disclosure = out.disclosure;
+  out.pathologies = s.pathologies;
+  if (s.unknown) out.pathologies.push_back("unknown");
+  const std::vector<std::string>& pathologies = out.pathologies;
+  const std::string& from = s.from;
+  const std::string& until = s.until;
+  for (std::size_t i = 0; i < s.indicators.size(); ++i) {
+    const Indicator& d = s.indicators[i];
+    State::Sums& x = s.sums[i];
+    auto& stats = out.statistics[d.id];
+    if (d.compute == "admitted") {
+      table2(disclosure, d.id, "pathology", pathologies, "sex", {"female", "male", "other", "unknown"}, x.n2);
+      table1(disclosure, d.id, "period", x.n1);
     } else if (d.compute == "exits" || d.compute == "refusals") {
       std::string kind = d.compute == "exits" ? "exit" : "refusal";
       std::map<std::string, std::int64_t> byReason, bySemester;
@@ -270,120 +363,42 @@ Computed compute(const Cohort& cohort, const std::vector<Indicator>& indicators,
         byCategory[m.category.empty() ? "unknown" : m.category].insert(m.who);
       }
       for (const auto& [c, who] : byCategory) out.unmasked[d.id].emplace_back("category=" + c, static_cast<std::int64_t>(who.size()));
-    } else if (d.compute == "duration") {
-      std::map<std::string, std::int64_t> n;
-      std::map<std::string, double> sum;
-      for (const auto& [ref, e] : cohort.encounters) {
-        if (e.type != d.encounter || e.minutes < 0 || !within(e.date, from, until) || !counted(e.patient)) continue;
-        ++n[pathologyOf(e.patient)];
-        sum[pathologyOf(e.patient)] += e.minutes;
-      }
-      byPathology(disclosure, d.id + "-n", pathologies, n, sum, stats);
+    } else if (d.compute == "duration" || d.compute == "avoided") {
+      byPathology(disclosure, d.id + "-n", pathologies, x.n1, x.sum1, stats);
     } else if (d.compute == "score") {
-      // The mean of a measure by pathology and semester since inclusion.
-      std::string key = valueKey(d);
-      std::map<std::pair<std::string, std::string>, std::int64_t> n;
-      std::map<std::pair<std::string, std::string>, double> sum;
-      std::set<std::string> semesters;
-      for (const auto& v : cohort.values) {
-        if (v.code != key || !within(v.start, from, until)) continue;
-        const Cohort::Patient* p = counted(v.patient);
-        if (!p) continue;
-        int s = -1;
-        if (auto e = cohort.encounters.find(v.encounter); e != cohort.encounters.end() && (e->second.type == "CIED" || e->second.type == "CSB"))
-          s = e->second.type == "CIED" ? 0 : e->second.semester;
-        if (s < 0) s = semesterSince(p->inclusion, v.start);
-        if (s < 0) continue;
-        std::pair<std::string, std::string> cell{pathologyOf(v.patient), std::to_string(s)};
-        ++n[cell];
-        sum[cell] += v.value;
-        semesters.insert(cell.second);
-      }
-      std::vector<std::string> order(semesters.begin(), semesters.end());
+      std::vector<std::string> order(x.keys.begin(), x.keys.end());
       if (order.empty()) order.push_back("0");
       naturalSort(order);
       std::string measure = d.id + "-n";
-      table2(disclosure, measure, "pathology", pathologies, "semester", order, n);
+      table2(disclosure, measure, "pathology", pathologies, "semester", order, x.n2);
       std::int64_t allN = 0;
       double allSum = 0;
       for (const auto& p : pathologies)
-        for (const auto& s : order) {
-          std::string stratum = "pathology=" + p + "|semester=" + s;
-          stats.push_back({stratum, {measure + "|" + stratum, sum[{p, s}], n[{p, s}]}});
-          allN += n[{p, s}];
-          allSum += sum[{p, s}];
+        for (const auto& sem : order) {
+          std::string stratum = "pathology=" + p + "|semester=" + sem;
+          stats.push_back({stratum, {measure + "|" + stratum, x.sum2[{p, sem}], x.n2[{p, sem}]}});
+          allN += x.n2[{p, sem}];
+          allSum += x.sum2[{p, sem}];
         }
       stats.push_back({"*", {measure, allSum, allN}});
-    } else if (d.compute == "utilisation" || d.compute == "avoided") {
-      // Per patient and phase: the sum of the periods' values (the baseline, then each semester).
-      // Where the caisse sent values for a phase, they are the reference and replace what the
-      // consultation reports recorded for it (the same months counted once).
-      struct Sums {
-        double caisse = 0, other = 0;
-        bool fromCaisse = false;
-      };
-      std::map<std::string, std::map<std::string, Sums>> sums;  // patient -> phase -> sums
-      for (const auto& v : cohort.values) {
-        if (v.code != d.code) continue;
-        const Cohort::Patient* p = counted(v.patient);
-        if (!p || p->inclusion.empty() || day(p->inclusion) > until) continue;
-        std::string phase = phaseOf(p->inclusion, v.start, v.end);
-        if (phase.empty() || (phase != "before" && !within(v.start, from, until))) continue;
-        Sums& x = sums[v.patient][phase];
-        if (v.source == kCaisseSource) {
-          x.caisse += v.value;
-          x.fromCaisse = true;
-        } else {
-          x.other += v.value;
-        }
-      }
-      std::map<std::string, std::map<std::string, double>> perPatient;  // patient -> phase -> sum
-      for (const auto& [patient, byPhase] : sums)
-        for (const auto& [phase, x] : byPhase) perPatient[patient][phase] = x.fromCaisse ? x.caisse : x.other;
+    } else if (d.compute == "utilisation") {
+      std::vector<std::string> order(x.keys.begin(), x.keys.end());
+      phaseSort(order);
       std::string measure = d.id + "-n";
-      if (d.compute == "utilisation") {
-        std::map<std::pair<std::string, std::string>, std::int64_t> n;
-        std::map<std::pair<std::string, std::string>, double> sum;
-        std::set<std::string> phases = {"before"};
-        for (const auto& [patient, byPhase] : perPatient)
-          for (const auto& [phase, total] : byPhase) {
-            ++n[{pathologyOf(patient), phase}];
-            sum[{pathologyOf(patient), phase}] += total;
-            phases.insert(phase);
-          }
-        std::vector<std::string> order(phases.begin(), phases.end());
-        phaseSort(order);
-        table2(disclosure, measure, "pathology", pathologies, "phase", order, n);
-        for (const auto& p : pathologies)
-          for (const auto& ph : order) {
-            std::string stratum = "pathology=" + p + "|phase=" + ph;
-            stats.push_back({stratum, {measure + "|" + stratum, sum[{p, ph}], n[{p, ph}]}});
-          }
+      table2(disclosure, measure, "pathology", pathologies, "phase", order, x.n2);
+      for (const auto& p : pathologies)
         for (const auto& ph : order) {
-          std::int64_t allN = 0;
-          double allSum = 0;
-          for (const auto& p : pathologies) {
-            allN += n[{p, ph}];
-            allSum += sum[{p, ph}];
-          }
-          stats.push_back({"phase=" + ph, {measure + "|phase=" + ph, allSum, allN}});
+          std::string stratum = "pathology=" + p + "|phase=" + ph;
+          stats.push_back({stratum, {measure + "|" + stratum, x.sum2[{p, ph}], x.n2[{p, ph}]}});
         }
-      } else {
-        // Avoided per semester: the baseline minus the mean of the semesters after, summed over the
-        // patients who have both.
-        std::map<std::string, std::int64_t> n;
-        std::map<std::string, double> sum;
-        for (const auto& [patient, byPhase] : perPatient) {
-          auto before = byPhase.find("before");
-          if (before == byPhase.end() || byPhase.size() < 2) continue;
-          double after = 0;
-          for (const auto& [phase, total] : byPhase)
-            if (phase != "before") after += total;
-          after /= static_cast<double>(byPhase.size() - 1);
-          ++n[pathologyOf(patient)];
-          sum[pathologyOf(patient)] += before->second - after;
+      for (const auto& ph : order) {
+        std::int64_t allN = 0;
+        double allSum = 0;
+        for (const auto& p : pathologies) {
+          allN += x.n2[{p, ph}];
+          allSum += x.sum2[{p, ph}];
         }
-        byPathology(disclosure, measure, pathologies, n, sum, stats);
+        stats.push_back({"phase=" + ph, {measure + "|phase=" + ph, allSum, allN}});
       }
     } else if (d.compute == "opera-evaluations") {
       // Patients evaluated at each milestone, by risk level and by pathway (one quantity: the
@@ -403,11 +418,11 @@ Computed compute(const Cohort& cohort, const std::vector<Indicator>& indicators,
         pathways.insert(pathway);
       }
       std::vector<std::string> m = {"M6", "M12", "M24", "M36"};
-      for (const auto& x : milestones)
-        if (std::find(m.begin(), m.end(), x) == m.end()) m.push_back(x);
+      for (const auto& y : milestones)
+        if (std::find(m.begin(), m.end(), y) == m.end()) m.push_back(y);
       std::vector<std::string> r = {"low", "moderate", "high"};
-      for (const auto& x : risks)
-        if (std::find(r.begin(), r.end(), x) == r.end()) r.push_back(x);
+      for (const auto& y : risks)
+        if (std::find(r.begin(), r.end(), y) == r.end()) r.push_back(y);
       table2(disclosure, d.id, "milestone", m, "risk", r, byRisk);
       if (!pathways.empty()) table2(disclosure, d.id, "milestone", m, "pathway", std::vector<std::string>(pathways.begin(), pathways.end()), byPathway);
     } else if (d.compute == "expenses") {
@@ -433,6 +448,28 @@ Computed compute(const Cohort& cohort, const std::vector<Indicator>& indicators,
   }
   disclosure.suppress(k);
   return out;
+}
+
+Computed compute(const Cohort& cohort, const std::vector<Indicator>& indicators, const std::string& from, const std::string& until, bool evaluableOnly,
+                 int k) {
+  // Each patient with its encounters and values, in the order the cohort holds them.
+  std::map<std::string, std::vector<Cohort::Encounter>> encounters;
+  std::map<std::string, std::vector<Cohort::Value>> values;
+  for (const auto& [ref, e] : cohort.encounters) {
+    Cohort::Encounter x = e;
+    x.ref = ref;
+    encounters[e.patient].push_back(std::move(x));
+  }
+  for (const auto& v : cohort.values) values[v.patient].push_back(v);
+  Computation c(indicators, from, until, evaluableOnly);
+  static const std::vector<Cohort::Encounter> noEncounters;
+  static const std::vector<Cohort::Value> noValues;
+  for (const auto& [id, p] : cohort.patients) {
+    auto e = encounters.find(id);
+    auto v = values.find(id);
+    c.patient(p, e == encounters.end() ? noEncounters : e->second, v == values.end() ? noValues : v->second);
+  }
+  return c.finish(cohort, k);
 }
 
 }  // namespace passerelle::extract

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -61,6 +62,7 @@ struct Cohort {
     std::string patient, type, date, milestone;  // type: CIED | CSB | an OPERA activity; milestone: M6.. of OPERA's evaluations
     double minutes = -1;
     int semester = -1;
+    std::string ref;  // "Encounter/<id>" (what a Value's encounter names)
   };
   struct Value {
     std::string patient, code, start, end, encounter, unit, source;  // code: "system|code" (or "...#component" for a component)
@@ -114,6 +116,24 @@ struct Computed {
   std::map<std::string, std::vector<std::pair<std::string, Statistic>>> statistics;    // indicator -> (stratum, statistic), for means and sums
   std::map<std::string, std::vector<std::pair<std::string, std::int64_t>>> unmasked;  // indicator -> (stratum, count), not suppressed
   std::vector<std::string> pathologies;
+};
+
+// The computation fed one patient at a time, so that a cohort need not be held whole: patient()
+// for each enrolled patient (each once, in any order) with its encounters (CIED, CSB) and values,
+// then finish() with what is not per patient (events, members, fees, OPERA's patients and their
+// milestone encounters; its patients and values are not read).
+class Computation {
+ public:
+  Computation(const std::vector<Indicator>& indicators, const std::string& from, const std::string& until, bool evaluableOnly);
+  ~Computation();
+  Computation(const Computation&) = delete;
+  Computation& operator=(const Computation&) = delete;
+  void patient(const Cohort::Patient& p, const std::vector<Cohort::Encounter>& encounters, const std::vector<Cohort::Value>& values);
+  Computed finish(const Cohort& rest, int k);
+
+ private:
+  struct State;
+  std::unique_ptr<State> s_;
 };
 
 // Computes `indicators` over `cohort` for the period [from, until] (YYYY-MM-DD) and applies the

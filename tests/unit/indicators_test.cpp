@@ -252,7 +252,7 @@ TEST(Indicators, SmallCellsAreMaskedAndTheirComplementsToo) {
   // Three patients with cancer pain in a semester nobody else reached: a small cell.
   for (int i = 0; i < 3; ++i) {
     std::string ref = "Encounter/late-" + std::to_string(i);
-    g.cohort.encounters[ref] = {"p2", "CSB", "2026-06-01", "", 30, 9};
+    g.cohort.encounters[ref] = {"p2", "CSB", "2026-06-01", "", 30, 9, ref};
     g.cohort.values.push_back({"p2", kVas, "2026-06-01", "2026-06-01", ref, "1", "", 3});
   }
   Indicator vas = indicator("vas", "score", "mean");
@@ -279,11 +279,11 @@ TEST(Indicators, OperaEvaluationsByMilestoneRiskAndPathway) {
     c.opera[id] = {id, "J44", "nord", "2025-01-01", risk, "2025-01-01", "OPERA-J44-" + risk};
     const char* milestones[] = {"M6", "M12", "M24", "M36"};
     for (int k = 0; k <= i % 4; ++k) {
-      c.encounters["Encounter/" + id + milestones[k]] = {id, "evaluation", k < 2 ? "2025-07-01" : "2026-07-01", milestones[k], 45, -1};
+      c.encounters["Encounter/" + id + milestones[k]] = {id, "evaluation", k < 2 ? "2025-07-01" : "2026-07-01", milestones[k], 45, -1, ""};
       ++expected[{milestones[k], risk}];
     }
     // The same milestone recorded twice counts the patient once.
-    c.encounters["Encounter/" + id + "again"] = {id, "evaluation", "2025-07-02", "M6", 45, -1};
+    c.encounters["Encounter/" + id + "again"] = {id, "evaluation", "2025-07-02", "M6", 45, -1, ""};
   }
   Indicator d = indicator("opera", "opera-evaluations", "count");
   Computed out = compute(c, {d}, "2025-01-01", "2026-12-31", false, 5);
