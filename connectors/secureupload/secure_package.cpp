@@ -21,7 +21,14 @@
 #include <openssl/x509v3.h>
 #include <zlib.h>
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <filesystem>
+#include <fstream>
 #include <climits>
 #include <ctime>
 #include <memory>
@@ -615,42 +622,77 @@ bool validEntryName(std::string_view name, std::string& why) {
   return true;
 }
 
-bool zip(const std::vector<Entry>& entries, std::string& out, std::string& error) {
-  out.clear();
+namespace {
+
+// The names and sizes of an archive's entries, checked before anything is written.
+bool checkEntries(const std::vector<std::pair<std::string, std::uint64_t>>& entries, std::string& error) {
   if (entries.size() >= 0xFFFF) {
     error = std::to_string(entries.size()) + " entries: ZIP64 would be needed (65534 at most)";
     return false;
   }
   NameSet names;
-  for (const Entry& e : entries) {
+  for (const auto& [name, size] : entries) {
     std::string why;
-    if (!validEntryName(e.name, why)) {
-      error = "entry name " + shown(e.name) + " refused: " + why;
+    if (!validEntryName(name, why)) {
+      error = "entry name " + shown(name) + " refused: " + why;
       return false;
     }
-    if (!names.insert(e.name).second) {
-      error = "entry name " + shown(e.name) + " appears twice";
+    if (!names.insert(name).second) {
+      error = "entry name " + shown(name) + " appears twice";
       return false;
     }
-    if (e.bytes.size() >= 0xFFFFFFFFu) {
-      error = "entry " + shown(e.name) + " has 4 GiB or more: ZIP64 would be needed";
+    if (size >= 0xFFFFFFFFu) {
+      error = "entry " + shown(name) + " has 4 GiB or more: ZIP64 would be needed";
       return false;
     }
   }
-  for (const Entry& e : entries)
-    if (folderIsAFile(names, e.name, error)) return false;
+  for (const auto& e : entries)
+    if (folderIsAFile(names, e.first, error)) return false;
+  return true;
+}
+
+// An entry added to `compress` from `in`: its path built segment by segment (Poco::Path's parser
+// would give meaning to a leading '~'), dated 1980-01-01 00:00.
+void addEntry(Poco::Zip::Compress& compress, const std::string& name, std::istream& in, Poco::Zip::ZipCommon::CompressionLevel level) {
+  std::vector<std::string_view> parts = segments(name);
+  Poco::Path path(false);
+  for (std::size_t i = 0; i + 1 < parts.size(); ++i) path.pushDirectory(std::string(parts[i]));
+  path.setFileName(std::string(parts.back()));
+  compress.addFile(in, Poco::DateTime(1980, 1, 1), path, Poco::Zip::ZipCommon::CM_DEFLATE, level);
+}
+
+// Whether the archive lists exactly `names`, in that order.
+bool listsEntries(std::string_view archive, const std::vector<std::string>& names, std::string& error) {
+  std::vector<Record> records;
+  std::string why;
+  bool same = readDirectory(archive, records, why);
+  if (same) {
+    std::vector<std::string> written;
+    for (const Record& r : records)
+      if (!r.folder) written.push_back(r.name);
+    same = written == names;
+  }
+  if (!same) error = "the archive written does not list the entries given" + (why.empty() ? std::string() : ": " + why);
+  return same;
+}
+
+}  // namespace
+
+bool zip(const std::vector<Entry>& entries, std::string& out, std::string& error) {
+  out.clear();
+  std::vector<std::pair<std::string, std::uint64_t>> checked;
+  std::vector<std::string> names;
+  for (const Entry& e : entries) {
+    checked.emplace_back(e.name, e.bytes.size());
+    names.push_back(e.name);
+  }
+  if (!checkEntries(checked, error)) return false;
   try {
     std::ostringstream archive(std::ios::out | std::ios::binary);
     Poco::Zip::Compress compress(archive, true);
-    const Poco::DateTime dosEpoch(1980, 1, 1);
     for (const Entry& e : entries) {
-      // Built segment by segment: Poco::Path's parser would give meaning to a leading '~'.
-      std::vector<std::string_view> parts = segments(e.name);
-      Poco::Path path(false);
-      for (std::size_t i = 0; i + 1 < parts.size(); ++i) path.pushDirectory(std::string(parts[i]));
-      path.setFileName(std::string(parts.back()));
       Poco::MemoryInputStream in(e.bytes.data(), static_cast<std::streamsize>(e.bytes.size()));
-      compress.addFile(in, dosEpoch, path, Poco::Zip::ZipCommon::CM_DEFLATE, Poco::Zip::ZipCommon::CL_MAXIMUM);
+      addEntry(compress, e.name, in, Poco::Zip::ZipCommon::CL_MAXIMUM);
     }
     compress.close();
     if (!archive) {
@@ -671,20 +713,72 @@ bool zip(const std::vector<Entry>& entries, std::string& out, std::string& error
     return false;
   }
   // What was written is what was asked for: the same names, in the same order.
-  std::vector<Record> records;
-  std::string why;
-  bool same = readDirectory(out, records, why);
-  if (same) {
-    std::vector<std::string> written;
-    for (const Record& r : records)
-      if (!r.folder) written.push_back(r.name);
-    same = written.size() == entries.size();
-    for (std::size_t i = 0; same && i < written.size(); ++i) same = written[i] == entries[i].name;
-  }
-  if (!same) {
+  if (!listsEntries(out, names, error)) {
     out.clear();
-    error = "the archive written does not list the entries given" + (why.empty() ? std::string() : ": " + why);
     return false;
+  }
+  return true;
+}
+
+bool zipFiles(const std::vector<FileEntry>& entries, const std::string& outPath, std::string& error) {
+  std::vector<std::pair<std::string, std::uint64_t>> checked;
+  std::vector<std::string> names;
+  for (const FileEntry& e : entries) {
+    std::error_code ec;
+    std::uint64_t size = std::filesystem::file_size(e.path, ec);
+    if (ec) {
+      error = "entry " + shown(e.name) + ": " + e.path + ": " + ec.message();
+      return false;
+    }
+    checked.emplace_back(e.name, size);
+    names.push_back(e.name);
+  }
+  if (!checkEntries(checked, error)) return false;
+  auto fail = [&](const std::string& why) {
+    error = "cannot write the archive " + outPath + ": " + why;
+    std::error_code ec;
+    std::filesystem::remove(outPath, ec);
+    return false;
+  };
+  try {
+    std::ofstream archive(outPath, std::ios::out | std::ios::binary | std::ios::trunc);
+    if (!archive) return fail("cannot create it");
+    std::filesystem::permissions(outPath, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    Poco::Zip::Compress compress(archive, true);
+    for (std::size_t i = 0; i < entries.size(); ++i) {
+      std::ifstream in(entries[i].path, std::ios::in | std::ios::binary);
+      if (!in) return fail(entries[i].path + " cannot be read");
+      // Large entries (a cohort's rows) deflated at the fastest level: several times quicker, a few
+      // per cent larger.
+      addEntry(compress, entries[i].name, in, checked[i].second > (64u << 20) ? Poco::Zip::ZipCommon::CL_SUPERFAST : Poco::Zip::ZipCommon::CL_MAXIMUM);
+    }
+    compress.close();
+    archive.close();
+    if (!archive) return fail("write error");
+  } catch (const Poco::Exception& e) {
+    return fail(e.displayText());
+  } catch (const std::exception& e) {
+    return fail(e.what());
+  }
+  // What was written is what was asked for (read through a read-only map of the file).
+  int fd = ::open(outPath.c_str(), O_RDONLY | O_CLOEXEC);
+  struct stat st {};
+  if (fd < 0 || ::fstat(fd, &st) != 0) {
+    if (fd >= 0) ::close(fd);
+    return fail("cannot be read back");
+  }
+  if (static_cast<std::uint64_t>(st.st_size) >= 0xFFFFFFFFu) {
+    ::close(fd);
+    return fail("it comes to 4 GiB or more: ZIP64 would be needed");
+  }
+  void* map = st.st_size ? ::mmap(nullptr, static_cast<std::size_t>(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0) : MAP_FAILED;
+  ::close(fd);
+  if (map == MAP_FAILED) return fail("cannot be read back");
+  bool same = listsEntries(std::string_view(static_cast<const char*>(map), static_cast<std::size_t>(st.st_size)), names, error);
+  ::munmap(map, static_cast<std::size_t>(st.st_size));
+  if (!same) {
+    std::string why = error;
+    return fail(why);
   }
   return true;
 }
@@ -741,16 +835,16 @@ bool checkRecipient(std::string_view certificatePem, std::int64_t nowSeconds, st
   return ok;
 }
 
-bool seal(std::string_view content, const Credentials& signer, const std::vector<std::string>& recipientCertificatesPem,
-          std::int64_t nowSeconds, std::string& outDer, std::string& error) {
-  outDer.clear();
+namespace {
+
+// The SignedData (SHA-256, the signer's certificate and the issuers given included, the signing
+// time `nowSeconds`) and the EnvelopedData for every recipient (AES-256-CBC, the content key under
+// RSA-OAEP with SHA-256 or ECDH), ready for their content; `flags` adds CMS_STREAM for streaming.
+bool preparePackage(const Credentials& signer, const std::vector<std::string>& recipientCertificatesPem, std::int64_t nowSeconds, unsigned flags,
+                    Cms& signedData, Cms& enveloped, std::string& signerSubject, std::string& error) {
   ERR_clear_error();
   if (recipientCertificatesPem.empty()) {
     error = "no recipient certificate given";
-    return false;
-  }
-  if (content.size() > static_cast<std::size_t>(INT_MAX) / 2) {
-    error = "the content has " + std::to_string(content.size()) + " bytes, more than can be sealed at once (1 GiB)";
     return false;
   }
   std::vector<Certificate> recipients;
@@ -768,10 +862,8 @@ bool seal(std::string_view content, const Credentials& signer, const std::vector
   if (!loadCredentials(signer, "signer", signerCertificates, signerKey, error)) return false;
   X509* signerCertificate = signerCertificates[0].get();
   if (!checkValidity(signerCertificate, "signer", nowSeconds, error) || !checkSigningUsage(signerCertificate, error)) return false;
-  const std::string signerSubject = subjectOf(signerCertificate);
-
-  // SignedData: SHA-256, the signer's certificate (and its issuers given) included, the signing time `nowSeconds`.
-  Cms signedData(CMS_sign(nullptr, nullptr, nullptr, nullptr, CMS_BINARY | CMS_PARTIAL));
+  signerSubject = subjectOf(signerCertificate);
+  signedData.reset(CMS_sign(nullptr, nullptr, nullptr, nullptr, CMS_BINARY | CMS_PARTIAL | flags));
   CMS_SignerInfo* signerInfo =
       signedData ? CMS_add1_signer(signedData.get(), signerCertificate, signerKey.get(), EVP_sha256(), CMS_BINARY) : nullptr;
   if (!signerInfo) {
@@ -790,15 +882,7 @@ bool seal(std::string_view content, const Credentials& signer, const std::vector
     error = withOpenssl("cannot write the signing time");
     return false;
   }
-  Bio contentBio = memoryBio(content);
-  std::string signedDer;
-  if (!contentBio || !CMS_final(signedData.get(), contentBio.get(), nullptr, CMS_BINARY) || !derOf(signedData.get(), signedDer)) {
-    error = withOpenssl("cannot sign the content as '" + signerSubject + "'");
-    return false;
-  }
-
-  // EnvelopedData for every recipient: AES-256-CBC, the content key under RSA-OAEP (SHA-256) or ECDH.
-  Cms enveloped(CMS_encrypt(nullptr, nullptr, EVP_aes_256_cbc(), CMS_BINARY | CMS_PARTIAL));
+  enveloped.reset(CMS_encrypt(nullptr, nullptr, EVP_aes_256_cbc(), CMS_BINARY | CMS_PARTIAL | flags));
   if (!enveloped) {
     error = withOpenssl("cannot prepare the encryption");
     return false;
@@ -819,6 +903,27 @@ bool seal(std::string_view content, const Credentials& signer, const std::vector
       return false;
     }
   }
+  return true;
+}
+
+}  // namespace
+
+bool seal(std::string_view content, const Credentials& signer, const std::vector<std::string>& recipientCertificatesPem,
+          std::int64_t nowSeconds, std::string& outDer, std::string& error) {
+  outDer.clear();
+  if (content.size() > static_cast<std::size_t>(INT_MAX) / 2) {
+    error = "the content has " + std::to_string(content.size()) + " bytes, more than can be sealed at once (1 GiB)";
+    return false;
+  }
+  Cms signedData, enveloped;
+  std::string signerSubject;
+  if (!preparePackage(signer, recipientCertificatesPem, nowSeconds, 0, signedData, enveloped, signerSubject, error)) return false;
+  Bio contentBio = memoryBio(content);
+  std::string signedDer;
+  if (!contentBio || !CMS_final(signedData.get(), contentBio.get(), nullptr, CMS_BINARY) || !derOf(signedData.get(), signedDer)) {
+    error = withOpenssl("cannot sign the content as '" + signerSubject + "'");
+    return false;
+  }
   Bio signedBio = memoryBio(signedDer);
   std::string der;
   if (!signedBio || !CMS_final(enveloped.get(), signedBio.get(), nullptr, CMS_BINARY) || !derOf(enveloped.get(), der)) {
@@ -826,6 +931,58 @@ bool seal(std::string_view content, const Credentials& signer, const std::vector
     return false;
   }
   outDer = std::move(der);
+  return true;
+}
+
+bool sealFile(const std::string& contentPath, const Credentials& signer, const std::vector<std::string>& recipientCertificatesPem,
+              std::int64_t nowSeconds, const std::string& outPath, std::string& sha256, std::string& error) {
+  sha256.clear();
+  Cms signedData, enveloped;
+  std::string signerSubject;
+  if (!preparePackage(signer, recipientCertificatesPem, nowSeconds, CMS_STREAM, signedData, enveloped, signerSubject, error)) return false;
+  auto fail = [&](const std::string& why) {
+    error = withOpenssl(why);
+    std::error_code ec;
+    std::filesystem::remove(outPath, ec);
+    return false;
+  };
+  std::ifstream in(contentPath, std::ios::in | std::ios::binary);
+  if (!in) return fail(contentPath + " cannot be read");
+  // out <- SHA-256 <- EnvelopedData (BER, streamed) <- SignedData (BER, streamed) <- the content.
+  int fd = ::open(outPath.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (fd < 0) return fail("cannot create " + outPath);
+  BIO* file = BIO_new_fd(fd, BIO_CLOSE);
+  BIO* digest = BIO_new(BIO_f_md());
+  if (!file || !digest || !BIO_set_md(digest, EVP_sha256())) {
+    if (file) BIO_free(file);
+    else ::close(fd);
+    if (digest) BIO_free(digest);
+    return fail("cannot write " + outPath);
+  }
+  BIO_push(digest, file);
+  Bio chain(digest);  // freed whole at the end, whatever happens
+  BIO* encrypting = BIO_new_CMS(digest, enveloped.get());
+  if (!encrypting) return fail("cannot start the encryption");
+  chain.release();
+  chain.reset(encrypting);
+  BIO* signing = BIO_new_CMS(encrypting, signedData.get());
+  if (!signing) return fail("cannot start the signature as '" + signerSubject + "'");
+  chain.release();
+  chain.reset(signing);
+  std::vector<char> buffer(1 << 20);
+  while (in) {
+    in.read(buffer.data(), static_cast<std::streamsize>(buffer.size()));
+    std::streamsize n = in.gcount();
+    if (n > 0 && BIO_write(signing, buffer.data(), static_cast<int>(n)) != n) return fail("cannot sign and encrypt " + contentPath);
+  }
+  if (in.bad()) return fail(contentPath + " cannot be read");
+  if (BIO_flush(signing) != 1) return fail("cannot finish the signed and encrypted package");
+  unsigned char md[EVP_MAX_MD_SIZE];
+  int length = BIO_gets(digest, reinterpret_cast<char*>(md), sizeof md);
+  if (length <= 0) return fail("cannot take the package's SHA-256");
+  static const char* kHex = "0123456789abcdef";
+  for (int i = 0; i < length; ++i) (sha256 += kHex[md[i] >> 4]) += kHex[md[i] & 15];
+  chain.reset();
   return true;
 }
 

@@ -46,6 +46,15 @@ bool validEntryName(std::string_view name, std::string& why);
 // more, 65535 entries or more).
 bool zip(const std::vector<Entry>& entries, std::string& out, std::string& error);
 
+// The same, the entries read from files and the archive written to `outPath` (mode 0600), so that
+// entries of several GiB in all need not be held in memory; large entries are deflated at the
+// fastest level. Nothing is left at `outPath` on failure.
+struct FileEntry {
+  std::string name;  // in the archive
+  std::string path;  // where its content is
+};
+bool zipFiles(const std::vector<FileEntry>& entries, const std::string& outPath, std::string& error);
+
 // The files of a ZIP archive in `out`, in archive order (folder entries skipped). Refuses, before
 // inflating anything: names that validEntryName refuses (so `../x`, `/x`, `a\b`), a name given twice
 // or both as a file and as a folder, encryption, ZIP64, multi-part archives, methods other than
@@ -71,6 +80,12 @@ bool checkRecipient(std::string_view certificatePem, std::int64_t nowSeconds, st
 // produced when one is refused. `outDer` is the CMS EnvelopedData, DER.
 bool seal(std::string_view content, const Credentials& signer, const std::vector<std::string>& recipientCertificatesPem,
           std::int64_t nowSeconds, std::string& outDer, std::string& error);
+
+// The same, streamed: the content read from `contentPath`, the package written to `outPath` (mode
+// 0600) as BER with indefinite lengths (what `openssl cms` and open() read alike), its SHA-256 (hex)
+// in `sha256`. Memory stays bounded whatever the size. Nothing is left at `outPath` on failure.
+bool sealFile(const std::string& contentPath, const Credentials& signer, const std::vector<std::string>& recipientCertificatesPem,
+              std::int64_t nowSeconds, const std::string& outPath, std::string& sha256, std::string& error);
 
 // The content of a sealed package (CMS EnvelopedData or AuthEnvelopedData, DER, holding a SignedData),
 // decrypted with `recipient`'s key and verified: exactly one signature, by one of the trusted signer

@@ -2,14 +2,18 @@
 #include "gateway/extract/extract_service.h"
 
 #include "gateway/extract/indicators.h"
+#include "gateway/extract/cohort_spill.h"
 
 #include <fcntl.h>
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -144,6 +148,134 @@ std::string sourceOf(const std::string& metaSource) {
   if (metaSource.empty() || metaSource == "https://douleur77.fr/fhir/source/report") return "CIED/CSB report";
   return metaSource;
 }
+
+// A file of the package, as written: where, its size, lines and SHA-256.
+struct Written {
+  std::string name;
+  fs::path path;
+  std::uint64_t bytes = 0, lines = 0;
+  std::string sha256;
+};
+
+// A file written in pieces (mode 0600), its size, lines and SHA-256 taken on the way.
+class FileOut {
+ public:
+  FileOut() = default;
+  FileOut(const FileOut&) = delete;
+  FileOut& operator=(const FileOut&) = delete;
+  ~FileOut() {
+    if (fd_ >= 0) ::close(fd_);
+    if (ctx_) EVP_MD_CTX_free(ctx_);
+  }
+  bool open(const fs::path& path, std::string& error) {
+    path_ = path;
+    fd_ = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    ctx_ = EVP_MD_CTX_new();
+    if (fd_ < 0 || !ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+      error = path.string() + ": " + (fd_ < 0 ? std::strerror(errno) : "no SHA-256");
+      return false;
+    }
+    return true;
+  }
+  bool write(std::string_view bytes) {
+    if (fd_ < 0) return fail("not open");
+    EVP_DigestUpdate(ctx_, bytes.data(), bytes.size());
+    bytes_ += bytes.size();
+    lines_ += static_cast<std::uint64_t>(std::count(bytes.begin(), bytes.end(), '\n'));
+    while (!bytes.empty()) {
+      ssize_t n = ::write(fd_, bytes.data(), bytes.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return fail(std::strerror(errno));
+      bytes.remove_prefix(static_cast<std::size_t>(n));
+    }
+    return true;
+  }
+  bool close() {
+    if (fd_ < 0) return fail("not open");
+    bool ok = ::close(fd_) == 0;
+    fd_ = -1;
+    unsigned char digest[EVP_MAX_MD_SIZE];
+    unsigned int length = 0;
+    EVP_DigestFinal_ex(ctx_, digest, &length);
+    static const char* kHex = "0123456789abcdef";
+    for (unsigned int i = 0; i < length; ++i) (sha256_ += kHex[digest[i] >> 4]) += kHex[digest[i] & 15];
+    return ok || fail(std::strerror(errno));
+  }
+  Written result(const std::string& name) const { return {name, path_, bytes_, lines_, sha256_}; }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool fail(const std::string& why) {
+    error_ = path_.string() + ": " + why;
+    return false;
+  }
+  fs::path path_;
+  int fd_ = -1;
+  EVP_MD_CTX* ctx_ = nullptr;
+  std::uint64_t bytes_ = 0, lines_ = 0;
+  std::string sha256_, error_;
+};
+
+// The cohort as an extract holds it (cohort_spill.h): fixed-size records, texts interned.
+std::uint64_t refHash(std::string_view reference) {
+  std::uint64_t h = std::hash<std::string_view>{}(reference);
+  return h ? h : 1;  // 0 is "no reference"
+}
+
+struct PatientRecord {
+  std::int32_t inclusion = 0, birth = 0, episodeEnd = 0;  // packDate()
+  std::uint32_t gp = Interned::kNone, pathology = Interned::kNone, sex = Interned::kNone, status = Interned::kNone;  // in Dossier::texts
+  bool evaluable = false, consent = false;
+  std::uint8_t insLength = 0;
+  char ins[21] = {};
+};
+
+struct EncounterRecord {  // a CIED or CSB
+  std::uint64_t ref = 0;  // refHash("Encounter/<id>")
+  double minutes = -1;
+  std::int32_t date = 0, semester = -1;
+  std::uint32_t type = 0;  // 0 CIED, 1 CSB
+  std::uint32_t unused = 0;
+};
+
+struct ValueRecord {
+  std::uint64_t encounter = 0;  // refHash of the reference, 0 for none
+  double value = 0;
+  std::int32_t start = 0, end = 0;
+  std::uint32_t code = Interned::kNone, unit = Interned::kNone, source = Interned::kNone, unused = 0;
+};
+
+struct Dossier {
+  Interned ids;  // the enrolled patients' ids: a patient's number
+  std::vector<PatientRecord> patients;
+  Interned texts;  // codes, units, sources, references, statuses
+  std::unique_ptr<Spill> encounters, values;
+  Cohort rest;  // what is not per patient: events, members, fees, OPERA and its milestone encounters
+  fs::path work;  // the working files, removed with the dossier
+
+  ~Dossier() {
+    encounters.reset();
+    values.reset();
+    std::error_code ec;
+    if (!work.empty()) fs::remove_all(work, ec);
+  }
+
+  // The patient `n` as the computations take it.
+  void patient(std::uint32_t n, Cohort::Patient& p) const {
+    const PatientRecord& r = patients[n];
+    p.id.assign(ids.text(n));
+    p.ins.assign(r.ins, r.insLength);
+    p.birthDate = unpackDate(r.birth);
+    p.sex.assign(texts.text(r.sex));
+    p.pathology.assign(texts.text(r.pathology));
+    p.inclusion = unpackDate(r.inclusion);
+    p.episodeStatus.assign(texts.text(r.status));
+    p.episodeEnd = unpackDate(r.episodeEnd);
+    p.gp.assign(texts.text(r.gp));
+    p.evaluable = r.evaluable;
+    p.consent = r.consent;
+  }
+};
 
 std::string readText(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -509,9 +641,21 @@ struct ExtractService::Impl {
     return std::any_of(indicators.begin(), indicators.end(), [&](const Indicator& i) { return i.compute == computation; });
   }
 
-  // Everything the indicators, the rows and the fees are computed from, read through the gate.
-  Result<void> readCohort(const std::string& why, bool withFees, Cohort& c, std::vector<Json>& roles) {
-    std::map<std::string, std::string> pathologyOf, conditionCode;
+  // Everything the indicators, the rows and the fees are computed from, read through the gate: the
+  // enrolled patients as records, their encounters and measures spilled to bucket files by patient
+  // (cohort_spill.h), the rest (events, members, fees, OPERA) in `c.rest`.
+  Result<void> readCohort(const std::string& why, bool withFees, Dossier& c, std::vector<Json>& roles) {
+    struct ConditionRecord {
+      std::uint64_t ref;
+      std::uint32_t pathology, code;
+      bool operator<(const ConditionRecord& o) const { return ref < o.ref; }
+    };
+    std::vector<ConditionRecord> conditionsRead;
+    auto conditionOf = [&](std::string_view ref) -> const ConditionRecord* {
+      ConditionRecord key{refHash(ref), 0, 0};
+      auto it = std::lower_bound(conditionsRead.begin(), conditionsRead.end(), key);
+      return it != conditionsRead.end() && it->ref == key.ref ? &*it : nullptr;
+    };
     simdjson::dom::parser parser;  // reused: the types with a resource or more per patient are read with simdjson
     using simdjson::dom::element;
     using simdjson::dom::array;
@@ -519,96 +663,125 @@ struct ExtractService::Impl {
     auto conditions = scanRaw("Condition", why, [&](std::string_view body) {
       element x;
       if (parser.parse(body.data(), body.size()).get(x) != ok) return;
-      std::string ref = "Condition/" + std::string(fast::str(x, "id"));
       element code, first;
       if (x["code"].get(code) != ok) return;
-      if (auto p = fast::codeIn(code, std::string(kCs) + "pathology"); !p.empty()) pathologyOf[ref] = p;
-      if (code["coding"].at(0).get(first) == ok) conditionCode[ref] = std::string(fast::str(first, "code"));
+      ConditionRecord r{refHash("Condition/" + std::string(fast::str(x, "id"))), Interned::kNone, Interned::kNone};
+      if (auto p = fast::codeIn(code, std::string(kCs) + "pathology"); !p.empty()) r.pathology = c.texts.add(p);
+      if (code["coding"].at(0).get(first) == ok) r.code = c.texts.add(fast::str(first, "code"));
+      conditionsRead.push_back(r);
     });
     if (!conditions.ok()) return conditions.error();
+    std::sort(conditionsRead.begin(), conditionsRead.end());
     auto episodes = scanRaw("EpisodeOfCare", why, [&](std::string_view body) {
       element e;
       if (parser.parse(body.data(), body.size()).get(e) != ok) return;
       std::string_view patient = fast::ref(e, "patient");
       if (patient.substr(0, 8) != "Patient/") return;
-      std::string id(patient.substr(8)), programme;
+      std::string_view id = patient.substr(8);
+      std::string programme;
       array types, diagnoses;
       if (e["type"].get(types) == ok)
         for (element t : types)
           if (programme.empty()) programme = fast::codeIn(t, std::string(kCs) + "d77-programme");
       bool diagnosed = e["diagnosis"].get(diagnoses) == ok;
       if (programme == "OPERA") {
-        auto& o = c.opera[id];
-        o.id = id;
+        auto& o = c.rest.opera[std::string(id)];
+        o.id = std::string(id);
         o.enrolment = day(std::string(fast::str(e["period"], "start")));
         if (auto x = fast::extension(e, std::string(kSd) + "opera-region")) o.region = std::string(fast::str(*x, "valueCode"));
         if (diagnosed)
           for (element d : diagnoses)
-            if (auto it = conditionCode.find(std::string(fast::ref(d, "condition"))); it != conditionCode.end()) o.pathology = it->second;
+            if (const ConditionRecord* r = conditionOf(fast::ref(d, "condition")); r && r->code != Interned::kNone) o.pathology = c.texts.text(r->code);
         return;
       }
       if (programme != "D77") return;
-      Patient& p = c.patients[id];
-      p.id = id;
-      p.inclusion = day(std::string(fast::str(e["period"], "start")));
-      p.episodeStatus = std::string(fast::str(e, "status"));
-      p.episodeEnd = day(std::string(fast::str(e["period"], "end")));
-      p.gp = std::string(fast::ref(e, "careManager"));
+      std::uint32_t n = c.ids.add(id);
+      if (n == c.patients.size()) c.patients.emplace_back();
+      PatientRecord& p = c.patients[n];
+      p.inclusion = packDate(fast::str(e["period"], "start"));
+      p.status = c.texts.add(fast::str(e, "status"));
+      p.episodeEnd = packDate(fast::str(e["period"], "end"));
+      p.gp = c.texts.add(fast::ref(e, "careManager"));
       if (auto x = fast::extension(e, std::string(kSd) + "evaluable")) {
         bool evaluable = false;
         if ((*x)["valueBoolean"].get(evaluable) == ok) p.evaluable = evaluable;
       }
       if (diagnosed)
         for (element d : diagnoses)
-          if (auto it = pathologyOf.find(std::string(fast::ref(d, "condition"))); it != pathologyOf.end()) p.pathology = it->second;
+          if (const ConditionRecord* r = conditionOf(fast::ref(d, "condition")); r && r->pathology != Interned::kNone) p.pathology = r->pathology;
     });
     if (!episodes.ok()) return episodes.error();
-    pathologyOf.clear();
-    conditionCode.clear();
+    std::vector<ConditionRecord>().swap(conditionsRead);
     auto patients = scanRaw("Patient", why, [&](std::string_view body) {
       element r;
       if (parser.parse(body.data(), body.size()).get(r) != ok) return;
-      auto it = c.patients.find(std::string(fast::str(r, "id")));
-      if (it == c.patients.end()) return;
-      it->second.birthDate = std::string(fast::str(r, "birthDate"));
-      it->second.sex = std::string(fast::str(r, "gender"));
+      std::uint32_t n = c.ids.find(fast::str(r, "id"));
+      if (n == Interned::kNone) return;
+      PatientRecord& p = c.patients[n];
+      p.birth = packDate(fast::str(r, "birthDate"));
+      p.sex = c.texts.add(fast::str(r, "gender"));
       array ids;
       if (r["identifier"].get(ids) == ok)
         for (element x : ids)
-          if (fhir::fr::isInsSystem(std::string(fast::str(x, "system"))) && it->second.ins.empty()) it->second.ins = std::string(fast::str(x, "value"));
+          if (fhir::fr::isInsSystem(std::string(fast::str(x, "system"))) && p.insLength == 0) {
+            std::string_view ins = fast::str(x, "value");
+            p.insLength = static_cast<std::uint8_t>(std::min(ins.size(), sizeof p.ins));
+            std::memcpy(p.ins, ins.data(), p.insLength);
+          }
     });
     if (!patients.ok()) return patients.error();
     auto consents = scanRaw("Consent", why, [&](std::string_view body) {
       element x;
       if (parser.parse(body.data(), body.size()).get(x) != ok || fast::str(x, "status") != "active") return;
       std::string_view patient = fast::ref(x, "patient");
-      if (patient.substr(0, 8) == "Patient/")
-        if (auto it = c.patients.find(std::string(patient.substr(8))); it != c.patients.end()) it->second.consent = true;
+      if (patient.substr(0, 8) != "Patient/") return;
+      if (std::uint32_t n = c.ids.find(patient.substr(8)); n != Interned::kNone) c.patients[n].consent = true;
     });
     if (!consents.ok()) return consents.error();
+    // The encounters and measures of the enrolled patients, to bucket files by patient number.
+    std::error_code ec;
+    fs::create_directories(c.work, ec);
+    fs::permissions(c.work, fs::perms::owner_all, ec);
+    auto count = static_cast<std::uint32_t>(c.patients.size());
+    constexpr std::uint32_t kPerBucket = 16384;
+    c.encounters = std::make_unique<Spill>(c.work / "encounters", sizeof(EncounterRecord), count, kPerBucket);
+    c.values = std::make_unique<Spill>(c.work / "values", sizeof(ValueRecord), count, kPerBucket);
+    auto patientOf = [&](std::string_view reference) {
+      return reference.substr(0, 8) == "Patient/" ? c.ids.find(reference.substr(8)) : Interned::kNone;
+    };
+    bool spilled = true;
     auto encounters = scanRaw("Encounter", why, [&](std::string_view body) {
       simdjson::dom::element e;
       if (parser.parse(body.data(), body.size()).get(e) != simdjson::SUCCESS) return;
-      Cohort::Encounter x;
       simdjson::dom::element type;
       bool typed = e["type"].at(0).get(type) == simdjson::SUCCESS;
-      x.type = typed ? fast::codeIn(type, std::string(kCs) + "d77-enc") : "";
+      std::string kind = typed ? fast::codeIn(type, std::string(kCs) + "d77-enc") : "";
+      std::string_view subject = fast::ref(e, "subject");
       if (auto m = fast::extension(e, std::string(kSd) + "opera-milestone")) {
+        // OPERA's evaluations: few, kept as they are for the milestones' table.
+        Cohort::Encounter x;
         x.milestone = std::string(fast::str(*m, "valueCode"));
         x.type = typed ? fast::codeIn(type, std::string(kCs) + "opera-activity") : "";
+        x.patient = std::string(subject.substr(std::min<std::size_t>(8, subject.size())));
+        x.date = day(std::string(fast::str(e["period"], "start")));
+        c.rest.encounters["Encounter/" + std::string(fast::str(e, "id"))] = x;
+        return;
       }
-      if (x.type != "CIED" && x.type != "CSB" && x.milestone.empty()) return;
-      std::string_view subject = fast::ref(e, "subject");
-      x.patient = std::string(subject.substr(std::min<std::size_t>(8, subject.size())));
-      x.date = day(std::string(fast::str(e["period"], "start")));
+      if (kind != "CIED" && kind != "CSB") return;
+      std::uint32_t n = patientOf(subject);
+      if (n == Interned::kNone) return;
+      EncounterRecord x;
+      x.ref = refHash("Encounter/" + std::string(fast::str(e, "id")));
+      x.type = kind == "CIED" ? 0 : 1;
+      x.date = packDate(fast::str(e["period"], "start"));
       double minutes;
       if (e["length"]["value"].get_double().get(minutes) == simdjson::SUCCESS) x.minutes = minutes;
-      if (x.type == "CSB")
+      if (kind == "CSB")
         if (auto sem = fast::extension(e, std::string(kSd) + "csb-semester")) {
-          int64_t n;
-          if ((*sem)["valueInteger"].get_int64().get(n) == simdjson::SUCCESS) x.semester = static_cast<int>(n);
+          int64_t m;
+          if ((*sem)["valueInteger"].get_int64().get(m) == simdjson::SUCCESS) x.semester = static_cast<std::int32_t>(m);
         }
-      c.encounters["Encounter/" + std::string(fast::str(e, "id"))] = x;
+      spilled &= c.encounters->add(n, &x);
     });
     if (!encounters.ok()) return encounters.error();
     // The measures: the codes the indicators name, and the utilisation counts of the rows.
@@ -616,51 +789,54 @@ struct ExtractService::Impl {
     for (const char* u : {"SICK-LEAVE-DAYS", "HOSP-DAYS", "GP-CONSULT", "SPEC-CONSULT", "IMAGING", "PHYSIO-ACTS"}) codes.insert(std::string(kCs) + "d77-ind|" + u);
     for (const auto& d : indicators)
       if (!d.code.empty()) codes.insert(d.code);
+    Interned wanted;
+    for (const auto& code : codes) wanted.add(code);
+    std::string key;
     auto observations = scanRaw("Observation", why, [&](std::string_view body) {
       simdjson::dom::element o;
       if (parser.parse(body.data(), body.size()).get(o) != simdjson::SUCCESS) return;
       std::string_view status = fast::str(o, "status");
       if (status == "entered-in-error" || status == "cancelled") return;
-      std::string_view subject = fast::ref(o, "subject");
-      if (subject.substr(0, 8) != "Patient/") return;
+      std::uint32_t n = patientOf(fast::ref(o, "subject"));
+      if (n == Interned::kNone) return;
       // Only what an indicator or a row reads: the codes are checked before anything is copied.
-      std::vector<std::string> keys;
+      std::uint32_t found[4];
+      int keys = 0;
       simdjson::dom::array codings;
       if (o["code"]["coding"].get(codings) == simdjson::SUCCESS)
         for (simdjson::dom::element coding : codings) {
-          std::string key = std::string(fast::str(coding, "system")) + "|" + std::string(fast::str(coding, "code"));
-          if (codes.count(key)) keys.push_back(std::move(key));
+          key.assign(fast::str(coding, "system")).append("|").append(fast::str(coding, "code"));
+          if (keys < 4 && wanted.find(key) != Interned::kNone) found[keys++] = c.texts.add(key);
         }
-      if (keys.empty()) return;
-      Value v;
-      v.patient = std::string(subject.substr(8));
-      v.encounter = std::string(fast::ref(o, "encounter"));
-      v.start = day(std::string(fast::str(o, "effectiveDateTime")));
-      v.end = v.start;
+      if (!keys) return;
+      ValueRecord v;
+      std::string_view encounter = fast::ref(o, "encounter");
+      v.encounter = encounter.empty() ? 0 : refHash(encounter);
+      v.start = v.end = packDate(fast::str(o, "effectiveDateTime"));
       simdjson::dom::element period;
       if (o["effectivePeriod"].get(period) == simdjson::SUCCESS) {
-        v.start = day(std::string(fast::str(period, "start")));
-        v.end = day(std::string(fast::str(period, "end")));
+        v.start = packDate(fast::str(period, "start"));
+        v.end = packDate(fast::str(period, "end"));
       }
-      v.source = std::string(fast::str(o["meta"], "source"));
-      auto quantity = [](simdjson::dom::element holder, double& value, std::string& unit) {
+      v.source = c.texts.add(fast::str(o["meta"], "source"));
+      auto quantity = [&](simdjson::dom::element holder, ValueRecord& x) {
         simdjson::dom::element q;
-        if (holder["valueQuantity"].get(q) != simdjson::SUCCESS || q["value"].get_double().get(value) != simdjson::SUCCESS) return false;
-        unit = std::string(fast::str(q, "code").empty() ? fast::str(q, "unit") : fast::str(q, "code"));
+        if (holder["valueQuantity"].get(q) != simdjson::SUCCESS || q["value"].get_double().get(x.value) != simdjson::SUCCESS) return false;
+        x.unit = c.texts.add(fast::str(q, "code").empty() ? fast::str(q, "unit") : fast::str(q, "code"));
         return true;
       };
-      for (const auto& key : keys) {
-        Value x = v;
-        x.code = key;
-        if (quantity(o, x.value, x.unit)) c.values.push_back(x);
+      for (int k = 0; k < keys; ++k) {
+        ValueRecord x = v;
+        x.code = found[k];
+        if (quantity(o, x)) spilled &= c.values->add(n, &x);
         simdjson::dom::array components;
         if (o["component"].get(components) != simdjson::SUCCESS) continue;
         for (simdjson::dom::element comp : components) {
           simdjson::dom::element first;
           if (comp["code"]["coding"].at(0).get(first) != simdjson::SUCCESS) continue;
-          Value y = v;
-          y.code = key + "#" + std::string(fast::str(first, "system")) + "|" + std::string(fast::str(first, "code"));
-          if (quantity(comp, y.value, y.unit)) c.values.push_back(y);
+          ValueRecord y = v;
+          y.code = c.texts.add(std::string(c.texts.text(found[k])) + "#" + std::string(fast::str(first, "system")) + "|" + std::string(fast::str(first, "code")));
+          if (quantity(comp, y)) spilled &= c.values->add(n, &y);
         }
       }
     });
@@ -673,12 +849,12 @@ struct ExtractService::Impl {
     if (!scored.empty()) {
       auto responses = scanJson("QuestionnaireResponse", why, [&](const Json& q) {
         if (str(q, "status") != "completed" && str(q, "status") != "amended") return;
-        std::string subject = refOf(q, "subject");
-        if (subject.rfind("Patient/", 0) != 0) return;
+        std::uint32_t n = patientOf(refOf(q, "subject"));
+        if (n == Interned::kNone) return;
         for (const Indicator* d : scored) {
           if (str(q, "questionnaire") != d->questionnaire) continue;
           double sum = 0;
-          int n = 0;
+          int answers = 0;
           std::function<void(const Json&, bool)> walk = [&](const Json& items, bool inside) {
             for (const auto& it : items) {
               bool in = inside || str(it, "linkId") == d->item;
@@ -686,24 +862,26 @@ struct ExtractService::Impl {
                 for (const char* k : {"valueDecimal", "valueInteger"})
                   if (in && a.contains(k) && a[k].is_number()) {
                     sum += a[k].get<double>();
-                    ++n;
+                    ++answers;
                   }
               if (it.contains("item") && it["item"].is_array()) walk(it["item"], in);
             }
           };
           walk(q.value("item", Json::array()), false);
-          if (!n) continue;
-          Value v;
-          v.patient = subject.substr(8);
-          v.code = "questionnaire:" + d->questionnaire + "#" + d->item;
-          v.start = v.end = day(str(q, "authored"));
-          v.encounter = refOf(q, "encounter");
-          v.value = sum / n;
-          c.values.push_back(v);
+          if (!answers) continue;
+          ValueRecord v;
+          v.code = c.texts.add("questionnaire:" + d->questionnaire + "#" + d->item);
+          v.start = v.end = packDate(str(q, "authored"));
+          std::string encounter = refOf(q, "encounter");
+          v.encounter = encounter.empty() ? 0 : refHash(encounter);
+          v.value = sum / answers;
+          spilled &= c.values->add(n, &v);
         }
       });
       if (!responses.ok()) return responses.error();
     }
+    if (!spilled || !c.encounters->finish() || !c.values->finish())
+      return makeError(ErrorCode::kUnavailable, "the extract's working files cannot be written: " + c.encounters->error() + c.values->error());
     auto tasks = scanJson("Task", why, [&](const Json& t) {
       std::string code = codeIn(t.value("code", Json::object()), std::string(kCs) + "network-event");
       Cohort::Event e;
@@ -711,7 +889,7 @@ struct ExtractService::Impl {
       if (e.kind.empty()) return;
       e.date = day(str(t.value("executionPeriod", Json::object()), "start"));
       e.reason = codeIn(t.value("reasonCode", Json::object()), std::string(kCs) + (e.kind == "exit" ? "exit-reason" : "refusal-reason"));
-      c.events.push_back(e);
+      c.rest.events.push_back(e);
     });
     if (!tasks.ok()) return tasks.error();
     auto roleRead = scanJson("PractitionerRole", why, [&](const Json& r) {
@@ -723,7 +901,7 @@ struct ExtractService::Impl {
       for (const auto& code : r.value("code", Json::array()))
         if (m.category.empty()) m.category = codeIn(code, std::string(kCs) + "network-role");
       m.who = refOf(r, "practitioner").empty() ? str(r, "id") : refOf(r, "practitioner");
-      c.members.push_back(m);
+      c.rest.members.push_back(m);
       roles.push_back(r);
     });
     if (!roleRead.ok()) return roleRead.error();
@@ -741,15 +919,15 @@ struct ExtractService::Impl {
         if (const Json* k = extension(x, std::string(kSd) + "fee-key-letter")) f.keyLetter = str(*k, "valueString");
         if (const Json* k = extension(x, std::string(kSd) + "fee-coefficient"); k && (*k)["valueDecimal"].is_number())
           f.coefficient = (*k)["valueDecimal"].get<double>();
-        c.fees.push_back(f);
+        c.rest.fees.push_back(f);
       });
       if (!items.ok()) return items.error();
     }
-    if (wants("opera-evaluations") && !c.opera.empty()) {
+    if (wants("opera-evaluations") && !c.rest.opera.empty()) {
       auto risks = scanJson("RiskAssessment", why, [&](const Json& r) {
         std::string subject = refOf(r, "subject");
-        auto it = c.opera.find(subject.substr(std::min<std::size_t>(8, subject.size())));
-        if (it == c.opera.end() || str(r, "status") == "entered-in-error") return;
+        auto it = c.rest.opera.find(subject.substr(std::min<std::size_t>(8, subject.size())));
+        if (it == c.rest.opera.end() || str(r, "status") == "entered-in-error") return;
         std::string date = str(r, "occurrenceDateTime");
         const Json predictions = r.value("prediction", Json::array());
         if (predictions.empty() || date < it->second.riskDate) return;
@@ -759,8 +937,8 @@ struct ExtractService::Impl {
       if (!risks.ok()) return risks.error();
       auto plans = scanJson("CarePlan", why, [&](const Json& p) {
         std::string subject = refOf(p, "subject");
-        auto it = c.opera.find(subject.substr(std::min<std::size_t>(8, subject.size())));
-        if (it == c.opera.end()) return;
+        auto it = c.rest.opera.find(subject.substr(std::min<std::size_t>(8, subject.size())));
+        if (it == c.rest.opera.end()) return;
         for (const auto& canonical : p.value("instantiatesCanonical", Json::array()))
           if (canonical.is_string()) it->second.pathway = canonical.get<std::string>().substr(canonical.get<std::string>().rfind('/') + 1);
       });
@@ -772,13 +950,101 @@ struct ExtractService::Impl {
   Result<nlohmann::json> run(const Recipient& to, const std::string& from, const std::string& until, const std::string& kind,
                              const identity::Principal* by) {
     std::string why = "extract for " + to.id + " (" + from + " to " + until + ")";
-    Cohort cohort;
+    std::string created = fhir::formatInstant(nowMs());
+    std::string base = created.substr(0, 19) + "-" + to.id;
+    std::replace(base.begin(), base.end(), ':', '-');
+    std::string id = base;
+    for (int n = 2; fs::exists(fs::path(options.dataDir) / "extracts" / id); ++n) id = base + "-" + std::to_string(n);
+    Dossier cohort;
+    cohort.work = fs::path(options.dataDir) / "extracts" / (".work-" + id);
     std::vector<Json> roles;  // few: kept whole for the fee statement
     auto read = readCohort(why, to.fees(), cohort, roles);
     if (!read.ok()) return read.error();
     setProgress("computing", 0);
     bool finalEvaluation = kind == "final";
-    Computed computed = compute(cohort, indicators, from, until, finalEvaluation, to.k);
+    std::optional<std::pair<int, std::string>> key;  // the pseudonyms' key, for rows
+    if (to.rows()) {
+      auto k = currentKey(to.domain, true);
+      if (!k.ok()) return k.error();
+      key = k.value();
+    }
+
+    // ---- each patient once: the indicators' sums and the pseudonymised rows ----
+    std::vector<Written> written;
+    FileOut rowsFile;
+    std::string error;
+    if (key && !rowsFile.open(cohort.work / "patients.csv", error)) return makeError(ErrorCode::kInternal, error);
+    CsvWriter rows({"pseudo_id", "pathology", "age_band", "sex", "inclusion_semester", "period_start", "period_end", "phase", "indicator", "value",
+                    "unit", "source"});
+    std::int64_t withoutIns = 0, withoutConsent = 0;
+    std::vector<std::string> rowPatients;
+    Computation computation(indicators, from, until, finalEvaluation);
+    Cohort::Patient p;
+    std::vector<Cohort::Encounter> encounters;
+    std::vector<Value> values;
+    std::vector<char> encounterRecords, valueRecords;
+    std::vector<std::uint32_t> encounterOrder, valueOrder;
+    for (std::size_t b = 0; b < cohort.values->buckets(); ++b) {
+      if (!cohort.encounters->read(b, encounterRecords, encounterOrder) || !cohort.values->read(b, valueRecords, valueOrder))
+        return makeError(ErrorCode::kUnavailable, "the extract's working files cannot be read: " + cohort.encounters->error() + cohort.values->error());
+      auto first = static_cast<std::uint32_t>(b) * cohort.values->perBucket();
+      for (std::uint32_t i = 0; i + 1 < valueOrder.size(); ++i) {
+        cohort.patient(first + i, p);
+        encounters.resize(encounterOrder[i + 1] - encounterOrder[i]);
+        for (std::size_t k = 0; k < encounters.size(); ++k) {
+          EncounterRecord r;
+          std::memcpy(&r, encounterRecords.data() + (encounterOrder[i] + k) * sizeof r, sizeof r);
+          Cohort::Encounter& e = encounters[k];
+          e.type = r.type == 0 ? "CIED" : "CSB";
+          e.date = unpackDate(r.date);
+          e.minutes = r.minutes;
+          e.semester = r.semester;
+          e.ref = std::to_string(r.ref);
+        }
+        values.resize(valueOrder[i + 1] - valueOrder[i]);
+        for (std::size_t k = 0; k < values.size(); ++k) {
+          ValueRecord r;
+          std::memcpy(&r, valueRecords.data() + (valueOrder[i] + k) * sizeof r, sizeof r);
+          Value& v = values[k];
+          v.code.assign(cohort.texts.text(r.code));
+          v.start = unpackDate(r.start);
+          v.end = unpackDate(r.end);
+          v.encounter = r.encounter ? std::to_string(r.encounter) : std::string();
+          v.unit.assign(cohort.texts.text(r.unit));
+          v.source.assign(cohort.texts.text(r.source));
+          v.value = r.value;
+        }
+        computation.patient(p, encounters, values);
+        if (!key || p.inclusion.empty() || p.inclusion > until || (finalEvaluation && !p.evaluable)) continue;
+        if (!p.consent) {
+          ++withoutConsent;
+          continue;
+        }
+        if (p.ins.empty()) {
+          ++withoutIns;
+          continue;
+        }
+        std::string pseudo = pseudonym(p.ins, key->second), band = ageBand(p.birthDate, p.inclusion), sem = calendarSemester(p.inclusion);
+        std::string sex = p.sex == "male" || p.sex == "female" ? p.sex : "unknown";
+        auto row = [&](const std::string& start, const std::string& end, const std::string& phase, const std::string& indicator, const std::string& value,
+                       const std::string& unit, const std::string& source) {
+          rows.row({pseudo, p.pathology, band, sex, sem, monthOf(start), monthOf(end), phase, indicator, value, unit, source});
+        };
+        row(p.inclusion, p.inclusion, "inclusion", "evaluable", p.evaluable ? "1" : "0", "{boolean}", "network DB");
+        for (const Value& v : values) {
+          std::string end = v.end.empty() ? v.start : v.end;
+          bool utilisation = v.code.rfind(std::string(kCs) + "d77-ind|", 0) == 0;
+          bool baseline = utilisation && end <= p.inclusion;
+          if (!baseline && !within(end, from, until) && !within(v.start, from, until)) continue;
+          row(v.start, end, baseline ? "before" : "after", rowIndicator(v.code), decimal(v.value), v.code == kVas ? "{score}" : v.unit, sourceOf(v.source));
+        }
+        rowPatients.push_back(p.id);
+        if (rows.text().size() >= (1u << 20) && !rowsFile.write(rows.take())) return makeError(ErrorCode::kInternal, rowsFile.error());
+      }
+      setProgress("computing", static_cast<std::int64_t>(valueOrder.size() - 1));
+    }
+    if (key && (!rowsFile.write(rows.take()) || !rowsFile.close())) return makeError(ErrorCode::kInternal, rowsFile.error());
+    Computed computed = computation.finish(cohort.rest, to.k);
     const Disclosure& disclosure = computed.disclosure;
 
     // ---- the files ----
@@ -849,11 +1115,6 @@ struct ExtractService::Impl {
       if (!stratifiers.empty()) group["stratifier"] = std::move(stratifiers);
       groups.push_back(group);
     }
-    std::string created = fhir::formatInstant(nowMs());
-    std::string base = created.substr(0, 19) + "-" + to.id;
-    std::replace(base.begin(), base.end(), ':', '-');
-    std::string id = base;
-    for (int n = 2; fs::exists(fs::path(options.dataDir) / "extracts" / id); ++n) id = base + "-" + std::to_string(n);
     Json measure = {{"resourceType", "Measure"},
                     {"url", "https://douleur77.fr/fhir/Measure/d77-evaluation"},
                     {"status", "active"},
@@ -889,10 +1150,16 @@ struct ExtractService::Impl {
     report.generator = options.generator;
     report.k = to.k;
     report.labels = reportLabels();
-    std::vector<secureupload::Entry> files = {{"indicators.csv", aggregates.text()},
-                                              {"measure.json", measure.dump(2)},
-                                              {"measure-report.json", measureReport.dump(2)},
-                                              {"report.html", renderHtml(report)}};
+    // ---- the files, written to the working folder, then archived and sealed from there ----
+    auto keep = [&](const std::string& name, const std::string& bytes) {
+      FileOut f;
+      if (!f.open(cohort.work / name, error) || !f.write(bytes) || !f.close()) return false;
+      written.push_back(f.result(name));
+      return true;
+    };
+    if (!keep("indicators.csv", aggregates.text()) || !keep("measure.json", measure.dump(2)) || !keep("measure-report.json", measureReport.dump(2)) ||
+        !keep("report.html", renderHtml(report)))
+      return makeError(ErrorCode::kInternal, error);
     Json manifest = {{"id", id},
                      {"generator", options.generator},
                      {"created", created},
@@ -903,43 +1170,8 @@ struct ExtractService::Impl {
                      {"k", to.k},
                      {"maskedCells", masked},
                      {"files", Json::array()}};
-    std::vector<std::string> rowPatients;
-    if (to.rows()) {
-      auto key = currentKey(to.domain, true);
-      if (!key.ok()) return key.error();
-      CsvWriter rows({"pseudo_id", "pathology", "age_band", "sex", "inclusion_semester", "period_start", "period_end", "phase", "indicator", "value",
-                      "unit", "source"});
-      std::int64_t withoutIns = 0, withoutConsent = 0;
-      std::map<std::string, std::vector<const Value*>> byPatient;
-      for (const auto& v : cohort.values) byPatient[v.patient].push_back(&v);
-      for (const auto& [pid, p] : cohort.patients) {
-        if (p.inclusion.empty() || p.inclusion > until || (finalEvaluation && !p.evaluable)) continue;
-        if (!p.consent) {
-          ++withoutConsent;
-          continue;
-        }
-        if (p.ins.empty()) {
-          ++withoutIns;
-          continue;
-        }
-        std::string pseudo = pseudonym(p.ins, key->second), band = ageBand(p.birthDate, p.inclusion), sem = calendarSemester(p.inclusion);
-        std::string sex = p.sex == "male" || p.sex == "female" ? p.sex : "unknown";
-        auto row = [&](const std::string& start, const std::string& end, const std::string& phase, const std::string& indicator, const std::string& value,
-                       const std::string& unit, const std::string& source) {
-          rows.row({pseudo, p.pathology, band, sex, sem, monthOf(start), monthOf(end), phase, indicator, value, unit, source});
-        };
-        row(p.inclusion, p.inclusion, "inclusion", "evaluable", p.evaluable ? "1" : "0", "{boolean}", "network DB");
-        for (const Value* v : byPatient[pid]) {
-          std::string end = v->end.empty() ? v->start : v->end;
-          bool utilisation = v->code.rfind(std::string(kCs) + "d77-ind|", 0) == 0;
-          bool baseline = utilisation && end <= p.inclusion;
-          if (!baseline && !within(end, from, until) && !within(v->start, from, until)) continue;
-          row(v->start, end, baseline ? "before" : "after", rowIndicator(v->code), decimal(v->value), v->code == kVas ? "{score}" : v->unit,
-              sourceOf(v->source));
-        }
-        rowPatients.push_back(pid);
-      }
-      files.push_back({"patients.csv", rows.text()});
+    if (key) {
+      written.push_back(rowsFile.result("patients.csv"));
       manifest["pseudonym"] = {{"algorithm", "HMAC-SHA-256 of the INS (15 characters, upper case)"}, {"domain", to.domain}, {"keyVersion", key->first}};
       manifest["patientsWithoutIns"] = withoutIns;
       manifest["patientsWithoutActiveConsent"] = withoutConsent;
@@ -947,34 +1179,40 @@ struct ExtractService::Impl {
     if (to.fees()) {
       auto statement = fees(from, until, why, cohort, roles);
       if (!statement.ok()) return statement.error();
-      files.push_back({"fees.csv", statement->first});
-      files.push_back({"payments.csv", statement->second});
+      if (!keep("fees.csv", statement->first) || !keep("payments.csv", statement->second)) return makeError(ErrorCode::kInternal, error);
     }
-    for (const auto& f : files) {
-      std::size_t lines = static_cast<std::size_t>(std::count(f.bytes.begin(), f.bytes.end(), '\n'));
-      Json entry = {{"name", f.name}, {"bytes", f.bytes.size()}, {"sha256", secureupload::sha256Hex(f.bytes)}};
-      if (f.name.size() > 4 && f.name.substr(f.name.size() - 4) == ".csv") entry["rows"] = lines ? lines - 1 : 0;
+    for (const auto& f : written) {
+      Json entry = {{"name", f.name}, {"bytes", f.bytes}, {"sha256", f.sha256}};
+      if (f.name.size() > 4 && f.name.substr(f.name.size() - 4) == ".csv") entry["rows"] = f.lines ? f.lines - 1 : 0;
       manifest["files"].push_back(entry);
     }
-    files.push_back({"manifest.json", manifest.dump(2)});
+    if (!keep("manifest.json", manifest.dump(2))) return makeError(ErrorCode::kInternal, error);
 
     // ---- sealed for the recipient ----
-    std::string archive, sealed, error;
-    if (!secureupload::zip(files, archive, error)) return makeError(ErrorCode::kInternal, "the archive cannot be made: " + error);
+    setProgress("sealing", 0);
+    std::vector<secureupload::FileEntry> entries;
+    for (const auto& f : written) entries.push_back({f.name, f.path.string()});
+    fs::path archive = cohort.work / "extract.zip";
+    if (!secureupload::zipFiles(entries, archive.string(), error)) return makeError(ErrorCode::kInternal, "the archive cannot be made: " + error);
     auto signer = signerCredentials();
     if (!signer.ok()) return signer.error();
     auto recipientPem = recipientCertificate(to);
     if (!recipientPem.ok()) return recipientPem.error();
-    if (!secureupload::seal(archive, *signer, {*recipientPem}, nowMs() / 1000, sealed, error))
-      return makeError(ErrorCode::kInvalid, "the extract for " + to.id + " is not sealed (nothing written): " + error);
     fs::path dir = fs::path(options.dataDir) / "extracts" / id;
     std::error_code ec;
     fs::create_directories(dir, ec);
     fs::permissions(fs::path(options.dataDir) / "extracts", fs::perms::owner_all, ec);
+    fs::path sealing = cohort.work / "extract.p7m";
+    std::string packageSha256;
+    if (!secureupload::sealFile(archive.string(), *signer, {*recipientPem}, nowMs() / 1000, sealing.string(), packageSha256, error)) {
+      fs::remove_all(dir, ec);
+      return makeError(ErrorCode::kInvalid, "the extract for " + to.id + " is not sealed (nothing written): " + error);
+    }
+    fs::rename(sealing, dir / "extract.p7m", ec);
     manifest["package"] = (dir / "extract.p7m").string();
-    manifest["packageSha256"] = secureupload::sha256Hex(sealed);
-    if (!writePrivate(dir / "extract.p7m", sealed, error) || !writePrivate(dir / "manifest.json", manifest.dump(2), error))
-      return makeError(ErrorCode::kInternal, error);
+    manifest["packageSha256"] = packageSha256;
+    if (ec || !writePrivate(dir / "manifest.json", manifest.dump(2), error))
+      return makeError(ErrorCode::kInternal, ec ? (dir / "extract.p7m").string() + ": " + ec.message() : error);
 
     // ---- audited ----
     if (audit) {
@@ -999,7 +1237,7 @@ struct ExtractService::Impl {
   // the shared-dossier fee of each GP correspondent per calendar year, for the first patients
   // enrolled with them that year up to the tariff's maximum, at the version in force at the year's end.
   Result<std::pair<std::string, std::string>> fees(const std::string& from, const std::string& until, const std::string& why,
-                                                   const Cohort& cohort, const std::vector<Json>& roles) {
+                                                   const Dossier& cohort, const std::vector<Json>& roles) {
     std::map<std::string, std::string> memberOf;  // "Practitioner/x" -> "rpps:N"
     std::map<std::string, std::string> categoryOf;
     auto practitioners = scanJson("Practitioner", why, [&](const Json& p) {
@@ -1022,7 +1260,7 @@ struct ExtractService::Impl {
       std::string keyLetter, category, source;
     };
     std::map<std::tuple<std::string, std::string, std::string>, Line> lines;  // (professional, year, fee)
-    for (const auto& f : cohort.fees) {
+    for (const auto& f : cohort.rest.fees) {
       if (!within(f.date, from, until)) continue;
       std::string who = memberOf.count(f.actor) ? memberOf[f.actor] : f.actor;
       Line& l = lines[{who, f.date.substr(0, 4), f.code}];
@@ -1035,18 +1273,28 @@ struct ExtractService::Impl {
       if (f.coefficient) l.coefficient = f.coefficient;
       l.source = "fee rows of the network (ChargeItem)";
     }
-    // The shared-dossier fee: GP correspondents (EpisodeOfCare.careManager), per calendar year.
+    // The shared-dossier fee: GP correspondents (EpisodeOfCare.careManager), per calendar year, for
+    // the first patients enrolled with each (only those are kept).
+    const Json& dossier = tariffs.value("dossierFee", Json::object());
+    int maxPatients = dossier.value("maxPatients", 10);
     std::map<std::pair<std::string, std::string>, std::vector<std::pair<std::string, std::string>>> enrolled;  // (gp, year) -> (inclusion, patient)
-    for (const auto& [id, p] : cohort.patients) {
-      if (p.gp.empty() || p.inclusion.empty() || p.episodeStatus == "entered-in-error" || p.episodeStatus == "cancelled") continue;
+    Cohort::Patient p;
+    for (std::uint32_t n = 0; n < cohort.patients.size(); ++n) {
+      const PatientRecord& r = cohort.patients[n];
+      if (r.gp == Interned::kNone || cohort.texts.text(r.gp).empty() || r.inclusion == 0) continue;
+      cohort.patient(n, p);
+      if (p.episodeStatus == "entered-in-error" || p.episodeStatus == "cancelled") continue;
       for (int y = std::stoi(from.substr(0, 4)); y <= std::stoi(until.substr(0, 4)); ++y) {
         std::string ys = std::to_string(y);
         if (p.inclusion > ys + "-12-31" || (!p.episodeEnd.empty() && p.episodeEnd < ys + "-01-01")) continue;
-        enrolled[{memberOf.count(p.gp) ? memberOf[p.gp] : p.gp, ys}].push_back({p.inclusion, "Patient/" + id});
+        auto& list = enrolled[{memberOf.count(p.gp) ? memberOf[p.gp] : p.gp, ys}];
+        list.push_back({p.inclusion, "Patient/" + p.id});
+        if (list.size() >= static_cast<std::size_t>(std::max(1, maxPatients)) * 4) {
+          std::sort(list.begin(), list.end());
+          list.resize(static_cast<std::size_t>(std::max(1, maxPatients)));
+        }
       }
     }
-    const Json& dossier = tariffs.value("dossierFee", Json::object());
-    int maxPatients = dossier.value("maxPatients", 10);
     for (auto& [key, list] : enrolled) {
       std::string yearEnd = key.second + "-12-31";
       const Json* version = nullptr;
