@@ -750,7 +750,7 @@ bool zipFiles(const std::vector<FileEntry>& entries, const std::string& outPath,
       if (!in) return fail(entries[i].path + " cannot be read");
       // Large entries (a cohort's rows) deflated at the fastest level: several times quicker, a few
       // per cent larger.
-      addEntry(compress, entries[i].name, in, checked[i].second > (64u << 20) ? Poco::Zip::ZipCommon::CL_SUPERFAST : Poco::Zip::ZipCommon::CL_MAXIMUM);
+      addEntry(compress, entries[i].name, in, checked[i].second > (4u << 20) ? Poco::Zip::ZipCommon::CL_SUPERFAST : Poco::Zip::ZipCommon::CL_MAXIMUM);
     }
     compress.close();
     archive.close();

@@ -76,11 +76,11 @@ std::int32_t packDate(std::string_view t) {
 
 std::string unpackDate(std::int32_t date) {
   if (date <= 0) return {};
-  char buf[16];
   int y = date / 10000, m = date / 100 % 100, d = date % 100;
-  int n = d ? std::snprintf(buf, sizeof buf, "%04d-%02d-%02d", y, m, d) : m ? std::snprintf(buf, sizeof buf, "%04d-%02d", y, m)
-                                                                          : std::snprintf(buf, sizeof buf, "%04d", y);
-  return std::string(buf, static_cast<std::size_t>(n));
+  char buf[10] = {static_cast<char>('0' + y / 1000 % 10), static_cast<char>('0' + y / 100 % 10), static_cast<char>('0' + y / 10 % 10),
+                  static_cast<char>('0' + y % 10), '-', static_cast<char>('0' + m / 10), static_cast<char>('0' + m % 10), '-',
+                  static_cast<char>('0' + d / 10), static_cast<char>('0' + d % 10)};
+  return std::string(buf, d ? 10 : m ? 7 : 4);
 }
 
 // ---- Spill ------------------------------------------------------------------------------------

@@ -593,6 +593,7 @@ struct ExtractService::Impl {
   Result<void> scanRaw(const std::string& type, const std::string& why, const std::function<void(std::string_view)>& each) {
     constexpr int kPage = 2000;
     std::string after;
+    std::int64_t started = nowMs(), read = 0;
     while (true) {
       // Each page has its own time limit, not the one of the request that asked for the extract.
       store::SearchLimit limit(std::chrono::steady_clock::now() + std::chrono::seconds(120), [] { return false; });
@@ -628,7 +629,11 @@ struct ExtractService::Impl {
       auto r = gate ? gate->handle(caller, req, "fhir", serve) : serve(req);
       if (r.status != 200) return makeError(ErrorCode::kUnavailable, type + " could not be read (" + std::to_string(r.status) + "): " + r.body.substr(0, 300));
       setProgress("reading " + type, static_cast<std::int64_t>(n));
-      if (static_cast<int>(n) < kPage) return {};
+      read += static_cast<std::int64_t>(n);
+      if (static_cast<int>(n) < kPage) {
+        log::info("extract.read", {{"type", type}, {"resources", std::to_string(read)}, {"ms", std::to_string(nowMs() - started)}});
+        return {};
+      }
       after = last;
     }
   }
@@ -961,6 +966,11 @@ struct ExtractService::Impl {
     auto read = readCohort(why, to.fees(), cohort, roles);
     if (!read.ok()) return read.error();
     setProgress("computing", 0);
+    std::int64_t phaseStarted = nowMs();
+    auto phaseDone = [&](const char* phase) {
+      log::info("extract.phase", {{"extract", id}, {"phase", phase}, {"ms", std::to_string(nowMs() - phaseStarted)}});
+      phaseStarted = nowMs();
+    };
     bool finalEvaluation = kind == "final";
     std::optional<std::pair<int, std::string>> key;  // the pseudonyms' key, for rows
     if (to.rows()) {
@@ -977,7 +987,28 @@ struct ExtractService::Impl {
     CsvWriter rows({"pseudo_id", "pathology", "age_band", "sex", "inclusion_semester", "period_start", "period_end", "phase", "indicator", "value",
                     "unit", "source"});
     std::int64_t withoutIns = 0, withoutConsent = 0;
-    std::vector<std::string> rowPatients;
+    std::vector<std::string> rowPatients, fields;
+    // What a row says of a code or a source, worked out once per text.
+    struct CodeText {
+      bool known = false, utilisation = false, vas = false;
+      std::string indicator, source;
+    };
+    std::vector<CodeText> codeTexts(cohort.texts.size());
+    auto codeText = [&](std::uint32_t t) -> const CodeText& {
+      static const CodeText none;
+      if (t >= codeTexts.size()) return none;
+      CodeText& c = codeTexts[t];
+      if (!c.known) {
+        std::string text(cohort.texts.text(t));
+        c.known = true;
+        c.utilisation = text.rfind(std::string(kCs) + "d77-ind|", 0) == 0;
+        c.vas = text == kVas;
+        c.indicator = rowIndicator(text);
+        c.source = sourceOf(text);
+      }
+      return c;
+    };
+    std::vector<std::pair<std::uint32_t, std::uint32_t>> valueTexts;  // code, source of each value
     Computation computation(indicators, from, until, finalEvaluation);
     Cohort::Patient p;
     std::vector<Cohort::Encounter> encounters;
@@ -1002,9 +1033,11 @@ struct ExtractService::Impl {
           e.ref = std::to_string(r.ref);
         }
         values.resize(valueOrder[i + 1] - valueOrder[i]);
+        valueTexts.resize(values.size());
         for (std::size_t k = 0; k < values.size(); ++k) {
           ValueRecord r;
           std::memcpy(&r, valueRecords.data() + (valueOrder[i] + k) * sizeof r, sizeof r);
+          valueTexts[k] = {r.code, r.source};
           Value& v = values[k];
           v.code.assign(cohort.texts.text(r.code));
           v.start = unpackDate(r.start);
@@ -1026,24 +1059,42 @@ struct ExtractService::Impl {
         }
         std::string pseudo = pseudonym(p.ins, key->second), band = ageBand(p.birthDate, p.inclusion), sem = calendarSemester(p.inclusion);
         std::string sex = p.sex == "male" || p.sex == "female" ? p.sex : "unknown";
+        fields.resize(12);
+        fields[0] = pseudo;
+        fields[1] = p.pathology;
+        fields[2] = band;
+        fields[3] = sex;
+        fields[4] = sem;
         auto row = [&](const std::string& start, const std::string& end, const std::string& phase, const std::string& indicator, const std::string& value,
                        const std::string& unit, const std::string& source) {
-          rows.row({pseudo, p.pathology, band, sex, sem, monthOf(start), monthOf(end), phase, indicator, value, unit, source});
+          fields[5] = monthOf(start);
+          fields[6] = monthOf(end);
+          fields[7] = phase;
+          fields[8] = indicator;
+          fields[9] = value;
+          fields[10] = unit;
+          fields[11] = source;
+          rows.row(fields);
         };
         row(p.inclusion, p.inclusion, "inclusion", "evaluable", p.evaluable ? "1" : "0", "{boolean}", "network DB");
-        for (const Value& v : values) {
+        for (std::size_t k = 0; k < values.size(); ++k) {
+          const Value& v = values[k];
           std::string end = v.end.empty() ? v.start : v.end;
-          bool utilisation = v.code.rfind(std::string(kCs) + "d77-ind|", 0) == 0;
-          bool baseline = utilisation && end <= p.inclusion;
+          const CodeText& code = codeText(valueTexts[k].first);
+          bool baseline = code.utilisation && end <= p.inclusion;
           if (!baseline && !within(end, from, until) && !within(v.start, from, until)) continue;
-          row(v.start, end, baseline ? "before" : "after", rowIndicator(v.code), decimal(v.value), v.code == kVas ? "{score}" : v.unit, sourceOf(v.source));
+          row(v.start, end, baseline ? "before" : "after", code.indicator, decimal(v.value), code.vas ? "{score}" : v.unit, codeText(valueTexts[k].second).source);
         }
         rowPatients.push_back(p.id);
-        if (rows.text().size() >= (1u << 20) && !rowsFile.write(rows.take())) return makeError(ErrorCode::kInternal, rowsFile.error());
+        if (rows.text().size() >= (1u << 20)) {
+          if (!rowsFile.write(rows.text())) return makeError(ErrorCode::kInternal, rowsFile.error());
+          rows.clear();
+        }
       }
       setProgress("computing", static_cast<std::int64_t>(valueOrder.size() - 1));
     }
-    if (key && (!rowsFile.write(rows.take()) || !rowsFile.close())) return makeError(ErrorCode::kInternal, rowsFile.error());
+    if (key && (!rowsFile.write(rows.text()) || !rowsFile.close())) return makeError(ErrorCode::kInternal, rowsFile.error());
+    phaseDone("patients");
     Computed computed = computation.finish(cohort.rest, to.k);
     const Disclosure& disclosure = computed.disclosure;
 
@@ -1193,7 +1244,9 @@ struct ExtractService::Impl {
     std::vector<secureupload::FileEntry> entries;
     for (const auto& f : written) entries.push_back({f.name, f.path.string()});
     fs::path archive = cohort.work / "extract.zip";
+    phaseDone("files");
     if (!secureupload::zipFiles(entries, archive.string(), error)) return makeError(ErrorCode::kInternal, "the archive cannot be made: " + error);
+    phaseDone("archive");
     auto signer = signerCredentials();
     if (!signer.ok()) return signer.error();
     auto recipientPem = recipientCertificate(to);
@@ -1208,6 +1261,7 @@ struct ExtractService::Impl {
       fs::remove_all(dir, ec);
       return makeError(ErrorCode::kInvalid, "the extract for " + to.id + " is not sealed (nothing written): " + error);
     }
+    phaseDone("seal");
     fs::rename(sealing, dir / "extract.p7m", ec);
     manifest["package"] = (dir / "extract.p7m").string();
     manifest["packageSha256"] = packageSha256;

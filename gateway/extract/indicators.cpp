@@ -228,6 +228,7 @@ struct Computation::State {
   std::vector<Sums> sums;                 // by indicator
   std::vector<std::string> pathologies = {"low-back-pain", "migraine", "cancer"};
   bool unknown = false;
+  std::vector<const Cohort::Value*> byCode;  // a patient's values ordered by code (reused)
 };
 
 Computation::Computation(const std::vector<Indicator>& indicators, const std::string& from, const std::string& until, bool evaluableOnly)
@@ -251,6 +252,16 @@ void Computation::patient(const Cohort::Patient& p, const std::vector<Cohort::En
   const std::string pathology = p.pathology.empty() ? std::string("unknown") : p.pathology;
   const std::string& from = s.from;
   const std::string& until = s.until;
+  // The values of one code, in the order given: each indicator reads its own code only.
+  s.byCode.clear();
+  for (const auto& v : values) s.byCode.push_back(&v);
+  std::stable_sort(s.byCode.begin(), s.byCode.end(), [](const Cohort::Value* a, const Cohort::Value* b) { return a->code < b->code; });
+  auto valuesOf = [&](const std::string& code) {
+    auto lo = std::lower_bound(s.byCode.begin(), s.byCode.end(), code, [](const Cohort::Value* v, const std::string& c) { return v->code < c; });
+    auto hi = lo;
+    while (hi != s.byCode.end() && (*hi)->code == code) ++hi;
+    return std::make_pair(lo, hi);
+  };
   for (std::size_t i = 0; i < s.indicators.size(); ++i) {
     const Indicator& d = s.indicators[i];
     if ((s.evaluableOnly || d.evaluableOnly) && !p.evaluable) continue;
@@ -270,9 +281,10 @@ void Computation::patient(const Cohort::Patient& p, const std::vector<Cohort::En
       }
     } else if (d.compute == "score") {
       // The mean of a measure by pathology and semester since inclusion.
-      const std::string& key = s.keys[i];
-      for (const auto& v : values) {
-        if (v.code != key || !within(v.start, from, until)) continue;
+      auto [first, last] = valuesOf(s.keys[i]);
+      for (auto it = first; it != last; ++it) {
+        const Cohort::Value& v = **it;
+        if (!within(v.start, from, until)) continue;
         int semester = -1;
         if (!v.encounter.empty())
           for (const auto& e : encounters)
@@ -294,8 +306,9 @@ void Computation::patient(const Cohort::Patient& p, const std::vector<Cohort::En
         bool fromCaisse = false;
       };
       std::map<std::string, Phase> phases;
-      for (const auto& v : values) {
-        if (v.code != d.code) continue;
+      auto [first, last] = valuesOf(d.code);
+      for (auto it = first; it != last; ++it) {
+        const Cohort::Value& v = **it;
         std::string phase = phaseOf(p.inclusion, v.start, v.end);
         if (phase.empty() || (phase != "before" && !within(v.start, from, until))) continue;
         Phase& ph = phases[phase];

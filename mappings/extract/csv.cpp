@@ -19,7 +19,8 @@ void CsvWriter::line(const std::vector<std::string>& fields) {
   for (std::size_t i = 0; i < fields.size(); ++i) {
     if (i) text_ += ';';
     const std::string& f = fields[i];
-    bool quote = f.find_first_of(";\"\r\n") != std::string::npos || (!f.empty() && (f.front() == ' ' || f.back() == ' '));
+    bool quote = !f.empty() && (f.front() == ' ' || f.back() == ' ');
+    for (std::size_t k = 0; k < f.size() && !quote; ++k) quote = f[k] == ';' || f[k] == '"' || f[k] == '\r' || f[k] == '\n';
     if (!quote) {
       text_ += f;
       continue;
@@ -36,6 +37,7 @@ void CsvWriter::line(const std::vector<std::string>& fields) {
 
 std::string decimal(double value, int decimals) {
   if (!std::isfinite(value)) return "";
+  if (value == std::floor(value) && std::fabs(value) < 1e15) return std::to_string(static_cast<long long>(value));  // most counts: no formatting
   char buf[64];
   std::snprintf(buf, sizeof buf, "%.*f", decimals, value);
   std::string s = buf;

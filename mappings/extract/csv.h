@@ -17,12 +17,8 @@ class CsvWriter {
   // One row; it must have as many fields as the header.
   bool row(const std::vector<std::string>& fields);
   const std::string& text() const { return text_; }
-  // The text written so far, handed over (the writer goes on after it: rows written in pieces).
-  std::string take() {
-    std::string out;
-    out.swap(text_);
-    return out;
-  }
+  // Forgets the text written so far, keeping its memory (rows written out in pieces).
+  void clear() { text_.clear(); }
   std::size_t rows() const { return rows_; }
 
  private:
