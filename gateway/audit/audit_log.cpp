@@ -667,6 +667,12 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const Options& options) {
 
 Result<std::int64_t> AuditLog::append(Record record) {
   Impl& m = *impl_;
+  // A record the journal could not read back after a crash is refused, not written.
+  std::size_t size = record.detail.size() + record.path.size() + record.query.size() + 4096;
+  for (const auto& p : record.patients) size += p.size() + 1;
+  if (size > kMaxRecordBytes)
+    return makeError(ErrorCode::kInvalid, "audit record of about " + std::to_string(size) + " bytes refused: one record holds at most " +
+                                              std::to_string(kMaxRecordBytes) + " (name many patients in several records)");
   Impl::Pending p;
   p.record = &record;
   {

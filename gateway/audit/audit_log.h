@@ -66,6 +66,10 @@ struct Options {
   std::function<int(int fd)> journalSync;
 };
 
+// The largest record append() takes (its patients, detail and request together, about): below what
+// the journal reads back as one frame after a crash (16 MiB).
+inline constexpr std::size_t kMaxRecordBytes = 12u << 20;
+
 class AuditLog {
  public:
   // Creates the database and its tables, the checkpoint folder and (outside production) a

@@ -149,6 +149,60 @@ std::string sourceOf(const std::string& metaSource) {
   return metaSource;
 }
 
+// Hands pages of resource texts to `each` on a thread of its own, in order, one page at a time: the
+// next page is read from the store and through the gate while this one is parsed (two cores).
+class PageWorker {
+ public:
+  explicit PageWorker(const std::function<void(std::string_view)>& each) : each_(each), thread_([this] { run(); }) {}
+  ~PageWorker() { finish(); }
+  PageWorker(const PageWorker&) = delete;
+  PageWorker& operator=(const PageWorker&) = delete;
+
+  // Waits for the previous page to be taken; `page` comes back empty (its memory reused).
+  void put(std::vector<std::string>& page) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    wake_.wait(lock, [&] { return !full_; });
+    page_.swap(page);
+    page.clear();
+    full_ = true;
+    wake_.notify_all();
+  }
+  // Returns once every page put has been handled.
+  void finish() {
+    if (!thread_.joinable()) return;
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      wake_.wait(lock, [&] { return !full_; });
+      done_ = true;
+      wake_.notify_all();
+    }
+    thread_.join();
+  }
+
+ private:
+  void run() {
+    std::vector<std::string> mine;
+    while (true) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return full_ || done_; });
+        if (!full_) return;
+        mine.swap(page_);
+        full_ = false;
+        wake_.notify_all();
+      }
+      for (const auto& body : mine) each_(body);
+      mine.clear();
+    }
+  }
+  const std::function<void(std::string_view)>& each_;
+  std::mutex mutex_;
+  std::condition_variable wake_;
+  std::vector<std::string> page_;
+  bool full_ = false, done_ = false;
+  std::thread thread_;  // last: starts once the members above exist
+};
+
 // A file of the package, as written: where, its size, lines and SHA-256.
 struct Written {
   std::string name;
@@ -594,6 +648,8 @@ struct ExtractService::Impl {
     constexpr int kPage = 2000;
     std::string after;
     std::int64_t started = nowMs(), read = 0;
+    PageWorker worker(each);
+    std::vector<std::string> bodies;
     while (true) {
       // Each page has its own time limit, not the one of the request that asked for the extract.
       store::SearchLimit limit(std::chrono::steady_clock::now() + std::chrono::seconds(120), [] { return false; });
@@ -616,9 +672,9 @@ struct ExtractService::Impl {
         }
         for (std::size_t i = 0; i < page->size(); ++i) {
           if (!allowed[i]) continue;
-          const store::ResourceVersion& v = (*page)[i];
+          store::ResourceVersion& v = (*page)[i];
           if (q.guard) q.guard->touched(v);
-          each(v.body);
+          bodies.push_back(std::move(v.body));
         }
         n = page->size();
         if (n) last = page->back().id;
@@ -628,9 +684,11 @@ struct ExtractService::Impl {
       };
       auto r = gate ? gate->handle(caller, req, "fhir", serve) : serve(req);
       if (r.status != 200) return makeError(ErrorCode::kUnavailable, type + " could not be read (" + std::to_string(r.status) + "): " + r.body.substr(0, 300));
+      worker.put(bodies);
       setProgress("reading " + type, static_cast<std::int64_t>(n));
       read += static_cast<std::int64_t>(n);
       if (static_cast<int>(n) < kPage) {
+        worker.finish();
         log::info("extract.read", {{"type", type}, {"resources", std::to_string(read)}, {"ms", std::to_string(nowMs() - started)}});
         return {};
       }
@@ -987,7 +1045,8 @@ struct ExtractService::Impl {
     CsvWriter rows({"pseudo_id", "pathology", "age_band", "sex", "inclusion_semester", "period_start", "period_end", "phase", "indicator", "value",
                     "unit", "source"});
     std::int64_t withoutIns = 0, withoutConsent = 0;
-    std::vector<std::string> rowPatients, fields;
+    std::vector<std::uint32_t> rowPatients;  // the patients (numbers) whose rows the package holds
+    std::vector<std::string> fields;
     // What a row says of a code or a source, worked out once per text.
     struct CodeText {
       bool known = false, utilisation = false, vas = false;
@@ -1085,7 +1144,7 @@ struct ExtractService::Impl {
           if (!baseline && !within(end, from, until) && !within(v.start, from, until)) continue;
           row(v.start, end, baseline ? "before" : "after", code.indicator, decimal(v.value), code.vas ? "{score}" : v.unit, codeText(valueTexts[k].second).source);
         }
-        rowPatients.push_back(p.id);
+        rowPatients.push_back(first + i);
         if (rows.text().size() >= (1u << 20)) {
           if (!rowsFile.write(rows.text())) return makeError(ErrorCode::kInternal, rowsFile.error());
           rows.clear();
@@ -1269,18 +1328,29 @@ struct ExtractService::Impl {
       return makeError(ErrorCode::kInternal, ec ? (dir / "extract.p7m").string() + ": " + ec.message() : error);
 
     // ---- audited ----
+    // Every patient whose rows the package holds is named, in records of at most kAuditPart
+    // patients (a national cohort in one record would exceed what one audit record may hold).
     if (audit) {
-      audit::Record r = record("extract", by);
-      r.method = "EXTRACT";
-      r.path = "/admin/v1/extracts";
-      r.resourceType = "MeasureReport";
-      r.patients = rowPatients;
+      constexpr std::size_t kAuditPart = 50000;
+      std::size_t parts = std::max<std::size_t>(1, (rowPatients.size() + kAuditPart - 1) / kAuditPart);
       Json detail = {{"extract", id}, {"recipient", to.id}, {"role", to.role}, {"k", to.k}, {"maskedCells", masked}, {"package", manifest["packageSha256"]}};
       if (manifest.contains("pseudonym")) detail["keyVersion"] = manifest["pseudonym"]["keyVersion"];
       for (const auto& f : manifest["files"]) detail["rows"][f["name"].get<std::string>()] = f.value("rows", 0);
-      r.detail = detail.dump();
-      auto a = audit->append(r);
-      if (!a.ok()) return makeError(ErrorCode::kUnavailable, "the extract's audit record cannot be written: " + a.error().message);
+      for (std::size_t part = 0; part < parts; ++part) {
+        audit::Record r = record("extract", by);
+        r.method = "EXTRACT";
+        r.path = "/admin/v1/extracts";
+        r.resourceType = "MeasureReport";
+        for (std::size_t k = part * kAuditPart; k < std::min(rowPatients.size(), (part + 1) * kAuditPart); ++k)
+          r.patients.emplace_back(cohort.ids.text(rowPatients[k]));
+        if (parts > 1) {
+          detail["part"] = part + 1;
+          detail["parts"] = parts;
+        }
+        r.detail = detail.dump();
+        auto a = audit->append(std::move(r));
+        if (!a.ok()) return makeError(ErrorCode::kUnavailable, "the extract's audit record cannot be written: " + a.error().message);
+      }
     }
     log::info("extract.written", {{"extract", id}, {"recipient", to.id}, {"patients", std::to_string(rowPatients.size())}, {"masked", std::to_string(masked)}});
     return manifest;

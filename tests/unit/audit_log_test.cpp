@@ -186,6 +186,30 @@ TEST(AuditLogTest, AppendsAndReadsRecordsBack) {
   EXPECT_EQ(log->lastSeq(), 2);
 }
 
+TEST(AuditLogTest, ARecordTooLargeToReadBackIsRefusedAndTheChainGoesOn) {
+  TempDir dir;
+  auto log = openLog(optionsIn(dir.path()));
+  ASSERT_TRUE(log);
+  Record big = sample(1);
+  for (int i = 0; i < 400000; ++i) big.patients.push_back("0190aaaa-bbbb-7ccc-8ddd-" + std::to_string(100000000000 + i));  // ~15 MB
+  auto refused = log->append(big);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, passerelle::ErrorCode::kInvalid);
+  EXPECT_NE(refused.error().message.find("several records"), std::string::npos) << refused.error().message;
+  big.patients.resize(100000);  // ~3.7 MB: taken
+  auto taken = log->append(big);
+  ASSERT_TRUE(taken.ok()) << taken.error().message;
+  EXPECT_EQ(taken.value(), 1);
+  auto got = log->get(1);
+  ASSERT_TRUE(got.ok() && got->has_value());
+  EXPECT_EQ((*got)->patients.size(), 100000u);
+  auto next = log->append(sample(2));
+  ASSERT_TRUE(next.ok());
+  auto second = log->get(2);
+  ASSERT_TRUE(second.ok() && second->has_value());
+  EXPECT_EQ((*second)->prevHash, (*got)->hash);
+}
+
 TEST(AuditLogTest, KeepsEveryFieldThroughTheCanonicalText) {
   Record r = sample(13);
   r.seq = 7;
