@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The annual extract of the caisse's medical service (indicators, pseudonymised rows, fees, the
 # archive sealed for it) at growing cohort sizes up to a national one: for each size, a store seeded
-# directly (passerelle_bench_extract_seed: 27 resources per patient, 20 of them Observations), a
+# directly (passerelle_bench_extract_seed: 26 resources per patient, 20 of them Observations), a
 # gateway serving it, the extract asked for through the admin API. Prints, per size: the wall time of
 # the extract, the gateway's CPU time, its heap at the end (RssAnon), its peak resident memory
 # (VmHWM: heap plus the database pages it mapped), the rows written and the package's size.
@@ -9,7 +9,7 @@
 # Environment: NATIONAL_SIZES ("10000 100000 1000000"), NATIONAL_DIR (where the seeded stores are
 # kept between runs; default a temporary folder removed at the end), NATIONAL_LOG=info (the time of
 # each phase of the extract, from the gateway's log, to stderr). A store of 1,000,000 patients
-# takes about 26 GB and 10 to 15 minutes to seed.
+# takes about 26 GB and some 20 minutes to seed.
 set -euo pipefail
 DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 BENCH_DIR=$(dirname "$DIR")
@@ -61,7 +61,7 @@ for n in $SIZES; do
   package=$(python3 -c 'import json,os,sys; m=json.loads(sys.argv[1]); print(os.path.getsize(m["package"]) // 1048576)' "$out")
   rss=$(awk '/VmHWM/ {print int($2/1024)}' "/proc/$GW_PID/status")
   heap=$(awk '/RssAnon/ {print int($2/1024)}' "/proc/$GW_PID/status")
-  printf "| %d | %d | %.1f | %.1f | %d | %d | %d | %d |\n" "$n" $((n * 27)) "$(echo "$t1 - $t0" | bc)" "$(echo "$c1 - $c0" | bc)" "$heap" "$rss" "$rows" "$package"
+  printf "| %d | %d | %.1f | %.1f | %d | %d | %d | %d |\n" "$n" $((n * 26)) "$(echo "$t1 - $t0" | bc)" "$(echo "$c1 - $c0" | bc)" "$heap" "$rss" "$rows" "$package"
   kill "$GW_PID"; wait "$GW_PID" 2>/dev/null || true; GW_PID=
   # With NATIONAL_LOG=info: how long each type took to read and each phase after (to stderr).
   grep -hE "extract\.(read|phase)" "$WORK/out.txt" "$WORK/err.txt" >&2 || true

@@ -4,7 +4,7 @@
 // Observations per patient: at the CIED the pain score (VAS), the Dallas questionnaire with its
 // four dimensions, the quality-of-life score, the opioid dose and two drug classes, and the six
 // care-use counts of the six months before; at the CSB the VAS, Dallas, quality of life, one drug
-// class and four care-use counts of the semester. 27 resources per patient.
+// class and four care-use counts of the semester. 26 resources per patient.
 //
 // Written through the store's own interface, 250 patients per commit, without search index rows
 // (the extracts read by store scan, in id order; the gateway is told the index is current so that

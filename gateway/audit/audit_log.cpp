@@ -61,6 +61,7 @@ Error closedError() { return makeError(ErrorCode::kUnavailable, "audit trail clo
 // The indexer copies records into the database in batches of this many, or once the oldest has
 // waited this long (queries make it copy at once).
 constexpr std::size_t kIndexBatch = 4096;
+constexpr std::size_t kIndexBacklogBytes = 64u << 20;
 constexpr auto kIndexDelay = std::chrono::milliseconds(100);
 
 }  // namespace
@@ -83,6 +84,11 @@ struct AuditLog::Impl {
     std::int64_t seq = 0, timeMs = 0;
     std::string kind, action, outcome, subject, text, prevHash, hash;
     std::vector<std::string> patients;
+    std::size_t weight() const {  // about what it holds in memory
+      std::size_t w = sizeof(Indexed) + text.size();
+      for (const auto& p : patients) w += sizeof(std::string) + p.size();
+      return w;
+    }
   };
 
   Options options;
@@ -129,6 +135,12 @@ struct AuditLog::Impl {
   std::vector<Indexed> toIndex;
   Clock::time_point oldestToIndex{};  // when the oldest record of toIndex arrived
   bool flushWanted = false;          // a query waits: index now
+  // What is waiting to be copied (toIndex and the indexer's batch), about, in bytes: appends wait
+  // while it is above kIndexBacklogBytes, so that a burst (an extract naming a million patients)
+  // does not pile up in memory; not while the database refuses the copies (they are durable in the
+  // journal; appends must not hang on the database).
+  std::size_t pendingIndexBytes = 0;
+  bool indexerFailing = false;
   std::int64_t indexedSeq = 0;
   bool indexerStop = false;
   std::thread indexer;
@@ -183,7 +195,9 @@ Result<void> AuditLog::Impl::openDatabase() {
       return makeError(ErrorCode::kInternal, "audit database " + dbPath + ": cannot use write-ahead logging");
   }
   // Every commit is fsynced; the write-ahead log is copied back into the database every 32 MB.
-  if (auto r = db::exec(wdb, "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=8192"); !r.ok()) return r;
+  // A page cache of 64 MiB: the patient index takes rows all over its key range (each batch names
+  // patients anywhere in the network), which a small cache turns into a read per row.
+  if (auto r = db::exec(wdb, "PRAGMA synchronous=FULL; PRAGMA wal_autocheckpoint=8192; PRAGMA cache_size=-65536"); !r.ok()) return r;
   if (auto r = db::exec(wdb, (std::string("BEGIN IMMEDIATE;") + db::kSchema + "COMMIT;").c_str()); !r.ok()) {
     (void)db::exec(wdb, "ROLLBACK");
     return r;
@@ -290,13 +304,18 @@ Result<void> AuditLog::Impl::insertBatch(const std::vector<Indexed>& batch) {
     rc = sqlite3_step(insertRecord.get());
     insertRecord.reset();
     if (rc != SQLITE_DONE) return fail(rc, "insert a record");
-    for (const auto& patient : r.patients) {
-      insertPatient.bind(1, patient);
-      insertPatient.bind(2, r.seq);
-      rc = sqlite3_step(insertPatient.get());
-      insertPatient.reset();
-      if (rc != SQLITE_DONE) return fail(rc, "insert a patient row");
-    }
+  }
+  // The patient rows of the whole batch in key order: neighbours in the index, inserted together.
+  std::vector<std::pair<std::string_view, std::int64_t>> rows;
+  for (const Indexed& r : batch)
+    for (const auto& patient : r.patients) rows.emplace_back(patient, r.seq);
+  std::sort(rows.begin(), rows.end());
+  for (const auto& [patient, seq] : rows) {
+    insertPatient.bind(1, patient);
+    insertPatient.bind(2, seq);
+    rc = sqlite3_step(insertPatient.get());
+    insertPatient.reset();
+    if (rc != SQLITE_DONE) return fail(rc, "insert a patient row");
   }
   rc = sqlite3_step(commit.get());
   sqlite3_reset(commit.get());
@@ -381,18 +400,23 @@ void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
   lastHash = std::move(prev);
   sinceCheckpoint += static_cast<std::int64_t>(group.size());
   committedSeq.store(lastSeq);
-  bool wake;
-  {
-    std::lock_guard<std::mutex> lk(indexMutex);
-    if (toIndex.empty()) {
-      toIndex = std::move(items);
-      oldestToIndex = Clock::now();
-    } else {
-      std::move(items.begin(), items.end(), std::back_inserter(toIndex));
-    }
-    wake = toIndex.size() >= kIndexBatch;
+  std::size_t weight = 0;
+  for (const auto& x : items) weight += x.weight();
+  std::unique_lock<std::mutex> lk(indexMutex);
+  if (toIndex.empty()) {
+    toIndex = std::move(items);
+    oldestToIndex = Clock::now();
+  } else {
+    std::move(items.begin(), items.end(), std::back_inserter(toIndex));
   }
-  if (wake) indexCv.notify_one();
+  pendingIndexBytes += weight;
+  if (toIndex.size() >= kIndexBatch) indexCv.notify_one();
+  if (pendingIndexBytes > kIndexBacklogBytes && !indexerFailing && !indexerStop) {
+    flushWanted = true;
+    indexCv.notify_one();
+    indexedCv.wait_for(lk, std::chrono::seconds(30),
+                       [&] { return pendingIndexBytes <= kIndexBacklogBytes / 2 || indexerFailing || indexerStop; });
+  }
 }
 
 Result<void> AuditLog::Impl::waitSettled() const {
@@ -559,16 +583,22 @@ void AuditLog::Impl::runIndexer() {
       if (failures++ % 20 == 0)
         log::error("audit.index_failed", {{"error", r.error().message}, {"pending", std::to_string(batch.size())}});
       std::unique_lock<std::mutex> lk(indexMutex);
+      indexerFailing = true;
+      indexedCv.notify_all();
       if (indexerStop && failures >= 3) return;
       indexCv.wait_for(lk, std::chrono::milliseconds(std::min(1000, 20 * failures)), [&] { return indexerStop; });
       continue;
     }
     failures = 0;
     std::int64_t upTo = batch.back().seq;
+    std::size_t weight = 0;
+    for (const auto& x : batch) weight += x.weight();
     batch.clear();
     {
       std::lock_guard<std::mutex> lk(indexMutex);
       indexedSeq = upTo;
+      pendingIndexBytes -= std::min(weight, pendingIndexBytes);
+      indexerFailing = false;
     }
     indexedCv.notify_all();
     journal->release(upTo);

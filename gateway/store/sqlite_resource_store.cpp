@@ -261,13 +261,29 @@ class SqliteResourceStore : public ResourceStore {
     return std::optional<ResourceVersion>(std::move(rows->front()));
   }
 
+  // Scans (the extracts reading a whole type) go through a connection of their own, without a memory
+  // map and with a small page cache: read through the readers' map, a scan of a database larger than
+  // memory would leave every page it touched resident in this process and push the request path's
+  // pages out of the readers' caches.
   Result<std::vector<ResourceVersion>> scan(const std::string& type, const std::string& afterId, int limit) override {
-    auto lease = acquireReader();
-    if (!lease.ok()) return lease.error();
+    std::lock_guard<std::mutex> lock(scannerMutex_);
+    if (!scanner_) {
+      try {
+        auto c = std::make_unique<Connection>(path_);
+        for (const char* pragma : {"PRAGMA busy_timeout=10000", "PRAGMA mmap_size=0", "PRAGMA cache_size=-8192"}) {
+          auto r = c->exec(pragma);
+          if (!r.ok()) throw std::runtime_error(r.error().message);
+        }
+        sqlite::limitReads(c->db());
+        scanner_ = std::move(c);
+      } catch (const std::exception& ex) {
+        return makeError(ErrorCode::kUnavailable, std::string("cannot open a reader: ") + ex.what());
+      }
+    }
     static const std::string sql = std::string("SELECT ") + kVersionColumns +
                                    ", c.rid FROM resource_current c JOIN resource_version v ON v.seq = c.seq"
                                    " WHERE c.res_type = ? AND c.res_id > ? AND c.deleted = 0 ORDER BY c.res_id LIMIT ?";
-    return queryVersions(**lease.value(), sql, {type, afterId, static_cast<std::int64_t>(limit)});
+    return queryVersions(*scanner_, sql, {type, afterId, static_cast<std::int64_t>(limit)});
   }
 
   Result<SearchPage> search(const SearchQuery& q) override {
@@ -402,6 +418,10 @@ class SqliteResourceStore : public ResourceStore {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    {
+      std::lock_guard<std::mutex> lock(scannerMutex_);
+      scanner_.reset();
+    }
     if (writer_) (void)deleteReleased();
     {
       std::lock_guard<std::mutex> lock(checkpointMutex_);
@@ -777,6 +797,8 @@ class SqliteResourceStore : public ResourceStore {
   bool checkpointWanted_ = false;
   bool checkpointStop_ = false;
 
+  std::mutex scannerMutex_;
+  std::unique_ptr<Connection> scanner_;  // scan()'s own connection (under scannerMutex_)
   std::mutex readersMutex_;
   std::condition_variable readersCv_;
   std::vector<std::unique_ptr<Connection>> freeReaders_;
