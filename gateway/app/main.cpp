@@ -138,7 +138,7 @@ int serve(int argc, char** argv) {
   std::cout << line << std::endl;
   passerelle::log::info("gateway.started", {{"version", kVersion},
                                             {"config", config.file().empty() ? "(defaults)" : config.file()},
-                                            {"storage", config.get("storage.url")},
+                                            {"storage", passerelle::store::redactedUrl(config.get("storage.url"))},
                                             {"http_port", std::to_string(gateway.httpPort())},
                                             {"https_port", std::to_string(gateway.httpsPort())}, {"mllp_port", std::to_string(gateway.mllpPort())}});
   int sig = 0;
@@ -188,7 +188,7 @@ int dbCommand(int argc, char** argv) {
     return 0;
   }
   st.value()->close();
-  std::cout << "database at " << config.get("storage.url") << " is up to date\n";
+  std::cout << "database at " << passerelle::store::redactedUrl(config.get("storage.url")) << " is up to date\n";
   return 0;
 }
 

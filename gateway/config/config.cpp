@@ -91,7 +91,7 @@ const std::vector<Setting>& settings() {
        "PEM certificate chain. Empty: a development certificate is generated under data.dir/tls."},
       {"https.private_key", Type::kString, "", "PEM private key of https.certificate."},
       {"data.dir", Type::kString, "var", "Folder for the database, generated keys and files."},
-      {"storage.url", Type::kString, "", "sqlite:PATH. Empty: sqlite:<data.dir>/passerelle.db."},
+      {"storage.url", Type::kString, "", "sqlite:PATH or postgresql://USER@HOST:PORT/DATABASE. Empty: sqlite:<data.dir>/passerelle.db."},
       {"store.readers", Type::kInt, "16", "Database connections kept for reads.", 1, 256},
       {"store.max_group", Type::kInt, "256", "Most write requests grouped into one commit.", 1, 10000},
       {"store.commit_delay_us", Type::kInt, "0",

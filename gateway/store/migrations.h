@@ -11,6 +11,7 @@ struct Migration {
   const char* sql;
 };
 
-const std::vector<Migration>& sqliteMigrations();  // in version order
+const std::vector<Migration>& sqliteMigrations();      // in version order
+const std::vector<Migration>& postgresqlMigrations();  // the same numbers and names
 
 }  // namespace passerelle::store

@@ -342,8 +342,13 @@ struct StoreOptions {
   int commitDelayMicros = 0;
 };
 
-// Opens the store at `url` (`sqlite:PATH`; the folder is created) and applies the numbered
-// migrations it has not seen yet. Errors name the URL and the failing step.
+// Opens the store at `url` (`sqlite:PATH`, the folder created; or
+// `postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE`, the database existing) and applies the
+// numbered migrations it has not seen yet. Errors name the URL (without its password) and the
+// failing step.
 Result<std::unique_ptr<ResourceStore>> openStore(const std::string& url, const StoreOptions& options);
+
+// A storage URL with its password, if any, replaced by "***" (for messages and logs).
+std::string redactedUrl(const std::string& url);
 
 }  // namespace passerelle::store

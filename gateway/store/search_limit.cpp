@@ -4,6 +4,7 @@
 #include <atomic>
 
 #include "gateway/store/resource_store.h"
+#include "gateway/store/sql_dialect.h"
 #include "gateway/store/sqlite_connection.h"
 
 namespace passerelle::store {
@@ -56,22 +57,34 @@ SearchLimit::SearchLimit(std::chrono::steady_clock::time_point deadline, std::fu
 
 SearchLimit::~SearchLimit() { tlLimit = previous_; }
 
+bool readLimitReached() { return progress(nullptr) != 0; }
+
+bool readLimitActive() { return tlLimit != nullptr; }
+
+Error readStoppedError() {
+  return makeError(ErrorCode::kTimeout, tlLastStop && std::string(tlLastStop) == "client-gone"
+                                            ? "the search was stopped: its client went away"
+                                            : "the search was stopped: it ran past its time limit (search.timeout_ms)");
+}
+
+void countDatabaseFailure() { failures.fetch_add(1, std::memory_order_relaxed); }
+
+void readLimitCounters(std::uint64_t& deadline, std::uint64_t& gone, std::uint64_t& failed) {
+  deadline = pastDeadline.load(std::memory_order_relaxed);
+  gone = abandoned.load(std::memory_order_relaxed);
+  failed = failures.load(std::memory_order_relaxed);
+}
+
 namespace sqlite {
 
-const char* interruptReason() { return tlLastStop; }
-
-void countFailure() { failures.fetch_add(1, std::memory_order_relaxed); }
+void countFailure() { countDatabaseFailure(); }
 
 void limitReads(sqlite3* db) {
   // Every 2,000 virtual machine steps: a few microseconds of a search, a clock read each time.
   sqlite3_progress_handler(db, 2000, &progress, nullptr);
 }
 
-void limitCounters(std::uint64_t& deadline, std::uint64_t& gone, std::uint64_t& failed) {
-  deadline = pastDeadline.load(std::memory_order_relaxed);
-  gone = abandoned.load(std::memory_order_relaxed);
-  failed = failures.load(std::memory_order_relaxed);
-}
+void limitCounters(std::uint64_t& deadline, std::uint64_t& gone, std::uint64_t& failed) { readLimitCounters(deadline, gone, failed); }
 
 }  // namespace sqlite
 }  // namespace passerelle::store

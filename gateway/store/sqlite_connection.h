@@ -15,13 +15,12 @@
 
 #include "gateway/common/status.h"
 #include "gateway/store/resource_store.h"
+#include "gateway/store/sql_dialect.h"
 
 namespace passerelle::store::sqlite {
 
-using Bind = std::variant<std::int64_t, std::string, double>;
+using Bind = SqlValue;
 
-// Why the last read of this thread was interrupted (a SearchLimit), or nullptr.
-const char* interruptReason();
 // Counts a database failure (for /metrics).
 void countFailure();
 
@@ -31,12 +30,7 @@ inline Error sqlError(sqlite3* db, int rc, const char* what) {
   int primary = rc & 0xff;
   if (primary == SQLITE_CONSTRAINT)
     return makeError(ErrorCode::kConflict, std::string("database: ") + what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
-  if (primary == SQLITE_INTERRUPT) {
-    const char* why = interruptReason();
-    return makeError(ErrorCode::kTimeout, why && std::string(why) == "client-gone"
-                                              ? "the search was stopped: its client went away"
-                                              : "the search was stopped: it ran past its time limit (search.timeout_ms)");
-  }
+  if (primary == SQLITE_INTERRUPT) return readStoppedError();
   countFailure();
   ErrorCode code = primary == SQLITE_FULL ? ErrorCode::kStorageFull : ErrorCode::kUnavailable;
   return makeError(code, std::string("database: ") + what + ": " + (db ? sqlite3_errmsg(db) : sqlite3_errstr(rc)));
@@ -154,8 +148,7 @@ Result<std::vector<ResourceVersion>> runInclude(Connection& c, const IncludeQuer
 Result<void> writeIndex(Connection& c, std::int64_t rid, const IndexRows& rows);
 Result<void> clearIndex(Connection& c, std::int64_t rid);
 
-// The columns read for a ResourceVersion, from resource_version v and resource_current c.
-extern const char* const kVersionColumns;
+using store::kVersionColumns;
 ResourceVersion rowToVersion(const Connection::Statement& st);
 
 }  // namespace passerelle::store::sqlite

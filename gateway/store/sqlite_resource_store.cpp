@@ -820,13 +820,4 @@ Result<std::unique_ptr<ResourceStore>> openSqliteStore(const std::string& path, 
   return std::unique_ptr<ResourceStore>(std::move(store));
 }
 
-Result<std::unique_ptr<ResourceStore>> openStore(const std::string& url, const StoreOptions& options) {
-  if (url.rfind("sqlite:", 0) == 0) {
-    std::string path = url.substr(7);
-    if (path.empty()) return makeError(ErrorCode::kInvalid, "storage.url 'sqlite:' needs a file path");
-    return openSqliteStore(path, options);
-  }
-  return makeError(ErrorCode::kInvalid, "storage.url '" + url + "': unsupported scheme (supported: sqlite:PATH)");
-}
-
 }  // namespace passerelle::store

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "tests/support/http_client.h"
+#include "tests/support/pg_server.h"
 #include "tests/support/test_gateway.h"
 
 using namespace passerelle::testing;
@@ -122,10 +123,12 @@ bool hasSubsettedTag(const json& r) {
 
 class CaseFileRunner {
  public:
-  CaseFileRunner(const fs::path& file) : file_(file), name_(fs::relative(file, kCasesDir).string()) {}
+  // `sets`: settings of the gateway beyond the test defaults (another storage.url).
+  CaseFileRunner(const fs::path& file, std::vector<std::string> sets = {})
+      : file_(file), name_(fs::relative(file, kCasesDir).string()), sets_(std::move(sets)) {}
 
   void run() {
-    TestGateway gw;
+    TestGateway gw(sets_);
     HttpClient client(gw.httpPort());
     base_ = gw.base();
     std::string text = readFile(file_);
@@ -351,6 +354,7 @@ class CaseFileRunner {
 
   fs::path file_;
   std::string name_;
+  std::vector<std::string> sets_;
   std::string base_;
   HttpClient* client_ = nullptr;
 };
@@ -368,14 +372,31 @@ class SearchConformance : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SearchConformance, CaseFile) { CaseFileRunner(kCasesDir / GetParam()).run(); }
 
-INSTANTIATE_TEST_SUITE_P(Cases, SearchConformance, ::testing::ValuesIn(caseFiles()),
-                         [](const ::testing::TestParamInfo<std::string>& info) {
-                           std::string n = info.param;
-                           if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0) n.resize(n.size() - 5);
-                           for (auto& ch : n)
-                             if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
-                           return n;
-                         });
+std::string caseName(const ::testing::TestParamInfo<std::string>& info) {
+  std::string n = info.param;
+  if (n.size() > 5 && n.compare(n.size() - 5, 5, ".json") == 0) n.resize(n.size() - 5);
+  for (auto& ch : n)
+    if (!std::isalnum(static_cast<unsigned char>(ch))) ch = '_';
+  return n;
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SearchConformance, ::testing::ValuesIn(caseFiles()), caseName);
+
+// The same cases with the resources stored in PostgreSQL (a fresh database of a throw-away
+// cluster; skipped when PostgreSQL is not installed).
+class SearchConformanceOnPostgresql : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(SearchConformanceOnPostgresql, CaseFile) {
+  if (!PgServer::available()) GTEST_SKIP() << "PostgreSQL is not available: " << PgServer::unavailableReason();
+  std::string error;
+  PgServer* server = PgServer::shared(error);
+  ASSERT_NE(server, nullptr) << error;
+  std::string url = server->createDatabase(error);
+  ASSERT_FALSE(url.empty()) << error;
+  CaseFileRunner(kCasesDir / GetParam(), {"storage.url=" + url}).run();
+}
+
+INSTANTIATE_TEST_SUITE_P(Cases, SearchConformanceOnPostgresql, ::testing::ValuesIn(caseFiles()), caseName);
 
 TEST(SearchConformanceFiles, TheCaseFoldersHoldCases) {
   EXPECT_GE(caseFiles().size(), 12u) << "case files under " << kCasesDir;

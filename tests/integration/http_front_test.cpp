@@ -106,7 +106,7 @@ TEST(HttpFrontTest, HealthAndMetrics) {
   EXPECT_EQ(units(m.body), before + 1);
   auto at = m.body.find("\npasserelle_store_wal_frames_total ");
   ASSERT_NE(at, std::string::npos);
-  EXPECT_GT(std::stol(m.body.substr(at + 35)), 0);  // the create wrote pages to the log
+  if (!testStorageIsPostgresql()) EXPECT_GT(std::stol(m.body.substr(at + 35)), 0);  // the create wrote pages to SQLite's log
   auto nf = client.get("/elsewhere");
   EXPECT_EQ(nf.status, 404);
   EXPECT_EQ(nf.json()["resourceType"], "OperationOutcome");

@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "tests/support/http_client.h"
+#include "tests/support/pg_server.h"
 #include "tests/support/test_gateway.h"
 
 using namespace passerelle::testing;
@@ -287,4 +288,35 @@ TEST(ProcessTest, ConvertReadsAndWritesHprim) {
   std::ofstream(dir.path() + "/cut.hpr") << cut.substr(0, cut.find("****FIN****"));
   EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "hprim", "--to", "fhir", dir.path() + "/cut.hpr"}, out, err), 1);
   EXPECT_NE(err.find("looks truncated"), std::string::npos) << err;
+}
+
+// `db migrate` and `db reindex` on a PostgreSQL database (skipped when PostgreSQL is not installed).
+TEST(ProcessTest, DbMigrateAndReindexOnPostgresql) {
+  if (!PgServer::available()) GTEST_SKIP() << "PostgreSQL is not available: " << PgServer::unavailableReason();
+  std::string error;
+  PgServer* server = PgServer::shared(error);
+  ASSERT_NE(server, nullptr) << error;
+  std::string url = server->createDatabase(error);
+  ASSERT_FALSE(url.empty()) << error;
+  TempDir dir;
+  std::string db = url.substr(url.rfind('/') + 1);
+  auto command = [&](const std::string& sub) {
+    return runCommand(std::string(PASSERELLE_BINARY) + " db " + sub + " --config /dev/null --set log.level=warn --set data.dir=" +
+                      dir.path() + " --set storage.url=" + url);
+  };
+  std::string out = command("migrate");
+  EXPECT_NE(out.find("is up to date"), std::string::npos) << out;
+  EXPECT_EQ(server->psql(db, "SELECT MAX(version) FROM schema_migrations"), "4\n");
+  out = command("migrate");  // nothing left to do
+  EXPECT_NE(out.find("is up to date"), std::string::npos) << out;
+  EXPECT_EQ(server->psql(db, "SELECT COUNT(*) FROM schema_migrations"), "4\n");
+  out = command("reindex");
+  EXPECT_NE(out.find("reindexed 0 resources"), std::string::npos) << out;
+  EXPECT_NE(server->psql(db, "SELECT value FROM store_meta"), "\n");  // the search definitions' fingerprint
+  // A wrong database is named, without a password.
+  out = runCommand(std::string(PASSERELLE_BINARY) + " db migrate --config /dev/null --set data.dir=" + dir.path() +
+                   " --set storage.url=postgresql://" + server->user() + ":hush@127.0.0.1:" + std::to_string(server->port()) + "/absent");
+  EXPECT_EQ(out.rfind("FAILED", 0), 0u) << out;
+  EXPECT_NE(out.find("absent"), std::string::npos) << out;
+  EXPECT_EQ(out.find("hush"), std::string::npos) << out;
 }

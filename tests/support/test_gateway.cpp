@@ -12,6 +12,7 @@
 
 #include "gateway/common/log.h"
 #include "tests/support/http_client.h"
+#include "tests/support/pg_server.h"
 
 namespace passerelle::testing {
 
@@ -35,6 +36,16 @@ TestGateway::TestGateway(std::vector<std::string> sets, bool https) {
   std::vector<std::string> all = {"http.port=0", "https.port=0", "https.enabled=" + std::string(https ? "true" : "false"),
                                   "data.dir=" + dir_.path(), "log.level=warn", "server.drain_seconds=5",
                                   "partners.dir=" + dir_.path() + "/no-partners", "gp.dir=" + dir_.path() + "/no-gp"};
+  // PASSERELLE_TEST_STORAGE=postgresql: every test gateway stores into a fresh database of a
+  // throw-away PostgreSQL cluster (a test naming its own storage.url keeps it).
+  if (testStorageIsPostgresql()) {
+    std::string error;
+    PgServer* server = PgServer::shared(error);
+    if (!server) throw std::runtime_error("PASSERELLE_TEST_STORAGE=postgresql: " + error);
+    std::string url = server->createDatabase(error);
+    if (url.empty()) throw std::runtime_error("PASSERELLE_TEST_STORAGE=postgresql: " + error);
+    all.push_back("storage.url=" + url);
+  }
   all.insert(all.end(), sets.begin(), sets.end());
   char* noEnv[] = {nullptr};
   auto cfg = config::Config::load("/dev/null", all, noEnv);
@@ -44,6 +55,11 @@ TestGateway::TestGateway(std::vector<std::string> sets, bool https) {
   if (!g.ok()) throw std::runtime_error(g.error().message);
   gateway_ = std::move(g.value());
   HttpClient::setDefaultBearer(systemToken());
+}
+
+bool testStorageIsPostgresql() {
+  const char* storage = std::getenv("PASSERELLE_TEST_STORAGE");
+  return storage && std::string(storage) == "postgresql";
 }
 
 std::string devToken(const std::string& dataDir, identity::IssueOptions options) {

@@ -43,6 +43,10 @@ class TestGateway {
   std::unique_ptr<app::Gateway> gateway_;
 };
 
+// Whether test gateways store into PostgreSQL (PASSERELLE_TEST_STORAGE=postgresql) rather than
+// SQLite: tests of what only SQLite has (its files, its write-ahead log) skip then.
+bool testStorageIsPostgresql();
+
 // A development token for a gateway whose data folder is `dataDir` (a process started by a test).
 std::string devToken(const std::string& dataDir, identity::IssueOptions options);
 

@@ -1,6 +1,10 @@
-// The SQLite store on a real temporary database: versions, group commit, savepoints, migrations.
+// The resource store on real databases, the same tests on both: SQLite (a temporary file) and
+// PostgreSQL (a fresh database of a throw-away cluster, skipped when PostgreSQL is not installed):
+// versions, group commit, savepoints, migrations, audit records, the message store; then what is
+// particular to each (SQLite's journal, PostgreSQL's reconnection).
 #include <gtest/gtest.h>
 
+#include <signal.h>
 #include <sqlite3.h>
 
 #include <atomic>
@@ -9,18 +13,23 @@
 
 #include "gateway/search/reindex.h"
 #include "gateway/store/resource_store.h"
+#include "tests/support/pg_server.h"
+#include "tests/support/ssh_server.h"
 #include "tests/support/test_gateway.h"
 
 using namespace passerelle;
 using namespace passerelle::store;
+using passerelle::testing::PgServer;
 
 namespace {
 
-std::unique_ptr<ResourceStore> open(const std::string& dir) {
-  auto s = openStore("sqlite:" + dir + "/db/p.db", StoreOptions{});
+std::unique_ptr<ResourceStore> openUrl(const std::string& url) {
+  auto s = openStore(url, StoreOptions{});
   if (!s.ok()) throw std::runtime_error(s.error().message);
   return std::move(s.value());
 }
+
+std::unique_ptr<ResourceStore> open(const std::string& dir) { return openUrl("sqlite:" + dir + "/db/p.db"); }
 
 Result<void> putVersion(WriteTxn& t, const std::string& id, std::int64_t version, bool deleted = false,
                         IndexRows rows = {}) {
@@ -34,11 +43,46 @@ Result<void> putVersion(WriteTxn& t, const std::string& id, std::int64_t version
   return t.put(v, rows);
 }
 
+// A new, empty database of the process's PostgreSQL cluster (started on first use); "" with the
+// reason in `skip` when PostgreSQL is not installed.
+std::string freshPgDatabase(std::string& skip) {
+  if (!PgServer::available()) {
+    skip = "PostgreSQL is not available: " + PgServer::unavailableReason();
+    return "";
+  }
+  std::string error;
+  PgServer* server = PgServer::shared(error);
+  if (!server) throw std::runtime_error("cannot start PostgreSQL: " + error);
+  std::string url = server->createDatabase(error);
+  if (url.empty()) throw std::runtime_error(error);
+  return url;
+}
+
+// Each test on each database: GetParam() names it.
+class StoreTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    if (GetParam() == "postgresql") {
+      std::string skip;
+      url_ = freshPgDatabase(skip);
+      if (url_.empty()) GTEST_SKIP() << skip;
+    } else {
+      url_ = "sqlite:" + dir_.path() + "/db/p.db";
+    }
+  }
+  std::unique_ptr<ResourceStore> open() { return openUrl(url_); }
+
+  passerelle::testing::TempDir dir_;
+  std::string url_;
+};
+
 }  // namespace
 
-TEST(SqliteStoreTest, KeepsEveryVersionAndTheCurrentOne) {
-  passerelle::testing::TempDir dir;
-  auto s = open(dir.path());
+INSTANTIATE_TEST_SUITE_P(Databases, StoreTest, ::testing::Values("sqlite", "postgresql"),
+                         [](const ::testing::TestParamInfo<std::string>& info) { return info.param; });
+
+TEST_P(StoreTest, KeepsEveryVersionAndTheCurrentOne) {
+  auto s = open();
   for (int v = 1; v <= 3; ++v)
     ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "p1", v); }).ok());
   auto cur = s->read("Patient", "p1");
@@ -58,9 +102,8 @@ TEST(SqliteStoreTest, KeepsEveryVersionAndTheCurrentOne) {
   EXPECT_FALSE(h2->nextCursor.has_value());
 }
 
-TEST(SqliteStoreTest, AFailedUnitLeavesNoTraceAndOthersInTheGroupCommit) {
-  passerelle::testing::TempDir dir;
-  auto s = open(dir.path());
+TEST_P(StoreTest, AFailedUnitLeavesNoTraceAndOthersInTheGroupCommit) {
+  auto s = open();
   std::vector<std::thread> threads;
   std::atomic<int> ok{0}, failed{0};
   for (int i = 0; i < 16; ++i) {
@@ -92,9 +135,8 @@ TEST(SqliteStoreTest, AFailedUnitLeavesNoTraceAndOthersInTheGroupCommit) {
   EXPECT_LT(stats.commits, 400u);  // concurrent units shared commits
 }
 
-TEST(SqliteStoreTest, NestedUnitsRollBackAlone) {
-  passerelle::testing::TempDir dir;
-  auto s = open(dir.path());
+TEST_P(StoreTest, NestedUnitsRollBackAlone) {
+  auto s = open();
   ASSERT_TRUE(s->write([&](WriteTxn& t) -> Result<void> {
                  auto a = t.atomically([&] { return putVersion(t, "kept", 1); });
                  auto b = t.atomically([&]() -> Result<void> {
@@ -109,18 +151,16 @@ TEST(SqliteStoreTest, NestedUnitsRollBackAlone) {
   EXPECT_FALSE(s->read("Patient", "dropped")->has_value());
 }
 
-TEST(SqliteStoreTest, DuplicateVersionIsAConflict) {
-  passerelle::testing::TempDir dir;
-  auto s = open(dir.path());
+TEST_P(StoreTest, DuplicateVersionIsAConflict) {
+  auto s = open();
   ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "p", 1); }).ok());
   auto r = s->write([&](WriteTxn& t) { return putVersion(t, "p", 1); });
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kConflict);
 }
 
-TEST(SqliteStoreTest, TokenIndexFollowsTheCurrentVersion) {
-  passerelle::testing::TempDir dir;
-  auto s = open(dir.path());
+TEST_P(StoreTest, TokenIndexFollowsTheCurrentVersion) {
+  auto s = open();
   ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "p", 1, false, IndexRows{{{"Patient.identifier", "sys", "A"}}}); }).ok());
   ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "p", 2, false, IndexRows{{{"Patient.identifier", "sys", "B"}}}); }).ok());
   auto find = [&](const std::string& value) {
@@ -163,27 +203,25 @@ TEST(SqliteStoreTest, UsesWalWithFullSyncAndRecordsMigrations) {
   again->close();
 }
 
-TEST(SqliteStoreTest, DataSurvivesReopening) {
-  passerelle::testing::TempDir dir;
+TEST_P(StoreTest, DataSurvivesReopening) {
   {
-    auto s = open(dir.path());
+    auto s = open();
     ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "durable", 1); }).ok());
     s->close();
   }
-  auto s = open(dir.path());
+  auto s = open();
   EXPECT_TRUE(s->read("Patient", "durable")->has_value());
 }
 
-TEST(SqliteStoreTest, WritesAfterCloseAreRefused) {
-  passerelle::testing::TempDir dir;
-  auto s = open(dir.path());
+TEST_P(StoreTest, WritesAfterCloseAreRefused) {
+  auto s = open();
   s->close();
   auto r = s->write([&](WriteTxn& t) { return putVersion(t, "late", 1); });
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.error().code, ErrorCode::kUnavailable);
 }
 
-TEST(SqliteStoreTest, UnsupportedUrlNamesTheScheme) {
+TEST(OpenStoreTest, UnsupportedUrlNamesTheScheme) {
   auto s = openStore("mysql://x", StoreOptions{});
   ASSERT_FALSE(s.ok());
   EXPECT_NE(s.error().message.find("unsupported scheme"), std::string::npos);
@@ -243,9 +281,8 @@ TEST(SqliteStoreTest, AnOlderDatabaseIsMigratedAndReindexed) {
 
 // A write's audit record is committed in its unit: handed to the sink once committed, in commit
 // order, never for a unit that failed; kept until released, then deleted with a later commit.
-TEST(SqliteStoreTest, AuditRecordsAreCommittedWithTheirUnitAndKeptUntilReleased) {
-  passerelle::testing::TempDir dir;
-  auto s = open(dir.path());
+TEST_P(StoreTest, AuditRecordsAreCommittedWithTheirUnitAndKeptUntilReleased) {
+  auto s = open();
   std::mutex m;
   std::vector<OutboxRecord> sunk;
   s->setAuditSink([&](std::vector<OutboxRecord>&& rs) {
@@ -288,7 +325,7 @@ TEST(SqliteStoreTest, AuditRecordsAreCommittedWithTheirUnitAndKeptUntilReleased)
   // What is released when no more writes come is deleted at close.
   s->releaseAuditRecords(sunk[4].id);
   s->close();
-  s = open(dir.path());
+  s = open();
   pending = s->pendingAuditRecords();
   ASSERT_TRUE(pending.ok());
   EXPECT_TRUE(pending->empty());
@@ -296,9 +333,8 @@ TEST(SqliteStoreTest, AuditRecordsAreCommittedWithTheirUnitAndKeptUntilReleased)
 
 // Reads honour the calling thread's SearchLimit: past its deadline, or once its client is gone,
 // they stop with kTimeout; without one (or once it has ended) they run to their end.
-TEST(SqliteStoreTest, ReadsStopAtTheirThreadsDeadlineOrWhenTheClientIsGone) {
-  passerelle::testing::TempDir dir;
-  auto s = open(dir.path());
+TEST_P(StoreTest, ReadsStopAtTheirThreadsDeadlineOrWhenTheClientIsGone) {
+  auto s = open();
   ASSERT_TRUE(s->write([&](WriteTxn& t) -> Result<void> {
                  for (int i = 0; i < 300; ++i) {
                    IndexRows rows;
@@ -343,9 +379,8 @@ TEST(SqliteStoreTest, ReadsStopAtTheirThreadsDeadlineOrWhenTheClientIsGone) {
 
 // The message store: a partner's control id is kept once; deliveries leave per order key in order,
 // a later one waiting for the one before it, other keys not blocked.
-TEST(SqliteStoreTest, InboxKeepsAControlIdOnceAndTheOutboxKeepsOrderPerKey) {
-  passerelle::testing::TempDir dir;
-  auto s = open(dir.path());
+TEST_P(StoreTest, InboxKeepsAControlIdOnceAndTheOutboxKeepsOrderPerKey) {
+  auto s = open();
   passerelle::store::InboxMessage m;
   m.channel = "mllp";
   m.partner = "avicenne";
@@ -422,4 +457,231 @@ TEST(SqliteStoreTest, InboxKeepsAControlIdOnceAndTheOutboxKeepsOrderPerKey) {
   EXPECT_EQ((*counts)[0].queued, 2);
   EXPECT_EQ((*counts)[0].dead, 1);
   s->close();
+}
+
+// Messages keep their bytes: an HPRIM file in ISO 8859-1 is not UTF-8, an acknowledgement may
+// carry any byte.
+TEST_P(StoreTest, MessagesAndPayloadsKeepTheirBytes) {
+  auto s = open();
+  const std::string latin1 = "H|^~\\&|||DR M\xc9" "DECIN\r\xff\x01\x7f", ack = std::string("MSA|AA\r\x80\xfe", 10);
+  passerelle::store::InboxMessage m;
+  m.channel = "file";
+  m.partner = "gp";
+  m.controlId = "f1";
+  m.type = "HPRIM";
+  m.status = "processed";
+  m.ackCode = "AA";
+  m.message = latin1;
+  m.ack = ack;
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.putInbox(m); }).ok());
+  auto back = s->inboxMessage(m.id);
+  ASSERT_TRUE(back.ok() && back->has_value());
+  EXPECT_EQ((*back)->message, latin1);
+  EXPECT_EQ((*back)->ack, ack);
+  passerelle::store::Delivery d;
+  d.destination = "gp";
+  d.orderKey = "Patient/a";
+  d.kind = "hprim";
+  d.focus = "DiagnosticReport/r/_history/1";
+  d.payload = latin1;
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.enqueue(d); }).ok());
+  auto list = s->listDeliveries(passerelle::store::DeliveryFilter{});
+  ASSERT_TRUE(list.ok());
+  ASSERT_EQ(list->size(), 1u);
+  EXPECT_EQ((*list)[0].payload, latin1);
+}
+
+// Resources written without index rows (as before a migration) are found once reindexed; scans
+// page through a type in id order.
+TEST_P(StoreTest, ReindexFindsResourcesAndScansPageInIdOrder) {
+  auto s = open();
+  ASSERT_TRUE(s->write([&](WriteTxn& t) -> Result<void> {
+                 for (const char* id : {"c", "a", "b"}) {
+                   ResourceVersion v;
+                   v.type = "Patient";
+                   v.id = id;
+                   v.version = 1;
+                   v.method = "PUT";
+                   v.body = std::string("{\"resourceType\":\"Patient\",\"id\":\"") + id + "\",\"name\":[{\"family\":\"Lef\u00e8vre\"}]}";
+                   auto r = t.put(v, {});
+                   if (!r.ok()) return r;
+                 }
+                 return {};
+               }).ok());
+  auto byName = [&] {
+    SearchQuery q;
+    q.type = "Patient";
+    Condition c;
+    c.kind = Condition::Kind::kString;
+    c.match = Condition::Match::kPrefix;
+    c.param = "Patient.family";
+    c.value = "lefe";
+    q.where.push_back({c});
+    auto page = s->search(q);
+    EXPECT_TRUE(page.ok()) << page.error().message;
+    return page.ok() ? page->items.size() : 0u;
+  };
+  EXPECT_EQ(byName(), 0u);
+  auto r = passerelle::search::reindexIfNeeded(*s, "", true);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->resources, 3);
+  EXPECT_EQ(byName(), 3u);
+  auto first = s->scan("Patient", "", 2);
+  ASSERT_TRUE(first.ok());
+  ASSERT_EQ(first->size(), 2u);
+  EXPECT_EQ((*first)[0].id, "a");
+  EXPECT_EQ((*first)[1].id, "b");
+  auto rest = s->scan("Patient", "b", 2);
+  ASSERT_TRUE(rest.ok());
+  ASSERT_EQ(rest->size(), 1u);
+  EXPECT_EQ((*rest)[0].id, "c");
+  ASSERT_TRUE(s->setMeta("k", "v1").ok());
+  ASSERT_TRUE(s->setMeta("k", "v2").ok());
+  EXPECT_EQ(s->getMeta("k").value(), "v2");
+  EXPECT_EQ(s->getMeta("absent").value(), "");
+}
+
+// ---- PostgreSQL only ----
+
+// The schema is made once: opening again (or by a second store at once) applies nothing twice.
+TEST(PgStoreTest, MigrationsAreAppliedOnce) {
+  std::string skip;
+  std::string url = freshPgDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  std::string error;
+  PgServer* server = PgServer::shared(error);
+  std::string db = url.substr(url.rfind('/') + 1);
+  {
+    auto a = openUrl(url);
+    auto b = openUrl(url);  // while the first is open
+    a->close();
+    b->close();
+  }
+  EXPECT_EQ(server->psql(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations"), "4|4\n");
+  auto again = openUrl(url);
+  again->close();
+  EXPECT_EQ(server->psql(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations"), "4|4\n");
+  EXPECT_EQ(server->psql(db, "SELECT name FROM schema_migrations ORDER BY version"),
+            "0001_resources\n0002_search_index\n0003_audit_outbox\n0004_messages\n");
+}
+
+// The server restarts under an open store: what was acknowledged before is there, and the next
+// reads and writes go through on new connections.
+TEST(PgStoreTest, ReconnectsAfterTheServerRestarts) {
+  std::string skip;
+  std::string url = freshPgDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  std::string error;
+  PgServer* server = PgServer::shared(error);
+  auto s = openUrl(url);
+  IndexRows rows;
+  rows.tokens.push_back({"Patient.identifier", "sys", "B"});
+  ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "before", 1, false, rows); }).ok());
+  ASSERT_TRUE(s->read("Patient", "before").value().has_value());  // a reader connection is open
+  ASSERT_TRUE(server->restart(error)) << error;
+  auto read = s->read("Patient", "before");
+  ASSERT_TRUE(read.ok()) << read.error().message;
+  ASSERT_TRUE(read->has_value());
+  EXPECT_EQ((*read)->version, 1);
+  SearchQuery q;
+  q.type = "Patient";
+  Condition c;
+  c.kind = Condition::Kind::kToken;
+  c.param = "Patient.identifier";
+  c.value = "B";
+  q.where.push_back({c});
+  auto page = s->search(q);
+  ASSERT_TRUE(page.ok()) << page.error().message;
+  EXPECT_EQ(page->total, 1);
+  auto w = s->write([&](WriteTxn& t) { return putVersion(t, "after", 1); });
+  ASSERT_TRUE(w.ok()) << w.error().message;
+  EXPECT_TRUE(s->read("Patient", "after").value().has_value());
+  // While the server is down, reads and writes fail as unavailable, then work again.
+  server->stop();
+  auto down = s->read("Patient", "before");
+  ASSERT_FALSE(down.ok());
+  EXPECT_EQ(down.error().code, ErrorCode::kUnavailable);
+  auto refused = s->write([&](WriteTxn& t) { return putVersion(t, "during", 1); });
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().code, ErrorCode::kUnavailable);
+  ASSERT_TRUE(server->start(error)) << error;
+  EXPECT_TRUE(s->read("Patient", "before").value().has_value());
+  EXPECT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "later", 1); }).ok());
+  EXPECT_FALSE(s->read("Patient", "during").value().has_value());
+  s->close();
+}
+
+// PostgreSQL cannot call back during a query as SQLite does: a read is sent, then waited for a
+// few milliseconds at a time, and cancelled on the server once its client has gone.
+TEST(PgStoreTest, AReadInFlightIsCancelledWhenItsClientGoes) {
+  std::string skip;
+  std::string url = freshPgDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  auto s = openUrl(url);
+  // Many string rows that a "contains" search reads one by one (no index serves it).
+  for (int r = 0; r < 10; ++r) {
+    IndexRows rows;
+    for (int i = 0; i < 20000; ++i) rows.strings.push_back({"Patient.name", "name" + std::to_string(i), "Name"});
+    ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, "p" + std::to_string(r), 1, false, rows); }).ok());
+  }
+  SearchQuery q;
+  q.type = "Patient";
+  Condition c;
+  c.kind = Condition::Kind::kString;
+  c.param = "Patient.name";
+  c.match = Condition::Match::kContains;
+  c.value = "absent";
+  q.where.push_back({c});
+  q.total = SearchQuery::Total::kAccurate;
+  auto complete = s->search(q);
+  ASSERT_TRUE(complete.ok()) << complete.error().message;
+  EXPECT_EQ(complete->total, 0);
+  std::atomic<int> checks{0};
+  auto before = s->stats();
+  {
+    // Still there when the query is sent, gone at the next look.
+    SearchLimit limit(std::chrono::steady_clock::now() + std::chrono::hours(1), [&] { return ++checks > 1; });
+    auto r = s->search(q);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.error().code, ErrorCode::kTimeout);
+    EXPECT_NE(r.error().message.find("client went away"), std::string::npos) << r.error().message;
+  }
+  EXPECT_GE(checks.load(), 2);
+  EXPECT_EQ(s->stats().searchesAbandoned, before.searchesAbandoned + 1);
+  // The connection is still usable.
+  auto again = s->search(q);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->total, 0);
+}
+
+TEST(PgStoreTest, AnUnreachableServerIsNamedWithoutItsPassword) {
+  int port = passerelle::testing::freePort();
+  auto s = openStore("postgresql://u:secret@127.0.0.1:" + std::to_string(port) + "/db?connect_timeout=2", StoreOptions{});
+  ASSERT_FALSE(s.ok());
+  EXPECT_EQ(s.error().code, ErrorCode::kUnavailable);
+  EXPECT_NE(s.error().message.find("postgresql://u:***@127.0.0.1"), std::string::npos) << s.error().message;
+  EXPECT_EQ(s.error().message.find("secret"), std::string::npos) << s.error().message;
+}
+
+// The harness itself: the server listens on 127.0.0.1 only, with fsync on, and its processes are
+// gone with it.
+TEST(PgServerTest, ListensOnLoopbackOnlyAndLeavesNoProcess) {
+  if (!PgServer::available()) GTEST_SKIP() << "PostgreSQL is not available: " << PgServer::unavailableReason();
+  std::vector<pid_t> processes;
+  {
+    PgServer server;
+    std::string error;
+    ASSERT_TRUE(server.start(error)) << error;
+    EXPECT_EQ(server.psql("postgres", "SHOW listen_addresses"), "127.0.0.1\n");
+    EXPECT_EQ(server.psql("postgres", "SHOW fsync"), "on\n");
+    pid_t first = server.pid();
+    ASSERT_TRUE(server.restart(error)) << error;
+    EXPECT_NE(server.pid(), first);
+    EXPECT_NE(::kill(first, 0), 0);  // the first server is gone
+    EXPECT_EQ(server.psql("postgres", "SELECT 1"), "1\n");
+    processes = passerelle::testing::descendants(server.pid());
+    processes.push_back(server.pid());
+    EXPECT_GT(processes.size(), 2u);  // the postmaster and its background processes
+  }
+  for (pid_t p : processes) EXPECT_NE(::kill(p, 0), 0) << "process " << p << " is still there";
 }
