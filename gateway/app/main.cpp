@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "gateway/app/convert_command.h"
+#include "gateway/app/store_copy.h"
 #include "gateway/audit/audit_log.h"
 #include "gateway/identity/token_command.h"
 #include "gateway/app/gateway.h"
@@ -28,6 +29,7 @@
 #include <fstream>
 #include <iterator>
 #include <sstream>
+#include <tuple>
 
 extern char** environ;
 
@@ -46,6 +48,8 @@ void usage(std::ostream& out) {
          "  convert      the network's documents and HL7 v2 to FHIR R4 and back, offline\n"
          "  db migrate   create or upgrade the database, then exit\n"
          "  db reindex   rebuild the search indexes, then exit\n"
+         "  db status    the database's schema version and what it holds\n"
+         "  db copy      copy every resource version and message into another database\n"
          "  token issue  mint a development token (--role ROLE [--practitioner rpps:N | --patient ID])\n"
          "  token client-cert  a development client certificate for mutual TLS\n"
          "  audit verify check the audit trail's hash chain and signed checkpoints\n"
@@ -150,17 +154,151 @@ int serve(int argc, char** argv) {
   _exit(0);  // threads blocked on sockets past the drain deadline must not delay the exit
 }
 
+void dbUsage(std::ostream& out) {
+  out << "Usage: passerelle db migrate|reindex|status [--config FILE] [--set key=value ...]\n"
+         "       passerelle db copy --from URL --to URL [--config FILE] [--set key=value ...]\n\n"
+         "  migrate   applies the numbered migrations the database at storage.url has not seen yet\n"
+         "  reindex   rebuilds the search indexes of every current resource (the gateway also\n"
+         "            does it on start when the search definitions changed)\n"
+         "  status    the database at storage.url, without changing it: its back-end, the schema\n"
+         "            version applied and the newest this build knows, the current resources per\n"
+         "            type and the versions, the messages received and the deliveries.\n"
+         "            Exit status: 0 up to date, 3 migrations pending, 1 cannot connect\n"
+         "  copy      copies the store at --from (sqlite:PATH or postgresql://USER@HOST:PORT/DB)\n"
+         "            into the one at --to, which must hold no resource (it is migrated first):\n"
+         "            every version of every resource with its history, the kept values, the\n"
+         "            messages received and the deliveries, their ids kept; the search indexes are\n"
+         "            rebuilt on the target (with fhir.base_url). Then both are read back: the\n"
+         "            counts per type and a SHA-256 of every version are printed and compared\n"
+         "            ('verified', exit 0; what differs, exit 1). Stop the gateway first. The audit\n"
+         "            trail is not copied: it is a SQLite database of its own (audit.url), moved\n"
+         "            as a file. Progress on stderr every 100,000 versions\n\n";
+  configOptionsHelp(out);
+}
+
+// The counts of a status, one line in all and one per type, each line opened by `indent`.
+void printCounts(std::ostream& out, const passerelle::store::StoreStatus& s, const std::string& indent) {
+  out << indent << "resources: " << s.current << " current, " << s.deleted << " deleted, " << s.versions << " versions\n";
+  for (const auto& t : s.types)
+    out << indent << "  " << t.type << ": " << t.current << " current, " << t.deleted << " deleted, " << t.versions << " versions\n";
+  out << indent << "messages: " << s.inbox << " received, " << s.deliveries << " deliveries\n";
+}
+
+int dbStatus(const Config& config) {
+  namespace store = passerelle::store;
+  std::string url = config.get("storage.url");
+  store::StoreOptions options;
+  options.migrate = false;  // a report: the database stays as it is
+  options.readers = 2;
+  auto st = store::openStore(url, options);
+  if (!st.ok()) {
+    std::cerr << "passerelle db status: " << store::redactedUrl(url) << ": " << st.error().message << "\n";
+    return 1;
+  }
+  auto s = st.value()->status();
+  st.value()->close();
+  if (!s.ok()) {
+    std::cerr << "passerelle db status: " << store::redactedUrl(url) << ": read the status: " << s.error().message << "\n";
+    return 1;
+  }
+  std::cout << "database: " << store::redactedUrl(url) << "\nback-end: " << s->backend << "\nschema: version " << s->schemaVersion
+            << ", newest known " << s->knownVersion;
+  if (s->pending()) {
+    int n = s->knownVersion - s->schemaVersion;
+    std::cout << ": " << n << (n == 1 ? " migration" : " migrations") << " pending (run 'passerelle db migrate')\n";
+  } else {
+    std::cout << ": up to date\n";
+  }
+  printCounts(std::cout, *s, "");
+  return s->pending() ? 3 : 0;
+}
+
+int dbCopy(int argc, char** argv) {
+  namespace store = passerelle::store;
+  std::string from, to;
+  std::vector<char*> rest(argv, argv + 3);  // the common options, for parseCommon
+  for (int i = 3; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a == "--from" && i + 1 < argc) from = argv[++i];
+    else if (a.rfind("--from=", 0) == 0) from = a.substr(7);
+    else if (a == "--to" && i + 1 < argc) to = argv[++i];
+    else if (a.rfind("--to=", 0) == 0) to = a.substr(5);
+    else rest.push_back(argv[i]);
+  }
+  CommonArgs args;
+  if (!parseCommon(static_cast<int>(rest.size()), rest.data(), 3, args)) return 2;
+  if (args.help) {
+    dbUsage(std::cout);
+    return 0;
+  }
+  if (from.empty() || to.empty()) {
+    std::cerr << "passerelle db copy: --from URL and --to URL are both needed (see passerelle db --help)\n";
+    return 2;
+  }
+  if (from == to) {
+    std::cerr << "passerelle db copy: --from and --to name the same database\n";
+    return 2;
+  }
+  Config config;
+  if (int rc = loadConfig(args, config)) return rc;
+  passerelle::app::configureLogging(config);
+  store::StoreOptions sourceOptions;
+  sourceOptions.migrate = false;  // the source is read, never changed
+  auto source = store::openStore(from, sourceOptions);
+  if (!source.ok()) {
+    std::cerr << "passerelle db copy: source " << store::redactedUrl(from) << ": " << source.error().message << "\n";
+    return 1;
+  }
+  // A source that cannot be copied is refused before the target is created or migrated.
+  if (auto s = source.value()->status(); s.ok() && s->pending()) {
+    std::cerr << "passerelle db copy: source " << store::redactedUrl(from) << ": its schema is at version " << s->schemaVersion << " of "
+              << s->knownVersion << ": run 'passerelle db migrate' on it first\n";
+    source.value()->close();
+    return 1;
+  }
+  auto target = store::openStore(to, store::StoreOptions{});
+  if (!target.ok()) {
+    std::cerr << "passerelle db copy: target " << store::redactedUrl(to) << ": " << target.error().message << "\n";
+    source.value()->close();
+    return 1;
+  }
+  passerelle::app::CopyOptions options;
+  options.baseUrl = config.get("fhir.base_url");
+  while (!options.baseUrl.empty() && options.baseUrl.back() == '/') options.baseUrl.pop_back();
+  options.progress = [](const std::string& line) { std::cerr << "passerelle db copy: " << line << std::endl; };
+  auto r = passerelle::app::copyStore(*source.value(), *target.value(), options);
+  source.value()->close();
+  target.value()->close();
+  if (!r.ok()) {
+    std::cerr << "passerelle db copy: from " << store::redactedUrl(from) << " to " << store::redactedUrl(to) << ": "
+              << r.error().message << "\n";
+    return 1;
+  }
+  std::cout << "copied " << r->versions << " versions, " << r->meta << " kept values, " << r->inbox << " received messages and "
+            << r->deliveries << " deliveries; indexed " << r->indexed << " resources\n";
+  for (const auto& [side, url, f] : {std::tuple{"source", from, &r->source}, std::tuple{"target", to, &r->target}}) {
+    std::cout << side << " " << store::redactedUrl(url) << ":\n";
+    printCounts(std::cout, f->status, "  ");
+    std::cout << "  digest: " << f->digest << "\n";
+  }
+  if (!r->differences.empty()) {
+    std::cout << "NOT verified:\n";
+    for (const auto& d : r->differences) std::cout << "  " << d << "\n";
+    std::cerr << "passerelle db copy: the copy differs from the source (" << r->differences.size() << " differences, listed above)\n";
+    return 1;
+  }
+  std::cout << "verified\n";
+  return 0;
+}
+
 int dbCommand(int argc, char** argv) {
   if (argc < 3 || std::string(argv[2]) == "--help" || std::string(argv[2]) == "-h") {
-    std::cout << "Usage: passerelle db migrate|reindex [--config FILE] [--set key=value ...]\n\n"
-                 "  migrate   applies the numbered migrations the database at storage.url has not seen yet\n"
-                 "  reindex   rebuilds the search indexes of every current resource (the gateway also\n"
-                 "            does it on start when the search definitions changed)\n\n";
-    configOptionsHelp(std::cout);
+    dbUsage(std::cout);
     return argc < 3 ? 2 : 0;
   }
   std::string sub = argv[2];
-  if (sub != "migrate" && sub != "reindex") {
+  if (sub == "copy") return dbCopy(argc, argv);
+  if (sub != "migrate" && sub != "reindex" && sub != "status") {
     std::cerr << "passerelle db: unknown subcommand '" << argv[2] << "' (see passerelle db --help)\n";
     return 2;
   }
@@ -170,6 +308,7 @@ int dbCommand(int argc, char** argv) {
   Config config;
   if (int rc = loadConfig(args, config)) return rc;
   passerelle::app::configureLogging(config);
+  if (sub == "status") return dbStatus(config);
   auto st = passerelle::store::openStore(config.get("storage.url"), passerelle::store::StoreOptions{});
   if (!st.ok()) {
     std::cerr << "passerelle: storage.url: " << st.error().message << "\n";

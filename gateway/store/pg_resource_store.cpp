@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <deque>
+#include <map>
 #include <mutex>
 #include <semaphore>
 #include <thread>
@@ -323,6 +324,37 @@ Result<std::optional<Delivery>> loadDelivery(Connection& c, std::int64_t id) {
   return firstRow(rows<Delivery>(c, sql, {id}, deliveryRow, "read a delivery"));
 }
 
+// A row copied from another store keeps its id; the identity column's sequence is then moved past
+// it, so that the rows the gateway adds later are numbered after the copied ones.
+Result<void> followCopiedId(Connection& c, const char* table, const char* what) {
+  auto r = c.exec(std::string("SELECT setval(pg_get_serial_sequence('") + table + "', 'id'), (SELECT MAX(id) FROM " + table + "))", {},
+                  what);
+  if (!r.ok()) return r.error();
+  return {};
+}
+
+Result<void> copyInboxRow(Connection& c, const InboxMessage& m) {
+  auto r = c.exec(
+      "INSERT INTO message_inbox (id, channel, partner, control_id, type, received, status, ack_code, patient, detail, message, ack)"
+      " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, NULLIF($9, ''), NULLIF($10, ''), $11, $12)",
+      {m.id, m.channel, m.partner, m.controlId, m.type, m.receivedMs, m.status, m.ackCode, m.patient, m.detail, Bytes{m.message},
+       Bytes{m.ack}},
+      "copy a received message");
+  if (!r.ok()) return r.error();
+  return followCopiedId(c, "message_inbox", "number the inbox after a copy");
+}
+
+Result<void> copyDeliveryRow(Connection& c, const Delivery& d) {
+  auto r = c.exec(
+      "INSERT INTO message_outbox (id, destination, order_key, kind, focus, payload, status, attempts, created, next_try, done,"
+      " last_error) VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''::bytea), $7, $8, $9, $10, NULLIF($11, 0), NULLIF($12, ''))",
+      {d.id, d.destination, d.orderKey, d.kind, d.focus, Bytes{d.payload}, d.status, static_cast<std::int64_t>(d.attempts),
+       d.createdMs, d.nextTryMs, d.doneMs, d.lastError},
+      "copy a delivery");
+  if (!r.ok()) return r.error();
+  return followCopiedId(c, "message_outbox", "number the outbox after a copy");
+}
+
 using WriteObserver = std::function<Result<void>(WriteTxn&, const ResourceVersion&)>;
 
 class WriteTxnImpl : public WriteTxn {
@@ -433,6 +465,8 @@ class WriteTxnImpl : public WriteTxn {
     return r;
   }
   Result<std::optional<Delivery>> delivery(std::int64_t id) override { return loadDelivery(c_, id); }
+  Result<void> copyInbox(const InboxMessage& m) override { return copyInboxRow(c_, m); }
+  Result<void> copyDelivery(const Delivery& d) override { return copyDeliveryRow(c_, d); }
 
   Result<void> attachAudit(std::string record) override {
     auto r = c_.exec("INSERT INTO audit_outbox (record) VALUES ($1) RETURNING id", {Bytes{record}}, "insert an audit record");
@@ -475,8 +509,10 @@ class PgResourceStore : public ResourceStore {
     auto c = Connection::open(url_, false);
     if (!c.ok()) return makeError(c.error().code, "cannot open database '" + redactedUrl(url_) + "': " + c.error().message);
     writer_ = std::move(c.value());
-    auto m = migrate();
-    if (!m.ok()) return m;
+    if (options_.migrate) {
+      auto m = migrate();
+      if (!m.ok()) return m;
+    }
     thread_ = std::thread([this] { writerLoop(); });
     return {};
   }
@@ -502,6 +538,83 @@ class PgResourceStore : public ResourceStore {
                                    ", c.rid FROM resource_current c JOIN resource_version v ON v.seq = c.seq"
                                    " WHERE c.res_type = $1 AND c.res_id > $2 AND c.deleted = 0 ORDER BY c.res_id LIMIT $3";
     return queryVersions(**lease.value(), sql, {type, afterId, static_cast<std::int64_t>(limit)}, "scan");
+  }
+
+  Result<std::vector<ResourceVersion>> scanVersions(std::int64_t afterSeq, int limit) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    static const std::string sql =
+        std::string("SELECT ") + kVersionColumns + " FROM resource_version v WHERE v.seq > $1 ORDER BY v.seq LIMIT $2";
+    return queryVersions(**lease.value(), sql, {afterSeq, static_cast<std::int64_t>(std::max(1, limit))}, "read versions");
+  }
+
+  Result<std::vector<ResourceVersion>> scanVersionsByKey(const std::string& afterType, const std::string& afterId,
+                                                         std::int64_t afterVersion, int limit) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    // A row comparison on the UNIQUE (res_type, res_id, version) index (COLLATE "C": byte order,
+    // as on SQLite): each page starts where the last one ended.
+    static const std::string sql = std::string("SELECT ") + kVersionColumns +
+                                   " FROM resource_version v WHERE (v.res_type, v.res_id, v.version) > ($1, $2, $3)"
+                                   " ORDER BY v.res_type, v.res_id, v.version LIMIT $4";
+    return queryVersions(**lease.value(), sql, {afterType, afterId, afterVersion, static_cast<std::int64_t>(std::max(1, limit))},
+                         "read versions");
+  }
+
+  Result<StoreStatus> status() override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    Connection& c = **lease.value();
+    StoreStatus out;
+    out.backend = "postgresql";
+    out.knownVersion = postgresqlMigrations().empty() ? 0 : postgresqlMigrations().back().version;
+    auto scalar = [&](const char* sql, std::int64_t& value) -> Result<void> {
+      auto r = c.exec(sql, {}, "read the schema");
+      if (!r.ok()) return r.error();
+      value = r->size() == 0 || r->null(0, 0) ? 0 : r->i64(0, 0);
+      return {};
+    };
+    std::int64_t n = 0;
+    auto r = scalar("SELECT COUNT(*) FROM pg_catalog.pg_tables WHERE schemaname = current_schema() AND tablename = 'schema_migrations'", n);
+    if (!r.ok()) return r.error();
+    if (n > 0) {
+      r = scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", n);
+      if (!r.ok()) return r.error();
+      out.schemaVersion = static_cast<int>(n);
+    }
+    if (out.schemaVersion >= 1) {
+      std::map<std::string, TypeCount> types;
+      auto current = c.exec(
+          "SELECT res_type, COUNT(*) FILTER (WHERE deleted = 0), COUNT(*) FILTER (WHERE deleted <> 0) FROM resource_current"
+          " GROUP BY res_type",
+          {}, "count resources");
+      if (!current.ok()) return current.error();
+      for (int i = 0; i < current->size(); ++i) {
+        auto& t = types[current->text(i, 0)];
+        t.type = current->text(i, 0);
+        t.current = current->i64(i, 1);
+        t.deleted = current->i64(i, 2);
+      }
+      auto versions = c.exec("SELECT res_type, COUNT(*) FROM resource_version GROUP BY res_type", {}, "count versions");
+      if (!versions.ok()) return versions.error();
+      for (int i = 0; i < versions->size(); ++i) {
+        auto& t = types[versions->text(i, 0)];
+        t.type = versions->text(i, 0);
+        t.versions = versions->i64(i, 1);
+      }
+      for (auto& [name, t] : types) {
+        out.current += t.current;
+        out.deleted += t.deleted;
+        out.versions += t.versions;
+        out.types.push_back(std::move(t));
+      }
+    }
+    if (out.schemaVersion >= 4) {
+      r = scalar("SELECT COUNT(*) FROM message_inbox", out.inbox);
+      if (r.ok()) r = scalar("SELECT COUNT(*) FROM message_outbox", out.deliveries);
+      if (!r.ok()) return r.error();
+    }
+    return out;
   }
 
   Result<SearchPage> search(const SearchQuery& q) override {
@@ -600,6 +713,16 @@ class PgResourceStore : public ResourceStore {
     if (!r.ok()) return r.error();
     if (r->size() == 0) return std::string();
     return r->text(0, 0);
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> listMeta() override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    auto r = (**lease.value()).exec("SELECT key, value FROM store_meta ORDER BY key", {}, "read store_meta");
+    if (!r.ok()) return r.error();
+    std::vector<std::pair<std::string, std::string>> out;
+    for (int i = 0; i < r->size(); ++i) out.emplace_back(r->text(i, 0), r->text(i, 1));
+    return out;
   }
 
   Result<void> setMeta(const std::string& key, const std::string& value) override {
@@ -745,6 +868,19 @@ class PgResourceStore : public ResourceStore {
       out.push_back(std::move(n));
     }
     return out;
+  }
+
+  Result<std::vector<InboxMessage>> scanInbox(std::int64_t afterId, int limit) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    static const std::string sql = std::string("SELECT ") + kInboxColumns + " FROM message_inbox WHERE id > $1 ORDER BY id LIMIT $2";
+    return rows<InboxMessage>(**lease.value(), sql, {afterId, static_cast<std::int64_t>(std::max(1, limit))}, inboxRow, "read the inbox");
+  }
+  Result<std::vector<Delivery>> scanDeliveries(std::int64_t afterId, int limit) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    static const std::string sql = std::string("SELECT ") + kDeliveryColumns + " FROM message_outbox WHERE id > $1 ORDER BY id LIMIT $2";
+    return rows<Delivery>(**lease.value(), sql, {afterId, static_cast<std::int64_t>(std::max(1, limit))}, deliveryRow, "read the outbox");
   }
 
   StoreStats stats() const override {

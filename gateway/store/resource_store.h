@@ -251,6 +251,27 @@ class WriteTxn {
   virtual Result<void> enqueue(Delivery& d) = 0;
   virtual Result<void> updateDelivery(const Delivery& d) = 0;
   virtual Result<std::optional<Delivery>> delivery(std::int64_t id) = 0;
+  // A message or delivery copied from another store as it is: its id and every field kept (no
+  // time set, no sender woken). Later ones are numbered after the highest id copied.
+  virtual Result<void> copyInbox(const InboxMessage& m) = 0;
+  virtual Result<void> copyDelivery(const Delivery& d) = 0;
+};
+
+// What a database holds, for `passerelle db status` and the checks of `db copy`.
+struct TypeCount {
+  std::string type;
+  std::int64_t current = 0;   // resources whose latest version is not a deletion
+  std::int64_t deleted = 0;   // resources whose latest version is a deletion
+  std::int64_t versions = 0;  // every version, deletions included
+};
+struct StoreStatus {
+  std::string backend;     // "sqlite" or "postgresql"
+  int schemaVersion = 0;   // the newest migration applied (0: none, an empty database)
+  int knownVersion = 0;    // the newest migration compiled in
+  std::vector<TypeCount> types;  // in type order; empty until migration 1 is applied
+  std::int64_t current = 0, deleted = 0, versions = 0;  // the sums over types
+  std::int64_t inbox = 0, deliveries = 0;  // the message store's rows (0 before migration 4)
+  bool pending() const { return schemaVersion < knownVersion; }
 };
 
 struct StoreStats {
@@ -295,6 +316,15 @@ class ResourceStore {
   // grow with the page's position (bulk reads; no access control here: callers pass each page to
   // their guard).
   virtual Result<std::vector<ResourceVersion>> scan(const std::string& type, const std::string& afterId, int limit) = 0;
+  // Every version of every resource, deletions included, page by page: those with a seq above
+  // `afterSeq` in seq order (the order they were written in), at most `limit`.
+  virtual Result<std::vector<ResourceVersion>> scanVersions(std::int64_t afterSeq, int limit) = 0;
+  // The same in (type, id, version) order, byte-wise, after the given key ("", "", 0 for the first).
+  virtual Result<std::vector<ResourceVersion>> scanVersionsByKey(const std::string& afterType, const std::string& afterId,
+                                                                 std::int64_t afterVersion, int limit) = 0;
+  // The schema version and what the database holds (see StoreStatus). Works on a database whose
+  // migrations are pending (opened with StoreOptions::migrate false): what it cannot count yet is 0.
+  virtual Result<StoreStatus> status() = 0;
   // Rebuilds every current resource's index rows with `index` (body -> rows), in batches of
   // `batch` resources per commit; returns the number of resources indexed.
   virtual Result<std::int64_t> reindex(const std::function<Result<IndexRows>(const ResourceVersion&)>& index,
@@ -302,6 +332,8 @@ class ResourceStore {
   // A value kept in the database (e.g. the fingerprint of the search definitions indexed).
   virtual Result<std::string> getMeta(const std::string& key) = 0;
   virtual Result<void> setMeta(const std::string& key, const std::string& value) = 0;
+  // Every kept value, in key order.
+  virtual Result<std::vector<std::pair<std::string, std::string>>> listMeta() = 0;
   // Runs `work` in one database transaction, possibly grouped with concurrent units into one
   // commit; an error from `work` rolls back that unit alone. Returns once the commit is durable.
   virtual Result<void> write(const std::function<Result<void>(WriteTxn&)>& work) = 0;
@@ -328,6 +360,9 @@ class ResourceStore {
   virtual Result<std::optional<std::int64_t>> nextDeliveryTime(const std::string& destination) = 0;
   virtual Result<std::vector<Delivery>> listDeliveries(const DeliveryFilter& filter) = 0;
   virtual Result<std::vector<DeliveryCounts>> deliveryCounts() = 0;
+  // Every received message / delivery with an id above `afterId`, in id order, at most `limit`.
+  virtual Result<std::vector<InboxMessage>> scanInbox(std::int64_t afterId, int limit) = 0;
+  virtual Result<std::vector<Delivery>> scanDeliveries(std::int64_t afterId, int limit) = 0;
   // Refuses new writes, finishes queued ones and closes the database.
   virtual void close() = 0;
   virtual StoreStats stats() const = 0;
@@ -340,12 +375,17 @@ struct StoreOptions {
   int readers = 16;
   // How long the writer waits for more units before starting a commit (0: not at all).
   int commitDelayMicros = 0;
+  // Whether opening applies the migrations the database has not seen yet. False opens it as it
+  // is, to report on it (`passerelle db status`) or read it without changing it: the tables of a
+  // pending migration are then missing, and so are the readers and writers that need them. A
+  // SQLite file that does not exist is then an error rather than a new database.
+  bool migrate = true;
 };
 
 // Opens the store at `url` (`sqlite:PATH`, the folder created; or
 // `postgresql://USER[:PASSWORD]@HOST:PORT/DATABASE`, the database existing) and applies the
-// numbered migrations it has not seen yet. Errors name the URL (without its password) and the
-// failing step.
+// numbered migrations it has not seen yet (unless options.migrate is false). Errors name the URL
+// (without its password) and the failing step.
 Result<std::unique_ptr<ResourceStore>> openStore(const std::string& url, const StoreOptions& options);
 
 // A storage URL with its password, if any, replaced by "***" (for messages and logs).

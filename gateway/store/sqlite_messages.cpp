@@ -238,4 +238,60 @@ Result<std::vector<DeliveryCounts>> deliveryCounts(Connection& c) {
       "count deliveries");
 }
 
+Result<std::vector<InboxMessage>> scanInbox(Connection& c, std::int64_t afterId, int limit) {
+  static const std::string sql = std::string("SELECT ") + kInboxColumns + " FROM message_inbox WHERE id > ? ORDER BY id LIMIT ?";
+  return rows<InboxMessage>(c, sql, {afterId, static_cast<std::int64_t>(std::max(1, limit))}, inboxRow, "read the inbox");
+}
+
+Result<std::vector<Delivery>> scanDeliveries(Connection& c, std::int64_t afterId, int limit) {
+  static const std::string sql = std::string("SELECT ") + kDeliveryColumns + " FROM message_outbox WHERE id > ? ORDER BY id LIMIT ?";
+  return rows<Delivery>(c, sql, {afterId, static_cast<std::int64_t>(std::max(1, limit))}, deliveryRow, "read the outbox");
+}
+
+Result<void> copyInbox(Connection& c, const InboxMessage& m) {
+  auto st = c.prepare(
+      "INSERT OR FAIL INTO message_inbox (id, channel, partner, control_id, type, received, status, ack_code, patient, detail,"
+      " message, ack) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULLIF(?, ''), NULLIF(?, ''), ?, ?)");
+  if (!st.ok()) return st.error();
+  auto& s = **st;
+  s.bind(1, m.id);
+  s.bind(2, m.channel);
+  s.bind(3, m.partner);
+  s.bind(4, m.controlId);
+  s.bind(5, m.type);
+  s.bind(6, m.receivedMs);
+  s.bind(7, m.status);
+  s.bind(8, m.ackCode);
+  s.bind(9, m.patient);
+  s.bind(10, m.detail);
+  s.bind(11, m.message);
+  s.bind(12, m.ack);
+  int rc = s.step();
+  if (rc != SQLITE_DONE) return sqlError(c.db(), rc, "copy a received message");
+  return {};
+}
+
+Result<void> copyDelivery(Connection& c, const Delivery& d) {
+  auto st = c.prepare(
+      "INSERT OR FAIL INTO message_outbox (id, destination, order_key, kind, focus, payload, status, attempts, created, next_try,"
+      " done, last_error) VALUES (?, ?, ?, ?, ?, NULLIF(?, ''), ?, ?, ?, ?, NULLIF(?, 0), NULLIF(?, ''))");
+  if (!st.ok()) return st.error();
+  auto& s = **st;
+  s.bind(1, d.id);
+  s.bind(2, d.destination);
+  s.bind(3, d.orderKey);
+  s.bind(4, d.kind);
+  s.bind(5, d.focus);
+  s.bind(6, d.payload);
+  s.bind(7, d.status);
+  s.bind(8, static_cast<std::int64_t>(d.attempts));
+  s.bind(9, d.createdMs);
+  s.bind(10, d.nextTryMs);
+  s.bind(11, d.doneMs);
+  s.bind(12, d.lastError);
+  int rc = s.step();
+  if (rc != SQLITE_DONE) return sqlError(c.db(), rc, "copy a delivery");
+  return {};
+}
+
 }  // namespace passerelle::store::sqlite

@@ -24,4 +24,10 @@ Result<std::optional<std::int64_t>> nextDeliveryTime(Connection& c, const std::s
 Result<std::vector<Delivery>> listDeliveries(Connection& c, const DeliveryFilter& f);
 Result<std::vector<DeliveryCounts>> deliveryCounts(Connection& c);
 
+// Copying a store: every row in id order, and rows inserted with their own ids.
+Result<std::vector<InboxMessage>> scanInbox(Connection& c, std::int64_t afterId, int limit);
+Result<std::vector<Delivery>> scanDeliveries(Connection& c, std::int64_t afterId, int limit);
+Result<void> copyInbox(Connection& c, const InboxMessage& m);
+Result<void> copyDelivery(Connection& c, const Delivery& d);
+
 }  // namespace passerelle::store::sqlite

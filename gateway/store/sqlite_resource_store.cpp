@@ -10,6 +10,7 @@
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
+#include <map>
 #include <semaphore>
 #include <mutex>
 #include <thread>
@@ -177,6 +178,8 @@ class WriteTxnImpl : public WriteTxn {
     return r;
   }
   Result<std::optional<Delivery>> delivery(std::int64_t id) override { return sqlite::loadDelivery(c_, id); }
+  Result<void> copyInbox(const InboxMessage& m) override { return sqlite::copyInbox(c_, m); }
+  Result<void> copyDelivery(const Delivery& d) override { return sqlite::copyDelivery(c_, d); }
 
   Result<void> attachAudit(std::string record) override {
     auto st = c_.prepare("INSERT INTO audit_outbox (record) VALUES (?)");
@@ -228,8 +231,10 @@ class SqliteResourceStore : public ResourceStore {
       auto r = writer_->exec(pragma);
       if (!r.ok()) return r;
     }
-    auto m = migrate();
-    if (!m.ok()) return m;
+    if (options_.migrate) {
+      auto m = migrate();
+      if (!m.ok()) return m;
+    }
     // Checkpoints run on their own thread and connection, so the writer never copies WAL pages
     // into the database (and fsyncs it) in the middle of a group commit. The hook replaces
     // SQLite's automatic checkpoint.
@@ -266,24 +271,88 @@ class SqliteResourceStore : public ResourceStore {
   // memory would leave every page it touched resident in this process and push the request path's
   // pages out of the readers' caches.
   Result<std::vector<ResourceVersion>> scan(const std::string& type, const std::string& afterId, int limit) override {
-    std::lock_guard<std::mutex> lock(scannerMutex_);
-    if (!scanner_) {
-      try {
-        auto c = std::make_unique<Connection>(path_);
-        for (const char* pragma : {"PRAGMA busy_timeout=10000", "PRAGMA mmap_size=0", "PRAGMA cache_size=-8192"}) {
-          auto r = c->exec(pragma);
-          if (!r.ok()) throw std::runtime_error(r.error().message);
-        }
-        sqlite::limitReads(c->db());
-        scanner_ = std::move(c);
-      } catch (const std::exception& ex) {
-        return makeError(ErrorCode::kUnavailable, std::string("cannot open a reader: ") + ex.what());
-      }
-    }
     static const std::string sql = std::string("SELECT ") + kVersionColumns +
                                    ", c.rid FROM resource_current c JOIN resource_version v ON v.seq = c.seq"
                                    " WHERE c.res_type = ? AND c.res_id > ? AND c.deleted = 0 ORDER BY c.res_id LIMIT ?";
-    return queryVersions(*scanner_, sql, {type, afterId, static_cast<std::int64_t>(limit)});
+    return scanQuery(sql, {type, afterId, static_cast<std::int64_t>(limit)});
+  }
+
+  // Whole-store reads (copies, digests) go through the scanner's connection too, for the same reason.
+  Result<std::vector<ResourceVersion>> scanVersions(std::int64_t afterSeq, int limit) override {
+    static const std::string sql = std::string("SELECT ") + kVersionColumns + " FROM resource_version v WHERE v.seq > ? ORDER BY v.seq LIMIT ?";
+    return scanQuery(sql, {afterSeq, static_cast<std::int64_t>(std::max(1, limit))});
+  }
+
+  Result<std::vector<ResourceVersion>> scanVersionsByKey(const std::string& afterType, const std::string& afterId,
+                                                         std::int64_t afterVersion, int limit) override {
+    // A row value compared on the UNIQUE (res_type, res_id, version) index: each page starts where
+    // the last one ended, at a cost that does not grow with its position.
+    static const std::string sql = std::string("SELECT ") + kVersionColumns +
+                                   " FROM resource_version v WHERE (v.res_type, v.res_id, v.version) > (?, ?, ?)"
+                                   " ORDER BY v.res_type, v.res_id, v.version LIMIT ?";
+    return scanQuery(sql, {afterType, afterId, afterVersion, static_cast<std::int64_t>(std::max(1, limit))});
+  }
+
+  Result<StoreStatus> status() override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    Connection& c = **lease.value();
+    StoreStatus out;
+    out.backend = "sqlite";
+    out.knownVersion = sqliteMigrations().empty() ? 0 : sqliteMigrations().back().version;
+    auto scalar = [&](const char* sql, std::int64_t& value) -> Result<void> {
+      auto st = c.prepare(sql);
+      if (!st.ok()) return st.error();
+      int rc = (*st)->step();
+      if (rc != SQLITE_ROW) return sqlError(c.db(), rc, "read the schema");
+      value = (*st)->i64(0);
+      return {};
+    };
+    std::int64_t n = 0;
+    auto r = scalar("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'", n);
+    if (!r.ok()) return r.error();
+    if (n > 0) {
+      r = scalar("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", n);
+      if (!r.ok()) return r.error();
+      out.schemaVersion = static_cast<int>(n);
+    }
+    if (out.schemaVersion >= 1) {
+      std::map<std::string, TypeCount> types;
+      auto each = [&](const char* sql, const std::function<void(const Connection::Statement&, TypeCount&)>& add) -> Result<void> {
+        auto st = c.prepare(sql);
+        if (!st.ok()) return st.error();
+        for (;;) {
+          int rc = (*st)->step();
+          if (rc == SQLITE_DONE) return {};
+          if (rc != SQLITE_ROW) return sqlError(c.db(), rc, "count resources");
+          std::string type = (*st)->text(0);
+          auto& t = types[type];
+          t.type = type;
+          add(**st, t);
+        }
+      };
+      r = each("SELECT res_type, SUM(deleted = 0), SUM(deleted <> 0) FROM resource_current GROUP BY res_type",
+               [](const Connection::Statement& st, TypeCount& t) {
+                 t.current = st.i64(1);
+                 t.deleted = st.i64(2);
+               });
+      if (r.ok())
+        r = each("SELECT res_type, COUNT(*) FROM resource_version GROUP BY res_type",
+                 [](const Connection::Statement& st, TypeCount& t) { t.versions = st.i64(1); });
+      if (!r.ok()) return r.error();
+      for (auto& [name, t] : types) {
+        out.current += t.current;
+        out.deleted += t.deleted;
+        out.versions += t.versions;
+        out.types.push_back(std::move(t));
+      }
+    }
+    if (out.schemaVersion >= 4) {
+      r = scalar("SELECT COUNT(*) FROM message_inbox", out.inbox);
+      if (r.ok()) r = scalar("SELECT COUNT(*) FROM message_outbox", out.deliveries);
+      if (!r.ok()) return r.error();
+    }
+    return out;
   }
 
   Result<SearchPage> search(const SearchQuery& q) override {
@@ -383,6 +452,21 @@ class SqliteResourceStore : public ResourceStore {
     if (rc == SQLITE_DONE) return std::string();
     if (rc != SQLITE_ROW) return sqlError(nullptr, rc, "read store_meta");
     return (*st)->text(0);
+  }
+
+  Result<std::vector<std::pair<std::string, std::string>>> listMeta() override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    Connection& c = **lease.value();
+    auto st = c.prepare("SELECT key, value FROM store_meta ORDER BY key");
+    if (!st.ok()) return st.error();
+    std::vector<std::pair<std::string, std::string>> out;
+    for (;;) {
+      int rc = (*st)->step();
+      if (rc == SQLITE_DONE) return out;
+      if (rc != SQLITE_ROW) return sqlError(c.db(), rc, "read store_meta");
+      out.emplace_back((*st)->text(0), (*st)->text(1));
+    }
   }
 
   Result<void> setMeta(const std::string& key, const std::string& value) override {
@@ -496,6 +580,16 @@ class SqliteResourceStore : public ResourceStore {
     if (!lease.ok()) return lease.error();
     return sqlite::deliveryCounts(**lease.value());
   }
+  Result<std::vector<InboxMessage>> scanInbox(std::int64_t afterId, int limit) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::scanInbox(**lease.value(), afterId, limit);
+  }
+  Result<std::vector<Delivery>> scanDeliveries(std::int64_t afterId, int limit) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    return sqlite::scanDeliveries(**lease.value(), afterId, limit);
+  }
 
   StoreStats stats() const override {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -560,6 +654,25 @@ class SqliteResourceStore : public ResourceStore {
       freeReaders_.push_back(std::move(c));
     }
     readersCv_.notify_one();
+  }
+
+  // Runs a query on the scanner's connection, opened on first use.
+  Result<std::vector<ResourceVersion>> scanQuery(const std::string& sql, const std::vector<Bind>& binds) {
+    std::lock_guard<std::mutex> lock(scannerMutex_);
+    if (!scanner_) {
+      try {
+        auto c = std::make_unique<Connection>(path_);
+        for (const char* pragma : {"PRAGMA busy_timeout=10000", "PRAGMA mmap_size=0", "PRAGMA cache_size=-8192"}) {
+          auto r = c->exec(pragma);
+          if (!r.ok()) throw std::runtime_error(r.error().message);
+        }
+        sqlite::limitReads(c->db());
+        scanner_ = std::move(c);
+      } catch (const std::exception& ex) {
+        return makeError(ErrorCode::kUnavailable, std::string("cannot open a reader: ") + ex.what());
+      }
+    }
+    return queryVersions(*scanner_, sql, binds);
   }
 
   Result<void> migrate() {
@@ -810,6 +923,8 @@ class SqliteResourceStore : public ResourceStore {
 Result<std::unique_ptr<ResourceStore>> openSqliteStore(const std::string& path, const StoreOptions& options) {
   static std::once_flag registered;
   std::call_once(registered, [] { Poco::Data::SQLite::Connector::registerConnector(); });
+  if (!options.migrate && !std::filesystem::exists(path))
+    return makeError(ErrorCode::kNotFound, "no database at '" + path + "'");
   std::error_code ec;
   auto parent = std::filesystem::path(path).parent_path();
   if (!parent.empty()) std::filesystem::create_directories(parent, ec);

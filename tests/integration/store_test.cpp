@@ -541,6 +541,54 @@ TEST_P(StoreTest, ReindexFindsResourcesAndScansPageInIdOrder) {
   EXPECT_EQ(s->getMeta("absent").value(), "");
 }
 
+// Every version read back page by page, in write order and in (type, id, version) byte order,
+// with the counts of what the store holds.
+TEST_P(StoreTest, ScansEveryVersionInSeqAndKeyOrderAndCountsWhatItHolds) {
+  auto s = open();
+  // Written interleaved, so that seq order and key order differ; "B" sorts before "a" byte-wise.
+  std::vector<std::pair<std::string, std::int64_t>> writes = {{"b", 1}, {"a", 1}, {"B", 1}, {"b", 2}, {"a", 2}, {"b", 3}};
+  for (const auto& [id, version] : writes)
+    ASSERT_TRUE(s->write([&](WriteTxn& t) { return putVersion(t, id, version, id == "b" && version == 3); }).ok());
+  std::vector<std::string> bySeq;
+  for (std::int64_t after = 0;;) {
+    auto page = s->scanVersions(after, 4);
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    if (page->empty()) break;
+    for (const auto& v : *page) bySeq.push_back(v.id + "/" + std::to_string(v.version) + (v.deleted ? " deleted" : ""));
+    after = page->back().seq;
+  }
+  EXPECT_EQ(bySeq, (std::vector<std::string>{"b/1", "a/1", "B/1", "b/2", "a/2", "b/3 deleted"}));
+  std::vector<std::string> byKey;
+  std::string type, id;
+  std::int64_t version = 0;
+  for (;;) {
+    auto page = s->scanVersionsByKey(type, id, version, 2);
+    ASSERT_TRUE(page.ok()) << page.error().message;
+    if (page->empty()) break;
+    for (const auto& v : *page) byKey.push_back(v.id + "/" + std::to_string(v.version));
+    type = page->back().type;
+    id = page->back().id;
+    version = page->back().version;
+  }
+  EXPECT_EQ(byKey, (std::vector<std::string>{"B/1", "a/1", "a/2", "b/1", "b/2", "b/3"}));
+  auto st = s->status();
+  ASSERT_TRUE(st.ok()) << st.error().message;
+  EXPECT_EQ(st->backend, GetParam());
+  EXPECT_EQ(st->schemaVersion, 4);
+  EXPECT_FALSE(st->pending());
+  ASSERT_EQ(st->types.size(), 1u);
+  EXPECT_EQ(st->types[0].type, "Patient");
+  EXPECT_EQ(st->types[0].current, 2);
+  EXPECT_EQ(st->types[0].deleted, 1);
+  EXPECT_EQ(st->types[0].versions, 6);
+  EXPECT_EQ(st->versions, 6);
+  ASSERT_TRUE(s->setMeta("z", "last").ok());
+  ASSERT_TRUE(s->setMeta("m", "first").ok());
+  auto meta = s->listMeta();
+  ASSERT_TRUE(meta.ok());
+  EXPECT_EQ(*meta, (std::vector<std::pair<std::string, std::string>>{{"m", "first"}, {"z", "last"}}));
+}
+
 // ---- PostgreSQL only ----
 
 // The schema is made once: opening again (or by a second store at once) applies nothing twice.
