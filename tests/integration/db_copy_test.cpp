@@ -74,19 +74,6 @@ std::unique_ptr<ResourceStore> openUrl(const std::string& url) {
   return std::move(s.value());
 }
 
-// A new database of the shared PostgreSQL cluster; "" with the reason in `skip` without PostgreSQL.
-std::string freshPgDatabase(std::string& skip) {
-  if (!PgServer::available()) {
-    skip = "PostgreSQL is not available: " + PgServer::unavailableReason();
-    return "";
-  }
-  std::string error;
-  PgServer* server = PgServer::shared(error);
-  if (!server) throw std::runtime_error("cannot start PostgreSQL: " + error);
-  std::string url = server->createDatabase(error);
-  if (url.empty()) throw std::runtime_error(error);
-  return url;
-}
 
 const std::int64_t kT0 = 1700000000000;  // the versions' lastUpdated, set so that a copy must keep them
 
@@ -283,7 +270,7 @@ class DbCopyTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     if (GetParam() == "postgresql") {
       std::string skip;
-      target_ = freshPgDatabase(skip);
+      target_ = PgServer::freshDatabase(skip);
       if (target_.empty()) GTEST_SKIP() << skip;
     } else {
       target_ = "sqlite:" + dir_.path() + "/target/p.db";
@@ -392,7 +379,7 @@ TEST(DbStatusTest, AnAbsentDatabaseExitsOneNamingIt) {
 
 TEST(DbStatusTest, AFreshPostgresqlDatabaseHasEveryMigrationPendingAndAWrongOneExitsOne) {
   std::string skip;
-  std::string url = freshPgDatabase(skip);
+  std::string url = PgServer::freshDatabase(skip);
   if (url.empty()) GTEST_SKIP() << skip;
   TempDir dir;
   Outcome status = runBinary(dir, {"db", "status", "--set", "storage.url=" + url});

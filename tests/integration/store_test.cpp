@@ -43,20 +43,6 @@ Result<void> putVersion(WriteTxn& t, const std::string& id, std::int64_t version
   return t.put(v, rows);
 }
 
-// A new, empty database of the process's PostgreSQL cluster (started on first use); "" with the
-// reason in `skip` when PostgreSQL is not installed.
-std::string freshPgDatabase(std::string& skip) {
-  if (!PgServer::available()) {
-    skip = "PostgreSQL is not available: " + PgServer::unavailableReason();
-    return "";
-  }
-  std::string error;
-  PgServer* server = PgServer::shared(error);
-  if (!server) throw std::runtime_error("cannot start PostgreSQL: " + error);
-  std::string url = server->createDatabase(error);
-  if (url.empty()) throw std::runtime_error(error);
-  return url;
-}
 
 // Each test on each database: GetParam() names it.
 class StoreTest : public ::testing::TestWithParam<std::string> {
@@ -64,7 +50,7 @@ class StoreTest : public ::testing::TestWithParam<std::string> {
   void SetUp() override {
     if (GetParam() == "postgresql") {
       std::string skip;
-      url_ = freshPgDatabase(skip);
+      url_ = PgServer::freshDatabase(skip);
       if (url_.empty()) GTEST_SKIP() << skip;
     } else {
       url_ = "sqlite:" + dir_.path() + "/db/p.db";
@@ -594,7 +580,7 @@ TEST_P(StoreTest, ScansEveryVersionInSeqAndKeyOrderAndCountsWhatItHolds) {
 // The schema is made once: opening again (or by a second store at once) applies nothing twice.
 TEST(PgStoreTest, MigrationsAreAppliedOnce) {
   std::string skip;
-  std::string url = freshPgDatabase(skip);
+  std::string url = PgServer::freshDatabase(skip);
   if (url.empty()) GTEST_SKIP() << skip;
   std::string error;
   PgServer* server = PgServer::shared(error);
@@ -617,7 +603,7 @@ TEST(PgStoreTest, MigrationsAreAppliedOnce) {
 // reads and writes go through on new connections.
 TEST(PgStoreTest, ReconnectsAfterTheServerRestarts) {
   std::string skip;
-  std::string url = freshPgDatabase(skip);
+  std::string url = PgServer::freshDatabase(skip);
   if (url.empty()) GTEST_SKIP() << skip;
   std::string error;
   PgServer* server = PgServer::shared(error);
@@ -663,7 +649,7 @@ TEST(PgStoreTest, ReconnectsAfterTheServerRestarts) {
 // few milliseconds at a time, and cancelled on the server once its client has gone.
 TEST(PgStoreTest, AReadInFlightIsCancelledWhenItsClientGoes) {
   std::string skip;
-  std::string url = freshPgDatabase(skip);
+  std::string url = PgServer::freshDatabase(skip);
   if (url.empty()) GTEST_SKIP() << skip;
   auto s = openUrl(url);
   // Many string rows that a "contains" search reads one by one (no index serves it).

@@ -13,6 +13,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <stdexcept>
 #include <thread>
 
 #include "tests/support/ssh_server.h"
@@ -197,6 +198,19 @@ std::string PgServer::createDatabase(std::string& error) {
 std::string PgServer::psql(const std::string& database, const std::string& sql) const {
   return runCommand("PGCONNECT_TIMEOUT=5 " + pgBin() + "/psql -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p " +
                     std::to_string(port_) + " -U " + shellQuote(user_) + " -d " + shellQuote(database) + " -c " + shellQuote(sql));
+}
+
+std::string PgServer::freshDatabase(std::string& skip) {
+  if (!available()) {
+    skip = "PostgreSQL is not available: " + unavailableReason();
+    return "";
+  }
+  std::string error;
+  PgServer* server = shared(error);
+  if (!server) throw std::runtime_error("cannot start PostgreSQL: " + error);
+  std::string url = server->createDatabase(error);
+  if (url.empty()) throw std::runtime_error(error);
+  return url;
 }
 
 PgServer* PgServer::shared(std::string& error) {

@@ -51,6 +51,9 @@ class PgServer {
 
   // The server shared by the tests of this process, started on first use (nullptr with `error`).
   static PgServer* shared(std::string& error);
+  // A new, empty database of the shared server; "" with the reason in `skip` when PostgreSQL is not
+  // installed. Throws when it is installed but cannot be started (a test must fail then, not skip).
+  static std::string freshDatabase(std::string& skip);
 
  private:
   pid_t spawn(const std::vector<std::string>& args, const std::string& log, bool ownGroup);
