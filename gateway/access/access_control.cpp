@@ -173,7 +173,7 @@ Result<std::unique_ptr<RequestGuard>> AccessControl::guardFor(const identity::Pr
 
 Result<std::shared_ptr<const Facts>> AccessControl::facts(const identity::Principal& principal, const Role& role) {
   std::string key = role.name + "|" + principal.practitioner + "|" + principal.patient;
-  std::uint64_t gen = store_.stats().commits;
+  std::uint64_t gen = store_.stats().changes;
   {
     std::lock_guard<std::mutex> lock(mutex_);
     if (gen != generation_) {

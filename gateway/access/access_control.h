@@ -1,7 +1,8 @@
 // Access control over the store: who the caller is to each patient (care relationships and the
 // patient's consent, read from the FHIR resources the network writes), turned into decisions and
 // search constraints for the FHIR service (fhir::AccessGuard), one guard per request.
-// What a caller is related to is cached per caller and dropped at every commit of the store, so a
+// What a caller is related to is cached per caller and dropped at every change to the store (its own
+// commits and, on a shared PostgreSQL database, those of the other gateways as announced), so a
 // withdrawn consent or a closed referral applies from the next request.
 // Thread-safe: guards for many requests are made and used at once.
 #pragma once

@@ -378,7 +378,8 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   });
   if (int every = static_cast<int>(config.getInt("network.sweep_interval_seconds")); every > 0) {
     State* st = g->s_.get();
-    st->sweeper = std::thread([st, ns, every] {
+    store::ResourceStore* sweepStore = g->s_->store.get();
+    st->sweeper = std::thread([st, ns, every, sweepStore] {
       // The daily work runs as the gateway's system account through the gate: the same access
       // decisions and an audit record naming the patients it changed.
       identity::Principal job;
@@ -390,15 +391,21 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
       std::unique_lock<std::mutex> lock(st->sweepMutex);
       while (!st->sweepStop) {
         lock.unlock();
-        http::Caller caller;
-        caller.connector = &job;
-        caller.channel = "job:sweep";
-        fhir::FhirRequest req;
-        req.method = "POST";
-        req.path = "/$sweep";
-        auto r = st->gate->handle(caller, req, "/network/v1", [ns](fhir::FhirRequest& q) { return ns->handle(q); });
-        if (r.status >= 300) log::warn("network.sweep", {{"status", std::to_string(r.status)}, {"body", r.body}});
-        else log::info("network.sweep", {{"result", r.body}});
+        // Gateways sharing a database sweep once per period between them: the one that claims it.
+        std::int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+        auto claimed = sweepStore->claimJob("network.sweep", now, static_cast<std::int64_t>(every) * 900);
+        if (!claimed.ok()) log::warn("network.sweep", {{"error", claimed.error().message}});
+        if (claimed.ok() && claimed.value()) {
+          http::Caller caller;
+          caller.connector = &job;
+          caller.channel = "job:sweep";
+          fhir::FhirRequest req;
+          req.method = "POST";
+          req.path = "/$sweep";
+          auto r = st->gate->handle(caller, req, "/network/v1", [ns](fhir::FhirRequest& q) { return ns->handle(q); });
+          if (r.status >= 300) log::warn("network.sweep", {{"status", std::to_string(r.status)}, {"body", r.body}});
+          else log::info("network.sweep", {{"result", r.body}});
+        }
         lock.lock();
         st->sweepWake.wait_for(lock, std::chrono::seconds(every), [st] { return st->sweepStop; });
       }

@@ -568,14 +568,17 @@ struct GpConnector::Impl {
         seen = wakes;
       }
       bool paused = false;
-      auto due = store.dueDeliveries(destination, nowMs(), 32);
+      std::int64_t claimedAt = nowMs();
+      auto due = store.claimDeliveries(destination, claimedAt, 32, store::kDeliveryLeaseMs);
       if (!due.ok()) paused = true;
       else
-        for (auto& d : due.value())
+        for (auto& d : due.value()) {
+          if (nowMs() - claimedAt > store::kDeliveryLeaseMs / 2) break;  // claim again (renews the rest)
           if (!deliver(gi, d)) {
             paused = true;
             break;
           }
+        }
       std::int64_t waitMs = paused ? 1000 : 60000;
       if (!paused && due.ok() && !due->empty()) waitMs = 0;
       if (!paused) {

@@ -976,11 +976,16 @@ struct HospitalConnector::Impl {
         if (stopping) return;
         seen = wakes;
       }
-      auto due = store.dueDeliveries(p.id, nowMs(), 256);
+      std::int64_t claimedAt = nowMs();
+      auto due = store.claimDeliveries(p.id, claimedAt, 256, store::kDeliveryLeaseMs);
       bool progressed = false;
       std::vector<Done> batch;
       if (due.ok())
         for (auto& d : due.value()) {
+          if (nowMs() - claimedAt > store::kDeliveryLeaseMs / 2) {  // claim again (renews the rest)
+            progressed = true;
+            break;
+          }
           if (lanes > 1 && static_cast<int>(std::hash<std::string>{}(d.orderKey) % static_cast<std::size_t>(lanes)) != lane) continue;
           {
             std::lock_guard<std::mutex> lock(mutex);

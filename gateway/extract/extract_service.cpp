@@ -56,6 +56,9 @@ using Json = nlohmann::json;
 namespace {
 
 constexpr const char* kSd = "https://douleur77.fr/fhir/StructureDefinition/";
+// How long a gateway holds a period's extract it claimed: longer than any run (a national cohort's
+// takes minutes); past it, a run that never finished (its gateway crashed) is taken by another.
+constexpr std::int64_t kExtractClaimMs = 6 * 3600 * 1000;
 constexpr const char* kCs = "https://douleur77.fr/fhir/CodeSystem/";
 
 std::string str(const Json& j, const char* key) {
@@ -570,13 +573,19 @@ struct ExtractService::Impl {
       for (const auto& to : recipients) {
         if (to.transfer.url.empty()) continue;
         std::string destination = "extract:" + to.id;
-        auto due = store->dueDeliveries(destination, nowMs(), 4);
+        std::int64_t claimedAt = nowMs();
+        auto due = store->claimDeliveries(destination, claimedAt, 4, store::kDeliveryLeaseMs);
         if (!due.ok()) {
           waitMs = 1000;
           continue;
         }
-        for (auto& d : due.value())
+        for (auto& d : due.value()) {
+          if (nowMs() - claimedAt > store::kDeliveryLeaseMs / 2) {  // claim again (renews the rest)
+            waitMs = 0;
+            break;
+          }
           if (!deliver(to, d)) waitMs = 1000;
+        }
         auto next = store->nextDeliveryTime(destination);
         if (next.ok() && next->has_value()) waitMs = std::min<std::int64_t>(waitMs, std::max<std::int64_t>(0, **next - nowMs()));
       }
@@ -1716,7 +1725,16 @@ Result<nlohmann::json> ExtractService::runDue(const identity::Principal* by) {
     }
     for (const auto& [kind, from, to] : due) {
       if (exists(r.id, kind, from, to)) continue;
+      // Gateways sharing a database make each period's extract once: the one that claims it.
+      std::string job = "extract:" + r.id + ":" + kind + ":" + from + ":" + to;
+      auto claimed = impl_->store->claimJob(job, nowMs(), kExtractClaimMs);
+      if (!claimed.ok()) return claimed.error();
+      if (!claimed.value()) {
+        log::info("extract.claimed_elsewhere", {{"recipient", r.id}, {"kind", kind}, {"from", from}, {"to", to}});
+        continue;
+      }
       auto m = run(r.id, from, to, by, kind);
+      (void)impl_->store->finishJob(job, m.ok());
       if (!m.ok()) return makeError(m.error().code, "the " + kind + " extract for " + r.id + " (" + from + " to " + to + "): " + m.error().message);
       Json done = m.value();
       if (!r.transfer.url.empty()) {

@@ -98,8 +98,9 @@ Error Connection::error(pg_result* r, const char* what) {
   std::string message = std::string("database: ") + what + ": " + trimmed(r ? PQresultErrorMessage(r) : PQerrorMessage(conn_));
   if (r) PQclear(r);
   std::string code = state ? state : "";
-  // Class 23: integrity constraint violation (a unique key taken).
-  if (code.rfind("23", 0) == 0) return makeError(ErrorCode::kConflict, message);
+  // Class 23: integrity constraint violation (a unique key taken). Class 40: a transaction that
+  // another one ran into (a deadlock between two gateways' writes): a conflict, not a failure.
+  if (code.rfind("23", 0) == 0 || code.rfind("40", 0) == 0) return makeError(ErrorCode::kConflict, message);
   countDatabaseFailure();
   return makeError(code == "53100" ? ErrorCode::kStorageFull : ErrorCode::kUnavailable, message);
 }
@@ -219,6 +220,26 @@ Result<void> Connection::run(const std::string& sql, const char* what) {
   if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) return error(r, what);
   PQclear(r);
   return {};
+}
+
+Result<std::vector<std::string>> Connection::notifications(int timeoutMs) {
+  std::vector<std::string> out;
+  auto drain = [&] {
+    while (PGnotify* n = PQnotifies(conn_)) {
+      out.emplace_back(n->extra ? n->extra : "");
+      PQfreemem(n);
+    }
+  };
+  if (broken()) return makeError(ErrorCode::kUnavailable, "database: the listening connection is lost");
+  drain();
+  if (!out.empty()) return out;
+  pollfd p{PQsocket(conn_), POLLIN, 0};
+  if (::poll(&p, 1, timeoutMs) > 0) {
+    if (!PQconsumeInput(conn_))
+      return makeError(ErrorCode::kUnavailable, "database: the listening connection is lost: " + trimmed(PQerrorMessage(conn_)));
+    drain();
+  }
+  return out;
 }
 
 Result<void> Connection::commit() {

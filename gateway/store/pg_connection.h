@@ -80,6 +80,9 @@ class Connection {
   Result<void> commit();
   // Whether the connection is known to be lost; reconnects it if so (true when usable).
   bool ensureOpen();
+  // After LISTEN on this connection: the payloads of the notifications received, waiting up to
+  // `timeoutMs` for the first; an error when the connection is lost.
+  Result<std::vector<std::string>> notifications(int timeoutMs);
 
  private:
   Connection(std::string url, pg_conn* conn, bool reader) : url_(std::move(url)), conn_(conn), reader_(reader) {}

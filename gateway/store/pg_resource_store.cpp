@@ -7,6 +7,7 @@
 // failure is caught at COMMIT, which then answers ROLLBACK.
 #include "gateway/store/pg_resource_store.h"
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <condition_variable>
@@ -311,7 +312,7 @@ Result<void> insertDelivery(Connection& c, Delivery& d, std::int64_t nowMs) {
 Result<void> saveDelivery(Connection& c, const Delivery& d) {
   auto r = c.exec(
       "UPDATE message_outbox SET payload = NULLIF($1, ''::bytea), status = $2, attempts = $3, next_try = $4, done = NULLIF($5, 0),"
-      " last_error = NULLIF($6, '') WHERE id = $7",
+      " last_error = NULLIF($6, ''), lease_owner = NULL, lease_until = NULL WHERE id = $7",
       {Bytes{d.payload}, d.status, static_cast<std::int64_t>(d.attempts), d.nextTryMs, d.doneMs, d.lastError, d.id},
       "update a delivery");
   if (!r.ok()) return r.error();
@@ -359,9 +360,9 @@ using WriteObserver = std::function<Result<void>(WriteTxn&, const ResourceVersio
 
 class WriteTxnImpl : public WriteTxn {
  public:
-  WriteTxnImpl(Connection& c, std::int64_t now, std::vector<OutboxRecord>& outbox, const WriteObserver* observer = nullptr,
-               bool* enqueued = nullptr)
-      : c_(c), now_(now), outbox_(outbox), observer_(observer), enqueued_(enqueued) {}
+  WriteTxnImpl(Connection& c, std::int64_t now, std::vector<OutboxRecord>& outbox, const std::string& owner,
+               const WriteObserver* observer = nullptr, bool* enqueued = nullptr)
+      : c_(c), now_(now), outbox_(outbox), owner_(owner), observer_(observer), enqueued_(enqueued) {}
 
   Result<std::optional<ResourceVersion>> current(const std::string& type, const std::string& id) override {
     return readCurrent(c_, type, id);
@@ -418,9 +419,12 @@ class WriteTxnImpl : public WriteTxn {
           " VALUES ($1, $2, $3, $4, $5, $6, CASE WHEN $6 <> 0 THEN NULL ELSE $7 END) ON CONFLICT DO NOTHING RETURNING seq",
           {v.type, v.id, v.version, v.lastUpdatedMs, v.method, static_cast<std::int64_t>(v.deleted), v.body}, "insert version");
       if (!r.ok()) return r.error();
-      if (r->size() == 0)
+      if (r->size() == 0) {
+        // Another gateway wrote this version between this unit's read and its write (optimistic
+        // locking: the unique key decides, the later write fails rather than overwrite).
         return makeError(ErrorCode::kConflict,
                          "database: insert version: " + v.type + "/" + v.id + " has a version " + std::to_string(v.version) + " already");
+      }
       v.seq = r->i64(0, 0);
     }
     {
@@ -469,7 +473,8 @@ class WriteTxnImpl : public WriteTxn {
   Result<void> copyDelivery(const Delivery& d) override { return copyDeliveryRow(c_, d); }
 
   Result<void> attachAudit(std::string record) override {
-    auto r = c_.exec("INSERT INTO audit_outbox (record) VALUES ($1) RETURNING id", {Bytes{record}}, "insert an audit record");
+    auto r = c_.exec("INSERT INTO audit_outbox (record, owner) VALUES ($1, $2) RETURNING id", {Bytes{record}, owner_},
+                     "insert an audit record");
     if (!r.ok()) return r.error();
     outbox_.push_back(OutboxRecord{r->i64(0, 0), std::move(record)});
     return {};
@@ -488,6 +493,7 @@ class WriteTxnImpl : public WriteTxn {
   Connection& c_;
   std::int64_t now_;
   std::vector<OutboxRecord>& outbox_;  // the audit records of the commit being made
+  const std::string& owner_;           // this gateway (the audit records it commits are its own)
   const WriteObserver* observer_;
   bool* enqueued_;  // set when the unit queued a delivery
   int depth_ = 0;
@@ -496,6 +502,10 @@ class WriteTxnImpl : public WriteTxn {
 std::int64_t wallMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
+
+// Where each commit is announced to the other gateways on the database (the payload: who committed).
+constexpr const char* kChangesChannel = "passerelle_changes";
+const std::string kAnnounceSql = std::string("SELECT pg_notify('") + kChangesChannel + "', $1)";
 
 // The key of the advisory lock that serialises migrations between gateways starting together.
 constexpr std::int64_t kMigrationLock = 0x70617373;  // "pass"
@@ -514,6 +524,7 @@ class PgResourceStore : public ResourceStore {
       if (!m.ok()) return m;
     }
     thread_ = std::thread([this] { writerLoop(); });
+    if (options_.migrate) listener_ = std::thread([this] { listenLoop(); });
     return {};
   }
 
@@ -755,6 +766,7 @@ class PgResourceStore : public ResourceStore {
     }
     cv_.notify_all();
     if (thread_.joinable()) thread_.join();
+    if (listener_.joinable()) listener_.join();
     if (writer_) (void)deleteReleased();
     std::lock_guard<std::mutex> lock(readersMutex_);
     freeReaders_.clear();
@@ -770,6 +782,10 @@ class PgResourceStore : public ResourceStore {
     if (!r.ok()) return r.error();
     std::vector<OutboxRecord> out;
     for (int i = 0; i < r->size(); ++i) out.push_back(OutboxRecord{r->i64(i, 0), r->text(i, 1)});
+    // Rows of other gateways (or of this one's earlier run) are deleted by id once the trail holds
+    // them: a range would take along another running gateway's rows not chained yet.
+    std::lock_guard<std::mutex> lock(adoptedMutex_);
+    for (const auto& o : out) adopted_.push_back(o.id);
     return out;
   }
 
@@ -806,21 +822,49 @@ class PgResourceStore : public ResourceStore {
     static const std::string sql = std::string("SELECT ") + kInboxColumns + " FROM message_inbox WHERE id = $1";
     return firstRow(rows<InboxMessage>(**lease.value(), sql, {id}, inboxRow, "read the inbox"));
   }
-  Result<std::vector<Delivery>> dueDeliveries(const std::string& destination, std::int64_t nowMs, int limit) override {
+  Result<std::vector<Delivery>> claimDeliveries(const std::string& destination, std::int64_t nowMs, int limit,
+                                                std::int64_t leaseMs) override {
     auto lease = acquireReader();
     if (!lease.ok()) return lease.error();
-    // The head of each order key's queue (its oldest queued delivery); it goes when its time has
-    // come (a later one waits for it).
-    static const std::string sql = std::string("SELECT ") + kDeliveryColumns +
-                                   " FROM message_outbox WHERE id IN (SELECT MIN(id) FROM message_outbox WHERE destination = $1"
-                                   " AND status = 'queued' GROUP BY order_key) AND next_try <= $2 ORDER BY id LIMIT $3";
-    return rows<Delivery>(**lease.value(), sql, {destination, nowMs, static_cast<std::int64_t>(limit)}, deliveryRow,
-                          "read due deliveries");
+    // The head of each order key's queue (its oldest queued delivery) goes when its time has come
+    // (a later one waits for it) and no other gateway holds it. Rows another gateway is claiming
+    // right now are skipped, not waited for; the status is checked again on the row locked (one
+    // sent meanwhile is not taken).
+    static const std::string sql =
+        std::string("UPDATE message_outbox m SET lease_owner = $3, lease_until = $4 WHERE m.id IN (SELECT o.id FROM message_outbox o"
+                    " WHERE o.id IN (SELECT MIN(id) FROM message_outbox WHERE destination = $1 AND status = 'queued' GROUP BY order_key)"
+                    " AND o.status = 'queued' AND o.next_try <= $2 AND (o.lease_until IS NULL OR o.lease_until <= $2 OR o.lease_owner = $3)"
+                    " ORDER BY o.id LIMIT $5 FOR UPDATE SKIP LOCKED) RETURNING ") +
+        kDeliveryColumns;
+    auto claimed = rows<Delivery>(**lease.value(), sql, {destination, nowMs, instance_, nowMs + leaseMs, static_cast<std::int64_t>(limit)},
+                                  deliveryRow, "claim due deliveries");
+    if (claimed.ok())
+      std::sort(claimed->begin(), claimed->end(), [](const Delivery& a, const Delivery& b) { return a.id < b.id; });
+    return claimed;
   }
+  Result<bool> claimJob(const std::string& job, std::int64_t nowMs, std::int64_t leaseMs) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    static const std::string sql = kDialect.placeholders(kClaimJobSql);
+    auto r = (**lease.value()).exec(sql, {job, nowMs, instance_, leaseMs}, "claim a job");
+    if (!r.ok()) return r.error();
+    return r->size() > 0;
+  }
+  Result<void> finishJob(const std::string& job, bool done) override {
+    auto lease = acquireReader();
+    if (!lease.ok()) return lease.error();
+    static const std::string doneSql = kDialect.placeholders(kJobDoneSql), dropSql = kDialect.placeholders(kJobDropSql);
+    auto r = done ? (**lease.value()).exec(doneSql, {job}, "finish a job") : (**lease.value()).exec(dropSql, {job, instance_}, "drop a job");
+    if (!r.ok()) return r.error();
+    return {};
+  }
+  const std::string& instance() const override { return instance_; }
   Result<std::optional<std::int64_t>> nextDeliveryTime(const std::string& destination) override {
     auto lease = acquireReader();
     if (!lease.ok()) return lease.error();
-    auto r = (**lease.value()).exec("SELECT MIN(next_try) FROM message_outbox WHERE destination = $1 AND status = 'queued'",
+    // A delivery another sender holds is not due before its lease runs out.
+    auto r = (**lease.value()).exec("SELECT MIN(GREATEST(next_try, COALESCE(lease_until, 0))) FROM message_outbox"
+                                    " WHERE destination = $1 AND status = 'queued'",
                                     {destination}, "read the next delivery time");
     if (!r.ok()) return r.error();
     if (r->size() == 0 || r->null(0, 0)) return std::optional<std::int64_t>();
@@ -886,6 +930,7 @@ class PgResourceStore : public ResourceStore {
   StoreStats stats() const override {
     std::lock_guard<std::mutex> lock(mutex_);
     StoreStats s = stats_;
+    s.changes = s.commits + remoteChanges_.load(std::memory_order_relaxed);
     std::uint64_t failures = 0;
     readLimitCounters(s.searchesPastDeadline, s.searchesAbandoned, failures);
     s.failures = failures;
@@ -1038,7 +1083,7 @@ class PgResourceStore : public ResourceStore {
     for (Job* job : batch) {
       std::size_t outboxMark = outbox_.size();
       bool unitEnqueued = false;
-      WriteTxnImpl txn(*writer_, now, outbox_, &observer_, &unitEnqueued);
+      WriteTxnImpl txn(*writer_, now, outbox_, instance_, &observer_, &unitEnqueued);
       if (!alone) {
         auto sp = writer_->run("SAVEPOINT unit", "savepoint");
         if (!sp.ok()) {
@@ -1073,6 +1118,10 @@ class PgResourceStore : public ResourceStore {
     // Audit records the trail holds by now go with this commit.
     std::int64_t release = releaseUpTo_.load();
     bool releasing = release > released_ && !outboxDelete(release).has_value();
+    // The other gateways on the database learn of the change at the commit (what they cached from
+    // the data is stale).
+    if (std::any_of(results.begin(), results.end(), [](const Result<void>& r) { return r.ok(); }))
+      (void)writer_->exec(kAnnounceSql, {instance_}, "announce the change");
     auto commit = writer_->commit();
     if (!commit.ok()) {
       (void)writer_->run("ROLLBACK", "rollback");
@@ -1082,17 +1131,63 @@ class PgResourceStore : public ResourceStore {
       log::error("store.commit_failed", {{"error", commit.error().message}});
       return;
     }
-    if (releasing) released_ = release;
+    if (releasing) released(release);
     if (!outbox_.empty() && auditSink_) auditSink_(std::move(outbox_));
     outbox_.clear();
     if (enqueued && deliveryListener_) deliveryListener_();
   }
 
-  // Deletes the released audit records inside the open transaction; the error, if any.
+  // Counts the changes other gateways announce. While the connection is lost, announcements may be
+  // missed: one change is counted for each loss, so that caches are dropped, then it reconnects.
+  void listenLoop() {
+    std::unique_ptr<Connection> c;
+    auto stopping = [this] {
+      std::lock_guard<std::mutex> lock(mutex_);
+      return stopping_;
+    };
+    while (!stopping()) {
+      if (!c) {
+        auto o = Connection::open(url_, false);
+        if (o.ok() && o.value()->run(std::string("LISTEN ") + kChangesChannel, "listen for changes").ok()) {
+          c = std::move(o.value());
+          remoteChanges_.fetch_add(1, std::memory_order_relaxed);  // what was announced before now is unknown
+        } else {
+          std::this_thread::sleep_for(std::chrono::milliseconds(500));
+          continue;
+        }
+      }
+      auto n = c->notifications(200);
+      if (!n.ok()) {
+        log::warn("store.listen_lost", {{"error", n.error().message}});
+        c.reset();
+        remoteChanges_.fetch_add(1, std::memory_order_relaxed);
+        continue;
+      }
+      for (const auto& from : n.value())
+        if (from != instance_) remoteChanges_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+
+  // Deletes the released audit records inside the open transaction; the error, if any. This
+  // gateway's own up to `upTo` (it chains its own in id order), and those it adopted at start by id.
   std::optional<Error> outboxDelete(std::int64_t upTo) {
-    auto r = writer_->exec("DELETE FROM audit_outbox WHERE id <= $1", {upTo}, "delete released audit records");
+    std::string adopted = "{";
+    {
+      std::lock_guard<std::mutex> lock(adoptedMutex_);
+      for (std::int64_t id : adopted_)
+        if (id <= upTo) adopted += (adopted.size() > 1 ? "," : "") + std::to_string(id);
+    }
+    adopted += "}";
+    auto r = writer_->exec("DELETE FROM audit_outbox WHERE (id <= $1 AND owner = $2) OR id = ANY(CAST($3 AS bigint[]))",
+                           {upTo, instance_, adopted}, "delete released audit records");
     if (!r.ok()) return r.error();
     return std::nullopt;
+  }
+  // After the commit that deleted them.
+  void released(std::int64_t upTo) {
+    released_ = upTo;
+    std::lock_guard<std::mutex> lock(adoptedMutex_);
+    adopted_.erase(std::remove_if(adopted_.begin(), adopted_.end(), [&](std::int64_t id) { return id <= upTo; }), adopted_.end());
   }
 
   // At close: the released audit records in a commit of their own.
@@ -1110,7 +1205,7 @@ class PgResourceStore : public ResourceStore {
       (void)writer_->run("ROLLBACK", "rollback");
       return c;
     }
-    released_ = release;
+    released(release);
     return {};
   }
 
@@ -1118,6 +1213,8 @@ class PgResourceStore : public ResourceStore {
   StoreOptions options_;
   std::unique_ptr<Connection> writer_;
   std::thread thread_;
+  std::thread listener_;
+  std::atomic<std::uint64_t> remoteChanges_{0};  // changes announced by the other gateways (and losses)
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<Job*> queue_;
@@ -1130,6 +1227,9 @@ class PgResourceStore : public ResourceStore {
   std::vector<OutboxRecord> outbox_;          // writer thread: the commit being made
   std::atomic<std::int64_t> releaseUpTo_{0};  // the trail holds every record up to this id
   std::int64_t released_ = 0;                 // writer thread: deleted up to this id
+  std::mutex adoptedMutex_;
+  std::vector<std::int64_t> adopted_;  // rows taken at start, not this gateway's: deleted by id
+  const std::string instance_ = newInstanceName();
 
   WriteObserver observer_;  // set before the first write
   std::function<void()> deliveryListener_;

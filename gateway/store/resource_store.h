@@ -207,6 +207,10 @@ struct Delivery {
   std::string lastError;
 };
 
+// How long a sender holds the deliveries it claims (ResourceStore::claimDeliveries) before another
+// gateway on the database may take them over: well above the time to send one.
+inline constexpr std::int64_t kDeliveryLeaseMs = 120000;
+
 struct DeliveryFilter {
   std::string destination;  // empty: any
   std::string status;       // empty: any
@@ -276,6 +280,11 @@ struct StoreStatus {
 
 struct StoreStats {
   std::uint64_t commits = 0;
+  // Changes to the data as far as this gateway knows: its own commits, plus the commits of the
+  // other gateways on the same database as they are announced (PostgreSQL: LISTEN/NOTIFY), plus one
+  // whenever announcements may have been missed (the listening connection was lost). What is
+  // cached from the data is stale once this moves.
+  std::uint64_t changes = 0;
   std::uint64_t units = 0;        // units of work committed (requests)
   std::uint64_t unitsFailed = 0;  // units rolled back
   std::uint64_t walFrames = 0;    // pages appended to the write-ahead log (SQLite)
@@ -353,9 +362,14 @@ class ResourceStore {
   virtual Result<std::optional<InboxMessage>> findInbox(const std::string& partner, const std::string& controlId) = 0;
   virtual Result<std::vector<InboxMessage>> listInbox(const std::string& status, int limit) = 0;
   virtual Result<std::optional<InboxMessage>> inboxMessage(std::int64_t id) = 0;
-  // The deliveries of `destination` ready to go at `nowMs`: per order key, the oldest queued one,
-  // if its time has come. In id order, at most `limit`.
-  virtual Result<std::vector<Delivery>> dueDeliveries(const std::string& destination, std::int64_t nowMs, int limit) = 0;
+  // Claims the deliveries of `destination` ready to go at `nowMs` for this gateway until
+  // nowMs + leaseMs: per order key, the oldest queued one, if its time has come and no other
+  // gateway on the database holds it (its lease has run out: that gateway stopped or crashed).
+  // In id order, at most `limit`. Saving a delivery (updateDelivery) ends its lease; a sender
+  // that is still sending a claimed batch when half its lease has gone claims again (which
+  // renews its own leases) rather than send on a lease another gateway may take.
+  virtual Result<std::vector<Delivery>> claimDeliveries(const std::string& destination, std::int64_t nowMs, int limit,
+                                                        std::int64_t leaseMs) = 0;
   // When the next queued delivery of `destination` falls due (nullopt: none queued).
   virtual Result<std::optional<std::int64_t>> nextDeliveryTime(const std::string& destination) = 0;
   virtual Result<std::vector<Delivery>> listDeliveries(const DeliveryFilter& filter) = 0;
@@ -363,6 +377,17 @@ class ResourceStore {
   // Every received message / delivery with an id above `afterId`, in id order, at most `limit`.
   virtual Result<std::vector<InboxMessage>> scanInbox(std::int64_t afterId, int limit) = 0;
   virtual Result<std::vector<Delivery>> scanDeliveries(std::int64_t afterId, int limit) = 0;
+  // Scheduled work done by one gateway for all those on the database. Whether this gateway takes
+  // `job` now: true when no gateway has claimed it, or the last claim is older than `leaseMs` and
+  // the job was not finished for good. Atomic across gateways: of several asking at once, one gets
+  // true. A periodic job claims its run with its period as the lease; a one-time job (a period's
+  // extract) claims it for as long as a run may take, then finishes it.
+  virtual Result<bool> claimJob(const std::string& job, std::int64_t nowMs, std::int64_t leaseMs) = 0;
+  // After a claimed run: `done` marks the job finished for good (never claimed again); otherwise
+  // the claim is dropped so that the next asking gateway takes it (the run failed).
+  virtual Result<void> finishJob(const std::string& job, bool done) = 0;
+  // The name this gateway's store goes by on the database (leases, claims): unique per process.
+  virtual const std::string& instance() const = 0;
   // Refuses new writes, finishes queued ones and closes the database.
   virtual void close() = 0;
   virtual StoreStats stats() const = 0;

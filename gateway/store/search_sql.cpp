@@ -14,6 +14,9 @@
 #include <cstring>
 #include <limits>
 #include <map>
+#include <random>
+
+#include <unistd.h>
 
 #include "gateway/store/sql_dialect.h"
 
@@ -37,6 +40,15 @@ const Dialect& Dialect::sqlite() {
 const Dialect& Dialect::postgresql() {
   static const Dialect d{"postgresql", false, "TRUE", true};
   return d;
+}
+
+std::string newInstanceName() {
+  char host[256] = {0};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "gateway");
+  std::random_device rd;
+  char tail[32];
+  std::snprintf(tail, sizeof tail, "-%ld-%06x", static_cast<long>(getpid()), rd() & 0xffffffu);
+  return std::string(host) + tail;
 }
 
 std::string Dialect::placeholders(const std::string& sql) const {

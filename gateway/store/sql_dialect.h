@@ -38,6 +38,19 @@ struct Dialect {
   std::string placeholders(const std::string& sql) const;
 };
 
+// Scheduled work claimed by one gateway (ResourceStore::claimJob): binds the job, the time, the
+// claiming gateway and the lease; returns a row when the claim was taken.
+inline constexpr const char* kClaimJobSql =
+    "INSERT INTO job_claim (name, started, owner, done) VALUES (?, ?, ?, 0) ON CONFLICT (name) DO UPDATE"
+    " SET started = excluded.started, owner = excluded.owner"
+    " WHERE job_claim.done = 0 AND job_claim.started <= excluded.started - ? RETURNING name";
+// finishJob: binds the job (done), or the job and the gateway (dropped).
+inline constexpr const char* kJobDoneSql = "UPDATE job_claim SET done = 1 WHERE name = ?";
+inline constexpr const char* kJobDropSql = "DELETE FROM job_claim WHERE name = ? AND owner = ?";
+
+// A name for this process's store on a shared database: host, process id and a random part.
+std::string newInstanceName();
+
 // One result row. Columns are numbered from 0.
 class SqlRow {
  public:

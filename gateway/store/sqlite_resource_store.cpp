@@ -560,11 +560,45 @@ class SqliteResourceStore : public ResourceStore {
     if (!lease.ok()) return lease.error();
     return sqlite::inboxById(**lease.value(), id);
   }
-  Result<std::vector<Delivery>> dueDeliveries(const std::string& destination, std::int64_t nowMs, int limit) override {
+  // A SQLite database serves one gateway: what is due is this gateway's, no lease is written.
+  Result<std::vector<Delivery>> claimDeliveries(const std::string& destination, std::int64_t nowMs, int limit,
+                                                std::int64_t /*leaseMs*/) override {
     auto lease = acquireReader();
     if (!lease.ok()) return lease.error();
     return sqlite::dueDeliveries(**lease.value(), destination, nowMs, limit);
   }
+  Result<bool> claimJob(const std::string& job, std::int64_t nowMs, std::int64_t leaseMs) override {
+    bool claimed = false;
+    auto w = write([&](WriteTxn& txn) -> Result<void> {
+      auto& c = static_cast<WriteTxnImpl&>(txn).connection();
+      auto st = c.prepare(kClaimJobSql);
+      if (!st.ok()) return st.error();
+      (*st)->bind(1, job);
+      (*st)->bind(2, nowMs);
+      (*st)->bind(3, instance_);
+      (*st)->bind(4, leaseMs);
+      int rc = (*st)->step();
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return sqlError(c.db(), rc, "claim a job");
+      claimed = rc == SQLITE_ROW;
+      if (claimed) (void)(*st)->step();  // to the end of the statement, which completes it
+      return {};
+    });
+    if (!w.ok()) return w.error();
+    return claimed;
+  }
+  Result<void> finishJob(const std::string& job, bool done) override {
+    return write([&](WriteTxn& txn) -> Result<void> {
+      auto& c = static_cast<WriteTxnImpl&>(txn).connection();
+      auto st = c.prepare(done ? kJobDoneSql : kJobDropSql);
+      if (!st.ok()) return st.error();
+      (*st)->bind(1, job);
+      if (!done) (*st)->bind(2, instance_);
+      int rc = (*st)->step();
+      if (rc != SQLITE_DONE) return sqlError(c.db(), rc, "finish a job");
+      return {};
+    });
+  }
+  const std::string& instance() const override { return instance_; }
   Result<std::optional<std::int64_t>> nextDeliveryTime(const std::string& destination) override {
     auto lease = acquireReader();
     if (!lease.ok()) return lease.error();
@@ -594,6 +628,7 @@ class SqliteResourceStore : public ResourceStore {
   StoreStats stats() const override {
     std::lock_guard<std::mutex> lock(mutex_);
     StoreStats s = stats_;
+    s.changes = s.commits;
     s.walFrames = walFramesTotal_.load(std::memory_order_relaxed);
     sqlite::limitCounters(s.searchesPastDeadline, s.searchesAbandoned, s.failures);
     return s;
@@ -889,6 +924,7 @@ class SqliteResourceStore : public ResourceStore {
   std::deque<Job*> queue_;
   bool stopping_ = false;
   StoreStats stats_;
+  const std::string instance_ = newInstanceName();
   std::int64_t lastMs_ = 0;
 
   // Audit records committed with the writes (see WriteTxn::attachAudit).

@@ -317,7 +317,7 @@ TEST_P(DbCopyTest, CopiesEveryVersionAndMessageAndTheTargetAnswersAlike) {
   Outcome status = runBinary(dir_, {"db", "status", "--set", "storage.url=" + target_});
   EXPECT_EQ(status.status, 0) << status.out << status.err;
   EXPECT_NE(status.out.find("back-end: " + GetParam()), std::string::npos) << status.out;
-  EXPECT_NE(status.out.find("schema: version 4, newest known 4: up to date"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("schema: version 5, newest known 5: up to date"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("resources: 3 current, 1 deleted, 8 versions"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("  Observation: 1 current, 0 deleted, 2 versions"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("messages: 2 received, 3 deliveries"), std::string::npos) << status.out;
@@ -351,7 +351,7 @@ TEST(DbStatusTest, ASqliteDatabaseWithPendingMigrationsExitsThreeAndStaysAsItIs)
   }
   Outcome status = runBinary(dir, {"db", "status", "--set", "storage.url=sqlite:" + path});
   EXPECT_EQ(status.status, 3) << status.out << status.err;
-  EXPECT_NE(status.out.find("schema: version 1, newest known 4: 3 migrations pending"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("schema: version 1, newest known 5: 4 migrations pending"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("resources: 1 current, 0 deleted, 1 versions"), std::string::npos) << status.out;
   EXPECT_NE(status.out.find("messages: 0 received, 0 deliveries"), std::string::npos) << status.out;
   {
@@ -366,7 +366,7 @@ TEST(DbStatusTest, ASqliteDatabaseWithPendingMigrationsExitsThreeAndStaysAsItIs)
   }
   Outcome copy = runBinary(dir, {"db", "copy", "--from", "sqlite:" + path, "--to", "sqlite:" + dir.path() + "/new.db"});
   EXPECT_EQ(copy.status, 1) << copy.out;
-  EXPECT_NE(copy.err.find("its schema is at version 1 of 4: run 'passerelle db migrate' on it first"), std::string::npos) << copy.err;
+  EXPECT_NE(copy.err.find("its schema is at version 1 of 5: run 'passerelle db migrate' on it first"), std::string::npos) << copy.err;
 }
 
 TEST(DbStatusTest, AnAbsentDatabaseExitsOneNamingIt) {
@@ -385,7 +385,7 @@ TEST(DbStatusTest, AFreshPostgresqlDatabaseHasEveryMigrationPendingAndAWrongOneE
   Outcome status = runBinary(dir, {"db", "status", "--set", "storage.url=" + url});
   EXPECT_EQ(status.status, 3) << status.out << status.err;
   EXPECT_NE(status.out.find("back-end: postgresql"), std::string::npos) << status.out;
-  EXPECT_NE(status.out.find("schema: version 0, newest known 4: 4 migrations pending"), std::string::npos) << status.out;
+  EXPECT_NE(status.out.find("schema: version 0, newest known 5: 5 migrations pending"), std::string::npos) << status.out;
   std::string error;
   PgServer* server = PgServer::shared(error);
   ASSERT_NE(server, nullptr) << error;

@@ -306,10 +306,10 @@ TEST(ProcessTest, DbMigrateAndReindexOnPostgresql) {
   };
   std::string out = command("migrate");
   EXPECT_NE(out.find("is up to date"), std::string::npos) << out;
-  EXPECT_EQ(server->psql(db, "SELECT MAX(version) FROM schema_migrations"), "4\n");
+  EXPECT_EQ(server->psql(db, "SELECT MAX(version) FROM schema_migrations"), "5\n");
   out = command("migrate");  // nothing left to do
   EXPECT_NE(out.find("is up to date"), std::string::npos) << out;
-  EXPECT_EQ(server->psql(db, "SELECT COUNT(*) FROM schema_migrations"), "4\n");
+  EXPECT_EQ(server->psql(db, "SELECT COUNT(*) FROM schema_migrations"), "5\n");
   out = command("reindex");
   EXPECT_NE(out.find("reindexed 0 resources"), std::string::npos) << out;
   EXPECT_NE(server->psql(db, "SELECT value FROM store_meta"), "\n");  // the search definitions' fingerprint

@@ -7,7 +7,9 @@
 #include <signal.h>
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <atomic>
+#include <map>
 #include <mutex>
 #include <thread>
 
@@ -182,7 +184,7 @@ TEST(SqliteStoreTest, UsesWalWithFullSyncAndRecordsMigrations) {
     return out;
   };
   EXPECT_EQ(scalar("PRAGMA journal_mode"), "wal");
-  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "4");
+  EXPECT_EQ(scalar("SELECT MAX(version) FROM schema_migrations"), "5");
   sqlite3_close(db);
   // Opening again applies nothing twice.
   auto again = open(dir.path());
@@ -418,7 +420,7 @@ TEST_P(StoreTest, InboxKeepsAControlIdOnceAndTheOutboxKeepsOrderPerKey) {
                  return {};
                }).ok());
   std::int64_t now = made[0].createdMs;
-  auto due = s->dueDeliveries("avicenne", now, 10);
+  auto due = s->claimDeliveries("avicenne", now, 10, kDeliveryLeaseMs);
   ASSERT_TRUE(due.ok());
   ASSERT_EQ(due->size(), 2u);  // the heads of Patient/a and Patient/b
   EXPECT_EQ((*due)[0].id, made[0].id);
@@ -428,14 +430,14 @@ TEST_P(StoreTest, InboxKeepsAControlIdOnceAndTheOutboxKeepsOrderPerKey) {
   head.attempts = 1;
   head.nextTryMs = now + 60000;
   ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.updateDelivery(head); }).ok());
-  due = s->dueDeliveries("avicenne", now, 10);
+  due = s->claimDeliveries("avicenne", now, 10, kDeliveryLeaseMs);
   ASSERT_EQ(due->size(), 1u);
   EXPECT_EQ((*due)[0].id, made[2].id);
   EXPECT_EQ(s->nextDeliveryTime("avicenne")->value(), now);
   // Once it is dead, the next one of Patient/a goes.
   head.status = "dead";
   ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.updateDelivery(head); }).ok());
-  due = s->dueDeliveries("avicenne", now, 10);
+  due = s->claimDeliveries("avicenne", now, 10, kDeliveryLeaseMs);
   ASSERT_EQ(due->size(), 2u);
   EXPECT_EQ((*due)[0].id, made[1].id);
   auto counts = s->deliveryCounts();
@@ -560,7 +562,7 @@ TEST_P(StoreTest, ScansEveryVersionInSeqAndKeyOrderAndCountsWhatItHolds) {
   auto st = s->status();
   ASSERT_TRUE(st.ok()) << st.error().message;
   EXPECT_EQ(st->backend, GetParam());
-  EXPECT_EQ(st->schemaVersion, 4);
+  EXPECT_EQ(st->schemaVersion, 5);
   EXPECT_FALSE(st->pending());
   ASSERT_EQ(st->types.size(), 1u);
   EXPECT_EQ(st->types[0].type, "Patient");
@@ -591,12 +593,12 @@ TEST(PgStoreTest, MigrationsAreAppliedOnce) {
     a->close();
     b->close();
   }
-  EXPECT_EQ(server->psql(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations"), "4|4\n");
+  EXPECT_EQ(server->psql(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations"), "5|5\n");
   auto again = openUrl(url);
   again->close();
-  EXPECT_EQ(server->psql(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations"), "4|4\n");
+  EXPECT_EQ(server->psql(db, "SELECT COUNT(*), MAX(version) FROM schema_migrations"), "5|5\n");
   EXPECT_EQ(server->psql(db, "SELECT name FROM schema_migrations ORDER BY version"),
-            "0001_resources\n0002_search_index\n0003_audit_outbox\n0004_messages\n");
+            "0001_resources\n0002_search_index\n0003_audit_outbox\n0004_messages\n0005_instances\n");
 }
 
 // The server restarts under an open store: what was acknowledged before is there, and the next
@@ -699,6 +701,246 @@ TEST(PgStoreTest, AnUnreachableServerIsNamedWithoutItsPassword) {
 
 // The harness itself: the server listens on 127.0.0.1 only, with fsync on, and its processes are
 // gone with it.
+// ---- several gateways on one PostgreSQL database: two stores open on it, as two gateways have ----
+
+namespace {
+
+std::vector<Delivery> enqueueDeliveries(ResourceStore& s, const std::string& destination, const std::vector<std::string>& keys) {
+  std::vector<Delivery> made;
+  auto w = s.write([&](WriteTxn& t) -> Result<void> {
+    for (const auto& key : keys) {
+      Delivery d;
+      d.destination = destination;
+      d.orderKey = key;
+      d.kind = "REF^I12";
+      d.focus = "ServiceRequest/x/_history/1";
+      auto r = t.enqueue(d);
+      if (!r.ok()) return r;
+      made.push_back(d);
+    }
+    return {};
+  });
+  if (!w.ok()) throw std::runtime_error(w.error().message);
+  return made;
+}
+
+}  // namespace
+
+TEST_P(StoreTest, AJobIsClaimedOnceUntilItsLeaseRunsOutOrItIsFinished) {
+  auto a = open();
+  EXPECT_TRUE(a->claimJob("network.sweep", 1000, 500).value());
+  EXPECT_FALSE(a->claimJob("network.sweep", 1400, 500).value());  // within the lease
+  EXPECT_TRUE(a->claimJob("network.sweep", 1500, 500).value());   // the next period
+  EXPECT_TRUE(a->claimJob("extract:caisse:annual:2025", 2000, 60000).value());
+  ASSERT_TRUE(a->finishJob("extract:caisse:annual:2025", false).ok());  // failed: free again
+  EXPECT_TRUE(a->claimJob("extract:caisse:annual:2025", 2001, 60000).value());
+  ASSERT_TRUE(a->finishJob("extract:caisse:annual:2025", true).ok());  // done for good
+  EXPECT_FALSE(a->claimJob("extract:caisse:annual:2025", 1000000000, 60000).value());
+  a->close();
+}
+
+TEST(SharedPgTest, OfTwoGatewaysClaimingAJobAtOnceOneGetsIt) {
+  std::string skip;
+  std::string url = PgServer::freshDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  auto a = openUrl(url), b = openUrl(url);
+  EXPECT_NE(a->instance(), b->instance());
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> won{0};
+    std::string job = "job" + std::to_string(round);
+    std::thread ta([&] { won += a->claimJob(job, 1000, 60000).value() ? 1 : 0; });
+    std::thread tb([&] { won += b->claimJob(job, 1000, 60000).value() ? 1 : 0; });
+    ta.join();
+    tb.join();
+    EXPECT_EQ(won.load(), 1) << job;
+  }
+  // A claim dropped by another gateway stays: only its owner drops it.
+  ASSERT_TRUE(b->finishJob("job0", false).ok());
+  EXPECT_FALSE(b->claimJob("job0", 2000, 60000).value() && a->claimJob("job0", 2000, 60000).value());
+  a->close();
+  b->close();
+}
+
+// Deliveries claimed by one gateway are skipped by the other until the lease runs out (the first
+// stopped or crashed): then the other takes them over.
+TEST(SharedPgTest, ADeliveryClaimedByOneGatewayIsTakenOverWhenItsLeaseRunsOut) {
+  std::string skip;
+  std::string url = PgServer::freshDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  auto a = openUrl(url), b = openUrl(url);
+  auto made = enqueueDeliveries(*a, "avicenne", {"Patient/a", "Patient/b", "Patient/a"});
+  std::int64_t now = made[0].createdMs;
+  auto claimedA = a->claimDeliveries("avicenne", now, 10, 1000);
+  ASSERT_TRUE(claimedA.ok());
+  ASSERT_EQ(claimedA->size(), 2u);
+  EXPECT_TRUE(b->claimDeliveries("avicenne", now + 10, 10, 1000)->empty());
+  // A sends Patient/a's head: the next of Patient/a is free for anyone; Patient/b's stays with A.
+  Delivery sent = (*claimedA)[0];
+  sent.status = "sent";
+  sent.doneMs = now + 20;
+  ASSERT_TRUE(a->write([&](WriteTxn& t) { return t.updateDelivery(sent); }).ok());
+  auto claimedB = b->claimDeliveries("avicenne", now + 30, 10, 1000);
+  ASSERT_EQ(claimedB->size(), 1u);
+  EXPECT_EQ((*claimedB)[0].id, made[2].id);
+  // A stops without sending Patient/b's: once its lease has run out, B takes it.
+  a->close();
+  claimedB = b->claimDeliveries("avicenne", now + 1001, 10, 1000);
+  ASSERT_EQ(claimedB->size(), 2u);  // its own renewed, and the one taken over
+  EXPECT_EQ((*claimedB)[0].id, made[1].id);
+  b->close();
+}
+
+// Two gateways with two senders each drain one queue: every delivery is sent once, and the
+// deliveries of one order key in order. As in the connectors, a gateway's senders share its claims
+// and each sends the order keys that fall to it.
+TEST(SharedPgTest, TwoGatewaysSendEveryDeliveryOnceAndInOrderPerKey) {
+  std::string skip;
+  std::string url = PgServer::freshDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  auto a = openUrl(url), b = openUrl(url);
+  std::vector<std::string> keys;
+  for (int i = 0; i < 400; ++i) keys.push_back("Patient/" + std::to_string(i % 40));
+  auto made = enqueueDeliveries(*a, "avicenne", keys);
+  std::mutex m;
+  std::map<std::int64_t, int> sends;
+  std::map<std::string, std::vector<std::int64_t>> perKey;
+  auto sender = [&](ResourceStore& s, std::size_t lane) {
+    for (int idle = 0; idle < 20;) {
+      auto due = s.claimDeliveries("avicenne", made[0].createdMs + 1, 8, kDeliveryLeaseMs);
+      ASSERT_TRUE(due.ok()) << due.error().message;
+      if (due->empty()) {
+        ++idle;
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        continue;
+      }
+      idle = 0;
+      for (auto d : due.value()) {
+        if (std::hash<std::string>{}(d.orderKey) % 2 != lane) continue;
+        {
+          std::lock_guard<std::mutex> lock(m);
+          ++sends[d.id];
+          perKey[d.orderKey].push_back(d.id);
+        }
+        d.status = "sent";
+        ASSERT_TRUE(s.write([&](WriteTxn& t) { return t.updateDelivery(d); }).ok());
+      }
+    }
+  };
+  std::vector<std::thread> ts;
+  for (std::size_t lane = 0; lane < 2; ++lane) {
+    ts.emplace_back([&, lane] { sender(*a, lane); });
+    ts.emplace_back([&, lane] { sender(*b, lane); });
+  }
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(sends.size(), made.size());
+  for (const auto& [id, n] : sends) EXPECT_EQ(n, 1) << "delivery " << id << " sent " << n << " times";
+  for (const auto& [key, ids] : perKey) EXPECT_TRUE(std::is_sorted(ids.begin(), ids.end())) << key;
+  a->close();
+  b->close();
+}
+
+// Two gateways update one resource at once, each reading the current version and writing the next:
+// a write that lost the race fails with a conflict (the client may try again); none overwrites
+// another, and every version committed is in the history.
+TEST(SharedPgTest, ConcurrentUpdatesFromTwoGatewaysLoseNothing) {
+  std::string skip;
+  std::string url = PgServer::freshDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  auto a = openUrl(url), b = openUrl(url);
+  ASSERT_TRUE(a->write([&](WriteTxn& t) { return putVersion(t, "shared", 1); }).ok());
+  std::atomic<int> committed{0}, conflicts{0}, other{0};
+  auto updater = [&](ResourceStore& s) {
+    for (int i = 0; i < 100; ++i) {
+      auto r = s.write([&](WriteTxn& t) -> Result<void> {
+        auto head = t.currentHead("Patient", "shared");
+        if (!head.ok()) return head.error();
+        return putVersion(t, "shared", (*head)->version + 1);
+      });
+      if (r.ok()) ++committed;
+      else if (r.error().code == ErrorCode::kConflict) ++conflicts;
+      else ++other;
+    }
+  };
+  std::thread ta([&] { updater(*a); }), tb([&] { updater(*b); });
+  ta.join();
+  tb.join();
+  EXPECT_EQ(other.load(), 0);
+  EXPECT_EQ(committed + conflicts, 200);
+  auto cur = b->read("Patient", "shared");
+  ASSERT_TRUE(cur.ok() && cur->has_value());
+  EXPECT_EQ((*cur)->version, 1 + committed.load());
+  auto h = a->history(HistoryQuery{"Patient", "shared", std::nullopt, std::nullopt, 1000});
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(static_cast<int>(h->items.size()), 1 + committed.load());
+  a->close();
+  b->close();
+}
+
+// What one gateway commits moves the other's change count (caches of the data are dropped).
+TEST(SharedPgTest, AnotherGatewaysCommitIsAnnounced) {
+  std::string skip;
+  std::string url = PgServer::freshDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  auto a = openUrl(url), b = openUrl(url);
+  auto settled = [&](ResourceStore& s) {  // the listener connected, announcements before it counted
+    std::uint64_t last = s.stats().changes;
+    for (int i = 0; i < 50; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+      std::uint64_t now = s.stats().changes;
+      if (now == last && now > 0) return now;
+      last = now;
+    }
+    return last;
+  };
+  std::uint64_t before = settled(*b);
+  ASSERT_TRUE(a->write([&](WriteTxn& t) { return putVersion(t, "announced", 1); }).ok());
+  std::uint64_t after = before;
+  for (int i = 0; i < 250 && after == before; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    after = b->stats().changes;
+  }
+  EXPECT_GT(after, before);
+  EXPECT_EQ(b->stats().commits, 0u);  // not its own
+  a->close();
+  b->close();
+}
+
+// Each gateway deletes its own audit records once its trail holds them, never another's that may
+// not be chained yet; those it took over at start it deletes by id.
+TEST(SharedPgTest, EachGatewayDeletesOnlyTheAuditRecordsItsTrailHolds) {
+  std::string skip;
+  std::string url = PgServer::freshDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  auto a = openUrl(url), b = openUrl(url);
+  std::vector<OutboxRecord> sunkA, sunkB;
+  a->setAuditSink([&](std::vector<OutboxRecord>&& rs) { sunkA.insert(sunkA.end(), rs.begin(), rs.end()); });
+  b->setAuditSink([&](std::vector<OutboxRecord>&& rs) { sunkB.insert(sunkB.end(), rs.begin(), rs.end()); });
+  auto attach = [](ResourceStore& s, const std::string& text) {
+    ASSERT_TRUE(s.write([&](WriteTxn& t) { return t.attachAudit(text); }).ok());
+  };
+  attach(*a, "a1");
+  attach(*b, "b1");
+  attach(*a, "a2");
+  ASSERT_EQ(sunkA.size(), 2u);
+  ASSERT_EQ(sunkB.size(), 1u);
+  a->releaseAuditRecords(sunkA[1].id);  // above b1's id
+  attach(*a, "a3");                      // the release goes with this commit
+  auto pending = b->pendingAuditRecords();
+  ASSERT_TRUE(pending.ok());
+  std::vector<std::string> left;
+  for (const auto& r : pending.value()) left.push_back(r.record);
+  EXPECT_EQ(left, (std::vector<std::string>{"b1", "a3"}));
+  // A third gateway starting takes both over and, once chained, deletes them by id.
+  auto c = openUrl(url);
+  auto adopted = c->pendingAuditRecords();
+  ASSERT_EQ(adopted->size(), 2u);
+  c->releaseAuditRecords(adopted->back().id);
+  c->close();
+  EXPECT_TRUE(b->pendingAuditRecords()->empty());
+  a->close();
+  b->close();
+}
+
 TEST(PgServerTest, ListensOnLoopbackOnlyAndLeavesNoProcess) {
   if (!PgServer::available()) GTEST_SKIP() << "PostgreSQL is not available: " << PgServer::unavailableReason();
   std::vector<pid_t> processes;
