@@ -253,3 +253,56 @@ TEST_F(InstancesTest, AConsentWithdrawnThroughOneGatewayAppliesOnTheOther) {
   EXPECT_TRUE(eventually([&] { return gpOnB->get("/fhir/Observation/hrA").status != 200; }, 3000))
       << "the second gateway still lets the GP read after the consent was withdrawn through the first";
 }
+
+// PostgreSQL restarts while both gateways take writes: what was acknowledged (201) before, during
+// and after is there; requests that met the restart were refused as unavailable (503), not lost
+// after an acknowledgement; the gateways recover by themselves (creates succeed again) and stop
+// cleanly.
+TEST_F(InstancesTest, ARestartOfTheDatabaseUnderLoadLosesNothingAcknowledgedAndTheGatewaysRecover) {
+  std::string error;
+  PgServer* server = PgServer::shared(error);
+  ASSERT_NE(server, nullptr) << error;
+  std::atomic<bool> stop{false}, restarted{false};
+  std::mutex m;
+  std::vector<std::string> acknowledged;
+  std::map<int, int> statuses;
+  std::atomic<int> afterRestart{0};
+  std::vector<std::thread> load;
+  for (int t = 0; t < 4; ++t)
+    load.emplace_back([&, t] {
+      auto c = client(t % 2, system());
+      for (int n = 0; !stop; ++n) {
+        std::string id = "load-" + std::to_string(t) + "-" + std::to_string(n);
+        json p = {{"resourceType", "Patient"}, {"id", id}, {"name", {{{"family", id}}}}};
+        int status = 0;
+        try {
+          status = c->send("PUT", "/fhir/Patient/" + id, p.dump()).status;
+        } catch (const std::exception&) {
+          status = -1;  // the connection was cut
+          c = client(t % 2, system());
+        }
+        std::lock_guard<std::mutex> lock(m);
+        ++statuses[status];
+        if (status == 201) {
+          acknowledged.push_back(id);
+          if (restarted) ++afterRestart;
+        }
+      }
+    });
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_TRUE(server->restart(error)) << error;
+  restarted = true;
+  bool recovered = eventually([&] { return afterRestart >= 20; }, 30000);
+  stop = true;
+  for (auto& t : load) t.join();
+  std::string seen;
+  for (const auto& [status, n] : statuses) seen += " " + std::to_string(status) + ":" + std::to_string(n);
+  std::cout << "[ INFO     ] answers during the restart (status:count):" << seen << "\n";
+  EXPECT_TRUE(recovered) << "creates did not succeed again after the restart:" << seen;
+  for (const auto& [status, n] : statuses) EXPECT_TRUE(status == 201 || status == 503) << status << " answered " << n << " times";
+  int missing = 0;
+  for (std::size_t i = 0; i < acknowledged.size(); ++i)
+    if (clients_[i % 2]->get("/fhir/Patient/" + acknowledged[i]).status != 200) ++missing;
+  EXPECT_EQ(missing, 0) << "of " << acknowledged.size() << " acknowledged creates";
+  for (int i = 0; i < 2; ++i) EXPECT_EQ(gateways_[i]->stop(), 0) << gateways_[i]->log();
+}
