@@ -127,6 +127,13 @@ Result<void> startGate(const config::Config& config, Gateway::State& st, const s
   audit::Options ao;
   ao.url = config.get("audit.url");
   if (ao.url.empty()) ao.url = "sqlite:" + config.get("data.dir") + "/audit.db";
+  // A write's record is chained once by its origin, its row in the store's outbox: gateways that
+  // share a trail in PostgreSQL share their store there too, or two stores' rows would take one
+  // origin and one of the records would not be chained.
+  auto isPostgres = [](const std::string& url) { return url.rfind("postgresql://", 0) == 0 || url.rfind("postgres://", 0) == 0; };
+  if (isPostgres(ao.url) && !isPostgres(config.get("storage.url")))
+    return makeError(ErrorCode::kInvalid, "audit.url on PostgreSQL needs storage.url on PostgreSQL too (the store shared by "
+                                          "the gateways that share the audit trail)");
   ao.checkpointDir = config.get("audit.checkpoint_dir");
   if (ao.checkpointDir.empty()) ao.checkpointDir = config.get("data.dir") + "/audit-checkpoints";
   ao.signingKey = config.get("audit.signing_key");

@@ -20,12 +20,14 @@ namespace passerelle::audit {
 namespace {
 
 void usage(std::ostream& out) {
-  out << "Usage: passerelle audit verify [--config FILE] [--set key=value ...] [--db PATH] [--checkpoints DIR]\n"
+  out << "Usage: passerelle audit verify [--config FILE] [--set key=value ...] [--db URL] [--checkpoints DIR]\n"
          "                               [--public-key PEM]\n"
          "       passerelle audit purge [--before YYYY-MM-DD] [--config FILE] [--set key=value ...]\n\n"
          "  verify   checks every record of the audit trail (audit.url) against the chain of hashes and the\n"
          "           signed checkpoints (audit.checkpoint_dir); exit 0 when intact, 1 at the first problem\n"
-         "           --db PATH          another database (e.g. a backup copy); sqlite:PATH or a path\n"
+         "           --db URL           another database (e.g. a backup copy); sqlite:PATH, a path or\n"
+         "                              postgresql://... (then give the checkpoint folder of the gateway\n"
+         "                              that purged last, if any)\n"
          "           --checkpoints DIR  another checkpoint folder\n"
          "           --public-key PEM   the public key(s) to trust (default: the copy in the checkpoint\n"
          "                              folder; pass one kept elsewhere for a real assurance)\n"

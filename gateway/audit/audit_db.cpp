@@ -30,7 +30,7 @@ Result<std::string> sqlitePath(const std::string& url) {
   if (path.rfind("sqlite:", 0) == 0) {
     path = path.substr(7);
   } else if (path.find("://") != std::string::npos) {
-    return makeError(ErrorCode::kInvalid, "audit.url '" + url + "': only sqlite:PATH is supported");
+    return makeError(ErrorCode::kInvalid, "audit.url '" + url + "': expected sqlite:PATH, a path or postgresql://...");
   }
   if (path.empty()) return makeError(ErrorCode::kInvalid, "audit.url: no database path");
   return path;

@@ -2,7 +2,8 @@
 // durable in the journal with one write and one fdatasync, then wakes the waiters), the indexer
 // that copies the records into the database in batches, records committed elsewhere (a write's, in
 // the resource store), queries on a second read-only connection, signed checkpoints and the
-// retention purge.
+// retention purge. On PostgreSQL the writer commits each group straight into the shared database
+// (audit_pg.h), chaining it from the head row it locks; there is no journal and no indexer.
 #include "gateway/audit/audit_log.h"
 
 #include <fcntl.h>
@@ -24,6 +25,7 @@
 #include <variant>
 
 #include "gateway/audit/audit_db.h"
+#include "gateway/audit/audit_pg.h"
 #include "gateway/audit/checkpoint_file.h"
 #include "gateway/audit/journal.h"
 #include "gateway/audit/record_codec.h"
@@ -155,6 +157,11 @@ struct AuditLog::Impl {
   mutable std::mutex readMutex;
   sqlite3* rdb = nullptr;
 
+  // PostgreSQL instead of the journal, the indexer and SQLite: its writer connection is used under
+  // stateMutex, its reader under readMutex.
+  bool postgres = false;  // set at open
+  std::unique_ptr<internal::PgAuditDb> pg;
+
   ~Impl() {
     if (rdb) sqlite3_close_v2(rdb);
     insertRecord.finalize();
@@ -171,7 +178,15 @@ struct AuditLog::Impl {
   Result<void> recoverJournal();
   static bool indexedFrom(std::string_view text, std::string_view prevHash, std::string_view hash, Indexed& out);
   Result<void> insertBatch(const std::vector<Indexed>& batch);
+  // Chains `records` after `tail`, their canonical texts in texts[0..]; moves `tail` to the last.
+  bool chainRecords(const std::vector<Record*>& records, internal::ChainHead& tail);
   void writeGroup(std::vector<Pending*>& group);
+  void writeGroupJournal(std::vector<Pending*>& group);
+  void writeGroupPg(std::vector<Pending*>& group);
+  // The hash of record `seq` in the database ("" when it has no such record).
+  Result<std::string> hashAt(std::int64_t seq);
+  // Signs an anchor for a purge of fromSeq..upToSeq (see purge()).
+  Result<void> writeAnchor(const internal::PurgeRange& range, std::int64_t cutoffMs);
   Result<void> writeCheckpoint();
   void maybeCheckpoint(bool closingNow);
   // Waits until the database holds every record committed so far (queries read it).
@@ -217,6 +232,20 @@ Result<void> AuditLog::Impl::openDatabase() {
 }
 
 Result<void> AuditLog::Impl::loadTail() {
+  if (pg) {
+    auto head = pg->head();
+    if (!head.ok()) return head.error();
+    auto first = pg->firstSeq();
+    if (!first.ok()) return first.error();
+    lastSeq = head->seq;
+    lastTimeMs = head->timeMs;
+    lastHash = head->hash;
+    firstSeq = first.value() > 0 ? first.value() : lastSeq + 1;
+    committedSeq.store(lastSeq);
+    if (!codec::isHexHash(lastHash))
+      return makeError(ErrorCode::kInternal, "audit database: the chain's head hash is malformed");
+    return {};
+  }
   db::Statement st;
   if (auto r = st.prepare(wdb, "SELECT seq, time_ms, hash FROM audit_record ORDER BY seq DESC LIMIT 1"); !r.ok())
     return r;
@@ -347,31 +376,106 @@ Result<void> AuditLog::Impl::recoverJournal() {
   return loadTail();
 }
 
-// One group: chained and framed here, then one write and one fdatasync of the journal; the
-// appenders are woken once it is durable and the indexer takes the records from there.
-void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
-  std::int64_t seq = lastSeq, t = lastTimeMs, now = nowMs();
-  std::string prev = lastHash;
-  if (texts.size() < group.size()) texts.resize(group.size());
-  frames.clear();
-  for (std::size_t i = 0; i < group.size(); ++i) {
-    Record& r = *group[i]->record;
+bool AuditLog::Impl::chainRecords(const std::vector<Record*>& records, internal::ChainHead& tail) {
+  const std::int64_t now = nowMs();
+  if (texts.size() < records.size()) texts.resize(records.size());
+  for (std::size_t i = 0; i < records.size(); ++i) {
+    Record& r = *records[i];
     normalizePatients(r.patients);
-    r.seq = ++seq;
+    r.seq = ++tail.seq;
     if (r.timeMs <= 0) r.timeMs = now;
-    if (r.timeMs < t) r.timeMs = t;
-    t = r.timeMs;
-    r.prevHash = prev;
+    if (r.timeMs < tail.timeMs) r.timeMs = tail.timeMs;
+    tail.timeMs = r.timeMs;
+    r.prevHash = tail.hash;
     texts[i].clear();
     codec::encode(r, texts[i]);
-    r.hash = hasher.hash(prev, texts[i]);
-    if (r.hash.empty()) {
-      for (Pending* p : group) p->error = makeError(ErrorCode::kInternal, "audit: SHA-256 failed");
-      return;
-    }
-    internal::appendFrame(frames, texts[i], r.hash);
-    prev = r.hash;
+    r.hash = hasher.hash(tail.hash, texts[i]);
+    if (r.hash.empty()) return false;
+    tail.hash = r.hash;
   }
+  return true;
+}
+
+void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
+  if (pg) writeGroupPg(group);
+  else writeGroupJournal(group);
+}
+
+// One group on PostgreSQL, in one transaction: the head row locked (writers of every gateway wait
+// here in turn), the records chained from it whoever wrote it, inserted with their patient rows,
+// the head moved, committed; the appenders are woken once it is committed. A committed record
+// another gateway has chained already (its origin is in the table) is not chained again.
+void AuditLog::Impl::writeGroupPg(std::vector<Pending*>& group) {
+  auto failGroup = [&](const Error& e) {
+    pg->rollback();
+    failedAppends.fetch_add(group.size(), std::memory_order_relaxed);
+    log::error("audit.append_failed", {{"error", e.message}});
+    for (Pending* p : group) {
+      p->ok = false;
+      p->error = e;
+    }
+  };
+  auto head = pg->lockHead();
+  if (!head.ok()) return failGroup(head.error());
+  std::vector<std::string> origins;
+  for (Pending* p : group)
+    if (!p->record->origin.empty()) origins.push_back(p->record->origin);
+  std::set<std::string> held;
+  if (!origins.empty()) {
+    auto c = pg->chainedOrigins(origins);
+    if (!c.ok()) return failGroup(c.error());
+    held = std::move(c.value());
+  }
+  std::vector<Record*> records;
+  std::vector<Pending*> chained, skipped;
+  for (Pending* p : group) {
+    const std::string& origin = p->record->origin;
+    if (origin.empty() || held.insert(origin).second) {
+      records.push_back(p->record);
+      chained.push_back(p);
+    } else if (p->owned) {
+      skipped.push_back(p);  // in the chain already: held, as if chained here
+    } else {
+      p->error = makeError(ErrorCode::kConflict, "audit: a record with the origin '" + origin + "' is in the trail already");
+    }
+  }
+  internal::ChainHead tail = head.value();
+  if (!chainRecords(records, tail)) return failGroup(makeError(ErrorCode::kInternal, "audit: SHA-256 failed"));
+  if (!records.empty()) {
+    std::vector<const Record*> inserted(records.begin(), records.end());
+    if (auto w = pg->insert(inserted, texts, tail); !w.ok()) return failGroup(w.error());
+  }
+  if (auto c = pg->commit(); !c.ok()) {
+    // A connection lost during COMMIT leaves its outcome unknown: the database tells.
+    pg->rollback();
+    auto h = records.empty() ? Result<std::string>(std::string()) : pg->hashAt(tail.seq);
+    if (!h.ok() || h.value().empty() || h.value() != tail.hash) return failGroup(c.error());
+  }
+  for (Pending* p : chained) {
+    p->ok = true;
+    p->seq = p->record->seq;
+  }
+  for (Pending* p : skipped) p->ok = true;
+  lastSeq = tail.seq;
+  lastTimeMs = tail.timeMs;
+  lastHash = std::move(tail.hash);
+  sinceCheckpoint += static_cast<std::int64_t>(records.size());
+  committedSeq.store(lastSeq);
+}
+
+// One group: chained and framed here, then one write and one fdatasync of the journal; the
+// appenders are woken once it is durable and the indexer takes the records from there.
+void AuditLog::Impl::writeGroupJournal(std::vector<Pending*>& group) {
+  internal::ChainHead tail{lastSeq, lastHash, lastTimeMs};
+  std::vector<Record*> records;
+  records.reserve(group.size());
+  for (Pending* p : group) records.push_back(p->record);
+  if (!chainRecords(records, tail)) {
+    for (Pending* p : group) p->error = makeError(ErrorCode::kInternal, "audit: SHA-256 failed");
+    return;
+  }
+  frames.clear();
+  for (std::size_t i = 0; i < group.size(); ++i) internal::appendFrame(frames, texts[i], records[i]->hash);
   if (auto w = journal->append(frames, lastSeq + 1); !w.ok()) {
     failedAppends.fetch_add(group.size(), std::memory_order_relaxed);
     log::error("audit.append_failed", {{"error", w.error().message}});
@@ -395,9 +499,9 @@ void AuditLog::Impl::writeGroup(std::vector<Pending*>& group) {
     group[i]->ok = true;
     group[i]->seq = r.seq;
   }
-  lastSeq = seq;
-  lastTimeMs = t;
-  lastHash = std::move(prev);
+  lastSeq = tail.seq;
+  lastTimeMs = tail.timeMs;
+  lastHash = std::move(tail.hash);
   sinceCheckpoint += static_cast<std::int64_t>(group.size());
   committedSeq.store(lastSeq);
   std::size_t weight = 0;
@@ -431,6 +535,7 @@ Result<void> AuditLog::Impl::waitSettled() const {
 }
 
 Result<void> AuditLog::Impl::waitIndexed() const {
+  if (pg) return {};  // committed into the database itself
   auto* self = const_cast<Impl*>(this);
   std::int64_t want = committedSeq.load();
   std::unique_lock<std::mutex> lk(self->indexMutex);
@@ -444,6 +549,18 @@ Result<void> AuditLog::Impl::waitIndexed() const {
 }
 
 Result<void> AuditLog::Impl::writeCheckpoint() {
+  if (pg) {
+    // The shared chain as the database has it: its last record may be another gateway's.
+    auto head = pg->head();
+    if (!head.ok()) return head.error();
+    auto first = pg->firstSeq();
+    if (!first.ok()) return first.error();
+    lastSeq = head->seq;
+    lastTimeMs = head->timeMs;
+    lastHash = head->hash;
+    firstSeq = first.value() > 0 ? first.value() : lastSeq + 1;
+    if (lastSeq > committedSeq.load()) committedSeq.store(lastSeq);
+  }
   if (lastSeq == 0 || lastSeq == lastCheckpointSeq) return {};
   internal::Checkpoint c;
   c.n = nextCheckpointN;
@@ -606,6 +723,36 @@ void AuditLog::Impl::runIndexer() {
   }
 }
 
+Result<std::string> AuditLog::Impl::hashAt(std::int64_t seq) {
+  if (pg) return pg->hashAt(seq);
+  db::Statement st;
+  if (auto r = st.prepare(wdb, "SELECT hash FROM audit_record WHERE seq = ?"); !r.ok()) return r.error();
+  st.bind(1, seq);
+  int rc = sqlite3_step(st.get());
+  if (rc == SQLITE_DONE) return std::string();
+  if (rc != SQLITE_ROW) return db::sqlError(wdb, rc, "read a record's hash");
+  return std::string(st.text(0));
+}
+
+// The anchor comes first: once it is signed, the shortened chain is verifiable from it.
+Result<void> AuditLog::Impl::writeAnchor(const internal::PurgeRange& range, std::int64_t cutoffMs) {
+  internal::Checkpoint anchor;
+  anchor.n = nextCheckpointN;
+  anchor.type = "anchor";
+  anchor.seq = range.upToSeq + 1;
+  anchor.hash = range.upToHash;
+  anchor.timeMs = nowMs();
+  anchor.records = range.upToSeq - range.fromSeq + 1;
+  anchor.cutoffMs = cutoffMs;
+  anchor.keyId = key->keyId();
+  auto sig = key->sign(internal::canonicalText(anchor));
+  if (!sig.ok()) return sig.error();
+  anchor.signature = std::move(sig.value());
+  if (auto w = internal::appendCheckpoint(dir, anchor); !w.ok()) return w.error();
+  ++nextCheckpointN;
+  return {};
+}
+
 AuditLog::AuditLog(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 AuditLog::~AuditLog() { close(); }
@@ -615,13 +762,23 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const Options& options) {
   impl->options = options;
   if (impl->options.checkpointRecords < 1) impl->options.checkpointRecords = 1;
   if (impl->options.checkpointSeconds < 1) impl->options.checkpointSeconds = 1;
-  auto path = db::sqlitePath(options.url);
-  if (!path.ok()) return path.error();
-  impl->dbPath = path.value();
-  std::filesystem::path parent = std::filesystem::path(impl->dbPath).parent_path();
-  impl->dir = options.checkpointDir.empty() ? (parent / "audit-checkpoints").string() : options.checkpointDir;
-  if (!parent.empty())
-    if (auto r = internal::makeDirs(parent.string()); !r.ok()) return r.error();
+  const bool postgres = internal::isPostgresUrl(options.url);
+  if (postgres) {
+    // Each gateway sharing the database signs checkpoints into a folder of its own.
+    if (options.checkpointDir.empty())
+      return makeError(ErrorCode::kInvalid, "audit.checkpoint_dir is required with a PostgreSQL audit database");
+    impl->postgres = true;
+    impl->dbPath = "(PostgreSQL)";
+    impl->dir = options.checkpointDir;
+  } else {
+    auto path = db::sqlitePath(options.url);
+    if (!path.ok()) return path.error();
+    impl->dbPath = path.value();
+    std::filesystem::path parent = std::filesystem::path(impl->dbPath).parent_path();
+    impl->dir = options.checkpointDir.empty() ? (parent / "audit-checkpoints").string() : options.checkpointDir;
+    if (!parent.empty())
+      if (auto r = internal::makeDirs(parent.string()); !r.ok()) return r.error();
+  }
   if (auto r = internal::makeDirs(impl->dir); !r.ok()) return r.error();
 
   // One process at a time writes a log (its tail and checkpoint numbers live in memory).
@@ -648,17 +805,24 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const Options& options) {
   if (auto r = internal::repairCheckpointFile(impl->dir); !r.ok()) return r.error();
   auto checkpoints = internal::readCheckpoints(impl->dir);
   if (!checkpoints.ok()) return checkpoints.error();
-  if (auto r = impl->openDatabase(); !r.ok()) return r.error();
-  if (auto r = impl->loadTail(); !r.ok()) return r.error();
-  impl->journalDir = impl->dbPath + ".journal";
-  if (auto r = impl->recoverJournal(); !r.ok()) return r.error();
-  internal::JournalIo io = internal::JournalIo::system();
-  if (options.journalWrite) io.pwrite = options.journalWrite;
-  if (options.journalSync) io.fdatasync = options.journalSync;
-  auto journal = internal::Journal::open(impl->journalDir, options.journalSegmentBytes, std::move(io));
-  if (!journal.ok()) return journal.error();
-  impl->journal = std::move(journal.value());
-  impl->indexedSeq = impl->lastSeq;
+  if (postgres) {
+    auto pg = internal::PgAuditDb::open(options.url);
+    if (!pg.ok()) return pg.error();
+    impl->pg = std::move(pg.value());
+    if (auto r = impl->loadTail(); !r.ok()) return r.error();
+  } else {
+    if (auto r = impl->openDatabase(); !r.ok()) return r.error();
+    if (auto r = impl->loadTail(); !r.ok()) return r.error();
+    impl->journalDir = impl->dbPath + ".journal";
+    if (auto r = impl->recoverJournal(); !r.ok()) return r.error();
+    internal::JournalIo io = internal::JournalIo::system();
+    if (options.journalWrite) io.pwrite = options.journalWrite;
+    if (options.journalSync) io.fdatasync = options.journalSync;
+    auto journal = internal::Journal::open(impl->journalDir, options.journalSegmentBytes, std::move(io));
+    if (!journal.ok()) return journal.error();
+    impl->journal = std::move(journal.value());
+    impl->indexedSeq = impl->lastSeq;
+  }
 
   // Refuse to extend a log that no longer matches its signed checkpoints (restored from an old
   // backup, truncated, replaced): appending would hide it.
@@ -676,10 +840,9 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const Options& options) {
   if (last) {
     impl->lastCheckpointSeq = last->seq;
     if (last->seq >= impl->firstSeq) {
-      db::Statement st;
-      if (auto r = st.prepare(impl->wdb, "SELECT hash FROM audit_record WHERE seq = ?"); !r.ok()) return r.error();
-      st.bind(1, last->seq);
-      if (sqlite3_step(st.get()) != SQLITE_ROW || st.text(0) != last->hash)
+      auto hash = impl->hashAt(last->seq);
+      if (!hash.ok()) return hash.error();
+      if (hash.value() != last->hash)
         return makeError(ErrorCode::kInternal, "audit database " + impl->dbPath + ": record " + std::to_string(last->seq) +
                                                    " differs from checkpoint " + std::to_string(last->n) +
                                                    " (run 'passerelle audit verify')");
@@ -691,7 +854,7 @@ Result<std::unique_ptr<AuditLog>> AuditLog::open(const Options& options) {
 
   Impl* raw = impl.get();
   impl->writer = std::thread([raw] { raw->runWriter(); });
-  impl->indexer = std::thread([raw] { raw->runIndexer(); });
+  if (!impl->pg) impl->indexer = std::thread([raw] { raw->runIndexer(); });
   return std::unique_ptr<AuditLog>(new AuditLog(std::move(impl)));
 }
 
@@ -764,6 +927,17 @@ void AuditLog::onCommittedChained(std::function<void(std::int64_t)> callback) {
 Result<void> AuditLog::adoptCommitted(std::vector<Committed> records) {
   Impl& m = *impl_;
   if (records.empty()) return {};
+  if (m.postgres) {
+    // Other gateways may be chaining the same records now: the writer skips, under the head's
+    // lock, those whose origin the chain has, and reports them held with the others.
+    {
+      std::lock_guard<std::mutex> lk(m.queueMutex);
+      if (m.closing) return closedError();
+    }
+    log::info("audit.adopted", {{"pending", std::to_string(records.size())}});
+    appendCommitted(std::move(records));
+    return {};
+  }
   if (auto w = m.waitIndexed(); !w.ok()) return w.error();
   // Records chained since the oldest of them was made: the chain's time is never earlier than a
   // record's own.
@@ -822,17 +996,18 @@ Result<std::vector<Record>> AuditLog::query(const Query& q) const {
   const Impl& m = *impl_;
   if (auto w = m.waitSettled(); !w.ok()) return w.error();
   std::string sql;
-  std::vector<std::variant<std::int64_t, std::string>> binds;
+  std::vector<internal::QueryBind> binds;
+  // SQLite is told the join order (CROSS JOIN); PostgreSQL has statistics and no such hint.
   if (!q.patient.empty()) {
-    sql = "SELECT r.record, r.prev_hash, r.hash FROM audit_patient p CROSS JOIN audit_record r ON r.seq = p.seq "
-          "WHERE p.patient = ?";
+    sql = std::string("SELECT r.record, r.prev_hash, r.hash FROM audit_patient p ") + (m.postgres ? "JOIN" : "CROSS JOIN") +
+          " audit_record r ON r.seq = p.seq WHERE p.patient = ?";
     binds.emplace_back(q.patient);
     if (q.beforeSeq > 0) {
       sql += " AND p.seq < ?";
       binds.emplace_back(q.beforeSeq);
     }
   } else {
-    sql = "SELECT r.record, r.prev_hash, r.hash FROM audit_record r WHERE 1";
+    sql = std::string("SELECT r.record, r.prev_hash, r.hash FROM audit_record r WHERE ") + (m.postgres ? "true" : "1");
     if (q.beforeSeq > 0) {
       sql += " AND r.seq < ?";
       binds.emplace_back(q.beforeSeq);
@@ -858,6 +1033,7 @@ Result<std::vector<Record>> AuditLog::query(const Query& q) const {
   binds.emplace_back(static_cast<std::int64_t>(std::clamp(q.count <= 0 ? 50 : q.count, 1, 1000)));
 
   std::lock_guard<std::mutex> lk(m.readMutex);
+  if (m.pg) return m.pg->records(sql, binds);
   if (!m.rdb) return closedError();
   db::Statement st;
   if (auto r = st.prepare(m.rdb, sql.c_str()); !r.ok()) return r.error();
@@ -883,6 +1059,12 @@ Result<std::optional<Record>> AuditLog::get(std::int64_t seq) const {
   const Impl& m = *impl_;
   if (auto w = m.waitSettled(); !w.ok()) return w.error();
   std::lock_guard<std::mutex> lk(m.readMutex);
+  if (m.pg) {
+    auto rows = m.pg->records("SELECT record, prev_hash, hash FROM audit_record WHERE seq = ?", {seq});
+    if (!rows.ok()) return rows.error();
+    if (rows->empty()) return std::optional<Record>();
+    return std::optional<Record>(std::move(rows->front()));
+  }
   if (!m.rdb) return closedError();
   db::Statement st;
   if (auto r = st.prepare(m.rdb, "SELECT record, prev_hash, hash FROM audit_record WHERE seq = ?"); !r.ok())
@@ -907,52 +1089,56 @@ Result<AuditLog::PurgeResult> AuditLog::purge(std::int64_t cutoffMs, const Recor
     // No appends meanwhile, and the database holding every record before the purge looks at it.
     std::lock_guard<std::mutex> st(m.stateMutex);
     if (auto w = m.waitIndexed(); !w.ok()) return w.error();
-    std::lock_guard<std::mutex> db(m.dbMutex);
-    if (!m.wdb) return closedError();
-    // Times never decrease along the chain: the records before the cutoff are a prefix.
-    db::Statement find;
-    if (auto r = find.prepare(m.wdb, "SELECT seq, hash, time_ms FROM audit_record WHERE seq = "
-                                     "(SELECT max(seq) FROM audit_record WHERE time_ms < ?)");
-        !r.ok())
-      return r.error();
-    find.bind(1, cutoffMs);
-    int rc = sqlite3_step(find.get());
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db::sqlError(m.wdb, rc, "find the records to purge");
-    if (rc == SQLITE_ROW) {
-      std::int64_t upTo = sqlite3_column_int64(find.get(), 0);
-      std::string upToHash(find.text(1));
-      std::int64_t upToTime = sqlite3_column_int64(find.get(), 2);
-      fromSeq = m.firstSeq;
-      // The anchor first: once it is signed, the shortened chain is verifiable from it.
-      internal::Checkpoint anchor;
-      anchor.n = m.nextCheckpointN;
-      anchor.type = "anchor";
-      anchor.seq = upTo + 1;
-      anchor.hash = upToHash;
-      anchor.timeMs = nowMs();
-      anchor.records = upTo - fromSeq + 1;
-      anchor.cutoffMs = cutoffMs;
-      anchor.keyId = m.key->keyId();
-      auto sig = m.key->sign(internal::canonicalText(anchor));
-      if (!sig.ok()) return sig.error();
-      anchor.signature = std::move(sig.value());
-      if (auto w = internal::appendCheckpoint(m.dir, anchor); !w.ok()) return w.error();
-      ++m.nextCheckpointN;
-
-      std::string sql = "BEGIN IMMEDIATE;"
-                        "DELETE FROM audit_patient WHERE seq <= " + std::to_string(upTo) + ";"
-                        "DELETE FROM audit_record WHERE seq <= " + std::to_string(upTo) + ";"
-                        "INSERT OR REPLACE INTO audit_meta(key, value) VALUES"
-                        "('purged_seq', '" + std::to_string(upTo) + "'), ('purged_hash', '" + upToHash + "'),"
-                        "('purged_time', '" + std::to_string(upToTime) + "');"
-                        "COMMIT;";
-      if (auto r = db::exec(m.wdb, sql.c_str()); !r.ok()) {
-        (void)db::exec(m.wdb, "ROLLBACK");
-        return r.error();
+    std::optional<internal::PurgeRange> range;
+    if (m.pg) {
+      // The head row stays locked from the search to the commit: no gateway appends meanwhile.
+      auto head = m.pg->lockHead();
+      if (!head.ok()) {
+        m.pg->rollback();
+        return head.error();
       }
-      m.firstSeq = upTo + 1;
-      result.removed = upTo - fromSeq + 1;
-      result.upToSeq = upTo;
+      auto purged = m.pg->purgeBefore(cutoffMs, [&](const internal::PurgeRange& r) { return m.writeAnchor(r, cutoffMs); });
+      Result<void> done = purged.ok() ? m.pg->commit() : Result<void>(purged.error());
+      if (!done.ok()) {
+        m.pg->rollback();
+        return done.error();
+      }
+      range = std::move(purged.value());
+    } else {
+      std::lock_guard<std::mutex> db(m.dbMutex);
+      if (!m.wdb) return closedError();
+      // Times never decrease along the chain: the records before the cutoff are a prefix.
+      db::Statement find;
+      if (auto r = find.prepare(m.wdb, "SELECT seq, hash, time_ms FROM audit_record WHERE seq = "
+                                       "(SELECT max(seq) FROM audit_record WHERE time_ms < ?)");
+          !r.ok())
+        return r.error();
+      find.bind(1, cutoffMs);
+      int rc = sqlite3_step(find.get());
+      if (rc != SQLITE_ROW && rc != SQLITE_DONE) return db::sqlError(m.wdb, rc, "find the records to purge");
+      if (rc == SQLITE_ROW) {
+        range = internal::PurgeRange{m.firstSeq, sqlite3_column_int64(find.get(), 0), std::string(find.text(1))};
+        std::int64_t upToTime = sqlite3_column_int64(find.get(), 2);
+        if (auto a = m.writeAnchor(*range, cutoffMs); !a.ok()) return a.error();
+        const std::string upTo = std::to_string(range->upToSeq);
+        std::string sql = "BEGIN IMMEDIATE;"
+                          "DELETE FROM audit_patient WHERE seq <= " + upTo + ";"
+                          "DELETE FROM audit_record WHERE seq <= " + upTo + ";"
+                          "INSERT OR REPLACE INTO audit_meta(key, value) VALUES"
+                          "('purged_seq', '" + upTo + "'), ('purged_hash', '" + range->upToHash + "'),"
+                          "('purged_time', '" + std::to_string(upToTime) + "');"
+                          "COMMIT;";
+        if (auto r = db::exec(m.wdb, sql.c_str()); !r.ok()) {
+          (void)db::exec(m.wdb, "ROLLBACK");
+          return r.error();
+        }
+      }
+    }
+    if (range) {
+      fromSeq = range->fromSeq;
+      m.firstSeq = range->upToSeq + 1;
+      result.removed = range->upToSeq - range->fromSeq + 1;
+      result.upToSeq = range->upToSeq;
     }
   }
   Record rec;
@@ -989,7 +1175,7 @@ Result<AuditLog::PurgeResult> AuditLog::purge(std::int64_t cutoffMs, const Recor
 Result<void> AuditLog::checkpoint() {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> st(m.stateMutex);
-  if (!m.journal) return closedError();
+  if (!m.journal && !m.pg) return closedError();
   return m.writeCheckpoint();
 }
 
@@ -1020,6 +1206,7 @@ void AuditLog::close() {
       std::lock_guard<std::mutex> rd(m.readMutex);
       if (m.rdb) sqlite3_close_v2(m.rdb);
       m.rdb = nullptr;
+      m.pg.reset();
     }
     std::lock_guard<std::mutex> db(m.dbMutex);
     m.insertRecord.finalize();

@@ -3,10 +3,19 @@
 // offline verifier that detects any edit, insertion, deletion, reordering or truncation, a
 // retention purge that keeps the chain verifiable, and the FHIR R4 AuditEvent (IHE BALP) view.
 //
+// Or in a PostgreSQL database (Options::url postgresql://...) shared by several gateway processes
+// appending at once: the trail is still ONE chain. Each group of appends locks the chain's head
+// row, chains its records from the last record whoever wrote it, inserts them and moves the head
+// in one transaction; PostgreSQL's own log makes them durable (no journal, no indexer). Each
+// process signs checkpoints of the shared chain into a checkpoint folder of its own; a record
+// committed in the store's outbox is chained once whichever process adopts it (its origin is
+// unique). A purge's anchor is in the folder of the process that purged: verify against that one.
+//
 // Thread-safety: AuditLog is safe to use from any number of threads; append() commits in groups
 // (one writer thread chains the records queued meanwhile and makes them durable with one write and
-// one fdatasync of the journal); an indexer thread copies them into the database in batches.
-// verify() and toAuditEventJson() are free functions over plain values.
+// one fdatasync of the journal, or one PostgreSQL transaction); on SQLite an indexer thread copies
+// them into the database in batches. verify() and toAuditEventJson() are free functions over plain
+// values.
 #pragma once
 
 #include <cstdint>
@@ -45,11 +54,14 @@ struct Record {
 };
 
 struct Options {
-  // sqlite:PATH (or a plain path) of the audit database; created when absent.
+  // sqlite:PATH (or a plain path) of the audit database; created when absent. Or
+  // postgresql://... (postgres://...): a PostgreSQL database, which several gateways may share;
+  // its tables are created when absent.
   std::string url;
   // Folder of the signed checkpoints (checkpoints.jsonl), the public keys (audit-public-keys.pem) and,
   // outside production, the generated development signing key. Keep it apart from the database
   // (another volume, another backup): it is what detects a rewritten or truncated database.
+  // Required with PostgreSQL, one per gateway process.
   std::string checkpointDir;
   // PEM file (or inline PEM text) of the EC P-256 private key signing the checkpoints. Empty: a
   // development key generated in checkpointDir (refused in production).
@@ -60,6 +72,7 @@ struct Options {
   int checkpointSeconds = 60;
   bool production = false;
   // Size of each journal segment file (the journal is a folder beside the database, "<database>.journal").
+  // SQLite only, like the two test hooks below.
   std::size_t journalSegmentBytes = 8u << 20;
   // Tests: replace the journal's write and sync calls to inject failures (empty: the system's).
   std::function<long(int fd, const void* data, std::size_t n, long offset)> journalWrite;
@@ -82,7 +95,8 @@ class AuditLog {
   AuditLog(const AuditLog&) = delete;
   AuditLog& operator=(const AuditLog&) = delete;
 
-  // Appends `record` and returns its seq once it is durable (in the journal, fdatasync'd). Fail closed:
+  // Appends `record` and returns its seq once it is durable (in the journal, fdatasync'd; or
+  // committed in PostgreSQL). Fail closed:
   // an error means the record is not in the log and the request it describes must fail.
   // Thread-safe; concurrent appends are committed together by one writer thread (group commit).
   // Sets seq, prevHash and hash; sets timeMs to now when 0 and raises it to the previous record's
@@ -101,7 +115,8 @@ class AuditLog {
   void appendCommitted(std::vector<Committed> records);
   // At start, before any append: the records the store still holds. Those the chain already has
   // (a stop between their chaining and their release) are recognised by their origin and not
-  // chained twice; the others are chained first.
+  // chained twice; the others are chained first. On PostgreSQL the check is made by the writer
+  // under the head's lock, since other gateways may be chaining the same records.
   Result<void> adoptCommitted(std::vector<Committed> records);
   void onCommittedChained(std::function<void(std::int64_t id)> callback);
 
@@ -113,7 +128,8 @@ class AuditLog {
     std::int64_t beforeSeq = 0;             // paging: only seq < this; 0: none
     int count = 50;                         // 1..1000
   };
-  // The matching records, newest first (the database first catches up with the journal).
+  // The matching records, newest first (the database first catches up with the journal; on
+  // PostgreSQL, every gateway's records as committed).
   Result<std::vector<Record>> query(const Query& q) const;
   Result<std::optional<Record>> get(std::int64_t seq) const;
 
@@ -125,9 +141,12 @@ class AuditLog {
   // writes a signed anchor checkpoint naming the first remaining seq and the hash it chains from,
   // then deletes the prefix in one transaction, then appends a record of kind "purge" (action
   // "purge", detail with the count, range and cutoff; who = `by`): the purge is itself audited.
+  // On PostgreSQL the chain's head row stays locked from the search to the delete's commit: no
+  // gateway appends meanwhile.
   Result<PurgeResult> purge(std::int64_t cutoffMs, const Record& by);
 
-  // Writes a signed checkpoint of the last committed record now (nothing when it already has one).
+  // Writes a signed checkpoint of the last committed record now (nothing when it already has one);
+  // on PostgreSQL, of the shared chain's last record, whichever process wrote it.
   Result<void> checkpoint();
 
   // Drains the queue, writes a final checkpoint and closes; later appends fail. Idempotent.
@@ -136,7 +155,7 @@ class AuditLog {
   // The public key (PEM) of the signing key.
   std::string publicKeyPem() const;
 
-  // The last committed seq (0: none yet).
+  // The last committed seq (0: none yet); on PostgreSQL, the last this process committed or saw.
   std::int64_t lastSeq() const;
   // Appends that failed (each refused its request), and committed records waiting to be chained again.
   std::uint64_t failures() const;
@@ -159,7 +178,8 @@ struct VerifyReport {
 // The text of `record` as appendCommitted() takes it (seq, hashes and origin are set by the chain).
 std::string encodeRecord(const Record& record);
 
-// Verifies the audit database at `url` (opened read-only; it can be a copy) against the signed
+// Verifies the audit database at `url` (opened read-only; it can be a copy; on PostgreSQL, read in
+// pages within one snapshot, `checkpointDir` then being required) against the signed
 // checkpoints in `checkpointDir`, with the public key(s) in the PEM file `publicKeyPath` (empty:
 // audit-public-keys.pem in checkpointDir; pass a copy kept elsewhere for a real assurance). One
 // sequential scan: each record's hash is recomputed from its stored text and chained to the

@@ -1,5 +1,6 @@
 // verify(): checks the signed checkpoints, then walks the whole chain in one sequential scan of the
-// records and of the patient index side by side, without allocating per record.
+// records and of the patient index side by side (SQLite: two statements, without allocating per
+// record; PostgreSQL: pages of both by key in one snapshot), the same checks for both.
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -8,6 +9,8 @@
 
 #include "gateway/audit/audit_db.h"
 #include "gateway/audit/audit_log.h"
+#include "gateway/audit/audit_pg.h"
+#include "gateway/audit/audit_walk.h"
 #include "gateway/audit/checkpoint_file.h"
 #include "gateway/audit/journal.h"
 #include "gateway/audit/record_codec.h"
@@ -29,10 +32,60 @@ std::string range(std::int64_t from, std::int64_t to) {
                     : "records " + std::to_string(from) + "-" + std::to_string(to) + " missing";
 }
 
+// The SQLite database's rows, read by two statements side by side.
+class SqliteWalk : public internal::WalkSource {
+ public:
+  explicit SqliteWalk(sqlite3* db) : db_(db) {}
+  Result<void> prepare() {
+    if (auto r = records_.prepare(db_, "SELECT seq, time_ms, kind, action, outcome, subject, record, prev_hash, hash "
+                                       "FROM audit_record ORDER BY seq");
+        !r.ok())
+      return r;
+    return patients_.prepare(db_, "SELECT seq, patient FROM audit_patient ORDER BY seq, patient");
+  }
+  int nextRecord(internal::WalkRecord& out) override {
+    sqlite3_stmt* st = records_.get();
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) return 0;
+    if (rc != SQLITE_ROW) return fail(0, db::sqlError(db_, rc, "read the records").message);
+    out.seq = sqlite3_column_int64(st, 0);
+    out.typeProblem = nullptr;
+    if (sqlite3_column_type(st, 1) != SQLITE_INTEGER) out.typeProblem = "column time_ms is not an integer";
+    for (int c = 2; c <= 8 && !out.typeProblem; ++c)
+      if (sqlite3_column_type(st, c) != SQLITE_TEXT) out.typeProblem = "a text column holds another type";
+    out.timeMs = sqlite3_column_int64(st, 1);
+    out.kind = records_.text(2);
+    out.action = records_.text(3);
+    out.outcome = records_.text(4);
+    out.subject = records_.text(5);
+    out.text = records_.text(6);
+    out.prevHash = records_.text(7);
+    out.hash = records_.text(8);
+    return 1;
+  }
+  int nextPatient(internal::WalkPatient& out) override {
+    sqlite3_stmt* st = patients_.get();
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) return 0;
+    if (rc != SQLITE_ROW) return fail(0, db::sqlError(db_, rc, "read the patient index").message);
+    if (sqlite3_column_type(st, 0) != SQLITE_INTEGER || sqlite3_column_type(st, 1) != SQLITE_TEXT)
+      return fail(sqlite3_column_int64(st, 0),
+                  "the patient index has a row of the wrong type (seq " + std::string(patients_.text(0)) + ")");
+    out.seq = sqlite3_column_int64(st, 0);
+    out.patient = patients_.text(1);
+    return 1;
+  }
+
+ private:
+  sqlite3* db_;
+  db::Statement records_, patients_;
+};
+
+// The checks of verify() over the rows of either database (and the journal beside a SQLite one).
 class Walk {
  public:
-  Walk(sqlite3* db, const std::vector<internal::Checkpoint>& checkpoints, std::string journalDir)
-      : db_(db), checkpoints_(checkpoints), journalDir_(std::move(journalDir)) {}
+  Walk(internal::WalkSource& source, const std::vector<internal::Checkpoint>& checkpoints, std::string journalDir)
+      : src_(source), checkpoints_(checkpoints), journalDir_(std::move(journalDir)) {}
 
   // Returns false with (badSeq, problem) at the first inconsistency.
   bool run(std::int64_t& records, std::int64_t& badSeq, std::string& problem);
@@ -44,27 +97,67 @@ class Walk {
     return false;
   }
   bool stepPatient() {
-    prc_ = sqlite3_step(patients_.get());
-    if (prc_ == SQLITE_ROW) {
-      if (sqlite3_column_type(patients_.get(), 0) != SQLITE_INTEGER || sqlite3_column_type(patients_.get(), 1) != SQLITE_TEXT)
-        return fail(sqlite3_column_int64(patients_.get(), 0), "the patient index has a row of the wrong type (seq " +
-                                                                  std::string(patients_.text(0)) + ")");
-      pseq_ = sqlite3_column_int64(patients_.get(), 0);
-    } else if (prc_ != SQLITE_DONE) {
-      return fail(0, db::sqlError(db_, prc_, "read the patient index").message);
-    }
+    prc_ = src_.nextPatient(patient_);
+    if (prc_ < 0) return fail(src_.errorSeq, src_.error);
     return true;
   }
+  // One record: its hash recomputed from its text and chained from `prev`, its query columns and
+  // patient rows against the text, its time against the one before it.
+  bool checkRecord(const internal::WalkRecord& row, const char* prev, bool first, std::int64_t lastTime);
 
-  sqlite3* db_;
+  internal::WalkSource& src_;
   const std::vector<internal::Checkpoint>& checkpoints_;
   std::string journalDir_;
-  db::Statement records_, patients_;
-  int prc_ = SQLITE_DONE;
-  std::int64_t pseq_ = 0;
+  internal::WalkPatient patient_;
+  int prc_ = 0;  // 1: patient_ holds the next row of the patient index
+  codec::ChainHasher hasher_;
+  codec::RecordView v_;  // the record checkRecord() read last
   std::int64_t bad_ = 0;
   std::string problem_;
 };
+
+bool Walk::checkRecord(const internal::WalkRecord& row, const char* prev, bool first, std::int64_t lastTime) {
+  const std::int64_t seq = row.seq;
+  auto where = [seq](const char* what) { return "record " + std::to_string(seq) + ": " + what; };
+  if (row.typeProblem) return fail(seq, where(row.typeProblem));
+  char computed[codec::kHashHex];
+  if (row.prevHash.size() != codec::kHashHex || std::memcmp(row.prevHash.data(), prev, codec::kHashHex) != 0)
+    return fail(seq, first ? where("its previous hash does not match the purge anchor")
+                           : where("its previous hash does not match the record before it"));
+  if (!hasher_.hash(std::string_view(prev, codec::kHashHex), row.text, computed)) return fail(seq, where("SHA-256 failed"));
+  if (row.hash.size() != codec::kHashHex || std::memcmp(row.hash.data(), computed, codec::kHashHex) != 0)
+    return fail(seq, where("hash does not match its content"));
+  codec::RecordView& v = v_;
+  if (!codec::decodeView(row.text, v)) return fail(seq, where("not a well-formed record"));
+  if (v.seq != seq) return fail(seq, where("the hashed record names another seq"));
+  if (v.timeMs != row.timeMs) return fail(seq, where("column time_ms differs from the hashed record"));
+  if (v.kind != row.kind) return fail(seq, where("column kind differs from the hashed record"));
+  if (v.action != row.action) return fail(seq, where("column action differs from the hashed record"));
+  if (v.outcome != row.outcome) return fail(seq, where("column outcome differs from the hashed record"));
+  if (v.subject != row.subject) return fail(seq, where("column subject differs from the hashed record"));
+  if (row.hasOrigin && v.origin != row.origin) return fail(seq, where("column origin differs from the hashed record"));
+  if (v.timeMs < lastTime) return fail(seq, where("its time is earlier than the record before it"));
+
+  // The patient index rows of this record, in order, must be exactly its (sorted) patients.
+  if (prc_ > 0 && patient_.seq < seq)
+    return fail(patient_.seq,
+                "the patient index has a row for seq " + std::to_string(patient_.seq) + ", which is not in the log");
+  codec::ListView::Iterator it(v.patients);
+  std::string_view patient;
+  std::string_view lastPatient;
+  bool firstPatient = true;
+  while (it.next(patient)) {
+    if (!firstPatient && patient <= lastPatient) return fail(seq, where("its patients are not in order"));
+    if (prc_ <= 0 || patient_.seq != seq || patient_.patient != patient)
+      return fail(seq, where("the patient index (audit_patient) differs from the hashed record"));
+    lastPatient = patient;
+    firstPatient = false;
+    if (!stepPatient()) return false;
+  }
+  if (prc_ > 0 && patient_.seq == seq)
+    return fail(seq, where("the patient index (audit_patient) differs from the hashed record"));
+  return true;
+}
 
 bool Walk::run(std::int64_t& count, std::int64_t& badSeq, std::string& problem) {
   auto done = [&](bool ok) {
@@ -90,24 +183,16 @@ bool Walk::run(std::int64_t& count, std::int64_t& badSeq, std::string& problem) 
   }
   std::stable_sort(expect.begin(), expect.end(), [](const Expectation& a, const Expectation& b) { return a.seq < b.seq; });
 
-  if (auto r = records_.prepare(db_, "SELECT seq, time_ms, kind, action, outcome, subject, record, prev_hash, hash "
-                                     "FROM audit_record ORDER BY seq");
-      !r.ok())
-    return fail(0, "not an audit database: " + r.error().message), done(false);
-  if (auto r = patients_.prepare(db_, "SELECT seq, patient FROM audit_patient ORDER BY seq, patient"); !r.ok())
-    return fail(0, "not an audit database: " + r.error().message), done(false);
   if (!stepPatient()) return done(false);
 
-  codec::ChainHasher hasher;
   char prev[codec::kHashHex];
-  char computed[codec::kHashHex];
   std::int64_t expected = 0, startSeq = 0, lastTime = INT64_MIN, lastGood = 0;
   std::size_t ei = 0;
-  sqlite3_stmt* st = records_.get();
   int rc;
-  codec::RecordView v;
-  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-    std::int64_t seq = sqlite3_column_int64(st, 0);
+  internal::WalkRecord row;
+  codec::RecordView& v = v_;
+  while ((rc = src_.nextRecord(row)) > 0) {
+    std::int64_t seq = row.seq;
     if (count == 0) {
       startSeq = seq;
       if (seq == 1) {
@@ -128,47 +213,8 @@ bool Walk::run(std::int64_t& count, std::int64_t& badSeq, std::string& problem) 
     } else if (seq != expected) {
       return fail(expected, range(expected, seq - 1)), done(false);
     }
-    auto where = [seq](const char* what) { return "record " + std::to_string(seq) + ": " + what; };
-    if (sqlite3_column_type(st, 1) != SQLITE_INTEGER) return fail(seq, where("column time_ms is not an integer")), done(false);
-    for (int c = 2; c <= 8; ++c)
-      if (sqlite3_column_type(st, c) != SQLITE_TEXT)
-        return fail(seq, where("a text column holds another type")), done(false);
-    std::string_view prevCol = records_.text(7), hashCol = records_.text(8), text = records_.text(6);
-    if (prevCol.size() != codec::kHashHex || std::memcmp(prevCol.data(), prev, codec::kHashHex) != 0)
-      return fail(seq, count == 0 ? where("its previous hash does not match the purge anchor")
-                                  : where("its previous hash does not match the record before it")),
-             done(false);
-    if (!hasher.hash(std::string_view(prev, codec::kHashHex), text, computed))
-      return fail(seq, where("SHA-256 failed")), done(false);
-    if (hashCol.size() != codec::kHashHex || std::memcmp(hashCol.data(), computed, codec::kHashHex) != 0)
-      return fail(seq, where("hash does not match its content")), done(false);
-    if (!codec::decodeView(text, v)) return fail(seq, where("not a well-formed record")), done(false);
-    if (v.seq != seq) return fail(seq, where("the hashed record names another seq")), done(false);
-    if (v.timeMs != sqlite3_column_int64(st, 1)) return fail(seq, where("column time_ms differs from the hashed record")), done(false);
-    if (v.kind != records_.text(2)) return fail(seq, where("column kind differs from the hashed record")), done(false);
-    if (v.action != records_.text(3)) return fail(seq, where("column action differs from the hashed record")), done(false);
-    if (v.outcome != records_.text(4)) return fail(seq, where("column outcome differs from the hashed record")), done(false);
-    if (v.subject != records_.text(5)) return fail(seq, where("column subject differs from the hashed record")), done(false);
-    if (v.timeMs < lastTime) return fail(seq, where("its time is earlier than the record before it")), done(false);
-
-    // The patient index rows of this record, in order, must be exactly its (sorted) patients.
-    if (prc_ == SQLITE_ROW && pseq_ < seq)
-      return fail(pseq_, "the patient index has a row for seq " + std::to_string(pseq_) + ", which is not in the log"),
-             done(false);
-    codec::ListView::Iterator it(v.patients);
-    std::string_view patient;
-    std::string_view lastPatient;
-    bool first = true;
-    while (it.next(patient)) {
-      if (!first && patient <= lastPatient) return fail(seq, where("its patients are not in order")), done(false);
-      if (prc_ != SQLITE_ROW || pseq_ != seq || patients_.text(1) != patient)
-        return fail(seq, where("the patient index (audit_patient) differs from the hashed record")), done(false);
-      lastPatient = patient;
-      first = false;
-      if (!stepPatient()) return done(false);
-    }
-    if (prc_ == SQLITE_ROW && pseq_ == seq)
-      return fail(seq, where("the patient index (audit_patient) differs from the hashed record")), done(false);
+    if (!checkRecord(row, prev, count == 0, lastTime)) return done(false);
+    std::string_view hashCol = row.hash;
 
     // Signed checkpoints naming this seq.
     for (; ei < expect.size() && expect[ei].seq == seq; ++ei) {
@@ -186,7 +232,7 @@ bool Walk::run(std::int64_t& count, std::int64_t& badSeq, std::string& problem) 
     expected = seq + 1;
     ++count;
   }
-  if (rc != SQLITE_DONE) return fail(expected, db::sqlError(db_, rc, "read the records").message), done(false);
+  if (rc < 0) return fail(expected, src_.error), done(false);
   std::int64_t end = count > 0 ? expected - 1 : 0;
   if (count == 0 && !anchors.empty()) {  // everything purged
     end = anchors.rbegin()->first - 1;
@@ -223,8 +269,9 @@ bool Walk::run(std::int64_t& count, std::int64_t& badSeq, std::string& problem) 
     return fail(end + 1, "truncated: the last checkpoint names seq " + std::to_string(lastCovered) + ", the log ends at " +
                              std::to_string(end)),
            done(false);
-  if (prc_ == SQLITE_ROW)
-    return fail(pseq_, "the patient index has a row for seq " + std::to_string(pseq_) + ", which is not in the log"),
+  if (prc_ > 0)
+    return fail(patient_.seq,
+                "the patient index has a row for seq " + std::to_string(patient_.seq) + ", which is not in the log"),
            done(false);
   if (count > 0 && !anyCheckpoint)
     return fail(startSeq, "no signed checkpoint covers the log (" + std::string(internal::kCheckpointFile) +
@@ -245,8 +292,11 @@ VerifyReport verify(const std::string& url, const std::string& checkpointDir, co
     rep.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return rep;
   };
-  auto path = db::sqlitePath(url);
+  const bool postgres = internal::isPostgresUrl(url);
+  Result<std::string> path = postgres ? Result<std::string>(url) : db::sqlitePath(url);
   if (!path.ok()) return finish(0, path.error().message);
+  if (postgres && checkpointDir.empty())
+    return finish(0, "a PostgreSQL audit database is verified against a checkpoint folder: give it (--checkpoints)");
   std::string dir = checkpointDir.empty()
                         ? (std::filesystem::path(path.value()).parent_path() / "audit-checkpoints").string()
                         : checkpointDir;
@@ -274,6 +324,17 @@ VerifyReport verify(const std::string& url, const std::string& checkpointDir, co
     ++rep.checkpoints;
   }
 
+  std::int64_t bad = 0;
+  std::string problem;
+  if (postgres) {
+    std::string error;
+    auto source = internal::openPgWalk(url, error);
+    if (!source) return finish(0, error);
+    Walk walk(*source, checkpoints.value(), std::string());
+    walk.run(rep.records, bad, problem);
+    return finish(bad, problem);
+  }
+
   std::error_code ec;
   if (!std::filesystem::is_regular_file(path.value(), ec)) return finish(0, "no audit database at " + path.value());
   sqlite3* handle = nullptr;
@@ -286,15 +347,18 @@ VerifyReport verify(const std::string& url, const std::string& checkpointDir, co
   sqlite3_busy_timeout(handle, 5000);
   // One sequential pass: pages mapped rather than copied into a cache.
   (void)db::exec(handle, "PRAGMA mmap_size=4294967296");
-  std::int64_t bad = 0;
-  std::string problem;
   {
     std::error_code jec;
     std::string journal = path.value() + ".journal";
-    Walk walk(handle, checkpoints.value(), std::filesystem::is_directory(journal, jec) ? journal : std::string());
-    (void)db::exec(handle, "BEGIN");  // one snapshot for both scans
-    walk.run(rep.records, bad, problem);
-    (void)db::exec(handle, "COMMIT");
+    SqliteWalk source(handle);
+    if (auto r = source.prepare(); !r.ok()) {
+      problem = "not an audit database: " + r.error().message;
+    } else {
+      Walk walk(source, checkpoints.value(), std::filesystem::is_directory(journal, jec) ? journal : std::string());
+      (void)db::exec(handle, "BEGIN");  // one snapshot for both scans
+      walk.run(rep.records, bad, problem);
+      (void)db::exec(handle, "COMMIT");
+    }
   }
   sqlite3_close_v2(handle);
   return finish(bad, problem);

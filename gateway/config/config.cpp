@@ -143,7 +143,10 @@ const std::vector<Setting>& settings() {
        "Enforce identity and the access policy. false is for benchmarks' baselines only and refused in production."},
       {"access.policy_file", Type::kString, "",
        "The access policy table (roles, categories, relationships). Empty: the built-in copy of conf/access/policy.json."},
-      {"audit.url", Type::kString, "", "sqlite:PATH of the audit trail. Empty: sqlite:<data.dir>/audit.db."},
+      {"audit.url", Type::kString, "",
+       "sqlite:PATH of the audit trail, or postgresql://... (one chain shared by every gateway using it, which must "
+       "share their storage.url on PostgreSQL too; give each its own audit.checkpoint_dir). Empty: "
+       "sqlite:<data.dir>/audit.db."},
       {"audit.checkpoint_dir", Type::kString, "",
        "Where signed checkpoints of the audit chain are written, apart from the database. Empty: <data.dir>/audit-checkpoints."},
       {"audit.signing_key", Type::kString, "",

@@ -1,15 +1,20 @@
 // Access control end to end: an authorisation matrix generated from conf/access/policy.json
 // (role x resource x consent state x interaction, against a gateway holding patients in every
 // consent state), leak tests (counts, _has, _revinclude, error texts), identity (401), break-glass,
-// the network API's senders, and audit completeness (one record per request).
+// the network API's senders, and audit completeness (one record per request), also with two
+// gateways appending to one audit trail in PostgreSQL.
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <fstream>
 #include <map>
 #include <set>
 #include <sstream>
+#include <thread>
 
+#include "gateway/audit/audit_log.h"
 #include "tests/support/http_client.h"
+#include "tests/support/pg_server.h"
 #include "tests/support/test_gateway.h"
 
 using namespace passerelle::testing;
@@ -383,6 +388,64 @@ TEST_F(AccessTest, NetworkDocumentsAreSentByTheirAuthorsRoles) {
   EXPECT_EQ(other->get("/network/v1/patients/pA/dossier").status, 404);
   EXPECT_EQ(as(token("caisse-agent", ""))->get("/network/v1/patients/pA/dossier").status, 403);
   EXPECT_EQ(nurse->request("POST", "/network/v1/$sweep", "").status, 403);
+}
+
+// Two gateways sharing one PostgreSQL database (store and audit trail), written to and read from
+// at once: the trail is one chain, with each write's record chained once, that each gateway's own
+// checkpoints verify.
+TEST(SharedAuditTest, TwoGatewaysOnOnePostgreSqlDatabaseKeepOneChain) {
+  std::string skip, url = PgServer::freshDatabase(skip);
+  if (url.empty()) GTEST_SKIP() << skip;
+  std::vector<std::unique_ptr<TestGateway>> gateways;
+  for (int g = 0; g < 2; ++g)
+    gateways.push_back(std::make_unique<TestGateway>(
+        std::vector<std::string>{"storage.url=" + url, "audit.url=" + url, "audit.checkpoint_records=50"}));
+  constexpr int kThreads = 4, kEach = 15;
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int g = 0; g < 2; ++g)
+    for (int t = 0; t < kThreads; ++t)
+      threads.emplace_back([&, g, t] {
+        HttpClient client(gateways[g]->httpPort());
+        client.setBearer(gateways[g]->systemToken());
+        for (int i = 0; i < kEach; ++i) {
+          std::string id = "g" + std::to_string(g) + "t" + std::to_string(t) + "i" + std::to_string(i);
+          auto w = client.send("PUT", "/fhir/Patient/" + id, R"({"resourceType":"Patient","id":")" + id + R"("})");
+          auto r = client.get("/fhir/Patient/" + id);
+          if ((w.status != 200 && w.status != 201) || r.status != 200) ++failures;
+        }
+      });
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  for (auto& g : gateways) g->stop();
+
+  std::string error;
+  PgServer* server = PgServer::shared(error);
+  ASSERT_NE(server, nullptr) << error;
+  std::string db = url.substr(url.rfind('/') + 1);
+  std::string counts = server->psql(db, "SELECT count(*) = max(seq) AND min(seq) = 1, count(*), count(origin), "
+                                        "count(DISTINCT origin) FROM audit_record");
+  EXPECT_EQ(counts.substr(0, 2), "t|") << counts;  // seqs 1..N, contiguous
+  long long records = std::atoll(counts.substr(2).c_str());
+  EXPECT_GE(records, 2 * kThreads * kEach * 2) << counts;
+  // Each write's record, committed with it in the shared store, is in the chain once.
+  EXPECT_NE(counts.find("|" + std::to_string(2 * kThreads * kEach) + "|" + std::to_string(2 * kThreads * kEach) + "\n"),
+            std::string::npos)
+      << counts;
+  for (auto& g : gateways) {
+    auto v = passerelle::audit::verify(url, g->dataDir() + "/audit-checkpoints", "");
+    EXPECT_TRUE(v.ok) << v.problem;
+    EXPECT_EQ(v.records, records);
+  }
+  // A gateway with a store of its own would give its outbox rows origins the others' rows have.
+  if (!testStorageIsPostgresql()) {
+    try {
+      TestGateway alone({"audit.url=" + url});
+      ADD_FAILURE() << "a PostgreSQL audit trail with a SQLite store was accepted";
+    } catch (const std::runtime_error& e) {
+      EXPECT_NE(std::string(e.what()).find("storage.url on PostgreSQL"), std::string::npos) << e.what();
+    }
+  }
 }
 
 }  // namespace

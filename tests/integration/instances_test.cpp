@@ -14,6 +14,7 @@
 #include <iostream>
 #include <map>
 #include <mutex>
+#include <regex>
 #include <thread>
 
 #include "connectors/mllp/mllp_transport.h"
@@ -103,7 +104,7 @@ class InstancesTest : public ::testing::Test {
                .dump(2);
     for (int i = 0; i < 2; ++i) {
       gateways_.push_back(std::make_unique<GatewayProcess>(
-          dirs_[i].path(), std::vector<std::string>{"storage.url=" + url_, "mllp.port=0", "log.level=warn",
+          dirs_[i].path(), std::vector<std::string>{"storage.url=" + url_, "audit.url=" + url_, "mllp.port=0", "log.level=warn",
                                                     "partners.dir=" + partners_.path(), "gp.dir=" + dirs_[i].path() + "/no-gp",
                                                     "network.today=2026-09-10", "network.sweep_interval_seconds=0"}));
       clients_.push_back(client(i, system()));
@@ -181,11 +182,17 @@ TEST_F(InstancesTest, EachReferralLeavesOnceAndTheSharedAuditChainVerifies) {
   EXPECT_EQ(outbox.status, 200) << outbox.body;
 
   for (int i = 0; i < 2; ++i) EXPECT_EQ(gateways_[i]->stop(), 0) << gateways_[i]->log();
+  // Each gateway's checkpoints verify the whole chain, records written by both.
+  std::vector<long> records;
   for (int i = 0; i < 2; ++i) {
     std::string out = runCommand(std::string(PASSERELLE_BINARY) + " audit verify --config /dev/null --set log.level=warn --set data.dir=" +
-                                 dirs_[i].path());
-    EXPECT_EQ(out.find("FAILED"), std::string::npos) << out;
+                                 dirs_[i].path() + " --set audit.url=" + url_);
+    std::smatch m;
+    ASSERT_TRUE(std::regex_search(out, m, std::regex("audit trail verified: (\\d+) records"))) << out;
+    records.push_back(std::stol(m[1]));
   }
+  EXPECT_EQ(records[0], records[1]);
+  EXPECT_GT(records[0], kReferrals * 2) << "every document and every delivery is audited";
 }
 
 // Both gateways update one resource at once without If-Match: each update is committed or refused

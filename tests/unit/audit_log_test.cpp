@@ -9,10 +9,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <random>
 #include <set>
@@ -24,12 +29,15 @@
 #include "gateway/audit/journal.h"
 #include "gateway/audit/record_codec.h"
 #include "mappings/fhir/validator.h"
+#include "tests/support/pg_server.h"
 #include "tests/support/test_gateway.h"
 
 namespace passerelle::audit {
 namespace {
 
 namespace fs = std::filesystem;
+using passerelle::testing::PgServer;
+using passerelle::testing::runCommand;
 using passerelle::testing::TempDir;
 using Json = nlohmann::json;
 
@@ -141,12 +149,39 @@ void fill(AuditLog& log, int n, int threads, int offset = 0) {
   for (auto& t : ts) t.join();
 }
 
+// The tests that hold for either database run on both: "sqlite" (a file in the test's folder)
+// and "postgresql" (a fresh database of the shared test server; skipped, saying so, without one).
+std::string backendUrl(const std::string& backend, const std::string& dir, std::string& skip) {
+  if (backend == "postgresql") return PgServer::freshDatabase(skip);
+  return "sqlite:" + dir + "/audit.db";
+}
+
+class AuditBackendTest : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    std::string skip;
+    url_ = backendUrl(GetParam(), dir_.path(), skip);
+    if (url_.empty()) GTEST_SKIP() << skip;
+  }
+  Options options(std::int64_t checkpointRecords = 10000) const {
+    Options o = optionsIn(dir_.path(), checkpointRecords);
+    o.url = url_;
+    return o;
+  }
+
+  TempDir dir_;
+  std::string url_;
+};
+
+std::string backendName(const ::testing::TestParamInfo<const char*>& info) { return info.param; }
+
+INSTANTIATE_TEST_SUITE_P(Databases, AuditBackendTest, ::testing::Values("sqlite", "postgresql"), backendName);
+
 // ---------------------------------------------------------------------------------------------
 // Append, get, query.
 
-TEST(AuditLogTest, AppendsAndReadsRecordsBack) {
-  TempDir dir;
-  auto log = openLog(optionsIn(dir.path()));
+TEST_P(AuditBackendTest, AppendsAndReadsRecordsBack) {
+  auto log = openLog(options());
   ASSERT_TRUE(log);
   Record r = sample(1);
   r.patients = {"p2", "p1", "p2", ""};
@@ -186,9 +221,8 @@ TEST(AuditLogTest, AppendsAndReadsRecordsBack) {
   EXPECT_EQ(log->lastSeq(), 2);
 }
 
-TEST(AuditLogTest, ARecordTooLargeToReadBackIsRefusedAndTheChainGoesOn) {
-  TempDir dir;
-  auto log = openLog(optionsIn(dir.path()));
+TEST_P(AuditBackendTest, ARecordTooLargeToReadBackIsRefusedAndTheChainGoesOn) {
+  auto log = openLog(options());
   ASSERT_TRUE(log);
   Record big = sample(1);
   for (int i = 0; i < 400000; ++i) big.patients.push_back("0190aaaa-bbbb-7ccc-8ddd-" + std::to_string(100000000000 + i));  // ~15 MB
@@ -238,9 +272,8 @@ TEST(AuditLogTest, KeepsEveryFieldThroughTheCanonicalText) {
   EXPECT_FALSE(codec::decode("PA2;" + text.substr(4), back));  // PA2 without its origin
 }
 
-TEST(AuditLogTest, TimeNeverDecreasesAlongTheChain) {
-  TempDir dir;
-  auto log = openLog(optionsIn(dir.path()));
+TEST_P(AuditBackendTest, TimeNeverDecreasesAlongTheChain) {
+  auto log = openLog(options());
   ASSERT_TRUE(log);
   Record a = sample(1), b = sample(2);
   a.timeMs = kBaseMs + 5000;
@@ -252,9 +285,8 @@ TEST(AuditLogTest, TimeNeverDecreasesAlongTheChain) {
   EXPECT_EQ((*got)->timeMs, kBaseMs + 5000);
 }
 
-TEST(AuditLogTest, SixteenThreadsAppendContiguousRecordsThatVerify) {
-  TempDir dir;
-  Options o = optionsIn(dir.path(), 1000);
+TEST_P(AuditBackendTest, SixteenThreadsAppendContiguousRecordsThatVerify) {
+  Options o = options(1000);
   auto log = openLog(o);
   ASSERT_TRUE(log);
   constexpr int kThreads = 16, kEach = 500;
@@ -285,9 +317,8 @@ TEST(AuditLogTest, SixteenThreadsAppendContiguousRecordsThatVerify) {
   EXPECT_GE(v.checkpoints, 8);
 }
 
-TEST(AuditLogTest, QueriesByPatientSubjectActionAndTimeNewestFirst) {
-  TempDir dir;
-  auto log = openLog(optionsIn(dir.path()));
+TEST_P(AuditBackendTest, QueriesByPatientSubjectActionAndTimeNewestFirst) {
+  auto log = openLog(options());
   ASSERT_TRUE(log);
   for (int i = 1; i <= 70; ++i) {
     Record r = sample(i);
@@ -349,9 +380,8 @@ TEST(AuditLogTest, QueriesByPatientSubjectActionAndTimeNewestFirst) {
 // ---------------------------------------------------------------------------------------------
 // Checkpoints.
 
-TEST(AuditLogTest, WritesSignedCheckpointsApartFromTheDatabase) {
-  TempDir dir;
-  Options o = optionsIn(dir.path(), 100);
+TEST_P(AuditBackendTest, WritesSignedCheckpointsApartFromTheDatabase) {
+  Options o = options(100);
   auto log = openLog(o);
   ASSERT_TRUE(log);
   fill(*log, 250, 1);
@@ -392,9 +422,8 @@ TEST(AuditLogTest, WritesSignedCheckpointsApartFromTheDatabase) {
   EXPECT_EQ(v.checkpoints, static_cast<std::int64_t>(lines.size()));
 }
 
-TEST(AuditLogTest, WritesACheckpointAfterCheckpointSecondsWhileRecordsArrive) {
-  TempDir dir;
-  Options o = optionsIn(dir.path(), 1000000);
+TEST_P(AuditBackendTest, WritesACheckpointAfterCheckpointSecondsWhileRecordsArrive) {
+  Options o = options(1000000);
   o.checkpointSeconds = 1;
   auto log = openLog(o);
   ASSERT_TRUE(log);
@@ -724,10 +753,11 @@ TEST_F(AuditTamperTest, OpeningATruncatedDatabaseIsRefused) {
 // ---------------------------------------------------------------------------------------------
 // Retention.
 
-class AuditPurgeTest : public ::testing::Test {
+class AuditPurgeFixture {
  protected:
-  void SetUp() override {
+  void start(const std::string& url) {
     options_ = optionsIn(dir_.path(), 30);
+    options_.url = url;
     log_ = openLog(options_);
     ASSERT_TRUE(log_);
     for (int i = 1; i <= 100; ++i) {
@@ -750,7 +780,25 @@ class AuditPurgeTest : public ::testing::Test {
   std::unique_ptr<AuditLog> log_;
 };
 
-TEST_F(AuditPurgeTest, PurgeRemovesAPrefixKeepsTheChainVerifiableAndIsAudited) {
+// On SQLite, with the attacker's tools.
+class AuditPurgeTest : public AuditPurgeFixture, public ::testing::Test {
+ protected:
+  void SetUp() override { start("sqlite:" + dir_.path() + "/audit.db"); }
+};
+
+// On either database.
+class AuditPurgeBackendTest : public AuditPurgeFixture, public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    std::string skip, url = backendUrl(GetParam(), dir_.path(), skip);
+    if (url.empty()) GTEST_SKIP() << skip;
+    start(url);
+  }
+};
+
+INSTANTIATE_TEST_SUITE_P(Databases, AuditPurgeBackendTest, ::testing::Values("sqlite", "postgresql"), backendName);
+
+TEST_P(AuditPurgeBackendTest, PurgeRemovesAPrefixKeepsTheChainVerifiableAndIsAudited) {
   auto p = log_->purge(kBaseMs + 41 * 1000 + 500, admin());
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_EQ(p->removed, 41);
@@ -801,7 +849,7 @@ TEST_F(AuditPurgeTest, PurgeRemovesAPrefixKeepsTheChainVerifiableAndIsAudited) {
   EXPECT_TRUE(v.ok) << v.problem;
 }
 
-TEST_F(AuditPurgeTest, PurgingEverythingContinuesTheChainFromTheAnchor) {
+TEST_P(AuditPurgeBackendTest, PurgingEverythingContinuesTheChainFromTheAnchor) {
   auto p = log_->purge(kBaseMs + 10'000'000, admin());
   ASSERT_TRUE(p.ok()) << p.error().message;
   EXPECT_EQ(p->removed, 100);
@@ -820,7 +868,7 @@ TEST_F(AuditPurgeTest, PurgingEverythingContinuesTheChainFromTheAnchor) {
   EXPECT_TRUE(check().ok);
 }
 
-TEST_F(AuditPurgeTest, NothingToPurgeIsStillAudited) {
+TEST_P(AuditPurgeBackendTest, NothingToPurgeIsStillAudited) {
   auto p = log_->purge(kBaseMs, admin());
   ASSERT_TRUE(p.ok());
   EXPECT_EQ(p->removed, 0);
@@ -897,9 +945,8 @@ TEST_F(AuditPurgeTest, TamperingAfterAPurgeIsStillDetected) {
 // ---------------------------------------------------------------------------------------------
 // Failing closed.
 
-TEST(AuditLogTest, AppendAfterCloseFails) {
-  TempDir dir;
-  Options o = optionsIn(dir.path());
+TEST_P(AuditBackendTest, AppendAfterCloseFails) {
+  Options o = options();
   auto log = openLog(o);
   ASSERT_TRUE(log);
   ASSERT_TRUE(log->append(sample(1)).ok());
@@ -1036,9 +1083,8 @@ TEST(AuditLogTest, RecordsOnlyInTheJournalAfterACrashAreVerifiedAndRecoveredAtOp
 // Records committed elsewhere (a write's, in the resource store) are chained in order, with their
 // origin, without a waiter; at the next start, those already chained are recognised and not
 // chained twice.
-TEST(AuditLogTest, CommittedRecordsAreChainedOnceWithTheirOrigin) {
-  TempDir dir;
-  Options o = optionsIn(dir.path());
+TEST_P(AuditBackendTest, CommittedRecordsAreChainedOnceWithTheirOrigin) {
+  Options o = options();
   auto log = openLog(o);
   ASSERT_TRUE(log);
   std::atomic<std::int64_t> released{0};
@@ -1403,6 +1449,295 @@ TEST(AuditCommandTest, VerifiesAndPurgesFromTheCommandLine) {
   EXPECT_EQ(run({"passerelle", "audit", "frobnicate"}, out), 2);
   EXPECT_EQ(run({"passerelle", "audit", "--help"}, out), 0);
   EXPECT_NE(out.find("passerelle audit verify"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// PostgreSQL: several gateways append to one shared database, and the chain stays one.
+
+// Runs SQL in the database of `url` (made by PgServer) through psql.
+std::string psql(PgServer& server, const std::string& url, const std::string& sql) {
+  return server.psql(url.substr(url.rfind('/') + 1), sql);
+}
+
+class AuditPgTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string skip;
+    url_ = PgServer::freshDatabase(skip);
+    if (url_.empty()) GTEST_SKIP() << skip;
+    std::string error;
+    server_ = PgServer::shared(error);
+    ASSERT_TRUE(server_) << error;
+  }
+  // The options of one gateway: the shared database, a checkpoint folder of its own.
+  Options gateway(const std::string& name, std::int64_t checkpointRecords = 10000) const {
+    Options o = optionsIn(dir_.path() + "/" + name, checkpointRecords);
+    o.url = url_;
+    return o;
+  }
+  std::string sql(const std::string& statement) { return psql(*server_, url_, statement); }
+
+  TempDir dir_;
+  std::string url_;
+  PgServer* server_ = nullptr;
+};
+
+TEST_F(AuditPgTest, TwoGatewaysAppendingAtOnceKeepOneContiguousChainThatEachOnesCheckpointsVerify) {
+  Options a = gateway("a", 2000), b = gateway("b", 2000);
+  auto logA = openLog(a), logB = openLog(b);
+  ASSERT_TRUE(logA && logB);
+  // More records and patient rows than the verifier reads in one page.
+  constexpr int kThreads = 8, kEach = 700;
+  std::mutex mutex;
+  std::vector<std::int64_t> seqs;
+  std::vector<std::thread> ts;
+  for (AuditLog* log : {logA.get(), logB.get()})
+    for (int t = 0; t < kThreads; ++t)
+      ts.emplace_back([&, log, t] {
+        std::vector<std::int64_t> mine;
+        for (int i = 0; i < kEach; ++i) {
+          auto r = log->append(sample(t * kEach + i));
+          ASSERT_TRUE(r.ok()) << r.error().message;
+          if (!mine.empty()) {
+            EXPECT_LT(mine.back(), r.value());
+          }
+          mine.push_back(r.value());
+        }
+        std::lock_guard<std::mutex> lk(mutex);
+        seqs.insert(seqs.end(), mine.begin(), mine.end());
+      });
+  for (auto& t : ts) t.join();
+  constexpr std::int64_t kTotal = 2 * kThreads * kEach;
+  std::sort(seqs.begin(), seqs.end());
+  ASSERT_EQ(static_cast<std::int64_t>(seqs.size()), kTotal);
+  for (std::int64_t i = 0; i < kTotal; ++i) ASSERT_EQ(seqs[static_cast<std::size_t>(i)], i + 1) << "a gap or a duplicate";
+  EXPECT_EQ(sql("SELECT count(*), min(seq), max(seq), (SELECT seq FROM audit_head) FROM audit_record"),
+            std::to_string(kTotal) + "|1|" + std::to_string(kTotal) + "|" + std::to_string(kTotal) + "\n");
+  logA->close();
+  logB->close();
+  for (const Options* o : {&a, &b}) {
+    VerifyReport v = verify(url_, o->checkpointDir, "");
+    EXPECT_TRUE(v.ok) << o->checkpointDir << ": " << v.problem;
+    EXPECT_EQ(v.records, kTotal);
+    EXPECT_GE(v.checkpoints, 3);
+    // Each gateway signed the shared chain's last record at close, whoever wrote it.
+    EXPECT_EQ(Json::parse(readLines(o->checkpointDir + "/checkpoints.jsonl").back())["seq"], kTotal);
+  }
+}
+
+TEST_F(AuditPgTest, AnOutboxRecordAdoptedByTwoGatewaysIsChainedOnce) {
+  auto logA = openLog(gateway("a")), logB = openLog(gateway("b"));
+  ASSERT_TRUE(logA && logB);
+  std::atomic<std::int64_t> releasedA{0}, releasedB{0};
+  logA->onCommittedChained([&](std::int64_t id) { releasedA = id; });
+  logB->onCommittedChained([&](std::int64_t id) { releasedB = id; });
+  std::vector<AuditLog::Committed> pending;
+  for (int i = 1; i <= 60; ++i) {
+    Record r = sample(i);
+    r.timeMs = kBaseMs + i;
+    pending.push_back({1000 + i, encodeRecord(r)});
+  }
+  // Both gateways start at once and adopt every pending row, while appends go on in both.
+  std::vector<std::thread> ts;
+  for (AuditLog* log : {logA.get(), logB.get()}) {
+    ts.emplace_back([log, pending] {
+      for (int from = 0; from < 60; from += 10)  // in several groups, interleaving with the other's
+        log->appendCommitted(std::vector<AuditLog::Committed>(pending.begin() + from, pending.begin() + from + 10));
+    });
+    ts.emplace_back([log] {
+      for (int i = 0; i < 30; ++i) ASSERT_TRUE(log->append(sample(100 + i)).ok());
+    });
+  }
+  for (auto& t : ts) t.join();
+  ASSERT_TRUE(logB->adoptCommitted(pending).ok());  // a third start: all are chained already
+  ASSERT_TRUE(logA->query({}).ok());  // waits until what was given to each is chained
+  ASSERT_TRUE(logB->query({}).ok());
+  EXPECT_EQ(releasedA.load(), 1060);
+  EXPECT_EQ(releasedB.load(), 1060);
+  EXPECT_EQ(sql("SELECT count(*), count(DISTINCT origin), min(origin), max(origin) FROM audit_record "
+                "WHERE origin IS NOT NULL"),
+            "60|60|outbox:1001|outbox:1060\n");
+  EXPECT_EQ(sql("SELECT count(*) FROM audit_record"), "120\n");
+  AuditLog::Query q;
+  q.count = 1000;
+  auto all = logB->query(q);
+  ASSERT_TRUE(all.ok()) << all.error().message;
+  std::map<std::string, int> origins;
+  for (const auto& r : *all)
+    if (!r.origin.empty()) ++origins[r.origin];
+  EXPECT_EQ(origins.size(), 60u);
+  for (const auto& [origin, n] : origins) EXPECT_EQ(n, 1) << origin;
+  Options a = gateway("a");
+  logA->close();
+  logB->close();
+  VerifyReport v = verify(url_, a.checkpointDir, "");
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 120);
+}
+
+TEST_F(AuditPgTest, EditedDeletedOrTruncatedRecordsAreDetected) {
+  Options o = gateway("a", 50);
+  {
+    auto log = openLog(o);
+    ASSERT_TRUE(log);
+    fill(*log, 200, 4);
+  }
+  VerifyReport v = verify(url_, o.checkpointDir, "");
+  ASSERT_TRUE(v.ok) << v.problem;
+  ASSERT_EQ(v.records, 200);
+  // Each tampering is earlier in the chain than the one before: the verifier stops at the first.
+  ASSERT_EQ(sql("UPDATE audit_record SET action = 'delete' WHERE seq = 170"), "");
+  v = verify(url_, o.checkpointDir, "");
+  EXPECT_FALSE(v.ok);
+  EXPECT_EQ(v.firstBadSeq, 170);
+  EXPECT_NE(v.problem.find("column action differs from the hashed record"), std::string::npos) << v.problem;
+
+  ASSERT_EQ(sql("UPDATE audit_record SET record = overlay(record placing '\\x58'::bytea from 40 for 1) "
+                "WHERE seq = 120"),
+            "");
+  v = verify(url_, o.checkpointDir, "");
+  EXPECT_EQ(v.firstBadSeq, 120);
+  EXPECT_NE(v.problem.find("hash does not match its content"), std::string::npos) << v.problem;
+
+  ASSERT_EQ(sql("UPDATE audit_record SET origin = 'outbox:1' WHERE seq = 90"), "");
+  v = verify(url_, o.checkpointDir, "");
+  EXPECT_EQ(v.firstBadSeq, 90);
+  EXPECT_NE(v.problem.find("column origin differs from the hashed record"), std::string::npos) << v.problem;
+
+  ASSERT_EQ(sql("DELETE FROM audit_patient WHERE seq = 70"), "");
+  v = verify(url_, o.checkpointDir, "");
+  EXPECT_EQ(v.firstBadSeq, 70);
+  EXPECT_NE(v.problem.find("the patient index (audit_patient) differs"), std::string::npos) << v.problem;
+
+  ASSERT_EQ(sql("DELETE FROM audit_record WHERE seq = 60"), "");
+  v = verify(url_, o.checkpointDir, "");
+  EXPECT_EQ(v.firstBadSeq, 60);
+  EXPECT_NE(v.problem.find("record 60 missing"), std::string::npos) << v.problem;
+
+  // The tail cut off and the head moved back: the checkpoints name later records.
+  ASSERT_EQ(sql("DELETE FROM audit_record WHERE seq > 180; "
+                "UPDATE audit_head SET seq = 180, hash = (SELECT hash FROM audit_record WHERE seq = 180)"),
+            "");
+  auto reopened = AuditLog::open(o);
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_NE(reopened.error().message.find("ends at seq 180"), std::string::npos) << reopened.error().message;
+
+  // A record slipped in after the head: no gateway chains from a head that is not the last record.
+  ASSERT_EQ(sql("INSERT INTO audit_record SELECT seq + 1000, time_ms, kind, action, outcome, subject, origin, record, "
+                "prev_hash, hash FROM audit_record WHERE seq = 180"),
+            "");
+  reopened = AuditLog::open(gateway("b"));
+  ASSERT_FALSE(reopened.ok());
+  EXPECT_NE(reopened.error().message.find("records after the chain's head"), std::string::npos) << reopened.error().message;
+}
+
+TEST_F(AuditPgTest, APurgeWhileAnotherGatewayAppendsKeepsTheChainVerifiable) {
+  Options a = gateway("a", 50), b = gateway("b", 50);
+  auto logA = openLog(a), logB = openLog(b);
+  ASSERT_TRUE(logA && logB);
+  for (int i = 1; i <= 100; ++i) {
+    Record r = sample(i);
+    r.timeMs = kBaseMs + i * 1000;
+    ASSERT_TRUE((i % 2 ? logA : logB)->append(r).ok());
+  }
+  std::thread appender([&] { fill(*logB, 200, 4, 1000); });
+  Record by;
+  by.subject = "admin-1";
+  auto p = logA->purge(kBaseMs + 50 * 1000 + 500, by);
+  appender.join();
+  ASSERT_TRUE(p.ok()) << p.error().message;
+  EXPECT_EQ(p->removed, 50);
+  EXPECT_EQ(p->upToSeq, 50);
+  EXPECT_EQ(sql("SELECT min(seq), max(seq), count(*) FROM audit_record"), "51|301|251\n");
+  EXPECT_EQ(sql("SELECT count(*) FROM audit_patient WHERE seq <= 50"), "0\n");
+  EXPECT_EQ(sql("SELECT value FROM audit_meta WHERE key = 'purged_seq'"), "50\n");
+  AuditLog::Query q;
+  q.action = "purge";
+  auto purges = logB->query(q);
+  ASSERT_TRUE(purges.ok());
+  ASSERT_EQ(purges->size(), 1u);
+  EXPECT_EQ(purges->front().subject, "admin-1");
+  EXPECT_EQ(Json::parse(purges->front().detail)["removed"], 50);
+  logA->close();
+  logB->close();
+  // The purging gateway's folder holds the signed anchor the shortened chain starts from.
+  VerifyReport v = verify(url_, a.checkpointDir, "");
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 251);
+}
+
+// A server of its own, stopped and started again: the shared one serves the other tests.
+TEST(AuditPgServerTest, AppendsFailClosedWhileTheServerIsDownAndTheChainGoesOnAfterIt) {
+  if (!PgServer::available()) GTEST_SKIP() << "PostgreSQL is not available: " << PgServer::unavailableReason();
+  PgServer server;
+  std::string error;
+  ASSERT_TRUE(server.start(error)) << error;
+  std::string url = server.createDatabase(error);
+  ASSERT_FALSE(url.empty()) << error;
+  TempDir dir;
+  Options o = optionsIn(dir.path());
+  o.url = url;
+  auto log = openLog(o);
+  ASSERT_TRUE(log);
+  ASSERT_TRUE(log->append(sample(1)).ok());
+  server.stop();
+  std::vector<std::thread> ts;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      auto r = log->append(sample(10 + t));
+      if (!r.ok() && r.error().code == ErrorCode::kUnavailable) ++failures;
+    });
+  for (auto& t : ts) t.join();
+  EXPECT_EQ(failures.load(), 4);
+  EXPECT_EQ(log->lastSeq(), 1);
+  EXPECT_GE(log->failures(), 4u);
+  EXPECT_FALSE(log->query({}).ok());
+  ASSERT_TRUE(server.start(error)) << error;
+  auto r = log->append(sample(2));
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r.value(), 2);
+  EXPECT_EQ(psql(server, url, "SELECT count(*) FROM audit_record"), "2\n");
+  auto got = log->get(2);
+  ASSERT_TRUE(got.ok() && got->has_value()) << (got.ok() ? "" : got.error().message);
+  log->close();
+  VerifyReport v = verify(url, o.checkpointDir, "");
+  EXPECT_TRUE(v.ok) << v.problem;
+  EXPECT_EQ(v.records, 2);
+}
+
+TEST_F(AuditPgTest, TheCommandLineVerifiesAPostgreSqlTrail) {
+  Options o = gateway("a");
+  {
+    auto log = openLog(o);
+    ASSERT_TRUE(log);
+    fill(*log, 20, 2);
+  }
+  const std::string verifyBy = std::string(PASSERELLE_BINARY) + " audit verify --config /dev/null ";
+  std::string out = runCommand(verifyBy + "--db '" + url_ + "' --checkpoints " + o.checkpointDir);
+  EXPECT_NE(out.find("audit trail verified: 20 records"), std::string::npos) << out;
+  out = runCommand(verifyBy + "--set 'audit.url=" + url_ + "' --set audit.checkpoint_dir=" + o.checkpointDir);
+  EXPECT_NE(out.find("audit trail verified: 20 records"), std::string::npos) << out;
+
+  ASSERT_EQ(sql("UPDATE audit_record SET subject = 'someone-else' WHERE seq = 15"), "");
+  out = runCommand(verifyBy + "--db '" + url_ + "' --checkpoints " + o.checkpointDir);
+  EXPECT_EQ(out.rfind("FAILED", 0), 0u) << out;
+  EXPECT_NE(out.find("audit trail BROKEN at record 15: record 15: column subject differs from the hashed record"),
+            std::string::npos)
+      << out;
+}
+
+// Not a check: how many appends a second 16 threads make on each database (run with
+// --gtest_also_run_disabled_tests --gtest_filter='*Throughput*').
+TEST_P(AuditBackendTest, DISABLED_ThroughputOfSixteenThreads) {
+  auto log = openLog(options());
+  ASSERT_TRUE(log);
+  constexpr int kRecords = 40000;
+  auto t0 = std::chrono::steady_clock::now();
+  fill(*log, kRecords, 16);
+  double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::printf("[ throughput ] %s: %d appends from 16 threads in %.2f s: %.0f appends/s\n", GetParam(), kRecords, s,
+              kRecords / s);
 }
 
 }  // namespace
