@@ -15,3 +15,6 @@ for t in validator_conformance_test examples_conformance_test hl7v2_test; do
 done
 cd build
 ctest --output-on-failure --parallel "$(nproc)" --timeout 900
+# The suites of whole gateways once more, every test gateway storing into PostgreSQL (a throw-away
+# cluster on loopback, as for the store suites).
+PASSERELLE_TEST_STORAGE=postgresql ctest --output-on-failure --parallel "$(nproc)" --timeout 900 -L gateway

@@ -260,11 +260,12 @@ TEST_F(GpExchangeTest, ACiedReportReachesTheGpsOutboxAsHprimNet) {
   EXPECT_NE(text.find("RES|Intensit\xe9 de la douleur (\xe9" "chelle 0-10)|72514-3|N|7.5|"), std::string::npos) << text;
   EXPECT_NE(text.find("RES|Dallas - activit\xe9s quotidiennes|DALLAS-DAILY-ACTIVITIES|N|65|%|"), std::string::npos);
   EXPECT_EQ(lines.back(), "****FINFICHIER****");
-  // What was written reads back as HPRIM Net by the gateway's own reader.
-  auto out = http_->get("/admin/v1/outbox?destination=gp:gp-martin");
-  json deliveries = json::parse(out.body)["deliveries"];
-  ASSERT_EQ(deliveries.size(), 1u);
-  EXPECT_EQ(deliveries[0]["status"], "sent");
+  // The delivery is marked sent once the file is in place (just after it appears).
+  json deliveries;
+  EXPECT_TRUE(eventually([&] {
+    deliveries = json::parse(http_->get("/admin/v1/outbox?destination=gp:gp-martin").body)["deliveries"];
+    return deliveries.size() == 1 && deliveries[0]["status"] == "sent";
+  })) << deliveries.dump();
   // Nothing for the other installation's doctor, who is not this patient's GP.
   EXPECT_TRUE(files(conf_.path() + "/other/outbox").empty());
   // The export is an audit record naming the patient.
