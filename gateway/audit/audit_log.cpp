@@ -175,6 +175,7 @@ struct AuditLog::Impl {
 
   Result<void> openDatabase();
   Result<void> loadTail();
+  Result<void> readPgHead();
   Result<void> recoverJournal();
   static bool indexedFrom(std::string_view text, std::string_view prevHash, std::string_view hash, Indexed& out);
   Result<void> insertBatch(const std::vector<Indexed>& batch);
@@ -231,16 +232,22 @@ Result<void> AuditLog::Impl::openDatabase() {
   return {};
 }
 
+// The tail of the shared chain (PostgreSQL): its head row and its first record.
+Result<void> AuditLog::Impl::readPgHead() {
+  auto head = pg->head();
+  if (!head.ok()) return head.error();
+  auto first = pg->firstSeq();
+  if (!first.ok()) return first.error();
+  lastSeq = head->seq;
+  lastTimeMs = head->timeMs;
+  lastHash = head->hash;
+  firstSeq = first.value() > 0 ? first.value() : lastSeq + 1;
+  return {};
+}
+
 Result<void> AuditLog::Impl::loadTail() {
   if (pg) {
-    auto head = pg->head();
-    if (!head.ok()) return head.error();
-    auto first = pg->firstSeq();
-    if (!first.ok()) return first.error();
-    lastSeq = head->seq;
-    lastTimeMs = head->timeMs;
-    lastHash = head->hash;
-    firstSeq = first.value() > 0 ? first.value() : lastSeq + 1;
+    if (auto r = readPgHead(); !r.ok()) return r;
     committedSeq.store(lastSeq);
     if (!codec::isHexHash(lastHash))
       return makeError(ErrorCode::kInternal, "audit database: the chain's head hash is malformed");
@@ -551,14 +558,7 @@ Result<void> AuditLog::Impl::waitIndexed() const {
 Result<void> AuditLog::Impl::writeCheckpoint() {
   if (pg) {
     // The shared chain as the database has it: its last record may be another gateway's.
-    auto head = pg->head();
-    if (!head.ok()) return head.error();
-    auto first = pg->firstSeq();
-    if (!first.ok()) return first.error();
-    lastSeq = head->seq;
-    lastTimeMs = head->timeMs;
-    lastHash = head->hash;
-    firstSeq = first.value() > 0 ? first.value() : lastSeq + 1;
+    if (auto r = readPgHead(); !r.ok()) return r;
     if (lastSeq > committedSeq.load()) committedSeq.store(lastSeq);
   }
   if (lastSeq == 0 || lastSeq == lastCheckpointSeq) return {};

@@ -705,6 +705,20 @@ TEST(PgStoreTest, AnUnreachableServerIsNamedWithoutItsPassword) {
 
 namespace {
 
+// Two stores open on one fresh PostgreSQL database, as two gateways have them.
+class SharedPgTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string skip;
+    url = PgServer::freshDatabase(skip);
+    if (url.empty()) GTEST_SKIP() << skip;
+    a = openUrl(url);
+    b = openUrl(url);
+  }
+  std::string url;
+  std::unique_ptr<ResourceStore> a, b;
+};
+
 std::vector<Delivery> enqueueDeliveries(ResourceStore& s, const std::string& destination, const std::vector<std::string>& keys) {
   std::vector<Delivery> made;
   auto w = s.write([&](WriteTxn& t) -> Result<void> {
@@ -739,11 +753,7 @@ TEST_P(StoreTest, AJobIsClaimedOnceUntilItsLeaseRunsOutOrItIsFinished) {
   a->close();
 }
 
-TEST(SharedPgTest, OfTwoGatewaysClaimingAJobAtOnceOneGetsIt) {
-  std::string skip;
-  std::string url = PgServer::freshDatabase(skip);
-  if (url.empty()) GTEST_SKIP() << skip;
-  auto a = openUrl(url), b = openUrl(url);
+TEST_F(SharedPgTest, OfTwoGatewaysClaimingAJobAtOnceOneGetsIt) {
   EXPECT_NE(a->instance(), b->instance());
   for (int round = 0; round < 20; ++round) {
     std::atomic<int> won{0};
@@ -763,11 +773,7 @@ TEST(SharedPgTest, OfTwoGatewaysClaimingAJobAtOnceOneGetsIt) {
 
 // Deliveries claimed by one gateway are skipped by the other until the lease runs out (the first
 // stopped or crashed): then the other takes them over.
-TEST(SharedPgTest, ADeliveryClaimedByOneGatewayIsTakenOverWhenItsLeaseRunsOut) {
-  std::string skip;
-  std::string url = PgServer::freshDatabase(skip);
-  if (url.empty()) GTEST_SKIP() << skip;
-  auto a = openUrl(url), b = openUrl(url);
+TEST_F(SharedPgTest, ADeliveryClaimedByOneGatewayIsTakenOverWhenItsLeaseRunsOut) {
   auto made = enqueueDeliveries(*a, "avicenne", {"Patient/a", "Patient/b", "Patient/a"});
   std::int64_t now = made[0].createdMs;
   auto claimedA = a->claimDeliveries("avicenne", now, 10, 1000);
@@ -793,11 +799,7 @@ TEST(SharedPgTest, ADeliveryClaimedByOneGatewayIsTakenOverWhenItsLeaseRunsOut) {
 // Two gateways with two senders each drain one queue: every delivery is sent once, and the
 // deliveries of one order key in order. As in the connectors, a gateway's senders share its claims
 // and each sends the order keys that fall to it.
-TEST(SharedPgTest, TwoGatewaysSendEveryDeliveryOnceAndInOrderPerKey) {
-  std::string skip;
-  std::string url = PgServer::freshDatabase(skip);
-  if (url.empty()) GTEST_SKIP() << skip;
-  auto a = openUrl(url), b = openUrl(url);
+TEST_F(SharedPgTest, TwoGatewaysSendEveryDeliveryOnceAndInOrderPerKey) {
   std::vector<std::string> keys;
   for (int i = 0; i < 400; ++i) keys.push_back("Patient/" + std::to_string(i % 40));
   auto made = enqueueDeliveries(*a, "avicenne", keys);
@@ -842,11 +844,7 @@ TEST(SharedPgTest, TwoGatewaysSendEveryDeliveryOnceAndInOrderPerKey) {
 // Two gateways update one resource at once, each reading the current version and writing the next:
 // a write that lost the race fails with a conflict (the client may try again); none overwrites
 // another, and every version committed is in the history.
-TEST(SharedPgTest, ConcurrentUpdatesFromTwoGatewaysLoseNothing) {
-  std::string skip;
-  std::string url = PgServer::freshDatabase(skip);
-  if (url.empty()) GTEST_SKIP() << skip;
-  auto a = openUrl(url), b = openUrl(url);
+TEST_F(SharedPgTest, ConcurrentUpdatesFromTwoGatewaysLoseNothing) {
   ASSERT_TRUE(a->write([&](WriteTxn& t) { return putVersion(t, "shared", 1); }).ok());
   std::atomic<int> committed{0}, conflicts{0}, other{0};
   auto updater = [&](ResourceStore& s) {
@@ -877,11 +875,7 @@ TEST(SharedPgTest, ConcurrentUpdatesFromTwoGatewaysLoseNothing) {
 }
 
 // What one gateway commits moves the other's change count (caches of the data are dropped).
-TEST(SharedPgTest, AnotherGatewaysCommitIsAnnounced) {
-  std::string skip;
-  std::string url = PgServer::freshDatabase(skip);
-  if (url.empty()) GTEST_SKIP() << skip;
-  auto a = openUrl(url), b = openUrl(url);
+TEST_F(SharedPgTest, AnotherGatewaysCommitIsAnnounced) {
   auto settled = [&](ResourceStore& s) {  // the listener connected, announcements before it counted
     std::uint64_t last = s.stats().changes;
     for (int i = 0; i < 50; ++i) {
@@ -907,11 +901,7 @@ TEST(SharedPgTest, AnotherGatewaysCommitIsAnnounced) {
 
 // Each gateway deletes its own audit records once its trail holds them, never another's that may
 // not be chained yet; those it took over at start it deletes by id.
-TEST(SharedPgTest, EachGatewayDeletesOnlyTheAuditRecordsItsTrailHolds) {
-  std::string skip;
-  std::string url = PgServer::freshDatabase(skip);
-  if (url.empty()) GTEST_SKIP() << skip;
-  auto a = openUrl(url), b = openUrl(url);
+TEST_F(SharedPgTest, EachGatewayDeletesOnlyTheAuditRecordsItsTrailHolds) {
   std::vector<OutboxRecord> sunkA, sunkB;
   a->setAuditSink([&](std::vector<OutboxRecord>&& rs) { sunkA.insert(sunkA.end(), rs.begin(), rs.end()); });
   b->setAuditSink([&](std::vector<OutboxRecord>&& rs) { sunkB.insert(sunkB.end(), rs.begin(), rs.end()); });
