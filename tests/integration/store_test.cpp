@@ -45,6 +45,26 @@ Result<void> putVersion(WriteTxn& t, const std::string& id, std::int64_t version
   return t.put(v, rows);
 }
 
+// Queues a delivery to `destination` per order key of `keys`, in one unit; the deliveries made.
+std::vector<Delivery> enqueueDeliveries(ResourceStore& s, const std::string& destination, const std::vector<std::string>& keys) {
+  std::vector<Delivery> made;
+  auto w = s.write([&](WriteTxn& t) -> Result<void> {
+    for (const auto& key : keys) {
+      Delivery d;
+      d.destination = destination;
+      d.orderKey = key;
+      d.kind = "REF^I12";
+      d.focus = "ServiceRequest/x/_history/1";
+      auto r = t.enqueue(d);
+      if (!r.ok()) return r;
+      made.push_back(d);
+    }
+    return {};
+  });
+  if (!w.ok()) throw std::runtime_error(w.error().message);
+  return made;
+}
+
 
 // Each test on each database: GetParam() names it.
 class StoreTest : public ::testing::TestWithParam<std::string> {
@@ -405,20 +425,7 @@ TEST_P(StoreTest, InboxKeepsAControlIdOnceAndTheOutboxKeepsOrderPerKey) {
   ASSERT_TRUE(s->write([&](WriteTxn& t) { return t.putInbox(taken); }).ok());
   EXPECT_EQ(s->findInbox("avicenne", "43")->value().status, "processed");
 
-  std::vector<passerelle::store::Delivery> made;
-  ASSERT_TRUE(s->write([&](WriteTxn& t) -> passerelle::Result<void> {
-                 for (const char* key : {"Patient/a", "Patient/a", "Patient/b"}) {
-                   passerelle::store::Delivery d;
-                   d.destination = "avicenne";
-                   d.orderKey = key;
-                   d.kind = "REF^I12";
-                   d.focus = "ServiceRequest/x/_history/1";
-                   auto r = t.enqueue(d);
-                   if (!r.ok()) return r;
-                   made.push_back(d);
-                 }
-                 return {};
-               }).ok());
+  auto made = enqueueDeliveries(*s, "avicenne", {"Patient/a", "Patient/a", "Patient/b"});
   std::int64_t now = made[0].createdMs;
   auto due = s->claimDeliveries("avicenne", now, 10, kDeliveryLeaseMs);
   ASSERT_TRUE(due.ok());
@@ -719,24 +726,6 @@ class SharedPgTest : public ::testing::Test {
   std::unique_ptr<ResourceStore> a, b;
 };
 
-std::vector<Delivery> enqueueDeliveries(ResourceStore& s, const std::string& destination, const std::vector<std::string>& keys) {
-  std::vector<Delivery> made;
-  auto w = s.write([&](WriteTxn& t) -> Result<void> {
-    for (const auto& key : keys) {
-      Delivery d;
-      d.destination = destination;
-      d.orderKey = key;
-      d.kind = "REF^I12";
-      d.focus = "ServiceRequest/x/_history/1";
-      auto r = t.enqueue(d);
-      if (!r.ok()) return r;
-      made.push_back(d);
-    }
-    return {};
-  });
-  if (!w.ok()) throw std::runtime_error(w.error().message);
-  return made;
-}
 
 }  // namespace
 

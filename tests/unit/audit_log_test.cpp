@@ -81,6 +81,19 @@ Record sample(int i) {
   return r;
 }
 
+// Four appends at once while the log cannot write: how many failed as unavailable.
+int unavailableOfFourConcurrentAppends(AuditLog& log) {
+  std::vector<std::thread> ts;
+  std::atomic<int> failures{0};
+  for (int t = 0; t < 4; ++t)
+    ts.emplace_back([&, t] {
+      auto r = log.append(sample(10 + t));
+      if (!r.ok() && r.error().code == ErrorCode::kUnavailable) ++failures;
+    });
+  for (auto& t : ts) t.join();
+  return failures.load();
+}
+
 // Direct SQL on an audit database file (the attacker's tools).
 class Sql {
  public:
@@ -973,15 +986,7 @@ TEST(AuditLogTest, AppendFailsClosedWhileTheJournalCannotBeSyncedThenResumesTheC
   ASSERT_TRUE(log);
   ASSERT_TRUE(log->append(sample(1)).ok());
   broken = true;
-  std::vector<std::thread> ts;
-  std::atomic<int> failures{0};
-  for (int t = 0; t < 4; ++t)
-    ts.emplace_back([&, t] {
-      auto r = log->append(sample(10 + t));
-      if (!r.ok() && r.error().code == ErrorCode::kUnavailable) ++failures;
-    });
-  for (auto& t : ts) t.join();
-  EXPECT_EQ(failures.load(), 4);
+  EXPECT_EQ(unavailableOfFourConcurrentAppends(*log), 4);
   EXPECT_EQ(log->lastSeq(), 1);
   broken = false;
   auto r = log->append(sample(2));
@@ -1681,15 +1686,7 @@ TEST(AuditPgServerTest, AppendsFailClosedWhileTheServerIsDownAndTheChainGoesOnAf
   ASSERT_TRUE(log);
   ASSERT_TRUE(log->append(sample(1)).ok());
   server.stop();
-  std::vector<std::thread> ts;
-  std::atomic<int> failures{0};
-  for (int t = 0; t < 4; ++t)
-    ts.emplace_back([&, t] {
-      auto r = log->append(sample(10 + t));
-      if (!r.ok() && r.error().code == ErrorCode::kUnavailable) ++failures;
-    });
-  for (auto& t : ts) t.join();
-  EXPECT_EQ(failures.load(), 4);
+  EXPECT_EQ(unavailableOfFourConcurrentAppends(*log), 4);
   EXPECT_EQ(log->lastSeq(), 1);
   EXPECT_GE(log->failures(), 4u);
   EXPECT_FALSE(log->query({}).ok());
