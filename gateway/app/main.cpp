@@ -49,7 +49,7 @@ void usage(std::ostream& out) {
          "  db migrate   create or upgrade the database, then exit\n"
          "  db reindex   rebuild the search indexes, then exit\n"
          "  db status    the database's schema version and what it holds\n"
-         "  db copy      copy every resource version and message into another database\n"
+         "  db copy      copy every resource version and message, and the audit trail, into another database\n"
          "  token issue  mint a development token (--role ROLE [--practitioner rpps:N | --patient ID])\n"
          "  token client-cert  a development client certificate for mutual TLS\n"
          "  audit verify check the audit trail's hash chain and signed checkpoints\n"
@@ -156,7 +156,8 @@ int serve(int argc, char** argv) {
 
 void dbUsage(std::ostream& out) {
   out << "Usage: passerelle db migrate|reindex|status [--config FILE] [--set key=value ...]\n"
-         "       passerelle db copy --from URL --to URL [--config FILE] [--set key=value ...]\n\n"
+         "       passerelle db copy --from URL --to URL [--audit-from URL] [--audit-to URL] [--checkpoints DIR]\n"
+         "                          [--config FILE] [--set key=value ...]\n\n"
          "  migrate   applies the numbered migrations the database at storage.url has not seen yet\n"
          "  reindex   rebuilds the search indexes of every current resource (the gateway also\n"
          "            does it on start when the search definitions changed)\n"
@@ -170,9 +171,19 @@ void dbUsage(std::ostream& out) {
          "            messages received and the deliveries, their ids kept; the search indexes are\n"
          "            rebuilt on the target (with fhir.base_url). Then both are read back: the\n"
          "            counts per type and a SHA-256 of every version are printed and compared\n"
-         "            ('verified', exit 0; what differs, exit 1). Stop the gateway first. The audit\n"
-         "            trail is not copied: it is a SQLite database of its own (audit.url), moved\n"
-         "            as a file. Progress on stderr every 100,000 versions\n\n";
+         "            ('verified', exit 0; what differs, exit 1). Stop the gateway first.\n"
+         "            Progress on stderr every 100,000 versions\n"
+         "            --audit-to URL     then copies the audit trail too, into this empty one on\n"
+         "                               PostgreSQL (e.g. the --to database): every record with its\n"
+         "                               seq and hashes, the patient index, where a purge left the\n"
+         "                               chain; then verifies it against the signed checkpoints\n"
+         "            --audit-from URL   the trail copied (default: audit.url, else\n"
+         "                               sqlite:<data.dir>/audit.db); a SQLite one takes the records\n"
+         "                               still in its journal first\n"
+         "            --checkpoints DIR  the checkpoint folder (default: audit.checkpoint_dir, else\n"
+         "                               <data.dir>/audit-checkpoints); keep it and give it to the\n"
+         "                               gateway with audit.url set to the target\n"
+         "            Without --audit-to the trail is not copied (a SQLite one moves as a file)\n\n";
   configOptionsHelp(out);
 }
 
@@ -215,14 +226,21 @@ int dbStatus(const Config& config) {
 
 int dbCopy(int argc, char** argv) {
   namespace store = passerelle::store;
-  std::string from, to;
+  std::string from, to, auditFrom, auditTo, checkpoints;
   std::vector<char*> rest(argv, argv + 3);  // the common options, for parseCommon
   for (int i = 3; i < argc; ++i) {
     std::string a = argv[i];
-    if (a == "--from" && i + 1 < argc) from = argv[++i];
+    bool hasValue = i + 1 < argc;
+    if (a == "--from" && hasValue) from = argv[++i];
     else if (a.rfind("--from=", 0) == 0) from = a.substr(7);
-    else if (a == "--to" && i + 1 < argc) to = argv[++i];
+    else if (a == "--to" && hasValue) to = argv[++i];
     else if (a.rfind("--to=", 0) == 0) to = a.substr(5);
+    else if (a == "--audit-from" && hasValue) auditFrom = argv[++i];
+    else if (a.rfind("--audit-from=", 0) == 0) auditFrom = a.substr(13);
+    else if (a == "--audit-to" && hasValue) auditTo = argv[++i];
+    else if (a.rfind("--audit-to=", 0) == 0) auditTo = a.substr(11);
+    else if (a == "--checkpoints" && hasValue) checkpoints = argv[++i];
+    else if (a.rfind("--checkpoints=", 0) == 0) checkpoints = a.substr(14);
     else rest.push_back(argv[i]);
   }
   CommonArgs args;
@@ -239,9 +257,34 @@ int dbCopy(int argc, char** argv) {
     std::cerr << "passerelle db copy: --from and --to name the same database\n";
     return 2;
   }
+  if (!auditFrom.empty() && auditTo.empty()) {
+    std::cerr << "passerelle db copy: --audit-from needs --audit-to (see passerelle db --help)\n";
+    return 2;
+  }
   Config config;
   if (int rc = loadConfig(args, config)) return rc;
   passerelle::app::configureLogging(config);
+  // The audit trail's source: --audit-from, or the configuration's trail; its checkpoint folder
+  // verifies the copy.
+  passerelle::audit::Options trail;
+  if (!auditTo.empty()) {
+    const std::string dataDir = config.get("data.dir");
+    trail.url = !auditFrom.empty() ? auditFrom : config.get("audit.url");
+    if (trail.url.empty()) trail.url = "sqlite:" + dataDir + "/audit.db";
+    trail.checkpointDir = !checkpoints.empty() ? checkpoints : config.get("audit.checkpoint_dir");
+    if (trail.checkpointDir.empty()) trail.checkpointDir = dataDir + "/audit-checkpoints";
+    trail.signingKey = config.get("audit.signing_key");
+    trail.production = config.get("deployment") == "production";
+    if (trail.url == auditTo) {
+      std::cerr << "passerelle db copy: the audit trail's source and target are the same database\n";
+      return 2;
+    }
+    // A trail that cannot take the copy is refused before anything is written.
+    if (auto t = passerelle::audit::checkCopyTarget(auditTo); !t.ok()) {
+      std::cerr << "passerelle db copy: audit trail " << store::redactedUrl(auditTo) << ": " << t.error().message << "\n";
+      return 1;
+    }
+  }
   store::StoreOptions sourceOptions;
   sourceOptions.migrate = false;  // the source is read, never changed
   auto source = store::openStore(from, sourceOptions);
@@ -288,6 +331,26 @@ int dbCopy(int argc, char** argv) {
     return 1;
   }
   std::cout << "verified\n";
+  if (auditTo.empty()) return 0;
+
+  std::cerr << "passerelle db copy: copying the audit trail" << std::endl;
+  auto copied = passerelle::audit::copyTrail(trail, auditTo);
+  if (!copied.ok()) {
+    std::cerr << "passerelle db copy: audit trail from " << store::redactedUrl(trail.url) << " to " << store::redactedUrl(auditTo)
+              << ": " << copied.error().message << "\n";
+    return 1;
+  }
+  auto verified = passerelle::audit::verify(auditTo, trail.checkpointDir, "");
+  if (!verified.ok) {
+    std::cout << "audit trail copied: " << copied->records << " records, NOT verified\n";
+    std::cerr << "passerelle db copy: the copied audit trail does not verify against the signed checkpoints in "
+              << trail.checkpointDir << ": "
+              << (verified.firstBadSeq > 0 ? "at record " + std::to_string(verified.firstBadSeq) + ": " : std::string())
+              << verified.problem << "\n";
+    return 1;
+  }
+  std::cout << "audit trail copied: " << copied->records << " records, last seq " << copied->lastSeq
+            << ", verified against the signed checkpoints\n";
   return 0;
 }
 

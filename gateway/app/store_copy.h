@@ -1,7 +1,8 @@
 // Moving a network's data from one store to another (`passerelle db copy`), typically from SQLite
 // to PostgreSQL, and proving the copy: every version of every resource, the kept values, the
 // received messages and the deliveries; the search rows are rebuilt on the target. The audit trail
-// is a database of its own and is not part of it.
+// is a database of its own and is not part of it (`db copy --audit-to` moves it after the store,
+// with audit::copyTrail()).
 // Not thread-safe: one caller, with no gateway writing to either store meanwhile.
 #pragma once
 

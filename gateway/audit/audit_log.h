@@ -188,6 +188,30 @@ std::string encodeRecord(const Record& record);
 // correctly signed, and the record at each checkpoint's seq must have the hash it names.
 VerifyReport verify(const std::string& url, const std::string& checkpointDir, const std::string& publicKeyPath);
 
+struct CopyReport {
+  std::int64_t records = 0;      // records copied (read from the source, counted on the target)
+  std::int64_t patientRows = 0;  // rows of the patient index copied
+  std::int64_t firstSeq = 0, lastSeq = 0;  // 0: the source holds no record
+  std::string lastHash;          // of the chain's last record (after a purge that emptied it: the purged one)
+};
+
+// Refuses (kInvalid) an audit trail at `toUrl` that cannot take a copy: one that holds records or
+// continues a chain already, or one that is not on PostgreSQL. Creates its tables when missing.
+Result<void> checkCopyTarget(const std::string& toUrl);
+
+// Copies the trail at `from.url` (SQLite or PostgreSQL) into the empty PostgreSQL trail at `toUrl`:
+// every record with its seq, time, columns, canonical text and hashes unchanged, the patient index,
+// and audit_meta (where the chain continues after a purge); the chain's head is set to the last
+// record. A SQLite source is first opened and closed as AuditLog::open(from) does (its checkpoint
+// folder, its signing key; refused while a gateway has it open): that copies the records still only
+// in its journal into its database. The records are read in one snapshot and written in pages of
+// 10,000, one transaction each. The records copied keep their origin in their text only: they name
+// rows of the source store's outbox, which the target's store numbers anew. Then the target is
+// recounted and its last seq and hash compared with the source's; an error says what differs. The
+// chain itself is not checked here: run verify() on the target with the checkpoint folder.
+// Not thread-safe; no gateway may write to either trail meanwhile.
+Result<CopyReport> copyTrail(const Options& from, const std::string& toUrl);
+
 // The record as a FHIR R4 AuditEvent following IHE Basic Audit Log Patterns (BALP). The BALP
 // profile is claimed (meta.profile) for successful REST interactions only: BALP fixes the outcome
 // to success, denials and errors are recorded the same way without claiming it.

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdlib>
 #include <iterator>
 #include <limits>
 
@@ -253,6 +254,23 @@ Result<ChainHead> PgAuditDb::readHead(bool lock) {
   return ChainHead{rows->i64(0, 0), rows->text(0, 1), rows->i64(0, 2)};
 }
 
+Result<std::pair<std::int64_t, std::int64_t>> PgAuditDb::counts() {
+  auto rows = writer_->exec("SELECT (SELECT count(*) FROM audit_record), (SELECT count(*) FROM audit_patient)", {},
+                            "count the records");
+  if (!rows.ok()) return rows.error();
+  return std::pair{rows->i64(0, 0), rows->i64(0, 1)};
+}
+
+Result<void> PgAuditDb::putMeta(const std::vector<std::pair<std::string, std::string>>& values) {
+  for (const auto& [key, value] : values) {
+    auto r = writer_->exec(
+        "INSERT INTO audit_meta(key, value) VALUES($1, $2) ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+        {key, value}, "write audit_meta");
+    if (!r.ok()) return r.error();
+  }
+  return {};
+}
+
 Result<std::int64_t> PgAuditDb::firstSeq() {
   auto rows = writer_->exec("SELECT coalesce(min(seq), 0) FROM audit_record", {}, "find the first record");
   if (!rows.ok()) return rows.error();
@@ -296,8 +314,17 @@ constexpr int kWalkPage = 10000;
 
 class PgWalk : public WalkSource {
  public:
-  explicit PgWalk(std::unique_ptr<Connection> c) : c_(std::move(c)) {}
+  PgWalk(std::unique_ptr<Connection> c, std::vector<std::pair<std::string, std::string>> meta)
+      : c_(std::move(c)), meta_(std::move(meta)) {
+    for (const auto& [key, value] : meta_)
+      if (key == kCopiedSeq) copiedSeq_ = std::atoll(value.c_str());
+  }
   ~PgWalk() override { (void)c_->run("ROLLBACK", "end the snapshot"); }
+
+  int readMeta(std::vector<std::pair<std::string, std::string>>& out) override {
+    out.insert(out.end(), meta_.begin(), meta_.end());
+    return 0;
+  }
 
   int nextRecord(WalkRecord& out) override {
     if (row_ >= records_.size()) {
@@ -321,12 +348,14 @@ class PgWalk : public WalkSource {
     out.action = cols_[1];
     out.outcome = cols_[2];
     out.subject = cols_[3];
-    out.hasOrigin = true;
     out.origin = cols_[4];
     out.text = cols_[5];
     out.prevHash = cols_[6];
     out.hash = cols_[7];
     out.typeProblem = records_.null(i, 6) || !cols_[4].empty() ? nullptr : "column origin holds an empty text";
+    // A record copied from another trail keeps its origin in its text only (see copyTrail()).
+    out.hasOrigin = out.seq > copiedSeq_;
+    if (!out.hasOrigin && !records_.null(i, 6)) out.typeProblem = "column origin of a copied record is not empty";
     return 1;
   }
 
@@ -353,6 +382,8 @@ class PgWalk : public WalkSource {
 
  private:
   std::unique_ptr<Connection> c_;
+  std::vector<std::pair<std::string, std::string>> meta_;
+  std::int64_t copiedSeq_ = 0;
   Rows records_, patients_;
   int row_ = 0, prow_ = 0;
   bool recordsDone_ = false, patientsDone_ = false, pstarted_ = false;
@@ -374,7 +405,14 @@ std::unique_ptr<WalkSource> openPgWalk(const std::string& url, std::string& erro
     error = b.error().message;
     return nullptr;
   }
-  return std::make_unique<PgWalk>(std::move(c.value()));
+  auto meta = c.value()->exec("SELECT key, value FROM audit_meta ORDER BY key", {}, "read audit_meta");
+  if (!meta.ok()) {
+    error = meta.error().message;
+    return nullptr;
+  }
+  std::vector<std::pair<std::string, std::string>> kept;
+  for (int i = 0; i < meta->size(); ++i) kept.emplace_back(meta->text(i, 0), meta->text(i, 1));
+  return std::make_unique<PgWalk>(std::move(c.value()), std::move(kept));
 }
 
 }  // namespace passerelle::audit::internal

@@ -8,6 +8,9 @@
 //   audit_head(id = 1, seq, hash, time_ms): the chain's last record. Each group of appends locks
 //     it (FOR UPDATE), chains from it, inserts, moves it and commits: writers in any number of
 //     processes serialise there and the chain stays one.
+// A trail copied from another database (copyTrail()) keeps in audit_meta 'copied_seq', the last
+// record copied: the origins of the records up to it name rows of the other store's outbox, not of
+// this one, so their origin column is NULL (their text keeps the origin, as hashed).
 // Thread-safety: one PgAuditDb holds a writer connection, used under the log's state mutex, and a
 // reader connection, used under its read mutex.
 #pragma once
@@ -18,6 +21,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -30,6 +34,9 @@ class Connection;
 }
 
 namespace passerelle::audit::internal {
+
+// The audit_meta key of the last record copied from another trail.
+inline constexpr const char* kCopiedSeq = "copied_seq";
 
 // Whether an audit URL names a PostgreSQL database (postgresql:// or postgres://).
 bool isPostgresUrl(const std::string& url);
@@ -77,6 +84,10 @@ class PgAuditDb {
 
   // Writer, outside a transaction.
   Result<ChainHead> head();
+  // The records and the patient rows the tables hold.
+  Result<std::pair<std::int64_t, std::int64_t>> counts();
+  // Sets these keys of audit_meta (within lockHead's transaction).
+  Result<void> putMeta(const std::vector<std::pair<std::string, std::string>>& values);
   // The first record kept (0 when there is none).
   Result<std::int64_t> firstSeq();
   // The hash of record `seq` ("" when there is no such record).

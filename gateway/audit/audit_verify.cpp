@@ -32,16 +32,32 @@ std::string range(std::int64_t from, std::int64_t to) {
                     : "records " + std::to_string(from) + "-" + std::to_string(to) + " missing";
 }
 
-// The SQLite database's rows, read by two statements side by side.
+// The SQLite database's rows, read by two statements side by side within one read transaction;
+// the source closes the database.
 class SqliteWalk : public internal::WalkSource {
  public:
   explicit SqliteWalk(sqlite3* db) : db_(db) {}
+  ~SqliteWalk() override {
+    records_.finalize();
+    patients_.finalize();
+    (void)db::exec(db_, "COMMIT");
+    sqlite3_close_v2(db_);
+  }
   Result<void> prepare() {
     if (auto r = records_.prepare(db_, "SELECT seq, time_ms, kind, action, outcome, subject, record, prev_hash, hash "
                                        "FROM audit_record ORDER BY seq");
         !r.ok())
       return r;
-    return patients_.prepare(db_, "SELECT seq, patient FROM audit_patient ORDER BY seq, patient");
+    if (auto r = patients_.prepare(db_, "SELECT seq, patient FROM audit_patient ORDER BY seq, patient"); !r.ok()) return r;
+    return db::exec(db_, "BEGIN");  // one snapshot for both scans
+  }
+  int readMeta(std::vector<std::pair<std::string, std::string>>& out) override {
+    db::Statement st;
+    if (auto r = st.prepare(db_, "SELECT key, value FROM audit_meta ORDER BY key"); !r.ok()) return fail(0, r.error().message);
+    int rc;
+    while ((rc = sqlite3_step(st.get())) == SQLITE_ROW) out.emplace_back(st.text(0), st.text(1));
+    if (rc != SQLITE_DONE) return fail(0, db::sqlError(db_, rc, "read audit_meta").message);
+    return 0;
   }
   int nextRecord(internal::WalkRecord& out) override {
     sqlite3_stmt* st = records_.get();
@@ -282,6 +298,30 @@ bool Walk::run(std::int64_t& count, std::int64_t& badSeq, std::string& problem) 
 
 }  // namespace
 
+std::unique_ptr<internal::WalkSource> internal::openSqliteWalk(const std::string& path, std::string& error) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) {
+    error = "no audit database at " + path;
+    return nullptr;
+  }
+  sqlite3* handle = nullptr;
+  int rc = sqlite3_open_v2(path.c_str(), &handle, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (rc != SQLITE_OK) {
+    error = db::sqlError(handle, rc, "open " + path).message;
+    sqlite3_close_v2(handle);
+    return nullptr;
+  }
+  sqlite3_busy_timeout(handle, 5000);
+  // One sequential pass: pages mapped rather than copied into a cache.
+  (void)db::exec(handle, "PRAGMA mmap_size=4294967296");
+  auto source = std::make_unique<SqliteWalk>(handle);
+  if (auto r = source->prepare(); !r.ok()) {
+    error = "not an audit database: " + r.error().message;
+    return nullptr;
+  }
+  return source;
+}
+
 VerifyReport verify(const std::string& url, const std::string& checkpointDir, const std::string& publicKeyPath) {
   auto t0 = std::chrono::steady_clock::now();
   VerifyReport rep;
@@ -335,32 +375,13 @@ VerifyReport verify(const std::string& url, const std::string& checkpointDir, co
     return finish(bad, problem);
   }
 
+  std::string error;
+  auto source = internal::openSqliteWalk(path.value(), error);
+  if (!source) return finish(0, error);
   std::error_code ec;
-  if (!std::filesystem::is_regular_file(path.value(), ec)) return finish(0, "no audit database at " + path.value());
-  sqlite3* handle = nullptr;
-  int rc = sqlite3_open_v2(path->c_str(), &handle, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr);
-  if (rc != SQLITE_OK) {
-    std::string m = db::sqlError(handle, rc, "open " + path.value()).message;
-    sqlite3_close_v2(handle);
-    return finish(0, m);
-  }
-  sqlite3_busy_timeout(handle, 5000);
-  // One sequential pass: pages mapped rather than copied into a cache.
-  (void)db::exec(handle, "PRAGMA mmap_size=4294967296");
-  {
-    std::error_code jec;
-    std::string journal = path.value() + ".journal";
-    SqliteWalk source(handle);
-    if (auto r = source.prepare(); !r.ok()) {
-      problem = "not an audit database: " + r.error().message;
-    } else {
-      Walk walk(source, checkpoints.value(), std::filesystem::is_directory(journal, jec) ? journal : std::string());
-      (void)db::exec(handle, "BEGIN");  // one snapshot for both scans
-      walk.run(rep.records, bad, problem);
-      (void)db::exec(handle, "COMMIT");
-    }
-  }
-  sqlite3_close_v2(handle);
+  std::string journal = path.value() + ".journal";
+  Walk walk(*source, checkpoints.value(), std::filesystem::is_directory(journal, ec) ? journal : std::string());
+  walk.run(rep.records, bad, problem);
   return finish(bad, problem);
 }
 

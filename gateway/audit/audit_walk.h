@@ -1,13 +1,16 @@
-// What the verifier reads from an audit database, whichever it is: the records in seq order and
-// the patient index in (seq, patient) order, one row at a time. The checks themselves
-// (audit_verify.cpp) are the same for SQLite and PostgreSQL. Internal to the audit library.
+// What the verifier and copyTrail() read from an audit database, whichever it is: the records in
+// seq order and the patient index in (seq, patient) order, one row at a time, and audit_meta. The
+// checks themselves (audit_verify.cpp) are the same for SQLite and PostgreSQL. Internal to the
+// audit library.
 // Thread-safety: a source is used by one thread.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace passerelle::audit::internal {
 
@@ -35,6 +38,8 @@ class WalkSource {
   // 1: `out` holds the next row; 0: no more rows; -1: an error, described by error and errorSeq.
   virtual int nextRecord(WalkRecord& out) = 0;
   virtual int nextPatient(WalkPatient& out) = 0;
+  // The rows of audit_meta (key, value), in the same snapshot as the records: 0, or -1 with error.
+  virtual int readMeta(std::vector<std::pair<std::string, std::string>>& out) = 0;
 
   std::string error;
   std::int64_t errorSeq = 0;
@@ -47,5 +52,9 @@ class WalkSource {
     return -1;
   }
 };
+
+// The SQLite audit database at `path`, opened read-only, its rows read within one snapshot until
+// the source goes away. nullptr with `error` when it is absent or cannot be read.
+std::unique_ptr<WalkSource> openSqliteWalk(const std::string& path, std::string& error);
 
 }  // namespace passerelle::audit::internal

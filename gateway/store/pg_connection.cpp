@@ -242,8 +242,9 @@ Result<std::vector<std::string>> Connection::notifications(int timeoutMs) {
   return out;
 }
 
-Result<void> Connection::commit() {
-  pg_result* r = PQexec(conn_, "COMMIT");
+Result<void> Connection::commit(const std::string& first) {
+  // One round trip for both: a simple query may hold several statements; its result is the last's.
+  pg_result* r = PQexec(conn_, first.empty() ? "COMMIT" : (first + "; COMMIT").c_str());
   if (!r) return error(nullptr, "commit");
   if (PQresultStatus(r) != PGRES_COMMAND_OK) return error(r, "commit");
   // COMMIT of a transaction in which a statement failed answers ROLLBACK.

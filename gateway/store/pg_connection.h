@@ -77,7 +77,8 @@ class Connection {
   // Runs SQL without parameters (one or more statements: BEGIN, SAVEPOINT, a migration...).
   Result<void> run(const std::string& sql, const char* what);
   // COMMIT, telling a commit from the rollback that ends a transaction a statement failed in.
-  Result<void> commit();
+  // `first`: a statement without parameters run just before, in the same round trip.
+  Result<void> commit(const std::string& first = "");
   // Whether the connection is known to be lost; reconnects it if so (true when usable).
   bool ensureOpen();
   // After LISTEN on this connection: the payloads of the notifications received, waiting up to

@@ -505,7 +505,6 @@ std::int64_t wallMs() {
 
 // Where each commit is announced to the other gateways on the database (the payload: who committed).
 constexpr const char* kChangesChannel = "passerelle_changes";
-const std::string kAnnounceSql = std::string("SELECT pg_notify('") + kChangesChannel + "', $1)";
 
 // The key of the advisory lock that serialises migrations between gateways starting together.
 constexpr std::int64_t kMigrationLock = 0x70617373;  // "pass"
@@ -1120,9 +1119,8 @@ class PgResourceStore : public ResourceStore {
     bool releasing = release > released_ && !outboxDelete(release).has_value();
     // The other gateways on the database learn of the change at the commit (what they cached from
     // the data is stale).
-    if (std::any_of(results.begin(), results.end(), [](const Result<void>& r) { return r.ok(); }))
-      (void)writer_->exec(kAnnounceSql, {instance_}, "announce the change");
-    auto commit = writer_->commit();
+    bool changed = std::any_of(results.begin(), results.end(), [](const Result<void>& r) { return r.ok(); });
+    auto commit = writer_->commit(changed ? announceSql_ : std::string());
     if (!commit.ok()) {
       (void)writer_->run("ROLLBACK", "rollback");
       for (auto& r : results)
@@ -1230,6 +1228,8 @@ class PgResourceStore : public ResourceStore {
   std::mutex adoptedMutex_;
   std::vector<std::int64_t> adopted_;  // rows taken at start, not this gateway's: deleted by id
   const std::string instance_ = newInstanceName();
+  // NOTIFY with this gateway's name (host name, digits and dashes: nothing to quote).
+  const std::string announceSql_ = std::string("NOTIFY ") + kChangesChannel + ", '" + instance_ + "'";
 
   WriteObserver observer_;  // set before the first write
   std::function<void()> deliveryListener_;

@@ -9,6 +9,7 @@
 // Paging is by keyset: a page ends with a cursor holding the sort keys of its last row (and of
 // its first, for the previous page), so pages stay right while resources are added or removed.
 #include <algorithm>
+#include <cctype>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -48,7 +49,10 @@ std::string newInstanceName() {
   std::random_device rd;
   char tail[32];
   std::snprintf(tail, sizeof tail, "-%ld-%06x", static_cast<long>(getpid()), rd() & 0xffffffu);
-  return std::string(host) + tail;
+  std::string name(host);
+  for (char& ch : name)  // a name that SQL text may hold as it is (NOTIFY's payload)
+    if (!std::isalnum(static_cast<unsigned char>(ch)) && ch != '.' && ch != '-') ch = '-';
+  return name + tail;
 }
 
 std::string Dialect::placeholders(const std::string& sql) const {

@@ -48,7 +48,8 @@ inline constexpr const char* kClaimJobSql =
 inline constexpr const char* kJobDoneSql = "UPDATE job_claim SET done = 1 WHERE name = ?";
 inline constexpr const char* kJobDropSql = "DELETE FROM job_claim WHERE name = ? AND owner = ?";
 
-// A name for this process's store on a shared database: host, process id and a random part.
+// A name for this process's store on a shared database: host, process id and a random part (letters,
+// digits, dots and dashes only).
 std::string newInstanceName();
 
 // One result row. Columns are numbered from 0.

@@ -1,7 +1,8 @@
 // `passerelle db copy` and `passerelle db status` through the real binary: a SQLite store with
 // versions, a deletion, index rows, kept values and messages copied into PostgreSQL (skipped when
 // it is not installed) and into SQLite, then the target answering reads, vreads, history and
-// searches as the source does; status reports and its exit codes.
+// searches as the source does; status reports and its exit codes. The audit trail copied with it
+// (--audit-to) from SQLite into PostgreSQL, verified against the signed checkpoints.
 #include <gtest/gtest.h>
 
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <tuple>
 
 #include "gateway/app/store_copy.h"
+#include "gateway/audit/audit_log.h"
 #include "gateway/fhir/search_params.h"
 #include "gateway/search/reindex.h"
 #include "gateway/store/migrations.h"
@@ -454,4 +456,299 @@ TEST(StoreCopyTest, CopiesInSmallUnitsAndReportsProgress) {
   EXPECT_EQ(lines[0], "copied 4 of 7 versions");
   EXPECT_EQ(lines[1], "copied 6 of 7 versions");
   expectSameAnswers(*a, *b);
+}
+
+namespace {
+
+// The SQLite audit trail of a gateway whose data.dir is `dir`, where `passerelle` finds it.
+audit::Options trailOptions(const std::string& dir) {
+  audit::Options o;
+  o.url = "sqlite:" + dir + "/audit.db";
+  o.checkpointDir = dir + "/audit-checkpoints";
+  o.checkpointRecords = 250;
+  return o;
+}
+
+std::unique_ptr<audit::AuditLog> openTrail(const audit::Options& o) {
+  auto log = audit::AuditLog::open(o);
+  if (!log.ok()) throw std::runtime_error(log.error().message);
+  return std::move(log.value());
+}
+
+// Runs SQL on the SQLite database at `path`.
+void sqliteExec(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) throw std::runtime_error("open " + path);
+  char* message = nullptr;
+  int rc = sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &message);
+  std::string error = message ? message : "";
+  sqlite3_free(message);
+  sqlite3_close(db);
+  if (rc != SQLITE_OK) throw std::runtime_error(sql + ": " + error);
+}
+
+std::int64_t sqliteCount(const std::string& path, const std::string& sql) {
+  sqlite3* db = nullptr;
+  sqlite3_stmt* st = nullptr;
+  std::int64_t n = -1;
+  if (sqlite3_open(path.c_str(), &db) == SQLITE_OK && sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int64(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+audit::Record sampleRecord(int i) {
+  audit::Record r;
+  r.timeMs = kT0 + i * 1000;
+  r.kind = "rest";
+  r.action = i % 4 ? "read" : "search";
+  r.outcome = "granted";
+  r.status = 200;
+  r.subject = "user" + std::to_string(i % 7);
+  r.method = "GET";
+  r.path = "/fhir/Patient/p" + std::to_string(i % 11);
+  if (i % 3 == 0) r.patients = {"p" + std::to_string(i % 11), "p" + std::to_string(i % 5)};
+  return r;
+}
+
+// 600 records a second apart, every third naming patients; two pairs committed in the store's
+// outbox under the same ids (SQLite numbers its outbox anew once it is empty); then the oldest 100
+// purged (an anchor, audit_meta, a purge record); then 5 records that only the journal holds (the
+// database refused them, as after a crash): 510 records, seq 101 to 610, 505 in the database.
+void fillTrail(const std::string& dir) {
+  auto log = openTrail(trailOptions(dir));
+  for (int i = 0; i < 600; ++i) {
+    if (auto a = log->append(sampleRecord(i)); !a.ok()) throw std::runtime_error(a.error().message);
+  }
+  for (int round = 0; round < 2; ++round) {
+    std::vector<audit::AuditLog::Committed> committed;
+    for (std::int64_t id : {1, 2}) {
+      audit::Record r;
+      r.kind = "rest";
+      r.action = "create";
+      r.outcome = "granted";
+      r.status = 201;
+      r.subject = "writer";
+      r.patients = {"p3"};
+      committed.push_back({id, audit::encodeRecord(r)});
+    }
+    log->appendCommitted(std::move(committed));
+  }
+  audit::Record by;
+  by.subject = "test";
+  by.role = "admin";
+  auto purged = log->purge(kT0 + 100 * 1000, by);
+  if (!purged.ok()) throw std::runtime_error(purged.error().message);
+  if (purged->removed != 100) throw std::runtime_error("purged " + std::to_string(purged->removed));
+  if (auto q = log->query({}); !q.ok()) throw std::runtime_error(q.error().message);
+  sqliteExec(dir + "/audit.db", "CREATE TRIGGER refuse BEFORE INSERT ON audit_record BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+  for (int i = 600; i < 605; ++i)
+    if (auto a = log->append(sampleRecord(i * 3)); !a.ok()) throw std::runtime_error(a.error().message);
+  log->close();
+  sqliteExec(dir + "/audit.db", "DROP TRIGGER refuse");
+}
+
+// The records naming `patient`, newest first, as "seq hash action origin".
+std::vector<std::string> recordsOf(const audit::AuditLog& log, const std::string& patient) {
+  audit::AuditLog::Query q;
+  q.patient = patient;
+  q.count = 1000;
+  auto r = log.query(q);
+  if (!r.ok()) throw std::runtime_error(r.error().message);
+  std::vector<std::string> out;
+  for (const auto& x : r.value()) out.push_back(std::to_string(x.seq) + " " + x.hash + " " + x.action + " " + x.origin);
+  return out;
+}
+
+std::int64_t storeVersions(const std::string& url) {
+  auto s = openUrl(url);
+  auto st = s->status();
+  if (!st.ok()) throw std::runtime_error(st.error().message);
+  return st->versions;
+}
+
+class DbCopyAuditTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string skip;
+    target_ = PgServer::freshDatabase(skip);
+    if (target_.empty()) GTEST_SKIP() << skip;
+    source_ = "sqlite:" + dir_.path() + "/source/p.db";
+    auto s = openUrl(source_);
+    fillSource(*s);
+    s->close();
+    fillTrail(dir_.path());
+  }
+
+  TempDir dir_;
+  std::string source_, target_;
+};
+
+}  // namespace
+
+TEST_F(DbCopyAuditTest, TheTrailMovesIntoPostgresqlWithItsChainAndTheCheckpointsStillVerifyIt) {
+  const std::string checkpoints = dir_.path() + "/audit-checkpoints";
+  EXPECT_EQ(sqliteCount(dir_.path() + "/audit.db", "SELECT count(*) FROM audit_record"), 505);
+
+  // The store and the trail into one PostgreSQL database; the journal's records are taken first.
+  Outcome copy = runBinary(dir_, {"db", "copy", "--from", source_, "--to", target_, "--audit-to", target_});
+  ASSERT_EQ(copy.status, 0) << copy.out << copy.err;
+  EXPECT_NE(copy.out.find("\nverified\n"), std::string::npos) << copy.out;
+  EXPECT_NE(copy.out.find("audit trail copied: 510 records, last seq 610, verified against the signed checkpoints"),
+            std::string::npos)
+      << copy.out;
+  EXPECT_EQ(sqliteCount(dir_.path() + "/audit.db", "SELECT count(*) FROM audit_record"), 510);
+
+  Outcome verify = runBinary(dir_, {"audit", "verify", "--db", target_, "--checkpoints", checkpoints});
+  EXPECT_EQ(verify.status, 0) << verify.out << verify.err;
+  EXPECT_NE(verify.out.find("audit trail verified: 510 records"), std::string::npos) << verify.out;
+
+  std::vector<std::string> p3, p4;
+  {
+    auto log = openTrail(trailOptions(dir_.path()));
+    p3 = recordsOf(*log, "p3");
+    p4 = recordsOf(*log, "p4");
+  }
+  ASSERT_GT(p3.size(), 10u);
+  // The pairs from the store's outbox, twice under each id, and a record of the journal.
+  EXPECT_EQ(std::count_if(p3.begin(), p3.end(), [](const std::string& r) { return r.ends_with(" outbox:1"); }), 2);
+  EXPECT_EQ(p3.front().rfind("607 ", 0), 0u) << p3.front();
+
+  // The gateway goes on with the copy: the same answers, the chain continued from its last record.
+  audit::Options onPg = trailOptions(dir_.path());
+  onPg.url = target_;
+  {
+    auto log = openTrail(onPg);
+    EXPECT_EQ(recordsOf(*log, "p3"), p3);
+    EXPECT_EQ(recordsOf(*log, "p4"), p4);
+    auto last = log->get(610);
+    ASSERT_TRUE(last.ok() && last->has_value());
+    audit::Record next;
+    next.kind = "rest";
+    next.action = "read";
+    next.outcome = "granted";
+    next.subject = "after";
+    next.patients = {"p3"};
+    auto seq = log->append(next);
+    ASSERT_TRUE(seq.ok()) << seq.error().message;
+    EXPECT_EQ(seq.value(), 611);
+    auto appended = log->get(611);
+    ASSERT_TRUE(appended.ok() && appended->has_value());
+    EXPECT_EQ((*appended)->prevHash, (*last)->hash);
+    // The new store's outbox numbers its rows from 1 again: its record 1 is chained, not taken for
+    // the source store's record 1 that the copied trail holds.
+    audit::Record written = next;
+    written.action = "create";
+    ASSERT_TRUE(log->adoptCommitted({{1, audit::encodeRecord(written)}}).ok());
+    log->close();
+    auto reopened = openTrail(onPg);
+    auto adopted = reopened->get(612);
+    ASSERT_TRUE(adopted.ok() && adopted->has_value());
+    EXPECT_EQ((*adopted)->action, "create");
+    EXPECT_EQ((*adopted)->origin, "outbox:1");
+  }
+  auto after = audit::verify(target_, checkpoints, "");
+  EXPECT_TRUE(after.ok) << after.firstBadSeq << ": " << after.problem;
+  EXPECT_EQ(after.records, 512);
+}
+
+TEST_F(DbCopyAuditTest, ATargetTrailHoldingRecordsIsRefusedAndNothingIsWritten) {
+  audit::Options other;
+  other.url = target_;
+  other.checkpointDir = dir_.path() + "/other-checkpoints";
+  {
+    auto log = openTrail(other);
+    for (int i = 0; i < 3; ++i) {
+      audit::Record r;
+      r.kind = "admin";
+      r.action = "verify";
+      r.outcome = "granted";
+      ASSERT_TRUE(log->append(r).ok());
+    }
+    log->close();
+  }
+  Outcome copy = runBinary(dir_, {"db", "copy", "--from", source_, "--to", target_, "--audit-to", target_});
+  EXPECT_EQ(copy.status, 1) << copy.out;
+  EXPECT_NE(copy.err.find("the target audit trail already holds 3 records"), std::string::npos) << copy.err;
+  EXPECT_EQ(storeVersions(target_), 0);
+  auto r = audit::verify(target_, other.checkpointDir, "");
+  EXPECT_TRUE(r.ok) << r.problem;
+  EXPECT_EQ(r.records, 3);
+  // --audit-from alone is a usage error.
+  Outcome alone = runBinary(dir_, {"db", "copy", "--from", source_, "--to", target_, "--audit-from", "sqlite:x.db"});
+  EXPECT_EQ(alone.status, 2) << alone.err;
+}
+
+TEST_F(DbCopyAuditTest, ARecordEditedInTheSourceFailsTheCopysVerificationNamingIt) {
+  {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open((dir_.path() + "/audit.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "UPDATE audit_record SET record = replace(record, 'user3', 'user9') WHERE seq = 305",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK)
+        << sqlite3_errmsg(db);
+    EXPECT_EQ(sqlite3_changes(db), 1);
+    sqlite3_close(db);
+  }
+  Outcome copy = runBinary(dir_, {"db", "copy", "--from", source_, "--to", target_, "--audit-to", target_});
+  EXPECT_EQ(copy.status, 1) << copy.out << copy.err;
+  EXPECT_NE(copy.err.find("does not verify against the signed checkpoints"), std::string::npos) << copy.err;
+  EXPECT_NE(copy.err.find("record 305: hash does not match its content"), std::string::npos) << copy.err;
+}
+
+// A trail longer than a page of the copy (10,000 records): every page boundary crossed, the patient
+// index with it; then the copy copied again, PostgreSQL to PostgreSQL.
+TEST(TrailCopyTest, ATrailOfSeveralPagesCopiesIntoPostgresqlAndOnIntoAnother) {
+  std::string skip;
+  std::string first = PgServer::freshDatabase(skip);
+  if (first.empty()) GTEST_SKIP() << skip;
+  std::string second = PgServer::freshDatabase(skip);
+  ASSERT_FALSE(second.empty()) << skip;
+  TempDir dir;
+  audit::Options o = trailOptions(dir.path());
+  o.checkpointRecords = 5000;
+  {
+    auto log = openTrail(o);
+    std::vector<audit::AuditLog::Committed> committed;
+    for (int i = 0; i < 25000; ++i) committed.push_back({i % 50 + 1, audit::encodeRecord(sampleRecord(i))});
+    log->appendCommitted(std::move(committed));
+    log->close();
+  }
+  const std::int64_t patientRows = sqliteCount(dir.path() + "/audit.db", "SELECT count(*) FROM audit_patient");
+  ASSERT_GT(patientRows, 10000);
+
+  auto copied = audit::copyTrail(o, first);
+  ASSERT_TRUE(copied.ok()) << copied.error().message;
+  EXPECT_EQ(copied->records, 25000);
+  EXPECT_EQ(copied->patientRows, patientRows);
+  EXPECT_EQ(copied->firstSeq, 1);
+  EXPECT_EQ(copied->lastSeq, 25000);
+  auto v = audit::verify(first, o.checkpointDir, "");
+  EXPECT_TRUE(v.ok) << v.firstBadSeq << ": " << v.problem;
+  EXPECT_EQ(v.records, 25000);
+
+  audit::Options fromPg = o;
+  fromPg.url = first;
+  auto again = audit::copyTrail(fromPg, second);
+  ASSERT_TRUE(again.ok()) << again.error().message;
+  EXPECT_EQ(again->records, 25000);
+  EXPECT_EQ(again->lastHash, copied->lastHash);
+  v = audit::verify(second, o.checkpointDir, "");
+  EXPECT_TRUE(v.ok) << v.firstBadSeq << ": " << v.problem;
+  // A copied record whose origin column is set again would be taken for a row of the new store's
+  // outbox: verify names it.
+  std::string error;
+  PgServer* server = PgServer::shared(error);
+  ASSERT_NE(server, nullptr) << error;
+  server->psql(second.substr(second.rfind('/') + 1), "UPDATE audit_record SET origin = 'outbox:7' WHERE seq = 12345");
+  v = audit::verify(second, o.checkpointDir, "");
+  EXPECT_FALSE(v.ok);
+  EXPECT_EQ(v.firstBadSeq, 12345);
+  EXPECT_EQ(v.problem, "record 12345: column origin of a copied record is not empty");
+  // A copy into a trail that holds records is refused, and says how many.
+  auto refused = audit::copyTrail(o, second);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.error().message, "the target audit trail already holds 25000 records");
 }
