@@ -75,7 +75,18 @@ Result<std::unique_ptr<Connection>> Connection::open(const std::string& url, boo
     countDatabaseFailure();
     return makeError(ErrorCode::kUnavailable, "database: cannot connect: " + m);
   }
-  return std::unique_ptr<Connection>(new Connection(url, c, reader));
+  std::unique_ptr<Connection> conn(new Connection(url, c, reader));
+  if (auto r = conn->configure(); !r.ok()) return r.error();
+  return conn;
+}
+
+Result<void> Connection::configure() {
+  // Statements are prepared once per connection and run with their own values each time. By
+  // default PostgreSQL plans each run again for its values (a custom plan) as long as that looks
+  // cheaper than one generic plan, and the planning then costs more than running the lookup
+  // (0.2 ms against 0.05 ms for a search by identifier). The store's statements are shaped by the
+  // gateway (it picks the driving index itself), so their generic plans are kept.
+  return run("SET plan_cache_mode = force_generic_plan", "configure the session");
 }
 
 Connection::~Connection() {
@@ -86,9 +97,9 @@ bool Connection::broken() const { return PQstatus(conn_) != CONNECTION_OK; }
 
 bool Connection::reconnect() {
   PQreset(conn_);
-  // A new server connection: the statements prepared on the old one are gone.
+  // A new server connection: the statements prepared on the old one are gone, and its settings.
   prepared_.clear();
-  return PQstatus(conn_) == CONNECTION_OK;
+  return PQstatus(conn_) == CONNECTION_OK && configure().ok();
 }
 
 bool Connection::ensureOpen() { return !broken() || reconnect(); }

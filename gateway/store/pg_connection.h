@@ -87,6 +87,7 @@ class Connection {
 
  private:
   Connection(std::string url, pg_conn* conn, bool reader) : url_(std::move(url)), conn_(conn), reader_(reader) {}
+  Result<void> configure();
   Result<Rows> execOnce(const std::string& sql, const std::vector<Value>& params, const char* what);
   Error error(pg_result* r, const char* what);
   bool broken() const;
