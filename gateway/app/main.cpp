@@ -261,6 +261,12 @@ int dbCopy(int argc, char** argv) {
     std::cerr << "passerelle db copy: --audit-from needs --audit-to (see passerelle db --help)\n";
     return 2;
   }
+  // A trail on PostgreSQL goes with a store there (the gateway refuses to start otherwise).
+  if (!auditTo.empty() && to.rfind("postgres", 0) != 0) {
+    std::cerr << "passerelle db copy: --audit-to a PostgreSQL trail needs --to a PostgreSQL store (the gateway runs "
+                 "them together)\n";
+    return 2;
+  }
   Config config;
   if (int rc = loadConfig(args, config)) return rc;
   passerelle::app::configureLogging(config);

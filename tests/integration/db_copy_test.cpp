@@ -679,6 +679,10 @@ TEST_F(DbCopyAuditTest, ATargetTrailHoldingRecordsIsRefusedAndNothingIsWritten) 
   // --audit-from alone is a usage error.
   Outcome alone = runBinary(dir_, {"db", "copy", "--from", source_, "--to", target_, "--audit-from", "sqlite:x.db"});
   EXPECT_EQ(alone.status, 2) << alone.err;
+  // A PostgreSQL trail beside a SQLite store: the gateway would not start on them.
+  Outcome split = runBinary(dir_, {"db", "copy", "--from", source_, "--to", "sqlite:" + dir_.path() + "/other.db", "--audit-to", target_});
+  EXPECT_EQ(split.status, 2) << split.err;
+  EXPECT_NE(split.err.find("needs --to a PostgreSQL store"), std::string::npos) << split.err;
 }
 
 TEST_F(DbCopyAuditTest, ARecordEditedInTheSourceFailsTheCopysVerificationNamingIt) {
