@@ -1,5 +1,6 @@
 // Throughput of the FHIR R4 validator (parse + validate) on realistic resources: a Patient, an
-// Observation, an Encounter and a transaction Bundle of 100 entries. Reports resources/s and MB/s.
+// Observation, an Encounter, a transaction Bundle of 100 entries and one of 1,000 entries whose
+// references resolve between entries. Reports resources/s and MB/s.
 // bench/validation.sh runs it beside the ajv peer on the same inputs.
 #include <benchmark/benchmark.h>
 
@@ -37,6 +38,27 @@ std::string bundleOf100() {
   return b + "]}";
 }
 
+// A transaction of 1,000 entries whose Observations and Encounters reference the Patient created
+// in the same transaction by its urn:uuid (each resolved against the entries' fullUrls).
+std::string bundleOf1000() {
+  auto urn = [](int i) {
+    std::string n = std::to_string(i);
+    return "urn:uuid:00000000-0000-4000-8000-" + std::string(12 - n.size(), '0') + n;
+  };
+  std::string b = R"({"resourceType":"Bundle","type":"transaction","entry":[)";
+  int patient = 0;
+  for (int i = 0; i < 1000; ++i) {
+    if (i) b += ',';
+    std::string r = i % 3 == 0 ? kPatient : i % 3 == 1 ? kObservation : kEncounter;
+    std::string type = i % 3 == 0 ? "Patient" : i % 3 == 1 ? "Observation" : "Encounter";
+    if (i % 3 == 0) patient = i;
+    for (std::size_t at = r.find("\"Patient/pat-0001\""); at != std::string::npos; at = r.find("\"Patient/pat-0001\""))
+      r.replace(at, 18, "\"" + urn(patient) + "\"");
+    b += R"({"fullUrl":")" + urn(i) + R"(","resource":)" + r + R"(,"request":{"method":"POST","url":")" + type + R"("}})";
+  }
+  return b + "]}";
+}
+
 void run(benchmark::State& state, const std::string& json, int resources) {
   const auto& validator = passerelle::fhir::Validator::instance();
   for (auto _ : state) {
@@ -60,10 +82,16 @@ void BM_ValidateBundle100(benchmark::State& s) {
   run(s, bundle, 101);
 }
 
+void BM_ValidateBundle1000(benchmark::State& s) {
+  static const std::string bundle = bundleOf1000();
+  run(s, bundle, 1001);
+}
+
 }  // namespace
 
 BENCHMARK(BM_ValidatePatient);
 BENCHMARK(BM_ValidateObservation);
 BENCHMARK(BM_ValidateEncounter);
 BENCHMARK(BM_ValidateBundle100);
+BENCHMARK(BM_ValidateBundle1000)->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();

@@ -1,6 +1,7 @@
 // The mapping engine: loads definitions and ConceptMaps, applies them both ways (see mapping_engine.h).
 #include "mappings/network/mapping_engine.h"
 
+#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
@@ -45,6 +46,7 @@ struct Field {
   std::string ref;       // patient | professional | practitioner | structure | key
   std::string map;       // ConceptMap name
   bool asCode = false;   // the map writes the code only, not a Coding
+  bool asMarkdown = false;  // plain text written to a markdown element: '\\', '<' and '&' escaped
   Json also;             // members set beside the written value, in the element that holds it
   std::vector<std::pair<ElementPath, Json>> alsoPaths;
   bool readBack = true;  // false: written to FHIR, not read back (the value is read from another field)
@@ -316,6 +318,7 @@ struct MappingSet::Impl {
         field.ref = fj.value("ref", "");
         field.map = fj.value("map", "");
         field.asCode = fj.value("as", "") == "code";
+        field.asMarkdown = fj.value("as", "") == "markdown";
         field.readBack = fj.value("readBack", true);
         field.also = fj.value("also", Json::object());
         if (!field.also.empty() && field.fhir.steps.size() < 2) {
@@ -416,7 +419,31 @@ struct MappingSet::Impl {
       if (!it->second.display.empty()) c["display"] = it->second.display;
       return c;
     }
+    if (f.asMarkdown && value.is_string()) return Json(markdownFromText(value.get<std::string>()));
     return value;
+  }
+
+  // Plain text as markdown that reads the same: backslash escapes for '\\', '<' and '&', so that no
+  // text becomes raw HTML (which markdown in FHIR does not allow) or an entity.
+  static std::string markdownFromText(const std::string& text) {
+    std::string out;
+    out.reserve(text.size());
+    for (char c : text) {
+      if (c == '\\' || c == '<' || c == '&') out += '\\';
+      out += c;
+    }
+    return out;
+  }
+
+  // Markdown read back as plain text: a backslash before ASCII punctuation is dropped.
+  static std::string textFromMarkdown(const std::string& md) {
+    std::string out;
+    out.reserve(md.size());
+    for (std::size_t i = 0; i < md.size(); ++i) {
+      if (md[i] == '\\' && i + 1 < md.size() && std::ispunct(static_cast<unsigned char>(md[i + 1]))) ++i;
+      out += md[i];
+    }
+    return out;
   }
 
   // {"system", "value"} of the identifier a reference object names, or null.
@@ -692,6 +719,7 @@ struct MappingSet::Impl {
       }
       return Json(it->second);
     }
+    if (f.asMarkdown && v.is_string()) return Json(textFromMarkdown(v.get<std::string>()));
     return v;
   }
 

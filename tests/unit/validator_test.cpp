@@ -198,6 +198,121 @@ TEST(ValidatorTest, ValidatesBundleEntriesAndBundleRules) {
   EXPECT_TRUE(hasIssue(doc, "Bundle.entry[0]", "invariant", "bdl-11")) << dump(doc);
 }
 
+// bundle.html: a RESTful fullUrl ends with the resource's type and id; urn: fullUrls are valid
+// UUIDs and OIDs.
+TEST(ValidatorTest, FullUrlAgreesWithTheResource) {
+  auto r = check(R"({"resourceType":"Bundle","type":"collection","entry":[
+    {"fullUrl":"http://h/fhir/Patient/1","resource":{"resourceType":"Observation","id":"1","status":"final","code":{"text":"x"}}},
+    {"fullUrl":"http://h/fhir/Patient/2","resource":{"resourceType":"Patient","id":"3"}},
+    {"fullUrl":"urn:uuid:not-a-uuid","resource":{"resourceType":"Patient"}},
+    {"fullUrl":"urn:oid:1.2.x","resource":{"resourceType":"Patient"}},
+    {"fullUrl":"http://h/fhir/Patient/4","resource":{"resourceType":"Patient","id":"4"}},
+    {"fullUrl":"urn:uuid:c757873d-ec9a-4326-a141-556f43239520","resource":{"resourceType":"Patient","id":"5"}}]})");
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[0].fullUrl", "invalid", "does not match")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[1].fullUrl", "invalid", "does not match")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[2].fullUrl", "invalid", "urn:uuid")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[3].fullUrl", "invalid", "urn:oid")) << dump(r);
+  EXPECT_EQ(errors(r), 4) << dump(r);
+}
+
+// In a document (and a message) every reference resolves to an entry: relative ones against the
+// base of their entry's fullUrl, absolute and urn: ones by fullUrl, versions against meta.versionId.
+TEST(ValidatorTest, ReferencesResolveInsideDocumentsAndMessages) {
+  const std::string head = R"({"resourceType":"Bundle","type":"document","identifier":{"system":"urn:ietf:rfc:3986","value":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0"},"timestamp":"2026-01-02T10:00:00Z","entry":[
+    {"fullUrl":"http://h/fhir/Composition/c","resource":{"resourceType":"Composition","id":"c","status":"final","type":{"text":"x"},"date":"2026-01-02","title":"t",
+      "subject":{"reference":")";
+  const std::string tail = R"("},"author":[{"reference":"urn:uuid:9a5b4b8e-7d4f-4c1e-8f1f-2f3a1f0f0a01"}]}},
+    {"fullUrl":"http://h/fhir/Patient/1","resource":{"resourceType":"Patient","id":"1","meta":{"versionId":"3"}}},
+    {"fullUrl":"urn:uuid:9a5b4b8e-7d4f-4c1e-8f1f-2f3a1f0f0a01","resource":{"resourceType":"Practitioner"}}]})";
+  for (std::string ok : {"Patient/1", "http://h/fhir/Patient/1", "Patient/1/_history/3"}) {
+    auto r = check(head + ok + tail);
+    EXPECT_FALSE(r.hasErrors()) << ok << dump(r);
+  }
+  auto missing = check(head + "Patient/2" + tail);
+  EXPECT_TRUE(hasIssue(missing, "Bundle.entry[0].resource.subject.reference", "not-found", "does not resolve"))
+      << dump(missing);
+  auto elsewhere = check(head + "http://other/fhir/Patient/1" + tail);
+  EXPECT_TRUE(hasIssue(elsewhere, "Bundle.entry[0].resource.subject.reference", "not-found")) << dump(elsewhere);
+  auto version = check(head + "Patient/1/_history/2" + tail);
+  EXPECT_TRUE(hasIssue(version, "Bundle.entry[0].resource.subject.reference", "invalid", "version")) << dump(version);
+  // Composition.subject may reference any resource, but Composition.author not a Patient.
+  std::string wrongType = head + "Patient/1" + tail;
+  wrongType.replace(wrongType.find(R"("resourceType":"Practitioner")"), 29, R"("resourceType":"Medication")");
+  auto type = check(wrongType);
+  EXPECT_TRUE(hasIssue(type, "Bundle.entry[0].resource.author[0].reference", "invalid", "not a valid target"))
+      << dump(type);
+  auto message = check(R"({"resourceType":"Bundle","type":"message","timestamp":"2026-01-02T10:00:00Z","entry":[
+    {"fullUrl":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0","resource":{"resourceType":"MessageHeader","eventCoding":{"code":"x"},
+      "source":{"endpoint":"http://h"},"focus":[{"reference":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e1"}]}}]})");
+  EXPECT_TRUE(hasIssue(message, "Bundle.entry[0].resource.focus[0].reference", "not-found")) << dump(message);
+}
+
+// Outside documents and messages a relative or absolute reference may point outside the Bundle; a
+// urn: reference cannot.
+TEST(ValidatorTest, UrnReferencesResolveInEveryBundle) {
+  auto r = check(R"({"resourceType":"Bundle","type":"collection","entry":[
+    {"fullUrl":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e0","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},
+     "subject":{"reference":"Patient/elsewhere"},"performer":[{"reference":"urn:uuid:0c3151bd-1cbf-4d64-b04d-cd9187a4c6e9"}]}}]})");
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[0].resource.performer[0].reference", "not-found")) << dump(r);
+  EXPECT_EQ(errors(r), 1) << dump(r);
+}
+
+// http.html#transaction: what each method's entry carries.
+TEST(ValidatorTest, TransactionEntriesCarryWhatTheirMethodNeeds) {
+  auto r = check(R"({"resourceType":"Bundle","type":"transaction","entry":[
+    {"request":{"method":"DELETE","url":"Patient/1"},"resource":{"resourceType":"Patient"}},
+    {"request":{"method":"POST","url":"Observation"},"resource":{"resourceType":"Patient"}},
+    {"request":{"method":"PUT","url":"Patient/1"},"resource":{"resourceType":"Patient","id":"2"}},
+    {"request":{"method":"PUT","url":"Patient/3"}},
+    {"request":{"method":"PATCH","url":"Patient/3"},"resource":{"resourceType":"Patient"}},
+    {"request":{"method":"PUT","url":"Patient/4"},"resource":{"resourceType":"Patient","id":"4"}},
+    {"request":{"method":"PUT","url":"Patient?identifier=x|1"},"resource":{"resourceType":"Patient"}},
+    {"request":{"method":"GET","url":"Patient?name=x"}}]})");
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[0].resource", "invalid", "carries no resource")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[1].request.url", "invalid", "names the type")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[2].request.url", "invalid", "does not match the resource id")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[3].request", "invalid", "must carry a resource")) << dump(r);
+  EXPECT_TRUE(hasIssue(r, "Bundle.entry[4].request", "invalid", "PATCH")) << dump(r);
+  EXPECT_EQ(errors(r), 5) << dump(r);
+  auto search = check(R"({"resourceType":"Bundle","type":"searchset","entry":[
+    {"fullUrl":"http://h/fhir/Patient/1","resource":{"resourceType":"Patient","id":"1"},"search":{"mode":"outcome"}}]})");
+  EXPECT_TRUE(hasIssue(search, "Bundle.entry[0].search.mode", "invalid", "OperationOutcome")) << dump(search);
+}
+
+// dom-3 both ways: a contained resource is referenced, and a "#id" reference names one.
+TEST(ValidatorTest, LocalReferencesNameAContainedResource) {
+  auto ok = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},
+    "contained":[{"resourceType":"Patient","id":"p1"}],"subject":{"reference":"#p1"}})");
+  EXPECT_FALSE(ok.hasErrors()) << dump(ok);
+  auto missing = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"#p1"}})");
+  EXPECT_TRUE(hasIssue(missing, "Observation.subject.reference", "invalid", "no contained resource")) << dump(missing);
+}
+
+// txt-1 allows basic formatting only; internal links name an id of the resource; markdown carries
+// no raw HTML.
+TEST(ValidatorTest, NarrativeLinksAndMarkdown) {
+  auto patient = [](std::string div) {
+    return check(R"({"resourceType":"Patient","contained":[{"resourceType":"Binary","id":"c1","contentType":"image/png"}],
+      "photo":[{"url":"#c1"}],"text":{"status":"generated","div":")" + div + R"("}})");
+  };
+  auto ok = patient(R"(<div xmlns=\"http://www.w3.org/1999/xhtml\"><a name=\"n1\">x</a> <a href=\"#n1\">up</a> <img src=\"#c1\" alt=\"\"/></div>)");
+  EXPECT_FALSE(ok.hasErrors()) << dump(ok);
+  auto dangling = patient(R"(<div xmlns=\"http://www.w3.org/1999/xhtml\"><a href=\"#nope\">x</a></div>)");
+  EXPECT_TRUE(hasIssue(dangling, "Patient.text.div", "invalid", "#nope")) << dump(dangling);
+  auto font = patient(R"(<div xmlns=\"http://www.w3.org/1999/xhtml\"><font color=\"red\">x</font></div>)");
+  EXPECT_TRUE(hasIssue(font, "Patient.text.div", "invariant", "<font>")) << dump(font);
+  auto attr = patient(R"(<div xmlns=\"http://www.w3.org/1999/xhtml\"><p data-x=\"1\">x</p></div>)");
+  EXPECT_TRUE(hasIssue(attr, "Patient.text.div", "invariant", "data-x")) << dump(attr);
+  auto md = [](std::string text) {
+    return check(R"({"resourceType":"Organization","name":"x","extension":[{"url":"http://h/x","valueMarkdown":")" + text + R"("}]})");
+  };
+  for (std::string fine : {"a < b and c > d", "`<b>` in code", "see <https://example.org/x>", "**bold**"})
+    EXPECT_FALSE(md(fine).hasErrors()) << fine << dump(md(fine));
+  for (std::string html : {"<b>bold</b>", "line<br/>break", "<!-- hidden -->", "x</p>"})
+    EXPECT_TRUE(hasIssue(md(html), "Organization.extension[0].value.ofType(markdown)", "invalid", "raw HTML"))
+        << html << dump(md(html));
+}
+
 TEST(ValidatorTest, ReportsParseErrorsAsIssues) {
   for (std::string_view bad : {"", "{", "[1,2]", "{\"resourceType\":\"Patient\",}", "nul", "\"x\""}) {
     auto r = check(bad);

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <charconv>
+#include <unordered_map>
 
 #include "mappings/fhir/validation/primitive_checks.h"
 #include "mappings/fhir/validation/xhtml_check.h"
@@ -103,14 +104,19 @@ std::string ResourceWalker::pathString() const {
 }
 
 void ResourceWalker::report(std::string_view code, std::string message, std::string_view severity) {
+  reportAt(pathString(), code, std::move(message), severity);
+}
+
+void ResourceWalker::reportAt(std::string path, std::string_view code, std::string message,
+                              std::string_view severity) {
   if (issues_.size() >= kMaxIssues) {
     if (!truncated_) {
       truncated_ = true;
-      issues_.push_back({"error", "too-costly", "Too many issues: the rest are not reported", pathString()});
+      issues_.push_back({"error", "too-costly", "Too many issues: the rest are not reported", std::move(path)});
     }
     return;
   }
-  issues_.push_back({std::string(severity), std::string(code), std::move(message), pathString()});
+  issues_.push_back({std::string(severity), std::string(code), std::move(message), std::move(path)});
 }
 
 void ResourceWalker::validateDocument(element root, std::string_view expectedType) {
@@ -122,7 +128,10 @@ void ResourceWalker::validateDocument(element root, std::string_view expectedTyp
                        ""});
     return;
   }
+  anchors_.clear();
+  narrativeLinks_.clear();
   validateResource(obj, expectedType, false);
+  checkNarrativeLinks();
 }
 
 void ResourceWalker::validateResource(object obj, std::string_view expectedType, bool contained) {
@@ -152,8 +161,17 @@ void ResourceWalker::validateResource(object obj, std::string_view expectedType,
     report("invalid", "The resource type " + quoteText(typeName) + " does not match the expected type " +
                           quoteText(expectedType));
   if (!contained) frames_.emplace_back();
+  if (typeIndex == tables_.bundleType) {
+    std::string_view bundleType;
+    memberString(obj, "type", bundleType);
+    bundles_.push_back({path_.size(), bundleType == "document" || bundleType == "message", {}});
+  }
   walkObject(obj, typeIndex, nullptr, -1, true);
-  if (typeIndex == tables_.bundleType) checkBundle(obj);
+  if (typeIndex == tables_.bundleType) {
+    BundleFrame frame = std::move(bundles_.back());
+    bundles_.pop_back();
+    checkBundle(obj, frame);
+  }
   if (typeIndex == tables_.observationType) checkObservation(obj);
   if (contained) checkContained(obj);
   if (!contained) {
@@ -181,6 +199,19 @@ void ResourceWalker::validateResource(object obj, std::string_view expectedType,
         }
         ++i;
       }
+    }
+    // A local reference "#id" names a contained resource of this resource.
+    for (const auto& [id, where] : frames_.back().referenceUses) {
+      bool found = false;
+      if (memberArray(obj, "contained", list))
+        for (element c : list) {
+          object co;
+          std::string_view cid;
+          if (c.get_object().get(co) == simdjson::SUCCESS && memberString(co, "id", cid) && cid == id) found = true;
+        }
+      if (!found)
+        reportAt(where, "invalid", "The local reference '#" + std::string(id) +
+                                       "' does not resolve: no contained resource has the id " + quoteText(id));
     }
     frames_.pop_back();
   }
@@ -336,8 +367,12 @@ void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std:
       walkObject(o, tables_.elementType, nullptr, -1, false);
   } else if (resourceRoot && ed.name == "id" && ed.prim != Prim::None) {
     checkPrimitive(f.value, ed, true);
+    std::string_view id;
+    if (stringOf(f.value, id)) anchors_.push_back(id);
   } else {
     checkValue(f.value, ed, childValueSet, false);
+    std::string_view id;
+    if (ed.name == "id" && ed.prim != Prim::None && stringOf(f.value, id)) anchors_.push_back(id);
   }
   pop();
 }
@@ -441,6 +476,7 @@ void ResourceWalker::checkString(std::string_view s, const ElementDef& e, bool i
         report("value", "@value cannot be made only of whitespace");
         return;
       }
+      if (ok && e.prim == Prim::Markdown) checkMarkdown(s);
       break;
     case Prim::Code: ok = isFhirCode(s); what = "code"; break;
     case Prim::Id: ok = isFhirId(s); what = "id"; break;
@@ -465,10 +501,16 @@ void ResourceWalker::checkString(std::string_view s, const ElementDef& e, bool i
     case Prim::Base64Binary: ok = isFhirBase64(s); what = "base64Binary"; break;
     case Prim::Xhtml: {
       std::vector<XhtmlProblem> problems;
-      checkNarrativeXhtml(s, problems);
+      XhtmlRefs refs;
+      checkNarrativeXhtml(s, problems, &refs);
       for (auto& p : problems)
         report(p.invariant.empty() ? "invalid" : "invariant",
                p.invariant.empty() ? std::move(p.message) : "Constraint failed: " + p.invariant + ": " + p.message);
+      anchors_.insert(anchors_.end(), refs.anchors.begin(), refs.anchors.end());
+      if (!refs.links.empty()) {
+        std::string where = pathString();
+        for (std::string_view link : refs.links) narrativeLinks_.push_back({link, where});
+      }
       return;
     }
     default: break;
@@ -492,14 +534,25 @@ void ResourceWalker::checkReference(std::string_view ref, const ElementDef* via)
   if (ref.empty()) return;  // reported as an empty string already
   if (ref[0] == '#') {
     if (!frames_.empty()) {
-      if (ref.size() == 1 && containedIndex_ >= 0)
+      if (ref.size() == 1 && containedIndex_ >= 0) {
         frames_.back().containerRefIn.push_back(containedIndex_);
-      else
+      } else {
         frames_.back().localRefs.push_back(ref);
+        if (ref.size() > 1) frames_.back().referenceUses.emplace_back(ref.substr(1), pathString());
+      }
     }
     return;
   }
   if (!isFhirUri(ref)) return;  // the uri check already reported it
+  if (!bundles_.empty()) {
+    // Inside a Bundle's entry: kept to be resolved against the other entries once they are known.
+    BundleFrame& bundle = bundles_.back();
+    bool urn = startsWith(ref, "urn:");
+    if (bundle.depth < path_.size() && path_[bundle.depth].name == "entry" &&
+        (bundle.resolveAll || urn || ref.find("/_history/") != std::string_view::npos) &&
+        (!urn || isFhirUuid(ref) || isFhirOid(ref)))
+      bundle.refs.push_back({ref, path_[bundle.depth].index, via, pathString()});
+  }
   std::string_view typeName;
   if (startsWith(ref, "urn:uuid:")) {
     if (!isFhirUuid(ref)) report("invalid", "The reference " + quoteText(ref) + " is not a valid urn:uuid: UUID");
@@ -668,7 +721,20 @@ void ResourceWalker::checkObservation(object obj) {
   }
 }
 
-void ResourceWalker::checkBundle(object obj) {
+namespace {
+
+// "Type/id" at the end of a RESTful URL (".../Patient/23"), or empty views.
+std::pair<std::string_view, std::string_view> restTail(std::string_view url) {
+  std::size_t slash = url.rfind('/');
+  if (slash == std::string_view::npos || slash == 0) return {};
+  std::size_t before = url.rfind('/', slash - 1);
+  std::size_t typeStart = before == std::string_view::npos ? 0 : before + 1;
+  return {url.substr(typeStart, slash - typeStart), url.substr(slash + 1)};
+}
+
+}  // namespace
+
+void ResourceWalker::checkBundle(object obj, BundleFrame& frame) {
   std::string_view type;
   memberString(obj, "type", type);
   element v;
@@ -701,8 +767,22 @@ void ResourceWalker::checkBundle(object obj) {
       object resource;
       bool hasResource = memberObject(entry, "resource", resource);
       bool hasRequest = member(entry, "request", v), hasResponse = member(entry, "response", v);
-      if (member(entry, "search", v) && type != "searchset")
-        report("invariant", "Constraint failed: bdl-2: 'entry.search only when a search'");
+      object search;
+      if (memberObject(entry, "search", search)) {
+        if (type != "searchset") {
+          report("invariant", "Constraint failed: bdl-2: 'entry.search only when a search'");
+        } else {
+          std::string_view mode, rt;
+          if (memberString(search, "mode", mode) && mode == "outcome" &&
+              !(hasResource && memberString(resource, "resourceType", rt) && rt == "OperationOutcome")) {
+            push("search");
+            push("mode");
+            report("invalid", "A searchset entry whose search mode is 'outcome' must carry an OperationOutcome");
+            pop();
+            pop();
+          }
+        }
+      }
       if (hasRequest != needRequest)
         report("invariant", needRequest ? "Constraint failed: bdl-3: 'entry.request mandatory for batch/transaction/"
                                           "history' (this entry has no request)"
@@ -715,27 +795,32 @@ void ResourceWalker::checkBundle(object obj) {
                                            "batch-response/transaction-response/history'");
       if (!hasResource && !hasRequest && !hasResponse)
         report("invariant", "Constraint failed: bdl-5: 'must be a resource unless there's a request or response'");
+      if (hasRequest && (type == "batch" || type == "transaction"))
+        checkBundleEntryRequest(type, entry, hasResource, resource);
       std::string_view fullUrl, resourceType, id;
       if (memberString(entry, "fullUrl", fullUrl)) {
         if (fullUrl.find("/_history/") != std::string_view::npos)
           report("invariant", "Constraint failed: bdl-8: 'fullUrl cannot be a version specific reference'");
+        push("fullUrl");
         if (fullUrl.find(':') == std::string_view::npos) {
-          push("fullUrl");
           report("invalid", "The fullUrl " + quoteText(fullUrl) + " must be an absolute URL");
-          pop();
-        }
-        if (hasResource && memberString(resource, "resourceType", resourceType) && memberString(resource, "id", id) &&
-            !startsWith(fullUrl, "urn:")) {
-          std::string suffix = "/" + std::string(resourceType) + "/" + std::string(id);
-          bool restful = fullUrl.find("/" + std::string(resourceType) + "/") != std::string_view::npos;
-          if (restful && !(fullUrl.size() >= suffix.size() &&
-                           fullUrl.substr(fullUrl.size() - suffix.size()) == suffix)) {
-            push("fullUrl");
-            report("invalid", "The fullUrl " + quoteText(fullUrl) + " does not match the resource type and id (" +
+        } else if (startsWith(fullUrl, "urn:uuid:")) {
+          if (!isFhirUuid(fullUrl)) report("invalid", "The fullUrl " + quoteText(fullUrl) + " is not a valid urn:uuid: UUID");
+        } else if (startsWith(fullUrl, "urn:oid:")) {
+          if (!isFhirOid(fullUrl)) report("invalid", "The fullUrl " + quoteText(fullUrl) + " is not a valid urn:oid: OID");
+        } else if (hasResource && memberString(resource, "resourceType", resourceType)) {
+          // The fullUrl SHALL NOT disagree with the resource: a RESTful URL ends with its type and id.
+          bool hasId = memberString(resource, "id", id);
+          auto [urlType, urlId] = restTail(fullUrl);
+          bool restful = tables_.resourceType(urlType) >= 0 && isFhirId(urlId);
+          if (restful && (urlType != resourceType || (hasId && urlId != id)))
+            report("invalid", "The fullUrl " + quoteText(fullUrl) + " does not match the resource (" +
+                                  std::string(resourceType) + (hasId ? "/" + std::string(id) : std::string(" without an id")) + ")");
+          else if (!restful && hasId && fullUrl.find("/" + std::string(resourceType) + "/") != std::string_view::npos)
+            report("invalid", "The fullUrl " + quoteText(fullUrl) + " does not end with the resource's type and id (" +
                                   std::string(resourceType) + "/" + std::string(id) + ")");
-            pop();
-          }
         }
+        pop();
         std::string_view versionId;
         object meta;
         if (hasResource && memberObject(resource, "meta", meta)) memberString(meta, "versionId", versionId);
@@ -743,7 +828,7 @@ void ResourceWalker::checkBundle(object obj) {
         if (std::find(seen.begin(), seen.end(), key) != seen.end())
           report("invariant", "Constraint failed: bdl-7: 'FullUrl must be unique in a bundle, or else entries with "
                               "the same fullUrl must have different meta.versionId' (" + quoteText(fullUrl) + ")");
-        else
+        else if (seen.size() < 4096)
           seen.push_back(key);
       }
       if (i == 0 && (document || message)) {
@@ -757,10 +842,207 @@ void ResourceWalker::checkBundle(object obj) {
       pop();
       ++i;
     }
+    if (!frame.refs.empty()) resolveBundleReferences(entries, frame);
   }
   if (!hasEntries && (document || message))
     report("invariant", document ? "Constraint failed: bdl-11: 'A document must have a Composition as the first resource'"
                                  : "Constraint failed: bdl-12: 'A message must have a MessageHeader as the first resource'");
+}
+
+// What a batch or transaction entry carries (http.html#transaction): POST and PUT a resource of the
+// type their url names (PUT Type/id: that id too), PATCH a Parameters or Binary, GET, HEAD and
+// DELETE none.
+void ResourceWalker::checkBundleEntryRequest(std::string_view bundleType, object entry, bool hasResource,
+                                             object resource) {
+  object request;
+  std::string_view method, url, resourceType, id;
+  if (!memberObject(entry, "request", request) || !memberString(request, "method", method) ||
+      !memberString(request, "url", url))
+    return;  // reported by the cardinalities
+  if (hasResource) memberString(resource, "resourceType", resourceType);
+  bool hasId = hasResource && memberString(resource, "id", id);
+  push("request");
+  if (method == "GET" || method == "HEAD" || method == "DELETE") {
+    if (hasResource) {
+      pop();
+      push("resource");
+      report("invalid", "A " + std::string(bundleType) + " entry with method " + std::string(method) +
+                            " carries no resource");
+      pop();
+      push("request");
+    }
+  } else if (method == "POST" || method == "PUT" || method == "PATCH") {
+    if (!hasResource) {
+      report("invalid", "A " + std::string(bundleType) + " entry with method " + std::string(method) +
+                            " must carry a resource");
+    } else if (method == "PATCH") {
+      if (resourceType != "Parameters" && resourceType != "Binary")
+        report("invalid", "A PATCH entry carries a Parameters (FHIRPath patch) or a Binary, not a " +
+                              std::string(resourceType));
+    } else {
+      std::string_view path = url.substr(0, url.find('?'));
+      bool conditional = path.size() != url.size();
+      std::size_t slash = path.find('/');
+      std::string_view urlType = path.substr(0, slash);
+      push("url");
+      if (tables_.resourceType(urlType) < 0) {
+        report("invalid", "The request url " + quoteText(url) + " does not start with a resource type");
+      } else if (urlType != resourceType) {
+        report("invalid", "The request url " + quoteText(url) + " names the type " + quoteText(urlType) +
+                              " but the entry's resource is a " + std::string(resourceType));
+      } else if (method == "POST" && slash != std::string_view::npos) {
+        report("invalid", "A POST entry's url is the resource type alone, not " + quoteText(url));
+      } else if (method == "PUT" && !conditional) {
+        std::string_view urlId = slash == std::string_view::npos ? std::string_view() : path.substr(slash + 1);
+        if (urlId.empty() || urlId.find('/') != std::string_view::npos)
+          report("invalid", "A PUT entry's url is Type/id or Type?criteria, not " + quoteText(url));
+        else if (hasId && urlId != id)
+          report("invalid", "The request url " + quoteText(url) + " does not match the resource id " + quoteText(id));
+      }
+      pop();
+    }
+  }
+  pop();
+}
+
+// Resolving references in Bundles (bundle.html#references): a version is taken off and compared
+// with the entry's meta.versionId; urn:uuid:, urn:oid: and absolute references match a fullUrl;
+// a relative reference is made absolute with the base of its own entry's RESTful fullUrl (or, when
+// the entry has none, matches an entry of that type and id).
+void ResourceWalker::resolveBundleReferences(array entries, BundleFrame& frame) {
+  struct Target {
+    std::string_view fullUrl, type, id, version;
+  };
+  std::vector<Target> targets;
+  targets.reserve(entries.size());
+  std::unordered_map<std::string_view, std::size_t> byUrl;
+  std::unordered_map<std::string, std::size_t> byTypeId;
+  for (element e : entries) {
+    Target t;
+    object entry, resource, meta;
+    if (e.get_object().get(entry) == simdjson::SUCCESS) {
+      memberString(entry, "fullUrl", t.fullUrl);
+      if (memberObject(entry, "resource", resource)) {
+        memberString(resource, "resourceType", t.type);
+        memberString(resource, "id", t.id);
+        if (memberObject(resource, "meta", meta)) memberString(meta, "versionId", t.version);
+      }
+    }
+    if (!t.fullUrl.empty()) byUrl.emplace(t.fullUrl, targets.size());
+    if (!t.type.empty() && !t.id.empty())
+      byTypeId.emplace(std::string(t.type) + "/" + std::string(t.id), targets.size());
+    targets.push_back(t);
+  }
+  std::string candidate;
+  for (BundleReference& use : frame.refs) {
+    std::string_view ref = use.ref;
+    if (ref.find('?') != std::string_view::npos) continue;  // conditional: resolved by the server
+    std::string_view version;
+    if (std::size_t h = ref.find("/_history/"); h != std::string_view::npos) {
+      version = ref.substr(h + 10);
+      ref = ref.substr(0, h);
+    }
+    bool urn = startsWith(ref, "urn:");
+    bool absolute = urn || ref.find("://") != std::string_view::npos;
+    std::size_t found = SIZE_MAX;
+    if (absolute) {
+      if (auto it = byUrl.find(ref); it != byUrl.end()) found = it->second;
+    } else if (use.entry >= 0 && static_cast<std::size_t>(use.entry) < targets.size()) {
+      const Target& own = targets[static_cast<std::size_t>(use.entry)];
+      auto [urlType, urlId] = restTail(own.fullUrl);
+      bool restful = !startsWith(own.fullUrl, "urn:") && own.fullUrl.find("://") != std::string_view::npos &&
+                     tables_.resourceType(urlType) >= 0;
+      if (restful) {
+        candidate.assign(own.fullUrl.substr(0, own.fullUrl.size() - urlType.size() - urlId.size() - 1));
+        candidate.append(ref);
+        if (auto it = byUrl.find(candidate); it != byUrl.end()) found = it->second;
+      } else if (auto it = byTypeId.find(std::string(ref)); it != byTypeId.end()) {
+        found = it->second;
+      }
+    }
+    if (found == SIZE_MAX) {
+      if (frame.resolveAll || urn)
+        reportAt(std::move(use.path), "not-found",
+                 "The reference " + quoteText(use.ref) + " does not resolve to an entry of the Bundle" +
+                     (frame.resolveAll ? std::string(" (references in a document or a message resolve inside it)")
+                                       : std::string(" (a urn: reference only resolves inside its Bundle)")));
+      continue;
+    }
+    const Target& target = targets[found];
+    if (!version.empty() && version != target.version) {
+      reportAt(use.path, "invalid",
+               "The versioned reference " + quoteText(use.ref) + " resolves to an entry whose version is " +
+                   (target.version.empty() ? std::string("not stated") : quoteText(target.version)));
+    }
+    if (urn && use.via != nullptr && !use.via->targets.empty() && !target.type.empty()) {
+      int t = tables_.resourceType(target.type);
+      if (std::find(use.via->targets.begin(), use.via->targets.end(), t) == use.via->targets.end()) {
+        std::string allowed;
+        for (int x : use.via->targets) {
+          if (!allowed.empty()) allowed += ", ";
+          allowed += tables_.type(x).name;
+        }
+        reportAt(std::move(use.path), "invalid",
+                 "The reference " + quoteText(use.ref) + " resolves to a " + std::string(target.type) +
+                     ", which is not a valid target for this element (allowed: " + allowed + ")");
+      }
+    }
+  }
+}
+
+// Markdown is GitHub-flavoured markdown without raw HTML (datatypes.html#markdown): a tag, an end
+// tag, a comment or a declaration outside code spans is refused.
+void ResourceWalker::checkMarkdown(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    char c = s[i];
+    if (c == '`') {
+      std::size_t run = s.find_first_not_of('`', i);
+      if (run == std::string_view::npos) return;
+      std::string fence(run - i, '`');
+      std::size_t close = s.find(fence, run);
+      if (close == std::string_view::npos) return;  // an unclosed code span: plain text from here
+      i = close + fence.size();
+      continue;
+    }
+    if (c == '\\' && i + 1 < s.size()) {
+      i += 2;
+      continue;
+    }
+    if (c == '<' && i + 1 < s.size()) {
+      char n = s[i + 1];
+      bool letter = (n >= 'a' && n <= 'z') || (n >= 'A' && n <= 'Z');
+      bool endTag = n == '/' && i + 2 < s.size() &&
+                    ((s[i + 2] >= 'a' && s[i + 2] <= 'z') || (s[i + 2] >= 'A' && s[i + 2] <= 'Z'));
+      if (letter || endTag || n == '!' || n == '?') {
+        // An autolink (<https://...>, <mailto:...>) is markdown, not HTML.
+        std::size_t close = s.find('>', i);
+        std::string_view inside = s.substr(i + 1, close == std::string_view::npos ? 0 : close - i - 1);
+        bool autolink = letter && inside.find(':') != std::string_view::npos &&
+                        inside.find_first_of(" \t\r\n<") == std::string_view::npos &&
+                        inside.find(':') < inside.find('=');
+        if (!autolink && (close != std::string_view::npos || n == '!')) {
+          std::size_t len = std::min<std::size_t>(close == std::string_view::npos ? 4 : close - i + 1, 40);
+          report("invalid", "The markdown carries raw HTML (" + quoteText(s.substr(i, len)) +
+                                "), which markdown in FHIR does not allow");
+          return;
+        }
+      }
+    }
+    ++i;
+  }
+}
+
+// A narrative's "#..." links (a href, img src) name an id inside the resource or its Bundle: an
+// element or resource id, or an id or name attribute of a narrative.
+void ResourceWalker::checkNarrativeLinks() {
+  if (narrativeLinks_.empty()) return;
+  std::sort(anchors_.begin(), anchors_.end());
+  for (NarrativeLink& link : narrativeLinks_)
+    if (!std::binary_search(anchors_.begin(), anchors_.end(), link.target))
+      reportAt(std::move(link.path), "invalid",
+               "The narrative links to '#" + std::string(link.target) +
+                   "', which is not the id of anything in the resource (or its Bundle)");
 }
 
 }  // namespace passerelle::fhir::validation

@@ -1,7 +1,9 @@
 // Walks one parsed FHIR R4 JSON document (simdjson DOM) against the validation tables and appends
 // an Issue, with its FHIRPath location, for every problem: shape, unknown elements, primitive
 // formats, cardinality, choice types, required codes, references and the base invariants
-// (ele-1, ext-1, dom-2..dom-5, obs-6, obs-7, bdl-1..bdl-12, txt-1, txt-2).
+// (ele-1, ext-1, dom-2..dom-5, obs-6, obs-7, bdl-1..bdl-12, txt-1, txt-2), the Bundle rules (fullUrl
+// against the resource, references resolved between entries, what a transaction entry carries),
+// local references to contained resources, links inside narratives, and markdown without HTML.
 // One walker per validation; not thread-safe, cheap to build. Never throws except bad_alloc.
 #pragma once
 
@@ -42,6 +44,24 @@ class ResourceWalker {
   struct ResourceFrame {
     std::vector<std::string_view> localRefs;       // "#id" values met anywhere in the resource
     std::vector<std::int32_t> containerRefIn;      // contained indexes that reference "#"
+    std::vector<std::pair<std::string_view, std::string>> referenceUses;  // Reference "#id", with its path
+  };
+  // A reference met inside a Bundle's entry, resolved once the Bundle has been walked.
+  struct BundleReference {
+    std::string_view ref;
+    std::int32_t entry;
+    const ElementDef* via;
+    std::string path;
+  };
+  struct BundleFrame {
+    std::size_t depth;       // index in path_ of the Bundle's "entry" piece
+    bool resolveAll;         // document and message: every reference resolves inside
+    std::vector<BundleReference> refs;
+  };
+  // A link to "#id" from a narrative, resolved at the end of the document.
+  struct NarrativeLink {
+    std::string_view target;
+    std::string path;
   };
 
   void validateResource(simdjson::dom::object obj, std::string_view expectedType, bool contained);
@@ -58,9 +78,15 @@ class ResourceWalker {
   void checkExtension(std::size_t base, std::size_t end, const TypeDef& type);
   void checkContained(simdjson::dom::object obj);
   void checkObservation(simdjson::dom::object obj);
-  void checkBundle(simdjson::dom::object obj);
+  void checkBundle(simdjson::dom::object obj, BundleFrame& frame);
+  void checkBundleEntryRequest(std::string_view bundleType, simdjson::dom::object entry, bool hasResource,
+                               simdjson::dom::object resource);
+  void resolveBundleReferences(simdjson::dom::array entries, BundleFrame& frame);
+  void checkMarkdown(std::string_view s);
+  void checkNarrativeLinks();
 
   void report(std::string_view code, std::string message, std::string_view severity = "error");
+  void reportAt(std::string path, std::string_view code, std::string message, std::string_view severity = "error");
   std::string pathString() const;
   void push(std::string_view name, std::int32_t index = -1, std::string_view ofType = {}) {
     path_.push_back({name, index, ofType});
@@ -72,6 +98,9 @@ class ResourceWalker {
   std::vector<PathPiece> path_;
   std::vector<Field> fields_;
   std::vector<ResourceFrame> frames_;
+  std::vector<BundleFrame> bundles_;
+  std::vector<std::string_view> anchors_;        // ids met anywhere in the document (elements, resources, XHTML)
+  std::vector<NarrativeLink> narrativeLinks_;
   std::int32_t containedIndex_ = -1;  // index in the current resource's contained, -1 outside
   bool truncated_ = false;
 };

@@ -10,10 +10,30 @@ namespace passerelle::fhir::validation {
 namespace {
 
 constexpr std::string_view kXhtmlNs = "http://www.w3.org/1999/xhtml";
-constexpr std::string_view kForbidden[] = {"script", "iframe", "frame",  "frameset", "form",   "object",
-                                            "embed",  "applet", "input",  "button",   "select", "textarea",
-                                            "link",   "meta",   "base",   "style",    "html",   "head",
-                                            "body",   "title",  "option", "param"};
+// txt-1: the basic formatting of HTML 4.0 chapters 7 (div, span, headings, address), 9 (phrase
+// elements, quotations, sub/sup, paragraphs, lines, pre; not 9.4, ins and del), 10 (lists), 11
+// (tables), 12 (a), images (img, map, area) and the font-style elements narratives use (b, i, tt,
+// big, small, hr). Everything else (script, style, form, object, iframe, ins, font, ...) is refused.
+constexpr std::string_view kAllowed[] = {
+    "a",       "abbr",    "acronym", "address", "area", "b",   "bdo",   "big",   "blockquote", "br",
+    "caption", "cite",    "code",    "col",     "colgroup", "dd",  "dfn",   "div",   "dl",  "dt",
+    "em",      "h1",      "h2",      "h3",      "h4",   "h5",  "h6",    "hr",    "i",   "img",
+    "kbd",     "li",      "map",     "ol",      "p",    "pre", "q",     "samp",  "small", "span",
+    "strong",  "sub",     "sup",     "table",   "tbody", "td", "tfoot", "th",    "thead", "tr",
+    "tt",      "ul",      "var"};
+// The attributes of those elements (core, i18n, tables, links, images) and the style attribute.
+constexpr std::string_view kAllowedAttributes[] = {
+    "abbr",   "accesskey", "align",  "alt",    "axis",     "border",  "cellpadding", "cellspacing", "char",
+    "charoff", "cite",     "class",  "colspan", "compact", "coords",  "datetime", "dir",    "frame",
+    "headers", "height",   "href",   "hreflang", "hspace", "id",      "ismap",   "lang",    "longdesc",
+    "name",    "nohref",   "rel",    "rev",    "rowspan",  "rules",   "scope",   "shape",   "span",
+    "src",     "start",    "style",  "summary", "tabindex", "target", "title",   "type",    "usemap",
+    "valign",  "value",    "vspace", "width",  "xml:lang", "xmlns",   "bgcolor"};
+
+template <std::size_t N>
+bool listed(const std::string_view (&list)[N], std::string_view name) {
+  return std::find(std::begin(list), std::end(list), name) != std::end(list);
+}
 
 bool isNameChar(char c) {
   return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == ':' || c == '.' ||
@@ -48,7 +68,7 @@ std::size_t entityLength(std::string_view s, std::size_t i, std::string& name) {
 
 }  // namespace
 
-void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out) {
+void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out, XhtmlRefs* refs) {
   std::vector<std::string> open;
   bool content = false, rootSeen = false, rootClosed = false;
   std::size_t i = 0;
@@ -90,8 +110,8 @@ void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out) {
         rootSeen = true;
         if (name != "div") fail("txt-1", "The narrative XHTML must be a <div> element, not <" + name + ">");
       }
-      if (std::find(std::begin(kForbidden), std::end(kForbidden), name) != std::end(kForbidden))
-        fail("txt-1", "The narrative XHTML must not contain a <" + name + "> element");
+      if (!listed(kAllowed, name))
+        fail("txt-1", "The narrative XHTML must not contain a <" + name + "> element (not basic formatting)");
       if (name == "img") content = true;
       bool hasNs = false;
       // attributes
@@ -118,6 +138,13 @@ void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out) {
         p = vend + 1;
         if (attr.size() > 2 && attr.compare(0, 2, "on") == 0)
           fail("txt-1", "The narrative XHTML must not contain event attributes (" + attr + " on <" + name + ">)");
+        else if (!listed(kAllowedAttributes, attr) && attr.compare(0, 6, "xmlns:") != 0)
+          fail("txt-1", "The narrative XHTML must not contain the attribute " + attr + " (on <" + name + ">)");
+        if (refs != nullptr) {
+          if ((attr == "id" || (attr == "name" && name == "a")) && !value.empty()) refs->anchors.push_back(value);
+          if ((attr == "href" || attr == "src") && value.size() > 1 && value[0] == '#')
+            refs->links.push_back(value.substr(1));
+        }
         if ((attr == "href" || attr == "src") &&
             lower(value.substr(0, std::min<std::size_t>(value.size(), 11))).find("javascript:") == 0)
           fail("txt-1", "The narrative XHTML must not contain javascript: links");
