@@ -286,6 +286,49 @@ TEST(ValidatorTest, LocalReferencesNameAContainedResource) {
   EXPECT_FALSE(ok.hasErrors()) << dump(ok);
   auto missing = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":"#p1"}})");
   EXPECT_TRUE(hasIssue(missing, "Observation.subject.reference", "invalid", "no contained resource")) << dump(missing);
+  auto noId = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},"contained":[{"resourceType":"Patient"}]})");
+  EXPECT_TRUE(hasIssue(noId, "Observation.contained[0]", "invariant", "dom-3")) << dump(noId);
+  auto toContainer = check(R"({"resourceType":"Observation","id":"o","status":"final","code":{"text":"x"},
+    "contained":[{"resourceType":"Provenance","target":[{"reference":"#"}],"recorded":"2026-01-01T00:00:00Z","agent":[{"who":{"display":"x"}}]}]})");
+  EXPECT_FALSE(toContainer.hasErrors()) << dump(toContainer);
+}
+
+// A document of thousands of entries referencing each other in a circle: each reference is
+// resolved once (no traversal), and one broken link is found.
+TEST(ValidatorTest, ThousandsOfEntriesInACircleResolve) {
+  auto urn = [](int i) {
+    std::string n = std::to_string(i);
+    return "urn:uuid:00000000-0000-4000-8000-" + std::string(12 - n.size(), '0') + n;
+  };
+  const int n = 5000;
+  auto bundle = [&](int broken) {
+    std::string b = R"({"resourceType":"Bundle","type":"document","identifier":{"system":"urn:ietf:rfc:3986","value":")" +
+                    urn(99999) + R"("},"timestamp":"2026-01-02T10:00:00Z","entry":[{"fullUrl":")" + urn(n) +
+                    R"(","resource":{"resourceType":"Composition","status":"final","type":{"text":"x"},"date":"2026-01-02","title":"t","author":[{"display":"x"}],"section":[{"entry":[{"reference":")" +
+                    urn(0) + R"("}]}]}})";
+    for (int i = 0; i < n; ++i)
+      b += R"(,{"fullUrl":")" + urn(i) + R"(","resource":{"resourceType":"Observation","status":"final","code":{"text":"x"},"hasMember":[{"reference":")" +
+           urn(i == broken ? n + 1 : (i + 1) % n) + R"("}]}})";
+    return b + "]}";
+  };
+  auto circle = check(bundle(-1));
+  EXPECT_FALSE(circle.hasErrors()) << dump(circle);
+  auto broken = check(bundle(1234));
+  EXPECT_EQ(errors(broken), 1) << dump(broken);
+  EXPECT_TRUE(hasIssue(broken, "Bundle.entry[1235].resource.hasMember[0].reference", "not-found")) << dump(broken);
+}
+
+// Reference.type agrees with the reference and is an allowed target.
+TEST(ValidatorTest, ReferenceTypeAgreesWithTheReference) {
+  auto obs = [](std::string subject) {
+    return check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":)" + subject + "}");
+  };
+  EXPECT_FALSE(obs(R"({"reference":"Patient/1","type":"Patient"})").hasErrors());
+  EXPECT_FALSE(obs(R"({"identifier":{"value":"1"},"type":"Patient"})").hasErrors());
+  auto r = obs(R"({"reference":"Patient/1","type":"Group"})");
+  EXPECT_TRUE(hasIssue(r, "Observation.subject.type", "invalid", "its type says")) << dump(r);
+  auto t = obs(R"({"identifier":{"value":"1"},"type":"Medication"})");
+  EXPECT_TRUE(hasIssue(t, "Observation.subject.type", "invalid", "not a valid target")) << dump(t);
 }
 
 // txt-1 allows basic formatting only; internal links name an id of the resource; markdown carries

@@ -183,17 +183,19 @@ void ResourceWalker::validateResource(object obj, std::string_view expectedType,
       for (element c : list) {
         object co;
         std::string_view id;
-        if (c.get_object().get(co) == simdjson::SUCCESS && memberString(co, "id", id)) {
+        if (c.get_object().get(co) == simdjson::SUCCESS) {
+          bool hasId = memberString(co, "id", id);
           bool referenced =
               std::find(frame.containerRefIn.begin(), frame.containerRefIn.end(), i) != frame.containerRefIn.end();
           for (std::string_view ref : frame.localRefs)
-            if (ref.size() == id.size() + 1 && ref.substr(1) == id) referenced = true;
+            if (hasId && ref.size() == id.size() + 1 && ref.substr(1) == id) referenced = true;
           if (!referenced) {
             push("contained", i);
             report("invariant",
                    "Constraint failed: dom-3: 'If the resource is contained in another resource, it SHALL be "
-                   "referred to from elsewhere in the resource or SHALL refer to the containing resource' "
-                   "(contained resource " + quoteText(id) + " is not referenced)");
+                   "referred to from elsewhere in the resource or SHALL refer to the containing resource' (" +
+                       (hasId ? "contained resource " + quoteText(id) + " is not referenced"
+                              : std::string("a contained resource without an id cannot be referenced")) + ")");
             pop();
           }
         }
@@ -290,15 +292,19 @@ void ResourceWalker::walkObject(object obj, int typeIndex, const ElementDef* via
   // Type-specific rules.
   if (typeIndex == tables_.extensionType) checkExtension(base, end, type);
   if (typeIndex == tables_.referenceType) {
+    std::string_view ref, declared;
     for (std::size_t i = base; i < end; ++i) {
-      std::string_view ref;
-      if (!fields_[i].underscore && type.elements[fields_[i].element].name == "reference" &&
-          stringOf(fields_[i].value, ref)) {
+      if (fields_[i].underscore) continue;
+      const std::string& name = type.elements[fields_[i].element].name;
+      if (name == "reference" && stringOf(fields_[i].value, ref)) {
         push("reference");
         checkReference(ref, via);
         pop();
+      } else if (name == "type") {
+        stringOf(fields_[i].value, declared);
       }
     }
+    if (!declared.empty()) checkReferenceType(ref, declared, via);
   }
   if (typeIndex == tables_.codingType) checkCoding(obj, inheritedValueSet);
   if (typeIndex == tables_.attachmentType) checkAttachment(obj);
@@ -610,6 +616,36 @@ void ResourceWalker::checkReference(std::string_view ref, const ElementDef* via)
                             " is not a valid target for this element (allowed: " + allowed + ")");
     }
   }
+}
+
+// Reference.type: the type of the target (a resource type for the base definitions), which a
+// RESTful reference's own type must agree with, and an allowed target of the element.
+void ResourceWalker::checkReferenceType(std::string_view ref, std::string_view declared, const ElementDef* via) {
+  int t = tables_.resourceType(declared);
+  if (t < 0) return;  // a logical model's URL: nothing known to check against
+  push("type");
+  if (via != nullptr && !via->targets.empty() &&
+      std::find(via->targets.begin(), via->targets.end(), t) == via->targets.end())
+    report("invalid", "The reference's type " + quoteText(declared) + " is not a valid target for this element");
+  if (!ref.empty() && ref[0] != '#' && !startsWith(ref, "urn:")) {
+    std::string_view path = ref.substr(0, ref.find('?'));
+    if (std::size_t h = path.find("/_history/"); h != std::string_view::npos) path = path.substr(0, h);
+    std::string_view refType;
+    if (path.size() != ref.size() && ref.find("://") == std::string_view::npos) {
+      refType = path;  // Type?criteria
+    } else {
+      std::size_t slash = path.rfind('/');
+      if (slash != std::string_view::npos && slash > 0) {
+        std::size_t before = path.rfind('/', slash - 1);
+        refType = path.substr(before == std::string_view::npos ? 0 : before + 1,
+                              slash - (before == std::string_view::npos ? 0 : before + 1));
+      }
+    }
+    if (tables_.resourceType(refType) >= 0 && refType != declared)
+      report("invalid", "The reference " + quoteText(ref) + " names a " + std::string(refType) +
+                            " but its type says " + quoteText(declared));
+  }
+  pop();
 }
 
 void ResourceWalker::checkCoding(object coding, int valueSet) {

@@ -73,6 +73,7 @@ class ResourceWalker {
   void checkPrimitive(simdjson::dom::element v, const ElementDef& e, bool isResourceId);
   void checkString(std::string_view s, const ElementDef& e, bool isResourceId);
   void checkReference(std::string_view ref, const ElementDef* via);
+  void checkReferenceType(std::string_view ref, std::string_view declared, const ElementDef* via);
   void checkCoding(simdjson::dom::object coding, int valueSet);
   void checkAttachment(simdjson::dom::object attachment);
   void checkExtension(std::size_t base, std::size_t end, const TypeDef& type);
