@@ -11,11 +11,11 @@ if ! command -v clang++ >/dev/null; then
 fi
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPASSERELLE_FUZZ=ON \
   -DPASSERELLE_BUILD_TESTS=ON -DCMAKE_CXX_COMPILER_LAUNCHER= >/dev/null
-cmake --build build-fuzz --target validator_fuzz json_text_fuzz search_fuzz network_document_fuzz hl7v2_fuzz mllp_fuzz hprim_fuzz cda_fuzz package_fuzz
+cmake --build build-fuzz --target validator_fuzz json_text_fuzz search_fuzz network_document_fuzz hl7v2_fuzz mllp_fuzz hprim_fuzz cda_fuzz package_fuzz fhir_xml_fuzz
 mkdir -p build-fuzz/artifacts build-fuzz/corpus-work
 seeds=(fuzz/corpus/validator)
 [ -d ../shared/corpora/fhir-test-cases/r4/examples ] && seeds+=(../shared/corpora/fhir-test-cases/r4/examples)
-for t in validator_fuzz json_text_fuzz search_fuzz network_document_fuzz hl7v2_fuzz mllp_fuzz hprim_fuzz cda_fuzz package_fuzz; do
+for t in validator_fuzz json_text_fuzz search_fuzz network_document_fuzz hl7v2_fuzz mllp_fuzz hprim_fuzz cda_fuzz package_fuzz fhir_xml_fuzz; do
   mkdir -p "build-fuzz/corpus-work/$t"
   if [ "$t" = search_fuzz ]; then seeds=(fuzz/corpus/search); fi
   if [ "$t" = network_document_fuzz ]; then seeds=(fuzz/corpus/network); fi
@@ -25,6 +25,10 @@ for t in validator_fuzz json_text_fuzz search_fuzz network_document_fuzz hl7v2_f
   if [ "$t" = cda_fuzz ]; then
     seeds=(fuzz/corpus/cda)
     [ -d ../shared/corpora/ans-testcontenucda-3.0/ExemplesCDA ] && seeds+=(../shared/corpora/ans-testcontenucda-3.0/ExemplesCDA)
+  fi
+  if [ "$t" = fhir_xml_fuzz ]; then
+    seeds=(fuzz/corpus/fhirxml)
+    [ -d ../shared/corpora/fhir-test-cases/r4/examples ] && seeds+=(../shared/corpora/fhir-test-cases/r4/examples)
   fi
   if [ "$t" = hl7v2_fuzz ]; then
     seeds=(fuzz/corpus/hl7v2)

@@ -11,6 +11,8 @@
 
 #include "mappings/cda/cda.h"
 #include "mappings/fhir/json_reader.h"
+#include "mappings/fhir/operation_outcome.h"
+#include "mappings/fhir/xml/fhir_xml.h"
 #include "mappings/hl7v2/fhir_mapping.h"
 #include "mappings/hl7v2/message.h"
 #include "mappings/hprim/fhir_mapping.h"
@@ -120,6 +122,8 @@ int convertCommand(int argc, char** argv) {
                    "  --from fhir --to cda       a Bundle holding a Patient (with its INS), a report (Composition)\n"
                    "                             and Observations -> a CI-SIS CDA R2 document, the scores as\n"
                    "                             level 3 entries (--schema XSD: checked against it)\n"
+                   "  --from fhir-xml --to fhir  a FHIR R4 resource in XML -> the same resource in JSON\n"
+                   "  --from fhir --to fhir-xml  a FHIR R4 resource in JSON -> the same resource in XML\n"
                    "  --schema-components DIR    where the --schema root's includes are found when not beside\n"
                    "                             it: for French documents, --schema schemas/cda/CDA_FR.xsd and\n"
                    "                             the ANS package's infrastructure/cda folder\n"
@@ -216,6 +220,18 @@ int convertCommand(int argc, char** argv) {
     }
     doc = schemas.inSchemaOrder(kind, doc);
     std::cout << (xml ? network::jsonToXml(kind, doc) : doc.dump(2)) << "\n";
+    return 0;
+  }
+  if ((from == "fhir-xml" && to == "fhir") || (from == "fhir" && to == "fhir-xml")) {
+    // The official XML form and the JSON form of one resource; warnings (elements out of order)
+    // go to stderr, as the errors do.
+    std::vector<fhir::Issue> fi;
+    std::string out;
+    bool ok = from == "fhir-xml" ? fhir::fhirXmlToJson(text, out, fi)
+                                 : fhir::fhirJsonToXml(text, out, fi, fhir::XmlWriteOptions{true, true});
+    if (!fi.empty()) std::cerr << fhir::operationOutcome(fi) << "\n";
+    if (!ok) return 1;
+    std::cout << out << (out.empty() || out.back() == '\n' ? "" : "\n");
     return 0;
   }
   if (from == "hl7v2" && to == "fhir") {
@@ -383,7 +399,7 @@ int convertCommand(int argc, char** argv) {
   }
   std::cerr << "passerelle convert: from '" << from << "' to '" << to
             << "' is not a conversion this gateway has (network -> fhir, fhir -> network, hl7v2 -> fhir, fhir -> hl7v2,\n"
-               "hprim -> fhir, fhir -> hprim, cda -> fhir, fhir -> cda)\n";
+               "hprim -> fhir, fhir -> hprim, cda -> fhir, fhir -> cda, fhir-xml -> fhir, fhir -> fhir-xml)\n";
   return 2;
 }
 

@@ -25,6 +25,7 @@
 #include "mappings/fhir/operation_outcome.h"
 #include "mappings/fhir/resource_types.h"
 #include "mappings/fhir/validator.h"
+#include "mappings/fhir/xml/fhir_xml.h"
 
 #include <fstream>
 #include <iterator>
@@ -407,8 +408,8 @@ int validateCommand(int argc, char** argv) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
       std::cout << "Usage: passerelle validate [--profile URL] [FILE|-]\n\n"
-                   "Validates one FHIR R4 JSON resource (a file, or standard input with - or no argument)\n"
-                   "against the base specification and prints an OperationOutcome on stdout.\n"
+                   "Validates one FHIR R4 resource, JSON or XML (a file, or standard input with - or no\n"
+                   "argument), against the base specification and prints an OperationOutcome on stdout.\n"
                    "Exit status: 0 when no issue is an error, 1 when one is, 2 when the input cannot be read.\n\n"
                    "  --profile URL   the profile to check against; only the base definitions\n"
                    "                  (http://hl7.org/fhir/StructureDefinition/<Type>) are known so far\n";
@@ -433,7 +434,19 @@ int validateCommand(int argc, char** argv) {
   }
   std::string text;
   if (!passerelle::app::readCommandInput("validate", file, text)) return 2;
+  // FHIR XML (its first byte is '<') is read into JSON first; its problems come first.
+  std::vector<passerelle::fhir::Issue> xmlIssues;
+  if (passerelle::fhir::looksLikeXml(text)) {
+    std::string json;
+    bool read = passerelle::fhir::fhirXmlToJson(text, json, xmlIssues);
+    if (!read) {
+      std::cout << passerelle::fhir::operationOutcome(xmlIssues) << "\n";
+      return 1;
+    }
+    text = std::move(json);
+  }
   auto result = passerelle::fhir::Validator::instance().validate(text, expected);
+  result.issues.insert(result.issues.begin(), xmlIssues.begin(), xmlIssues.end());
   if (result.issues.empty())
     result.issues.push_back({"information", "informational", "No issues: the resource is valid FHIR R4", ""});
   std::cout << passerelle::fhir::operationOutcome(result.issues) << "\n";

@@ -6,6 +6,7 @@
 #include "gateway/fhir/compartment.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <map>
 #include <Poco/URI.h>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,7 @@
 #include "mappings/fhir/operation_outcome.h"
 #include "mappings/fhir/resource_types.h"
 #include "mappings/fhir/validator.h"
+#include "mappings/fhir/xml/fhir_xml.h"
 
 namespace passerelle::fhir {
 
@@ -31,6 +33,7 @@ using store::WriteTxn;
 namespace {
 
 const char* kJsonContentType = "application/fhir+json; charset=utf-8";
+const char* kXmlContentType = "application/fhir+xml; charset=utf-8";
 
 // Server-assigned ids are UUIDv7 (RFC 9562): 48 bits of milliseconds then random bits, so new
 // rows land at the right edge of the (type, id) indexes instead of on random pages, which keeps
@@ -109,23 +112,6 @@ Result<void> checkContentType(const std::string& header) {
     charset = charset.substr(0, charset.find(';'));
     if (charset != "utf-8" && charset != "\"utf-8\"")
       return makeError(ErrorCode::kUnsupportedMediaType, "charset '" + charset + "' is not supported: use UTF-8");
-  }
-  return {};
-}
-
-// Checks _format and Accept: only JSON is produced.
-Result<void> checkAccept(const FhirRequest& req) {
-  for (const auto& [k, v] : req.query) {
-    if (k != "_format") continue;
-    std::string f = lower(v);
-    if (f != "json" && f != "application/json" && f != "application/fhir+json" && f != "application/json+fhir")
-      return makeError(ErrorCode::kNotAcceptable, "_format '" + v + "' is not supported: only JSON is served");
-  }
-  if (!req.accept.empty()) {
-    std::string a = lower(req.accept);
-    if (a.find("json") == std::string::npos && a.find("*/*") == std::string::npos &&
-        a.find("application/*") == std::string::npos)
-      return makeError(ErrorCode::kNotAcceptable, "Accept '" + req.accept + "' cannot be met: only JSON is served");
   }
   return {};
 }
@@ -470,8 +456,6 @@ class FhirService::Impl {
       : store_(store), o_(o), req_(req), prefer_(parsePrefer(req.prefer)) {}
 
   FhirResponse run() {
-    auto acc = checkAccept(req_);
-    if (!acc.ok()) return errorResponse(acc.error());
     // Split the path into segments.
     std::vector<std::string> seg;
     std::size_t start = 0;
@@ -1690,14 +1674,14 @@ FhirResponse FhirService::Impl::capability() {
   cs["software"] = {{"name", "Passerelle"}, {"version", o_.softwareVersion}};
   cs["implementation"] = {{"description", "Passerelle FHIR R4 gateway"}, {"url", req_.baseUrl}};
   cs["fhirVersion"] = "4.0.1";
-  cs["format"] = Json::array({"application/fhir+json", "json"});
+  cs["format"] = Json::array({"application/fhir+json", "json", "application/fhir+xml", "xml"});
   Json rest = Json::object();
   rest["mode"] = "server";
   rest["documentation"] =
       "Every write is validated against the FHIR R4 base specification (422 with every issue). "
       "Every version is kept. Search supports every parameter listed for each type (from the R4 definitions), "
       "with their modifiers and prefixes, one level of chaining, _has, _sort, _include and _revinclude (:iterate), "
-      "_summary, _elements, _total and _count with cursor paging. Only JSON is served.";
+      "_summary, _elements, _total and _count with cursor paging. JSON and XML are served (_format, Accept).";
   Json resources = Json::array();
   for (auto type : resourceTypes()) {
     Json r = Json::object();
@@ -1738,16 +1722,149 @@ FhirResponse FhirService::Impl::capability() {
   return r;
 }
 
+namespace {
+
+// Where a media type of _format or Accept points: JSON, XML, either (*/*), or neither.
+enum class MediaKind { kJson, kXml, kAny, kOther };
+
+MediaKind mediaKind(std::string media) {
+  media = lower(media.substr(0, media.find(';')));
+  media.erase(0, media.find_first_not_of(" \t"));
+  media.erase(media.find_last_not_of(" \t") + 1);
+  for (char& c : media)
+    if (c == ' ') c = '+';  // _format=application/fhir+xml unescaped: its '+' arrives as a space
+  if (media == "json" || media == "application/json" || media == "application/fhir+json" || media == "application/json+fhir")
+    return MediaKind::kJson;
+  if (media == "xml" || isXmlMediaType(media)) return MediaKind::kXml;
+  if (media == "*/*" || media == "application/*" || media == "*") return MediaKind::kAny;
+  return MediaKind::kOther;
+}
+
+}  // namespace
+
+Result<WireFormat> responseFormat(const FhirRequest& req) {
+  // _format first (it overrides Accept), then Accept by its q-values; JSON when nothing decides.
+  for (const auto& [k, v] : req.query) {
+    if (k != "_format") continue;
+    switch (mediaKind(v)) {
+      case MediaKind::kJson: return WireFormat::kJson;
+      case MediaKind::kXml: return WireFormat::kXml;
+      default:
+        return makeError(ErrorCode::kNotAcceptable, "_format '" + v + "' is not supported: JSON (json, application/fhir+json) "
+                                                   "and XML (xml, application/fhir+xml) are served");
+    }
+  }
+  if (req.accept.empty()) return WireFormat::kJson;
+  double json = -1, xml = -1;
+  std::size_t start = 0;
+  while (start <= req.accept.size()) {
+    std::size_t comma = req.accept.find(',', start);
+    std::string entry = req.accept.substr(start, comma == std::string::npos ? std::string::npos : comma - start);
+    double q = 1;
+    for (std::size_t semi = entry.find(';'); semi != std::string::npos; semi = entry.find(';', semi + 1)) {
+      std::string param = lower(entry.substr(semi + 1, entry.find(';', semi + 1) - semi - 1));
+      param.erase(0, param.find_first_not_of(" \t"));
+      if (param.rfind("q=", 0) == 0) q = std::atof(param.c_str() + 2);
+    }
+    if (q > 0) {
+      switch (mediaKind(entry)) {
+        case MediaKind::kJson: json = std::max(json, q); break;
+        case MediaKind::kXml: xml = std::max(xml, q); break;
+        case MediaKind::kAny: json = std::max(json, q); break;  // the default format
+        case MediaKind::kOther: break;
+      }
+    }
+    if (comma == std::string::npos) break;
+    start = comma + 1;
+  }
+  if (json < 0 && xml < 0)
+    return makeError(ErrorCode::kNotAcceptable, "Accept '" + req.accept + "' cannot be met: JSON (application/fhir+json) "
+                                                "and XML (application/fhir+xml) are served");
+  return xml > json ? WireFormat::kXml : WireFormat::kJson;
+}
+
+Result<void> xmlBodyToJson(FhirRequest& req) {
+  if (!isXmlMediaType(req.contentType)) return {};
+  std::string ct = lower(req.contentType);
+  if (auto cs = ct.find("charset="); cs != std::string::npos) {
+    std::string charset = ct.substr(cs + 8);
+    charset = charset.substr(0, charset.find(';'));
+    if (charset != "utf-8" && charset != "\"utf-8\"")
+      return makeError(ErrorCode::kUnsupportedMediaType, "charset '" + charset + "' is not supported: use UTF-8");
+  }
+  req.contentType = "application/fhir+json";
+  if (req.body.empty()) return {};
+  std::string json;
+  std::vector<Issue> issues;
+  if (fhirXmlToJson(req.body, json, issues)) {
+    req.body = std::move(json);
+    return {};
+  }
+  // Not XML at all (fatal) is a bad request; XML that is not FHIR is unprocessable, as for JSON.
+  bool fatal = false;
+  std::string first;
+  for (const auto& i : issues) {
+    fatal = fatal || i.severity == "fatal";
+    if (first.empty() && (i.severity == "error" || i.severity == "fatal"))
+      first = i.diagnostics + (i.expression.empty() ? "" : " (" + i.expression + ")");
+  }
+  Error e = makeError(fatal ? ErrorCode::kInvalid : ErrorCode::kUnprocessable, "the XML is not a FHIR R4 resource: " + first);
+  e.outcome = operationOutcome(issues);
+  return e;
+}
+
+void answerAsXml(FhirResponse& response) {
+  for (auto& [name, value] : response.headers) {
+    if (name != "Content-Type" || value.rfind("application/fhir+json", 0) != 0) continue;
+    if (response.body.empty()) {
+      value = kXmlContentType;
+      return;
+    }
+    std::string xml;
+    std::vector<Issue> issues;
+    if (!fhirJsonToXml(response.body, xml, issues)) {
+      log::error("fhir.xml_answer", {{"status", std::to_string(response.status)},
+                                     {"error", issues.empty() ? std::string("?") : issues.front().diagnostics}});
+      response.status = 500;
+      xml.clear();
+      issues.insert(issues.begin(), Issue{"fatal", "exception", "the answer cannot be written as XML", ""});
+      std::vector<Issue> ignored;
+      fhirJsonToXml(operationOutcome(issues), xml, ignored);
+    }
+    response.body = std::move(xml);
+    value = kXmlContentType;
+    return;
+  }
+}
+
 FhirService::FhirService(store::ResourceStore& store, FhirServiceOptions options) : store_(store), options_(std::move(options)) {}
 
 FhirResponse FhirService::handle(const FhirRequest& request) {
+  auto format = responseFormat(request);
+  FhirResponse r;
   try {
-    Impl impl(store_, options_, request);
-    return impl.run();
+    if (!format.ok()) {
+      r = errorResponse(format.error());
+    } else if (isXmlMediaType(request.contentType)) {
+      // An XML body is JSON before anything else sees it.
+      FhirRequest json = request;
+      auto converted = xmlBodyToJson(json);
+      if (!converted.ok()) {
+        r = errorResponse(converted.error());
+      } else {
+        Impl impl(store_, options_, json);
+        r = impl.run();
+      }
+    } else {
+      Impl impl(store_, options_, request);
+      r = impl.run();
+    }
   } catch (const std::exception& ex) {
     log::error("fhir.unexpected", {{"path", request.path}, {"error", ex.what()}});
-    return errorResponse(ErrorCode::kInternal, "the request could not be completed");
+    r = errorResponse(ErrorCode::kInternal, "the request could not be completed");
   }
+  if (format.ok() && *format == WireFormat::kXml) answerAsXml(r);
+  return r;
 }
 
 }  // namespace passerelle::fhir

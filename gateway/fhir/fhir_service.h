@@ -1,6 +1,7 @@
 // FHIR R4 REST interactions over a ResourceStore: read, vread, create (conditional), update
 // (conditional, If-Match), delete (conditional), history (instance, type, system), a basic search
-// (_id, _lastUpdated, identifier), batch and transaction Bundles, and the CapabilityStatement.
+// (_id, _lastUpdated, identifier), batch and transaction Bundles, and the CapabilityStatement; in
+// JSON, or in XML by the Content-Type of the body and the _format or Accept of the answer.
 // Knows no HTTP server: the front builds a FhirRequest and sends the FhirResponse.
 // Thread-safe: handle() may run on many threads at once.
 #pragma once
@@ -37,6 +38,22 @@ class FhirService {
 // The answer to an error: its status from the error table and an OperationOutcome (the one the
 // error carries, or one built from its message and location).
 FhirResponse errorResponse(const Error& error);
+
+// The format of the answer: _format (json, xml, or their media types), else the best of Accept by
+// its q-values (application/fhir+xml, application/xml, text/xml for XML); JSON by default and for
+// */*. A 406 error when neither is acceptable.
+enum class WireFormat { kJson, kXml };
+Result<WireFormat> responseFormat(const FhirRequest& request);
+
+// A request whose Content-Type is FHIR XML (application/fhir+xml, application/xml, text/xml): its
+// body becomes the equivalent JSON and its Content-Type application/fhir+json. A body that is not
+// XML gives a 400 error, XML that is not a FHIR resource a 422, both with every issue in their
+// OperationOutcome. Other requests are left as they are.
+Result<void> xmlBodyToJson(FhirRequest& request);
+
+// A JSON answer (Content-Type application/fhir+json) written as FHIR XML, with the Content-Type
+// application/fhir+xml; charset=utf-8. Other answers are left as they are.
+void answerAsXml(FhirResponse& response);
 
 // W/"3" or "3" -> 3; returns false for anything else.
 bool parseETag(const std::string& header, std::int64_t& version);

@@ -357,13 +357,14 @@ TEST_F(FhirRestTest, BadInputGetsAClearOperationOutcome) {
       {"POST", "/fhir/Patient", R"({"resourceType":"Nope"})", "application/fhir+json", 400, "not a FHIR R4 resource type"},
       {"POST", "/fhir/Patient", R"({"name":"x"})", "application/fhir+json", 400, "no resourceType"},
       {"POST", "/fhir/Patient", R"([1,2])", "application/fhir+json", 400, "JSON object"},
-      {"POST", "/fhir/Patient", R"({"resourceType":"Patient"})", "application/xml", 415, "not supported"},
+      {"POST", "/fhir/Patient", R"({"resourceType":"Patient"})", "text/plain", 415, "not supported"},
+      {"POST", "/fhir/Patient", R"({"resourceType":"Patient"})", "application/xml", 400, "not well-formed"},
       {"POST", "/fhir/Patient", R"({"resourceType":"Patient"})", "", 415, "Content-Type is required"},
       {"POST", "/fhir/Patient", R"({"resourceType":"Patient"})", "application/fhir+json; charset=latin1", 415, "charset"},
       {"PUT", "/fhir/Patient/a", R"({"resourceType":"Patient","id":"a","meta":[]})", "application/fhir+json", 422, "meta"},
       {"POST", "/fhir/Patient/123", R"({"resourceType":"Patient"})", "application/fhir+json", 405, "not allowed"},
       {"DELETE", "/fhir/metadata", "", "", 405, "GET only"},
-      {"GET", "/fhir/Patient?_format=xml", "", "", 406, "only JSON"},
+      {"GET", "/fhir/Patient?_format=turtle", "", "", 406, "not supported"},
       {"GET", "/fhir/Patient/bad%20id", "", "", 400, "not a valid resource id"},
   };
   for (const auto& c : cases) {

@@ -186,6 +186,18 @@ TEST(ProcessTest, ValidateCommandPrintsAnOutcomeAndSetsTheExitStatus) {
   EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--profile", "http://hl7.org/fhir/StructureDefinition/Observation", good}, out), 1);
   out.clear();
   EXPECT_EQ(run({PASSERELLE_BINARY, "validate", dir.path() + "/missing.json"}, out), 2);
+  // FHIR XML, detected by its first byte: read, then validated; what the XML breaks is told too.
+  out.clear();
+  std::string goodXml = write("good.xml", "\n  <Patient xmlns=\"http://hl7.org/fhir\"><gender value=\"female\"/></Patient>");
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", goodXml}, out), 0) << out;
+  out.clear();
+  std::string badXml = write("bad.xml", "<Patient xmlns=\"http://hl7.org/fhir\"><gender value=\"dragon\"/></Patient>");
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", badXml}, out), 1);
+  EXPECT_NE(out.find("Patient.gender"), std::string::npos) << out;
+  out.clear();
+  std::string notFhir = write("colour.xml", "<Patient xmlns=\"http://hl7.org/fhir\"><colour value=\"blue\"/></Patient>");
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", notFhir}, out), 1);
+  EXPECT_NE(out.find("Unrecognized element 'colour'"), std::string::npos) << out;
 }
 
 TEST(ProcessTest, HelpForEveryCommand) {
@@ -263,6 +275,27 @@ TEST(ProcessTest, ConvertGivesEveryNetworkExampleBackFromItsFhirForm) {
   // Not HPRIM: exit 1 with the reason.
   EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "hprim", "--to", "fhir", bad}, out, err), 1);
   EXPECT_NE(err.find("neither HPRIM"), std::string::npos) << err;
+}
+
+TEST(ProcessTest, ConvertFhirJsonToXmlAndBack) {
+  TempDir dir;
+  std::string json = dir.path() + "/obs.json";
+  std::ofstream(json) << R"({"resourceType":"Observation","status":"final","code":{"text":"EVA"},"valueQuantity":{"value":3.50,"unit":"cm"}})";
+  std::string xml, err;
+  ASSERT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "fhir", "--to", "fhir-xml", json}, xml, err), 0) << err;
+  EXPECT_EQ(xml.rfind("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Observation xmlns=\"http://hl7.org/fhir\">", 0), 0u) << xml;
+  EXPECT_NE(xml.find("<value value=\"3.50\"/>"), std::string::npos) << xml;
+  std::string xmlPath = dir.path() + "/obs.xml";
+  std::ofstream(xmlPath) << xml;
+  std::string back;
+  ASSERT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "fhir-xml", "--to", "fhir", xmlPath}, back, err), 0) << err;
+  EXPECT_NE(back.find("\"value\":3.50"), std::string::npos) << back;
+  EXPECT_EQ(nlohmann::json::parse(back), nlohmann::json::parse(readFile(json)));
+  // Not FHIR XML: exit 1, an OperationOutcome on stderr.
+  std::string bad = dir.path() + "/bad.xml";
+  std::ofstream(bad) << "<Observation xmlns=\"http://hl7.org/fhir\"><status>final</status></Observation>";
+  EXPECT_EQ(run({PASSERELLE_BINARY, "convert", "--from", "fhir-xml", "--to", "fhir", bad}, back, err), 1);
+  EXPECT_NE(err.find("no mixed content"), std::string::npos) << err;
 }
 
 TEST(ProcessTest, ConvertReadsAndWritesHprim) {
