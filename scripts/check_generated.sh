@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Checks that the committed tables in schemas/fhir-r4 and mappings/hl7v2/tables are exactly what the
-# generators make from the official definitions in ../shared/corpora (skipped, saying so, when they
-# are absent).
+# Checks that the committed tables in schemas/fhir-r4, schemas/fhir-profiles/network and
+# mappings/hl7v2/tables are exactly what the generators make from the official definitions in
+# ../shared/corpora (skipped, saying so, when they are absent).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The network documents' XSDs and XML examples come from their JSON Schemas (no corpus needed).
@@ -19,6 +19,14 @@ PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_fhir_validation.py >/dev/null
 PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_fhir_search.py >/dev/null
 PASSERELLE_SCHEMAS_OUT=$out python3 scripts/gen_patient_compartment.py >/dev/null
 status=0
+# The network's FHIR profiles come from the R4 base definitions.
+mkdir "$out/network-profiles"
+python3 scripts/gen_network_profiles.py --out "$out/network-profiles"
+if ! diff -rq "$out/network-profiles" schemas/fhir-profiles/network >/dev/null; then
+  echo "schemas/fhir-profiles/network differs from what scripts/gen_network_profiles.py makes: run it and commit"
+  status=1
+fi
+rm -rf "$out/network-profiles"
 for f in "$out"/*; do
   name=$(basename "$f")
   if ! cmp -s "$f" "schemas/fhir-r4/$name"; then

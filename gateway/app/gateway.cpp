@@ -16,6 +16,8 @@
 #include "gateway/network/network_service.h"
 #include "gateway/search/reindex.h"
 #include "gateway/store/resource_store.h"
+#include "mappings/fhir/profiles/packages.h"
+#include "mappings/fhir/profiles/profile_validator.h"
 #include "mappings/fhir/validator.h"
 #include "mappings/network/rules/calendar.h"
 
@@ -32,6 +34,9 @@ namespace passerelle::app {
 struct Gateway::State {
   config::Config config;
   std::unique_ptr<store::ResourceStore> store;
+  // FR Core, the network package and fhir.profile_packages (before fhir: the service points to them)
+  std::unique_ptr<fhir::profiles::ProfileRegistry> profiles;
+  std::unique_ptr<fhir::profiles::ProfileValidator> profileValidator;
   std::unique_ptr<fhir::FhirService> fhir;
   std::unique_ptr<network::NetworkService> network;
   std::unique_ptr<identity::TokenVerifier> verifier;
@@ -278,6 +283,22 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
   fo.search.maxCount = static_cast<int>(config.getInt("fhir.max_count"));
   fo.maxBundleEntries = static_cast<int>(config.getInt("fhir.max_bundle_entries"));
   fhir::Validator::instance();  // load the validation tables before the first request
+  {
+    std::vector<std::string> extra;
+    std::stringstream list(config.get("fhir.profile_packages"));
+    for (std::string dir; std::getline(list, dir, ',');) {
+      dir.erase(0, dir.find_first_not_of(" \t"));
+      dir.erase(dir.find_last_not_of(" \t") + 1);
+      if (!dir.empty()) extra.push_back(dir);
+    }
+    g->s_->profiles = std::make_unique<fhir::profiles::ProfileRegistry>();
+    std::string error;
+    if (!fhir::profiles::loadPackages(*g->s_->profiles, fhir::profiles::findFrCore(config.get("fhir.fr_core")), extra, error))
+      return makeError(ErrorCode::kInvalid, "fhir.profile_packages: " + error);
+    g->s_->profileValidator = std::make_unique<fhir::profiles::ProfileValidator>(*g->s_->profiles);
+    fo.profiles = g->s_->profileValidator.get();
+    fo.validateProfiles = config.getBool("fhir.validate_profiles");
+  }
   g->s_->fhir = std::make_unique<fhir::FhirService>(*g->s_->store, fo);
   std::string publicBase = config.get("fhir.base_url");
   while (!publicBase.empty() && publicBase.back() == '/') publicBase.pop_back();

@@ -24,6 +24,8 @@
 #include "mappings/fhir/json_reader.h"
 #include "mappings/fhir/operation_outcome.h"
 #include "mappings/fhir/resource_types.h"
+#include "mappings/fhir/profiles/packages.h"
+#include "mappings/fhir/profiles/profile_validator.h"
 #include "mappings/fhir/validator.h"
 #include "mappings/fhir/xml/fhir_xml.h"
 
@@ -401,36 +403,62 @@ int dbCommand(int argc, char** argv) {
   return 0;
 }
 
-// passerelle validate [--profile URL] [FILE|-]: prints an OperationOutcome; exit 1 on errors.
+// passerelle validate [--profile URL] [--package DIR]... [FILE|-]: prints an OperationOutcome; exit 1
+// on errors.
 int validateCommand(int argc, char** argv) {
-  std::string file = "-", profile;
+  std::string file = "-", profile, frCore = "auto";
+  std::vector<std::string> packages;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
-      std::cout << "Usage: passerelle validate [--profile URL] [FILE|-]\n\n"
+      std::cout << "Usage: passerelle validate [--profile URL] [--package DIR]... [--fr-core DIR] [FILE|-]\n\n"
                    "Validates one FHIR R4 resource, JSON or XML (a file, or standard input with - or no\n"
                    "argument), against the base specification and prints an OperationOutcome on stdout.\n"
-                   "Exit status: 0 when no issue is an error, 1 when one is, 2 when the input cannot be read.\n\n"
-                   "  --profile URL   the profile to check against; only the base definitions\n"
-                   "                  (http://hl7.org/fhir/StructureDefinition/<Type>) are known so far\n";
+                   "Exit status: 0 when no issue is an error, 1 when one is, 2 when the input cannot be read\n"
+                   "or the profile is not known.\n\n"
+                   "  --profile URL   also check against this profile (url or url|version): a base definition\n"
+                   "                  (http://hl7.org/fhir/StructureDefinition/<Type>), an FR Core or network\n"
+                   "                  profile, or one of a --package\n"
+                   "  --package DIR   load the StructureDefinitions, ValueSets and CodeSystems of DIR (or a file);\n"
+                   "                  repeatable\n"
+                   "  --fr-core DIR   where FR Core is (default: found beside the executable, in ./fr-core or\n"
+                   "                  ../shared/corpora/fr-core; 'none' for none)\n";
       return 0;
     }
-    if (a == "--profile" && i + 1 < argc) profile = argv[++i];
-    else if (a.rfind("--profile=", 0) == 0) profile = a.substr(10);
-    else if (a.size() > 1 && a[0] == '-') {
+    auto value = [&](const std::string& name, std::string& out) {
+      if (a == name && i + 1 < argc) return out = argv[++i], true;
+      if (a.rfind(name + "=", 0) == 0) return out = a.substr(name.size() + 1), true;
+      return false;
+    };
+    std::string v;
+    if (value("--profile", profile)) continue;
+    if (value("--fr-core", frCore)) continue;
+    if (value("--package", v)) {
+      packages.push_back(v);
+      continue;
+    }
+    if (a.size() > 1 && a[0] == '-') {
       std::cerr << "passerelle validate: unexpected option '" << a << "'\n";
       return 2;
-    } else file = a;
+    }
+    file = a;
   }
-  std::string expected;
+  passerelle::fhir::profiles::ProfileRegistry registry;
   if (!profile.empty()) {
-    const std::string base = "http://hl7.org/fhir/StructureDefinition/";
-    if (profile.rfind(base, 0) != 0 || !passerelle::fhir::isResourceType(profile.substr(base.size()))) {
-      std::cerr << "passerelle validate: profile '" << profile
-                << "' is not known (only the base R4 resource definitions are)\n";
+    std::string error;
+    if (!passerelle::fhir::profiles::loadPackages(
+            registry, frCore == "none" ? "" : passerelle::fhir::profiles::findFrCore(frCore), packages, error)) {
+      std::cerr << "passerelle validate: " << error << "\n";
       return 2;
     }
-    expected = profile.substr(base.size());
+    std::string_view url = passerelle::fhir::profiles::ProfileRegistry::splitCanonical(profile).first;
+    const std::string base = "http://hl7.org/fhir/StructureDefinition/";
+    if (!registry.find(profile) &&
+        !(url.substr(0, base.size()) == base && passerelle::fhir::isResourceType(url.substr(base.size())))) {
+      std::cerr << "passerelle validate: profile '" << profile << "' is not known (no StructureDefinition with this url"
+                << " in FR Core, the network package or the --package folders)\n";
+      return 2;
+    }
   }
   std::string text;
   if (!passerelle::app::readCommandInput("validate", file, text)) return 2;
@@ -445,8 +473,9 @@ int validateCommand(int argc, char** argv) {
     }
     text = std::move(json);
   }
-  auto result = passerelle::fhir::Validator::instance().validate(text, expected);
+  auto result = passerelle::fhir::Validator::instance().validate(text);
   result.issues.insert(result.issues.begin(), xmlIssues.begin(), xmlIssues.end());
+  if (!profile.empty()) passerelle::fhir::profiles::ProfileValidator(registry).validate(text, profile, result.issues);
   if (result.issues.empty())
     result.issues.push_back({"information", "informational", "No issues: the resource is valid FHIR R4", ""});
   std::cout << passerelle::fhir::operationOutcome(result.issues) << "\n";

@@ -109,6 +109,15 @@ const std::vector<Setting>& settings() {
       {"fhir.default_count", Type::kInt, "50", "Page size of searches and histories without _count.", 1, 1000},
       {"fhir.max_count", Type::kInt, "1000", "Largest _count honoured.", 1, 10000},
       {"fhir.max_bundle_entries", Type::kInt, "10000", "Most entries in a batch or transaction.", 1, 1000000},
+      {"fhir.validate_profiles", Type::kBool, "false",
+       "Check every write against the known profiles of its resources' meta.profile (422 on an error; an unknown "
+       "profile is not one)."},
+      {"fhir.fr_core", Type::kString, "auto",
+       "FR Core's folder (definitions/, expansions.json.gz). auto: share/passerelle/fr-core beside the executable's "
+       "folder, ./fr-core or ../shared/corpora/fr-core; empty: none."},
+      {"fhir.profile_packages", Type::kString, "",
+       "More profile folders (StructureDefinitions with snapshots, ValueSets, CodeSystems), comma-separated; loaded "
+       "after FR Core and the built-in network package."},
       {"search.timeout_ms", Type::kInt, "10000",
        "Longest a request may spend reading the database (searches, includes, histories, access lookups): past it the "
        "request answers 503 with an OperationOutcome of code timeout. A read whose client has gone is stopped too.",

@@ -22,6 +22,7 @@
 #include "mappings/fhir/json_text.h"
 #include "mappings/fhir/operation_outcome.h"
 #include "mappings/fhir/resource_types.h"
+#include "mappings/fhir/profiles/profile_validator.h"
 #include "mappings/fhir/validator.h"
 #include "mappings/fhir/xml/fhir_xml.h"
 
@@ -183,6 +184,28 @@ Result<void> validateResource(std::string_view text, const std::string& expected
   }
   Error e = makeError(ErrorCode::kUnprocessable, "the resource is not valid FHIR R4: " + first, where);
   e.outcome = operationOutcome(vr.issues);
+  return e;
+}
+
+// With fhir.validate_profiles: the resource against every profile of its meta.profile that is known
+// (an unknown one is not an error: a server need not know every profile). Errors give 422 with every
+// issue, located as validateResource does.
+Result<void> validateDeclaredProfiles(const FhirServiceOptions& o, std::string_view text, const std::string& where = {}) {
+  if (!o.validateProfiles || !o.profiles || text.find("\"profile\"") == std::string_view::npos) return {};
+  std::vector<Issue> issues;
+  o.profiles->validateDeclared(text, issues);
+  std::string first;
+  for (auto& i : issues) {
+    if (!where.empty()) {
+      auto dot = i.expression.find('.');
+      i.expression = where + (dot == std::string::npos ? "" : i.expression.substr(dot));
+    }
+    if (first.empty() && (i.severity == "error" || i.severity == "fatal"))
+      first = i.diagnostics + (i.expression.empty() ? "" : " (" + i.expression + ")");
+  }
+  if (first.empty()) return {};
+  Error e = makeError(ErrorCode::kUnprocessable, "the resource does not conform to its meta.profile: " + first, where);
+  e.outcome = operationOutcome(issues);
   return e;
 }
 
@@ -602,6 +625,8 @@ class FhirService::Impl {
     if (!c.ok()) return c.error();
     auto v = validateResource(req_.body, expectedType);
     if (!v.ok()) return v.error();
+    auto vp = validateDeclaredProfiles(o_, req_.body);
+    if (!vp.ok()) return vp.error();
     return in;
   }
 
@@ -997,8 +1022,9 @@ class FhirService::Impl {
 
   FhirResponse capability();
 
-  // $validate: the body is the resource, or Parameters with a `resource` parameter. Answers 200
-  // with an OperationOutcome listing every issue (or one saying all is well).
+  // $validate: the body is the resource, or Parameters with a `resource` parameter (and a `profile`
+  // one); `profile` may also be in the URL. Answers 200 with an OperationOutcome listing every issue
+  // (or one saying all is well); a profile that is not known is an error of the request (400).
   FhirResponse validateOperation(const std::string& type) {
     auto ct = checkContentType(req_.contentType);
     if (!ct.ok()) return errorResponse(ct.error());
@@ -1006,18 +1032,39 @@ class FhirService::Impl {
     auto p = parseResource(req_.body, o_.json, in);
     if (!p.ok()) return errorResponse(p.error());
     std::string_view text = req_.body;
+    std::string profile;
+    for (const auto& [k, v] : req_.query)
+      if (k == "profile") profile = v;
     if (in.json.is_object() && in.json.value("resourceType", "") == "Parameters") {
       Span found;
       auto params = findMember(text, in.span, "parameter");
       for (const Span& ps : arrayElements(text, params)) {
         Span name = findMember(text, ps, "name");
-        if (text.substr(name.begin, name.end - name.begin) == "\"resource\"") found = findMember(text, ps, "resource");
+        std::string_view n = text.substr(name.begin, name.end - name.begin);
+        if (n == "\"resource\"") found = findMember(text, ps, "resource");
+        if (n == "\"profile\"")
+          for (const auto& pp : in.json.value("parameter", Json::array()))
+            if (pp.is_object() && pp.value("name", "") == "profile")
+              for (const char* key : {"valueCanonical", "valueUri", "valueString"})
+                if (pp.contains(key) && pp[key].is_string()) profile = pp[key].get<std::string>();
       }
       if (found.begin == found.end)
         return errorResponse(ErrorCode::kInvalid, "Parameters for $validate need a 'resource' parameter", "Parameters.parameter");
       text = text.substr(found.begin, found.end - found.begin);
     }
     ValidationResult vr = Validator::instance().validate(text, type);
+    if (!profile.empty()) {
+      std::vector<Issue> issues;
+      auto outcome = profiles::ProfileValidator::Outcome::Unknown;
+      if (o_.profiles) outcome = o_.profiles->validate(text, profile, issues);
+      else issues.push_back(Issue{"error", "not-found", "Profile '" + profile + "' is not known: no profile is loaded", ""});
+      if (outcome != profiles::ProfileValidator::Outcome::Checked) {
+        Error e = makeError(ErrorCode::kInvalid, issues.empty() ? "profile '" + profile + "' is not known" : issues[0].diagnostics);
+        e.outcome = operationOutcome(issues);
+        return errorResponse(e);
+      }
+      vr.issues.insert(vr.issues.end(), issues.begin(), issues.end());
+    }
     FhirResponse r;
     r.headers.emplace_back("Content-Type", kJsonContentType);
     if (vr.issues.empty()) vr.issues.push_back(Issue{"information", "informational", "No issues: the resource is valid FHIR R4", ""});
@@ -1264,6 +1311,12 @@ class BundleProcessor {
     if (transaction_) {
       auto v = validateResource(text, "Bundle");
       if (!v.ok()) return errorResponse(v.error());
+      for (const auto& be : entries_) {
+        if (!be.hasResource) continue;
+        auto vp = validateDeclaredProfiles(h_.o_, text.substr(be.in.span.begin, be.in.span.end - be.in.span.begin),
+                                           be.where + ".resource");
+        if (!vp.ok()) return errorResponse(vp.error());
+      }
       return runTransaction();
     }
     return runBatch();
@@ -1345,7 +1398,11 @@ class BundleProcessor {
         return makeError(ErrorCode::kInvalid, "the resource's id must equal the id in request.url", be.where + ".resource.id");
     }
     // A transaction is validated whole once its entries are understood; a batch entry alone.
-    if (!transaction_) return validateResource(text.substr(rs.begin, rs.end - rs.begin), be.type, be.where + ".resource");
+    if (!transaction_) {
+      auto v = validateResource(text.substr(rs.begin, rs.end - rs.begin), be.type, be.where + ".resource");
+      if (!v.ok()) return v;
+      return validateDeclaredProfiles(h_.o_, text.substr(rs.begin, rs.end - rs.begin), be.where + ".resource");
+    }
     return {};
   }
 

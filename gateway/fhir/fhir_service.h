@@ -15,10 +15,19 @@
 
 namespace passerelle::fhir {
 
+namespace profiles {
+class ProfileValidator;
+}
+
 struct FhirServiceOptions {
   JsonLimits json;
   SearchLimits search;
   int maxBundleEntries = 10000;
+  // Profiles (FR Core, the network package, fhir.profile_packages): what $validate?profile= checks
+  // against; with validateProfiles (fhir.validate_profiles) every write is also checked against the
+  // known profiles of its resources' meta.profile. Null: no profile is known.
+  const profiles::ProfileValidator* profiles = nullptr;
+  bool validateProfiles = false;
   std::string softwareVersion = "0.1.0";
 };
 

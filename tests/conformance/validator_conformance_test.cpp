@@ -1,7 +1,7 @@
-// The FHIR validator against the official validator test cases (../shared/corpora/fhir-test-cases):
-// the R4 cases of modules general, fmt, json5, extensions and base that need no profile, package or
-// supporting resource, compared by verdict and error count with the Java validator's expected
-// outcome; and every JSON example of r4/examples, which must validate clean.
+// The FHIR validator (base specification, XML reader, profiles) against the official validator test
+// cases (../shared/corpora/fhir-test-cases), compared by verdict and error count with the Java
+// validator's expected outcome, every difference printed with its reason; and every JSON example of
+// r4/examples, which must validate clean.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -12,7 +12,9 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "mappings/fhir/profiles/profile_validator.h"
 #include "mappings/fhir/validator.h"
+#include "mappings/fhir/xml/fhir_xml.h"
 #include "tests/support/test_gateway.h"
 
 using passerelle::fhir::ValidationResult;
@@ -21,9 +23,23 @@ namespace fs = std::filesystem;
 
 namespace {
 
-// The share of selected cases whose verdict and error count match the reference validator's.
-// Measured at 36/47 = 0.766; the test fails below this floor. Raise it when the validator improves.
-constexpr double kMinCasePassRate = 0.76;
+// The official validator cases of the R4 manifest that validate FHIR resources (modules general,
+// fmt, json5, extensions, base, invariants and the cases with no module), JSON and XML, with the
+// profiles and supporting resources each case names. Left out, each with its reason: terminology
+// cases (a terminology server), npm packages that are not here, logical models that are not FHIR
+// resources (CDS Hooks, CDA, SMART Health Cards), the other modules' tools (signatures, measures,
+// snapshot generation, cross-version extensions, matchetype comparisons), JSON5 comments allowed by
+// an option, R5 supporting material, and cases the manifest marks as not to be used.
+// The floors: the shares measured, rounded down; raise them when the validator improves.
+constexpr double kMinVerdictRate = 0.95;
+constexpr double kMinExactRate = 0.85;
+
+// Why each remaining difference from the Java validator is not a fault of this validator, or what
+// it lacks; the test prints the reason beside each difference.
+const std::map<std::string, std::string>& knownDifferences() {
+  static const std::map<std::string, std::string> reasons = {};
+  return reasons;
+}
 
 std::string readFile(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
@@ -32,17 +48,65 @@ std::string readFile(const fs::path& path) {
   return ss.str();
 }
 
-int errorCount(const ValidationResult& r) {
-  return static_cast<int>(std::count_if(r.issues.begin(), r.issues.end(), [](const auto& i) {
+int errorCount(const std::vector<passerelle::fhir::Issue>& issues) {
+  return static_cast<int>(std::count_if(issues.begin(), issues.end(), [](const auto& i) {
     return i.severity == "error" || i.severity == "fatal";
   }));
 }
+int errorCount(const ValidationResult& r) { return errorCount(r.issues); }
 
-std::string describe(const ValidationResult& r) {
+std::string describe(const std::vector<passerelle::fhir::Issue>& issues) {
   std::string out;
-  for (const auto& i : r.issues)
+  for (const auto& i : issues)
     if (i.severity == "error" || i.severity == "fatal") out += "\n    " + i.expression + ": " + i.diagnostics;
   return out;
+}
+std::string describe(const ValidationResult& r) { return describe(r.issues); }
+
+int expectedErrors(const fs::path& dir, const nlohmann::json& java) {
+  if (java.is_object()) return java.value("errorCount", -1);
+  if (!java.is_string()) return -1;
+  fs::path outcome = dir / "outcomes" / java.get<std::string>();
+  if (!fs::exists(outcome)) return -1;
+  nlohmann::json oo = nlohmann::json::parse(readFile(outcome), nullptr, false);
+  if (oo.is_discarded()) return -1;
+  int n = 0;
+  for (const auto& issue : oo.value("issue", nlohmann::json::array())) {
+    std::string sev = issue.value("severity", "");
+    n += sev == "error" || sev == "fatal";
+  }
+  return n;
+}
+
+bool endsWith(const std::string& s, std::string_view tail) {
+  return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+}
+
+// The JSON of a case file (XML read into JSON first); the XML reader's issues are added to `issues`.
+bool caseJson(const fs::path& path, std::string& json, std::vector<passerelle::fhir::Issue>& issues) {
+  std::string text = readFile(path);
+  if (!endsWith(path.string(), ".xml")) {
+    json = std::move(text);
+    return true;
+  }
+  return passerelle::fhir::fhirXmlToJson(text, json, issues);
+}
+
+// Why a case of the manifest is not run here, or "" when it is.
+std::string whyNotRun(const nlohmann::json& tc) {
+  static const std::vector<std::string> resourceModules = {"general", "fmt",  "json5",     "extensions",
+                                                           "base",    "invariants", ""};
+  std::string module = tc.value("module", ""), file = tc.value("file", "");
+  if (module == "tx" || module == "tx-advanced") return "needs a terminology server";
+  if (std::find(resourceModules.begin(), resourceModules.end(), module) == resourceModules.end())
+    return "module " + module + " (not the validation of FHIR resources)";
+  if (tc.contains("use-test") && !tc["use-test"].get<bool>()) return "marked not to be used";
+  if (tc.contains("packages")) return "needs npm packages that are not here";
+  if (tc.contains("logical")) return "a logical model";
+  if (tc.contains("allow-comments")) return "JSON5 comments allowed by an option";
+  if (tc.contains("supporting5")) return "R5 supporting material";
+  if (!endsWith(file, ".json") && !endsWith(file, ".xml")) return "not JSON or XML";
+  return "";
 }
 
 }  // namespace
@@ -53,50 +117,88 @@ TEST(ValidatorConformanceTest, OfficialValidatorCasesMatchTheReferenceVerdict) {
   fs::path dir = fs::path(corpora) / "fhir-test-cases" / "validator";
   if (!fs::exists(dir / "manifest-r4.json")) GTEST_SKIP() << dir << " has no manifest-r4.json: suite skipped";
   nlohmann::json manifest = nlohmann::json::parse(readFile(dir / "manifest-r4.json"));
-  const std::vector<std::string> modules = {"general", "fmt", "json5", "extensions", "base"};
-  // Cases that need a profile, a package, supporting resources, a logical model, or a validator
-  // option we do not offer (allow-comments: JSON5 comments) are left out.
-  const std::vector<std::string> needs = {"profiles",    "profile", "packages", "supporting",
-                                          "supporting5", "logical", "use-test", "allow-comments"};
-  int cases = 0, verdicts = 0, exact = 0;
+  int cases = 0, verdicts = 0, exact = 0, explained = 0;
+  std::map<std::string, int> notRun;
   for (const auto& tc : manifest["test-cases"]) {
-    std::string module = tc.value("module", "");
-    std::string file = tc.value("file", "");
-    if (std::find(modules.begin(), modules.end(), module) == modules.end()) continue;
-    if (file.size() < 5 || file.substr(file.size() - 5) != ".json") continue;
-    if (std::any_of(needs.begin(), needs.end(), [&](const std::string& k) { return tc.contains(k); })) continue;
+    std::string file = tc.value("file", ""), name = tc.value("name", file);
+    if (std::string why = whyNotRun(tc); !why.empty()) {
+      ++notRun[why];
+      continue;
+    }
+    // The profile to validate against (a "profile" case), or the resource's own meta.profile.
+    std::vector<std::string> sources;
+    for (const char* key : {"profiles", "supporting"})
+      for (const auto& s : tc.value(key, nlohmann::json::array()))
+        if (s.is_string()) sources.push_back(s.get<std::string>());
+    std::string profileUrl;
     int expected = -1;
-    const auto& java = tc["java"];
-    if (java.is_object()) {
-      expected = java.value("errorCount", -1);
-    } else if (java.is_string()) {
-      fs::path outcome = dir / "outcomes" / java.get<std::string>();
-      if (!fs::exists(outcome)) continue;  // no reference outcome in this snapshot
-      nlohmann::json oo = nlohmann::json::parse(readFile(outcome), nullptr, false);
-      if (oo.is_discarded()) continue;
-      expected = 0;
-      for (const auto& issue : oo.value("issue", nlohmann::json::array())) {
-        std::string sev = issue.value("severity", "");
-        if (sev == "error" || sev == "fatal") ++expected;
+    if (tc.contains("profile") && tc["profile"].is_object()) {
+      const auto& pc = tc["profile"];
+      for (const auto& s : pc.value("supporting", nlohmann::json::array()))
+        if (s.is_string()) sources.push_back(s.get<std::string>());
+      std::string source = pc.value("source", "");
+      sources.push_back(source);
+      std::string sdJson;
+      std::vector<passerelle::fhir::Issue> ignored;
+      if (caseJson(dir / source, sdJson, ignored)) {
+        nlohmann::json sd = nlohmann::json::parse(sdJson, nullptr, false);
+        if (sd.is_object()) profileUrl = sd.value("url", "");
+      }
+      expected = expectedErrors(dir, pc.value("java", nlohmann::json()));
+    } else {
+      expected = expectedErrors(dir, tc.value("java", nlohmann::json()));
+    }
+    if (expected < 0) {
+      ++notRun["no expected outcome in this snapshot"];
+      continue;
+    }
+    if (!fs::exists(dir / file)) {
+      ++notRun["file missing from this snapshot"];
+      continue;
+    }
+    passerelle::fhir::profiles::ProfileRegistry registry;
+    std::string loadErrors;
+    for (const auto& s : sources) {
+      std::string json, error;
+      std::vector<passerelle::fhir::Issue> ignored;
+      if (!caseJson(dir / s, json, ignored) || !registry.loadText(json, s, error)) loadErrors += " " + s + " " + error;
+    }
+    std::vector<passerelle::fhir::Issue> issues;
+    std::string json;
+    if (caseJson(dir / file, json, issues)) {
+      ValidationResult r = Validator::instance().validate(json);
+      issues.insert(issues.end(), r.issues.begin(), r.issues.end());
+      bool parsed = nlohmann::json::accept(json);  // a parse error is the base validator's to report
+      if (parsed)
+      {
+        passerelle::fhir::profiles::ProfileValidator profiles(registry);
+        if (!profileUrl.empty()) profiles.validate(json, profileUrl, issues);
+        else profiles.validateDeclared(json, issues);
       }
     }
-    if (expected < 0 || !fs::exists(dir / file)) continue;
-    ValidationResult r = Validator::instance().validate(readFile(dir / file));
-    int got = errorCount(r);
+    int got = errorCount(issues);
     ++cases;
     bool verdict = (got > 0) == (expected > 0);
     verdicts += verdict;
     exact += verdict && got == expected;
-    if (!(verdict && got == expected))
-      std::cout << "[ mismatch ] " << tc.value("name", file) << ": expected " << expected << " error(s), got " << got
-                << describe(r) << "\n";
+    if (!(verdict && got == expected)) {
+      auto reason = knownDifferences().find(name);
+      explained += reason != knownDifferences().end();
+      std::cout << "[ difference ] " << name << " (" << file << "): expected " << expected << " error(s), got "
+                << got << (verdict ? "" : " (verdict differs)")
+                << (reason != knownDifferences().end() ? "\n    why: " + reason->second : std::string("\n    why: not explained"))
+                << (loadErrors.empty() ? "" : "\n    loading:" + loadErrors) << describe(issues) << "\n";
+    }
   }
-  ASSERT_GT(cases, 20);
-  double rate = static_cast<double>(exact) / cases;
-  std::cout << "[ conformance ] validator cases: " << cases << ", verdict matches " << verdicts
-            << ", verdict and error count match " << exact << " (" << static_cast<int>(rate * 1000) / 10.0
-            << "%)\n";
-  EXPECT_GE(rate, kMinCasePassRate) << "the conformance pass rate dropped below the recorded floor";
+  ASSERT_GT(cases, 40);
+  double verdictRate = static_cast<double>(verdicts) / cases, exactRate = static_cast<double>(exact) / cases;
+  for (const auto& [why, n] : notRun) std::cout << "[ not run ] " << n << " case(s): " << why << "\n";
+  std::cout << "[ conformance ] validator cases run: " << cases << "; verdict matches " << verdicts << " ("
+            << static_cast<int>(verdictRate * 1000) / 10.0 << "%), verdict and error count match " << exact << " ("
+            << static_cast<int>(exactRate * 1000) / 10.0 << "%); differences explained " << explained << " of "
+            << cases - exact << "\n";
+  EXPECT_GE(verdictRate, kMinVerdictRate) << "the verdict agreement dropped below the recorded floor";
+  EXPECT_GE(exactRate, kMinExactRate) << "the error-count agreement dropped below the recorded floor";
 }
 
 TEST(ValidatorConformanceTest, EveryR4JsonExampleValidatesClean) {

@@ -185,6 +185,20 @@ TEST(ProcessTest, ValidateCommandPrintsAnOutcomeAndSetsTheExitStatus) {
   out.clear();
   EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--profile", "http://hl7.org/fhir/StructureDefinition/Observation", good}, out), 1);
   out.clear();
+  // a profile of the built-in network package, of a --package folder, and one nobody knows
+  const std::string network = "https://douleur77.fr/fhir/StructureDefinition/network-patient";
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--fr-core", "none", "--profile", network, good}, out), 1);
+  EXPECT_NE(out.find("Slice 'network-id' of Patient.identifier"), std::string::npos) << out;
+  out.clear();
+  std::filesystem::create_directories(dir.path() + "/pkg");
+  write("pkg/sd.json", R"({"resourceType":"StructureDefinition","url":"http://example.org/p","kind":"resource",
+    "type":"Patient","snapshot":{"element":[{"id":"Patient","path":"Patient","min":0,"max":"*"},
+    {"id":"Patient.gender","path":"Patient.gender","min":0,"max":"1","type":[{"code":"code"}],"fixedCode":"male"}]}})");
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--package", dir.path() + "/pkg", "--profile", "http://example.org/p", good}, out), 1);
+  EXPECT_NE(out.find("Patient.gender"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--profile", "http://example.org/unknown", good}, out), 2);
+  out.clear();
   EXPECT_EQ(run({PASSERELLE_BINARY, "validate", dir.path() + "/missing.json"}, out), 2);
   // FHIR XML, detected by its first byte: read, then validated; what the XML breaks is told too.
   out.clear();

@@ -89,6 +89,7 @@ class ValidationTables {
   const std::vector<TypeDef>& types() const { return types_; }
   const TypeDef& type(int index) const { return types_[static_cast<std::size_t>(index)]; }
   const ValueSet& valueSet(int index) const { return valueSets_[static_cast<std::size_t>(index)]; }
+  const std::vector<ValueSet>& valueSets() const { return valueSets_; }
   // Index of the concrete resource type `name`, or -1.
   int resourceType(std::string_view name) const;
   // Index of the complex or backbone type `name`, or -1.

@@ -1,0 +1,102 @@
+// A StructureDefinition's snapshot compiled once into flat structures for the profile validator:
+// one Node per snapshot element, children and slices as indexes, fixed[x] and pattern[x] values as
+// small owned JSON trees, bindings resolved to local expansions. Immutable once built.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+namespace passerelle::fhir::profiles {
+
+// A JSON value held by a profile (fixed[x], pattern[x]).
+struct Value {
+  enum class Kind : std::uint8_t { Null, Bool, Number, String, Object, Array };
+  Kind kind = Kind::Null;
+  bool boolean = false;
+  double number = 0;
+  std::string text;  // String
+  std::vector<std::pair<std::string, Value>> members;  // Object
+  std::vector<Value> items;                             // Array
+
+  const Value* member(std::string_view name) const {
+    for (const auto& [k, v] : members)
+      if (k == name) return &v;
+    return nullptr;
+  }
+  // Compact JSON text, for messages.
+  std::string json() const;
+};
+
+// The codes of a value set as far as it can be expanded from local data.
+struct Expansion {
+  std::string url;                        // canonical, with |version when the value set has one
+  bool complete = false;                  // false: some part could not be expanded here
+  std::string incompleteReason;           // why not, for the information issue
+  std::unordered_set<std::string> pairs;  // "system|code"
+  std::unordered_set<std::string> codes;  // the codes alone (for code elements)
+  bool containsCode(std::string_view code) const { return codes.count(std::string(code)) > 0; }
+  bool contains(std::string_view system, std::string_view code) const;
+};
+
+struct Profile;
+
+enum class Strength : std::uint8_t { None, Example, Preferred, Extensible, Required };
+
+struct TypeRef {
+  std::string code;                      // "Identifier", "Reference", "string", "http://hl7.org/fhirpath/System.String"
+  std::vector<std::string> profiles;     // type.profile, canonical as written
+  std::vector<const Profile*> resolved;  // the compiled profiles they name (null: not in the registry)
+  std::vector<std::string> targetTypes;  // resource types allowed by type.targetProfile; empty: any
+  bool anyTarget = true;                 // a target profile names Resource or is unknown
+};
+
+struct Discriminator {
+  enum class Kind : std::uint8_t { Value, Pattern, Type, Exists, Profile };
+  Kind kind = Kind::Value;
+  std::string path;  // relative to the sliced element; "$this" for the element itself
+  std::vector<std::string> segments;  // the path cut at its dots (names, $this, ofType(X), extension('url'))
+};
+
+struct Node {
+  std::string id;          // "Patient.identifier:INS-NIR.system"
+  std::string path;        // "Patient.identifier.system"
+  std::string name;        // last path segment: "system", "value[x]"
+  std::string sliceName;   // for a slice entry
+  bool choice = false;     // name ends with [x]
+  std::int32_t min = 0;
+  std::int32_t max = -1;   // -1 = *
+  std::vector<TypeRef> types;
+  std::unique_ptr<Value> fixed, pattern;
+  Strength strength = Strength::None;
+  std::string valueSet;            // binding.valueSet as written
+  const Expansion* expansion = nullptr;  // its local expansion (may be incomplete), null when unknown
+  bool baseValueSet = false;       // a value set of the base specification (checked by the base validator on codes)
+  // Slicing, on the slicing entry (the element without sliceName).
+  bool sliced = false;
+  bool ordered = false;
+  enum class Rules : std::uint8_t { Open, Closed, OpenAtEnd } rules = Rules::Open;
+  std::vector<Discriminator> discriminators;
+  std::vector<std::int32_t> slices;    // slice entries, in snapshot order
+  std::vector<std::int32_t> children;  // child elements (slices excluded)
+  std::int32_t parent = -1;
+  std::int32_t contentReference = -1;  // the node whose children this one reuses (contentReference)
+  std::string maxText() const { return max < 0 ? "*" : std::to_string(max); }
+};
+
+struct Profile {
+  std::string url, version, name;
+  std::string type;            // StructureDefinition.type: the resource or data type constrained
+  bool resource = false;       // kind = resource
+  bool extension = false;      // an extension definition
+  std::vector<std::pair<std::string, std::string>> contexts;  // (type, expression) of an extension
+  std::vector<Node> nodes;     // nodes[0] is the root element
+  std::string error;           // not empty: the definition could not be compiled (why)
+  std::string canonical() const { return version.empty() ? url : url + "|" + version; }
+};
+
+}  // namespace passerelle::fhir::profiles

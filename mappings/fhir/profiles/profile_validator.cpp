@@ -1,0 +1,974 @@
+// The profile walk: from the root element of a compiled snapshot, each element definition looks up
+// its values in the instance (simdjson DOM), checks their count, then each value: fixed and pattern,
+// binding, reference targets, then its own children, or, when the snapshot does not unroll them, the
+// profile its type names (a data type profile, an extension definition). Values of a sliced element
+// are sorted into slices by the discriminators first. Extensions outside any profile element are
+// checked against their definition when the registry knows their url. Paths are kept as one string
+// that grows and shrinks with the walk.
+#include "mappings/fhir/profiles/profile_validator.h"
+
+#include <algorithm>
+#include <cctype>
+#include <unordered_set>
+
+#include "mappings/fhir/resource_types.h"
+
+namespace passerelle::fhir::profiles {
+
+namespace {
+
+using simdjson::dom::array;
+using simdjson::dom::element;
+using simdjson::dom::element_type;
+using simdjson::dom::object;
+
+constexpr std::string_view kCoreSd = "http://hl7.org/fhir/StructureDefinition/";
+constexpr int kMaxDepth = 24;
+
+simdjson::dom::parser& threadParser() {
+  thread_local simdjson::dom::parser parser;
+  return parser;
+}
+
+bool stringOf(element v, std::string_view& out) { return v.get_string().get(out) == simdjson::SUCCESS; }
+
+bool member(object obj, std::string_view key, element& out) { return obj.at_key(key).get(out) == simdjson::SUCCESS; }
+
+bool memberString(object obj, std::string_view key, std::string_view& out) {
+  element v;
+  return member(obj, key, v) && stringOf(v, out);
+}
+
+bool isNumber(element v) {
+  auto t = v.type();
+  return t == element_type::INT64 || t == element_type::UINT64 || t == element_type::DOUBLE;
+}
+
+double numberOf(element v) {
+  switch (v.type()) {
+    case element_type::INT64: return static_cast<double>(int64_t(v));
+    case element_type::UINT64: return static_cast<double>(uint64_t(v));
+    default: return double(v);
+  }
+}
+
+// fixed[x]: the instance is exactly the value.
+bool equalsValue(const Value& f, element v) {
+  switch (f.kind) {
+    case Value::Kind::Null: return v.is_null();
+    case Value::Kind::Bool: return v.is_bool() && bool(v) == f.boolean;
+    case Value::Kind::Number: return isNumber(v) && numberOf(v) == f.number;
+    case Value::Kind::String: {
+      std::string_view s;
+      return stringOf(v, s) && s == f.text;
+    }
+    case Value::Kind::Object: {
+      object obj;
+      if (v.get_object().get(obj) != simdjson::SUCCESS || obj.size() != f.members.size()) return false;
+      for (const auto& [k, m] : f.members) {
+        element e;
+        if (!member(obj, k, e) || !equalsValue(m, e)) return false;
+      }
+      return true;
+    }
+    case Value::Kind::Array: {
+      array arr;
+      if (v.get_array().get(arr) != simdjson::SUCCESS || arr.size() != f.items.size()) return false;
+      std::size_t i = 0;
+      for (element e : arr)
+        if (!equalsValue(f.items[i++], e)) return false;
+      return true;
+    }
+  }
+  return false;
+}
+
+// pattern[x]: every member of the pattern is in the instance with the same value, every element of
+// a pattern array matches some element of the instance's array.
+bool containsPattern(const Value& p, element v) {
+  if (p.kind == Value::Kind::Object) {
+    object obj;
+    if (v.get_object().get(obj) != simdjson::SUCCESS) return false;
+    for (const auto& [k, m] : p.members) {
+      element e;
+      if (!member(obj, k, e) || !containsPattern(m, e)) return false;
+    }
+    return true;
+  }
+  if (p.kind == Value::Kind::Array) {
+    array arr;
+    if (v.get_array().get(arr) != simdjson::SUCCESS) {
+      // A single instance value against a one-element pattern array.
+      return p.items.size() == 1 && containsPattern(p.items[0], v);
+    }
+    for (const Value& item : p.items) {
+      bool found = false;
+      for (element e : arr)
+        if (containsPattern(item, e)) {
+          found = true;
+          break;
+        }
+      if (!found) return false;
+    }
+    return true;
+  }
+  return equalsValue(p, v);
+}
+
+std::string shortJson(const Value& v) {
+  std::string s = v.json();
+  if (s.size() > 200) s = s.substr(0, 200) + "...";
+  return s;
+}
+
+// Type codes and the suffixes of choice names differ in the case of their first letter only.
+bool sameType(std::string_view code, std::string_view suffix) {
+  if (code.size() != suffix.size() || code.empty()) return false;
+  if (std::toupper(static_cast<unsigned char>(code[0])) != std::toupper(static_cast<unsigned char>(suffix[0])))
+    return false;
+  return code.substr(1) == suffix.substr(1);
+}
+
+bool isFunction(std::string_view seg, std::string_view name) {
+  return seg.size() > name.size() + 1 && seg.substr(0, name.size()) == name && seg[name.size()] == '(';
+}
+
+// extension('url') -> url
+std::string_view extensionArgument(std::string_view seg) {
+  auto open = seg.find('\'');
+  auto close = seg.rfind('\'');
+  if (open == std::string_view::npos || close <= open) return {};
+  return seg.substr(open + 1, close - open - 1);
+}
+
+// The resource type a literal reference points to, or empty.
+std::string_view referenceType(std::string_view ref) {
+  if (auto q = ref.find('?'); q != std::string_view::npos) return ref.substr(0, q);
+  if (auto h = ref.find("/_history/"); h != std::string_view::npos) ref = ref.substr(0, h);
+  auto last = ref.rfind('/');
+  if (last == std::string_view::npos || last == 0) return {};
+  auto prev = ref.rfind('/', last - 1);
+  std::string_view type = prev == std::string_view::npos ? ref.substr(0, last) : ref.substr(prev + 1, last - prev - 1);
+  return isResourceType(type) ? type : std::string_view();
+}
+
+class Walk {
+ public:
+  Walk(const ProfileRegistry& registry, std::vector<Issue>& issues, object root, int depth = 0)
+      : registry_(registry), issues_(issues), root_(root), depth_(depth) {}
+
+  std::string path;
+
+  void checkResource(const Profile& p, element resource) { checkNode(p, p.nodes[0], resource, {}); }
+
+  void checkNode(const Profile& p, const Node& n, element v, std::string_view choiceType);
+
+  std::size_t errors() const {
+    return static_cast<std::size_t>(std::count_if(issues_.begin(), issues_.end(), [](const Issue& i) {
+      return i.severity == "error" || i.severity == "fatal";
+    }));
+  }
+
+ private:
+  struct Item {
+    element value;
+    std::int32_t index;          // position in the JSON array, -1 for a single value
+    std::string_view choiceType; // for choice elements
+    std::string_view key;        // the JSON name
+  };
+
+  void report(std::string_view severity, std::string_view code, std::string message, const Profile& p) {
+    if (issues_.size() >= ProfileValidator::kMaxIssues) {
+      if (!truncated_) {
+        truncated_ = true;
+        issues_.push_back({"error", "too-costly", "Too many issues: the rest are not reported", path});
+      }
+      return;
+    }
+    message += " (profile ";
+    message += p.url;
+    message += ')';
+    issues_.push_back({std::string(severity), std::string(code), std::move(message), path});
+  }
+
+  std::size_t push(std::string_view name, std::int32_t index, std::string_view ofType = {}) {
+    std::size_t mark = path.size();
+    if (!path.empty()) path += '.';
+    path += name;
+    if (!ofType.empty()) {
+      path += ".ofType(";
+      path += ofType;
+      path += ')';
+    }
+    if (index >= 0) {
+      path += '[';
+      path += std::to_string(index);
+      path += ']';
+    }
+    return mark;
+  }
+  void pop(std::size_t mark) { path.resize(mark); }
+
+  const Node* shapeOf(const Profile& p, const Node& n) const {
+    if (n.children.empty() && n.contentReference >= 0) return &p.nodes[static_cast<std::size_t>(n.contentReference)];
+    return &n;
+  }
+  const TypeRef* typeFor(const Node& n, std::string_view choiceType) const {
+    if (!choiceType.empty()) {
+      for (const auto& t : n.types)
+        if (sameType(t.code, choiceType)) return &t;
+      return nullptr;
+    }
+    return n.types.size() == 1 ? &n.types[0] : nullptr;
+  }
+
+  void collectItems(const Node& c, object obj, std::vector<Item>& items, std::size_t& count);
+  void checkChildren(const Profile& p, const Node& n, object obj);
+  void checkSlicing(const Profile& p, const Node& c, const std::vector<Item>& items);
+  bool sliceMatches(const Profile& p, const Node& c, const Node& s, const Item& item);
+  bool discriminatorMatches(const Profile& p, const Node& s, const Discriminator& d, const Item& item);
+  const Node* childNamed(const Profile& p, const Node& n, std::string_view seg) const;
+  // What the definition says at a discriminator path: the element, and the fixed or pattern value
+  // that covers it. False when the path cannot be followed in the definition.
+  struct Target {
+    const Node* node = nullptr;
+    const Value* expected = nullptr;
+    bool pattern = false;
+  };
+  bool definitionAt(const Profile& p, const Node* node, const std::vector<std::string>& segs, std::size_t k,
+                    Target& out) const;
+  void instanceAt(element v, const std::vector<std::string>& segs, std::size_t k, std::vector<element>& out) const;
+  void checkBinding(const Profile& p, const Node& n, element v, const TypeRef* t);
+  void checkReference(const Profile& p, const TypeRef& t, object ref);
+  void checkExtensionByUrl(const Profile& p, const Node& n, element v, object ext);
+  void checkExtensionContext(const Profile& ext, const Profile& p, const Node& n);
+  void scanExtensions(element v, int depth);
+  bool quietlyValid(const Profile& p, const Node& n, element v, std::string_view choiceType);
+
+  const ProfileRegistry& registry_;
+  std::vector<Issue>& issues_;
+  object root_;
+  int depth_;
+  bool truncated_ = false;
+  std::unordered_set<std::string_view> reportedValueSets_;  // value sets already said not to be checked
+};
+
+void Walk::checkNode(const Profile& p, const Node& n, element v, std::string_view choiceType) {
+  if (depth_ > kMaxDepth) return;
+  const TypeRef* t = typeFor(n, choiceType);
+  if (n.fixed && !equalsValue(*n.fixed, v))
+    report("error", "value", "Value must be exactly " + shortJson(*n.fixed) + " (fixed by " + n.id + ")", p);
+  if (n.pattern && !containsPattern(*n.pattern, v))
+    report("error", "value", "Value does not match the pattern " + shortJson(*n.pattern) + " required by " + n.id, p);
+  if (!n.valueSet.empty() && (n.strength == Strength::Required || n.strength == Strength::Extensible))
+    checkBinding(p, n, v, t);
+  object obj;
+  if (v.get_object().get(obj) != simdjson::SUCCESS) return;
+  if (t && t->code == "Reference" && !t->anyTarget) checkReference(p, *t, obj);
+  const Node* shape = shapeOf(p, n);
+  if (!shape->children.empty()) {
+    checkChildren(p, *shape, obj);
+    return;
+  }
+  // Not unrolled in this snapshot: the profile the type names, else what the registry knows.
+  if (t && !t->resolved.empty()) {
+    const Profile* chosen = nullptr;
+    std::string_view url;
+    bool isExtension = t->code == "Extension" && memberString(obj, "url", url);
+    for (std::size_t i = 0; i < t->resolved.size() && !chosen; ++i) {
+      const Profile* r = t->resolved[i];
+      if (r && (!isExtension || r->url == url)) chosen = r;
+    }
+    if (!chosen && !isExtension)
+      for (const Profile* r : t->resolved)
+        if (r && !chosen) chosen = r;
+    if (chosen && chosen->error.empty() && !chosen->nodes.empty()) {
+      ++depth_;
+      if (chosen->extension && t->code == "Extension") checkExtensionContext(*chosen, p, n);
+      checkNode(*chosen, chosen->nodes[0], v, {});
+      --depth_;
+      return;
+    }
+  }
+  if ((t && t->code == "Extension") || n.name == "extension" || n.name == "modifierExtension") {
+    checkExtensionByUrl(p, n, v, obj);
+    return;
+  }
+  scanExtensions(v, 0);
+}
+
+void Walk::collectItems(const Node& c, object obj, std::vector<Item>& items, std::size_t& count) {
+  auto add = [&](std::string_view key, element v, std::string_view choiceType) {
+    array arr;
+    if (v.get_array().get(arr) == simdjson::SUCCESS) {
+      std::int32_t i = 0;
+      for (element e : arr) items.push_back({e, i++, choiceType, key});
+      count += arr.size();
+    } else {
+      items.push_back({v, -1, choiceType, key});
+      ++count;
+    }
+  };
+  if (c.choice) {
+    std::string_view base = std::string_view(c.name).substr(0, c.name.size() - 3);
+    for (auto [key, value] : obj) {
+      if (key.size() > base.size() && key.substr(0, base.size()) == base &&
+          std::isupper(static_cast<unsigned char>(key[base.size()])))
+        add(key, value, key.substr(base.size()));
+    }
+    if (count == 0) {
+      // A primitive choice given by its extensions only (_valueString) still counts.
+      for (auto [key, value] : obj)
+        if (key.size() > base.size() + 1 && key[0] == '_' && key.substr(1, base.size()) == base &&
+            std::isupper(static_cast<unsigned char>(key[base.size() + 1])))
+          ++count;
+    }
+    return;
+  }
+  element v;
+  if (member(obj, c.name, v)) {
+    add(c.name, v, {});
+    return;
+  }
+  std::string underscored = "_" + c.name;
+  if (member(obj, underscored, v)) {
+    array arr;
+    count += v.get_array().get(arr) == simdjson::SUCCESS ? arr.size() : 1;
+  }
+}
+
+void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
+  std::vector<Item> items;
+  for (std::int32_t ci : n.children) {
+    const Node& c = p.nodes[static_cast<std::size_t>(ci)];
+    items.clear();
+    std::size_t count = 0;
+    collectItems(c, obj, items, count);
+    if (count < static_cast<std::size_t>(std::max(c.min, 0)))
+      report("error", "required",
+             c.id + ": minimum required = " + std::to_string(c.min) + ", but only found " + std::to_string(count), p);
+    if (c.max >= 0 && count > static_cast<std::size_t>(c.max)) {
+      std::size_t mark = c.choice && !items.empty()
+                             ? push(std::string_view(c.name).substr(0, c.name.size() - 3), -1, items[0].choiceType)
+                             : push(c.name, -1);
+      report("error", "structure",
+             c.max == 0 ? c.id + ": the profile does not allow this element (max = 0)"
+                        : c.id + ": max allowed = " + c.maxText() + ", but found " + std::to_string(count),
+             p);
+      pop(mark);
+    }
+    if (items.empty()) {
+      if (c.sliced) checkSlicing(p, c, items);  // required slices are missing too
+      continue;
+    }
+    // The types a choice allows (the base allows more).
+    if (c.choice && !c.types.empty()) {
+      for (const Item& it : items) {
+        if (typeFor(c, it.choiceType)) continue;
+        std::string allowed;
+        for (const auto& t : c.types) allowed += (allowed.empty() ? "" : ", ") + t.code;
+        std::size_t mark = push(std::string_view(c.name).substr(0, c.name.size() - 3), -1, it.choiceType);
+        report("error", "structure",
+               "The type " + std::string(it.choiceType) + " is not allowed for " + c.id + " (allowed: " + allowed + ")", p);
+        pop(mark);
+      }
+    }
+    if (c.sliced) {
+      checkSlicing(p, c, items);
+      continue;
+    }
+    for (const Item& it : items) {
+      std::size_t mark = c.choice ? push(std::string_view(c.name).substr(0, c.name.size() - 3), it.index, it.choiceType)
+                                  : push(c.name, it.index);
+      checkNode(p, c, it.value, it.choiceType);
+      pop(mark);
+    }
+  }
+}
+
+void Walk::checkSlicing(const Profile& p, const Node& c, const std::vector<Item>& items) {
+  std::vector<int> matched(items.size(), -1);
+  std::vector<std::size_t> counts(c.slices.size(), 0);
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    for (std::size_t s = 0; s < c.slices.size(); ++s) {
+      if (sliceMatches(p, c, p.nodes[static_cast<std::size_t>(c.slices[s])], items[i])) {
+        matched[i] = static_cast<int>(s);
+        ++counts[s];
+        break;
+      }
+    }
+  }
+  int last = -1;
+  bool unmatchedSeen = false;
+  for (std::size_t i = 0; i < items.size(); ++i) {
+    const Item& it = items[i];
+    std::size_t mark = c.choice ? push(std::string_view(c.name).substr(0, c.name.size() - 3), it.index, it.choiceType)
+                                : push(c.name, it.index);
+    if (matched[i] >= 0) {
+      const Node& s = p.nodes[static_cast<std::size_t>(c.slices[static_cast<std::size_t>(matched[i])])];
+      if (c.ordered && matched[i] < last)
+        report("error", "structure",
+               "The element matches slice '" + s.sliceName + "', which comes before the slice of an earlier element: " +
+                   c.id + " is sliced in order",
+               p);
+      if (c.rules == Node::Rules::OpenAtEnd && unmatchedSeen)
+        report("error", "structure",
+               "The element matches slice '" + s.sliceName + "' after an element that matches no slice: " + c.id +
+                   " allows other elements at the end only",
+               p);
+      last = std::max(last, matched[i]);
+      checkNode(p, s, it.value, it.choiceType);
+    } else {
+      unmatchedSeen = true;
+      if (c.rules == Node::Rules::Closed) {
+        std::string names;
+        for (std::int32_t si : c.slices) names += (names.empty() ? "" : ", ") + p.nodes[static_cast<std::size_t>(si)].sliceName;
+        report("error", "structure",
+               "The element matches none of the slices of " + c.id + " (" + names + "), and the slicing is closed", p);
+      }
+      checkNode(p, c, it.value, it.choiceType);
+    }
+    pop(mark);
+  }
+  for (std::size_t s = 0; s < c.slices.size(); ++s) {
+    const Node& sl = p.nodes[static_cast<std::size_t>(c.slices[s])];
+    if (counts[s] < static_cast<std::size_t>(std::max(sl.min, 0)))
+      report("error", "required",
+             "Slice '" + sl.sliceName + "' of " + c.id + ": minimum required = " + std::to_string(sl.min) +
+                 ", but only found " + std::to_string(counts[s]),
+             p);
+    if (sl.max >= 0 && counts[s] > static_cast<std::size_t>(sl.max))
+      report("error", "structure",
+             "Slice '" + sl.sliceName + "' of " + c.id + ": max allowed = " + sl.maxText() + ", but found " +
+                 std::to_string(counts[s]),
+             p);
+  }
+}
+
+bool Walk::quietlyValid(const Profile& p, const Node& n, element v, std::string_view choiceType) {
+  std::vector<Issue> scratch;
+  Walk sub(registry_, scratch, root_, depth_ + 1);
+  sub.checkNode(p, n, v, choiceType);
+  return sub.errors() == 0;
+}
+
+bool Walk::sliceMatches(const Profile& p, const Node& c, const Node& s, const Item& item) {
+  if (c.discriminators.empty()) return quietlyValid(p, s, item.value, item.choiceType);
+  for (const Discriminator& d : c.discriminators)
+    if (!discriminatorMatches(p, s, d, item)) return false;
+  return true;
+}
+
+const Node* Walk::childNamed(const Profile& p, const Node& n, std::string_view seg) const {
+  const Node* shape = shapeOf(p, n);
+  for (std::int32_t ci : shape->children) {
+    const Node& c = p.nodes[static_cast<std::size_t>(ci)];
+    if (c.name == seg) return &c;
+    if (c.choice) {
+      std::string_view base = std::string_view(c.name).substr(0, c.name.size() - 3);
+      if (seg == base) return &c;
+      if (seg.size() > base.size() && seg.substr(0, base.size()) == base) {
+        // valueQuantity: the type slice when there is one, else the choice
+        for (std::int32_t si : c.slices) {
+          const Node& s = p.nodes[static_cast<std::size_t>(si)];
+          if (s.types.size() == 1 && sameType(s.types[0].code, seg.substr(base.size()))) return &s;
+        }
+        return &c;
+      }
+    }
+  }
+  return nullptr;
+}
+
+void Walk::instanceAt(element v, const std::vector<std::string>& segs, std::size_t k,
+                      std::vector<element>& out) const {
+  array arr;
+  if (v.get_array().get(arr) == simdjson::SUCCESS) {
+    for (element e : arr) instanceAt(e, segs, k, out);
+    return;
+  }
+  if (k == segs.size()) {
+    out.push_back(v);
+    return;
+  }
+  std::string_view seg = segs[k];
+  if (seg == "$this" || isFunction(seg, "ofType")) return instanceAt(v, segs, k + 1, out);
+  if (isFunction(seg, "resolve")) {
+    // Only contained resources resolve here.
+    object ref;
+    std::string_view target;
+    if (v.get_object().get(ref) != simdjson::SUCCESS || !memberString(ref, "reference", target) ||
+        target.empty() || target[0] != '#')
+      return;
+    element contained;
+    array list;
+    if (!member(root_, "contained", contained) || contained.get_array().get(list) != simdjson::SUCCESS) return;
+    for (element r : list) {
+      object ro;
+      std::string_view id;
+      if (r.get_object().get(ro) == simdjson::SUCCESS && memberString(ro, "id", id) && id == target.substr(1))
+        instanceAt(r, segs, k + 1, out);
+    }
+    return;
+  }
+  object obj;
+  if (v.get_object().get(obj) != simdjson::SUCCESS) return;
+  if (isFunction(seg, "extension")) {
+    std::string_view url = extensionArgument(seg);
+    element exts;
+    array list;
+    if (!member(obj, "extension", exts) || exts.get_array().get(list) != simdjson::SUCCESS) return;
+    for (element e : list) {
+      object eo;
+      std::string_view u;
+      if (e.get_object().get(eo) == simdjson::SUCCESS && memberString(eo, "url", u) && u == url)
+        instanceAt(e, segs, k + 1, out);
+    }
+    return;
+  }
+  element child;
+  if (member(obj, seg, child)) return instanceAt(child, segs, k + 1, out);
+  for (auto [key, value] : obj)  // a choice named by its base: value -> valueQuantity
+    if (key.size() > seg.size() && key.substr(0, seg.size()) == seg &&
+        std::isupper(static_cast<unsigned char>(key[seg.size()])))
+      instanceAt(value, segs, k + 1, out);
+}
+
+bool Walk::definitionAt(const Profile& p, const Node* node, const std::vector<std::string>& segs,
+                        std::size_t k, Target& out) const {
+  for (;; ++k) {
+    if (node->fixed || node->pattern) {
+      const Value* v = node->fixed ? node->fixed.get() : node->pattern.get();
+      out.pattern = node->pattern != nullptr;
+      for (std::size_t j = k; v && j < segs.size(); ++j) {
+        if (segs[j] == "$this" || isFunction(segs[j], "ofType")) continue;
+        if (v->kind == Value::Kind::Array) v = v->items.empty() ? nullptr : &v->items[0];
+        v = v ? v->member(segs[j]) : nullptr;
+      }
+      out.node = node;
+      out.expected = v;
+      return true;
+    }
+    if (k == segs.size()) break;
+    std::string_view seg = segs[k];
+    if (seg == "$this" || isFunction(seg, "ofType")) continue;
+    if (isFunction(seg, "extension")) {
+      const Node* ext = childNamed(p, *node, "extension");
+      const Node* found = nullptr;
+      std::string_view url = extensionArgument(seg);
+      if (ext)
+        for (std::int32_t si : ext->slices) {
+          const Node& sl = p.nodes[static_cast<std::size_t>(si)];
+          for (const auto& t : sl.types)
+            for (const auto& prof : t.profiles)
+              if (ProfileRegistry::splitCanonical(prof).first == url) found = &sl;
+          if (const Node* u = childNamed(p, sl, "url"); u && u->fixed && u->fixed->text == url) found = &sl;
+        }
+      if (!found) return false;
+      node = found;
+      continue;
+    }
+    const Node* next = childNamed(p, *node, seg);
+    if (!next) {
+      out.node = nullptr;
+      return true;
+    }
+    // Through a sliced element (code.coding.code with coding sliced): the value a slice fixes, a
+    // required slice first.
+    if (!next->slices.empty() && k + 1 < segs.size()) {
+      Target plain;
+      definitionAt(p, next, segs, k + 1, plain);
+      if (plain.expected) {
+        out = plain;
+        return true;
+      }
+      for (int pass = 0; pass < 2; ++pass)
+        for (std::int32_t si : next->slices) {
+          const Node& sl = p.nodes[static_cast<std::size_t>(si)];
+          if ((pass == 0) != (sl.min >= 1)) continue;
+          Target viaSlice;
+          if (definitionAt(p, &sl, segs, k + 1, viaSlice) && viaSlice.expected) {
+            out = viaSlice;
+            return true;
+          }
+        }
+      out = plain;
+      return true;
+    }
+    node = next;
+  }
+  out.node = node;
+  return true;
+}
+
+bool Walk::discriminatorMatches(const Profile& p, const Node& s, const Discriminator& d, const Item& item) {
+  const std::vector<std::string>& segs = d.segments;
+  // Walk the slice's definition along the path; a fixed or pattern value met on the way holds the rest.
+  Target target;
+  if (!definitionAt(p, &s, segs, 0, target)) return false;
+  const Node* node = target.node;
+  const Value* expected = target.expected;
+  bool pattern = d.kind == Discriminator::Kind::Pattern || target.pattern;
+  std::vector<element> values;
+  instanceAt(item.value, segs, 0, values);
+  switch (d.kind) {
+    case Discriminator::Kind::Value:
+    case Discriminator::Kind::Pattern: {
+      if (!expected && segs.size() == 1 && segs[0] == "url" && !s.types.empty() && !s.types[0].profiles.empty()) {
+        // An extension slice names its definition: the url is that definition's.
+        std::string_view url = ProfileRegistry::splitCanonical(s.types[0].profiles[0]).first;
+        for (element v : values) {
+          std::string_view u;
+          if (stringOf(v, u) && u == url) return true;
+        }
+        return false;
+      }
+      if (expected) {
+        for (element v : values)
+          if (pattern ? containsPattern(*expected, v) : equalsValue(*expected, v)) return true;
+        return false;
+      }
+      // A required binding to a value set known whole also discriminates.
+      if (node && node->strength == Strength::Required && node->expansion && node->expansion->complete) {
+        for (element v : values) {
+          std::string_view code, system;
+          object o;
+          if (stringOf(v, code) && node->expansion->containsCode(code)) return true;
+          if (v.get_object().get(o) == simdjson::SUCCESS) {
+            element codings;
+            array list;
+            if (member(o, "coding", codings) && codings.get_array().get(list) == simdjson::SUCCESS) {
+              for (element c : list) {
+                object co;
+                if (c.get_object().get(co) == simdjson::SUCCESS && memberString(co, "code", code)) {
+                  memberString(co, "system", system);
+                  if (node->expansion->contains(system, code)) return true;
+                }
+              }
+            } else if (memberString(o, "code", code)) {
+              memberString(o, "system", system);
+              if (node->expansion->contains(system, code)) return true;
+            }
+          }
+        }
+      }
+      return false;
+    }
+    case Discriminator::Kind::Exists: {
+      if (!node) return false;
+      if (node->min >= 1) return !values.empty();
+      if (node->max == 0) return values.empty();
+      return true;
+    }
+    case Discriminator::Kind::Type: {
+      if (!node) return false;
+      if (segs.size() == 1 && segs[0] == "$this" && !item.choiceType.empty()) {
+        for (const auto& t : node->types)
+          if (sameType(t.code, item.choiceType)) return true;
+        return false;
+      }
+      for (element v : values) {
+        object o;
+        std::string_view rt;
+        if (v.get_object().get(o) == simdjson::SUCCESS && memberString(o, "resourceType", rt)) {
+          for (const auto& t : node->types) {
+            if (t.code == rt) return true;
+            for (const Profile* r : t.resolved)
+              if (r && r->type == rt) return true;
+          }
+          return false;
+        }
+      }
+      return !values.empty() && node->types.size() == 1;
+    }
+    case Discriminator::Kind::Profile: {
+      if (!node) return false;
+      for (element v : values) {
+        object o;
+        if (v.get_object().get(o) != simdjson::SUCCESS) continue;
+        std::string_view url;
+        bool resource = o["resourceType"].error() == simdjson::SUCCESS;
+        if (!resource && memberString(o, "url", url)) {
+          for (const auto& t : node->types)
+            for (const auto& prof : t.profiles)
+              if (ProfileRegistry::splitCanonical(prof).first == url) return true;
+          continue;
+        }
+        for (const auto& t : node->types)
+          for (const Profile* r : t.resolved)
+            if (r && r->error.empty() && quietlyValid(*r, r->nodes[0], v, {})) return true;
+      }
+      return false;
+    }
+  }
+  return false;
+}
+
+void Walk::checkBinding(const Profile& p, const Node& n, element v, const TypeRef* t) {
+  bool required = n.strength == Strength::Required;
+  std::string_view typeCode = t ? std::string_view(t->code) : std::string_view();
+  // The base validator already checks codes against the base specification's required value sets.
+  std::string_view s;
+  bool isString = stringOf(v, s);
+  if (n.baseValueSet && required && isString) return;
+  const Expansion* e = n.expansion;
+  if (!e || !e->complete) {
+    if (reportedValueSets_.insert(n.valueSet).second)
+      report("information", "informational",
+             "The value set " + n.valueSet +
+                 (e ? " cannot be expanded here (" + e->incompleteReason + ")" : std::string(" is not known here")) +
+                 ": codes bound to it are not checked",
+             p);
+    return;
+  }
+  std::string found;
+  bool ok = false, any = false;
+  auto coding = [&](object co) {
+    std::string_view system, code;
+    if (!memberString(co, "code", code)) return;
+    memberString(co, "system", system);
+    any = true;
+    if (found.empty()) found = (system.empty() ? "" : std::string(system) + "#") + std::string(code);
+    if (!system.empty() ? e->contains(system, code) : e->containsCode(code)) ok = true;
+  };
+  object obj;
+  if (isString) {
+    any = true;
+    found = std::string(s);
+    ok = e->containsCode(s);
+  } else if (v.get_object().get(obj) == simdjson::SUCCESS) {
+    element codings;
+    array list;
+    if (member(obj, "coding", codings) && codings.get_array().get(list) == simdjson::SUCCESS) {
+      for (element c : list) {
+        object co;
+        if (c.get_object().get(co) == simdjson::SUCCESS) coding(co);
+      }
+    } else {
+      coding(obj);
+    }
+  } else {
+    return;
+  }
+  if (!any) {
+    if (required && typeCode == "CodeableConcept")
+      report("error", "code-invalid", "No code provided, and a code from the value set " + n.valueSet + " is required", p);
+    return;
+  }
+  if (ok) return;
+  report(required ? "error" : "warning", "code-invalid",
+         "The code " + found + " is not in the value set " + n.valueSet + " (" + (required ? "required" : "extensible") +
+             " binding of " + n.id + ")",
+         p);
+}
+
+void Walk::checkReference(const Profile& p, const TypeRef& t, object ref) {
+  std::string_view target, type;
+  if (!memberString(ref, "type", type)) {
+    if (!memberString(ref, "reference", target) || target.empty()) return;
+    if (target[0] == '#') {
+      element contained;
+      array list;
+      if (!member(root_, "contained", contained) || contained.get_array().get(list) != simdjson::SUCCESS) return;
+      for (element r : list) {
+        object ro;
+        std::string_view id, rt;
+        if (r.get_object().get(ro) == simdjson::SUCCESS && memberString(ro, "id", id) && id == target.substr(1) &&
+            memberString(ro, "resourceType", rt))
+          type = rt;
+      }
+    } else if (target.substr(0, 4) != "urn:") {
+      type = referenceType(target);
+    }
+  }
+  if (type.empty()) return;
+  for (const auto& allowed : t.targetTypes)
+    if (allowed == type) return;
+  std::string list;
+  for (const auto& allowed : t.targetTypes) list += (list.empty() ? "" : ", ") + allowed;
+  std::size_t mark = push("reference", -1);
+  report("error", "structure",
+         "The reference points to a " + std::string(type) + ", but the profile allows only " + list, p);
+  pop(mark);
+}
+
+void Walk::checkExtensionContext(const Profile& ext, const Profile& p, const Node& n) {
+  if (ext.contexts.empty() || n.parent < 0) return;
+  const Node& container = p.nodes[static_cast<std::size_t>(n.parent)];
+  std::string_view containerType;
+  if (n.parent == 0) containerType = p.type;
+  else if (container.types.size() == 1) containerType = container.types[0].code;
+  std::string_view containerPath = container.path;
+  std::string list;
+  for (const auto& [type, expression] : ext.contexts) {
+    if (type == "fhirpath") return;  // not evaluated here
+    list += (list.empty() ? "" : ", ") + expression;
+    if (type == "extension") {
+      if (p.extension && n.parent == 0 && ProfileRegistry::splitCanonical(expression).first == p.url) return;
+      continue;
+    }
+    if (expression == "Element" || expression == "Base" || expression == containerPath ||
+        (!containerType.empty() && expression == containerType) ||
+        (n.parent == 0 && p.resource && (expression == "Resource" || expression == "DomainResource")))
+      return;
+    // Where the container's type is not known, a context naming its path's resource is enough.
+    if (containerType.empty() || containerType == "BackboneElement") {
+      if (containerPath.substr(0, expression.size()) == expression) return;
+    }
+  }
+  report("error", "structure",
+         "The extension " + ext.url + " is not allowed on " + std::string(containerPath) + " (its contexts: " + list + ")",
+         p);
+}
+
+void Walk::checkExtensionByUrl(const Profile& p, const Node& n, element v, object ext) {
+  std::string_view url;
+  if (!memberString(ext, "url", url)) return;
+  const Profile* def = registry_.find(url);
+  if (!def || !def->error.empty() || !def->extension || def->nodes.empty()) {
+    scanExtensions(v, 0);  // not known here: its own extensions may be
+    return;
+  }
+  ++depth_;
+  checkExtensionContext(*def, p, n);
+  checkNode(*def, def->nodes[0], v, {});
+  --depth_;
+}
+
+void Walk::scanExtensions(element v, int depth) {
+  if (depth > 32) return;
+  object obj;
+  if (v.get_object().get(obj) != simdjson::SUCCESS) return;
+  for (auto [key, value] : obj) {
+    bool isExt = key == "extension" || key == "modifierExtension";
+    array arr;
+    if (value.get_array().get(arr) == simdjson::SUCCESS) {
+      std::int32_t i = 0;
+      for (element e : arr) {
+        std::size_t mark = push(key, i++);
+        object eo;
+        std::string_view url;
+        const Profile* def = nullptr;
+        if (isExt && e.get_object().get(eo) == simdjson::SUCCESS && memberString(eo, "url", url))
+          def = registry_.find(url);
+        if (def && def->error.empty() && def->extension && !def->nodes.empty()) {
+          ++depth_;
+          checkNode(*def, def->nodes[0], e, {});
+          --depth_;
+        } else if (e.type() == element_type::OBJECT) {
+          scanExtensions(e, depth + 1);
+        }
+        pop(mark);
+      }
+    } else if (value.type() == element_type::OBJECT) {
+      std::size_t mark = push(key, -1);
+      scanExtensions(value, depth + 1);
+      pop(mark);
+    }
+  }
+}
+
+}  // namespace
+
+ProfileValidator::Outcome ProfileValidator::validate(std::string_view json, std::string_view canonical,
+                                                     std::vector<Issue>& issues) const {
+  simdjson::dom::element root;
+  auto error = threadParser().parse(json.data(), json.size(), true).get(root);
+  if (error) {
+    issues.push_back({"fatal", "structure", std::string("Error parsing JSON: ") + simdjson::error_message(error), ""});
+    return Outcome::Checked;
+  }
+  return validate(root, canonical, {}, issues);
+}
+
+ProfileValidator::Outcome ProfileValidator::validate(element resource, std::string_view canonical,
+                                                     std::string_view location, std::vector<Issue>& issues) const {
+  object obj;
+  std::string_view type;
+  if (resource.get_object().get(obj) != simdjson::SUCCESS || !memberString(obj, "resourceType", type)) {
+    issues.push_back({"error", "structure", "A resource (an object with a resourceType) is required", std::string(location)});
+    return Outcome::Checked;
+  }
+  std::string where = location.empty() ? std::string(type) : std::string(location);
+  const Profile* p = registry_.find(canonical);
+  if (!p) {
+    std::string_view url = ProfileRegistry::splitCanonical(canonical).first;
+    if (url.substr(0, kCoreSd.size()) == kCoreSd && isResourceType(url.substr(kCoreSd.size()))) {
+      if (url.substr(kCoreSd.size()) != type)
+        issues.push_back({"error", "invalid",
+                          "The resource is a " + std::string(type) + ", but the profile " + std::string(canonical) +
+                              " is the definition of " + std::string(url.substr(kCoreSd.size())),
+                          where});
+      return Outcome::Checked;
+    }
+    issues.push_back({"error", "not-found",
+                      "Profile '" + std::string(canonical) + "' is not known: no StructureDefinition with this url" +
+                          (ProfileRegistry::splitCanonical(canonical).second.empty() ? "" : " and version") +
+                          " is loaded",
+                      where});
+    return Outcome::Unknown;
+  }
+  if (!p->error.empty()) {
+    issues.push_back({"error", "not-supported", p->error, where});
+    return Outcome::Unusable;
+  }
+  if (!p->resource || p->type != type) {
+    issues.push_back({"error", "invalid",
+                      "The resource is a " + std::string(type) + ", but the profile " + std::string(canonical) +
+                          " constrains " + p->type,
+                      where});
+    return Outcome::Checked;
+  }
+  Walk walk(registry_, issues, obj);
+  walk.path = where;
+  walk.checkResource(*p, resource);
+  return Outcome::Checked;
+}
+
+int ProfileValidator::validateDeclared(std::string_view json, std::vector<Issue>& issues,
+                                       std::string_view unknownSeverity) const {
+  simdjson::dom::element root;
+  auto error = threadParser().parse(json.data(), json.size(), true).get(root);
+  if (error) {
+    issues.push_back({"fatal", "structure", std::string("Error parsing JSON: ") + simdjson::error_message(error), ""});
+    return 0;
+  }
+  return validateDeclared(root, {}, issues, unknownSeverity);
+}
+
+int ProfileValidator::validateDeclared(element resource, std::string_view location, std::vector<Issue>& issues,
+                                       std::string_view unknownSeverity) const {
+  object obj, meta;
+  element m, profiles;
+  array list;
+  std::string_view type;
+  if (resource.get_object().get(obj) != simdjson::SUCCESS || !member(obj, "meta", m) ||
+      m.get_object().get(meta) != simdjson::SUCCESS || !member(meta, "profile", profiles) ||
+      profiles.get_array().get(list) != simdjson::SUCCESS)
+    return 0;
+  memberString(obj, "resourceType", type);
+  std::string where = location.empty() ? std::string(type) : std::string(location);
+  int checked = 0;
+  std::int32_t i = 0;
+  for (element e : list) {
+    std::string_view canonical;
+    if (!stringOf(e, canonical)) {
+      ++i;
+      continue;
+    }
+    std::vector<Issue> found;
+    Outcome o = validate(resource, canonical, location, found);
+    if (o == Outcome::Unknown) {
+      issues.push_back({std::string(unknownSeverity), "not-found",
+                        "Profile '" + std::string(canonical) + "' of meta.profile is not known here: not checked",
+                        where + ".meta.profile[" + std::to_string(i) + "]"});
+    } else {
+      checked += o == Outcome::Checked;
+      issues.insert(issues.end(), std::make_move_iterator(found.begin()), std::make_move_iterator(found.end()));
+    }
+    ++i;
+  }
+  return checked;
+}
+
+}  // namespace passerelle::fhir::profiles

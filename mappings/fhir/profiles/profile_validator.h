@@ -1,0 +1,61 @@
+// Validates FHIR R4 JSON against profiles (StructureDefinitions of a ProfileRegistry), as a pass of
+// its own beside the base validation (mappings/fhir/validator.h), whose rules it does not repeat:
+// cardinalities narrowed by the snapshot (slices included), fixed[x] and pattern[x] values, slicing
+// (discriminators value, pattern, type, exists and profile; closed, ordered and openAtEnd rules; slice
+// cardinalities), required and extensible bindings to value sets expanded locally, extensions
+// checked against their definitions (value[x] type, cardinality, context, nested extensions), the
+// types allowed for choices and the target types of references. Every problem is an Issue with its
+// FHIRPath location; an extensible binding not met is a warning, a value set that cannot be expanded
+// here an information issue.
+// Thread-safe: one instance over an immutable registry may be shared (each thread reuses its own
+// parser).
+#pragma once
+
+#include <simdjson.h>
+
+#include <string_view>
+#include <vector>
+
+#include "mappings/fhir/operation_outcome.h"
+#include "mappings/fhir/profiles/profile_registry.h"
+
+namespace passerelle::fhir::profiles {
+
+class ProfileValidator {
+ public:
+  explicit ProfileValidator(const ProfileRegistry& registry) : registry_(registry) {}
+
+  enum class Outcome {
+    Checked,   // the resource was checked (issues, if any, were appended)
+    Unknown,   // no StructureDefinition of that canonical is loaded
+    Unusable,  // the StructureDefinition is loaded but could not be compiled (no snapshot...)
+  };
+
+  // Validates one JSON resource against the profile `canonical` ("url" or "url|version"). An unknown
+  // or unusable profile appends an error issue saying so; invalid JSON appends a fatal issue. The
+  // base definitions (http://hl7.org/fhir/StructureDefinition/<Type>) are known without being loaded:
+  // only the resource type is checked here, the base validator does the rest.
+  Outcome validate(std::string_view json, std::string_view canonical, std::vector<Issue>& issues) const;
+  // The same on a parsed resource; `location` replaces the resource type at the start of the
+  // issues' locations ("Bundle.entry[2].resource"), empty for a resource of its own.
+  Outcome validate(simdjson::dom::element resource, std::string_view canonical, std::string_view location,
+                   std::vector<Issue>& issues) const;
+
+  // Validates the resource against each profile of its meta.profile. A profile that is not known
+  // gives an issue of severity `unknownSeverity` (a validator need not know every profile: warning
+  // by default). Returns how many profiles were checked.
+  int validateDeclared(std::string_view json, std::vector<Issue>& issues,
+                       std::string_view unknownSeverity = "warning") const;
+  int validateDeclared(simdjson::dom::element resource, std::string_view location, std::vector<Issue>& issues,
+                       std::string_view unknownSeverity = "warning") const;
+
+  const ProfileRegistry& registry() const { return registry_; }
+
+  // Issues beyond this many are dropped (one last issue says so).
+  static constexpr std::size_t kMaxIssues = 500;
+
+ private:
+  const ProfileRegistry& registry_;
+};
+
+}  // namespace passerelle::fhir::profiles

@@ -1,0 +1,438 @@
+// Profile validation rules on small hand-made profiles, each written from the rules of the R4
+// specification (profiling.html, elementdefinition.html, extensibility.html): narrowed cardinality,
+// fixed and pattern values, slicing by value, pattern, type and exists, extension slices by url,
+// closed slicing, required and extensible bindings, extension definitions, choice types, reference
+// targets, meta.profile, unknown profiles and profiles that do not load.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "mappings/fhir/profiles/profile_validator.h"
+
+namespace passerelle::fhir::profiles {
+namespace {
+
+using nlohmann::json;
+
+const char* kBase = "http://example.org/fhir/StructureDefinition/";
+
+// A StructureDefinition whose snapshot is the root element plus `elements` (id = path[:slice]).
+json profile(const std::string& name, const std::string& type, json elements, const std::string& kind = "resource") {
+  json snapshot = json::array({{{"id", type}, {"path", type}, {"min", 0}, {"max", "*"}}});
+  for (auto& e : elements) {
+    if (!e.contains("min")) e["min"] = 0;
+    if (!e.contains("max")) e["max"] = "1";
+    snapshot.push_back(e);
+  }
+  return {{"resourceType", "StructureDefinition"},
+          {"url", kBase + name},
+          {"version", "1.0.0"},
+          {"name", name},
+          {"kind", kind},
+          {"type", type},
+          {"derivation", "constraint"},
+          {"snapshot", {{"element", snapshot}}}};
+}
+
+json el(const std::string& id, int min, const std::string& max, json extra = json::object()) {
+  std::string path = id;
+  // the path is the id without the slice names
+  for (auto c = path.find(':'); c != std::string::npos; c = path.find(':')) {
+    auto dot = path.find('.', c);
+    path.erase(c, dot == std::string::npos ? std::string::npos : dot - c);
+  }
+  json e = {{"id", id}, {"path", path}, {"min", min}, {"max", max}};
+  auto colon = id.rfind(':');
+  if (colon != std::string::npos && id.find('.', colon) == std::string::npos) e["sliceName"] = id.substr(colon + 1);
+  for (auto& [k, v] : extra.items()) e[k] = v;
+  return e;
+}
+
+json type(const std::string& code) { return json::array({{{"code", code}}}); }
+
+class ProfileValidatorTest : public ::testing::Test {
+ protected:
+  void load(const json& resource) {
+    std::string error;
+    ASSERT_TRUE(registry_.loadText(resource.dump(), "test", error)) << error;
+  }
+  std::vector<Issue> check(const json& resource, const std::string& name) {
+    std::vector<Issue> issues;
+    ProfileValidator(registry_).validate(resource.dump(), kBase + name, issues);
+    return issues;
+  }
+  static int errors(const std::vector<Issue>& issues) {
+    return static_cast<int>(std::count_if(issues.begin(), issues.end(), [](const Issue& i) {
+      return i.severity == "error" || i.severity == "fatal";
+    }));
+  }
+  static bool has(const std::vector<Issue>& issues, const std::string& severity, const std::string& location,
+                  const std::string& text) {
+    return std::any_of(issues.begin(), issues.end(), [&](const Issue& i) {
+      return i.severity == severity && i.expression == location && i.diagnostics.find(text) != std::string::npos;
+    });
+  }
+  static std::string dump(const std::vector<Issue>& issues) {
+    std::string out;
+    for (const auto& i : issues) out += "\n  " + i.severity + " " + i.expression + ": " + i.diagnostics;
+    return out;
+  }
+  ProfileRegistry registry_;
+};
+
+TEST_F(ProfileValidatorTest, NarrowedCardinality) {
+  load(profile("card", "Patient",
+               {el("Patient.identifier", 1, "*", {{"type", type("Identifier")}}),
+                el("Patient.name", 0, "1", {{"type", type("HumanName")}}),
+                el("Patient.photo", 0, "0", {{"type", type("Attachment")}})}));
+  json ok = {{"resourceType", "Patient"}, {"identifier", {{{"value", "1"}}}}, {"name", {{{"family", "A"}}}}};
+  EXPECT_EQ(errors(check(ok, "card")), 0) << dump(check(ok, "card"));
+  json none = {{"resourceType", "Patient"}};
+  auto issues = check(none, "card");
+  EXPECT_TRUE(has(issues, "error", "Patient", "Patient.identifier: minimum required = 1, but only found 0")) << dump(issues);
+  json two = ok;
+  two["name"].push_back({{"family", "B"}});
+  two["photo"] = {{{"contentType", "image/png"}}};
+  issues = check(two, "card");
+  EXPECT_TRUE(has(issues, "error", "Patient.name", "max allowed = 1, but found 2")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.photo", "does not allow this element")) << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, FixedIsExactPatternIsContained) {
+  load(profile("fp", "Observation",
+               {el("Observation.status", 1, "1", {{"type", type("code")}, {"fixedCode", "final"}}),
+                el("Observation.code", 1, "1",
+                   {{"type", type("CodeableConcept")},
+                    {"patternCodeableConcept", {{"coding", {{{"system", "http://loinc.org"}, {"code", "72514-3"}}}}}}}),
+                el("Observation.category", 0, "*",
+                   {{"type", type("CodeableConcept")}, {"fixedCodeableConcept", {{"text", "pain"}}}})}));
+  json ok = {{"resourceType", "Observation"},
+             {"status", "final"},
+             {"code", {{"coding", {{{"system", "http://loinc.org"}, {"code", "72514-3"}, {"display", "Pain"}}}}, {"text", "x"}}}};
+  EXPECT_EQ(errors(check(ok, "fp")), 0) << dump(check(ok, "fp"));
+  json bad = ok;
+  bad["status"] = "preliminary";
+  bad["code"]["coding"][0]["code"] = "0000-0";
+  bad["category"] = {{{"text", "pain"}, {"coding", {{{"code", "x"}}}}}};  // more than the fixed value: not exact
+  auto issues = check(bad, "fp");
+  EXPECT_TRUE(has(issues, "error", "Observation.status", "Value must be exactly \"final\"")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Observation.code", "does not match the pattern")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Observation.category[0]", "Value must be exactly")) << dump(issues);
+}
+
+json identifierSlicing(const std::string& rules) {
+  return profile("ids-" + rules, "Patient",
+                 {el("Patient.identifier", 1, "*",
+                     {{"type", type("Identifier")},
+                      {"slicing", {{"discriminator", {{{"type", "value"}, {"path", "system"}}}}, {"rules", rules}}}}),
+                  el("Patient.identifier:INS", 1, "1", {{"type", type("Identifier")}}),
+                  el("Patient.identifier:INS.system", 1, "1", {{"type", type("uri")}, {"fixedUri", "urn:oid:1.2.250.1.213.1.4.8"}}),
+                  el("Patient.identifier:INS.value", 1, "1", {{"type", type("string")}}),
+                  el("Patient.identifier:IPP", 0, "1", {{"type", type("Identifier")}}),
+                  el("Patient.identifier:IPP.system", 1, "1", {{"type", type("uri")}, {"fixedUri", "urn:ipp"}})});
+}
+
+TEST_F(ProfileValidatorTest, SlicingByValueOnIdentifierSystem) {
+  load(identifierSlicing("open"));
+  json ok = {{"resourceType", "Patient"},
+             {"identifier",
+              {{{"system", "urn:other"}, {"value", "x"}}, {{"system", "urn:oid:1.2.250.1.213.1.4.8"}, {"value", "1"}}}}};
+  EXPECT_EQ(errors(check(ok, "ids-open")), 0) << dump(check(ok, "ids-open"));
+  json missing = {{"resourceType", "Patient"}, {"identifier", {{{"system", "urn:other"}, {"value", "x"}}}}};
+  auto issues = check(missing, "ids-open");
+  EXPECT_TRUE(has(issues, "error", "Patient", "Slice 'INS' of Patient.identifier: minimum required = 1, but only found 0"))
+      << dump(issues);
+  json twice = ok;
+  twice["identifier"].push_back({{"system", "urn:oid:1.2.250.1.213.1.4.8"}});
+  issues = check(twice, "ids-open");
+  EXPECT_TRUE(has(issues, "error", "Patient", "Slice 'INS' of Patient.identifier: max allowed = 1, but found 2")) << dump(issues);
+  // the slice's own rules apply to the element it matched
+  EXPECT_TRUE(has(issues, "error", "Patient.identifier[2]", "Patient.identifier:INS.value: minimum required = 1")) << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, ClosedSlicingRefusesOtherElements) {
+  load(identifierSlicing("closed"));
+  json doc = {{"resourceType", "Patient"},
+              {"identifier",
+               {{{"system", "urn:other"}, {"value", "x"}}, {{"system", "urn:oid:1.2.250.1.213.1.4.8"}, {"value", "1"}}}}};
+  auto issues = check(doc, "ids-closed");
+  EXPECT_EQ(errors(issues), 1) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.identifier[0]", "matches none of the slices of Patient.identifier (INS, IPP)"))
+      << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, SlicingByPatternOnCoding) {
+  json survey = json::parse(R"({"coding": [{"system": "http://terminology.hl7.org/CodeSystem/observation-category",
+                                            "code": "survey"}]})");
+  json patternSlicing = json::parse(R"({"discriminator": [{"type": "pattern", "path": "$this"}], "rules": "open"})");
+  load(profile("cat", "Observation",
+               {el("Observation.category", 1, "*", {{"type", type("CodeableConcept")}, {"slicing", patternSlicing}}),
+                el("Observation.category:survey", 1, "1",
+                   {{"type", type("CodeableConcept")}, {"patternCodeableConcept", survey}}),
+                el("Observation.code", 1, "1", {{"type", type("CodeableConcept")}}),
+                el("Observation.code.coding", 1, "*", {{"type", type("Coding")}, {"slicing", patternSlicing}}),
+                el("Observation.code.coding:loinc", 1, "1",
+                   {{"type", type("Coding")},
+                    {"patternCoding", json::parse(R"({"system": "http://loinc.org", "code": "72514-3"})")}})}));
+  json ok = {{"resourceType", "Observation"},
+             {"category",
+              {{{"coding", {{{"system", "http://terminology.hl7.org/CodeSystem/observation-category"}, {"code", "survey"}}}}}}},
+             {"code", {{"coding", {{{"system", "urn:local"}, {"code", "p"}}, {{"system", "http://loinc.org"}, {"code", "72514-3"}}}}}}};
+  EXPECT_EQ(errors(check(ok, "cat")), 0) << dump(check(ok, "cat"));
+  json bad = ok;
+  bad["category"][0]["coding"][0]["code"] = "exam";
+  bad["code"]["coding"].erase(1);
+  auto issues = check(bad, "cat");
+  EXPECT_TRUE(has(issues, "error", "Observation", "Slice 'survey' of Observation.category: minimum required = 1")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Observation.code", "Slice 'loinc' of Observation.code.coding: minimum required = 1"))
+      << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, SlicingByTypeOnAChoiceAndByExists) {
+  load(profile("ty", "Observation",
+               {el("Observation.value[x]", 1, "1",
+                   {{"type", {{{"code", "Quantity"}}, {{"code", "string"}}}},
+                    {"slicing", {{"discriminator", {{{"type", "type"}, {"path", "$this"}}}}, {"rules", "open"}}}}),
+                el("Observation.value[x]:valueQuantity", 0, "1", {{"type", type("Quantity")}}),
+                el("Observation.value[x]:valueQuantity.system", 1, "1", {{"type", type("uri")}, {"fixedUri", "http://unitsofmeasure.org"}}),
+                el("Observation.component", 0, "*",
+                   {{"type", type("BackboneElement")},
+                    {"slicing", {{"discriminator", {{{"type", "exists"}, {"path", "valueQuantity"}}}}, {"rules", "closed"}}}}),
+                el("Observation.component:measured", 0, "1", {{"type", type("BackboneElement")}}),
+                el("Observation.component:measured.value[x]", 1, "1", {{"type", type("Quantity")}})}));
+  json ok = {{"resourceType", "Observation"}, {"valueQuantity", {{"value", 3}, {"system", "http://unitsofmeasure.org"}}}};
+  EXPECT_EQ(errors(check(ok, "ty")), 0) << dump(check(ok, "ty"));
+  json str = {{"resourceType", "Observation"}, {"valueString", "x"}};
+  EXPECT_EQ(errors(check(str, "ty")), 0) << dump(check(str, "ty"));
+  json bad = {{"resourceType", "Observation"},
+              {"valueQuantity", {{"value", 3}, {"system", "urn:units"}}},
+              {"component", {{{"valueQuantity", {{"value", 1}}}}, {{"valueString", "x"}}}}};
+  auto issues = check(bad, "ty");
+  EXPECT_TRUE(has(issues, "error", "Observation.value.ofType(Quantity).system", "Value must be exactly")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Observation.component[1]", "matches none of the slices")) << dump(issues);
+  EXPECT_EQ(errors(issues), 2) << dump(issues);
+  json other = {{"resourceType", "Observation"}, {"valueBoolean", true}};
+  issues = check(other, "ty");
+  EXPECT_TRUE(has(issues, "error", "Observation.value.ofType(Boolean)", "The type Boolean is not allowed")) << dump(issues);
+}
+
+// A simple extension (valueCode from a required value set) and a complex one (two sub-extensions).
+void loadExtensions(ProfileRegistry& registry) {
+  std::string error;
+  json simple = profile("ext-level", "Extension",
+                        {el("Extension.extension", 0, "0", {{"type", type("Extension")}}),
+                         el("Extension.url", 1, "1", {{"type", type("uri")}, {"fixedUri", std::string(kBase) + "ext-level"}}),
+                         el("Extension.value[x]", 1, "1",
+                            {{"type", type("code")},
+                             {"binding", {{"strength", "required"}, {"valueSet", "http://example.org/fhir/ValueSet/levels|1.0.0"}}}})},
+                        "complex-type");
+  simple["context"] = {{{"type", "element"}, {"expression", "Patient"}}};
+  json complex = profile(
+      "ext-consent", "Extension",
+      {el("Extension.extension", 1, "*",
+          {{"type", type("Extension")},
+           {"slicing", {{"discriminator", {{{"type", "value"}, {"path", "url"}}}}, {"rules", "closed"}}}}),
+       el("Extension.extension:date", 1, "1", {{"type", type("Extension")}}),
+       el("Extension.extension:date.url", 1, "1", {{"type", type("uri")}, {"fixedUri", "date"}}),
+       el("Extension.extension:date.value[x]", 1, "1", {{"type", type("date")}}),
+       el("Extension.extension:form", 0, "1", {{"type", type("Extension")}}),
+       el("Extension.extension:form.url", 1, "1", {{"type", type("uri")}, {"fixedUri", "form"}}),
+       el("Extension.extension:form.value[x]", 1, "1", {{"type", type("string")}}),
+       el("Extension.url", 1, "1", {{"type", type("uri")}, {"fixedUri", std::string(kBase) + "ext-consent"}}),
+       el("Extension.value[x]", 0, "0", {{"type", type("string")}})},
+      "complex-type");
+  complex["context"] = {{{"type", "element"}, {"expression", "Consent"}}};
+  json vs = {{"resourceType", "ValueSet"},
+             {"url", "http://example.org/fhir/ValueSet/levels"},
+             {"version", "1.0.0"},
+             {"compose", {{"include", {{{"system", "http://example.org/fhir/CodeSystem/levels"}}}}}}};
+  json cs = {{"resourceType", "CodeSystem"},
+             {"url", "http://example.org/fhir/CodeSystem/levels"},
+             {"content", "complete"},
+             {"concept", {{{"code", "1"}}, {{"code", "2"}, {"concept", {{{"code", "2a"}}}}}, {{"code", "3"}}}}};
+  json bundle = {{"resourceType", "Bundle"},
+                 {"type", "collection"},
+                 {"entry", {{{"resource", simple}}, {{"resource", complex}}, {{"resource", vs}}, {{"resource", cs}}}}};
+  ASSERT_TRUE(registry.loadText(bundle.dump(), "extensions", error)) << error;
+}
+
+TEST_F(ProfileValidatorTest, ExtensionSlicesByUrl) {
+  loadExtensions(registry_);
+  load(profile("pat-ext", "Patient",
+               {el("Patient.extension", 0, "*",
+                   {{"type", type("Extension")},
+                    {"slicing", {{"discriminator", {{{"type", "value"}, {"path", "url"}}}}, {"rules", "open"}}}}),
+                el("Patient.extension:level", 1, "1",
+                   {{"type", {{{"code", "Extension"}, {"profile", {std::string(kBase) + "ext-level|1.0.0"}}}}}})}));
+  json ok = {{"resourceType", "Patient"},
+             {"extension", {{{"url", std::string(kBase) + "ext-level"}, {"valueCode", "2a"}}, {{"url", "urn:other"}, {"valueString", "x"}}}}};
+  EXPECT_EQ(errors(check(ok, "pat-ext")), 0) << dump(check(ok, "pat-ext"));
+  json missing = {{"resourceType", "Patient"}, {"extension", {{{"url", "urn:other"}, {"valueString", "x"}}}}};
+  auto issues = check(missing, "pat-ext");
+  EXPECT_TRUE(has(issues, "error", "Patient", "Slice 'level' of Patient.extension: minimum required = 1")) << dump(issues);
+  // the slice is checked against the extension's definition: value[x] type and binding
+  json bad = {{"resourceType", "Patient"},
+              {"extension", {{{"url", std::string(kBase) + "ext-level"}, {"valueCode", "9"}}}}};
+  issues = check(bad, "pat-ext");
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(Code)", "The code 9 is not in the value set")) << dump(issues);
+  json wrongType = {{"resourceType", "Patient"},
+                    {"extension", {{{"url", std::string(kBase) + "ext-level"}, {"valueString", "2"}}}}};
+  issues = check(wrongType, "pat-ext");
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(String)", "is not allowed")) << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, KnownExtensionsAreCheckedAgainstTheirDefinition) {
+  loadExtensions(registry_);
+  load(profile("plain", "Consent", {el("Consent.extension", 0, "*", {{"type", type("Extension")}})}));
+  std::string url = std::string(kBase) + "ext-consent";
+  json ok = {{"resourceType", "Consent"},
+             {"extension", {{{"url", url}, {"extension", {{{"url", "date"}, {"valueDate", "2026-01-02"}}}}}}}};
+  EXPECT_EQ(errors(check(ok, "plain")), 0) << dump(check(ok, "plain"));
+  json bad = json::parse(R"({"resourceType": "Consent", "extension": [{"url": ")" + url + R"(", "valueString": "x",
+      "extension": [{"url": "form", "valueString": "A"}, {"url": "other", "valueString": "B"}]}]})");
+  auto issues = check(bad, "plain");
+  EXPECT_TRUE(has(issues, "error", "Consent.extension[0]", "Slice 'date' of Extension.extension: minimum required = 1"))
+      << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Consent.extension[0].extension[1]", "matches none of the slices")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Consent.extension[0].value.ofType(String)", "does not allow this element")) << dump(issues);
+  // context: the level extension belongs on a Patient, not on a Consent
+  json elsewhere = {{"resourceType", "Consent"}, {"extension", {{{"url", std::string(kBase) + "ext-level"}, {"valueCode", "1"}}}}};
+  issues = check(elsewhere, "plain");
+  EXPECT_TRUE(has(issues, "error", "Consent.extension[0]", "is not allowed on Consent")) << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, RequiredAndExtensibleBindings) {
+  loadExtensions(registry_);
+  load(profile("bind", "Observation",
+               {el("Observation.code", 1, "1",
+                   {{"type", type("CodeableConcept")},
+                    {"binding", {{"strength", "required"}, {"valueSet", "http://example.org/fhir/ValueSet/levels|1.0.0"}}}}),
+                el("Observation.method", 0, "1",
+                   {{"type", type("CodeableConcept")},
+                    {"binding", {{"strength", "extensible"}, {"valueSet", "http://example.org/fhir/ValueSet/levels"}}}}),
+                el("Observation.bodySite", 0, "1",
+                   {{"type", type("CodeableConcept")},
+                    {"binding", {{"strength", "required"}, {"valueSet", "http://example.org/fhir/ValueSet/unknown"}}}})}));
+  std::string sys = "http://example.org/fhir/CodeSystem/levels";
+  auto cc = [](const std::string& system, const std::string& code) {
+    return json{{"coding", json::array({{{"system", system}, {"code", code}}})}};
+  };
+  json ok = {{"resourceType", "Observation"}, {"code", cc("urn:x", "q")}, {"method", cc(sys, "1")}};
+  ok["code"]["coding"].push_back({{"system", sys}, {"code", "3"}});
+  EXPECT_TRUE(check(ok, "bind").empty()) << dump(check(ok, "bind"));
+  json bad = {{"resourceType", "Observation"}, {"code", cc(sys, "4")}, {"method", cc("urn:x", "1")}, {"bodySite", cc("urn:x", "arm")}};
+  auto issues = check(bad, "bind");
+  EXPECT_TRUE(has(issues, "error", "Observation.code", "The code " + sys + "#4 is not in the value set")) << dump(issues);
+  EXPECT_TRUE(has(issues, "warning", "Observation.method", "extensible binding")) << dump(issues);
+  EXPECT_TRUE(has(issues, "information", "Observation.bodySite", "is not known here")) << dump(issues);
+  EXPECT_EQ(errors(issues), 1) << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, ValueSetExpandedFromItsExpansionOnly) {
+  load(json::parse(R"({"resourceType": "ValueSet", "url": "http://example.org/fhir/ValueSet/given",
+    "compose": {"include": [{"system": "http://snomed.info/sct",
+                             "filter": [{"property": "concept", "op": "is-a", "value": "1"}]}]},
+    "expansion": {"total": 1, "contains": [{"system": "http://snomed.info/sct", "code": "22298006"}]}})"));
+  load(profile("exp", "Condition",
+               {el("Condition.code", 1, "1",
+                   {{"type", type("CodeableConcept")},
+                    {"binding", {{"strength", "required"}, {"valueSet", "http://example.org/fhir/ValueSet/given"}}}})}));
+  json ok = json::parse(R"({"resourceType": "Condition",
+                            "code": {"coding": [{"system": "http://snomed.info/sct", "code": "22298006"}]}})");
+  EXPECT_EQ(errors(check(ok, "exp")), 0);
+  ok["code"]["coding"][0]["code"] = "1";
+  EXPECT_EQ(errors(check(ok, "exp")), 1);
+}
+
+TEST_F(ProfileValidatorTest, ReferenceTargetsAndTypeProfiles) {
+  load(profile("name", "HumanName", {el("HumanName.family", 1, "1", {{"type", type("string")}})}, "complex-type"));
+  load(profile("refs", "Observation",
+               {el("Observation.subject", 1, "1",
+                   {{"type", {{{"code", "Reference"}, {"targetProfile", {"http://hl7.org/fhir/StructureDefinition/Patient|4.0.1"}}}}}}),
+                el("Observation.performer", 0, "*",
+                   {{"type", {{{"code", "Reference"},
+                               {"targetProfile", {"http://hl7.org/fhir/StructureDefinition/Practitioner",
+                                                  "http://hl7.org/fhir/StructureDefinition/PractitionerRole"}}}}}}),
+                el("Observation.contained", 0, "*", {{"type", type("Resource")}})}));
+  json ok = {{"resourceType", "Observation"},
+             {"subject", {{"reference", "Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|1"}}},
+             {"performer", {{{"reference", "https://x.org/fhir/PractitionerRole/3/_history/2"}}, {{"reference", "urn:uuid:0"}}}}};
+  EXPECT_EQ(errors(check(ok, "refs")), 0) << dump(check(ok, "refs"));
+  json bad = {{"resourceType", "Observation"},
+              {"contained", {{{"resourceType", "Group"}, {"id", "g"}}}},
+              {"subject", {{"reference", "#g"}}},
+              {"performer", {{{"reference", "Organization/1"}}}}};
+  auto issues = check(bad, "refs");
+  EXPECT_TRUE(has(issues, "error", "Observation.subject.reference", "points to a Group, but the profile allows only Patient"))
+      << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Observation.performer[0].reference", "allows only Practitioner, PractitionerRole"))
+      << dump(issues);
+  // a data type profile on an element the snapshot does not unroll
+  load(profile("pat-name", "Patient",
+               {el("Patient.name", 0, "*",
+                   {{"type", json::array({{{"code", "HumanName"}, {"profile", {std::string(kBase) + "name"}}}})}})}));
+  json p = {{"resourceType", "Patient"}, {"name", {{{"given", {"A"}}}}}};
+  issues = check(p, "pat-name");
+  EXPECT_TRUE(has(issues, "error", "Patient.name[0]", "HumanName.family: minimum required = 1")) << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, MetaProfileNamesTheProfilesToCheck) {
+  load(identifierSlicing("open"));
+  json doc = {{"resourceType", "Patient"},
+              {"meta", {{"profile", {std::string(kBase) + "ids-open|1.0.0", "http://example.org/unknown"}}}},
+              {"identifier", {{{"system", "urn:other"}}}}};
+  std::vector<Issue> issues;
+  EXPECT_EQ(ProfileValidator(registry_).validateDeclared(doc.dump(), issues), 1);
+  EXPECT_TRUE(has(issues, "error", "Patient", "Slice 'INS'")) << dump(issues);
+  EXPECT_TRUE(has(issues, "warning", "Patient.meta.profile[1]", "is not known here")) << dump(issues);
+  // a version that is not loaded is not the same profile
+  issues.clear();
+  EXPECT_EQ(ProfileValidator(registry_).validate(doc.dump(), std::string(kBase) + "ids-open|2.0.0", issues),
+            ProfileValidator::Outcome::Unknown);
+}
+
+TEST_F(ProfileValidatorTest, UnknownProfileAndProfileThatDoesNotLoad) {
+  json doc = {{"resourceType", "Patient"}};
+  std::vector<Issue> issues;
+  ProfileValidator v(registry_);
+  EXPECT_EQ(v.validate(doc.dump(), "http://example.org/nothing", issues), ProfileValidator::Outcome::Unknown);
+  ASSERT_EQ(issues.size(), 1u);
+  EXPECT_EQ(issues[0].severity, "error");
+  EXPECT_NE(issues[0].diagnostics.find("Profile 'http://example.org/nothing' is not known"), std::string::npos);
+  // the base definitions are known: the resource type only is checked here
+  issues.clear();
+  EXPECT_EQ(v.validate(doc.dump(), "http://hl7.org/fhir/StructureDefinition/Patient", issues), ProfileValidator::Outcome::Checked);
+  EXPECT_TRUE(issues.empty());
+  EXPECT_EQ(v.validate(doc.dump(), "http://hl7.org/fhir/StructureDefinition/Observation", issues),
+            ProfileValidator::Outcome::Checked);
+  EXPECT_EQ(errors(issues), 1);
+  // a differential without snapshot is loaded but cannot be used, and says why
+  json diff = profile("diff-only", "Patient", json::array());
+  diff.erase("snapshot");
+  diff["differential"] = {{"element", {{{"id", "Patient.name"}, {"path", "Patient.name"}, {"min", 1}}}}};
+  load(diff);
+  issues.clear();
+  EXPECT_EQ(v.validate(doc.dump(), std::string(kBase) + "diff-only", issues), ProfileValidator::Outcome::Unusable);
+  ASSERT_EQ(issues.size(), 1u);
+  EXPECT_NE(issues[0].diagnostics.find("has no snapshot"), std::string::npos) << issues[0].diagnostics;
+  // a file that is not JSON does not load
+  std::string error;
+  EXPECT_FALSE(registry_.loadText("{not json", "broken.json", error));
+  EXPECT_NE(error.find("broken.json"), std::string::npos);
+  EXPECT_FALSE(registry_.loadPath("/nonexistent/folder", error));
+}
+
+TEST_F(ProfileValidatorTest, OrderedSlicing) {
+  json p = identifierSlicing("open");
+  p["url"] = std::string(kBase) + "ordered";
+  p["snapshot"]["element"][1]["slicing"]["ordered"] = true;
+  load(p);
+  json doc = {{"resourceType", "Patient"},
+              {"identifier", {{{"system", "urn:ipp"}}, {{"system", "urn:oid:1.2.250.1.213.1.4.8"}, {"value", "1"}}}}};
+  auto issues = check(doc, "ordered");
+  EXPECT_TRUE(has(issues, "error", "Patient.identifier[1]", "sliced in order")) << dump(issues);
+}
+
+}  // namespace
+}  // namespace passerelle::fhir::profiles
