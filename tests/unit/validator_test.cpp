@@ -293,6 +293,34 @@ TEST(ValidatorTest, LocalReferencesNameAContainedResource) {
   EXPECT_FALSE(toContainer.hasErrors()) << dump(toContainer);
 }
 
+// per-1, with partial dates compared as FHIRPath does.
+TEST(ValidatorTest, PeriodStartIsNotAfterItsEnd) {
+  auto enc = [](std::string start, std::string end) {
+    return check(R"({"resourceType":"Encounter","status":"finished","class":{"code":"AMB"},"period":{"start":")" + start +
+                 R"(","end":")" + end + R"("}})");
+  };
+  EXPECT_FALSE(enc("2026-01-01", "2026-01-01").hasErrors());
+  EXPECT_FALSE(enc("2026-01", "2026-02-15").hasErrors());
+  EXPECT_FALSE(enc("2026-01-01T10:00:00Z", "2026-01-01T10:00:00.500Z").hasErrors());
+  // Equal at the coarser precision: the comparison is empty, so the invariant is not true.
+  EXPECT_TRUE(enc("2026-01", "2026-01-15").hasErrors());
+  EXPECT_TRUE(enc("2023-06-21", "2023-06-21T06:20:00Z").hasErrors());
+  EXPECT_FALSE(enc("2026-01-01T10:00:00+02:00", "2026-01-01T09:00:00Z").hasErrors());
+  auto r = enc("2026-01-02", "2026-01-01");
+  EXPECT_TRUE(hasIssue(r, "Encounter.period", "invariant", "per-1")) << dump(r);
+  EXPECT_TRUE(enc("2026-01-01T10:00:00Z", "2026-01-01T09:59:59Z").hasErrors());
+}
+
+// An extension's url is absolute; the parts of a complex extension have relative ones.
+TEST(ValidatorTest, ExtensionUrlsAreAbsoluteExceptForParts) {
+  auto ok = check(R"({"resourceType":"Patient","extension":[{"url":"http://h/x","extension":[{"url":"part","valueString":"a"}]}]})");
+  EXPECT_FALSE(ok.hasErrors()) << dump(ok);
+  auto bad = check(R"({"resourceType":"Patient","extension":[{"url":"part","valueString":"a"}]})");
+  EXPECT_TRUE(hasIssue(bad, "Patient.extension[0]", "invalid", "absolute URL")) << dump(bad);
+  auto deep = check(R"({"resourceType":"Patient","name":[{"family":"x","extension":[{"url":"y","valueString":"a"}]}]})");
+  EXPECT_TRUE(hasIssue(deep, "Patient.name[0].extension[0]", "invalid", "absolute URL")) << dump(deep);
+}
+
 // A document of thousands of entries referencing each other in a circle: each reference is
 // resolved once (no traversal), and one broken link is found.
 TEST(ValidatorTest, ThousandsOfEntriesInACircleResolve) {

@@ -7,6 +7,7 @@
 #include <charconv>
 #include <unordered_map>
 
+#include "mappings/fhir/fhir_time.h"
 #include "mappings/fhir/validation/primitive_checks.h"
 #include "mappings/fhir/validation/xhtml_check.h"
 
@@ -78,7 +79,7 @@ void codings(object cc, std::vector<std::pair<std::string_view, std::string_view
 }  // namespace
 
 ResourceWalker::ResourceWalker(const ValidationTables& tables, std::vector<Issue>& issues)
-    : tables_(tables), issues_(issues) {
+    : tables_(tables), issues_(issues), periodType_(tables.typeIndex("Period")) {
   path_.reserve(32);
   fields_.reserve(128);
 }
@@ -307,6 +308,7 @@ void ResourceWalker::walkObject(object obj, int typeIndex, const ElementDef* via
     if (!declared.empty()) checkReferenceType(ref, declared, via);
   }
   if (typeIndex == tables_.codingType) checkCoding(obj, inheritedValueSet);
+  if (typeIndex == periodType_) checkPeriod(obj);
   if (typeIndex == tables_.attachmentType) checkAttachment(obj);
   fields_.resize(base);
 }
@@ -327,6 +329,9 @@ void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std:
     push(ed.choiceBase, -1, ed.typeName);
   else
     push(ed.name);
+  // The extensions of an extension are its parts, named by a url relative to it.
+  bool savedSubExtension = subExtension_;
+  subExtension_ = ed.name == "extension" && type.name == "Extension";
   int childValueSet = ed.type == tables_.codeableConceptType || ed.type == tables_.codingType ? ed.valueSet
                       : type.name == "CodeableConcept" && ed.name == "coding"            ? inheritedValueSet
                                                                                            : -1;
@@ -380,6 +385,7 @@ void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std:
     std::string_view id;
     if (ed.name == "id" && ed.prim != Prim::None && stringOf(f.value, id)) anchors_.push_back(id);
   }
+  subExtension_ = savedSubExtension;
   pop();
 }
 
@@ -666,6 +672,28 @@ void ResourceWalker::checkCoding(object coding, int valueSet) {
   }
 }
 
+// per-1: 'start.hasValue().not() or end.hasValue().not() or (start <= end)'. FHIRPath compares
+// dates and times of the same precision (seconds and milliseconds are one); at different precisions
+// the result is known only when they differ at the coarser one, and an invariant that is not true
+// (false or empty) is broken: 2023-06-21 against 2023-06-21T06:20:00Z breaks it.
+void ResourceWalker::checkPeriod(object period) {
+  std::string_view start, end;
+  std::int64_t startLo = 0, startHi = 0, endLo = 0, endHi = 0;
+  if (!memberString(period, "start", start) || !memberString(period, "end", end) ||
+      !parseDateRange(start, startLo, startHi) || !parseDateRange(end, endLo, endHi))
+    return;
+  auto precision = [](std::string_view t) {
+    std::size_t time = t.find('T');
+    if (time == std::string_view::npos) return static_cast<int>(t.size());  // 4, 7 or 10
+    std::string_view clock = t.substr(time + 1, 8);
+    return clock.size() >= 8 && clock[5] == ':' ? 20 : 16;  // hh:mm:ss(.sss) or hh:mm
+  };
+  bool holds = precision(start) == precision(end) ? startLo <= endLo : startHi <= endLo;
+  if (!holds)
+    report("invariant", "Constraint failed: per-1: 'If present, start SHALL have a lower value than end' (start " +
+                            quoteText(start) + ", end " + quoteText(end) + ")");
+}
+
 void ResourceWalker::checkAttachment(object attachment) {
   std::string_view data;
   element size;
@@ -694,6 +722,13 @@ void ResourceWalker::checkExtension(std::size_t base, std::size_t end, const Typ
     const ElementDef& ed = type.elements[fields_[i].element];
     if (ed.name == "extension") hasExtension = true;
     if (ed.choice >= 0) hasValue = true;
+    std::string_view url;
+    // extensibility.html: the url of an extension is the absolute canonical URL of its definition;
+    // only the parts of a complex extension have urls relative to it.
+    if (ed.name == "url" && !fields_[i].underscore && !subExtension_ && stringOf(fields_[i].value, url) &&
+        !url.empty() && url.find(':') == std::string_view::npos)
+      report("invalid", "Extension.url must be an absolute URL (" + quoteText(url) +
+                            " is relative, which only the parts of a complex extension may be)");
   }
   if (hasExtension == hasValue)
     report("invariant", "Constraint failed: ext-1: 'Must have either extensions or value[x], not both'");

@@ -1,7 +1,7 @@
 // Walks one parsed FHIR R4 JSON document (simdjson DOM) against the validation tables and appends
 // an Issue, with its FHIRPath location, for every problem: shape, unknown elements, primitive
 // formats, cardinality, choice types, required codes, references and the base invariants
-// (ele-1, ext-1, dom-2..dom-5, obs-6, obs-7, bdl-1..bdl-12, txt-1, txt-2), the Bundle rules (fullUrl
+// (ele-1, ext-1, dom-2..dom-5, obs-6, obs-7, per-1, bdl-1..bdl-12, txt-1, txt-2), the Bundle rules (fullUrl
 // against the resource, references resolved between entries, what a transaction entry carries),
 // local references to contained resources, links inside narratives, and markdown without HTML.
 // One walker per validation; not thread-safe, cheap to build. Never throws except bad_alloc.
@@ -76,6 +76,7 @@ class ResourceWalker {
   void checkReferenceType(std::string_view ref, std::string_view declared, const ElementDef* via);
   void checkCoding(simdjson::dom::object coding, int valueSet);
   void checkAttachment(simdjson::dom::object attachment);
+  void checkPeriod(simdjson::dom::object period);
   void checkExtension(std::size_t base, std::size_t end, const TypeDef& type);
   void checkContained(simdjson::dom::object obj);
   void checkObservation(simdjson::dom::object obj);
@@ -103,6 +104,8 @@ class ResourceWalker {
   std::vector<std::string_view> anchors_;        // ids met anywhere in the document (elements, resources, XHTML)
   std::vector<NarrativeLink> narrativeLinks_;
   std::int32_t containedIndex_ = -1;  // index in the current resource's contained, -1 outside
+  bool subExtension_ = false;         // walking the extensions of an extension
+  const int periodType_;
   bool truncated_ = false;
 };
 

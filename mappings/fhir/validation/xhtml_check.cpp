@@ -28,7 +28,7 @@ constexpr std::string_view kAllowedAttributes[] = {
     "headers", "height",   "href",   "hreflang", "hspace", "id",      "ismap",   "lang",    "longdesc",
     "name",    "nohref",   "rel",    "rev",    "rowspan",  "rules",   "scope",   "shape",   "span",
     "src",     "start",    "style",  "summary", "tabindex", "target", "title",   "type",    "usemap",
-    "valign",  "value",    "vspace", "width",  "xml:lang", "xmlns",   "bgcolor"};
+    "valign",  "value",    "vspace", "width",  "xml:lang", "xml:space", "xmlns", "bgcolor"};
 
 template <std::size_t N>
 bool listed(const std::string_view (&list)[N], std::string_view name) {
