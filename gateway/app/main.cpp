@@ -4,9 +4,11 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -467,6 +469,10 @@ int validateCommand(int argc, char** argv) {
   if (passerelle::fhir::looksLikeXml(text)) {
     std::string json;
     bool read = passerelle::fhir::fhirXmlToJson(text, json, xmlIssues);
+    // Errors that skipped an element leave the rest read: it is validated too (all issues at once).
+    if (!read && std::none_of(xmlIssues.begin(), xmlIssues.end(), [](const auto& i) { return i.severity == "fatal"; }) &&
+        nlohmann::json::accept(json))
+      read = true;
     if (!read) {
       std::cout << passerelle::fhir::operationOutcome(xmlIssues) << "\n";
       return 1;

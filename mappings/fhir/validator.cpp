@@ -55,6 +55,8 @@ const Validator& Validator::instance() {
 
 ValidationResult Validator::validate(std::string_view json, std::string_view expectedType) const {
   ValidationResult result;
+  // RFC 8259 lets a parser ignore a UTF-8 byte order mark; editors on some systems write one.
+  if (json.substr(0, 3) == "\xEF\xBB\xBF") json.remove_prefix(3);
   try {
     simdjson::dom::parser& parser = threadParser();
     simdjson::dom::element root;

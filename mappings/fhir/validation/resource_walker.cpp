@@ -887,7 +887,8 @@ void ResourceWalker::checkBundle(object obj, BundleFrame& frame) {
           if (restful && (urlType != resourceType || (hasId && urlId != id)))
             report("invalid", "The fullUrl " + quoteText(fullUrl) + " does not match the resource (" +
                                   std::string(resourceType) + (hasId ? "/" + std::string(id) : std::string(" without an id")) + ")");
-          else if (!restful && hasId && fullUrl.find("/" + std::string(resourceType) + "/") != std::string_view::npos)
+          else if (!restful && hasId && fullUrl.find("/" + std::string(resourceType) + "/") != std::string_view::npos &&
+                   !(urlType == resourceType && urlId == id))
             report("invalid", "The fullUrl " + quoteText(fullUrl) + " does not end with the resource's type and id (" +
                                   std::string(resourceType) + "/" + std::string(id) + ")");
         }
