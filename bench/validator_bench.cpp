@@ -1,6 +1,7 @@
 // Throughput of the FHIR R4 validator (parse + validate) on realistic resources: a Patient, an
 // Observation, an Encounter, a transaction Bundle of 100 entries and one of 1,000 entries whose
-// references resolve between entries. Reports resources/s and MB/s.
+// references resolve between entries; the Patient against the network's patient profile as well
+// (both passes, each parsing); the three resources read from FHIR XML first. Reports resources/s and MB/s.
 // bench/validation.sh runs it beside the ajv peer on the same inputs.
 #include <benchmark/benchmark.h>
 
@@ -9,7 +10,10 @@
 #include <stdexcept>
 #include <string>
 
+#include "mappings/fhir/profiles/packages.h"
+#include "mappings/fhir/profiles/profile_validator.h"
 #include "mappings/fhir/validator.h"
+#include "mappings/fhir/xml/fhir_xml.h"
 
 namespace {
 
@@ -74,7 +78,69 @@ void run(benchmark::State& state, const std::string& json, int resources) {
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(json.size()));
 }
 
+// The Patient as the network profile wants it: its network identifier in the network's system.
+std::string networkPatient() {
+  std::string p = kPatient;
+  const std::string from = "http://douleur77.example/patients", to = "https://douleur77.fr/fhir/sid/patient";
+  p.replace(p.find(from), from.size(), to);
+  return p;
+}
+
+void BM_ValidatePatientWithProfile(benchmark::State& state) {
+  static const std::string patient = networkPatient();
+  static passerelle::fhir::profiles::ProfileRegistry registry;
+  static const bool loaded = [] {
+    std::string error;
+    return passerelle::fhir::profiles::loadNetworkPackage(registry, error);
+  }();
+  if (!loaded) {
+    state.SkipWithError("the network package does not load");
+    return;
+  }
+  const std::string url = std::string(passerelle::fhir::profiles::kNetworkProfileBase) + "network-patient";
+  const auto& validator = passerelle::fhir::Validator::instance();
+  passerelle::fhir::profiles::ProfileValidator profiles(registry);
+  for (auto _ : state) {
+    auto result = validator.validate(patient);
+    profiles.validate(patient, url, result.issues);
+    if (result.hasErrors()) {
+      state.SkipWithError(("unexpected issue: " + result.issues[0].expression + ": " + result.issues[0].diagnostics)
+                              .c_str());
+      break;
+    }
+    benchmark::DoNotOptimize(result);
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(patient.size()));
+}
+
+// FHIR XML read into JSON (one reused buffer), then validated.
+void runXml(benchmark::State& state, const std::string& json) {
+  std::string xml, converted;
+  std::vector<passerelle::fhir::Issue> issues;
+  if (!passerelle::fhir::fhirJsonToXml(json, xml, issues)) {
+    state.SkipWithError("the input cannot be written as XML");
+    return;
+  }
+  const auto& validator = passerelle::fhir::Validator::instance();
+  for (auto _ : state) {
+    issues.clear();
+    bool read = passerelle::fhir::fhirXmlToJson(xml, converted, issues);
+    auto result = validator.validate(converted);
+    if (!read || result.hasErrors()) {
+      state.SkipWithError("unexpected issue in the XML path");
+      break;
+    }
+    benchmark::DoNotOptimize(result);
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(xml.size()));
+}
+
 void BM_ValidatePatient(benchmark::State& s) { run(s, kPatient, 1); }
+void BM_ValidatePatientXml(benchmark::State& s) { runXml(s, kPatient); }
+void BM_ValidateObservationXml(benchmark::State& s) { runXml(s, kObservation); }
+void BM_ValidateEncounterXml(benchmark::State& s) { runXml(s, kEncounter); }
 void BM_ValidateObservation(benchmark::State& s) { run(s, kObservation, 1); }
 void BM_ValidateEncounter(benchmark::State& s) { run(s, kEncounter, 1); }
 void BM_ValidateBundle100(benchmark::State& s) {
@@ -94,4 +160,8 @@ BENCHMARK(BM_ValidateObservation);
 BENCHMARK(BM_ValidateEncounter);
 BENCHMARK(BM_ValidateBundle100);
 BENCHMARK(BM_ValidateBundle1000)->Unit(benchmark::kMillisecond);
+BENCHMARK(BM_ValidatePatientWithProfile);
+BENCHMARK(BM_ValidatePatientXml);
+BENCHMARK(BM_ValidateObservationXml);
+BENCHMARK(BM_ValidateEncounterXml);
 BENCHMARK_MAIN();

@@ -79,7 +79,10 @@ void codings(object cc, std::vector<std::pair<std::string_view, std::string_view
 }  // namespace
 
 ResourceWalker::ResourceWalker(const ValidationTables& tables, std::vector<Issue>& issues)
-    : tables_(tables), issues_(issues), periodType_(tables.typeIndex("Period")) {
+    : tables_(tables),
+      issues_(issues),
+      periodType_(tables.typeIndex("Period")),
+      extensionTypeDef_(tables.extensionType >= 0 ? &tables.type(tables.extensionType) : nullptr) {
   path_.reserve(32);
   fields_.reserve(128);
 }
@@ -331,7 +334,7 @@ void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std:
     push(ed.name);
   // The extensions of an extension are its parts, named by a url relative to it.
   bool savedSubExtension = subExtension_;
-  subExtension_ = ed.name == "extension" && type.name == "Extension";
+  subExtension_ = ed.isExtensionList && &type == extensionTypeDef_;
   int childValueSet = ed.type == tables_.codeableConceptType || ed.type == tables_.codingType ? ed.valueSet
                       : type.name == "CodeableConcept" && ed.name == "coding"            ? inheritedValueSet
                                                                                            : -1;
@@ -376,14 +379,14 @@ void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std:
       report("structure", "The primitive extension must be a JSON Object, not " + std::string(jsonKind(kind)));
     else
       walkObject(o, tables_.elementType, nullptr, -1, false);
-  } else if (resourceRoot && ed.name == "id" && ed.prim != Prim::None) {
+  } else if (resourceRoot && ed.isId) {
     checkPrimitive(f.value, ed, true);
     std::string_view id;
     if (stringOf(f.value, id)) anchors_.push_back(id);
   } else {
     checkValue(f.value, ed, childValueSet, false);
     std::string_view id;
-    if (ed.name == "id" && ed.prim != Prim::None && stringOf(f.value, id)) anchors_.push_back(id);
+    if (ed.isId && stringOf(f.value, id)) anchors_.push_back(id);
   }
   subExtension_ = savedSubExtension;
   pop();

@@ -106,6 +106,7 @@ class ResourceWalker {
   std::int32_t containedIndex_ = -1;  // index in the current resource's contained, -1 outside
   bool subExtension_ = false;         // walking the extensions of an extension
   const int periodType_;
+  const TypeDef* const extensionTypeDef_;
   bool truncated_ = false;
 };
 
