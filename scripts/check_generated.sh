@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Checks that the committed tables in schemas/fhir-r4, schemas/fhir-profiles/network and
+# Checks that the committed tables in schemas/fhir-r4 (and its core/), schemas/fhir-profiles/network and
 # mappings/hl7v2/tables are exactly what the generators make from the official definitions in
 # ../shared/corpora (skipped, saying so, when they are absent).
 set -euo pipefail
@@ -27,6 +27,8 @@ if ! diff -rq "$out/network-profiles" schemas/fhir-profiles/network >/dev/null; 
   status=1
 fi
 rm -rf "$out/network-profiles"
+# The base definitions the profile registry generates snapshots from.
+python3 scripts/gen_fhir_core_package.py --check || status=1
 for f in "$out"/*; do
   name=$(basename "$f")
   if ! cmp -s "$f" "schemas/fhir-r4/$name"; then

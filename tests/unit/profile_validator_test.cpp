@@ -434,5 +434,141 @@ TEST_F(ProfileValidatorTest, OrderedSlicing) {
   EXPECT_TRUE(has(issues, "error", "Patient.identifier[1]", "sliced in order")) << dump(issues);
 }
 
+// A StructureDefinition given as a differential only, on a base of the R4 specification.
+json differential(const std::string& name, const std::string& type, const std::string& base, json elements,
+                  const std::string& kind = "resource") {
+  return {{"resourceType", "StructureDefinition"},
+          {"url", kBase + name},
+          {"name", name},
+          {"kind", kind},
+          {"type", type},
+          {"derivation", "constraint"},
+          {"baseDefinition", "http://hl7.org/fhir/StructureDefinition/" + base},
+          {"differential", {{"element", elements}}}};
+}
+
+TEST_F(ProfileValidatorTest, SnapshotGeneratedFromADifferentialInsideADataType) {
+  // Patient.identifier.system is not in the base Patient snapshot: Identifier's elements are unrolled.
+  load(differential("diff-identifier", "Patient", "Patient",
+                    {{{"id", "Patient.identifier"}, {"path", "Patient.identifier"}, {"min", 1}},
+                     {{"id", "Patient.identifier.system"}, {"path", "Patient.identifier.system"}, {"min", 1},
+                      {"fixedUri", "urn:oid:1.2.3"}}}));
+  const Profile* p = registry_.find(kBase + std::string("diff-identifier"));
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(p->error.empty()) << p->error;
+  EXPECT_TRUE(check({{"resourceType", "Patient"}, {"identifier", {{{"system", "urn:oid:1.2.3"}, {"value", "1"}}}}},
+                    "diff-identifier")
+                  .empty());
+  auto issues = check({{"resourceType", "Patient"}}, "diff-identifier");
+  EXPECT_TRUE(has(issues, "error", "Patient", "Patient.identifier: minimum required = 1")) << dump(issues);
+  issues = check({{"resourceType", "Patient"}, {"identifier", {{{"value", "1"}}, {{"system", "urn:x"}}}}}, "diff-identifier");
+  EXPECT_TRUE(has(issues, "error", "Patient.identifier[0]", "Patient.identifier.system: minimum required = 1"))
+      << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.identifier[1].system", "Value must be exactly \"urn:oid:1.2.3\""))
+      << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, SnapshotGeneratedWithASliceByValue) {
+  load(differential("diff-slice", "Patient", "Patient",
+                    {{{"id", "Patient.identifier"},
+                      {"path", "Patient.identifier"},
+                      {"slicing", {{"discriminator", {{{"type", "value"}, {"path", "system"}}}}, {"rules", "open"}}}},
+                     {{"id", "Patient.identifier:nir"}, {"path", "Patient.identifier"}, {"sliceName", "nir"},
+                      {"min", 1}, {"max", "1"}},
+                     {{"id", "Patient.identifier:nir.system"}, {"path", "Patient.identifier.system"},
+                      {"fixedUri", "urn:oid:1.2.250.1.213.1.4.8"}},
+                     {{"id", "Patient.identifier:nir.value"}, {"path", "Patient.identifier.value"}, {"min", 1}}}));
+  json nir = {{"system", "urn:oid:1.2.250.1.213.1.4.8"}, {"value", "1"}};
+  json other = {{"system", "urn:x"}};
+  EXPECT_TRUE(check({{"resourceType", "Patient"}, {"identifier", {other, nir}}}, "diff-slice").empty());
+  auto issues = check({{"resourceType", "Patient"}, {"identifier", {other}}}, "diff-slice");
+  EXPECT_TRUE(has(issues, "error", "Patient", "Slice 'nir' of Patient.identifier: minimum required = 1")) << dump(issues);
+  // the slice's own children: its value is required, other identifiers' values are not
+  issues = check({{"resourceType", "Patient"}, {"identifier", {other, {{"system", "urn:oid:1.2.250.1.213.1.4.8"}}}}},
+                 "diff-slice");
+  EXPECT_EQ(errors(issues), 1) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.identifier[1]", "value: minimum required = 1")) << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, ExtensionDefinitionGivenAsADifferential) {
+  json ext = differential("flag", "Extension", "Extension",
+                          {{{"id", "Extension.extension"}, {"path", "Extension.extension"}, {"max", "0"}},
+                           {{"id", "Extension.url"}, {"path", "Extension.url"}, {"fixedUri", kBase + std::string("flag")}},
+                           {{"id", "Extension.valueBoolean"}, {"path", "Extension.valueBoolean"}, {"min", 1}}},
+                          "complex-type");
+  ext["context"] = {{{"type", "element"}, {"expression", "Patient"}}};
+  load(ext);
+  const Profile* p = registry_.find(kBase + std::string("flag"));
+  ASSERT_NE(p, nullptr);
+  ASSERT_TRUE(p->error.empty()) << p->error;
+  ProfileValidator v(registry_);
+  auto declared = [&](const json& resource) {
+    std::vector<Issue> issues;
+    v.validateDeclared(resource.dump(), issues);
+    return issues;
+  };
+  json good = {{"url", kBase + std::string("flag")}, {"valueBoolean", true}};
+  EXPECT_TRUE(declared({{"resourceType", "Patient"}, {"extension", {good}}}).empty());
+  // valueString: the renamed choice allows boolean only
+  json wrongType = {{"url", kBase + std::string("flag")}, {"valueString", "yes"}};
+  auto issues = declared({{"resourceType", "Patient"}, {"extension", {wrongType}}});
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(String)", "The type String is not allowed"))
+      << dump(issues);
+  // its context is Patient, not Patient.name
+  issues = declared({{"resourceType", "Patient"}, {"name", {{{"family", "X"}, {"extension", {good}}}}}});
+  EXPECT_TRUE(has(issues, "error", "Patient.name[0].extension[0]", "is not allowed on Patient.name")) << dump(issues);
+}
+
+TEST_F(ProfileValidatorTest, DifferentialNamingAnElementTheBaseDoesNotHave) {
+  load(differential("diff-unknown", "Patient", "Patient",
+                    {{{"id", "Patient.nickname"}, {"path", "Patient.nickname"}, {"min", 1}}}));
+  std::vector<Issue> issues;
+  EXPECT_EQ(ProfileValidator(registry_).validate(json{{"resourceType", "Patient"}}.dump(), kBase + std::string("diff-unknown"),
+                                                 issues),
+            ProfileValidator::Outcome::Unusable);
+  ASSERT_EQ(issues.size(), 1u);
+  EXPECT_NE(issues[0].diagnostics.find("base does not have (no element Patient.nickname)"), std::string::npos)
+      << issues[0].diagnostics;
+  // a base that is not known either
+  load(differential("diff-nobase", "Patient", "NoSuchType", json::array()));
+  const Profile* p = registry_.find(kBase + std::string("diff-nobase"));
+  ASSERT_NE(p, nullptr);
+  EXPECT_NE(p->error.find("is not known"), std::string::npos) << p->error;
+}
+
+TEST_F(ProfileValidatorTest, CoreExtensionsAreKnownWithoutBeingLoaded) {
+  ProfileValidator v(registry_);
+  auto declared = [&](const json& resource) {
+    std::vector<Issue> issues;
+    v.validateDeclared(resource.dump(), issues);
+    return issues;
+  };
+  const std::string mothers = "http://hl7.org/fhir/StructureDefinition/humanname-mothers-family";
+  json ext = {{"url", mothers}, {"valueString", "Garcia"}};
+  // its context is HumanName.family
+  auto issues = declared({{"resourceType", "Patient"}, {"name", {{{"family", "X"}, {"_family", {{"extension", {ext}}}}}}}});
+  EXPECT_TRUE(issues.empty()) << dump(issues);
+  issues = declared({{"resourceType", "Patient"}, {"name", {{{"family", "X"}, {"extension", {ext}}}}}});
+  EXPECT_TRUE(has(issues, "error", "Patient.name[0].extension[0]", "is not allowed on Patient.name")) << dump(issues);
+  issues = declared({{"resourceType", "Patient"}, {"extension", {ext}}});
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0]", "is not allowed on Patient")) << dump(issues);
+  // a complex core extension: its sub-extensions are defined, species is required
+  const std::string animal = "http://hl7.org/fhir/StructureDefinition/patient-animal";
+  json species = {{"url", "species"}, {"valueCodeableConcept", {{"text", "dog"}}}};
+  json undefined = {{"url", "species-x"}, {"valueCodeableConcept", {{"text", "dog"}}}};
+  EXPECT_TRUE(declared({{"resourceType", "Patient"}, {"extension", {{{"url", animal}, {"extension", {species}}}}}}).empty());
+  issues = declared({{"resourceType", "Patient"}, {"extension", {{{"url", animal}, {"extension", {species, undefined}}}}}});
+  EXPECT_EQ(errors(issues), 1) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].extension[1]", "Sub-extension url 'species-x' is not defined"))
+      << dump(issues);
+  issues = declared({{"resourceType", "Patient"}, {"extension", {{{"url", animal}, {"extension", {undefined}}}}}});
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0]", "Slice 'species'")) << dump(issues);
+  // the same through the base definition named as a profile
+  issues.clear();
+  v.validate(json{{"resourceType", "Patient"}, {"extension", {ext}}}.dump(), "http://hl7.org/fhir/StructureDefinition/Patient",
+             issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0]", "is not allowed on Patient")) << dump(issues);
+}
+
 }  // namespace
 }  // namespace passerelle::fhir::profiles

@@ -11,10 +11,13 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <unordered_map>
 
+#include "mappings/fhir/profiles/core_definitions.h"
+#include "mappings/fhir/profiles/snapshot_generator.h"
 #include "mappings/fhir/resource_types.h"
 #include "mappings/fhir/validation/validation_tables.h"
 
@@ -147,6 +150,20 @@ struct ProfileRegistry::Impl {
   std::unordered_map<std::string, std::vector<Versioned>> sdByUrl, vsByUrl, csByUrl;
   std::vector<std::unique_ptr<Profile>> profiles;  // parallel to structureDefinitions
   std::unordered_map<std::string, std::unique_ptr<Expansion>> expansions;  // by canonical as referenced
+  // Snapshots generated from differentials, parallel to structureDefinitions (state 0: not tried,
+  // 1: being generated, 2: done, with the elements or the error).
+  std::vector<json> generated;
+  std::vector<std::string> generationErrors;
+  std::vector<int> generationState;
+  // The base specification's definitions (core_definitions.h), parsed on first use.
+  std::mutex coreJsonMutex;
+  std::unordered_map<std::string, std::unique_ptr<json>> coreJson;
+  // Core extension definitions compiled on first use, also while validating (hence the lock), with
+  // the expansions of their bindings apart from the loaded profiles'.
+  std::recursive_mutex coreProfileMutex;
+  std::unordered_map<std::string, std::unique_ptr<Profile>> coreProfiles;
+  std::unordered_map<std::string, std::unique_ptr<Expansion>> coreExpansions;
+  std::unordered_map<std::string, std::unique_ptr<Expansion>>* expansionCache = &expansions;
 
   static const Versioned* pick(const std::unordered_map<std::string, std::vector<Versioned>>& index,
                                std::string_view canonical) {
@@ -176,8 +193,13 @@ struct ProfileRegistry::Impl {
   }
 
   const Expansion* expand(const std::string& canonical, int depth);
-  std::unique_ptr<Profile> compile(const json& sd) const;
+  std::unique_ptr<Profile> compile(const json& sd, const json* generatedElements) const;
   void resolve(Profile& p);
+
+  const json* coreStructure(std::string_view url);
+  const Profile* coreExtension(std::string_view canonical);
+  const json* snapshotElements(const std::string& canonical, std::string& error, int depth);
+  const json* generatedSnapshot(std::size_t index, std::string& error, int depth);
 };
 
 namespace {
@@ -216,6 +238,7 @@ std::size_t countContains(const json& contains) {
 }  // namespace
 
 const Expansion* ProfileRegistry::Impl::expand(const std::string& canonical, int depth) {
+  auto& expansions = *expansionCache;
   if (auto it = expansions.find(canonical); it != expansions.end()) return it->second.get();
   auto e = std::make_unique<Expansion>();
   e->url = canonical;
@@ -331,7 +354,7 @@ const Expansion* ProfileRegistry::Impl::expand(const std::string& canonical, int
   return out;
 }
 
-std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd) const {
+std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const json* generatedElements) const {
   auto p = std::make_unique<Profile>();
   p->url = str(sd, "url");
   p->version = str(sd, "version");
@@ -349,10 +372,10 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd) const {
   if (p->url.empty()) return fail("it has no url");
   if (p->type.empty()) return fail("it has no type");
   auto snapshot = sd.find("snapshot");
-  if (snapshot == sd.end() || !snapshot->is_object() || !(*snapshot)["element"].is_array() ||
-      (*snapshot)["element"].empty())
-    return fail("it has no snapshot (only a differential): generate its snapshot first");
-  const json& elements = (*snapshot)["element"];
+  bool hasSnapshot = snapshot != sd.end() && snapshot->is_object() && snapshot->contains("element") &&
+                     (*snapshot)["element"].is_array() && !(*snapshot)["element"].empty();
+  if (!hasSnapshot && !generatedElements) return fail("it has no snapshot");
+  const json& elements = hasSnapshot ? (*snapshot)["element"] : *generatedElements;
   std::unordered_map<std::string, std::int32_t> byId;
   std::unordered_map<std::string, std::string> lastIdForPath;
   std::vector<std::pair<std::int32_t, std::string>> contentRefs;
@@ -499,9 +522,10 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
       t.resolved.clear();
       for (const auto& prof : t.profiles) {
         int i = profileIndex(prof);
-        t.resolved.push_back(i >= 0 && profiles[static_cast<std::size_t>(i)]->error.empty()
-                                 ? profiles[static_cast<std::size_t>(i)].get()
-                                 : nullptr);
+        t.resolved.push_back(i >= 0 ? (profiles[static_cast<std::size_t>(i)]->error.empty()
+                                           ? profiles[static_cast<std::size_t>(i)].get()
+                                           : nullptr)
+                                    : coreExtension(prof));
       }
       std::vector<std::string> canonicals = std::move(t.targetTypes);
       t.targetTypes.clear();
@@ -574,11 +598,110 @@ bool ProfileRegistry::add(const json& r, const std::string& source, std::string&
   return true;
 }
 
+const json* ProfileRegistry::Impl::coreStructure(std::string_view url) {
+  std::lock_guard<std::mutex> lock(coreJsonMutex);
+  std::string key(url);
+  if (auto it = coreJson.find(key); it != coreJson.end()) return it->second.get();
+  std::unique_ptr<json> parsed;
+  std::string_view text = coreDefinitionJson(url);
+  if (!text.empty()) {
+    json j = json::parse(text, nullptr, false);
+    if (j.is_object()) parsed = std::make_unique<json>(std::move(j));
+  }
+  return coreJson.emplace(std::move(key), std::move(parsed)).first->second.get();
+}
+
+const Profile* ProfileRegistry::Impl::coreExtension(std::string_view canonical) {
+  std::string_view url = splitCanonical(canonical).first;
+  if (url.substr(0, kCoreSd.size()) != kCoreSd) return nullptr;
+  std::lock_guard<std::recursive_mutex> lock(coreProfileMutex);
+  std::string key(url);
+  if (auto it = coreProfiles.find(key); it != coreProfiles.end()) return it->second.get();
+  coreProfiles.emplace(key, nullptr);  // a definition that names itself stops here
+  if (coreDefinitionJson(url, true).empty()) return nullptr;
+  const json* sd = coreStructure(url);
+  if (!sd || str(*sd, "type") != "Extension" || str(*sd, "derivation") != "constraint") return nullptr;
+  std::unique_ptr<Profile> p = compile(*sd, nullptr);
+  if (!p->error.empty()) return nullptr;
+  auto* saved = expansionCache;
+  expansionCache = &coreExpansions;
+  resolve(*p);
+  expansionCache = saved;
+  return (coreProfiles[key] = std::move(p)).get();
+}
+
+const json* ProfileRegistry::Impl::snapshotElements(const std::string& canonical, std::string& error, int depth) {
+  if (int i = profileIndex(canonical); i >= 0) {
+    const json& sd = structureDefinitions[static_cast<std::size_t>(i)];
+    auto snapshot = sd.find("snapshot");
+    if (snapshot != sd.end() && snapshot->is_object() && snapshot->contains("element") &&
+        (*snapshot)["element"].is_array() && !(*snapshot)["element"].empty())
+      return &(*snapshot)["element"];
+    return generatedSnapshot(static_cast<std::size_t>(i), error, depth + 1);
+  }
+  const json* core = coreStructure(splitCanonical(canonical).first);
+  if (!core) {
+    error = canonical + " is not known";
+    return nullptr;
+  }
+  return &(*core)["snapshot"]["element"];
+}
+
+const json* ProfileRegistry::Impl::generatedSnapshot(std::size_t index, std::string& error, int depth) {
+  if (generationState[index] == 2) {
+    error = generationErrors[index];
+    return error.empty() ? &generated[index] : nullptr;
+  }
+  if (generationState[index] == 1 || depth > 16) {
+    error = "its base definitions derive from each other in a circle";
+    return nullptr;
+  }
+  generationState[index] = 1;
+  const json& sd = structureDefinitions[index];
+  std::string why;
+  SnapshotLookup lookup = [&](const std::string& canonical, std::string& e) {
+    return snapshotElements(canonical, e, depth);
+  };
+  if (!generateSnapshot(sd, lookup, generated[index], why)) generationErrors[index] = why.empty() ? "?" : why;
+  generationState[index] = 2;
+  error = generationErrors[index];
+  return error.empty() ? &generated[index] : nullptr;
+}
+
 void ProfileRegistry::rebuild() {
   impl_->expansions.clear();
   impl_->profiles.clear();
-  for (std::size_t i = 0; i < impl_->structureDefinitions.size(); ++i) {
-    impl_->profiles.push_back(impl_->compile(impl_->structureDefinitions[i]));
+  {
+    std::lock_guard<std::recursive_mutex> lock(impl_->coreProfileMutex);
+    impl_->coreProfiles.clear();
+    impl_->coreExpansions.clear();
+  }
+  std::size_t count = impl_->structureDefinitions.size();
+  impl_->generated.assign(count, json());
+  impl_->generationErrors.assign(count, std::string());
+  impl_->generationState.assign(count, 0);
+  for (std::size_t i = 0; i < count; ++i) {
+    const json& sd = impl_->structureDefinitions[i];
+    auto snapshot = sd.find("snapshot");
+    bool hasSnapshot = snapshot != sd.end() && snapshot->is_object() && snapshot->contains("element") &&
+                       (*snapshot)["element"].is_array() && !(*snapshot)["element"].empty();
+    if (!hasSnapshot && sd.contains("differential")) {
+      std::string why;
+      const json* elements = impl_->generatedSnapshot(i, why, 0);
+      if (!elements) {
+        auto p = std::make_unique<Profile>();
+        p->url = str(sd, "url");
+        p->version = str(sd, "version");
+        p->name = str(sd, "name");
+        p->type = str(sd, "type");
+        p->error = "its snapshot cannot be generated from its differential: " + why;
+        impl_->profiles.push_back(std::move(p));
+      } else {
+        impl_->profiles.push_back(impl_->compile(sd, elements));
+      }
+    } else {
+      impl_->profiles.push_back(impl_->compile(sd, nullptr));
+    }
     if (!impl_->profiles.back()->error.empty())
       impl_->profiles.back()->error = "StructureDefinition " + impl_->profiles.back()->canonical() + " (" +
                                       impl_->sdSources[i] + ") cannot be used: " + impl_->profiles.back()->error;
@@ -658,7 +781,9 @@ bool ProfileRegistry::loadPath(const std::string& path, std::string& error) {
 
 const Profile* ProfileRegistry::find(std::string_view canonical) const {
   int i = impl_->profileIndex(canonical);
-  return i >= 0 ? impl_->profiles[static_cast<std::size_t>(i)].get() : nullptr;
+  if (i >= 0) return impl_->profiles[static_cast<std::size_t>(i)].get();
+  // The base specification's extension definitions are known without being loaded.
+  return impl_->coreExtension(canonical);
 }
 
 const Expansion* ProfileRegistry::expansion(std::string_view canonical) const {

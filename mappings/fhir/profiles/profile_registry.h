@@ -1,10 +1,13 @@
-// The conformance resources profiles are checked against: StructureDefinitions (with snapshots),
-// ValueSets and CodeSystems read from JSON files, folders, Bundles of them (such as a package's
-// expansions) or text. Canonical references may carry a version ("url|2.2.0"); without one the last
-// loaded version is used. Every load recompiles the StructureDefinitions (compiled_profile.h) and the
-// expansions of the value sets they bind to; a definition that does not compile is kept with its
-// error, so that asking for it says why it cannot be used.
-// Loading is not thread-safe; once loaded, the registry is immutable and may be shared by threads.
+// The conformance resources profiles are checked against: StructureDefinitions (with snapshots, or
+// differentials whose snapshot is generated: snapshot_generator.h), ValueSets and CodeSystems read
+// from JSON files, folders, Bundles of them (such as a package's expansions) or text. Canonical
+// references may carry a version ("url|2.2.0"); without one the last loaded version is used. Every
+// load recompiles the StructureDefinitions (compiled_profile.h) and the expansions of the value sets
+// they bind to; a definition that does not compile is kept with its error, so that asking for it says
+// why it cannot be used. The base specification's definitions (core_definitions.h) are read only when
+// a snapshot generation needs a base or a data type, or when a core extension url is asked for.
+// Loading is not thread-safe; once loaded, the registry may be shared by threads (core extension
+// definitions compiled on first use are added under a lock).
 #pragma once
 
 #include <map>
@@ -37,7 +40,9 @@ class ProfileRegistry {
   bool loadTexts(const std::vector<std::pair<std::string, std::string_view>>& files, std::string& error);
 
   // The compiled profile for a canonical ("url" or "url|version"); null when none is known. A
-  // profile whose definition did not compile is returned with its `error` set.
+  // profile whose definition did not compile is returned with its `error` set. A core extension
+  // definition (http://hl7.org/fhir/StructureDefinition/<name>) is known without being loaded; the
+  // base resource and data type definitions are not returned (the base validator checks them).
   const Profile* find(std::string_view canonical) const;
   // The local expansion of a value set; null when the value set is not known.
   const Expansion* expansion(std::string_view canonical) const;

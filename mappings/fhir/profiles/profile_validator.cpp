@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "mappings/fhir/resource_types.h"
+#include "mappings/fhir/validation/validation_tables.h"
 
 namespace passerelle::fhir::profiles {
 
@@ -242,7 +243,20 @@ class Walk {
   void checkReference(const Profile& p, const TypeRef& t, object ref);
   void checkExtensionByUrl(const Profile& p, const Node& n, element v, object ext);
   void checkExtensionContext(const Profile& ext, const Profile& p, const Node& n);
+  void checkContext(const Profile& ext, std::string_view containerPath, std::string_view containerType,
+                    bool resourceRoot, std::string_view parentExtension, bool pathPrefixEnough, const Profile& reportAs,
+                    std::string_view typedPath = {});
   void scanExtensions(element v, int depth);
+
+ public:
+  // Extensions of a resource checked without a profile of it: every extension whose definition is
+  // known (loaded, or a core extension) against it, its context included, the containers' paths and
+  // types taken from the base validation tables.
+  void scanResourceExtensions(object resource, std::string_view type, int depth = 0);
+
+ private:
+  void scanTyped(object obj, int typeIndex, std::string_view typeName, const std::string& defPath,
+                 bool resourceRoot, std::string_view parentExtension, int depth, const std::string& typedPath = {});
   bool quietlyValid(const Profile& p, const Node& n, element v, std::string_view choiceType);
 
   const ProfileRegistry& registry_;
@@ -420,6 +434,14 @@ void Walk::checkSlicing(const Profile& p, const Node& c, const std::vector<Item>
       checkNode(p, s, it.value, it.choiceType);
     } else {
       unmatchedSeen = true;
+      // A complex extension defines its sub-extensions: a relative url it does not define is wrong.
+      std::string_view subUrl;
+      object so;
+      if (p.extension && c.parent == 0 && c.name == "extension" && !c.slices.empty() &&
+          it.value.get_object().get(so) == simdjson::SUCCESS && memberString(so, "url", subUrl) &&
+          subUrl.find(':') == std::string_view::npos)
+        report("error", "structure",
+               "Sub-extension url '" + std::string(subUrl) + "' is not defined by the extension " + p.url, p);
       if (c.rules == Node::Rules::Closed) {
         std::string names;
         for (std::int32_t si : c.slices) names += (names.empty() ? "" : ", ") + p.nodes[static_cast<std::size_t>(si)].sliceName;
@@ -798,27 +820,127 @@ void Walk::checkExtensionContext(const Profile& ext, const Profile& p, const Nod
   std::string_view containerType;
   if (n.parent == 0) containerType = p.type;
   else if (container.types.size() == 1) containerType = container.types[0].code;
-  std::string_view containerPath = container.path;
+  std::string_view parentExtension = p.extension && n.parent == 0 ? std::string_view(p.url) : std::string_view();
+  checkContext(ext, container.path, containerType, n.parent == 0 && p.resource, parentExtension, true, p);
+}
+
+void Walk::checkContext(const Profile& ext, std::string_view containerPath, std::string_view containerType,
+                        bool resourceRoot, std::string_view parentExtension, bool pathPrefixEnough,
+                        const Profile& reportAs, std::string_view typedPath) {
+  if (ext.contexts.empty()) return;
   std::string list;
-  for (const auto& [type, expression] : ext.contexts) {
-    if (type == "fhirpath") return;  // not evaluated here
-    list += (list.empty() ? "" : ", ") + expression;
+  for (const auto& [type, expr] : ext.contexts) {
+    std::string_view expression = expr;
+    list += (list.empty() ? "" : ", ") + expr;
     if (type == "extension") {
-      if (p.extension && n.parent == 0 && ProfileRegistry::splitCanonical(expression).first == p.url) return;
+      if (!parentExtension.empty() && ProfileRegistry::splitCanonical(expression).first == parentExtension) return;
       continue;
     }
+    if (type == "fhirpath") {
+      // Not evaluated here: an expression that is a path is taken as an element context; one with a
+      // condition holds where the path before its first function holds.
+      auto open = expression.find('(');
+      if (open != std::string_view::npos) {
+        auto cut = expression.rfind('.', open);
+        if (cut == std::string_view::npos) return;
+        if (containerPath == expression.substr(0, cut)) return;
+        continue;
+      }
+    }
     if (expression == "Element" || expression == "Base" || expression == containerPath ||
+        (!typedPath.empty() && expression == typedPath) ||
         (!containerType.empty() && expression == containerType) ||
-        (n.parent == 0 && p.resource && (expression == "Resource" || expression == "DomainResource")))
+        (resourceRoot && (expression == "Resource" || expression == "DomainResource" ||
+                          expression == "CanonicalResource" || expression == "MetadataResource")))
       return;
+    // DomainResource.text: the element of any resource.
+    for (std::string_view abstract : {"Resource.", "DomainResource."}) {
+      auto dot = containerPath.find('.');
+      if (expression.substr(0, abstract.size()) == abstract && dot != std::string_view::npos &&
+          isResourceType(containerPath.substr(0, dot)) &&
+          expression.substr(abstract.size()) == containerPath.substr(dot + 1))
+        return;
+    }
     // Where the container's type is not known, a context naming its path's resource is enough.
-    if (containerType.empty() || containerType == "BackboneElement") {
+    if (pathPrefixEnough && (containerType.empty() || containerType == "BackboneElement")) {
       if (containerPath.substr(0, expression.size()) == expression) return;
     }
   }
   report("error", "structure",
          "The extension " + ext.url + " is not allowed on " + std::string(containerPath) + " (its contexts: " + list + ")",
-         p);
+         reportAs);
+}
+
+void Walk::scanResourceExtensions(object resource, std::string_view type, int depth) {
+  const auto& tables = validation::ValidationTables::embedded();
+  scanTyped(resource, tables.resourceType(type), type, std::string(type), true, {}, depth);
+}
+
+// `typedPath` is the container's path from its data type (HumanName.family), when it is inside one.
+void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const std::string& defPath,
+                     bool resourceRoot, std::string_view parentExtension, int depth, const std::string& typedPath) {
+  if (depth > 32 || depth_ > kMaxDepth) return;
+  const auto& tables = validation::ValidationTables::embedded();
+  const validation::TypeDef* def = typeIndex >= 0 ? &tables.type(typeIndex) : nullptr;
+  for (auto [key, value] : obj) {
+    if (key == "extension" || key == "modifierExtension") {
+      array arr;
+      if (value.get_array().get(arr) != simdjson::SUCCESS) continue;
+      std::int32_t i = 0;
+      for (element e : arr) {
+        std::size_t mark = push(key, i++);
+        object eo;
+        std::string_view url;
+        if (e.get_object().get(eo) == simdjson::SUCCESS && memberString(eo, "url", url)) {
+          const Profile* ext = registry_.find(url);
+          if (ext && ext->error.empty() && ext->extension && !ext->nodes.empty()) {
+            ++depth_;
+            checkContext(*ext, defPath, typeName, resourceRoot, parentExtension, false, *ext, typedPath);
+            checkNode(*ext, ext->nodes[0], e, {});
+            --depth_;
+          } else {
+            scanTyped(eo, tables.typeIndex("Extension"), "Extension", defPath + "." + std::string(key), false, url,
+                      depth + 1);
+          }
+        }
+        pop(mark);
+      }
+      continue;
+    }
+    bool underscore = !key.empty() && key[0] == '_';
+    std::string_view name = underscore ? key.substr(1) : key;
+    int ei = def ? def->find(name) : -1;
+    if (ei < 0) continue;
+    const validation::ElementDef& ed = def->elements[static_cast<std::size_t>(ei)];
+    std::string childName = ed.choiceBase.empty() ? ed.name : ed.choiceBase + "[x]";
+    std::string childPath = defPath + "." + childName;
+    std::string childTypedPath =
+        def && def->kind == validation::TypeDef::Kind::Complex ? std::string(def->name) + "." + childName : std::string();
+    auto visit = [&](element v, std::int32_t index) {
+      object o;
+      if (v.get_object().get(o) != simdjson::SUCCESS) return;
+      std::size_t mark = push(key, index);
+      if (underscore) {
+        scanTyped(o, -1, ed.typeName, childPath, false, {}, depth + 1, childTypedPath);
+      } else if (ed.isResource) {
+        std::string_view rt;
+        if (memberString(o, "resourceType", rt))
+          scanTyped(o, tables.resourceType(rt), rt, std::string(rt), true, {}, depth + 1);
+      } else if (ed.type >= 0) {
+        std::string_view tn = ed.typeName.find('.') != std::string::npos ? std::string_view("BackboneElement")
+                                                                        : std::string_view(ed.typeName);
+        scanTyped(o, ed.type, tn, childPath, false, {}, depth + 1, childTypedPath);
+      }
+      pop(mark);
+    };
+    array arr;
+    if (value.get_array().get(arr) == simdjson::SUCCESS) {
+      std::int32_t i = 0;
+      for (element e : arr) visit(e, i++);
+    } else {
+      visit(value, -1);
+    }
+  }
 }
 
 void Walk::checkExtensionByUrl(const Profile& p, const Node& n, element v, object ext) {
@@ -894,11 +1016,17 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
   if (!p) {
     std::string_view url = ProfileRegistry::splitCanonical(canonical).first;
     if (url.substr(0, kCoreSd.size()) == kCoreSd && isResourceType(url.substr(kCoreSd.size()))) {
-      if (url.substr(kCoreSd.size()) != type)
+      if (url.substr(kCoreSd.size()) != type) {
         issues.push_back({"error", "invalid",
                           "The resource is a " + std::string(type) + ", but the profile " + std::string(canonical) +
                               " is the definition of " + std::string(url.substr(kCoreSd.size())),
                           where});
+        return Outcome::Checked;
+      }
+      // The base validator checks the rest; the extensions with known definitions are checked here.
+      Walk walk(registry_, issues, obj);
+      walk.path = where;
+      walk.scanResourceExtensions(obj, type);
       return Outcome::Checked;
     }
     issues.push_back({"error", "not-found",
@@ -942,12 +1070,19 @@ int ProfileValidator::validateDeclared(element resource, std::string_view locati
   element m, profiles;
   array list;
   std::string_view type;
-  if (resource.get_object().get(obj) != simdjson::SUCCESS || !member(obj, "meta", m) ||
-      m.get_object().get(meta) != simdjson::SUCCESS || !member(meta, "profile", profiles) ||
-      profiles.get_array().get(list) != simdjson::SUCCESS)
-    return 0;
-  memberString(obj, "resourceType", type);
+  if (resource.get_object().get(obj) != simdjson::SUCCESS || !memberString(obj, "resourceType", type)) return 0;
   std::string where = location.empty() ? std::string(type) : std::string(location);
+  // Without a profile checked, the resource is still checked against the extension definitions known.
+  auto baseOnly = [&] {
+    Walk walk(registry_, issues, obj);
+    walk.path = where;
+    walk.scanResourceExtensions(obj, type);
+  };
+  if (!member(obj, "meta", m) || m.get_object().get(meta) != simdjson::SUCCESS || !member(meta, "profile", profiles) ||
+      profiles.get_array().get(list) != simdjson::SUCCESS) {
+    baseOnly();
+    return 0;
+  }
   int checked = 0;
   std::int32_t i = 0;
   for (element e : list) {
@@ -968,6 +1103,7 @@ int ProfileValidator::validateDeclared(element resource, std::string_view locati
     }
     ++i;
   }
+  if (checked == 0) baseOnly();
   return checked;
 }
 

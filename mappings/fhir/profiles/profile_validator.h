@@ -34,7 +34,8 @@ class ProfileValidator {
   // Validates one JSON resource against the profile `canonical` ("url" or "url|version"). An unknown
   // or unusable profile appends an error issue saying so; invalid JSON appends a fatal issue. The
   // base definitions (http://hl7.org/fhir/StructureDefinition/<Type>) are known without being loaded:
-  // only the resource type is checked here, the base validator does the rest.
+  // only the resource type and the extensions with known definitions (their value, sub-extensions
+  // and context) are checked here, the base validator does the rest.
   Outcome validate(std::string_view json, std::string_view canonical, std::vector<Issue>& issues) const;
   // The same on a parsed resource; `location` replaces the resource type at the start of the
   // issues' locations ("Bundle.entry[2].resource"), empty for a resource of its own.
@@ -43,7 +44,8 @@ class ProfileValidator {
 
   // Validates the resource against each profile of its meta.profile. A profile that is not known
   // gives an issue of severity `unknownSeverity` (a validator need not know every profile: warning
-  // by default). Returns how many profiles were checked.
+  // by default). Returns how many profiles were checked; when none is, the extensions with known
+  // definitions are still checked, as the base definition of the resource allows them.
   int validateDeclared(std::string_view json, std::vector<Issue>& issues,
                        std::string_view unknownSeverity = "warning") const;
   int validateDeclared(simdjson::dom::element resource, std::string_view location, std::vector<Issue>& issues,
