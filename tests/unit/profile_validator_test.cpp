@@ -570,5 +570,36 @@ TEST_F(ProfileValidatorTest, CoreExtensionsAreKnownWithoutBeingLoaded) {
   EXPECT_TRUE(has(issues, "error", "Patient.extension[0]", "is not allowed on Patient")) << dump(issues);
 }
 
+// elementdefinition.html: minValue[x] and maxValue[x] on dates (partial dates compared as FHIRPath
+// does), numbers and quantities in the bound's unit; a Duration on a date is relative to now.
+TEST_F(ProfileValidatorTest, MinAndMaxValues) {
+  load(profile("ranges", "Observation",
+               {el("Observation.effective[x]", 0, "1", {{"type", type("dateTime")}, {"minValueDateTime", "2020-01-01"},
+                                                          {"maxValueDateTime", "2030-12-31"}}),
+                el("Observation.value[x]", 0, "1",
+                   {{"type", type("Quantity")}, {"maxValueQuantity", {{"value", 10}, {"code", "mg"}}}}),
+                el("Observation.component", 0, "*", {{"type", type("BackboneElement")}}),
+                el("Observation.component.value[x]", 0, "1", {{"type", type("integer")}, {"minValueInteger", 0}})}));
+  auto obs = [](const std::string& effective, double mg, const std::string& unit, int component) {
+    return json{{"resourceType", "Observation"},
+                {"effectiveDateTime", effective},
+                {"valueQuantity", {{"value", mg}, {"code", unit}}},
+                {"component", {{{"valueInteger", component}}}}};
+  };
+  EXPECT_EQ(errors(check(obs("2024-05", 9.5, "mg", 0), "ranges")), 0) << dump(check(obs("2024-05", 9.5, "mg", 0), "ranges"));
+  EXPECT_EQ(errors(check(obs("2020", 10, "mg", 3), "ranges")), 0);  // 2020 may be on or after 2020-01-01
+  EXPECT_EQ(errors(check(obs("2024-05", 11, "g", 0), "ranges")), 0);  // another unit: not converted here
+  auto issues = check(obs("2019-12-31T23:00:00Z", 11, "mg", -1), "ranges");
+  EXPECT_EQ(errors(issues), 3) << dump(issues);
+  EXPECT_TRUE(std::any_of(issues.begin(), issues.end(), [](const Issue& i) {
+    return i.diagnostics.find("below the minimum") != std::string::npos;
+  })) << dump(issues);
+  load(profile("recent", "Patient",
+               {el("Patient.birthDate", 0, "1", {{"type", type("date")},
+                                                  {"minValueDuration", {{"value", 150}, {"code", "a"}}}})}));
+  EXPECT_EQ(errors(check(json{{"resourceType", "Patient"}, {"birthDate", "1950-01-01"}}, "recent")), 0);
+  EXPECT_EQ(errors(check(json{{"resourceType", "Patient"}, {"birthDate", "1800-01-01"}}, "recent")), 1);
+}
+
 }  // namespace
 }  // namespace passerelle::fhir::profiles

@@ -72,6 +72,10 @@ struct Node {
   std::int32_t max = -1;   // -1 = *
   std::vector<TypeRef> types;
   std::unique_ptr<Value> fixed, pattern;
+  // minValue[x] and maxValue[x], with their type ("Date", "Decimal", "Quantity"; a Duration on a
+  // date is relative to now, as the later releases define it).
+  std::unique_ptr<Value> minValue, maxValue;
+  std::string minType, maxType;
   Strength strength = Strength::None;
   std::string valueSet;            // binding.valueSet as written
   const Expansion* expansion = nullptr;  // its local expansion (may be incomplete), null when unknown

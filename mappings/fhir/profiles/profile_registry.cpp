@@ -442,6 +442,13 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
         n.fixed = std::make_unique<Value>(toValue(v));
       else if (k.rfind("pattern", 0) == 0 && k.size() > 7 && std::isupper(static_cast<unsigned char>(k[7])))
         n.pattern = std::make_unique<Value>(toValue(v));
+      else if (k.rfind("minValue", 0) == 0 && k.size() > 8 && std::isupper(static_cast<unsigned char>(k[8]))) {
+        n.minValue = std::make_unique<Value>(toValue(v));
+        n.minType = k.substr(8);
+      } else if (k.rfind("maxValue", 0) == 0 && k.size() > 8 && std::isupper(static_cast<unsigned char>(k[8]))) {
+        n.maxValue = std::make_unique<Value>(toValue(v));
+        n.maxType = k.substr(8);
+      }
     }
     if (auto b = el.find("binding"); b != el.end() && b->is_object()) {
       std::string s = str(*b, "strength");

@@ -11,6 +11,7 @@
 #include <cctype>
 #include <unordered_set>
 
+#include "mappings/fhir/fhir_time.h"
 #include "mappings/fhir/resource_types.h"
 #include "mappings/fhir/validation/validation_tables.h"
 
@@ -163,6 +164,7 @@ class Walk {
   void checkResource(const Profile& p, element resource) { checkNode(p, p.nodes[0], resource, {}); }
 
   void checkNode(const Profile& p, const Node& n, element v, std::string_view choiceType);
+  void checkRange(const Profile& p, const Node& n, element v);
 
   std::size_t errors() const {
     return static_cast<std::size_t>(std::count_if(issues_.begin(), issues_.end(), [](const Issue& i) {
@@ -267,6 +269,85 @@ class Walk {
   std::unordered_set<std::string_view> reportedValueSets_;  // value sets already said not to be checked
 };
 
+namespace {
+
+// A UCUM duration (a, mo, wk, d, h, min, s, ms) in milliseconds; negative when it is not one.
+double durationMs(const Value& q) {
+  const Value* value = q.member("value");
+  const Value* code = q.member("code");
+  if (code == nullptr) code = q.member("unit");
+  if (value == nullptr || value->kind != Value::Kind::Number || code == nullptr) return -1;
+  static const std::pair<std::string_view, double> units[] = {
+      {"a", 365.25 * 86400e3}, {"mo", 30.4375 * 86400e3}, {"wk", 7 * 86400e3}, {"d", 86400e3},
+      {"h", 3600e3},          {"min", 60e3},              {"s", 1e3},         {"ms", 1}};
+  for (const auto& [unit, ms] : units)
+    if (code->text == unit) return value->number * ms;
+  return -1;
+}
+
+bool numberOf(element v, double& out) {
+  std::int64_t i = 0;
+  std::uint64_t u = 0;
+  if (v.get_double().get(out) == simdjson::SUCCESS) return true;
+  if (v.get_int64().get(i) == simdjson::SUCCESS) return out = static_cast<double>(i), true;
+  if (v.get_uint64().get(u) == simdjson::SUCCESS) return out = static_cast<double>(u), true;
+  return false;
+}
+
+}  // namespace
+
+// minValue[x] and maxValue[x] (elementdefinition.html): dates and times compared as FHIRPath
+// does (broken only when the whole value is past the bound), numbers, and the value of a Quantity
+// in the bound's unit; a Duration bound on a date is relative to now.
+void Walk::checkRange(const Profile& p, const Node& n, element v) {
+  for (int side = 0; side < 2; ++side) {
+    bool min = side == 0;
+    const Value* bound = min ? n.minValue.get() : n.maxValue.get();
+    if (bound == nullptr) continue;
+    const std::string& type = min ? n.minType : n.maxType;
+    bool broken = false;
+    std::string_view text;
+    double x = 0;
+    if (v.get_string().get(text) == simdjson::SUCCESS) {
+      std::int64_t lo = 0, hi = 0, boundLo = 0, boundHi = 0;
+      if (type == "Time") {
+        broken = bound->kind == Value::Kind::String && (min ? text < bound->text : text > bound->text);
+      } else if (parseDateRange(text, lo, hi)) {
+        if (type == "Duration" || type == "Quantity") {
+          double ms = durationMs(*bound);
+          if (ms < 0) continue;
+          boundLo = boundHi = min ? nowMs() - static_cast<std::int64_t>(ms) : nowMs() + static_cast<std::int64_t>(ms);
+        } else if (bound->kind != Value::Kind::String || !parseDateRange(bound->text, boundLo, boundHi)) {
+          continue;
+        }
+        broken = min ? hi <= boundLo : lo >= boundHi;
+      }
+    } else if (numberOf(v, x)) {
+      broken = bound->kind == Value::Kind::Number && (min ? x < bound->number : x > bound->number);
+    } else {
+      object q;
+      element value;
+      const Value* bv = bound->member("value");
+      if (v.get_object().get(q) != simdjson::SUCCESS || bv == nullptr || bv->kind != Value::Kind::Number ||
+          q.at_key("value").get(value) != simdjson::SUCCESS || !numberOf(value, x))
+        continue;
+      // Only in the bound's own unit: converting units is a terminology service's work.
+      const Value* bc = bound->member("code");
+      std::string_view code;
+      element c;
+      if (bc != nullptr && (q.at_key("code").get(c) != simdjson::SUCCESS || c.get_string().get(code) != simdjson::SUCCESS ||
+                            code != bc->text))
+        continue;
+      broken = min ? x < bv->number : x > bv->number;
+    }
+    if (broken)
+      report("error", "value",
+             std::string("Value is ") + (min ? "below the minimum " : "above the maximum ") + shortJson(*bound) +
+                 (type == "Duration" && (v.is_string()) ? (min ? " before now" : " after now") : "") + " (" + n.id + ")",
+             p);
+  }
+}
+
 void Walk::checkNode(const Profile& p, const Node& n, element v, std::string_view choiceType) {
   if (depth_ > kMaxDepth) return;
   const TypeRef* t = typeFor(n, choiceType);
@@ -274,6 +355,7 @@ void Walk::checkNode(const Profile& p, const Node& n, element v, std::string_vie
     report("error", "value", "Value must be exactly " + shortJson(*n.fixed) + " (fixed by " + n.id + ")", p);
   if (n.pattern && !containsPattern(*n.pattern, v))
     report("error", "value", "Value does not match the pattern " + shortJson(*n.pattern) + " required by " + n.id, p);
+  if (n.minValue || n.maxValue) checkRange(p, n, v);
   if (!n.valueSet.empty() && (n.strength == Strength::Required || n.strength == Strength::Extensible))
     checkBinding(p, n, v, t);
   object obj;
