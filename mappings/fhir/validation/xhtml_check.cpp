@@ -13,26 +13,27 @@ constexpr std::string_view kXhtmlNs = "http://www.w3.org/1999/xhtml";
 // txt-1: the basic formatting of HTML 4.0 chapters 7 (div, span, headings, address), 9 (phrase
 // elements, quotations, sub/sup, paragraphs, lines, pre; not 9.4, ins and del), 10 (lists), 11
 // (tables), 12 (a), images (img, map, area) and the font-style elements narratives use (b, i, tt,
-// big, small, hr). Everything else (script, style, form, object, iframe, ins, font, ...) is refused.
+// big, small, hr), sorted. Everything else (script, style, form, object, iframe, ins, font, ...) is
+// refused.
 constexpr std::string_view kAllowed[] = {
-    "a",       "abbr",    "acronym", "address", "area", "b",   "bdo",   "big",   "blockquote", "br",
-    "caption", "cite",    "code",    "col",     "colgroup", "dd",  "dfn",   "div",   "dl",  "dt",
-    "em",      "h1",      "h2",      "h3",      "h4",   "h5",  "h6",    "hr",    "i",   "img",
-    "kbd",     "li",      "map",     "ol",      "p",    "pre", "q",     "samp",  "small", "span",
-    "strong",  "sub",     "sup",     "table",   "tbody", "td", "tfoot", "th",    "thead", "tr",
-    "tt",      "ul",      "var"};
-// The attributes of those elements (core, i18n, tables, links, images) and the style attribute.
+    "a", "abbr", "acronym", "address", "area", "b", "bdo", "big", "blockquote", "br", "caption",
+    "cite", "code", "col", "colgroup", "dd", "dfn", "div", "dl", "dt", "em", "h1", "h2", "h3", "h4",
+    "h5", "h6", "hr", "i", "img", "kbd", "li", "map", "ol", "p", "pre", "q", "samp", "small", "span",
+    "strong", "sub", "sup", "table", "tbody", "td", "tfoot", "th", "thead", "tr", "tt", "ul", "var"};
+// The attributes of those elements (core, i18n, tables, links, images) and the style attribute
+// (sorted, as the elements above).
 constexpr std::string_view kAllowedAttributes[] = {
-    "abbr",   "accesskey", "align",  "alt",    "axis",     "border",  "cellpadding", "cellspacing", "char",
-    "charoff", "cite",     "class",  "colspan", "compact", "coords",  "datetime", "dir",    "frame",
-    "headers", "height",   "href",   "hreflang", "hspace", "id",      "ismap",   "lang",    "longdesc",
-    "name",    "nohref",   "rel",    "rev",    "rowspan",  "rules",   "scope",   "shape",   "span",
-    "src",     "start",    "style",  "summary", "tabindex", "target", "title",   "type",    "usemap",
-    "valign",  "value",    "vspace", "width",  "xml:lang", "xml:space", "xmlns", "bgcolor"};
+    "abbr", "accesskey", "align", "alt", "axis", "bgcolor", "border", "cellpadding", "cellspacing",
+    "char", "charoff", "cite", "class", "colspan", "compact", "coords", "datetime", "dir", "frame",
+    "headers", "height", "href", "hreflang", "hspace", "id", "ismap", "lang", "longdesc", "name",
+    "nohref", "rel", "rev", "rowspan", "rules", "scope", "shape", "span", "src", "start", "style",
+    "summary", "tabindex", "target", "title", "type", "usemap", "valign", "value", "vspace", "width",
+    "xml:lang", "xml:space", "xmlns"};
 
+// The lists are sorted: a binary search each (a narrative has many tags).
 template <std::size_t N>
 bool listed(const std::string_view (&list)[N], std::string_view name) {
-  return std::find(std::begin(list), std::end(list), name) != std::end(list);
+  return std::binary_search(std::begin(list), std::end(list), name);
 }
 
 bool isNameChar(char c) {
