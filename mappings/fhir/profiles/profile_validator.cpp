@@ -249,6 +249,7 @@ class Walk {
                     bool resourceRoot, std::string_view parentExtension, bool pathPrefixEnough, const Profile& reportAs,
                     std::string_view typedPath = {});
   void scanExtensions(element v, int depth);
+  void scanPrimitiveExtensions(const Profile& p, const Node& c, object obj);
 
  public:
   // Extensions of a resource checked without a profile of it: every extension whose definition is
@@ -433,6 +434,47 @@ void Walk::collectItems(const Node& c, object obj, std::vector<Item>& items, std
   }
 }
 
+// The extensions of a primitive's other half (_birthDate, _valueBoolean): checked against their
+// definitions, their context being the primitive element of this profile (or, in an extension's
+// definition, that extension).
+void Walk::scanPrimitiveExtensions(const Profile& p, const Node& c, object obj) {
+  if (depth_ > kMaxDepth) return;
+  // The element's path from its data type too (Address.line), for contexts given that way.
+  std::string typedPath;
+  if (c.parent >= 0) {
+    const Node& parent = p.nodes[static_cast<std::size_t>(c.parent)];
+    if (parent.types.size() == 1 && !parent.types[0].code.empty() &&
+        std::isupper(static_cast<unsigned char>(parent.types[0].code[0])) && parent.types[0].code != "BackboneElement")
+      typedPath = parent.types[0].code + "." + c.name;
+  }
+  // Inside an extension's definition, its parts and value are in the context of that extension.
+  std::string_view parentExtension = p.extension ? std::string_view(p.url) : std::string_view();
+  std::string_view base = c.choice ? std::string_view(c.name).substr(0, c.name.size() - 3) : std::string_view(c.name);
+  for (auto [key, value] : obj) {
+    if (key.size() < 2 || key[0] != '_' || key.substr(1, base.size()) != base) continue;
+    std::string_view rest = key.substr(1 + base.size());
+    if (c.choice ? rest.empty() || !std::isupper(static_cast<unsigned char>(rest[0])) : !rest.empty()) continue;
+    std::string typeName = c.choice ? std::string(rest) : c.types.empty() ? std::string() : c.types[0].code;
+    if (c.choice && !typeName.empty()) typeName[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(typeName[0])));
+    auto visit = [&](element v, std::int32_t index) {
+      object o;
+      if (v.get_object().get(o) != simdjson::SUCCESS) return;
+      std::size_t mark = push(key, index);
+      ++depth_;
+      scanTyped(o, -1, typeName, c.path, false, parentExtension, 1, typedPath);
+      --depth_;
+      pop(mark);
+    };
+    array arr;
+    if (value.get_array().get(arr) == simdjson::SUCCESS) {
+      std::int32_t i = 0;
+      for (element e : arr) visit(e, i++);
+    } else {
+      visit(value, -1);
+    }
+  }
+}
+
 void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
   std::vector<Item> items;
   for (std::int32_t ci : n.children) {
@@ -440,6 +482,7 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
     items.clear();
     std::size_t count = 0;
     collectItems(c, obj, items, count);
+    scanPrimitiveExtensions(p, c, obj);
     if (count < static_cast<std::size_t>(std::max(c.min, 0)))
       report("error", "required",
              c.id + ": minimum required = " + std::to_string(c.min) + ", but only found " + std::to_string(count), p);
