@@ -13,24 +13,34 @@
 
 namespace passerelle::fhir::profiles {
 
-// A JSON value held by a profile (fixed[x], pattern[x]).
+struct ValueMember;
+
+// A JSON value held by a profile (fixed[x], pattern[x]). Its members are a vector of a type
+// completed below (a pair holding Value itself would need Value complete, which clang checks).
 struct Value {
   enum class Kind : std::uint8_t { Null, Bool, Number, String, Object, Array };
   Kind kind = Kind::Null;
   bool boolean = false;
   double number = 0;
-  std::string text;  // String
-  std::vector<std::pair<std::string, Value>> members;  // Object
-  std::vector<Value> items;                             // Array
+  std::string text;                  // String
+  std::vector<ValueMember> members;  // Object
+  std::vector<Value> items;          // Array
 
-  const Value* member(std::string_view name) const {
-    for (const auto& [k, v] : members)
-      if (k == name) return &v;
-    return nullptr;
-  }
+  const Value* member(std::string_view name) const;
   // Compact JSON text, for messages.
   std::string json() const;
 };
+
+struct ValueMember {
+  std::string first;
+  Value second;
+};
+
+inline const Value* Value::member(std::string_view name) const {
+  for (const auto& [k, v] : members)
+    if (k == name) return &v;
+  return nullptr;
+}
 
 // The codes of a value set as far as it can be expanded from local data.
 struct Expansion {

@@ -46,7 +46,7 @@ Value toValue(const json& j) {
     case json::value_t::string: v.kind = Value::Kind::String; v.text = j.get<std::string>(); break;
     case json::value_t::object:
       v.kind = Value::Kind::Object;
-      for (const auto& [k, m] : j.items()) v.members.emplace_back(k, toValue(m));
+      for (const auto& [k, m] : j.items()) v.members.push_back({k, toValue(m)});
       break;
     case json::value_t::array:
       v.kind = Value::Kind::Array;

@@ -456,10 +456,11 @@ void Walk::scanPrimitiveExtensions(const Profile& p, const Node& c, object obj) 
     if (c.choice ? rest.empty() || !std::isupper(static_cast<unsigned char>(rest[0])) : !rest.empty()) continue;
     std::string typeName = c.choice ? std::string(rest) : c.types.empty() ? std::string() : c.types[0].code;
     if (c.choice && !typeName.empty()) typeName[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(typeName[0])));
+    std::string_view field = key;  // a structured binding cannot be captured by clang 14
     auto visit = [&](element v, std::int32_t index) {
       object o;
       if (v.get_object().get(o) != simdjson::SUCCESS) return;
-      std::size_t mark = push(key, index);
+      std::size_t mark = push(field, index);
       ++depth_;
       scanTyped(o, -1, typeName, c.path, false, parentExtension, 1, typedPath);
       --depth_;
@@ -1041,10 +1042,11 @@ void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const
     std::string childPath = defPath + "." + childName;
     std::string childTypedPath =
         def && def->kind == validation::TypeDef::Kind::Complex ? std::string(def->name) + "." + childName : std::string();
+    std::string_view field = key;  // a structured binding cannot be captured by clang 14
     auto visit = [&](element v, std::int32_t index) {
       object o;
       if (v.get_object().get(o) != simdjson::SUCCESS) return;
-      std::size_t mark = push(key, index);
+      std::size_t mark = push(field, index);
       if (underscore) {
         scanTyped(o, -1, ed.typeName, childPath, false, {}, depth + 1, childTypedPath);
       } else if (ed.isResource) {
