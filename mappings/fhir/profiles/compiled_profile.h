@@ -80,6 +80,12 @@ struct Node {
   bool choice = false;     // name ends with [x]
   std::int32_t min = 0;
   std::int32_t max = -1;   // -1 = *
+  // The base definition's cardinality (ElementDefinition.base), when the snapshot says it.
+  bool baseKnown = false;
+  std::int32_t baseMin = 0, baseMax = -1;
+  // Whether the element or something under it constrains more than the base specification: the
+  // walk skips the rest (the base validator has checked it), but for the extensions in it.
+  bool constrains = true;
   std::vector<TypeRef> types;
   std::unique_ptr<Value> fixed, pattern;
   // minValue[x] and maxValue[x], with their type ("Date", "Decimal", "Quantity"; a Duration on a

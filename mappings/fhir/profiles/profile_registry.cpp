@@ -418,6 +418,15 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
         return fail("element " + n.id + " has max '" + max + "'");
       }
     }
+    if (auto b = el.find("base"); b != el.end() && b->is_object()) {
+      auto bmin = b->find("min");
+      std::string bmax = str(*b, "max");
+      if (bmin != b->end() && bmin->is_number_integer() && !bmax.empty()) {
+        n.baseKnown = true;
+        n.baseMin = bmin->get<std::int32_t>();
+        n.baseMax = bmax == "*" ? -1 : std::atoi(bmax.c_str());
+      }
+    }
     for (const auto& t : el.value("type", json::array())) {
       TypeRef tr;
       tr.code = str(t, "code");
@@ -552,6 +561,22 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
       n.expansion = expand(n.valueSet, 0);
       n.baseValueSet = splitCanonical(n.valueSet).first.substr(0, kCoreVs.size()) == kCoreVs && !valueSet(n.valueSet);
     }
+  }
+  // What each element constrains beyond the base, children first (they follow their parent).
+  for (std::size_t i = p.nodes.size(); i-- > 0;) {
+    Node& n = p.nodes[i];
+    bool own = i == 0 || n.fixed || n.pattern || n.minValue || n.maxValue || n.sliced || !n.slices.empty() ||
+               !n.sliceName.empty() || n.choice || n.contentReference >= 0 || !n.baseKnown ||
+               n.min > n.baseMin || (n.max >= 0 && (n.baseMax < 0 || n.max < n.baseMax)) ||
+               ((n.strength == Strength::Required || n.strength == Strength::Extensible) && !n.baseValueSet);
+    for (const auto& t : n.types) own = own || !t.profiles.empty() || !t.anyTarget;
+    for (std::int32_t c : n.children) {
+      const Node& child = p.nodes[static_cast<std::size_t>(c)];
+      // An extension element is walked wherever it is (by url); it does not make its parent count.
+      if (child.name != "extension" && child.name != "modifierExtension") own = own || child.constrains;
+    }
+    for (std::int32_t s : n.slices) own = own || p.nodes[static_cast<std::size_t>(s)].constrains;
+    n.constrains = own;
   }
 }
 

@@ -249,7 +249,8 @@ class Walk {
                     bool resourceRoot, std::string_view parentExtension, bool pathPrefixEnough, const Profile& reportAs,
                     std::string_view typedPath = {});
   void scanExtensions(element v, int depth);
-  void scanPrimitiveExtensions(const Profile& p, const Node& c, object obj);
+  void scanPrimitiveExtensions(const Profile& p, const Node& n, object obj);
+  void skipUnconstrained(const Profile& p, const Node& c, const std::vector<Item>& items);
 
  public:
   // Extensions of a resource checked without a profile of it: every extension whose definition is
@@ -434,28 +435,41 @@ void Walk::collectItems(const Node& c, object obj, std::vector<Item>& items, std
   }
 }
 
-// The extensions of a primitive's other half (_birthDate, _valueBoolean): checked against their
-// definitions, their context being the primitive element of this profile (or, in an extension's
-// definition, that extension).
-void Walk::scanPrimitiveExtensions(const Profile& p, const Node& c, object obj) {
+// The extensions of a primitive's other half (_birthDate, _valueBoolean) among the children of `n`:
+// checked against their definitions, their context being the primitive element of this profile
+// (or, in an extension's definition, that extension). One pass over the object's members.
+void Walk::scanPrimitiveExtensions(const Profile& p, const Node& n, object obj) {
   if (depth_ > kMaxDepth) return;
-  // The element's path from its data type too (Address.line), for contexts given that way.
-  std::string typedPath;
-  if (c.parent >= 0) {
-    const Node& parent = p.nodes[static_cast<std::size_t>(c.parent)];
-    if (parent.types.size() == 1 && !parent.types[0].code.empty() &&
-        std::isupper(static_cast<unsigned char>(parent.types[0].code[0])) && parent.types[0].code != "BackboneElement")
-      typedPath = parent.types[0].code + "." + c.name;
-  }
-  // Inside an extension's definition, its parts and value are in the context of that extension.
   std::string_view parentExtension = p.extension ? std::string_view(p.url) : std::string_view();
-  std::string_view base = c.choice ? std::string_view(c.name).substr(0, c.name.size() - 3) : std::string_view(c.name);
   for (auto [key, value] : obj) {
-    if (key.size() < 2 || key[0] != '_' || key.substr(1, base.size()) != base) continue;
-    std::string_view rest = key.substr(1 + base.size());
-    if (c.choice ? rest.empty() || !std::isupper(static_cast<unsigned char>(rest[0])) : !rest.empty()) continue;
-    std::string typeName = c.choice ? std::string(rest) : c.types.empty() ? std::string() : c.types[0].code;
-    if (c.choice && !typeName.empty()) typeName[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(typeName[0])));
+    if (key.size() < 2 || key[0] != '_') continue;
+    std::string_view name = key.substr(1);
+    const Node* found = nullptr;
+    std::string typeName;
+    for (std::int32_t ci : n.children) {
+      const Node& c = p.nodes[static_cast<std::size_t>(ci)];
+      if (c.choice) {
+        std::string_view base = std::string_view(c.name).substr(0, c.name.size() - 3);
+        if (name.size() > base.size() && name.substr(0, base.size()) == base &&
+            std::isupper(static_cast<unsigned char>(name[base.size()]))) {
+          found = &c;
+          typeName = std::string(name.substr(base.size()));
+          typeName[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(typeName[0])));
+          break;
+        }
+      } else if (c.name == name) {
+        found = &c;
+        if (!c.types.empty()) typeName = c.types[0].code;
+        break;
+      }
+    }
+    if (found == nullptr) continue;
+    const Node& c = *found;
+    // The element's path from its data type too (Address.line), for contexts given that way.
+    std::string typedPath;
+    if (n.types.size() == 1 && !n.types[0].code.empty() && std::isupper(static_cast<unsigned char>(n.types[0].code[0])) &&
+        n.types[0].code != "BackboneElement")
+      typedPath = n.types[0].code + "." + c.name;
     std::string_view field = key;  // a structured binding cannot be captured by clang 14
     auto visit = [&](element v, std::int32_t index) {
       object o;
@@ -478,12 +492,12 @@ void Walk::scanPrimitiveExtensions(const Profile& p, const Node& c, object obj) 
 
 void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
   std::vector<Item> items;
+  scanPrimitiveExtensions(p, n, obj);
   for (std::int32_t ci : n.children) {
     const Node& c = p.nodes[static_cast<std::size_t>(ci)];
     items.clear();
     std::size_t count = 0;
     collectItems(c, obj, items, count);
-    scanPrimitiveExtensions(p, c, obj);
     if (count < static_cast<std::size_t>(std::max(c.min, 0)))
       report("error", "required",
              c.id + ": minimum required = " + std::to_string(c.min) + ", but only found " + std::to_string(count), p);
@@ -499,6 +513,12 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
     }
     if (items.empty()) {
       if (c.sliced) checkSlicing(p, c, items);  // required slices are missing too
+      continue;
+    }
+    if (!c.constrains && c.name != "extension" && c.name != "modifierExtension") {
+      // Nothing here beyond the base specification, which the base validator has checked: only the
+      // extensions inside are, against their definitions.
+      skipUnconstrained(p, c, items);
       continue;
     }
     // The types a choice allows (the base allows more).
@@ -523,6 +543,27 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
       checkNode(p, c, it.value, it.choiceType);
       pop(mark);
     }
+  }
+}
+
+void Walk::skipUnconstrained(const Profile& p, const Node& c, const std::vector<Item>& items) {
+  const auto& tables = validation::ValidationTables::embedded();
+  int typeIndex = tables.typeIndex(c.path);  // a backbone element is a type of its own in the tables
+  std::string_view typeName = "BackboneElement";
+  if (typeIndex < 0 && c.types.size() == 1) {
+    typeIndex = tables.typeIndex(c.types[0].code);
+    typeName = c.types[0].code;
+  }
+  if (typeIndex < 0) return;  // a primitive: its other half was scanned with its parent
+  std::string_view parentExtension = p.extension ? std::string_view(p.url) : std::string_view();
+  for (const Item& it : items) {
+    object o;
+    if (it.value.get_object().get(o) != simdjson::SUCCESS) continue;
+    std::size_t mark = push(c.name, it.index);
+    ++depth_;
+    scanTyped(o, typeIndex, typeName, c.path, false, parentExtension, 1);
+    --depth_;
+    pop(mark);
   }
 }
 
@@ -1025,8 +1066,7 @@ void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const
             checkNode(*ext, ext->nodes[0], e, {});
             --depth_;
           } else {
-            scanTyped(eo, tables.typeIndex("Extension"), "Extension", defPath + "." + std::string(key), false, url,
-                      depth + 1);
+            scanTyped(eo, tables.extensionType, "Extension", defPath + "." + std::string(key), false, url, depth + 1);
           }
         }
         pop(mark);
@@ -1038,6 +1078,7 @@ void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const
     int ei = def ? def->find(name) : -1;
     if (ei < 0) continue;
     const validation::ElementDef& ed = def->elements[static_cast<std::size_t>(ei)];
+    if (!underscore && !ed.isResource && ed.type < 0) continue;  // a primitive value: no extension in it
     std::string childName = ed.choiceBase.empty() ? ed.name : ed.choiceBase + "[x]";
     std::string childPath = defPath + "." + childName;
     std::string childTypedPath =
