@@ -36,6 +36,18 @@ bool stringOf(element v, std::string_view& out) { return v.get_string().get(out)
 
 bool member(object obj, std::string_view key, element& out) { return obj.at_key(key).get(out) == simdjson::SUCCESS; }
 
+// Calls fn(item, index) for each item of an array, or fn(value, -1) for a single value.
+template <typename Fn>
+void forEachItem(element value, Fn&& fn) {
+  array arr;
+  if (value.get_array().get(arr) == simdjson::SUCCESS) {
+    std::int32_t i = 0;
+    for (element e : arr) fn(e, i++);
+  } else {
+    fn(value, -1);
+  }
+}
+
 bool memberString(object obj, std::string_view key, std::string_view& out) {
   element v;
   return member(obj, key, v) && stringOf(v, out);
@@ -480,13 +492,7 @@ void Walk::scanPrimitiveExtensions(const Profile& p, const Node& n, object obj) 
       --depth_;
       pop(mark);
     };
-    array arr;
-    if (value.get_array().get(arr) == simdjson::SUCCESS) {
-      std::int32_t i = 0;
-      for (element e : arr) visit(e, i++);
-    } else {
-      visit(value, -1);
-    }
+    forEachItem(value, visit);
   }
 }
 
@@ -1101,13 +1107,7 @@ void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const
       }
       pop(mark);
     };
-    array arr;
-    if (value.get_array().get(arr) == simdjson::SUCCESS) {
-      std::int32_t i = 0;
-      for (element e : arr) visit(e, i++);
-    } else {
-      visit(value, -1);
-    }
+    forEachItem(value, visit);
   }
 }
 
