@@ -16,6 +16,7 @@
 
 #include "connectors/http/rest_client.h"
 #include "gateway/common/log.h"
+#include "mappings/fhir/markdown.h"
 #include "gateway/fhir/search_params.h"
 #include "gateway/exchange/lookups.h"
 #include "gateway/identity/identity.h"
@@ -367,7 +368,7 @@ struct HospitalConnector::Impl {
                     {"focus", {{"reference", "Task/" + tid}}},
                     {"owner", {{"reference", owner}}},
                     {"authoredOn", f.replyDate}};
-      if (!f.replyNote.empty()) event["note"] = Json::array({{{"text", f.replyNote}}});
+      if (!f.replyNote.empty()) event["note"] = Json::array({{{"text", fhir::markdownFromText(f.replyNote)}}});
       bundle["entry"].push_back({{"resource", event}, {"request", {{"method", "POST"}, {"url", "Task"}}}});
     } else {
       // A consultation or report from the hospital: it answers an open referral, or it is an E2 suspicion.

@@ -9,6 +9,7 @@
 
 #include "gateway/common/log.h"
 #include "gateway/fhir/search_params.h"
+#include "mappings/fhir/markdown.h"
 #include "mappings/common/sha256.h"
 #include "mappings/fhir/json_reader.h"
 #include "mappings/network/documents/document_schemas.h"
@@ -504,7 +505,8 @@ struct NetworkService::Impl {
         // the warnings are recorded with the document they were raised on
         for (const auto& p : warnings) {
           res["extension"].push_back({{"url", sd("rule-warning")}, {"valueCoding", {{"system", kRuleSystem}, {"code", p.code}}}});
-          res["note"].push_back({{"text", p.code + (p.path.empty() ? "" : " (" + p.path + ")") + ": " + p.message}});
+          res["note"].push_back(
+              {{"text", fhir::markdownFromText(p.code + (p.path.empty() ? "" : " (" + p.path + ")") + ": " + p.message)}});
         }
       }
       Json request = {{"method", e.method}, {"url", e.url}};

@@ -18,6 +18,7 @@
 
 #include "mappings/common/base64.h"
 #include "mappings/fhir/french_identity.h"
+#include "mappings/fhir/markdown.h"
 #include "mappings/xml/secure_xml.h"
 
 namespace passerelle::cda {
@@ -468,7 +469,7 @@ bool fromFhir(const Json& bundle, const std::string& custodianName, Document& d,
     if (auto p = referral->find("occurrencePeriod"); p != referral->end() && p->is_object() && !str(*p, "end").empty())
       text += (text.empty() ? "" : "\n") + std::string("Réponse attendue avant le ") + str(*p, "end") + ".";
     for (const auto& n : referral->value("note", Json::array()))
-      if (auto t = str(n, "text"); !t.empty()) text += (text.empty() ? "" : "\n") + t;
+      if (auto t = str(n, "text"); !t.empty()) text += (text.empty() ? "" : "\n") + fhir::textFromMarkdown(t);
     letter["extension"] = Json::array({{{"url", "https://douleur77.fr/fhir/StructureDefinition/report-text"}, {"valueString", text}}});
     composition = &letter;
   }

@@ -6,6 +6,7 @@
 
 #include "mappings/common/embedded_file.h"
 #include "mappings/common/utf8.h"
+#include "mappings/fhir/markdown.h"
 
 #include <nlohmann/json.hpp>
 
@@ -864,7 +865,8 @@ void toBundleJson(const InboundFacts& f, std::string& out) {
       x.key("intent").str("order");
       writeConcept(x, "code", "https://douleur77.fr/fhir/CodeSystem/network-event", "referral-update");
       x.field("authoredOn", f.replyDate);
-      if (!f.replyNote.empty()) x.key("note").begin('[').begin().key("text").str(f.replyNote).end().end(']');
+      if (!f.replyNote.empty())
+        x.key("note").begin('[').begin().key("text").str(fhir::markdownFromText(f.replyNote)).end().end(']');
       x.end();
     });
   }

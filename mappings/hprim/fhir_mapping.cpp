@@ -5,6 +5,7 @@
 #include <nlohmann/json.hpp>
 
 #include "mappings/common/base64.h"
+#include "mappings/fhir/markdown.h"
 
 namespace passerelle::hprim {
 
@@ -146,9 +147,9 @@ Json observation(const Result& r, const std::string& patientUrl, const std::stri
   if (r.flag == "L" || r.flag == "H" || r.flag == "LL" || r.flag == "HH" || r.flag == "N" || r.flag == "A")
     o["interpretation"] = Json::array({{{"coding", Json::array({{{"system", kInterpretation}, {"code", r.flag}}})}}});
   Json notes = Json::array();
-  if (!r.value2.empty()) notes.push_back({{"text", r.value2 + (r.unit2.empty() ? "" : " " + r.unit2)}});
+  if (!r.value2.empty()) notes.push_back({{"text", fhir::markdownFromText(r.value2 + (r.unit2.empty() ? "" : " " + r.unit2))}});
   for (const auto& c : r.comments)
-    if (!c.empty()) notes.push_back({{"text", c}});
+    if (!c.empty()) notes.push_back({{"text", fhir::markdownFromText(c)}});
   if (!notes.empty()) o["note"] = notes;
   return o;
 }

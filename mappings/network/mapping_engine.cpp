@@ -1,13 +1,13 @@
 // The mapping engine: loads definitions and ConceptMaps, applies them both ways (see mapping_engine.h).
 #include "mappings/network/mapping_engine.h"
 
-#include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 #include <optional>
 
 #include "mappings/common/embedded_file.h"
+#include "mappings/fhir/markdown.h"
 #include "mappings/network/element_path.h"
 
 namespace passerelle {
@@ -419,31 +419,8 @@ struct MappingSet::Impl {
       if (!it->second.display.empty()) c["display"] = it->second.display;
       return c;
     }
-    if (f.asMarkdown && value.is_string()) return Json(markdownFromText(value.get<std::string>()));
+    if (f.asMarkdown && value.is_string()) return Json(fhir::markdownFromText(value.get<std::string>()));
     return value;
-  }
-
-  // Plain text as markdown that reads the same: backslash escapes for '\\', '<' and '&', so that no
-  // text becomes raw HTML (which markdown in FHIR does not allow) or an entity.
-  static std::string markdownFromText(const std::string& text) {
-    std::string out;
-    out.reserve(text.size());
-    for (char c : text) {
-      if (c == '\\' || c == '<' || c == '&') out += '\\';
-      out += c;
-    }
-    return out;
-  }
-
-  // Markdown read back as plain text: a backslash before ASCII punctuation is dropped.
-  static std::string textFromMarkdown(const std::string& md) {
-    std::string out;
-    out.reserve(md.size());
-    for (std::size_t i = 0; i < md.size(); ++i) {
-      if (md[i] == '\\' && i + 1 < md.size() && std::ispunct(static_cast<unsigned char>(md[i + 1]))) ++i;
-      out += md[i];
-    }
-    return out;
   }
 
   // {"system", "value"} of the identifier a reference object names, or null.
@@ -719,7 +696,7 @@ struct MappingSet::Impl {
       }
       return Json(it->second);
     }
-    if (f.asMarkdown && v.is_string()) return Json(textFromMarkdown(v.get<std::string>()));
+    if (f.asMarkdown && v.is_string()) return Json(fhir::textFromMarkdown(v.get<std::string>()));
     return v;
   }
 

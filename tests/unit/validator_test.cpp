@@ -8,6 +8,9 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
+#include "mappings/fhir/markdown.h"
 #include "mappings/fhir/validation/primitive_checks.h"
 
 using passerelle::fhir::ValidationResult;
@@ -319,6 +322,20 @@ TEST(ValidatorTest, ExtensionUrlsAreAbsoluteExceptForParts) {
   EXPECT_TRUE(hasIssue(bad, "Patient.extension[0]", "invalid", "absolute URL")) << dump(bad);
   auto deep = check(R"({"resourceType":"Patient","name":[{"family":"x","extension":[{"url":"y","valueString":"a"}]}]})");
   EXPECT_TRUE(hasIssue(deep, "Patient.name[0].extension[0]", "invalid", "absolute URL")) << dump(deep);
+}
+
+// Plain text the mappings put in markdown elements (HL7 v2 and HPRIM notes, the network's notes)
+// is escaped so that it carries no HTML, and reads back the same.
+TEST(ValidatorTest, PlainTextWrittenAsMarkdownValidatesAndReadsBack) {
+  for (std::string text : {"<b>urgent</b>", "a & b", "C:\\dossier", "x < y", "RDV <demain>"}) {
+    std::string md = passerelle::fhir::markdownFromText(text);
+    nlohmann::json org = {{"resourceType", "Organization"},
+                          {"name", "x"},
+                          {"extension", {{{"url", "http://h/x"}, {"valueMarkdown", md}}}}};
+    auto r = check(org.dump());
+    EXPECT_FALSE(r.hasErrors()) << text << dump(r);
+    EXPECT_EQ(passerelle::fhir::textFromMarkdown(md), text);
+  }
 }
 
 // A document of thousands of entries referencing each other in a circle: each reference is
