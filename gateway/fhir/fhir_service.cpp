@@ -166,34 +166,10 @@ Result<void> checkResource(const Json& j, const std::string& expected, const std
   return {};
 }
 
-// Full R4 validation of a resource's text (the rules of the base specification); errors give
-// 422 with every issue and its FHIRPath, prefixed by `where` for resources inside a Bundle.
-Result<void> validateResource(std::string_view text, const std::string& expectedType, const std::string& where = {}) {
-  ValidationResult vr = Validator::instance().validate(text, expectedType);
-  if (!vr.hasErrors()) return {};
-  std::string first;
-  for (auto& i : vr.issues) {
-    if (!where.empty() && !i.expression.empty()) {
-      auto dot = i.expression.find('.');
-      i.expression = where + (dot == std::string::npos ? "" : i.expression.substr(dot));
-    } else if (!where.empty()) {
-      i.expression = where;
-    }
-    if (first.empty() && (i.severity == "error" || i.severity == "fatal"))
-      first = i.diagnostics + (i.expression.empty() ? "" : " (" + i.expression + ")");
-  }
-  Error e = makeError(ErrorCode::kUnprocessable, "the resource is not valid FHIR R4: " + first, where);
-  e.outcome = operationOutcome(vr.issues);
-  return e;
-}
-
-// With fhir.validate_profiles: the resource against every profile of its meta.profile that is known
-// (an unknown one is not an error: a server need not know every profile). Errors give 422 with every
-// issue, located as validateResource does.
-Result<void> validateDeclaredProfiles(const FhirServiceOptions& o, std::string_view text, const std::string& where = {}) {
-  if (!o.validateProfiles || !o.profiles || text.find("\"profile\"") == std::string_view::npos) return {};
-  std::vector<Issue> issues;
-  o.profiles->validateDeclared(text, issues);
+// 422 with every issue of `issues` (when one is an error), each located under `where` for a
+// resource inside a Bundle (Patient.gender -> Bundle.entry[2].resource.gender); the message names
+// the first error after `what`.
+Result<void> refuseOnErrors(std::vector<Issue>& issues, const std::string& where, std::string_view what) {
   std::string first;
   for (auto& i : issues) {
     if (!where.empty()) {
@@ -204,9 +180,27 @@ Result<void> validateDeclaredProfiles(const FhirServiceOptions& o, std::string_v
       first = i.diagnostics + (i.expression.empty() ? "" : " (" + i.expression + ")");
   }
   if (first.empty()) return {};
-  Error e = makeError(ErrorCode::kUnprocessable, "the resource does not conform to its meta.profile: " + first, where);
+  Error e = makeError(ErrorCode::kUnprocessable, std::string(what) + first, where);
   e.outcome = operationOutcome(issues);
   return e;
+}
+
+// Full R4 validation of a resource's text (the rules of the base specification); errors give
+// 422 with every issue and its FHIRPath, prefixed by `where` for resources inside a Bundle.
+Result<void> validateResource(std::string_view text, const std::string& expectedType, const std::string& where = {}) {
+  ValidationResult vr = Validator::instance().validate(text, expectedType);
+  if (!vr.hasErrors()) return {};
+  return refuseOnErrors(vr.issues, where, "the resource is not valid FHIR R4: ");
+}
+
+// With fhir.validate_profiles: the resource against every profile of its meta.profile that is known
+// (an unknown one is not an error: a server need not know every profile). Errors give 422 with every
+// issue, located as validateResource does.
+Result<void> validateDeclaredProfiles(const FhirServiceOptions& o, std::string_view text, const std::string& where = {}) {
+  if (!o.validateProfiles || !o.profiles || text.find("\"profile\"") == std::string_view::npos) return {};
+  std::vector<Issue> issues;
+  o.profiles->validateDeclared(text, issues);
+  return refuseOnErrors(issues, where, "the resource does not conform to its meta.profile: ");
 }
 
 // The result of one write interaction.

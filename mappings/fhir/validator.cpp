@@ -7,23 +7,13 @@
 #include <nlohmann/json.hpp>
 
 #include "mappings/fhir/json_reader.h"
+#include "mappings/fhir/validation/dom_access.h"
 #include "mappings/fhir/validation/resource_walker.h"
 #include "mappings/fhir/validation/validation_tables.h"
 
 namespace passerelle::fhir {
 
 namespace {
-
-simdjson::dom::parser& threadParser() {
-  thread_local simdjson::dom::parser parser = [] {
-    simdjson::dom::parser p;
-    if (p.allocate(64 * 1024, Validator::kMaxDepth) != simdjson::SUCCESS) {
-      // Out of memory: parse() allocates again on first use and reports the error.
-    }
-    return p;
-  }();
-  return parser;
-}
 
 std::string parseErrorMessage(std::string_view json, simdjson::error_code code) {
   switch (code) {
@@ -56,11 +46,10 @@ const Validator& Validator::instance() {
 ValidationResult Validator::validate(std::string_view json, std::string_view expectedType) const {
   ValidationResult result;
   // RFC 8259 lets a parser ignore a UTF-8 byte order mark; editors on some systems write one.
-  if (json.substr(0, 3) == "\xEF\xBB\xBF") json.remove_prefix(3);
+  json = validation::withoutBom(json);
   try {
-    simdjson::dom::parser& parser = threadParser();
     simdjson::dom::element root;
-    auto error = parser.parse(json.data(), json.size(), true).get(root);
+    auto error = validation::parseDocument(json, root);
     if (error) {
       result.issues.push_back({"fatal", "structure", parseErrorMessage(json, error), ""});
       return result;

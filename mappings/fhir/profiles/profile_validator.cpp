@@ -13,6 +13,7 @@
 
 #include "mappings/fhir/fhir_time.h"
 #include "mappings/fhir/resource_types.h"
+#include "mappings/fhir/validation/dom_access.h"
 #include "mappings/fhir/validation/validation_tables.h"
 
 namespace passerelle::fhir::profiles {
@@ -23,18 +24,12 @@ using simdjson::dom::array;
 using simdjson::dom::element;
 using simdjson::dom::element_type;
 using simdjson::dom::object;
+using validation::member;
+using validation::memberString;
+using validation::stringOf;
 
 constexpr std::string_view kCoreSd = "http://hl7.org/fhir/StructureDefinition/";
 constexpr int kMaxDepth = 24;
-
-simdjson::dom::parser& threadParser() {
-  thread_local simdjson::dom::parser parser;
-  return parser;
-}
-
-bool stringOf(element v, std::string_view& out) { return v.get_string().get(out) == simdjson::SUCCESS; }
-
-bool member(object obj, std::string_view key, element& out) { return obj.at_key(key).get(out) == simdjson::SUCCESS; }
 
 // Calls fn(item, index) for each item of an array, or fn(value, -1) for a single value.
 template <typename Fn>
@@ -46,11 +41,6 @@ void forEachItem(element value, Fn&& fn) {
   } else {
     fn(value, -1);
   }
-}
-
-bool memberString(object obj, std::string_view key, std::string_view& out) {
-  element v;
-  return member(obj, key, v) && stringOf(v, out);
 }
 
 bool isNumber(element v) {
@@ -1163,7 +1153,7 @@ void Walk::scanExtensions(element v, int depth) {
 ProfileValidator::Outcome ProfileValidator::validate(std::string_view json, std::string_view canonical,
                                                      std::vector<Issue>& issues) const {
   simdjson::dom::element root;
-  auto error = threadParser().parse(json.data(), json.size(), true).get(root);
+  auto error = validation::parseDocument(json, root);
   if (error) {
     issues.push_back({"fatal", "structure", std::string("Error parsing JSON: ") + simdjson::error_message(error), ""});
     return Outcome::Checked;
@@ -1224,7 +1214,7 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
 int ProfileValidator::validateDeclared(std::string_view json, std::vector<Issue>& issues,
                                        std::string_view unknownSeverity) const {
   simdjson::dom::element root;
-  auto error = threadParser().parse(json.data(), json.size(), true).get(root);
+  auto error = validation::parseDocument(json, root);
   if (error) {
     issues.push_back({"fatal", "structure", std::string("Error parsing JSON: ") + simdjson::error_message(error), ""});
     return 0;

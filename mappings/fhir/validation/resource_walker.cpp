@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "mappings/fhir/fhir_time.h"
+#include "mappings/fhir/validation/dom_access.h"
 #include "mappings/fhir/validation/primitive_checks.h"
 #include "mappings/fhir/validation/xhtml_check.h"
 
@@ -34,25 +35,13 @@ std::string_view jsonKind(element_type t) {
   return "a value";
 }
 
-bool stringOf(element v, std::string_view& out) { return v.get_string().get(out) == simdjson::SUCCESS; }
-
-bool member(object obj, std::string_view key, element& out) {
-  return obj.at_key(key).get(out) == simdjson::SUCCESS;
-}
-
-bool memberString(object obj, std::string_view key, std::string_view& out) {
-  element v;
-  return member(obj, key, v) && stringOf(v, out);
-}
-
-bool memberObject(object obj, std::string_view key, object& out) {
-  element v;
-  return member(obj, key, v) && v.get_object().get(out) == simdjson::SUCCESS;
-}
-
-bool memberArray(object obj, std::string_view key, array& out) {
-  element v;
-  return member(obj, key, v) && v.get_array().get(out) == simdjson::SUCCESS;
+// "Type/id" at the end of a RESTful URL (".../Patient/23"), or empty views.
+std::pair<std::string_view, std::string_view> restTail(std::string_view url) {
+  std::size_t slash = url.rfind('/');
+  if (slash == std::string_view::npos || slash == 0) return {};
+  std::size_t before = url.rfind('/', slash - 1);
+  std::size_t typeStart = before == std::string_view::npos ? 0 : before + 1;
+  return {url.substr(typeStart, slash - typeStart), url.substr(slash + 1)};
 }
 
 bool startsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
@@ -639,17 +628,8 @@ void ResourceWalker::checkReferenceType(std::string_view ref, std::string_view d
   if (!ref.empty() && ref[0] != '#' && !startsWith(ref, "urn:")) {
     std::string_view path = ref.substr(0, ref.find('?'));
     if (std::size_t h = path.find("/_history/"); h != std::string_view::npos) path = path.substr(0, h);
-    std::string_view refType;
-    if (path.size() != ref.size() && ref.find("://") == std::string_view::npos) {
-      refType = path;  // Type?criteria
-    } else {
-      std::size_t slash = path.rfind('/');
-      if (slash != std::string_view::npos && slash > 0) {
-        std::size_t before = path.rfind('/', slash - 1);
-        refType = path.substr(before == std::string_view::npos ? 0 : before + 1,
-                              slash - (before == std::string_view::npos ? 0 : before + 1));
-      }
-    }
+    bool conditional = path.size() != ref.size() && ref.find("://") == std::string_view::npos;
+    std::string_view refType = conditional ? path : restTail(path).first;  // Type?criteria, or .../Type/id
     if (tables_.resourceType(refType) >= 0 && refType != declared)
       report("invalid", "The reference " + quoteText(ref) + " names a " + std::string(refType) +
                             " but its type says " + quoteText(declared));
@@ -795,18 +775,6 @@ void ResourceWalker::checkObservation(object obj) {
   }
 }
 
-namespace {
-
-// "Type/id" at the end of a RESTful URL (".../Patient/23"), or empty views.
-std::pair<std::string_view, std::string_view> restTail(std::string_view url) {
-  std::size_t slash = url.rfind('/');
-  if (slash == std::string_view::npos || slash == 0) return {};
-  std::size_t before = url.rfind('/', slash - 1);
-  std::size_t typeStart = before == std::string_view::npos ? 0 : before + 1;
-  return {url.substr(typeStart, slash - typeStart), url.substr(slash + 1)};
-}
-
-}  // namespace
 
 void ResourceWalker::checkBundle(object obj, BundleFrame& frame) {
   std::string_view type;
