@@ -219,7 +219,6 @@ TEST(ValidatorConformanceTest, OfficialValidatorCasesMatchTheReferenceVerdict) {
     if (caseJson(dir / file, json, issues)) {
       ValidationResult r = Validator::instance().validate(json);
       issues.insert(issues.end(), r.issues.begin(), r.issues.end());
-      if (json.compare(0, 3, "\xEF\xBB\xBF") == 0) json.erase(0, 3);  // as the base validator does
       bool parsed = nlohmann::json::accept(json);  // a parse error is the base validator's to report
       if (parsed)
       {
