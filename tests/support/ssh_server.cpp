@@ -59,6 +59,32 @@ bool acceptsConnections(int port) {
   return ok;
 }
 
+// True once a connection to the port is answered with an SSH identification line: the daemon
+// listens and its child for the connection runs, which a bare TCP connect does not show.
+static bool answersSsh(int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return false;
+  timeval wait{2, 0};
+  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &wait, sizeof wait);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<std::uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bool ok = false;
+  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    char banner[4] = {};
+    std::size_t got = 0;
+    while (got < sizeof banner) {
+      ssize_t n = ::recv(fd, banner + got, sizeof banner - got, 0);
+      if (n <= 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    ok = got == sizeof banner && std::string(banner, sizeof banner) == "SSH-";
+  }
+  ::close(fd);
+  return ok;
+}
+
 std::vector<pid_t> descendants(pid_t root) {
   std::multimap<pid_t, pid_t> children;
   std::error_code ec;
@@ -161,7 +187,7 @@ bool SshServer::start(std::string& error, rlim_t maxFileBytes) {
       error = "sshd stopped: " + readFile(log);
       return false;
     }
-    if (acceptsConnections(port_)) return true;
+    if (answersSsh(port_)) return true;
   }
   error = "sshd did not listen on port " + std::to_string(port_) + ": " + readFile(log);
   return false;
