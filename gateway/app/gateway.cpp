@@ -295,7 +295,15 @@ Result<std::unique_ptr<Gateway>> Gateway::start(const config::Config& config) {
     std::string error;
     if (!fhir::profiles::loadPackages(*g->s_->profiles, fhir::profiles::findFrCore(config.get("fhir.fr_core")), extra, error))
       return makeError(ErrorCode::kInvalid, "fhir.profile_packages: " + error);
-    g->s_->profileValidator = std::make_unique<fhir::profiles::ProfileValidator>(*g->s_->profiles);
+    fo.policy.refuseExampleUrls = config.getBool("fhir.refuse_example_urls");
+    fo.policy.refuseUnknownExtensions = config.get("fhir.unknown_extensions") == "refuse";
+    std::stringstream domains(config.get("fhir.allowed_extension_domains"));
+    for (std::string d; std::getline(domains, d, ',');) {
+      d.erase(0, d.find_first_not_of(" \t"));
+      d.erase(d.find_last_not_of(" \t") + 1);
+      if (!d.empty()) fo.policy.allowedExtensionDomains.push_back(d);
+    }
+    g->s_->profileValidator = std::make_unique<fhir::profiles::ProfileValidator>(*g->s_->profiles, fo.policy);
     fo.profiles = g->s_->profileValidator.get();
     fo.validateProfiles = config.getBool("fhir.validate_profiles");
   }

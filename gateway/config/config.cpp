@@ -112,6 +112,15 @@ const std::vector<Setting>& settings() {
       {"fhir.validate_profiles", Type::kBool, "false",
        "Check every write against the known profiles of its resources' meta.profile (422 on an error; an unknown "
        "profile is not one)."},
+      {"fhir.refuse_example_urls", Type::kBool, "false",
+       "Refuse uri, url and canonical values on the domains reserved for documentation (example.org, example.com, "
+       "example.net: RFC 2606): example data has no place in a production exchange."},
+      {"fhir.unknown_extensions", Type::kChoice, "accept",
+       "Extensions whose definition is not known (core, FR Core, the network's, fhir.profile_packages): accept, as R4 "
+       "asks of a receiver, or refuse (422).", 0, 0, "accept|refuse"},
+      {"fhir.allowed_extension_domains", Type::kString, "",
+       "With fhir.unknown_extensions=refuse, url prefixes whose unknown extensions are still accepted, "
+       "comma-separated (https://partner.example/fhir/)."},
       {"fhir.fr_core", Type::kString, "auto",
        "FR Core's folder (definitions/, expansions.json.gz). auto: share/passerelle/fr-core beside the executable's "
        "folder, ./fr-core or ../shared/corpora/fr-core; empty: none."},

@@ -187,17 +187,22 @@ Result<void> refuseOnErrors(std::vector<Issue>& issues, const std::string& where
 
 // Full R4 validation of a resource's text (the rules of the base specification); errors give
 // 422 with every issue and its FHIRPath, prefixed by `where` for resources inside a Bundle.
-Result<void> validateResource(std::string_view text, const std::string& expectedType, const std::string& where = {}) {
-  ValidationResult vr = Validator::instance().validate(text, expectedType);
+Result<void> validateResource(const FhirServiceOptions& o, std::string_view text, const std::string& expectedType,
+                              const std::string& where = {}) {
+  ValidationResult vr = Validator::instance().validate(text, expectedType, &o.policy);
   if (!vr.hasErrors()) return {};
   return refuseOnErrors(vr.issues, where, "the resource is not valid FHIR R4: ");
 }
 
 // With fhir.validate_profiles: the resource against every profile of its meta.profile that is known
-// (an unknown one is not an error: a server need not know every profile). Errors give 422 with every
-// issue, located as validateResource does.
+// (an unknown one is not an error: a server need not know every profile). With
+// fhir.unknown_extensions=refuse, its extensions against the definitions known, profile or not.
+// Errors give 422 with every issue, located as validateResource does.
 Result<void> validateDeclaredProfiles(const FhirServiceOptions& o, std::string_view text, const std::string& where = {}) {
-  if (!o.validateProfiles || !o.profiles || text.find("\"profile\"") == std::string_view::npos) return {};
+  if (!o.profiles) return {};
+  bool declared = o.validateProfiles && text.find("\"profile\"") != std::string_view::npos;
+  bool extensions = o.policy.refuseUnknownExtensions && text.find("\"url\"") != std::string_view::npos;
+  if (!declared && !extensions) return {};
   std::vector<Issue> issues;
   o.profiles->validateDeclared(text, issues);
   return refuseOnErrors(issues, where, "the resource does not conform to its meta.profile: ");
@@ -617,7 +622,7 @@ class FhirService::Impl {
     if (!p.ok()) return p.error();
     auto c = checkResource(in.json, expectedType, "");
     if (!c.ok()) return c.error();
-    auto v = validateResource(req_.body, expectedType);
+    auto v = validateResource(o_, req_.body, expectedType);
     if (!v.ok()) return v.error();
     auto vp = validateDeclaredProfiles(o_, req_.body);
     if (!vp.ok()) return vp.error();
@@ -1046,7 +1051,7 @@ class FhirService::Impl {
         return errorResponse(ErrorCode::kInvalid, "Parameters for $validate need a 'resource' parameter", "Parameters.parameter");
       text = text.substr(found.begin, found.end - found.begin);
     }
-    ValidationResult vr = Validator::instance().validate(text, type);
+    ValidationResult vr = Validator::instance().validate(text, type, &o_.policy);
     if (!profile.empty()) {
       std::vector<Issue> issues;
       auto outcome = profiles::ProfileValidator::Outcome::Unknown;
@@ -1303,7 +1308,7 @@ class BundleProcessor {
       }
     }
     if (transaction_) {
-      auto v = validateResource(text, "Bundle");
+      auto v = validateResource(h_.o_, text, "Bundle");
       if (!v.ok()) return errorResponse(v.error());
       for (const auto& be : entries_) {
         if (!be.hasResource) continue;
@@ -1393,7 +1398,7 @@ class BundleProcessor {
     }
     // A transaction is validated whole once its entries are understood; a batch entry alone.
     if (!transaction_) {
-      auto v = validateResource(text.substr(rs.begin, rs.end - rs.begin), be.type, be.where + ".resource");
+      auto v = validateResource(h_.o_, text.substr(rs.begin, rs.end - rs.begin), be.type, be.where + ".resource");
       if (!v.ok()) return v;
       return validateDeclaredProfiles(h_.o_, text.substr(rs.begin, rs.end - rs.begin), be.where + ".resource");
     }

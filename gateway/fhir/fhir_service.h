@@ -12,6 +12,7 @@
 #include "gateway/fhir/search_params.h"
 #include "gateway/store/resource_store.h"
 #include "mappings/fhir/json_reader.h"
+#include "mappings/fhir/validator.h"
 
 namespace passerelle::fhir {
 
@@ -28,6 +29,9 @@ struct FhirServiceOptions {
   // known profiles of its resources' meta.profile. Null: no profile is known.
   const profiles::ProfileValidator* profiles = nullptr;
   bool validateProfiles = false;
+  // What is refused beyond the specification's rules (fhir.refuse_example_urls, fhir.unknown_extensions,
+  // fhir.allowed_extension_domains); the profile validator above holds the same policy.
+  ValidationPolicy policy;
   std::string softwareVersion = "0.1.0";
 };
 

@@ -4,6 +4,8 @@
 
 #include <simdjson.h>
 
+#include <cctype>
+
 #include <nlohmann/json.hpp>
 
 #include "mappings/fhir/json_reader.h"
@@ -43,7 +45,34 @@ const Validator& Validator::instance() {
   return validator;
 }
 
-ValidationResult Validator::validate(std::string_view json, std::string_view expectedType) const {
+bool ValidationPolicy::acceptsUnknownExtension(std::string_view url) const {
+  if (!refuseUnknownExtensions) return true;
+  for (const std::string& domain : allowedExtensionDomains)
+    if (!domain.empty() && url.substr(0, domain.size()) == domain) return true;
+  return false;
+}
+
+bool ValidationPolicy::isExampleUrl(std::string_view uri) {
+  auto scheme = uri.find("://");
+  if (scheme == std::string_view::npos) return false;
+  std::string_view host = uri.substr(scheme + 3);
+  host = host.substr(0, host.find_first_of("/?#"));
+  if (auto at = host.rfind('@'); at != std::string_view::npos) host.remove_prefix(at + 1);
+  host = host.substr(0, host.find(':'));
+  std::string lower(host);
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  if (!lower.empty() && lower.back() == '.') lower.pop_back();
+  for (std::string_view reserved : {"example.org", "example.com", "example.net"}) {
+    if (lower == reserved) return true;
+    if (lower.size() > reserved.size() && lower.compare(lower.size() - reserved.size(), reserved.size(), reserved) == 0 &&
+        lower[lower.size() - reserved.size() - 1] == '.')
+      return true;
+  }
+  return false;
+}
+
+ValidationResult Validator::validate(std::string_view json, std::string_view expectedType,
+                                     const ValidationPolicy* policy) const {
   ValidationResult result;
   // RFC 8259 lets a parser ignore a UTF-8 byte order mark; editors on some systems write one.
   json = validation::withoutBom(json);
@@ -54,7 +83,7 @@ ValidationResult Validator::validate(std::string_view json, std::string_view exp
       result.issues.push_back({"fatal", "structure", parseErrorMessage(json, error), ""});
       return result;
     }
-    validation::ResourceWalker walker(tables_, result.issues);
+    validation::ResourceWalker walker(tables_, result.issues, policy);
     walker.validateDocument(root, expectedType);
   } catch (const std::exception& ex) {
     result.issues.push_back({"fatal", "exception", std::string("Validation failed: ") + ex.what(), ""});

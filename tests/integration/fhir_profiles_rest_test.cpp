@@ -98,3 +98,32 @@ TEST(FhirProfilesRestTest, TransactionEntriesAreCheckedAndWithoutTheSettingNothi
     EXPECT_EQ(client.send("POST", "/fhir/Patient", bad.dump()).status, 201);
   }
 }
+
+TEST(FhirProfilesRestTest, UnknownExtensionsAndExampleUrlsRefusedWhenConfigured) {
+  json p = patient(true);
+  p["extension"] = {{{"url", "https://partner.test/fhir/StructureDefinition/x"}, {"valueString", "y"}}};
+  p["photo"] = {{{"url", "https://images.example.org/1.png"}}};
+  {
+    TestGateway gw;  // R4's defaults: neither is refused
+    HttpClient client(gw.httpPort());
+    EXPECT_EQ(client.send("POST", "/fhir/Patient", p.dump()).status, 201);
+  }
+  {
+    TestGateway gw({"fhir.unknown_extensions=refuse", "fhir.refuse_example_urls=true"});
+    HttpClient client(gw.httpPort());
+    auto r = client.send("POST", "/fhir/Patient", p.dump());
+    ASSERT_EQ(r.status, 422) << r.body;
+    EXPECT_TRUE(hasIssue(r.json(), "error", "reserved for documentation")) << r.body;
+    p.erase("photo");
+    r = client.send("POST", "/fhir/Patient", p.dump());
+    ASSERT_EQ(r.status, 422) << r.body;
+    EXPECT_TRUE(hasIssue(r.json(), "error", "https://partner.test/fhir/StructureDefinition/x has no definition")) << r.body;
+    EXPECT_EQ(client.get("/fhir/Patient?_summary=count").json()["total"], 0);
+  }
+  {
+    TestGateway gw({"fhir.unknown_extensions=refuse", "fhir.allowed_extension_domains=https://partner.test/fhir/"});
+    HttpClient client(gw.httpPort());
+    p.erase("photo");
+    EXPECT_EQ(client.send("POST", "/fhir/Patient", p.dump()).status, 201);
+  }
+}

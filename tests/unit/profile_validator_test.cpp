@@ -570,6 +570,37 @@ TEST_F(ProfileValidatorTest, CoreExtensionsAreKnownWithoutBeingLoaded) {
   EXPECT_TRUE(has(issues, "error", "Patient.extension[0]", "is not allowed on Patient")) << dump(issues);
 }
 
+// Unknown extensions are accepted by default (R4 extensibility.html); a policy refuses them, except
+// under its allowed url prefixes, and never judges the parts of a complex extension on their own.
+TEST_F(ProfileValidatorTest, UnknownExtensionsRefusedOnlyByPolicy) {
+  json unknown = {{"url", "https://partner.test/fhir/StructureDefinition/age"}, {"valueInteger", 40}};
+  json complex = {{"url", "https://other.test/ext"}, {"extension", {{{"url", "part"}, {"valueString", "x"}}}}};
+  json patient = {{"resourceType", "Patient"},
+                  {"_birthDate", {{"extension", {unknown}}}},
+                  {"birthDate", "1980-01-01"},
+                  {"extension", {complex}}};
+  std::vector<Issue> issues;
+  ProfileValidator(registry_).validateDeclared(patient.dump(), issues);
+  EXPECT_EQ(errors(issues), 0) << dump(issues);
+  passerelle::fhir::ValidationPolicy policy;
+  policy.refuseUnknownExtensions = true;
+  issues.clear();
+  ProfileValidator(registry_, policy).validateDeclared(patient.dump(), issues);
+  EXPECT_EQ(errors(issues), 2) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.birthDate.extension[0]", "has no definition known here")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0]", "https://other.test/ext")) << dump(issues);
+  policy.allowedExtensionDomains = {"https://partner.test/fhir/"};
+  issues.clear();
+  ProfileValidator(registry_, policy).validateDeclared(patient.dump(), issues);
+  EXPECT_EQ(errors(issues), 1) << dump(issues);
+  // a core extension is known
+  json mothers = {{"url", "http://hl7.org/fhir/StructureDefinition/humanname-mothers-family"}, {"valueString", "G"}};
+  issues.clear();
+  ProfileValidator(registry_, policy).validateDeclared(
+      json{{"resourceType", "Patient"}, {"name", {{{"family", "X"}, {"_family", {{"extension", {mothers}}}}}}}}.dump(), issues);
+  EXPECT_EQ(errors(issues), 0) << dump(issues);
+}
+
 // elementdefinition.html: minValue[x] and maxValue[x] on dates (partial dates compared as FHIRPath
 // does), numbers and quantities in the bound's unit; a Duration on a date is relative to now.
 TEST_F(ProfileValidatorTest, MinAndMaxValues) {

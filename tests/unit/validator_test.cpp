@@ -401,6 +401,23 @@ TEST(ValidatorTest, NarrativeLinksAndMarkdown) {
         << html << dump(md(html));
 }
 
+// RFC 2606 reserves example.org, example.com and example.net (and their subdomains) for documentation:
+// accepted by default (nothing in R4 refuses them), refused when the policy asks.
+TEST(ValidatorTest, ExampleUrlsRefusedOnlyWhenThePolicyAsks) {
+  const std::string doc = R"({"resourceType":"DocumentReference","status":"current",
+    "content":[{"attachment":{"url":"http://repository.Example.org/fhir/DocumentReference/1"}}]})";
+  EXPECT_FALSE(Validator::instance().validate(doc).hasErrors());
+  passerelle::fhir::ValidationPolicy policy;
+  policy.refuseExampleUrls = true;
+  auto r = Validator::instance().validate(doc, {}, &policy);
+  EXPECT_TRUE(hasIssue(r, "DocumentReference.content[0].attachment.url", "value", "reserved for documentation")) << dump(r);
+  using passerelle::fhir::ValidationPolicy;
+  for (std::string url : {"https://example.com", "http://user@example.net:8080/x", "http://a.b.example.org./x"})
+    EXPECT_TRUE(ValidationPolicy::isExampleUrl(url)) << url;
+  for (std::string url : {"https://notexample.org/x", "https://example.org.fr/x", "urn:uuid:example.org", "example.org"})
+    EXPECT_FALSE(ValidationPolicy::isExampleUrl(url)) << url;
+}
+
 TEST(ValidatorTest, ReportsParseErrorsAsIssues) {
   for (std::string_view bad : {"", "{", "[1,2]", "{\"resourceType\":\"Patient\",}", "nul", "\"x\""}) {
     auto r = check(bad);

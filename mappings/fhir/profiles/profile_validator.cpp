@@ -158,8 +158,9 @@ std::string_view referenceType(std::string_view ref) {
 
 class Walk {
  public:
-  Walk(const ProfileRegistry& registry, std::vector<Issue>& issues, object root, int depth = 0)
-      : registry_(registry), issues_(issues), root_(root), depth_(depth) {}
+  Walk(const ProfileRegistry& registry, const ValidationPolicy& policy, std::vector<Issue>& issues, object root,
+       int depth = 0)
+      : registry_(registry), policy_(policy), issues_(issues), root_(root), depth_(depth) {}
 
   std::string path;
 
@@ -251,6 +252,17 @@ class Walk {
                     bool resourceRoot, std::string_view parentExtension, bool pathPrefixEnough, const Profile& reportAs,
                     std::string_view typedPath = {});
   void scanExtensions(element v, int depth);
+  // An extension at the current path whose definition is not known: an error when the policy
+  // refuses those.
+  void unknownExtension(std::string_view url) {
+    // A relative url names a part of a complex extension, judged with it.
+    if (url.find(':') == std::string_view::npos || policy_.acceptsUnknownExtension(url)) return;
+    if (issues_.size() >= ProfileValidator::kMaxIssues) return;
+    issues_.push_back({"error", "structure",
+                       "The extension " + std::string(url) +
+                           " has no definition known here, and extensions without a known definition are refused",
+                       path});
+  }
   void scanPrimitiveExtensions(const Profile& p, const Node& n, object obj);
   void skipUnconstrained(const Profile& p, const Node& c, const std::vector<Item>& items);
 
@@ -266,6 +278,7 @@ class Walk {
   bool quietlyValid(const Profile& p, const Node& n, element v, std::string_view choiceType);
 
   const ProfileRegistry& registry_;
+  const ValidationPolicy& policy_;
   std::vector<Issue>& issues_;
   object root_;
   int depth_;
@@ -472,7 +485,7 @@ void Walk::scanPrimitiveExtensions(const Profile& p, const Node& n, object obj) 
     if (n.types.size() == 1 && !n.types[0].code.empty() && std::isupper(static_cast<unsigned char>(n.types[0].code[0])) &&
         n.types[0].code != "BackboneElement")
       typedPath = n.types[0].code + "." + c.name;
-    std::string_view field = key;  // a structured binding cannot be captured by clang 14
+    std::string_view field = name;  // FHIRPath has no "_"; a structured binding cannot be captured by clang 14
     auto visit = [&](element v, std::int32_t index) {
       object o;
       if (v.get_object().get(o) != simdjson::SUCCESS) return;
@@ -632,7 +645,7 @@ void Walk::checkSlicing(const Profile& p, const Node& c, const std::vector<Item>
 
 bool Walk::quietlyValid(const Profile& p, const Node& n, element v, std::string_view choiceType) {
   std::vector<Issue> scratch;
-  Walk sub(registry_, scratch, root_, depth_ + 1);
+  Walk sub(registry_, policy_, scratch, root_, depth_ + 1);
   sub.checkNode(p, n, v, choiceType);
   return sub.errors() == 0;
 }
@@ -1062,6 +1075,7 @@ void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const
             checkNode(*ext, ext->nodes[0], e, {});
             --depth_;
           } else {
+            unknownExtension(url);
             scanTyped(eo, tables.extensionType, "Extension", defPath + "." + std::string(key), false, url, depth + 1);
           }
         }
@@ -1079,7 +1093,7 @@ void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const
     std::string childPath = defPath + "." + childName;
     std::string childTypedPath =
         def && def->kind == validation::TypeDef::Kind::Complex ? std::string(def->name) + "." + childName : std::string();
-    std::string_view field = key;  // a structured binding cannot be captured by clang 14
+    std::string_view field = name;  // FHIRPath has no "_"; a structured binding cannot be captured by clang 14
     auto visit = [&](element v, std::int32_t index) {
       object o;
       if (v.get_object().get(o) != simdjson::SUCCESS) return;
@@ -1106,6 +1120,7 @@ void Walk::checkExtensionByUrl(const Profile& p, const Node& n, element v, objec
   if (!memberString(ext, "url", url)) return;
   const Profile* def = registry_.find(url);
   if (!def || !def->error.empty() || !def->extension || def->nodes.empty()) {
+    unknownExtension(url);
     scanExtensions(v, 0);  // not known here: its own extensions may be
     return;
   }
@@ -1136,6 +1151,7 @@ void Walk::scanExtensions(element v, int depth) {
           checkNode(*def, def->nodes[0], e, {});
           --depth_;
         } else if (e.type() == element_type::OBJECT) {
+          if (isExt && !url.empty()) unknownExtension(url);
           scanExtensions(e, depth + 1);
         }
         pop(mark);
@@ -1182,7 +1198,7 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
         return Outcome::Checked;
       }
       // The base validator checks the rest; the extensions with known definitions are checked here.
-      Walk walk(registry_, issues, obj);
+      Walk walk(registry_, policy_, issues, obj);
       walk.path = where;
       walk.scanResourceExtensions(obj, type);
       return Outcome::Checked;
@@ -1205,7 +1221,7 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
                       where});
     return Outcome::Checked;
   }
-  Walk walk(registry_, issues, obj);
+  Walk walk(registry_, policy_, issues, obj);
   walk.path = where;
   walk.checkResource(*p, resource);
   return Outcome::Checked;
@@ -1232,7 +1248,7 @@ int ProfileValidator::validateDeclared(element resource, std::string_view locati
   std::string where = location.empty() ? std::string(type) : std::string(location);
   // Without a profile checked, the resource is still checked against the extension definitions known.
   auto baseOnly = [&] {
-    Walk walk(registry_, issues, obj);
+    Walk walk(registry_, policy_, issues, obj);
     walk.path = where;
     walk.scanResourceExtensions(obj, type);
   };

@@ -18,12 +18,16 @@
 
 #include "mappings/fhir/operation_outcome.h"
 #include "mappings/fhir/profiles/profile_registry.h"
+#include "mappings/fhir/validator.h"
 
 namespace passerelle::fhir::profiles {
 
 class ProfileValidator {
  public:
-  explicit ProfileValidator(const ProfileRegistry& registry) : registry_(registry) {}
+  // `policy.refuseUnknownExtensions` makes an extension without a known definition an error
+  // (mappings/fhir/validator.h); the rest of the policy is the base validator's.
+  explicit ProfileValidator(const ProfileRegistry& registry, ValidationPolicy policy = {})
+      : registry_(registry), policy_(std::move(policy)) {}
 
   enum class Outcome {
     Checked,   // the resource was checked (issues, if any, were appended)
@@ -58,6 +62,7 @@ class ProfileValidator {
 
  private:
   const ProfileRegistry& registry_;
+  ValidationPolicy policy_;
 };
 
 }  // namespace passerelle::fhir::profiles

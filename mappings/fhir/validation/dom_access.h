@@ -14,7 +14,7 @@ namespace passerelle::fhir::validation {
 inline simdjson::dom::parser& threadParser() {
   thread_local simdjson::dom::parser parser = [] {
     simdjson::dom::parser p;
-    (void)p.allocate(64 * 1024, 64);  // depth 64: Validator::kMaxDepth
+    if (p.allocate(64 * 1024, 64) != simdjson::SUCCESS) {}  // depth 64: Validator::kMaxDepth; parse() retries
     return p;
   }();
   return parser;

@@ -8,6 +8,7 @@
 #include <unordered_map>
 
 #include "mappings/fhir/fhir_time.h"
+#include "mappings/fhir/validator.h"
 #include "mappings/fhir/validation/dom_access.h"
 #include "mappings/fhir/validation/primitive_checks.h"
 #include "mappings/fhir/validation/xhtml_check.h"
@@ -67,9 +68,11 @@ void codings(object cc, std::vector<std::pair<std::string_view, std::string_view
 
 }  // namespace
 
-ResourceWalker::ResourceWalker(const ValidationTables& tables, std::vector<Issue>& issues)
+ResourceWalker::ResourceWalker(const ValidationTables& tables, std::vector<Issue>& issues,
+                               const ValidationPolicy* policy)
     : tables_(tables),
       issues_(issues),
+      policy_(policy),
       periodType_(tables.typeIndex("Period")),
       extensionTypeDef_(tables.extensionType >= 0 ? &tables.type(tables.extensionType) : nullptr) {
   path_.reserve(32);
@@ -489,6 +492,9 @@ void ResourceWalker::checkString(std::string_view s, const ElementDef& e, bool i
     case Prim::Canonical:
       ok = isFhirUri(s);
       what = primName(e.prim);
+      if (ok && policy_ && policy_->refuseExampleUrls && ValidationPolicy::isExampleUrl(s))
+        report("value", "The URL " + quoteText(s) +
+                            " is on a domain reserved for documentation (RFC 2606): example data is refused here");
       if (ok && s[0] == '#' && !frames_.empty()) {
         if (s.size() == 1 && containedIndex_ >= 0)
           frames_.back().containerRefIn.push_back(containedIndex_);

@@ -17,11 +17,16 @@
 #include "mappings/fhir/operation_outcome.h"
 #include "mappings/fhir/validation/validation_tables.h"
 
+namespace passerelle::fhir {
+struct ValidationPolicy;
+}
+
 namespace passerelle::fhir::validation {
 
 class ResourceWalker {
  public:
-  ResourceWalker(const ValidationTables& tables, std::vector<Issue>& issues);
+  // `policy`, when not null, adds its refusals (mappings/fhir/validator.h).
+  ResourceWalker(const ValidationTables& tables, std::vector<Issue>& issues, const ValidationPolicy* policy = nullptr);
 
   // Validates `root` as a resource; when `expectedType` is not empty the resourceType must match.
   void validateDocument(simdjson::dom::element root, std::string_view expectedType);
@@ -97,6 +102,7 @@ class ResourceWalker {
 
   const ValidationTables& tables_;
   std::vector<Issue>& issues_;
+  const ValidationPolicy* policy_;
   std::vector<PathPiece> path_;
   std::vector<Field> fields_;
   std::vector<ResourceFrame> frames_;
