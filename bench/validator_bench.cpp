@@ -98,11 +98,9 @@ void BM_ValidatePatientWithProfile(benchmark::State& state) {
     return;
   }
   const std::string url = std::string(passerelle::fhir::profiles::kNetworkProfileBase) + "network-patient";
-  const auto& validator = passerelle::fhir::Validator::instance();
   passerelle::fhir::profiles::ProfileValidator profiles(registry);
   for (auto _ : state) {
-    auto result = validator.validate(patient);
-    profiles.validate(patient, url, result.issues);
+    auto result = profiles.validateWithBase(patient, url);
     if (result.hasErrors()) {
       state.SkipWithError(("unexpected issue: " + result.issues[0].expression + ": " + result.issues[0].diagnostics)
                               .c_str());

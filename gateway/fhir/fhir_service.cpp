@@ -23,6 +23,7 @@
 #include "mappings/fhir/operation_outcome.h"
 #include "mappings/fhir/resource_types.h"
 #include "mappings/fhir/profiles/profile_validator.h"
+#include "mappings/fhir/validation/dom_access.h"
 #include "mappings/fhir/validator.h"
 #include "mappings/fhir/xml/fhir_xml.h"
 
@@ -194,18 +195,47 @@ Result<void> validateResource(const FhirServiceOptions& o, std::string_view text
   return refuseOnErrors(vr.issues, where, "the resource is not valid FHIR R4: ");
 }
 
-// With fhir.validate_profiles: the resource against every profile of its meta.profile that is known
-// (an unknown one is not an error: a server need not know every profile). With
-// fhir.unknown_extensions=refuse, its extensions against the definitions known, profile or not.
-// Errors give 422 with every issue, located as validateResource does.
+// Whether a resource also goes through the profile pass: with fhir.validate_profiles, when it names a
+// profile in meta.profile (an unknown one is not an error: a server need not know every profile);
+// with fhir.unknown_extensions=refuse, when it may carry an extension.
+bool profilePassNeeded(const FhirServiceOptions& o, std::string_view text) {
+  if (!o.profiles) return false;
+  return (o.validateProfiles && text.find("\"profile\"") != std::string_view::npos) ||
+         (o.policy.refuseUnknownExtensions && text.find("\"url\"") != std::string_view::npos);
+}
+
+// The profile pass alone. Errors give 422 with every issue, located as validateResource does.
 Result<void> validateDeclaredProfiles(const FhirServiceOptions& o, std::string_view text, const std::string& where = {}) {
-  if (!o.profiles) return {};
-  bool declared = o.validateProfiles && text.find("\"profile\"") != std::string_view::npos;
-  bool extensions = o.policy.refuseUnknownExtensions && text.find("\"url\"") != std::string_view::npos;
-  if (!declared && !extensions) return {};
+  if (!profilePassNeeded(o, text)) return {};
   std::vector<Issue> issues;
   o.profiles->validateDeclared(text, issues);
-  return refuseOnErrors(issues, where, "the resource does not conform to its meta.profile: ");
+  return refuseOnErrors(issues, where, "the resource does not conform to its profiles or extension definitions: ");
+}
+
+// The base validation, then the profile pass when needed, on one parse of the resource.
+Result<void> validateWhole(const FhirServiceOptions& o, std::string_view text, const std::string& expectedType,
+                           const std::string& where = {}) {
+  if (profilePassNeeded(o, text)) {
+    simdjson::dom::element root;
+    if (validation::parseDocument(text, root) == simdjson::SUCCESS) {
+      std::vector<Issue> issues;
+      try {
+        Validator::instance().validateParsed(root, expectedType, &o.policy, issues);
+        auto base = refuseOnErrors(issues, where, "the resource is not valid FHIR R4: ");
+        if (!base.ok()) return base;
+        issues.clear();
+        o.profiles->validateDeclared(root, {}, issues);
+        return refuseOnErrors(issues, where, "the resource does not conform to its profiles or extension definitions: ");
+      } catch (const std::bad_alloc&) {
+        throw;
+      } catch (const std::exception&) {
+        // validated again below, where a failure becomes an issue
+      }
+    }
+  }
+  auto v = validateResource(o, text, expectedType, where);
+  if (!v.ok()) return v;
+  return validateDeclaredProfiles(o, text, where);
 }
 
 // The result of one write interaction.
@@ -622,10 +652,8 @@ class FhirService::Impl {
     if (!p.ok()) return p.error();
     auto c = checkResource(in.json, expectedType, "");
     if (!c.ok()) return c.error();
-    auto v = validateResource(o_, req_.body, expectedType);
+    auto v = validateWhole(o_, req_.body, expectedType);
     if (!v.ok()) return v.error();
-    auto vp = validateDeclaredProfiles(o_, req_.body);
-    if (!vp.ok()) return vp.error();
     return in;
   }
 
@@ -1398,9 +1426,7 @@ class BundleProcessor {
     }
     // A transaction is validated whole once its entries are understood; a batch entry alone.
     if (!transaction_) {
-      auto v = validateResource(h_.o_, text.substr(rs.begin, rs.end - rs.begin), be.type, be.where + ".resource");
-      if (!v.ok()) return v;
-      return validateDeclaredProfiles(h_.o_, text.substr(rs.begin, rs.end - rs.begin), be.where + ".resource");
+      return validateWhole(h_.o_, text.substr(rs.begin, rs.end - rs.begin), be.type, be.where + ".resource");
     }
     return {};
   }

@@ -83,14 +83,19 @@ ValidationResult Validator::validate(std::string_view json, std::string_view exp
       result.issues.push_back({"fatal", "structure", parseErrorMessage(json, error), ""});
       return result;
     }
-    validation::ResourceWalker walker(tables_, result.issues, policy);
-    walker.validateDocument(root, expectedType);
+    validateParsed(root, expectedType, policy, result.issues);
   } catch (const std::exception& ex) {
     result.issues.push_back({"fatal", "exception", std::string("Validation failed: ") + ex.what(), ""});
   } catch (...) {
     result.issues.push_back({"fatal", "exception", "Validation failed", ""});
   }
   return result;
+}
+
+void Validator::validateParsed(const simdjson::dom::element& root, std::string_view expectedType,
+                               const ValidationPolicy* policy, std::vector<Issue>& issues) const {
+  validation::ResourceWalker walker(tables_, issues, policy);
+  walker.validateDocument(root, expectedType);
 }
 
 }  // namespace passerelle::fhir

@@ -11,6 +11,10 @@
 
 #include "mappings/fhir/operation_outcome.h"
 
+namespace simdjson::dom {
+class element;
+}
+
 namespace passerelle::fhir {
 
 namespace validation {
@@ -54,6 +58,11 @@ class Validator {
   // `policy`, when given, adds the refusals it asks for.
   ValidationResult validate(std::string_view json, std::string_view expectedType = {},
                             const ValidationPolicy* policy = nullptr) const;
+
+  // The same on a document parsed by validation::parseDocument (mappings/fhir/validation/dom_access.h),
+  // so that another pass (profiles) shares the parse; issues are appended to `issues`.
+  void validateParsed(const simdjson::dom::element& root, std::string_view expectedType, const ValidationPolicy* policy,
+                      std::vector<Issue>& issues) const;
 
   // Maximum nesting of objects and arrays accepted (as JsonLimits::maxDepth).
   static constexpr int kMaxDepth = 64;

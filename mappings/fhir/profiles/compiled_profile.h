@@ -78,6 +78,13 @@ struct Node {
   std::string name;        // last path segment: "system", "value[x]"
   std::string sliceName;   // for a slice entry
   bool choice = false;     // name ends with [x]
+  // One bit of 64 chosen by the name's hash (all bits for a choice, whose JSON names vary): a child
+  // whose bit is not among an object's members' bits is absent without a lookup.
+  std::uint64_t nameBits = ~std::uint64_t{0};
+  // The element's type in the base validation tables (a backbone element's path, or its one type),
+  // -1 for a primitive or several types; and that type's name for extension contexts.
+  std::int32_t tableType = -1;
+  std::string tableTypeName;
   std::int32_t min = 0;
   std::int32_t max = -1;   // -1 = *
   // The base definition's cardinality (ElementDefinition.base), when the snapshot says it.

@@ -389,6 +389,8 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
     n.id = str(el, "id");
     auto dot = n.path.rfind('.');
     n.name = dot == std::string::npos ? n.path : n.path.substr(dot + 1);
+    if (n.name.size() < 3 || n.name.compare(n.name.size() - 3, 3, "[x]") != 0)
+      n.nameBits = std::uint64_t{1} << (validation::nameHash(n.name) & 63);
     if (n.id.empty()) {
       // Older snapshots have no ids: rebuild them from the path and the last slice seen on it.
       std::string parentId;
@@ -519,6 +521,15 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
   for (const auto& [index, target] : contentRefs) {
     auto it = byId.find(target);
     if (it != byId.end()) p->nodes[static_cast<std::size_t>(index)].contentReference = it->second;
+  }
+  const auto& tables = validation::ValidationTables::embedded();
+  for (auto& n : p->nodes) {
+    n.tableType = tables.typeIndex(n.path);  // a backbone element is a type of its own in the tables
+    n.tableTypeName = "BackboneElement";
+    if (n.tableType < 0 && n.types.size() == 1) {
+      n.tableType = tables.typeIndex(n.types[0].code);
+      n.tableTypeName = n.types[0].code;
+    }
   }
   // Slices without a slicing entry: extensions are sliced by url, choices by type.
   for (auto& n : p->nodes) {

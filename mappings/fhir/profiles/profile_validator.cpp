@@ -443,10 +443,13 @@ void Walk::collectItems(const Node& c, object obj, std::vector<Item>& items, std
     add(c.name, v, {});
     return;
   }
-  std::string underscored = "_" + c.name;
-  if (member(obj, underscored, v)) {
-    array arr;
-    count += v.get_array().get(arr) == simdjson::SUCCESS ? arr.size() : 1;
+  for (auto field : obj) {  // a primitive given by its extensions only (_birthDate) still counts
+    std::string_view key = field.key;
+    if (key.size() == c.name.size() + 1 && key[0] == '_' && key.substr(1) == c.name) {
+      array arr;
+      count += field.value.get_array().get(arr) == simdjson::SUCCESS ? arr.size() : 1;
+      break;
+    }
   }
 }
 
@@ -502,11 +505,19 @@ void Walk::scanPrimitiveExtensions(const Profile& p, const Node& n, object obj) 
 void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
   std::vector<Item> items;
   scanPrimitiveExtensions(p, n, obj);
+  // The members' name bits (a primitive's "_name" under its name): most of a profile's children are
+  // absent from an instance, and are known to be without a lookup.
+  std::uint64_t present = 0;
+  for (auto field : obj) {
+    std::string_view key = field.key;
+    if (!key.empty() && key[0] == '_') key.remove_prefix(1);
+    present |= std::uint64_t{1} << (validation::nameHash(key) & 63);
+  }
   for (std::int32_t ci : n.children) {
     const Node& c = p.nodes[static_cast<std::size_t>(ci)];
     items.clear();
     std::size_t count = 0;
-    collectItems(c, obj, items, count);
+    if (present & c.nameBits) collectItems(c, obj, items, count);
     if (count < static_cast<std::size_t>(std::max(c.min, 0)))
       report("error", "required",
              c.id + ": minimum required = " + std::to_string(c.min) + ", but only found " + std::to_string(count), p);
@@ -556,13 +567,8 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
 }
 
 void Walk::skipUnconstrained(const Profile& p, const Node& c, const std::vector<Item>& items) {
-  const auto& tables = validation::ValidationTables::embedded();
-  int typeIndex = tables.typeIndex(c.path);  // a backbone element is a type of its own in the tables
-  std::string_view typeName = "BackboneElement";
-  if (typeIndex < 0 && c.types.size() == 1) {
-    typeIndex = tables.typeIndex(c.types[0].code);
-    typeName = c.types[0].code;
-  }
+  int typeIndex = c.tableType;
+  std::string_view typeName = c.tableTypeName;
   if (typeIndex < 0) return;  // a primitive: its other half was scanned with its parent
   std::string_view parentExtension = p.extension ? std::string_view(p.url) : std::string_view();
   for (const Item& it : items) {
@@ -1225,6 +1231,25 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
   walk.path = where;
   walk.checkResource(*p, resource);
   return Outcome::Checked;
+}
+
+ValidationResult ProfileValidator::validateWithBase(std::string_view json, std::string_view canonical,
+                                                    std::string_view expectedType) const {
+  json = validation::withoutBom(json);
+  simdjson::dom::element root;
+  if (validation::parseDocument(json, root) != simdjson::SUCCESS)
+    return Validator::instance().validate(json, expectedType, &policy_);  // says where the fault is
+  ValidationResult result;
+  try {
+    Validator::instance().validateParsed(root, expectedType, &policy_, result.issues);
+    if (canonical.empty()) validateDeclared(root, {}, result.issues);
+    else validate(root, canonical, {}, result.issues);
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& ex) {
+    result.issues.push_back({"fatal", "exception", std::string("Validation failed: ") + ex.what(), ""});
+  }
+  return result;
 }
 
 int ProfileValidator::validateDeclared(std::string_view json, std::vector<Issue>& issues,

@@ -55,6 +55,12 @@ class ProfileValidator {
   int validateDeclared(simdjson::dom::element resource, std::string_view location, std::vector<Issue>& issues,
                        std::string_view unknownSeverity = "warning") const;
 
+  // The base validation (with this validator's policy) and this pass on one parse of `json`: against
+  // `canonical`, or, when it is empty, the profiles of the resource's meta.profile as
+  // validateDeclared does.
+  ValidationResult validateWithBase(std::string_view json, std::string_view canonical = {},
+                                    std::string_view expectedType = {}) const;
+
   const ProfileRegistry& registry() const { return registry_; }
 
   // Issues beyond this many are dropped (one last issue says so).

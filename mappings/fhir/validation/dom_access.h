@@ -5,6 +5,8 @@
 
 #include <simdjson.h>
 
+#include "mappings/fhir/validation/validation_tables.h"
+
 #include <string_view>
 
 namespace passerelle::fhir::validation {
@@ -36,8 +38,16 @@ inline bool stringOf(simdjson::dom::element v, std::string_view& out) {
   return v.get_string().get(out) == simdjson::SUCCESS;
 }
 
+// The member `key` of `obj` (the first, as at_key), read inline: the objects of a resource have a
+// few members with short names, where a call into the library per comparison costs more than it reads.
 inline bool member(simdjson::dom::object obj, std::string_view key, simdjson::dom::element& out) {
-  return obj.at_key(key).get(out) == simdjson::SUCCESS;
+  for (auto field : obj) {
+    if (sameName(field.key, key)) {
+      out = field.value;
+      return true;
+    }
+  }
+  return false;
 }
 
 inline bool memberString(simdjson::dom::object obj, std::string_view key, std::string_view& out) {

@@ -59,7 +59,7 @@ int lookup(const std::vector<Slot>& slots, std::uint32_t mask, std::string_view 
   while (true) {
     Slot s = slots[h];
     if (s < 0) return -1;
-    if (nameOf(s) == name) return s;
+    if (sameName(nameOf(s), name)) return s;
     h = (h + 1) & mask;
   }
 }

@@ -113,6 +113,15 @@ class ValidationTables {
   std::string fhirVersion_, source_;
 };
 
+// Equality of two names without a call into the C library: element names and JSON keys are a few
+// bytes, compared in the validator's innermost loops.
+inline bool sameName(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i)
+    if (a[i] != b[i]) return false;
+  return true;
+}
+
 // Hash used by the name indexes (FNV-1a, 32 bits).
 inline std::uint32_t nameHash(std::string_view s) {
   std::uint32_t h = 2166136261u;
