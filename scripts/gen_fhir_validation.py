@@ -17,6 +17,11 @@ Output (compact JSON, one line per type so diffs stay readable):
              all sharing choiceGroup "value". Types of primitives are the FHIR primitive names; the
              lexical rules of primitives are written in C++ (mappings/fhir/validation/primitive_checks.cpp)
              from the regexes of the R4 primitive StructureDefinitions.
+  invariants (on a type, when it has some): the error-severity constraints of the type's own
+             element and of its elements, as [key, element (JSON name, the base of a choice; "" for
+             the type's own element), FHIRPath expression, human description]; evaluated by mappings/fhir/fhirpath. Left
+             out: the constraints a type inherits (Element, DomainResource), warnings (best practices),
+             and those the validator checks in C++ (NATIVE below).
   valueSets: required bindings whose expansion can be enumerated from the definitions (explicit
              concepts, or whole complete CodeSystems); others (filters, external systems such as
              BCP-47, UCUM, MIME types) are left out and listed under "skippedValueSets".
@@ -30,6 +35,9 @@ from fhir_definitions import find, type_code, definitions_dir, load, output_dir 
 
 R4 = "4.0.1"
 HL7 = "http://hl7.org/fhir/"
+# Invariants checked by mappings/fhir/validation in C++ (ref-1 is dom-3 seen from the reference).
+NATIVE = {"ele-1", "ext-1", "dom-2", "dom-3", "dom-4", "dom-5", "obs-6", "obs-7", "per-1", "txt-1", "txt-2",
+          "ref-1"} | {"bdl-%d" % i for i in range(1, 13)}
 
 
 
@@ -188,12 +196,29 @@ def main():
                         targets = []
                 jname = base + code[0].upper() + code[1:] if choice else base
                 groups[parent].append([jname, code, mn, mx, base if choice else "", vsi, sorted(set(targets))])
+        invariants = {path: [] for path in order}
+        own = {HL7 + "StructureDefinition/" + sd["type"], sd["type"]}
+        for el in elements:
+            path = el["path"]
+            for c in el.get("constraint", []):
+                if c.get("severity") != "error" or c["key"] in NATIVE or c.get("source", sd["url"]) not in own | {sd["url"]}:
+                    continue
+                if path in invariants:
+                    invariants[path].append([c["key"], "", c["expression"], c.get("human", "")])
+                else:
+                    parent, name = path.rsplit(".", 1)
+                    if parent in invariants and el.get("max") != "0":
+                        invariants[parent].append([c["key"], name[:-3] if name.endswith("[x]") else name, c["expression"],
+                                                   c.get("human", "")])
         for path in order:
             if path == sd["type"]:
                 k = "resource" if kind == "resource" else "complex"
             else:
                 k = "backbone"
-            types.append({"name": path, "kind": k, "elements": groups[path]})
+            t = {"name": path, "kind": k, "elements": groups[path]}
+            if invariants[path]:
+                t["invariants"] = invariants[path]
+            types.append(t)
 
     known = set(primitives) | {t["name"] for t in types} | {"Resource"}
     for t in types:

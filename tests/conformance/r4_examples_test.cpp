@@ -82,6 +82,6 @@ TEST(R4ExamplesConformanceTest, EveryExampleIsStoredAndReadBackEqual) {
   }
   std::cout << "[ conformance ] " << count << " R4 examples stored and read back equal; " << refused
             << " refused as invalid R4\n";
-  EXPECT_LE(refused, 4);
+  EXPECT_LE(refused, 5);  // the five the validator conformance suite lists as breaking R4 rules
   EXPECT_GT(count, 50);
 }

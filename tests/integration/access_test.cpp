@@ -68,7 +68,8 @@ class AccessTest : public ::testing::Test {
     std::string ext = state.empty() ? "" : R"(,"extension":[{"url":"https://douleur77.fr/fhir/StructureDefinition/consent-state","valueCode":")" + state + R"("}])";
     put("Consent", "consent" + p,
         R"({"resourceType":"Consent")" + ext + R"(,"status":")" + status +
-            R"(","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"treatment"}]},"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],"patient":)" +
+            R"(","scope":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/consentscope","code":"treatment"}]},"category":[{"coding":[{"system":"http://loinc.org","code":"59284-0"}]}],)"
+            R"("policyRule":{"coding":[{"system":"http://terminology.hl7.org/CodeSystem/v3-ActCode","code":"OPTIN"}]},"patient":)" +
             ref + "}");
     // The network's inclusion names the GP correspondent in the patient's CareTeam.
     put("CareTeam", "team" + p,

@@ -236,6 +236,7 @@ TEST_F(InstancesTest, AConsentWithdrawnThroughOneGatewayAppliesOnTheOther) {
   json consent = {{"resourceType", "Consent"}, {"status", "active"},
                   {"scope", {{"coding", {{{"system", "http://terminology.hl7.org/CodeSystem/consentscope"}, {"code", "treatment"}}}}}},
                   {"category", {{{"coding", {{{"system", "http://loinc.org"}, {"code", "59284-0"}}}}}}},
+                  {"policyRule", {{"coding", {{{"system", "http://terminology.hl7.org/CodeSystem/v3-ActCode"}, {"code", "OPTIN"}}}}}},
                   {"patient", ref}};
   put(0, "Consent", "consentA", consent);
   put(0, "CareTeam", "teamA",

@@ -1,4 +1,5 @@
 // Unit tests of the FHIR R4 validator over the embedded tables (no disk, no network).
+#include "mappings/fhir/validation/validation_tables.h"
 #include "mappings/fhir/validator.h"
 
 #include <gtest/gtest.h>
@@ -416,6 +417,31 @@ TEST(ValidatorTest, ExampleUrlsRefusedOnlyWhenThePolicyAsks) {
     EXPECT_TRUE(ValidationPolicy::isExampleUrl(url)) << url;
   for (std::string url : {"https://notexample.org/x", "https://example.org.fr/x", "urn:uuid:example.org", "example.org"})
     EXPECT_FALSE(ValidationPolicy::isExampleUrl(url)) << url;
+}
+
+// The invariants not coded in C++ are evaluated with FHIRPath on the element they belong to; only a
+// false result breaks one (an absent probability passes ras-2; a range bound without a code gives an
+// empty ras-1, not counted as broken).
+TEST(ValidatorTest, SpecificationInvariantsEvaluatedWithFhirPath) {
+  auto risk = [](std::string prediction) {
+    return check(R"({"resourceType":"RiskAssessment","status":"final","subject":{"reference":"Patient/1"},
+      "prediction":[)" + prediction + "]}");
+  };
+  EXPECT_FALSE(risk(R"({"probabilityDecimal":40})").hasErrors()) << dump(risk(R"({"probabilityDecimal":40})"));
+  EXPECT_FALSE(risk(R"({"qualitativeRisk":{"text":"high"}})").hasErrors());
+  auto over = risk(R"({"qualitativeRisk":{"text":"high"}},{"probabilityDecimal":150})");
+  EXPECT_TRUE(hasIssue(over, "RiskAssessment.prediction[1]", "invariant", "ras-2")) << dump(over);
+  auto range = risk(R"({"probabilityRange":{"low":{"value":20,"system":"http://unitsofmeasure.org","code":"mg"}}})");
+  EXPECT_TRUE(hasIssue(range, "RiskAssessment.prediction[0].probability.ofType(Range)", "invariant", "ras-1")) << dump(range);
+  // qty-3 on a Quantity anywhere: a code needs its system.
+  auto obs = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},
+    "valueQuantity":{"value":1,"code":"mg"}})");
+  EXPECT_TRUE(hasIssue(obs, "Observation.value.ofType(Quantity)", "invariant", "qty-3")) << dump(obs);
+  // pat-1 on each contact.
+  auto pat = check(R"({"resourceType":"Patient","contact":[{"name":{"family":"A"}},{"gender":"male"}]})");
+  EXPECT_TRUE(hasIssue(pat, "Patient.contact[1]", "invariant", "pat-1")) << dump(pat);
+  EXPECT_FALSE(hasIssue(pat, "Patient.contact[0]", "invariant", "pat-1")) << dump(pat);
+  EXPECT_TRUE(passerelle::fhir::validation::ValidationTables::embedded().uncompiledInvariants().empty());
 }
 
 TEST(ValidatorTest, ReportsParseErrorsAsIssues) {

@@ -11,6 +11,10 @@
 #include <utility>
 #include <vector>
 
+namespace passerelle::fhir::fhirpath {
+class Expression;
+}
+
 namespace passerelle::fhir::profiles {
 
 struct ValueMember;
@@ -121,6 +125,10 @@ struct Profile {
   bool resource = false;       // kind = resource
   bool extension = false;      // an extension definition
   std::vector<std::pair<std::string, std::string>> contexts;  // (type, expression) of an extension
+  // The "fhirpath" contexts compiled (by index in contexts; null for the other types, or when the
+  // expression does not compile), and contextInvariant (all must hold where the extension is).
+  std::vector<std::shared_ptr<const fhirpath::Expression>> contextExpressions;
+  std::vector<std::pair<std::string, std::shared_ptr<const fhirpath::Expression>>> contextInvariants;
   std::vector<Node> nodes;     // nodes[0] is the root element
   std::string error;           // not empty: the definition could not be compiled (why)
   std::string canonical() const { return version.empty() ? url : url + "|" + version; }

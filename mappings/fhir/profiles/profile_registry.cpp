@@ -16,6 +16,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "mappings/fhir/fhirpath/fhirpath.h"
 #include "mappings/fhir/profiles/core_definitions.h"
 #include "mappings/fhir/profiles/snapshot_generator.h"
 #include "mappings/fhir/resource_types.h"
@@ -362,8 +363,19 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
   p->type = str(sd, "type");
   p->resource = str(sd, "kind") == "resource";
   p->extension = p->type == "Extension";
-  for (const auto& c : sd.value("context", json::array()))
-    if (c.is_object()) p->contexts.emplace_back(str(c, "type"), str(c, "expression"));
+  for (const auto& c : sd.value("context", json::array())) {
+    if (!c.is_object()) continue;
+    p->contexts.emplace_back(str(c, "type"), str(c, "expression"));
+    std::string why;
+    p->contextExpressions.push_back(p->contexts.back().first == "fhirpath"
+                                        ? fhirpath::Expression::compile(p->contexts.back().second, why)
+                                        : nullptr);
+  }
+  for (const auto& c : sd.value("contextInvariant", json::array())) {
+    if (!c.is_string()) continue;
+    std::string why;
+    p->contextInvariants.emplace_back(c.get<std::string>(), fhirpath::Expression::compile(c.get<std::string>(), why));
+  }
   auto fail = [&](std::string why) {
     p->nodes.clear();
     p->error = std::move(why);

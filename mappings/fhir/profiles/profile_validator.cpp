@@ -12,6 +12,7 @@
 #include <unordered_set>
 
 #include "mappings/fhir/fhir_time.h"
+#include "mappings/fhir/fhirpath/fhirpath.h"
 #include "mappings/fhir/resource_types.h"
 #include "mappings/fhir/validation/dom_access.h"
 #include "mappings/fhir/validation/validation_tables.h"
@@ -163,6 +164,11 @@ class Walk {
       : registry_(registry), policy_(policy), issues_(issues), root_(root), depth_(depth) {}
 
   std::string path;
+  // The resource walked, for FHIRPath (%resource); set by the entry points that have it.
+  void setRoot(element resource) {
+    rootElement_ = resource;
+    hasRoot_ = true;
+  }
 
   void checkResource(const Profile& p, element resource) { checkNode(p, p.nodes[0], resource, {}); }
 
@@ -248,9 +254,14 @@ class Walk {
   void checkReference(const Profile& p, const TypeRef& t, object ref);
   void checkExtensionByUrl(const Profile& p, const Node& n, element v, object ext);
   void checkExtensionContext(const Profile& ext, const Profile& p, const Node& n);
+  // `container`, when known, is the element the extension is on: "fhirpath" contexts are evaluated
+  // on the resource to see whether they select it, and contextInvariant on it.
   void checkContext(const Profile& ext, std::string_view containerPath, std::string_view containerType,
                     bool resourceRoot, std::string_view parentExtension, bool pathPrefixEnough, const Profile& reportAs,
-                    std::string_view typedPath = {});
+                    std::string_view typedPath = {}, const element* container = nullptr);
+  bool contextAllows(const Profile& ext, std::string_view containerPath, std::string_view containerType,
+                     bool resourceRoot, std::string_view parentExtension, bool pathPrefixEnough,
+                     std::string_view typedPath, const element* container, std::string& list);
   void scanExtensions(element v, int depth);
   // An extension at the current path whose definition is not known: an error when the policy
   // refuses those.
@@ -274,13 +285,16 @@ class Walk {
 
  private:
   void scanTyped(object obj, int typeIndex, std::string_view typeName, const std::string& defPath,
-                 bool resourceRoot, std::string_view parentExtension, int depth, const std::string& typedPath = {});
+                 bool resourceRoot, std::string_view parentExtension, int depth, const std::string& typedPath = {},
+                 const element* self = nullptr);
   bool quietlyValid(const Profile& p, const Node& n, element v, std::string_view choiceType);
 
   const ProfileRegistry& registry_;
   const ValidationPolicy& policy_;
   std::vector<Issue>& issues_;
   object root_;
+  element rootElement_;
+  bool hasRoot_ = false;
   int depth_;
   bool truncated_ = false;
   std::unordered_set<std::string_view> reportedValueSets_;  // value sets already said not to be checked
@@ -576,7 +590,7 @@ void Walk::skipUnconstrained(const Profile& p, const Node& c, const std::vector<
     if (it.value.get_object().get(o) != simdjson::SUCCESS) continue;
     std::size_t mark = push(c.name, it.index);
     ++depth_;
-    scanTyped(o, typeIndex, typeName, c.path, false, parentExtension, 1);
+    scanTyped(o, typeIndex, typeName, c.path, false, parentExtension, 1, {}, &it.value);
     --depth_;
     pop(mark);
   }
@@ -1008,24 +1022,77 @@ void Walk::checkExtensionContext(const Profile& ext, const Profile& p, const Nod
 
 void Walk::checkContext(const Profile& ext, std::string_view containerPath, std::string_view containerType,
                         bool resourceRoot, std::string_view parentExtension, bool pathPrefixEnough,
-                        const Profile& reportAs, std::string_view typedPath) {
-  if (ext.contexts.empty()) return;
-  std::string list;
-  for (const auto& [type, expr] : ext.contexts) {
-    std::string_view expression = expr;
-    list += (list.empty() ? "" : ", ") + expr;
+                        const Profile& reportAs, std::string_view typedPath, const element* container) {
+  if (!ext.contexts.empty()) {
+    std::string list;
+    if (!contextAllows(ext, containerPath, containerType, resourceRoot, parentExtension, pathPrefixEnough, typedPath,
+                       container, list)) {
+      report("error", "structure",
+             "The extension " + ext.url + " is not allowed on " + std::string(containerPath) + " (its contexts: " + list +
+                 ")",
+             reportAs);
+      return;
+    }
+  }
+  if (!container || !hasRoot_) return;
+  // contextInvariant: FHIRPath on the element the extension is on, every one must hold.
+  for (const auto& [text, compiled] : ext.contextInvariants) {
+    bool holds = true;
+    std::string error;
+    if (!compiled || !compiled->holds(*container, rootElement_, holds, error, containerType)) continue;
+    if (!holds)
+      report("error", "structure",
+             "The extension " + ext.url + " is not allowed on " + std::string(containerPath) +
+                 ": its context invariant '" + text + "' does not hold there",
+             reportAs);
+  }
+}
+
+namespace {
+
+// Whether two values of one parsed document are the same object: their first members' names are at
+// the same place in the document (an empty object has no identity here).
+bool sameObject(element a, element b) {
+  object oa, ob;
+  if (a.get_object().get(oa) != simdjson::SUCCESS || b.get_object().get(ob) != simdjson::SUCCESS) return false;
+  auto ia = oa.begin(), ib = ob.begin();
+  if (ia == oa.end() || ib == ob.end()) return false;
+  return ia.key().data() == ib.key().data();
+}
+
+}  // namespace
+
+bool Walk::contextAllows(const Profile& ext, std::string_view containerPath, std::string_view containerType,
+                         bool resourceRoot, std::string_view parentExtension, bool pathPrefixEnough,
+                         std::string_view typedPath, const element* container, std::string& list) {
+  for (std::size_t ci = 0; ci < ext.contexts.size(); ++ci) {
+    const std::string& type = ext.contexts[ci].first;
+    std::string_view expression = ext.contexts[ci].second;
+    list += (list.empty() ? "" : ", ");
+    list += expression;
     if (type == "extension") {
-      if (!parentExtension.empty() && ProfileRegistry::splitCanonical(expression).first == parentExtension) return;
+      if (!parentExtension.empty() && ProfileRegistry::splitCanonical(expression).first == parentExtension) return true;
       continue;
     }
     if (type == "fhirpath") {
-      // Not evaluated here: an expression that is a path is taken as an element context; one with a
-      // condition holds where the path before its first function holds.
+      const auto& compiled = ci < ext.contextExpressions.size() ? ext.contextExpressions[ci] : nullptr;
+      if (compiled && container && hasRoot_) {
+        // The extension may be on the elements the expression selects from the resource.
+        fhirpath::Collection selected;
+        std::string error;
+        if (compiled->evaluate(rootElement_, rootElement_, selected, error)) {
+          for (const auto& v : selected)
+            if (v.isNode && sameObject(v.node, *container)) return true;
+          continue;
+        }
+      }
+      // Not evaluated (no element at hand): an expression that is a path is taken as an element
+      // context; one with a condition holds where the path before its first function holds.
       auto open = expression.find('(');
       if (open != std::string_view::npos) {
         auto cut = expression.rfind('.', open);
-        if (cut == std::string_view::npos) return;
-        if (containerPath == expression.substr(0, cut)) return;
+        if (cut == std::string_view::npos) return true;
+        if (containerPath == expression.substr(0, cut)) return true;
         continue;
       }
     }
@@ -1034,33 +1101,33 @@ void Walk::checkContext(const Profile& ext, std::string_view containerPath, std:
         (!containerType.empty() && expression == containerType) ||
         (resourceRoot && (expression == "Resource" || expression == "DomainResource" ||
                           expression == "CanonicalResource" || expression == "MetadataResource")))
-      return;
+      return true;
     // DomainResource.text: the element of any resource.
     for (std::string_view abstract : {"Resource.", "DomainResource."}) {
       auto dot = containerPath.find('.');
       if (expression.substr(0, abstract.size()) == abstract && dot != std::string_view::npos &&
           isResourceType(containerPath.substr(0, dot)) &&
           expression.substr(abstract.size()) == containerPath.substr(dot + 1))
-        return;
+        return true;
     }
     // Where the container's type is not known, a context naming its path's resource is enough.
     if (pathPrefixEnough && (containerType.empty() || containerType == "BackboneElement")) {
-      if (containerPath.substr(0, expression.size()) == expression) return;
+      if (containerPath.substr(0, expression.size()) == expression) return true;
     }
   }
-  report("error", "structure",
-         "The extension " + ext.url + " is not allowed on " + std::string(containerPath) + " (its contexts: " + list + ")",
-         reportAs);
+  return false;
 }
 
 void Walk::scanResourceExtensions(object resource, std::string_view type, int depth) {
   const auto& tables = validation::ValidationTables::embedded();
-  scanTyped(resource, tables.resourceType(type), type, std::string(type), true, {}, depth);
+  scanTyped(resource, tables.resourceType(type), type, std::string(type), true, {}, depth, {},
+            depth == 0 && hasRoot_ ? &rootElement_ : nullptr);
 }
 
 // `typedPath` is the container's path from its data type (HumanName.family), when it is inside one.
 void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const std::string& defPath,
-                     bool resourceRoot, std::string_view parentExtension, int depth, const std::string& typedPath) {
+                     bool resourceRoot, std::string_view parentExtension, int depth, const std::string& typedPath,
+                     const element* self) {
   if (depth > 32 || depth_ > kMaxDepth) return;
   const auto& tables = validation::ValidationTables::embedded();
   const validation::TypeDef* def = typeIndex >= 0 ? &tables.type(typeIndex) : nullptr;
@@ -1077,12 +1144,12 @@ void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const
           const Profile* ext = registry_.find(url);
           if (ext && ext->error.empty() && ext->extension && !ext->nodes.empty()) {
             ++depth_;
-            checkContext(*ext, defPath, typeName, resourceRoot, parentExtension, false, *ext, typedPath);
+            checkContext(*ext, defPath, typeName, resourceRoot, parentExtension, false, *ext, typedPath, self);
             checkNode(*ext, ext->nodes[0], e, {});
             --depth_;
           } else {
             unknownExtension(url);
-            scanTyped(eo, tables.extensionType, "Extension", defPath + "." + std::string(key), false, url, depth + 1);
+            scanTyped(eo, tables.extensionType, "Extension", defPath + "." + std::string(key), false, url, depth + 1, {}, &e);
           }
         }
         pop(mark);
@@ -1105,15 +1172,15 @@ void Walk::scanTyped(object obj, int typeIndex, std::string_view typeName, const
       if (v.get_object().get(o) != simdjson::SUCCESS) return;
       std::size_t mark = push(field, index);
       if (underscore) {
-        scanTyped(o, -1, ed.typeName, childPath, false, {}, depth + 1, childTypedPath);
+        scanTyped(o, -1, ed.typeName, childPath, false, {}, depth + 1, childTypedPath, &v);
       } else if (ed.isResource) {
         std::string_view rt;
         if (memberString(o, "resourceType", rt))
-          scanTyped(o, tables.resourceType(rt), rt, std::string(rt), true, {}, depth + 1);
+          scanTyped(o, tables.resourceType(rt), rt, std::string(rt), true, {}, depth + 1, {}, &v);
       } else if (ed.type >= 0) {
         std::string_view tn = ed.typeName.find('.') != std::string::npos ? std::string_view("BackboneElement")
                                                                         : std::string_view(ed.typeName);
-        scanTyped(o, ed.type, tn, childPath, false, {}, depth + 1, childTypedPath);
+        scanTyped(o, ed.type, tn, childPath, false, {}, depth + 1, childTypedPath, &v);
       }
       pop(mark);
     };
@@ -1206,6 +1273,7 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
       // The base validator checks the rest; the extensions with known definitions are checked here.
       Walk walk(registry_, policy_, issues, obj);
       walk.path = where;
+      walk.setRoot(resource);
       walk.scanResourceExtensions(obj, type);
       return Outcome::Checked;
     }
@@ -1229,6 +1297,7 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
   }
   Walk walk(registry_, policy_, issues, obj);
   walk.path = where;
+  walk.setRoot(resource);
   walk.checkResource(*p, resource);
   return Outcome::Checked;
 }
@@ -1275,6 +1344,7 @@ int ProfileValidator::validateDeclared(element resource, std::string_view locati
   auto baseOnly = [&] {
     Walk walk(registry_, policy_, issues, obj);
     walk.path = where;
+    walk.setRoot(resource);
     walk.scanResourceExtensions(obj, type);
   };
   if (!member(obj, "meta", m) || m.get_object().get(meta) != simdjson::SUCCESS || !member(meta, "profile", profiles) ||

@@ -12,6 +12,7 @@
 #include "mappings/fhir/validation/dom_access.h"
 #include "mappings/fhir/validation/primitive_checks.h"
 #include "mappings/fhir/validation/xhtml_check.h"
+#include "mappings/fhir/fhirpath/fhirpath.h"
 
 namespace passerelle::fhir::validation {
 
@@ -74,8 +75,8 @@ ResourceWalker::ResourceWalker(const ValidationTables& tables, std::vector<Issue
       issues_(issues),
       policy_(policy),
       periodType_(tables.typeIndex("Period")),
-      extensionTypeDef_(tables.extensionType >= 0 ? &tables.type(tables.extensionType) : nullptr) {
-  path_.reserve(32);
+      extensionTypeDef_(tables.extensionType >= 0 ? &tables.type(tables.extensionType) : nullptr),
+      codeableConceptTypeDef_(tables.codeableConceptType >= 0 ? &tables.type(tables.codeableConceptType) : nullptr) {
   fields_.reserve(128);
 }
 
@@ -126,11 +127,11 @@ void ResourceWalker::validateDocument(element root, std::string_view expectedTyp
   }
   anchors_.clear();
   narrativeLinks_.clear();
-  validateResource(obj, expectedType, false);
+  validateResource(obj, root, expectedType, false);
   checkNarrativeLinks();
 }
 
-void ResourceWalker::validateResource(object obj, std::string_view expectedType, bool contained) {
+void ResourceWalker::validateResource(object obj, element self, std::string_view expectedType, bool contained) {
   element rt;
   std::string_view typeName;
   bool rootLevel = path_.empty();
@@ -162,7 +163,9 @@ void ResourceWalker::validateResource(object obj, std::string_view expectedType,
     memberString(obj, "type", bundleType);
     bundles_.push_back({path_.size(), bundleType == "document" || bundleType == "message", {}});
   }
-  walkObject(obj, typeIndex, nullptr, -1, true);
+  resources_.push_back(self);
+  walkObject(obj, self, typeIndex, nullptr, -1, true);
+  resources_.pop_back();
   if (typeIndex == tables_.bundleType) {
     BundleFrame frame = std::move(bundles_.back());
     bundles_.pop_back();
@@ -216,8 +219,8 @@ void ResourceWalker::validateResource(object obj, std::string_view expectedType,
   if (rootLevel) pop();
 }
 
-void ResourceWalker::walkObject(object obj, int typeIndex, const ElementDef* via, int inheritedValueSet,
-                                bool resourceRoot) {
+void ResourceWalker::walkObject(object obj, element self, int typeIndex, const ElementDef* via,
+                                int inheritedValueSet, bool resourceRoot) {
   const TypeDef& type = tables_.type(typeIndex);
   const std::size_t base = fields_.size();
   bool hasContent = false;
@@ -305,7 +308,58 @@ void ResourceWalker::walkObject(object obj, int typeIndex, const ElementDef* via
   if (typeIndex == tables_.codingType) checkCoding(obj, inheritedValueSet);
   if (typeIndex == periodType_) checkPeriod(obj);
   if (typeIndex == tables_.attachmentType) checkAttachment(obj);
+  if (!type.invariants.empty()) checkInvariants(type, self, base, end);
   fields_.resize(base);
+}
+
+// The type's invariants that the tables carry (the ones not checked in C++ above), with FHIRPath: on
+// the object itself, or on each value of the element they are on. Only a false result breaks one: R4's
+// invariants test the type of elements that may be absent (ras-2: "probability is decimal implies
+// (probability as decimal) <= 100"), where FHIRPath's 'is' on nothing gives nothing, and the
+// invariant must then hold. An expression the engine cannot evaluate here says so, as information:
+// it is the engine's limit, not the resource's fault.
+void ResourceWalker::checkInvariants(const TypeDef& type, element self, std::size_t base, std::size_t end) {
+  if (resources_.empty()) return;
+  element resource = resources_.back();
+  std::string error;
+  fhirpath::Collection result;
+  auto check = [&](const Invariant& inv, element focus, std::string_view focusType) {
+    error.clear();
+    result.clear();
+    if (!inv.compiled->evaluate(focus, resource, result, error, focusType)) {
+      report("informational", "Invariant " + inv.key + " could not be evaluated (" + error + "): not checked",
+             "information");
+      return;
+    }
+    bool holds = !(result.size() == 1 && result[0].kind == fhirpath::Kind::Boolean && !result[0].boolean);
+    if (!holds)
+      report("invariant", "Constraint failed: " + inv.key + ": '" + (inv.human.empty() ? inv.expression : inv.human) + "'");
+  };
+  for (const Invariant& inv : type.invariants) {
+    if (!inv.compiled) continue;
+    if (inv.element.empty()) {
+      check(inv, self, type.name);
+      continue;
+    }
+    for (std::size_t i = base; i < end; ++i) {
+      const Field& f = fields_[i];
+      const ElementDef& ed = type.elements[f.element];
+      if (f.underscore || (ed.name != inv.element && ed.choiceBase != inv.element)) continue;
+      if (ed.choice >= 0) push(ed.choiceBase, -1, ed.typeName);
+      else push(ed.name);
+      array arr;
+      if (f.value.get_array().get(arr) == simdjson::SUCCESS) {
+        std::int32_t index = 0;
+        for (element item : arr) {
+          path_.back().index = index++;
+          check(inv, item, ed.typeName);
+        }
+      } else {
+        check(inv, f.value, ed.typeName);
+      }
+      pop();
+    }
+  }
 }
 
 void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std::size_t base, std::size_t end,
@@ -328,7 +382,7 @@ void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std:
   bool savedSubExtension = subExtension_;
   subExtension_ = ed.isExtensionList && &type == extensionTypeDef_;
   int childValueSet = ed.type == tables_.codeableConceptType || ed.type == tables_.codingType ? ed.valueSet
-                      : type.name == "CodeableConcept" && ed.name == "coding"            ? inheritedValueSet
+                      : &type == codeableConceptTypeDef_ && ed.name == "coding"          ? inheritedValueSet
                                                                                            : -1;
   element_type kind = f.value.type();
   if (ed.many()) {
@@ -356,7 +410,7 @@ void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std:
           if (item.get_object().get(o) != simdjson::SUCCESS)
             report("structure", "The primitive extension must be a JSON Object, not " + std::string(jsonKind(item.type())));
           else
-            walkObject(o, tables_.elementType, nullptr, -1, false);
+            walkObject(o, item, tables_.elementType, nullptr, -1, false);
         } else {
           checkValue(item, ed, childValueSet, false);
         }
@@ -370,7 +424,7 @@ void ResourceWalker::walkField(const TypeDef& type, std::size_t fieldIndex, std:
     if (f.value.get_object().get(o) != simdjson::SUCCESS)
       report("structure", "The primitive extension must be a JSON Object, not " + std::string(jsonKind(kind)));
     else
-      walkObject(o, tables_.elementType, nullptr, -1, false);
+      walkObject(o, f.value, tables_.elementType, nullptr, -1, false);
   } else if (resourceRoot && ed.isId) {
     checkPrimitive(f.value, ed, true);
     std::string_view id;
@@ -399,17 +453,17 @@ void ResourceWalker::checkValue(element v, const ElementDef& e, int inheritedVal
     if (isContained) {
       std::int32_t saved = containedIndex_;
       containedIndex_ = path_.back().index;
-      validateResource(o, {}, true);
+      validateResource(o, v, {}, true);
       containedIndex_ = saved;
     } else {
       std::int32_t saved = containedIndex_;
       containedIndex_ = -1;
-      validateResource(o, {}, false);
+      validateResource(o, v, {}, false);
       containedIndex_ = saved;
     }
     return;
   }
-  walkObject(o, e.type, &e, inheritedValueSet, false);
+  walkObject(o, v, e.type, &e, inheritedValueSet, false);
 }
 
 void ResourceWalker::checkPrimitive(element v, const ElementDef& e, bool isResourceId) {

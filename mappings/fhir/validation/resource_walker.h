@@ -9,6 +9,7 @@
 
 #include <simdjson.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -69,9 +70,11 @@ class ResourceWalker {
     std::string path;
   };
 
-  void validateResource(simdjson::dom::object obj, std::string_view expectedType, bool contained);
-  void walkObject(simdjson::dom::object obj, int typeIndex, const ElementDef* via, int inheritedValueSet,
-                  bool resourceRoot);
+  void validateResource(simdjson::dom::object obj, simdjson::dom::element self, std::string_view expectedType,
+                        bool contained);
+  void walkObject(simdjson::dom::object obj, simdjson::dom::element self, int typeIndex, const ElementDef* via,
+                  int inheritedValueSet, bool resourceRoot);
+  void checkInvariants(const TypeDef& type, simdjson::dom::element self, std::size_t base, std::size_t end);
   void walkField(const TypeDef& type, std::size_t fieldIndex, std::size_t base, std::size_t end,
                  int inheritedValueSet, bool resourceRoot);
   void checkValue(simdjson::dom::element v, const ElementDef& e, int inheritedValueSet, bool resourceRoot);
@@ -95,6 +98,26 @@ class ResourceWalker {
   void report(std::string_view code, std::string message, std::string_view severity = "error");
   void reportAt(std::string path, std::string_view code, std::string message, std::string_view severity = "error");
   std::string pathString() const;
+  // The path being walked: one piece per JSON level, so never deeper than the parser allows; kept in
+  // place (a push per member walked is the walk's most frequent operation).
+  class PathStack {
+   public:
+    static constexpr std::size_t kMax = 96;  // more than Validator::kMaxDepth (64) levels
+    void push_back(const PathPiece& p) {
+      if (n_ < kMax) items_[n_] = p;
+      ++n_;
+    }
+    void pop_back() { --n_; }
+    PathPiece& back() { return items_[std::min(n_, kMax) - 1]; }
+    const PathPiece& operator[](std::size_t i) const { return items_[i]; }
+    std::size_t size() const { return std::min(n_, kMax); }
+    bool empty() const { return n_ == 0; }
+
+   private:
+    PathPiece items_[kMax];
+    std::size_t n_ = 0;
+  };
+
   void push(std::string_view name, std::int32_t index = -1, std::string_view ofType = {}) {
     path_.push_back({name, index, ofType});
   }
@@ -103,7 +126,8 @@ class ResourceWalker {
   const ValidationTables& tables_;
   std::vector<Issue>& issues_;
   const ValidationPolicy* policy_;
-  std::vector<PathPiece> path_;
+  PathStack path_;
+  std::vector<simdjson::dom::element> resources_;  // the resources being walked, innermost last
   std::vector<Field> fields_;
   std::vector<ResourceFrame> frames_;
   std::vector<BundleFrame> bundles_;
@@ -113,6 +137,7 @@ class ResourceWalker {
   bool subExtension_ = false;         // walking the extensions of an extension
   const int periodType_;
   const TypeDef* const extensionTypeDef_;
+  const TypeDef* const codeableConceptTypeDef_;
   bool truncated_ = false;
 };
 

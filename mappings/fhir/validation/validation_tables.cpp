@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
+#include "mappings/fhir/fhirpath/fhirpath.h"
 #include "mappings/fhir/validation/embedded_table.h"
 
 namespace passerelle::fhir::validation {
@@ -104,6 +105,7 @@ bool ValidationTables::load(std::string_view text, std::string& error) {
     fhirVersion_ = doc.value("fhirVersion", "");
     source_ = doc.value("source", "");
     types_.clear();
+    uncompiledInvariants_.clear();
     for (const auto& t : doc.at("types")) {
       TypeDef def;
       def.name = t.at("name").get<std::string>();
@@ -130,6 +132,14 @@ bool ValidationTables::load(std::string_view text, std::string& error) {
           if (it == def.choiceBases.end()) def.choiceBases.push_back(e.choiceBase);
         }
         def.elements.push_back(std::move(e));
+      }
+      for (const auto& row : t.value("invariants", nlohmann::json::array())) {
+        Invariant inv;
+        inv.key = row.at(0).get<std::string>();
+        inv.element = row.at(1).get<std::string>();
+        inv.expression = row.at(2).get<std::string>();
+        inv.human = row.size() > 3 ? row.at(3).get<std::string>() : std::string();
+        def.invariants.push_back(std::move(inv));
       }
       types_.push_back(std::move(def));
     }
@@ -215,8 +225,23 @@ bool ValidationTables::load(std::string_view text, std::string& error) {
   return true;
 }
 
-const ValidationTables& ValidationTables::embedded() {
-  static const ValidationTables tables = [] {
+void ValidationTables::compileInvariants() {
+  uncompiledInvariants_.clear();
+  for (auto& def : types_) {
+    for (auto& inv : def.invariants) {
+      std::string why;
+      inv.compiled = fhirpath::Expression::compile(inv.expression, why);
+      if (!inv.compiled) uncompiledInvariants_.push_back(inv.key + ": " + why);
+    }
+  }
+}
+
+namespace {
+
+// The embedded tables once loaded; their invariants are compiled by embedded(), with FHIRPath, which
+// reads the types from here while it compiles.
+ValidationTables& loadedTables() {
+  static ValidationTables tables = [] {
     ValidationTables t;
     std::string error;
     if (!t.load(embeddedTableJson(), error)) {
@@ -227,5 +252,18 @@ const ValidationTables& ValidationTables::embedded() {
   }();
   return tables;
 }
+
+}  // namespace
+
+const ValidationTables& ValidationTables::embedded() {
+  static const bool compiled = [] {
+    loadedTables().compileInvariants();
+    return true;
+  }();
+  (void)compiled;
+  return loadedTables();
+}
+
+const ValidationTables& ValidationTables::embeddedTypes() { return loadedTables(); }
 
 }  // namespace passerelle::fhir::validation

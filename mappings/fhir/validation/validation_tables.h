@@ -4,9 +4,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <vector>
+
+namespace passerelle::fhir::fhirpath {
+class Expression;
+}
 
 namespace passerelle::fhir::validation {
 
@@ -55,6 +60,16 @@ struct ElementDef {
   bool many() const { return max != 1 && max != 0; }
 };
 
+// An invariant of the specification that the walker evaluates with FHIRPath (the ones it checks in
+// C++ are not in the tables).
+struct Invariant {
+  std::string key;         // "ras-2"
+  std::string element;     // the element it is on (the base of a choice), "" for the type's own
+  std::string expression;  // FHIRPath
+  std::string human;       // the specification's description
+  std::shared_ptr<const fhirpath::Expression> compiled;  // null when the engine cannot compile it
+};
+
 struct TypeDef {
   enum class Kind : std::uint8_t { Resource, Complex, Backbone };
   std::string name;
@@ -63,6 +78,7 @@ struct TypeDef {
   std::vector<std::string> choiceBases;  // indexed by ElementDef::choice
   std::vector<std::int16_t> required;    // elements with min > 0 that are not choices
   std::vector<std::int16_t> requiredChoices;  // choice groups with min > 0
+  std::vector<Invariant> invariants;
   // Open-addressing index from JSON name to element; see find().
   std::vector<std::int16_t> slots;
   std::uint32_t mask = 0;
@@ -84,9 +100,14 @@ class ValidationTables {
   // The tables embedded in the binary, loaded on first use (thread-safe). Aborts with a message if
   // the embedded table is corrupt (a build problem, not a data problem).
   static const ValidationTables& embedded();
+  // The same tables before their invariants are compiled: what the FHIRPath engine reads types from
+  // (it compiles them). Everything but Invariant::compiled is the same.
+  static const ValidationTables& embeddedTypes();
 
   // Loads tables from JSON text; returns false and fills `error` when the text is not a valid table.
+  // The invariants are compiled apart (compileInvariants).
   bool load(std::string_view json, std::string& error);
+  void compileInvariants();
 
   const std::vector<TypeDef>& types() const { return types_; }
   const TypeDef& type(int index) const { return types_[static_cast<std::size_t>(index)]; }
@@ -97,6 +118,9 @@ class ValidationTables {
   // Index of the complex or backbone type `name`, or -1.
   int typeIndex(std::string_view name) const;
   const std::string& fhirVersion() const { return fhirVersion_; }
+  // The invariants of the table that the FHIRPath engine could not compile ("key: why"); they are
+  // not evaluated.
+  const std::vector<std::string>& uncompiledInvariants() const { return uncompiledInvariants_; }
   const std::string& source() const { return source_; }
 
   // Well-known types the validator treats specially (indexes into types()).
@@ -111,6 +135,7 @@ class ValidationTables {
   std::vector<std::int32_t> typeSlots_;
   std::uint32_t typeMask_ = 0;
   std::string fhirVersion_, source_;
+  std::vector<std::string> uncompiledInvariants_;
 };
 
 // Equality of two names without a call into the C library: element names and JSON keys are a few
