@@ -11,17 +11,18 @@ if ! command -v clang++ >/dev/null; then
 fi
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DPASSERELLE_FUZZ=ON \
   -DPASSERELLE_BUILD_TESTS=ON -DCMAKE_CXX_COMPILER_LAUNCHER= >/dev/null
-cmake --build build-fuzz --target validator_fuzz json_text_fuzz search_fuzz network_document_fuzz hl7v2_fuzz mllp_fuzz hprim_fuzz cda_fuzz package_fuzz fhir_xml_fuzz
+cmake --build build-fuzz --target validator_fuzz json_text_fuzz search_fuzz network_document_fuzz hl7v2_fuzz mllp_fuzz hprim_fuzz cda_fuzz package_fuzz fhir_xml_fuzz fhirpath_fuzz
 mkdir -p build-fuzz/artifacts build-fuzz/corpus-work
 seeds=(fuzz/corpus/validator)
 [ -d ../shared/corpora/fhir-test-cases/r4/examples ] && seeds+=(../shared/corpora/fhir-test-cases/r4/examples)
-for t in validator_fuzz json_text_fuzz search_fuzz network_document_fuzz hl7v2_fuzz mllp_fuzz hprim_fuzz cda_fuzz package_fuzz fhir_xml_fuzz; do
+for t in validator_fuzz json_text_fuzz search_fuzz network_document_fuzz hl7v2_fuzz mllp_fuzz hprim_fuzz cda_fuzz package_fuzz fhir_xml_fuzz fhirpath_fuzz; do
   mkdir -p "build-fuzz/corpus-work/$t"
   if [ "$t" = search_fuzz ]; then seeds=(fuzz/corpus/search); fi
   if [ "$t" = network_document_fuzz ]; then seeds=(fuzz/corpus/network); fi
   if [ "$t" = mllp_fuzz ]; then seeds=(fuzz/corpus/mllp); fi
   if [ "$t" = hprim_fuzz ]; then seeds=(fuzz/corpus/hprim); fi
   if [ "$t" = package_fuzz ]; then seeds=(fuzz/corpus/package); fi
+  if [ "$t" = fhirpath_fuzz ]; then seeds=(fuzz/corpus/fhirpath); fi
   if [ "$t" = cda_fuzz ]; then
     seeds=(fuzz/corpus/cda)
     [ -d ../shared/corpora/ans-testcontenucda-3.0/ExemplesCDA ] && seeds+=(../shared/corpora/ans-testcontenucda-3.0/ExemplesCDA)
