@@ -336,6 +336,25 @@ void ResourceWalker::checkInvariants(const TypeDef& type, element self, std::siz
       report("invariant", "Constraint failed: " + inv.key + ": '" + (inv.human.empty() ? inv.expression : inv.human) + "'");
   };
   for (const Invariant& inv : type.invariants) {
+    if (!inv.presenceTerms.empty()) {
+      // Children tested for presence: the members walked say it (a primitive's "_name" half counts,
+      // as FHIRPath sees the element through its extensions).
+      bool holds = false;
+      for (const auto& [name, mustExist] : inv.presenceTerms) {
+        bool present = false;
+        for (std::size_t i = base; i < end && !present; ++i) {
+          const ElementDef& ed = type.elements[fields_[i].element];
+          present = ed.name == name || ed.choiceBase == name;
+        }
+        if (present == mustExist) {
+          holds = true;
+          break;
+        }
+      }
+      if (!holds)
+        report("invariant", "Constraint failed: " + inv.key + ": '" + (inv.human.empty() ? inv.expression : inv.human) + "'");
+      continue;
+    }
     if (!inv.compiled) continue;
     if (inv.element.empty()) {
       check(inv, self, type.name);

@@ -225,12 +225,42 @@ bool ValidationTables::load(std::string_view text, std::string& error) {
   return true;
 }
 
+namespace {
+
+// The terms of "a.exists() or b.empty() or ..." (simple names only), or nothing when the expression
+// is anything else.
+std::vector<std::pair<std::string, bool>> presenceTerms(std::string_view expression) {
+  std::vector<std::pair<std::string, bool>> terms;
+  while (true) {
+    std::size_t cut = expression.find(" or ");
+    std::string_view term = expression.substr(0, cut);
+    bool exists = false;
+    std::string_view name;
+    for (std::string_view tail : {".exists()", ".empty()"}) {
+      if (term.size() > tail.size() && term.substr(term.size() - tail.size()) == tail) {
+        exists = tail == ".exists()";
+        name = term.substr(0, term.size() - tail.size());
+      }
+    }
+    bool simple = !name.empty() && std::all_of(name.begin(), name.end(), [](char c) {
+      return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    });
+    if (!simple) return {};
+    terms.emplace_back(std::string(name), exists);
+    if (cut == std::string_view::npos) return terms;
+    expression.remove_prefix(cut + 4);
+  }
+}
+
+}  // namespace
+
 void ValidationTables::compileInvariants() {
   uncompiledInvariants_.clear();
   for (auto& def : types_) {
     for (auto& inv : def.invariants) {
       std::string why;
       inv.compiled = fhirpath::Expression::compile(inv.expression, why);
+      if (inv.element.empty()) inv.presenceTerms = presenceTerms(inv.expression);
       if (!inv.compiled) uncompiledInvariants_.push_back(inv.key + ": " + why);
     }
   }

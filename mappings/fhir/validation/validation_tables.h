@@ -68,6 +68,10 @@ struct Invariant {
   std::string expression;  // FHIRPath
   std::string human;       // the specification's description
   std::shared_ptr<const fhirpath::Expression> compiled;  // null when the engine cannot compile it
+  // An invariant on the type's own element that only tests whether children are there
+  // ("value.empty() or system.exists()"): its terms (child name, whether it must exist), any of
+  // which makes it hold; checked from the members without FHIRPath. Empty for the others.
+  std::vector<std::pair<std::string, bool>> presenceTerms;
 };
 
 struct TypeDef {
