@@ -314,3 +314,14 @@ TEST_F(FhirPathTest, RegexAndBundles) {
 }
 
 }  // namespace
+
+// Conversions out of range, bad escapes and bad encodings are errors or empty, never exceptions.
+TEST_F(FhirPathTest, BadValuesGiveErrorsNotExceptions) {
+  EXPECT_EQ(pat("'99999999999999999999'.toInteger()").at(0).substr(0, 6), "error:");
+  EXPECT_EQ(pat("'zz'.decode('hex')").at(0).substr(0, 6), "error:");
+  EXPECT_EQ(pat("'aGVsbG8='.decode('base64') & '|' & 'hi?'.encode('urlbase64')"), Texts{"hello|aGk_"});
+  EXPECT_EQ(pat("'%%%'.decode('base64')"), Texts{});
+  std::string error;
+  EXPECT_EQ(fp::Expression::compile("'\\u12'", error), nullptr);
+  EXPECT_FALSE(error.empty());
+}

@@ -94,6 +94,7 @@ class Expression {
 
  private:
   Expression() = default;
+  static std::shared_ptr<const Expression> compileUnguarded(std::string_view text, std::string& error);
   std::string text_;
   std::unique_ptr<Node> root_;
 };

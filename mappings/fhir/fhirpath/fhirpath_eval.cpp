@@ -11,6 +11,7 @@
 #include <regex>
 #include <unordered_set>
 
+#include "mappings/common/base64.h"
 #include "mappings/fhir/fhirpath/fhirpath_internal.h"
 #include "mappings/fhir/validation/validation_tables.h"
 
@@ -427,59 +428,6 @@ std::regex makeRegex(const std::string& pattern) { return std::regex(dotAll(patt
 // Longer strings are refused by the regular expression functions: std::regex recurses per character
 // and the strings come from the data.
 constexpr std::size_t kMaxRegexInput = 16 * 1024;
-
-std::string base64Encode(std::string_view in, bool url) {
-  const char* table = url ? "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
-                          : "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  std::size_t i = 0;
-  for (; i + 2 < in.size(); i += 3) {
-    unsigned v = (static_cast<unsigned char>(in[i]) << 16) | (static_cast<unsigned char>(in[i + 1]) << 8) |
-                 static_cast<unsigned char>(in[i + 2]);
-    out += table[v >> 18];
-    out += table[(v >> 12) & 63];
-    out += table[(v >> 6) & 63];
-    out += table[v & 63];
-  }
-  if (i < in.size()) {
-    unsigned v = static_cast<unsigned char>(in[i]) << 16;
-    if (i + 1 < in.size()) v |= static_cast<unsigned char>(in[i + 1]) << 8;
-    out += table[v >> 18];
-    out += table[(v >> 12) & 63];
-    out += i + 1 < in.size() ? table[(v >> 6) & 63] : '=';
-    out += '=';
-  }
-  return out;
-}
-
-bool base64Decode(std::string_view in, std::string& out) {
-  unsigned buffer = 0;
-  int bits = 0;
-  for (char ch : in) {
-    int v;
-    if (ch >= 'A' && ch <= 'Z')
-      v = ch - 'A';
-    else if (ch >= 'a' && ch <= 'z')
-      v = ch - 'a' + 26;
-    else if (ch >= '0' && ch <= '9')
-      v = ch - '0' + 52;
-    else if (ch == '+' || ch == '-')
-      v = 62;
-    else if (ch == '/' || ch == '_')
-      v = 63;
-    else if (ch == '=')
-      break;
-    else
-      return false;
-    buffer = (buffer << 6) | static_cast<unsigned>(v);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out += static_cast<char>((buffer >> bits) & 0xFF);
-    }
-  }
-  return true;
-}
 
 // The digits FHIRPath's precision() counts for a date, date-time or time of that precision.
 int temporalDigits(int precision, bool time) {
@@ -1995,7 +1943,9 @@ bool Evaluator::function(const Node& n, const Ctx& c, const Collection& in, Coll
       std::string r;
       if (n.fn == Fn::Encode) {
         if (*format == "base64" || *format == "urlbase64") {
-          r = base64Encode(s, *format == "urlbase64");
+          r = base64::encode(s);
+          if (*format == "urlbase64")
+            for (char& ch : r) ch = ch == '+' ? '-' : ch == '/' ? '_' : ch;
         } else if (*format == "hex") {
           static const char* hex = "0123456789abcdef";
           for (unsigned char ch : s) {
@@ -2007,7 +1957,10 @@ bool Evaluator::function(const Node& n, const Ctx& c, const Collection& in, Coll
         }
       } else if (n.fn == Fn::Decode) {
         if (*format == "base64" || *format == "urlbase64") {
-          if (!base64Decode(s, r)) return true;
+          std::string text(s);
+          if (*format == "urlbase64")
+            for (char& ch : text) ch = ch == '-' ? '+' : ch == '_' ? '/' : ch;
+          if (!base64::decode(text, r)) return true;
         } else if (*format == "hex") {
           if (s.size() % 2) return true;
           for (std::size_t i = 0; i < s.size(); i += 2)
@@ -2128,6 +2081,17 @@ Value rootValue(element e, std::string_view typeName) {
 Expression::~Expression() = default;
 
 std::shared_ptr<const Expression> Expression::compile(std::string_view text, std::string& error) {
+  try {
+    return compileUnguarded(text, error);
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& ex) {  // a number or an escape out of range, say
+    error = std::string("the expression cannot be read: ") + ex.what();
+    return nullptr;
+  }
+}
+
+std::shared_ptr<const Expression> Expression::compileUnguarded(std::string_view text, std::string& error) {
   auto root = parse(text, error);
   if (!root) return nullptr;
   resolveTypes(*root);
@@ -2154,7 +2118,15 @@ bool Expression::evaluate(simdjson::dom::element focus, simdjson::dom::element r
   c.rootIsResource = sameRoot;
   c.error = &error;
   thread_local Evaluator ev;
-  if (!ev.eval(*root_, c, out)) {
+  bool ok = false;
+  try {
+    ok = ev.eval(*root_, c, out);
+  } catch (const std::bad_alloc&) {
+    throw;
+  } catch (const std::exception& ex) {  // a conversion out of range ('99999999999999999999'.toInteger())
+    error = std::string("evaluation failed: ") + ex.what();
+  }
+  if (!ok) {
     if (error.empty()) error = "evaluation error";
     out.clear();
     return false;
