@@ -617,30 +617,29 @@ bool stringInput(const Collection& in, const Value*& v, const Ctx& c, const char
   return true;
 }
 
-bool argString(Evaluator& ev, const Node& n, std::size_t i, const Ctx& c, std::optional<std::string>& out) {
+// Argument `i` of `n`, evaluated to at most one item, which must be of kind `want` (named `wantName`
+// in the error); `use` reads it when there is one.
+template <typename Use>
+bool argOfKind(Evaluator& ev, const Node& n, std::size_t i, const Ctx& c, Kind want, const char* wantName, Use use) {
   Temp t(ev);
   Collection& r = *t;
-  out.reset();
   if (!ev.eval(*n.args[i], c, r)) return false;
   const Value* v;
   if (!single(r, v, c, "argument")) return false;
   if (!v) return true;
-  if (v->kind != Kind::String) return fail(c, n.name + "(): argument " + std::to_string(i + 1) + " is not a String");
-  out = std::string(v->str());
+  if (v->kind != want) return fail(c, n.name + "(): argument " + std::to_string(i + 1) + " is not " + wantName);
+  use(*v);
   return true;
 }
 
-bool argInteger(Evaluator& ev, const Node& n, std::size_t i, const Ctx& c, std::optional<std::int64_t>& out) {
-  Temp t(ev);
-  Collection& r = *t;
+bool argString(Evaluator& ev, const Node& n, std::size_t i, const Ctx& c, std::optional<std::string>& out) {
   out.reset();
-  if (!ev.eval(*n.args[i], c, r)) return false;
-  const Value* v;
-  if (!single(r, v, c, "argument")) return false;
-  if (!v) return true;
-  if (v->kind != Kind::Integer) return fail(c, n.name + "(): argument " + std::to_string(i + 1) + " is not an Integer");
-  out = v->integer;
-  return true;
+  return argOfKind(ev, n, i, c, Kind::String, "a String", [&out](const Value& v) { out = std::string(v.str()); });
+}
+
+bool argInteger(Evaluator& ev, const Node& n, std::size_t i, const Ctx& c, std::optional<std::int64_t>& out) {
+  out.reset();
+  return argOfKind(ev, n, i, c, Kind::Integer, "an Integer", [&out](const Value& v) { out = v.integer; });
 }
 
 std::size_t utf8Length(std::string_view s) {
