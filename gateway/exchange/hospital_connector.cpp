@@ -244,14 +244,72 @@ struct HospitalConnector::Impl {
     return parsed ? parsed->encodeInCharset("\r") : text;
   }
 
-  // Keeps a message that changed nothing (refused, for review) with its acknowledgement.
-  bool keep(store::InboxMessage row) {
-    auto w = store.write([&](store::WriteTxn& t) { return t.putInbox(row); });
-    if (!w.ok() && w.error().code != ErrorCode::kConflict) {
-      log::error("mllp.inbox_failed", {{"partner", row.partner}, {"control_id", row.controlId}, {"error", w.error().message}});
-      return false;
+  // The audit record of a message kept without a change to the dossier: who sent it, about which
+  // patient, and what became of it.
+  audit::Record receivedRecord(const Partner* p, const mllp::Peer& peer, const store::InboxMessage& row) {
+    audit::Record r;
+    r.kind = "connector";
+    r.action = "receive";
+    bool taken = row.status == "processed" || row.status == "review";
+    r.outcome = taken ? "granted" : row.status == "rejected" ? "denied" : "error";
+    if (!taken) r.reason = row.ackCode;
+    if (p) {
+      r.subject = r.account = p->account;
+      r.role = p->role;
+      r.practitioner = p->finess.empty() ? "rpps:" + p->rpps : "finess:" + p->finess;
+    } else {
+      r.subject = row.partner;
     }
-    return true;
+    if (!peer.certificateFingerprint.empty()) r.tokenId = "certificate:" + peer.certificateFingerprint;
+    r.purpose = "TREAT";
+    r.method = "MLLP";
+    r.path = "mllp:" + row.partner;
+    r.sourceAddress = peer.address;
+    if (row.patient.rfind("Patient/", 0) == 0) {
+      r.resourceType = "Patient";
+      r.resources = {row.patient};
+      r.patients = {row.patient.substr(8)};
+    }
+    r.detail = row.type + " " + row.controlId + " " + row.ackCode + (row.detail.empty() ? "" : ": " + row.detail);
+    return r;
+  }
+
+  struct Kept {
+    std::optional<std::string> ack;  // the answer; nothing when the store failed (close: the sender retries)
+    bool duplicate = false;          // the control id was taken in before: its stored answer
+  };
+
+  // Keeps a message that changes nothing in the dossier (refused, person information, for review)
+  // with its audit record, in one commit. `inUnit`, when given, completes the row first inside the
+  // write unit (lookups there run on the writer's connection, whose pages stay cached).
+  Kept keep(store::InboxMessage& row, const Partner* p, const mllp::Peer& peer,
+            const std::function<Result<void>(store::WriteTxn&)>& inUnit = {}) {
+    auto w = store.write([&](store::WriteTxn& t) -> Result<void> {
+      if (inUnit) {
+        auto r = inUnit(t);
+        if (!r.ok()) return r;
+      }
+      auto put = t.putInbox(row);
+      if (!put.ok()) return put;
+      if (gate) return t.attachAudit(audit::encodeRecord(receivedRecord(p, peer, row)));
+      return {};
+    });
+    Kept out;
+    if (w.ok()) {
+      out.ack = row.ack;
+      return out;
+    }
+    if (w.error().code == ErrorCode::kConflict) {
+      auto seen = store.findInbox(row.partner, row.controlId);
+      if (seen.ok() && seen->has_value()) {
+        ++duplicates;
+        out.ack = (*seen)->ack;
+        out.duplicate = true;
+        return out;
+      }
+    }
+    log::error("mllp.inbox_failed", {{"partner", row.partner}, {"control_id", row.controlId}, {"error", w.error().message}});
+    return out;
   }
 
   std::optional<std::string> receive(const mllp::Peer& peer, std::string_view bytes) {
@@ -275,8 +333,7 @@ struct HospitalConnector::Impl {
       row.detail = issuesText(issues);
       if (row.controlId.empty()) row.controlId = "unkeyed:" + std::to_string(nowMs()) + "-" + std::to_string(received.load());
       log::warn("mllp.refused", {{"partner", row.partner}, {"peer", peer.address}, {"type", row.type}, {"ack", row.ackCode}, {"detail", row.detail}});
-      if (!keep(row)) return std::nullopt;
-      return row.ack;
+      return keep(row, partner, peer).ack;
     };
     if (!m) return refuse(AckResult::kReject, "rejected");
     if (!partner) {
@@ -289,18 +346,21 @@ struct HospitalConnector::Impl {
       issues.push_back(appIssue("MSH", 10, "101", "MSH-10 (the message control id) is empty"));
       return refuse(AckResult::kReject, "rejected");
     }
-    // A message sent again gets the same answer and is not processed twice.
+    InboundFacts facts = hl7v2::readInbound(*m, issues);
+    bool unsupported = false, bad = false;
+    for (const auto& i : issues)
+      if (i.severity == "error") (i.code == "200" || i.code == "203" ? unsupported : bad) = true;
+    bool person = !unsupported && !bad && facts.kind == InboundFacts::Kind::kAdt &&
+                  (facts.event == "A28" || facts.event == "A31" || facts.event == "A40");
+    if (person) return keepPerson(*partner, peer, *m, facts, row, issues, refuse);
+    // A message sent again gets the same answer and is not processed twice. (A message refused
+    // before is processed anew: its sender may have fixed what was wrong.)
     auto seen = store.findInbox(partner->id, row.controlId);
     if (!seen.ok()) return std::nullopt;
     if (seen->has_value() && ((*seen)->status == "processed" || (*seen)->status == "review")) {
       ++duplicates;
       return (*seen)->ack;
     }
-    // (A message refused before is processed anew: its sender may have fixed what was wrong.)
-    InboundFacts facts = hl7v2::readInbound(*m, issues);
-    bool unsupported = false, bad = false;
-    for (const auto& i : issues)
-      if (i.severity == "error") (i.code == "200" || i.code == "203" ? unsupported : bad) = true;
     if (unsupported) return refuse(AckResult::kReject, "rejected");
     if (bad) return refuse(AckResult::kError, "error");
     std::size_t pi = static_cast<std::size_t>(partner - partners.data());
@@ -313,6 +373,62 @@ struct HospitalConnector::Impl {
     }
     ++accepted;
     return row.ack;
+  }
+
+  // Person information (ADT A28, A31) changes nothing: the network keeps the identity its GP
+  // recorded; a merge of identities (A40) is for a coordinator to review. Once the patient is found
+  // by INS the message is kept. The lookup, the row and its audit record are one write unit, and a
+  // repeated control id is found there too (the row's insert conflicts), so such a message costs
+  // no read of its own before its commit.
+  template <class Refuse>
+  std::optional<std::string> keepPerson(const Partner& p, const mllp::Peer& peer, const hl7v2::Message& m, const InboundFacts& f,
+                                        store::InboxMessage& row, std::vector<Issue>& issues, Refuse& refuse) {
+    if (partnerRef(p).empty()) {
+      issues.push_back(appIssue("MSH", 4, "207", "the partner's structure is not in the network's directory"));
+      return refuse(AckResult::kError, "error");
+    }
+    if (f.hasPatient && f.patient.ins().empty()) {
+      issues.push_back(appIssue("PID", 3, "204", "PID-3 carries no INS: the patient cannot be identified"));
+      return refuse(AckResult::kError, "error");
+    }
+    bool merge = f.event == "A40";
+    const std::string acceptAck = ackFor(&m, {}, AckResult::kAccept, {});
+    const char* acceptedCode = hl7v2::enhancedMode(m) ? "CA" : "AA";
+    std::string identifier = f.patient.insSystem() + "|" + f.patient.ins();
+    bool unknown = false;
+    Kept kept = keep(row, &p, peer, [&](store::WriteTxn& t) -> Result<void> {
+      row.patient.clear();
+      unknown = false;
+      if (f.hasPatient) {
+        auto found = exchange::findIds(t, "Patient", {{"identifier", identifier}}, 2);
+        if (!found.ok()) return found.error();
+        if (found->size() == 1) row.patient = "Patient/" + (*found)[0];
+        unknown = found->size() != 1;
+      }
+      if (unknown) {
+        std::vector<Issue> all = issues;
+        all.push_back(appIssue("PID", 3, "204", "no network patient has this INS"));
+        row.status = "error";
+        row.ack = ackFor(&m, {}, AckResult::kError, all);
+        row.ackCode = std::string(acceptedCode, 1) + "E";
+        row.detail = issuesText(all);
+        return {};
+      }
+      row.status = merge ? "review" : "processed";
+      row.ack = acceptAck;
+      row.ackCode = acceptedCode;
+      row.detail = merge ? "a merge of patient identities: for a coordinator to review"
+                         : "person information: the network keeps the identity its GP recorded (nothing changed)";
+      return {};
+    });
+    if (!kept.ack || kept.duplicate) return kept.ack;
+    if (unknown) {
+      ++errors;
+      log::warn("mllp.refused", {{"partner", row.partner}, {"peer", peer.address}, {"type", row.type}, {"ack", row.ackCode}, {"detail", row.detail}});
+    } else {
+      ++accepted;
+    }
+    return kept.ack;
   }
 
   // Applies the message; the inbox row goes into the same commit (its ack prepared as AA).
@@ -372,16 +488,6 @@ struct HospitalConnector::Impl {
       bundle["entry"].push_back({{"resource", event}, {"request", {{"method", "POST"}, {"url", "Task"}}}});
     } else {
       // A consultation or report from the hospital: it answers an open referral, or it is an E2 suspicion.
-      bool person = f.kind == InboundFacts::Kind::kAdt && (f.event == "A28" || f.event == "A31");
-      if (person) {
-        row.detail = "person information: the network keeps the identity its GP recorded (nothing changed)";
-        return keepOnly(row, out);
-      }
-      if (f.kind == InboundFacts::Kind::kAdt && f.event == "A40") {
-        row.status = "review";
-        row.detail = "a merge of patient identities: for a coordinator to review";
-        return keepOnly(row, out);
-      }
       std::vector<Json> open;
       if (f.kind == InboundFacts::Kind::kReport && !f.document.placerOrder.empty()) {
         auto byId = find("Task", {{"identifier", std::string(kReferralTaskSid) + "|" + f.document.placerOrder}});
@@ -453,11 +559,6 @@ struct HospitalConnector::Impl {
                   static_cast<unsigned>(h1 & 0xfff), static_cast<unsigned>((h2 >> 48) & 0xfff),
                   static_cast<unsigned long long>(h2 & 0xffffffffffffULL));
     return buf;
-  }
-
-  Outcome keepOnly(store::InboxMessage& row, Outcome& out) {
-    if (!keep(row)) out.close = true;
-    return out;
   }
 
   // Runs the transaction as `who`, with the inbox row in its commit.

@@ -8,17 +8,39 @@
 
 namespace passerelle::exchange {
 
-std::vector<std::string> findIds(store::ResourceStore& store, const std::string& type, const fhir::Params& query, int count) {
+namespace {
+
+// The search for the ids of `type` matching `query`: no total, at most `count`.
+Result<store::SearchQuery> idQuery(const std::string& type, const fhir::Params& query, int count) {
   fhir::SearchLimits limits;
   auto ps = fhir::parseSearch(type, query, limits, true);
-  std::vector<std::string> out;
-  if (!ps.ok()) return out;
+  if (!ps.ok()) return ps.error();
   ps->query.count = count;
   ps->query.total = store::SearchQuery::Total::kNone;
-  auto page = store.search(ps->query);
-  if (!page.ok()) return out;
-  for (const auto& v : page->items) out.push_back(v.id);
+  return std::move(ps->query);
+}
+
+std::vector<std::string> ids(const store::SearchPage& page) {
+  std::vector<std::string> out;
+  for (const auto& v : page.items) out.push_back(v.id);
   return out;
+}
+
+}  // namespace
+
+std::vector<std::string> findIds(store::ResourceStore& store, const std::string& type, const fhir::Params& query, int count) {
+  auto q = idQuery(type, query, count);
+  if (!q.ok()) return {};
+  auto page = store.search(*q);
+  return page.ok() ? ids(*page) : std::vector<std::string>{};
+}
+
+Result<std::vector<std::string>> findIds(store::WriteTxn& txn, const std::string& type, const fhir::Params& query, int count) {
+  auto q = idQuery(type, query, count);
+  if (!q.ok()) return q.error();
+  auto page = txn.search(*q);
+  if (!page.ok()) return page.error();
+  return ids(*page);
 }
 
 std::optional<std::string> currentBody(store::ResourceStore& store, const std::string& ref) {

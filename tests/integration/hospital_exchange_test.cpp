@@ -9,6 +9,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <fstream>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -395,6 +396,58 @@ TEST_F(HospitalExchangeTest, BadInputGetsANakWithAnErrSegmentAndIsKept) {
   auto out = big.exchange(std::string(2 << 20, 'x'));
   EXPECT_FALSE(out.answered);
   EXPECT_EQ(field(send(rri("RRI-OK", "ORI-2026-0001", "A")), "MSA-1"), "AA");
+}
+
+// Person information (A31) and merges (A40) change nothing in the dossier; each is kept once, with
+// an audit record naming its patient; the same control id again gets the stored answer.
+TEST_F(HospitalExchangeTest, PersonInformationIsKeptOnceAndAuditedWithItsPatient) {
+  Hospital hospital;
+  start(hospital.port());
+  prepare();
+  auto adt = [](const std::string& control, const std::string& event, const std::string& nir, const std::string& extra = "") {
+    return "MSH|^~\\&|EAI-AVICENNE|930110036|PASSERELLE|DOULEUR77|20260912080000||ADT^" + event + "|" + control +
+           "|P|2.5|||||FRA|UNICODE UTF-8\rEVN||20260912080000\r"
+           "PID|1||" + nir + "^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS||DURAND^Julien^^^^^L||19850514|M\r" + extra;
+  };
+  auto patients = search("Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|" + kNir);
+  ASSERT_EQ(patients.size(), 1u);
+  std::string pid = patients[0]["id"];
+  json before = patients[0]["meta"]["versionId"];
+
+  std::string ack = send(adt("PERSON-1", "A31", kNir, "PV1|1|N\r"));
+  EXPECT_EQ(field(ack, "MSA-1"), "AA") << ack;
+  EXPECT_EQ(field(ack, "MSA-2"), "PERSON-1");
+  // Sent again: the very same acknowledgement, and still one message kept.
+  EXPECT_EQ(send(adt("PERSON-1", "A31", kNir, "PV1|1|N\r")), ack);
+  // A patient the network does not know: AE at PID-3 (204), kept with its reason.
+  std::string unknown = send(adt("PERSON-2", "A31", "299999999999999", "PV1|1|N\r"));
+  EXPECT_EQ(field(unknown, "MSA-1"), "AE") << unknown;
+  EXPECT_EQ(field(unknown, "ERR-2.1"), "PID");
+  EXPECT_EQ(field(unknown, "ERR-2.3"), "3");
+  EXPECT_EQ(field(unknown, "ERR-3.1"), "204");
+  // A merge: accepted and kept for a coordinator's review.
+  EXPECT_EQ(field(send(adt("MERGE-1", "A40", kNir, "MRG|199999999999999^^^ASIP-SANTE-INS-NIR&1.2.250.1.213.1.4.8&ISO^INS\r")), "MSA-1"), "AA");
+
+  auto inbox = http_->get("/admin/v1/inbox").json();
+  std::map<std::string, std::vector<json>> byControl;
+  for (const auto& m : inbox["messages"]) byControl[m["controlId"]].push_back(m);
+  ASSERT_EQ(byControl["PERSON-1"].size(), 1u) << inbox.dump();
+  EXPECT_EQ(byControl["PERSON-1"][0]["status"], "processed");
+  EXPECT_EQ(byControl["PERSON-1"][0]["patient"], "Patient/" + pid);
+  ASSERT_EQ(byControl["PERSON-2"].size(), 1u);
+  EXPECT_EQ(byControl["PERSON-2"][0]["status"], "error");
+  ASSERT_EQ(byControl["MERGE-1"].size(), 1u);
+  EXPECT_EQ(byControl["MERGE-1"][0]["status"], "review");
+  // Nothing changed in the patient's record.
+  EXPECT_EQ(search("Patient?identifier=urn:oid:1.2.250.1.213.1.4.8|" + kNir)[0]["meta"]["versionId"], before);
+  // Each message taken in is in the audit trail with its patient, once (the repeat left none).
+  auto audit = http_->get("/fhir/AuditEvent?patient=" + pid + "&_count=200");
+  ASSERT_EQ(audit.status, 200);
+  std::size_t count = 0;
+  for (std::size_t at = audit.body.find("ADT^A31 PERSON-1 AA"); at != std::string::npos; at = audit.body.find("ADT^A31 PERSON-1 AA", at + 1))
+    ++count;
+  EXPECT_EQ(count, 1u) << audit.body;
+  EXPECT_NE(audit.body.find("ADT^A40 MERGE-1 AA"), std::string::npos) << audit.body;
 }
 
 TEST_F(HospitalExchangeTest, AConsultationWithoutAReferralIsAnE2SuspicionForTheCoordinators) {
