@@ -132,6 +132,19 @@ TEST_F(FrCoreTest, BrokenCopiesFailAtTheExpectedLocation) {
     EXPECT_TRUE(hasErrorAt(issues, "Patient", "Patient.birthDate")) << describe(issues) << "\nbefore:" << describe(before);
   }
   {
+    // fr-core-2, an invariant of the profile itself: a qualified identity (VALI) has one official
+    // identifier, not two
+    auto p = example("Patient-FRCorePatientExample.json");
+    std::string profile = "https://hl7.fr/ig/fhir/core/StructureDefinition/fr-core-patient-ins";
+    EXPECT_FALSE(hasErrorAt(check(p, profile), "Patient", "fr-core-2"));
+    auto second = p["identifier"][0];
+    second["system"] = "urn:oid:1.2.250.1.213.1.4.10";
+    second["value"] = "123456789012345";
+    p["identifier"].push_back(second);
+    auto issues = check(p, profile);
+    EXPECT_TRUE(hasErrorAt(issues, "Patient", "Constraint failed: fr-core-2")) << describe(issues);
+  }
+  {
     // the vital-sign code is a pattern: LOINC 8867-4 for the heart rate
     auto o = example("Observation-FRCoreObservationHeartRateExample.json");
     std::string profile = o["meta"]["profile"][0];

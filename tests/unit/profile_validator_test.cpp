@@ -121,6 +121,57 @@ TEST_F(ProfileValidatorTest, FixedIsExactPatternIsContained) {
   EXPECT_TRUE(has(issues, "error", "Observation.category[0]", "Value must be exactly")) << dump(issues);
 }
 
+// The invariants a profile adds (ElementDefinition.constraint) are evaluated where they are
+// defined, with their severity; those of the base specification are left to the base validator.
+TEST_F(ProfileValidatorTest, ConstraintsTheProfileAddsAreEvaluated) {
+  std::string own = std::string(kBase) + "inv";
+  load(profile("inv", "Patient",
+               {el("Patient.identifier", 0, "*",
+                   {{"type", type("Identifier")},
+                    {"constraint", {{{"key", "inv-1"}, {"severity", "error"}, {"human", "An identifier has a system"},
+                                     {"expression", "system.exists()"}, {"source", own}},
+                                    // the base specification's own: not evaluated again here
+                                    {{"key", "ele-1"}, {"severity", "error"}, {"human", "never"},
+                                     {"expression", "false"}, {"source", "http://hl7.org/fhir/StructureDefinition/Element"}}}}}),
+                el("Patient.contact", 0, "*",
+                   {{"type", type("BackboneElement")},
+                    // a backbone element: its children are found by the element's own type
+                    {"constraint", {{{"key", "inv-2"}, {"severity", "warning"}, {"human", "A contact has a name"},
+                                     {"expression", "name.exists()"}, {"source", own}}}}}),
+                el("Patient.birthDate", 0, "1",
+                   {{"type", type("date")},
+                    // without a source, the differential says whose it is (here: nobody's, not checked)
+                    {"constraint", {{{"key", "inv-3"}, {"severity", "error"}, {"expression", "false"}}}}})}));
+  json ok = {{"resourceType", "Patient"},
+             {"identifier", {{{"system", "urn:oid:1.2.250.1.213.1.4.8"}, {"value", "1"}}}},
+             {"contact", {{{"name", {{"family", "A"}}}}}},
+             {"birthDate", "1970-01-01"}};
+  auto issues = check(ok, "inv");
+  EXPECT_EQ(errors(issues), 0) << dump(issues);
+  EXPECT_EQ(issues.size(), 0u) << dump(issues);
+  json bad = ok;
+  bad["identifier"].push_back({{"value", "2"}});
+  bad["contact"][0].erase("name");
+  bad["contact"][0]["gender"] = "male";
+  issues = check(bad, "inv");
+  EXPECT_EQ(errors(issues), 1) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.identifier[1]", "Constraint failed: inv-1: 'An identifier has a system'")) << dump(issues);
+  EXPECT_TRUE(has(issues, "warning", "Patient.contact[0]", "Constraint failed: inv-2")) << dump(issues);
+
+  // %resource is the resource checked; an expression that does not compile says so, as information.
+  load(profile("inv-res", "Patient",
+               {el("Patient.name", 0, "*",
+                   {{"type", type("HumanName")},
+                    {"constraint", {{{"key", "res-1"}, {"severity", "error"}, {"expression", "%resource.active = true"}, {"source", own}},
+                                    {{"key", "res-2"}, {"severity", "error"}, {"expression", "family.(("}, {"source", own}}}}})}));
+  json named = {{"resourceType", "Patient"}, {"active", false}, {"name", {{{"family", "A"}}}}};
+  issues = check(named, "inv-res");
+  EXPECT_TRUE(has(issues, "error", "Patient.name[0]", "Constraint failed: res-1")) << dump(issues);
+  EXPECT_TRUE(has(issues, "information", "Patient.name[0]", "res-2")) << dump(issues);
+  named["active"] = true;
+  EXPECT_EQ(errors(check(named, "inv-res")), 0) << dump(check(named, "inv-res"));
+}
+
 json identifierSlicing(const std::string& rules) {
   return profile("ids-" + rules, "Patient",
                  {el("Patient.identifier", 1, "*",

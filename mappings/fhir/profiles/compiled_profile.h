@@ -76,6 +76,17 @@ struct Discriminator {
   std::vector<std::string> segments;  // the path cut at its dots (names, $this, ofType(X), extension('url'))
 };
 
+// An invariant the definition adds (ElementDefinition.constraint), compiled: the base
+// specification's own are the base validator's.
+struct Constraint {
+  std::string key;
+  std::string severity;  // "error" or "warning"
+  std::string human;     // the text to show, else the expression
+  std::string expression;
+  std::shared_ptr<const fhirpath::Expression> compiled;  // null: it did not compile (compileError)
+  std::string compileError;
+};
+
 struct Node {
   std::string id;          // "Patient.identifier:INS-NIR.system"
   std::string path;        // "Patient.identifier.system"
@@ -98,6 +109,7 @@ struct Node {
   // walk skips the rest (the base validator has checked it), but for the extensions in it.
   bool constrains = true;
   std::vector<TypeRef> types;
+  std::vector<Constraint> constraints;  // the definition's own invariants on this element
   std::unique_ptr<Value> fixed, pattern;
   // minValue[x] and maxValue[x], with their type ("Date", "Decimal", "Quantity"; a Duration on a
   // date is relative to now, as the later releases define it).

@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "mappings/fhir/fhirpath/fhirpath.h"
 #include "mappings/fhir/profiles/core_definitions.h"
@@ -388,6 +389,24 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
                      (*snapshot)["element"].is_array() && !(*snapshot)["element"].empty();
   if (!hasSnapshot && !generatedElements) return fail("it has no snapshot");
   const json& elements = hasSnapshot ? (*snapshot)["element"] : *generatedElements;
+  // The constraints the definition adds, not those of the base specification (the base validator
+  // checks those): a source other than a base type's or resource's definition (a core profile such
+  // as vitalsigns counts as added), or, without a source, one its differential states.
+  std::unordered_set<std::string> differentialKeys;
+  if (auto d = sd.find("differential"); d != sd.end() && d->is_object())
+    for (const auto& el : d->value("element", json::array()))
+      if (el.is_object())
+        for (const auto& c : el.value("constraint", json::array()))
+          if (c.is_object()) differentialKeys.insert(str(c, "key"));
+  const auto& baseTables = validation::ValidationTables::embedded();
+  auto added = [&](const std::string& key, const std::string& source) {
+    if (source.empty()) return differentialKeys.count(key) > 0;
+    std::string_view url = splitCanonical(source).first;
+    if (url.substr(0, kCoreSd.size()) != kCoreSd) return true;
+    std::string_view name = url.substr(kCoreSd.size());
+    return baseTables.typeIndex(name) < 0 && baseTables.resourceType(name) < 0 && name != "Element" && name != "BackboneElement" &&
+           name != "Resource" && name != "DomainResource";
+  };
   std::unordered_map<std::string, std::int32_t> byId;
   std::unordered_map<std::string, std::string> lastIdForPath;
   std::vector<std::pair<std::int32_t, std::string>> contentRefs;
@@ -440,6 +459,17 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
         n.baseMin = bmin->get<std::int32_t>();
         n.baseMax = bmax == "*" ? -1 : std::atoi(bmax.c_str());
       }
+    }
+    for (const auto& c : el.value("constraint", json::array())) {
+      if (!c.is_object()) continue;
+      Constraint k;
+      k.key = str(c, "key");
+      k.expression = str(c, "expression");
+      if (k.expression.empty() || !added(k.key, str(c, "source"))) continue;
+      k.severity = str(c, "severity") == "error" ? "error" : "warning";
+      k.human = str(c, "human");
+      k.compiled = fhirpath::Expression::compile(k.expression, k.compileError);
+      n.constraints.push_back(std::move(k));
     }
     for (const auto& t : el.value("type", json::array())) {
       TypeRef tr;
@@ -591,7 +621,8 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
     bool own = i == 0 || n.fixed || n.pattern || n.minValue || n.maxValue || n.sliced || !n.slices.empty() ||
                !n.sliceName.empty() || n.choice || n.contentReference >= 0 || !n.baseKnown ||
                n.min > n.baseMin || (n.max >= 0 && (n.baseMax < 0 || n.max < n.baseMax)) ||
-               ((n.strength == Strength::Required || n.strength == Strength::Extensible) && !n.baseValueSet);
+               ((n.strength == Strength::Required || n.strength == Strength::Extensible) && !n.baseValueSet) ||
+               !n.constraints.empty();
     for (const auto& t : n.types) own = own || !t.profiles.empty() || !t.anyTarget;
     for (std::int32_t c : n.children) {
       const Node& child = p.nodes[static_cast<std::size_t>(c)];

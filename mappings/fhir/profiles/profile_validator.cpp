@@ -169,10 +169,18 @@ class Walk {
     rootElement_ = resource;
     hasRoot_ = true;
   }
+  // The same root as `other` (a walk of a part of the same resource).
+  void shareRoot(const Walk& other) {
+    rootElement_ = other.rootElement_;
+    hasRoot_ = other.hasRoot_;
+    resource_ = other.resource_;
+    hasResource_ = other.hasResource_;
+  }
 
   void checkResource(const Profile& p, element resource) { checkNode(p, p.nodes[0], resource, {}); }
 
   void checkNode(const Profile& p, const Node& n, element v, std::string_view choiceType);
+  void checkNodeIn(const Profile& p, const Node& n, element v, std::string_view choiceType, const TypeRef* t);
   void checkRange(const Profile& p, const Node& n, element v);
 
   std::size_t errors() const {
@@ -237,6 +245,7 @@ class Walk {
   void collectItems(const Node& c, object obj, std::vector<Item>& items, std::size_t& count);
   void checkChildren(const Profile& p, const Node& n, object obj);
   void checkSlicing(const Profile& p, const Node& c, const std::vector<Item>& items);
+  void checkConstraints(const Profile& p, const Node& n, element v, std::string_view focusType);
   bool sliceMatches(const Profile& p, const Node& c, const Node& s, const Item& item);
   bool discriminatorMatches(const Profile& p, const Node& s, const Discriminator& d, const Item& item);
   const Node* childNamed(const Profile& p, const Node& n, std::string_view seg) const;
@@ -295,6 +304,8 @@ class Walk {
   object root_;
   element rootElement_;
   bool hasRoot_ = false;
+  element resource_;  // the resource the node checked is in (%resource): the root, or an inner one
+  bool hasResource_ = false;
   int depth_;
   bool truncated_ = false;
   std::unordered_set<std::string_view> reportedValueSets_;  // value sets already said not to be checked
@@ -382,6 +393,52 @@ void Walk::checkRange(const Profile& p, const Node& n, element v) {
 void Walk::checkNode(const Profile& p, const Node& n, element v, std::string_view choiceType) {
   if (depth_ > kMaxDepth) return;
   const TypeRef* t = typeFor(n, choiceType);
+  if (&n == &p.nodes[0] && p.resource) {
+    // A resource profile's root: the resource FHIRPath's %resource names, for what is under it.
+    element outer = resource_;
+    bool hadOuter = hasResource_;
+    resource_ = v;
+    hasResource_ = true;
+    checkNodeIn(p, n, v, choiceType, t);
+    resource_ = outer;
+    hasResource_ = hadOuter;
+    return;
+  }
+  checkNodeIn(p, n, v, choiceType, t);
+}
+
+void Walk::checkConstraints(const Profile& p, const Node& n, element v, std::string_view focusType) {
+  element resource = hasResource_ ? resource_ : hasRoot_ ? rootElement_ : v;
+  fhirpath::Collection out;
+  std::string error;
+  for (const Constraint& k : n.constraints) {
+    if (!k.compiled) {
+      report("information", "informational",
+             "Constraint " + k.key + " of " + n.id + " does not compile (" + k.compileError + "): not checked", p);
+      continue;
+    }
+    out.clear();
+    error.clear();
+    if (!k.compiled->evaluate(v, resource, out, error, focusType)) {
+      report("information", "informational", "Constraint " + k.key + " of " + n.id + " could not be evaluated (" + error + "): not checked", p);
+      continue;
+    }
+    // As for the base specification's invariants, only a false result breaks it.
+    if (out.size() == 1 && out[0].kind == fhirpath::Kind::Boolean && !out[0].boolean)
+      report(k.severity, "invariant",
+             "Constraint failed: " + k.key + ": '" + (k.human.empty() ? k.expression : k.human) + "' (" + n.id + ")", p);
+  }
+}
+
+void Walk::checkNodeIn(const Profile& p, const Node& n, element v, std::string_view choiceType, const TypeRef* t) {
+  if (!n.constraints.empty()) {
+    // The type FHIRPath finds the children by (a backbone element is named by its path).
+    std::string_view focusType = &n == &p.nodes[0] ? std::string_view(p.type)
+                                 : !choiceType.empty() ? choiceType
+                                 : n.tableType >= 0 ? std::string_view(validation::ValidationTables::embedded().type(n.tableType).name)
+                                 : t ? std::string_view(t->code) : std::string_view();
+    checkConstraints(p, n, v, focusType);
+  }
   if (n.fixed && !equalsValue(*n.fixed, v))
     report("error", "value", "Value must be exactly " + shortJson(*n.fixed) + " (fixed by " + n.id + ")", p);
   if (n.pattern && !containsPattern(*n.pattern, v))
@@ -666,6 +723,7 @@ void Walk::checkSlicing(const Profile& p, const Node& c, const std::vector<Item>
 bool Walk::quietlyValid(const Profile& p, const Node& n, element v, std::string_view choiceType) {
   std::vector<Issue> scratch;
   Walk sub(registry_, policy_, scratch, root_, depth_ + 1);
+  sub.shareRoot(*this);
   sub.checkNode(p, n, v, choiceType);
   return sub.errors() == 0;
 }
