@@ -224,7 +224,7 @@ Result<void> validateWhole(const FhirServiceOptions& o, std::string_view text, c
         auto base = refuseOnErrors(issues, where, "the resource is not valid FHIR R4: ");
         if (!base.ok()) return base;
         issues.clear();
-        o.profiles->validateDeclared(root, {}, issues);
+        o.profiles->validateDeclared(root, {}, issues, "warning", profiles::ProfileValidator::mayContainExtensions(text));
         return refuseOnErrors(issues, where, "the resource does not conform to its profiles or extension definitions: ");
       } catch (const std::bad_alloc&) {
         throw;

@@ -333,6 +333,34 @@ TEST_F(ProfileValidatorTest, ExtensionSlicesByUrl) {
   EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(String)", "is not allowed")) << dump(issues);
 }
 
+// A required extension slice inside an element the profile otherwise leaves as the base has it:
+// the element is checked for the slice, with extensions in the document or without any.
+TEST_F(ProfileValidatorTest, ARequiredExtensionSliceMakesItsElementChecked) {
+  loadExtensions(registry_);
+  auto base = [](const std::string& path, int min, const std::string& max) {
+    return json{{"base", {{"path", path}, {"min", min}, {"max", max}}}};
+  };
+  json address = base("Patient.address", 0, "*");
+  address["type"] = type("Address");
+  json extension = base("Element.extension", 0, "*");
+  extension["type"] = type("Extension");
+  extension["slicing"] = {{"discriminator", {{{"type", "value"}, {"path", "url"}}}}, {"rules", "open"}};
+  json level = base("Element.extension", 0, "*");
+  level["type"] = {{{"code", "Extension"}, {"profile", {std::string(kBase) + "ext-level"}}}};
+  json city = base("Address.city", 0, "1");
+  city["type"] = type("string");
+  load(profile("addr-ext", "Patient",
+               {el("Patient.address", 0, "*", address), el("Patient.address.extension", 0, "*", extension),
+                el("Patient.address.extension:level", 1, "1", level), el("Patient.address.city", 0, "1", city)}));
+  json bare = {{"resourceType", "Patient"}, {"address", {{{"city", "Melun"}}}}};
+  auto issues = check(bare, "addr-ext");
+  EXPECT_TRUE(has(issues, "error", "Patient.address[0]", "minimum required = 1")) << dump(issues);
+  json with = bare;
+  with["address"][0]["extension"] = {{{"url", std::string(kBase) + "ext-level"}, {"valueCode", "high"}}};
+  issues = check(with, "addr-ext");
+  EXPECT_FALSE(has(issues, "error", "Patient.address[0]", "minimum required = 1")) << dump(issues);
+}
+
 TEST_F(ProfileValidatorTest, KnownExtensionsAreCheckedAgainstTheirDefinition) {
   loadExtensions(registry_);
   load(profile("plain", "Consent", {el("Consent.extension", 0, "*", {{"type", type("Extension")}})}));

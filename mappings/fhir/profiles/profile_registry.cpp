@@ -626,8 +626,14 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
     for (const auto& t : n.types) own = own || !t.profiles.empty() || !t.anyTarget;
     for (std::int32_t c : n.children) {
       const Node& child = p.nodes[static_cast<std::size_t>(c)];
-      // An extension element is walked wherever it is (by url); it does not make its parent count.
-      if (child.name != "extension" && child.name != "modifierExtension") own = own || child.constrains;
+      // The extensions met anywhere are checked against their definitions (by url): an extension
+      // element makes its parent count only when it says more than that, with slices, a closed
+      // slicing or a narrowed cardinality (the base snapshots slice every one by url, openly).
+      if (child.name != "extension" && child.name != "modifierExtension")
+        own = own || child.constrains;
+      else
+        own = own || !child.slices.empty() || (child.sliced && child.rules == Node::Rules::Closed) ||
+              child.min > child.baseMin || (child.max >= 0 && (child.baseMax < 0 || child.max < child.baseMax));
     }
     for (std::int32_t s : n.slices) own = own || p.nodes[static_cast<std::size_t>(s)].constrains;
     n.constrains = own;

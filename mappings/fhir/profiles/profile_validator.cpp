@@ -164,6 +164,9 @@ class Walk {
       : registry_(registry), policy_(policy), issues_(issues), root_(root), depth_(depth) {}
 
   std::string path;
+  // The document holds no extension (ProfileValidator::mayContainExtensions): what the profile
+  // does not constrain is left to the base validator without a search for extensions.
+  void assumeNoExtensions() { extensions_ = false; }
   // The resource walked, for FHIRPath (%resource); set by the entry points that have it.
   void setRoot(element resource) {
     rootElement_ = resource;
@@ -171,6 +174,7 @@ class Walk {
   }
   // The same root as `other` (a walk of a part of the same resource).
   void shareRoot(const Walk& other) {
+    extensions_ = other.extensions_;
     rootElement_ = other.rootElement_;
     hasRoot_ = other.hasRoot_;
     resource_ = other.resource_;
@@ -304,6 +308,7 @@ class Walk {
   object root_;
   element rootElement_;
   bool hasRoot_ = false;
+  bool extensions_ = true;
   element resource_;  // the resource the node checked is in (%resource): the root, or an inner one
   bool hasResource_ = false;
   int depth_;
@@ -575,7 +580,7 @@ void Walk::scanPrimitiveExtensions(const Profile& p, const Node& n, object obj) 
 
 void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
   std::vector<Item> items;
-  scanPrimitiveExtensions(p, n, obj);
+  if (extensions_) scanPrimitiveExtensions(p, n, obj);
   // The members' name bits (a primitive's "_name" under its name): most of a profile's children are
   // absent from an instance, and are known to be without a lookup.
   std::uint64_t present = 0;
@@ -586,6 +591,9 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
   }
   for (std::int32_t ci : n.children) {
     const Node& c = p.nodes[static_cast<std::size_t>(ci)];
+    // Nothing beyond the base specification, which the base validator checks, and no extension in
+    // it to check against its definition.
+    if (!c.constrains && !extensions_) continue;
     items.clear();
     std::size_t count = 0;
     if (present & c.nameBits) collectItems(c, obj, items, count);
@@ -1177,6 +1185,7 @@ bool Walk::contextAllows(const Profile& ext, std::string_view containerPath, std
 }
 
 void Walk::scanResourceExtensions(object resource, std::string_view type, int depth) {
+  if (!extensions_) return;
   const auto& tables = validation::ValidationTables::embedded();
   scanTyped(resource, tables.resourceType(type), type, std::string(type), true, {}, depth, {},
             depth == 0 && hasRoot_ ? &rootElement_ : nullptr);
@@ -1297,6 +1306,10 @@ void Walk::scanExtensions(element v, int depth) {
 
 }  // namespace
 
+bool ProfileValidator::mayContainExtensions(std::string_view json) {
+  return json.find("xtension\"") != std::string_view::npos || json.find("\\u") != std::string_view::npos;
+}
+
 ProfileValidator::Outcome ProfileValidator::validate(std::string_view json, std::string_view canonical,
                                                      std::vector<Issue>& issues) const {
   simdjson::dom::element root;
@@ -1305,11 +1318,12 @@ ProfileValidator::Outcome ProfileValidator::validate(std::string_view json, std:
     issues.push_back({"fatal", "structure", std::string("Error parsing JSON: ") + simdjson::error_message(error), ""});
     return Outcome::Checked;
   }
-  return validate(root, canonical, {}, issues);
+  return validate(root, canonical, {}, issues, mayContainExtensions(json));
 }
 
 ProfileValidator::Outcome ProfileValidator::validate(element resource, std::string_view canonical,
-                                                     std::string_view location, std::vector<Issue>& issues) const {
+                                                     std::string_view location, std::vector<Issue>& issues,
+                                                     bool extensions) const {
   object obj;
   std::string_view type;
   if (resource.get_object().get(obj) != simdjson::SUCCESS || !memberString(obj, "resourceType", type)) {
@@ -1332,6 +1346,7 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
       Walk walk(registry_, policy_, issues, obj);
       walk.path = where;
       walk.setRoot(resource);
+      if (!extensions) walk.assumeNoExtensions();
       walk.scanResourceExtensions(obj, type);
       return Outcome::Checked;
     }
@@ -1356,6 +1371,7 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
   Walk walk(registry_, policy_, issues, obj);
   walk.path = where;
   walk.setRoot(resource);
+  if (!extensions) walk.assumeNoExtensions();
   walk.checkResource(*p, resource);
   return Outcome::Checked;
 }
@@ -1369,8 +1385,9 @@ ValidationResult ProfileValidator::validateWithBase(std::string_view json, std::
   ValidationResult result;
   try {
     Validator::instance().validateParsed(root, expectedType, &policy_, result.issues);
-    if (canonical.empty()) validateDeclared(root, {}, result.issues);
-    else validate(root, canonical, {}, result.issues);
+    bool extensions = mayContainExtensions(json);
+    if (canonical.empty()) validateDeclared(root, {}, result.issues, "warning", extensions);
+    else validate(root, canonical, {}, result.issues, extensions);
   } catch (const std::bad_alloc&) {
     throw;
   } catch (const std::exception& ex) {
@@ -1387,11 +1404,11 @@ int ProfileValidator::validateDeclared(std::string_view json, std::vector<Issue>
     issues.push_back({"fatal", "structure", std::string("Error parsing JSON: ") + simdjson::error_message(error), ""});
     return 0;
   }
-  return validateDeclared(root, {}, issues, unknownSeverity);
+  return validateDeclared(root, {}, issues, unknownSeverity, mayContainExtensions(json));
 }
 
 int ProfileValidator::validateDeclared(element resource, std::string_view location, std::vector<Issue>& issues,
-                                       std::string_view unknownSeverity) const {
+                                       std::string_view unknownSeverity, bool extensions) const {
   object obj, meta;
   element m, profiles;
   array list;
@@ -1403,6 +1420,7 @@ int ProfileValidator::validateDeclared(element resource, std::string_view locati
     Walk walk(registry_, policy_, issues, obj);
     walk.path = where;
     walk.setRoot(resource);
+    if (!extensions) walk.assumeNoExtensions();
     walk.scanResourceExtensions(obj, type);
   };
   if (!member(obj, "meta", m) || m.get_object().get(meta) != simdjson::SUCCESS || !member(meta, "profile", profiles) ||
@@ -1419,7 +1437,7 @@ int ProfileValidator::validateDeclared(element resource, std::string_view locati
       continue;
     }
     std::vector<Issue> found;
-    Outcome o = validate(resource, canonical, location, found);
+    Outcome o = validate(resource, canonical, location, found, extensions);
     if (o == Outcome::Unknown) {
       issues.push_back({std::string(unknownSeverity), "not-found",
                         "Profile '" + std::string(canonical) + "' of meta.profile is not known here: not checked",

@@ -43,8 +43,11 @@ class ProfileValidator {
   Outcome validate(std::string_view json, std::string_view canonical, std::vector<Issue>& issues) const;
   // The same on a parsed resource; `location` replaces the resource type at the start of the
   // issues' locations ("Bundle.entry[2].resource"), empty for a resource of its own.
+  // `extensions`: false when the caller knows the document has no extension at all
+  // (mayContainExtensions() of its text): the parts of the resource the profile does not constrain
+  // beyond the base specification are then not searched for extensions to check.
   Outcome validate(simdjson::dom::element resource, std::string_view canonical, std::string_view location,
-                   std::vector<Issue>& issues) const;
+                   std::vector<Issue>& issues, bool extensions = true) const;
 
   // Validates the resource against each profile of its meta.profile. A profile that is not known
   // gives an issue of severity `unknownSeverity` (a validator need not know every profile: warning
@@ -53,7 +56,11 @@ class ProfileValidator {
   int validateDeclared(std::string_view json, std::vector<Issue>& issues,
                        std::string_view unknownSeverity = "warning") const;
   int validateDeclared(simdjson::dom::element resource, std::string_view location, std::vector<Issue>& issues,
-                       std::string_view unknownSeverity = "warning") const;
+                       std::string_view unknownSeverity = "warning", bool extensions = true) const;
+
+  // False only when the JSON text cannot hold a member named extension or modifierExtension: no
+  // `xtension"` in it, and no \u escape that could spell one.
+  static bool mayContainExtensions(std::string_view json);
 
   // The base validation (with this validator's policy) and this pass on one parse of `json`: against
   // `canonical`, or, when it is empty, the profiles of the resource's meta.profile as
