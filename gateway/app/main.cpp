@@ -405,11 +405,12 @@ int dbCommand(int argc, char** argv) {
   return 0;
 }
 
-// passerelle validate [--profile URL] [--package DIR]... [FILE|-]: prints an OperationOutcome; exit 1
-// on errors.
+// passerelle validate [--profile URL] [--package DIR]... [policy options] [FILE|-]: prints an
+// OperationOutcome; exit 1 on errors.
 int validateCommand(int argc, char** argv) {
-  std::string file = "-", profile, frCore = "auto";
+  std::string file = "-", profile, frCore = "auto", unknownExtensions = "accept";
   std::vector<std::string> packages;
+  passerelle::fhir::ValidationPolicy policy;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
     if (a == "--help" || a == "-h") {
@@ -424,7 +425,16 @@ int validateCommand(int argc, char** argv) {
                    "  --package DIR   load the StructureDefinitions, ValueSets and CodeSystems of DIR (or a file);\n"
                    "                  repeatable\n"
                    "  --fr-core DIR   where FR Core is (default: found beside the executable, in ./fr-core or\n"
-                   "                  ../shared/corpora/fr-core; 'none' for none)\n";
+                   "                  ../shared/corpora/fr-core; 'none' for none)\n\n"
+                   "The validation policy, as the gateway's fhir.* keys set it on writes (R4 itself refuses\n"
+                   "neither):\n"
+                   "  --unknown-extensions accept|refuse\n"
+                   "                  refuse extensions whose definition is not known (FR Core, the network\n"
+                   "                  package, the --package folders, the core extensions)\n"
+                   "  --allowed-extension-domain PREFIX\n"
+                   "                  still accept unknown extensions whose url starts with PREFIX; repeatable\n"
+                   "  --refuse-example-urls\n"
+                   "                  refuse uri, url and canonical values on example.org/.com/.net (RFC 2606)\n";
       return 0;
     }
     auto value = [&](const std::string& name, std::string& out) {
@@ -435,6 +445,22 @@ int validateCommand(int argc, char** argv) {
     std::string v;
     if (value("--profile", profile)) continue;
     if (value("--fr-core", frCore)) continue;
+    if (value("--unknown-extensions", unknownExtensions)) {
+      if (unknownExtensions != "accept" && unknownExtensions != "refuse") {
+        std::cerr << "passerelle validate: --unknown-extensions is accept or refuse, not '" << unknownExtensions << "'\n";
+        return 2;
+      }
+      policy.refuseUnknownExtensions = unknownExtensions == "refuse";
+      continue;
+    }
+    if (value("--allowed-extension-domain", v)) {
+      policy.allowedExtensionDomains.push_back(v);
+      continue;
+    }
+    if (a == "--refuse-example-urls") {
+      policy.refuseExampleUrls = true;
+      continue;
+    }
     if (value("--package", v)) {
       packages.push_back(v);
       continue;
@@ -446,7 +472,8 @@ int validateCommand(int argc, char** argv) {
     file = a;
   }
   passerelle::fhir::profiles::ProfileRegistry registry;
-  if (!profile.empty()) {
+  // Unknown extensions are known as such against the definitions loaded.
+  if (!profile.empty() || policy.refuseUnknownExtensions) {
     std::string error;
     if (!passerelle::fhir::profiles::loadPackages(
             registry, frCore == "none" ? "" : passerelle::fhir::profiles::findFrCore(frCore), packages, error)) {
@@ -455,7 +482,7 @@ int validateCommand(int argc, char** argv) {
     }
     std::string_view url = passerelle::fhir::profiles::ProfileRegistry::splitCanonical(profile).first;
     const std::string base = "http://hl7.org/fhir/StructureDefinition/";
-    if (!registry.find(profile) &&
+    if (!profile.empty() && !registry.find(profile) &&
         !(url.substr(0, base.size()) == base && passerelle::fhir::isResourceType(url.substr(base.size())))) {
       std::cerr << "passerelle validate: profile '" << profile << "' is not known (no StructureDefinition with this url"
                 << " in FR Core, the network package or the --package folders)\n";
@@ -479,9 +506,11 @@ int validateCommand(int argc, char** argv) {
     }
     text = std::move(json);
   }
-  auto result = passerelle::fhir::Validator::instance().validate(text);
+  auto result = passerelle::fhir::Validator::instance().validate(text, {}, &policy);
   result.issues.insert(result.issues.begin(), xmlIssues.begin(), xmlIssues.end());
-  if (!profile.empty()) passerelle::fhir::profiles::ProfileValidator(registry).validate(text, profile, result.issues);
+  passerelle::fhir::profiles::ProfileValidator profiles(registry, policy);
+  if (!profile.empty()) profiles.validate(text, profile, result.issues);
+  else if (policy.refuseUnknownExtensions) profiles.validateDeclared(text, result.issues);
   if (result.issues.empty())
     result.issues.push_back({"information", "informational", "No issues: the resource is valid FHIR R4", ""});
   std::cout << passerelle::fhir::operationOutcome(result.issues) << "\n";

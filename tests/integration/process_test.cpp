@@ -199,6 +199,22 @@ TEST(ProcessTest, ValidateCommandPrintsAnOutcomeAndSetsTheExitStatus) {
   out.clear();
   EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--profile", "http://example.org/unknown", good}, out), 2);
   out.clear();
+  // The gateway's validation policy: accepted by R4, refused when asked.
+  std::string extended = write("extended.json", R"({"resourceType":"Patient","extension":[{"url":"https://partner.example.fr/x",
+    "valueString":"y"}],"identifier":[{"system":"https://example.org/ids","value":"1"}]})");
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--fr-core", "none", extended}, out), 0) << out;
+  out.clear();
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--fr-core", "none", "--unknown-extensions", "refuse", extended}, out), 1);
+  EXPECT_NE(out.find("https://partner.example.fr/x has no definition known here"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--fr-core", "none", "--unknown-extensions=refuse",
+                 "--allowed-extension-domain", "https://partner.example.fr/", extended}, out), 0) << out;
+  out.clear();
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--refuse-example-urls", extended}, out), 1);
+  EXPECT_NE(out.find("Patient.identifier[0].system"), std::string::npos) << out;
+  out.clear();
+  EXPECT_EQ(run({PASSERELLE_BINARY, "validate", "--unknown-extensions", "maybe", extended}, out), 2);
+  out.clear();
   EXPECT_EQ(run({PASSERELLE_BINARY, "validate", dir.path() + "/missing.json"}, out), 2);
   // FHIR XML, detected by its first byte: read, then validated; what the XML breaks is told too.
   out.clear();
