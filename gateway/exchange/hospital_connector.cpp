@@ -129,19 +129,13 @@ struct HospitalConnector::Impl {
     return gate->handle(c, req, "fhir", [this](fhir::FhirRequest& r) { return fhir.handle(r); });
   }
 
-  // The gateway's own lookups (unrestricted, not a disclosure).
+  // The gateway's own lookups (unrestricted, not a disclosure), read from the store's search.
   std::vector<Json> find(const std::string& type, const fhir::Params& query) {
-    fhir::FhirRequest q;
-    q.method = "GET";
-    q.path = "/" + type;
-    q.query = query;
-    auto r = fhir.handle(q);
     std::vector<Json> out;
-    if (r.status != 200) return out;
-    Json b = Json::parse(r.body, nullptr, false);
-    if (b.is_discarded()) return out;
-    for (auto& e : b.value("entry", Json::array()))
-      if (e.contains("resource")) out.push_back(std::move(e["resource"]));
+    for (const auto& body : findBodies(store, type, query)) {
+      Json j = Json::parse(body, nullptr, false);
+      if (!j.is_discarded()) out.push_back(std::move(j));
+    }
     return out;
   }
 

@@ -10,12 +10,12 @@ namespace passerelle::exchange {
 
 namespace {
 
-// The search for the ids of `type` matching `query`: no total, at most `count`.
+// The search for `type` matching `query`: no total, at most `count` (0: the query's _count).
 Result<store::SearchQuery> idQuery(const std::string& type, const fhir::Params& query, int count) {
   fhir::SearchLimits limits;
   auto ps = fhir::parseSearch(type, query, limits, true);
   if (!ps.ok()) return ps.error();
-  ps->query.count = count;
+  if (count > 0) ps->query.count = count;
   ps->query.total = store::SearchQuery::Total::kNone;
   return std::move(ps->query);
 }
@@ -33,6 +33,19 @@ std::vector<std::string> findIds(store::ResourceStore& store, const std::string&
   if (!q.ok()) return {};
   auto page = store.search(*q);
   return page.ok() ? ids(*page) : std::vector<std::string>{};
+}
+
+std::vector<std::string> findBodies(store::ResourceStore& store, const std::string& type, const fhir::Params& query, int count) {
+  bool counted = false;
+  for (const auto& [name, value] : query) counted = counted || name == "_count";
+  auto q = idQuery(type, query, counted ? 0 : count);
+  std::vector<std::string> out;
+  if (!q.ok()) return out;
+  auto page = store.search(*q);
+  if (!page.ok()) return out;
+  for (auto& v : page->items)
+    if (!v.deleted) out.push_back(std::move(v.body));
+  return out;
 }
 
 Result<std::vector<std::string>> findIds(store::WriteTxn& txn, const std::string& type, const fhir::Params& query, int count) {

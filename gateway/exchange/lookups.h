@@ -17,6 +17,9 @@ namespace passerelle::exchange {
 // The ids of the `type` resources matching `query` (at most `count`); none when the query is not
 // valid or the store fails.
 std::vector<std::string> findIds(store::ResourceStore& store, const std::string& type, const fhir::Params& query, int count);
+// The current JSON text of the `type` resources matching `query` (at most its _count, else
+// `count`), in the query's order: the search's page without a Bundle written and read back.
+std::vector<std::string> findBodies(store::ResourceStore& store, const std::string& type, const fhir::Params& query, int count = 50);
 // The same inside a write unit (sees the unit's own writes; on the writer's connection, whose pages
 // stay cached between commits). kInvalid when the query is not valid.
 Result<std::vector<std::string>> findIds(store::WriteTxn& txn, const std::string& type, const fhir::Params& query, int count);
