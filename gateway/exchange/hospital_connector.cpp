@@ -9,6 +9,7 @@
 #include <cstdlib>
 #include <ctime>
 #include <functional>
+#include <future>
 #include <map>
 #include <mutex>
 #include <random>
@@ -674,9 +675,8 @@ struct HospitalConnector::Impl {
     return static_cast<std::int64_t>(base * jitter(rng));
   }
 
-  void auditSend(const Partner& p, const store::Delivery& d, const std::string& patient, const std::string& outcome, int status,
-                 const std::string& detail) {
-    if (!audit) return;
+  audit::Record sendRecord(const Partner& p, const store::Delivery& d, const std::string& patient, const std::string& outcome,
+                           int status, const std::string& detail) {
     audit::Record r;
     r.kind = "connector";
     r.action = "send";
@@ -693,8 +693,7 @@ struct HospitalConnector::Impl {
     r.resources = {d.focus.substr(0, d.focus.find("/_history"))};
     if (patient.rfind("Patient/", 0) == 0) r.patients = {patient.substr(8)};
     r.detail = d.kind + " delivery " + std::to_string(d.id) + ": " + detail;
-    auto a = audit->append(std::move(r));
-    if (!a.ok()) log::error("audit.append_failed", {{"delivery", std::to_string(d.id)}, {"error", a.error().message}});
+    return r;
   }
 
   // The resources a referral message carries, read as the gateway.
@@ -734,8 +733,8 @@ struct HospitalConnector::Impl {
     return true;
   }
 
-  // What became of one delivery: its new state (saved with the others of its batch, in one commit)
-  // and its audit record, appended once that commit is durable.
+  // What became of one delivery: its new state and its audit record, saved with the others of its
+  // batch in one commit.
   struct Done {
     store::Delivery d;
     std::string patient, outcome, detail;
@@ -743,19 +742,29 @@ struct HospitalConnector::Impl {
     bool audit = false;
   };
 
-  // One delivery: check, render, send. Returns false to pause this partner (it is down, or the
-  // store is unavailable); `done` gets the delivery's new state when it has one.
-  bool deliver(const Partner& p, std::size_t pi, mllp::Sender* sender, http_client::RestClient* rest, store::Delivery d,
-               std::optional<Done>& done) {
+  // A delivery checked and written, ready to leave (or settled without leaving).
+  struct Prepared {
+    enum class State { kSend, kSettled, kPause } state = State::kPause;
+    store::Delivery d;
+    Json sr;                   // the referral it carries
+    std::string patient;
+    std::optional<Done> done;  // kSettled: its new state (gone, consent withdrawn, cannot be written)
+  };
+
+  // The first half of a delivery: what it carries read again, the patient's consent checked now,
+  // the message written (HL7 v2; a FHIR partner's at sending). kPause when the store is unavailable.
+  Prepared prepare(const Partner& p, std::size_t pi, bool fhirPartner, store::Delivery d) {
+    Prepared out;
     std::string path = d.focus;
     auto h = path.find("/_history/");
     std::string type = path.substr(0, path.find('/')), id = path.substr(path.find('/') + 1, h - path.find('/') - 1);
     std::int64_t version = h == std::string::npos ? 0 : std::atoll(path.c_str() + h + 10);
     auto v = store.vread(type, id, version);
-    if (!v.ok()) return false;
+    if (!v.ok()) return out;
+    out.state = Prepared::State::kSettled;
     if (!v->has_value()) {
-      done = deadLetter(d, "the resource it carries is gone");
-      return true;
+      out.done = deadLetter(d, "the resource it carries is gone");
+      return out;
     }
     Json sr = Json::parse((*v)->body, nullptr, false);
     std::string patient = refOf(sr, "subject");
@@ -766,25 +775,36 @@ struct HospitalConnector::Impl {
       std::map<std::string, std::string> established;
       if (patient.rfind("Patient/", 0) == 0) established[patient.substr(8)] = "referred";
       auto g = access->guardFor(principals[pi], access::patientsOf((*v)->type, (*v)->id, (*v)->body), established);
-      if (!g.ok()) return false;
+      if (!g.ok()) return Prepared{};
       auto ok = (*g)->readable({**v});
-      if (!ok.ok()) return false;
+      if (!ok.ok()) return Prepared{};
       if (!ok->front()) {
         d.status = "cancelled";
         d.lastError = "not sent: the patient's consent does not allow sharing with " + p.name + " (withdrawn, expired or absent)";
         d.doneMs = nowMs();
-        done = Done{d, patient, "denied", d.lastError, 403, true};
-        return true;
+        out.done = Done{d, patient, "denied", d.lastError, 403, true};
+        return out;
       }
     }
-    if (rest) return deliverFhir(p, *rest, d, sr, patient, done);
-    if (d.payload.empty()) {
+    if (!fhirPartner && d.payload.empty()) {
       std::string error;
       if (!render(p, d, sr, error)) {
-        done = deadLetter(d, "cannot be written as HL7 v2: " + error);
-        return true;
+        out.done = deadLetter(d, "cannot be written as HL7 v2: " + error);
+        return out;
       }
     }
+    out.state = Prepared::State::kSend;
+    out.d = std::move(d);
+    out.sr = std::move(sr);
+    out.patient = std::move(patient);
+    return out;
+  }
+
+  // The second half: sent, and the answer settled. Returns false to pause this partner (it is down).
+  bool send(const Partner& p, mllp::Sender* sender, http_client::RestClient* rest, Prepared& x, std::optional<Done>& done) {
+    store::Delivery& d = x.d;
+    const std::string& patient = x.patient;
+    if (rest) return deliverFhir(p, *rest, d, x.sr, patient, done);
     ++d.attempts;
     auto sent = sender->exchange(d.payload);
     std::string code, text;
@@ -836,22 +856,24 @@ struct HospitalConnector::Impl {
     done = Done{d, patient, "error", d.lastError, status, reachedThePartner};
   }
 
-  // The batch's new states in one commit, then their audit records.
+  // The batch's new states and their audit records in one commit (the records go on to the trail
+  // from there, as a request's do).
   void saveAll(const Partner& p, std::vector<Done>& batch) {
     if (batch.empty()) return;
     auto w = store.write([&](store::WriteTxn& t) -> Result<void> {
       for (const auto& x : batch) {
         auto r = t.updateDelivery(x.d);
         if (!r.ok()) return r;
+        if (x.audit && audit) {
+          auto a = t.attachAudit(audit::encodeRecord(sendRecord(p, x.d, x.patient, x.outcome, x.status, x.detail)));
+          if (!a.ok()) return a;
+        }
       }
       return {};
     });
     if (!w.ok()) {
       // Not recorded: those sent will be sent again (same control ids: the partner's duplicate check holds).
       log::error("outbox.save_failed", {{"partner", p.id}, {"deliveries", std::to_string(batch.size())}, {"error", w.error().message}});
-    } else {
-      for (const auto& x : batch)
-        if (x.audit) auditSend(p, x.d, x.patient, x.outcome, x.status, x.detail);
     }
     batch.clear();
   }
@@ -1065,6 +1087,19 @@ struct HospitalConnector::Impl {
       so.tls = p.tls;
       sender = std::make_unique<mllp::Sender>(so);
     }
+    // While one delivery waits for its acknowledgement, the next one is prepared (read, consent,
+    // written) on a helper thread: sending stays one at a time, in order.
+    auto prepareAsync = [&](store::Delivery d) {
+      return std::async(std::launch::async, [this, &p, pi, fhirPartner = rest != nullptr, d = std::move(d)]() mutable {
+        std::int64_t id = d.id;
+        try {
+          return prepare(p, pi, fhirPartner, std::move(d));
+        } catch (const std::exception& ex) {
+          log::error("outbox.failed", {{"partner", p.id}, {"delivery", std::to_string(id)}, {"error", ex.what()}});
+          return Prepared{};
+        }
+      });
+    };
     std::uint64_t seen = 0;
     for (;;) {
       {
@@ -1076,29 +1111,40 @@ struct HospitalConnector::Impl {
       auto due = store.claimDeliveries(p.id, claimedAt, 256, store::kDeliveryLeaseMs);
       bool progressed = false;
       std::vector<Done> batch;
+      std::vector<store::Delivery> mine;
       if (due.ok())
-        for (auto& d : due.value()) {
-          if (nowMs() - claimedAt > store::kDeliveryLeaseMs / 2) {  // claim again (renews the rest)
-            progressed = true;
-            break;
-          }
-          if (lanes > 1 && static_cast<int>(std::hash<std::string>{}(d.orderKey) % static_cast<std::size_t>(lanes)) != lane) continue;
-          {
-            std::lock_guard<std::mutex> lock(mutex);
-            if (stopping) break;
-          }
-          bool go = false;
-          std::optional<Done> done;
-          try {
-            go = deliver(p, pi, sender.get(), rest.get(), d, done);
-          } catch (const std::exception& ex) {
-            log::error("outbox.failed", {{"partner", p.id}, {"delivery", std::to_string(d.id)}, {"error", ex.what()}});
-          }
-          if (done) batch.push_back(std::move(*done));
-          if (batch.size() >= 64) saveAll(p, batch);
-          if (!go) break;
-          progressed = true;
+        for (auto& d : due.value())
+          if (lanes <= 1 || static_cast<int>(std::hash<std::string>{}(d.orderKey) % static_cast<std::size_t>(lanes)) == lane)
+            mine.push_back(std::move(d));
+      std::future<Prepared> next;
+      if (!mine.empty()) next = prepareAsync(std::move(mine[0]));
+      for (std::size_t i = 0; i < mine.size(); ++i) {
+        Prepared x = next.get();
+        bool leaseHalfGone = nowMs() - claimedAt > store::kDeliveryLeaseMs / 2;  // claim again (renews the rest)
+        bool stop = false;
+        {
+          std::lock_guard<std::mutex> lock(mutex);
+          stop = stopping;
         }
+        if (leaseHalfGone) progressed = true;
+        if (leaseHalfGone || stop || x.state == Prepared::State::kPause) break;
+        if (i + 1 < mine.size()) next = prepareAsync(std::move(mine[i + 1]));
+        bool go = true;
+        std::optional<Done> done = std::move(x.done);
+        if (x.state == Prepared::State::kSend) {
+          try {
+            go = send(p, sender.get(), rest.get(), x, done);
+          } catch (const std::exception& ex) {
+            log::error("outbox.failed", {{"partner", p.id}, {"delivery", std::to_string(x.d.id)}, {"error", ex.what()}});
+            go = false;
+          }
+        }
+        if (done) batch.push_back(std::move(*done));
+        if (batch.size() >= 64) saveAll(p, batch);
+        if (!go) break;
+        progressed = true;
+      }
+      if (next.valid()) next.wait();  // prepared, not sent: taken again at the next claim
       saveAll(p, batch);
       {
         std::lock_guard<std::mutex> lock(mutex);
