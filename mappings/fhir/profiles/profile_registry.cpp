@@ -422,19 +422,8 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
     n.name = dot == std::string::npos ? n.path : n.path.substr(dot + 1);
     if (n.name.size() < 3 || n.name.compare(n.name.size() - 3, 3, "[x]") != 0)
       n.nameBits = std::uint64_t{1} << (validation::nameHash(n.name) & 63);
-    if (n.id.empty()) {
-      // Older snapshots have no ids: rebuild them from the path and the last slice seen on it.
-      std::string parentId;
-      if (dot != std::string::npos) {
-        std::string parentPath = n.path.substr(0, dot);
-        auto it = lastIdForPath.find(parentPath);
-        parentId = it != lastIdForPath.end() ? it->second : parentPath;
-        n.id = parentId + "." + n.name;
-      } else {
-        n.id = n.path;
-      }
-      if (!n.sliceName.empty()) n.id += ":" + n.sliceName;
-    }
+    // Older snapshots have no ids: rebuilt from the path and the last slice seen on it.
+    if (n.id.empty()) n.id = elementIdFromPath(n.path, n.sliceName, lastIdForPath);
     lastIdForPath[n.path] = n.id;
     // Re-slices (slice names with '/') and their elements are left out.
     if (n.id.find('/') != std::string::npos && n.id.find(':') != std::string::npos &&

@@ -23,19 +23,6 @@ std::string str(const json& j, const char* key) {
   return it != j.end() && it->is_string() ? it->get<std::string>() : std::string();
 }
 
-// The id of an element that has none (older definitions): its path under the last id seen for its
-// parent's path (which names the slice it is in), with its own slice name.
-std::string idFromPath(const std::string& path, const std::string& sliceName,
-                       const std::unordered_map<std::string, std::string>& lastIdForPath) {
-  std::string id = path;
-  if (auto dot = path.rfind('.'); dot != std::string::npos) {
-    auto it = lastIdForPath.find(path.substr(0, dot));
-    id = (it != lastIdForPath.end() ? it->second : path.substr(0, dot)) + path.substr(dot);
-  }
-  if (!sliceName.empty()) id += ":" + sliceName;
-  return id;
-}
-
 bool startsWith(std::string_view s, std::string_view prefix) { return s.substr(0, prefix.size()) == prefix; }
 
 // Type codes and the suffixes of choice names differ in the case of their first letter only.
@@ -54,7 +41,7 @@ void fillIds(json& elements) {
     if (!el.is_object()) continue;
     std::string path = str(el, "path"), id = str(el, "id");
     if (id.empty()) {
-      id = idFromPath(path, str(el, "sliceName"), lastIdForPath);
+      id = elementIdFromPath(path, str(el, "sliceName"), lastIdForPath);
       el["id"] = id;
     }
     lastIdForPath[path] = id;
@@ -313,7 +300,7 @@ bool Generator::apply(const json& diff, std::string& error) {
       error = "a differential element has neither path nor id";
       return false;
     }
-    if (id.empty()) id = idFromPath(path, str(d, "sliceName"), lastIdForPath);
+    if (id.empty()) id = elementIdFromPath(path, str(d, "sliceName"), lastIdForPath);
     if (!path.empty()) lastIdForPath[path] = id;
     // Re-slices (slice/reslice) are left out.
     if (auto colon = id.find(':'); colon != std::string::npos && id.find('/', colon) != std::string::npos) continue;
@@ -351,6 +338,17 @@ bool generateSnapshot(const json& sd, const SnapshotLookup& lookup, json& elemen
     return false;
   }
   return true;
+}
+
+std::string elementIdFromPath(const std::string& path, const std::string& sliceName,
+                              const std::unordered_map<std::string, std::string>& lastIdForPath) {
+  std::string id = path;
+  if (auto dot = path.rfind('.'); dot != std::string::npos) {
+    auto it = lastIdForPath.find(path.substr(0, dot));
+    id = (it != lastIdForPath.end() ? it->second : path.substr(0, dot)) + path.substr(dot);
+  }
+  if (!sliceName.empty()) id += ":" + sliceName;
+  return id;
 }
 
 }  // namespace passerelle::fhir::profiles

@@ -10,6 +10,7 @@
 
 #include <functional>
 #include <string>
+#include <unordered_map>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -25,5 +26,10 @@ using SnapshotLookup = std::function<const nlohmann::json*(const std::string& ca
 // does not have.
 bool generateSnapshot(const nlohmann::json& sd, const SnapshotLookup& lookup, nlohmann::json& elements,
                       std::string& error);
+
+// The id of an element that has none (older definitions): its path under the last id seen for its
+// parent's path (which names the slice it is in), with its own slice name.
+std::string elementIdFromPath(const std::string& path, const std::string& sliceName,
+                              const std::unordered_map<std::string, std::string>& lastIdForPath);
 
 }  // namespace passerelle::fhir::profiles
