@@ -742,18 +742,21 @@ struct HospitalConnector::Impl {
     bool audit = false;
   };
 
-  // A delivery checked and written, ready to leave (or settled without leaving).
+  // A delivery read and written, ready for its consent check and to leave (or settled already).
   struct Prepared {
     enum class State { kSend, kSettled, kPause } state = State::kPause;
     store::Delivery d;
-    Json sr;                   // the referral it carries
+    store::ResourceVersion carried;  // the version of the referral it carries
+    Json sr;                         // its JSON
     std::string patient;
-    std::optional<Done> done;  // kSettled: its new state (gone, consent withdrawn, cannot be written)
+    bool renderedNow = false;        // the message was written for this attempt (not kept from an earlier one)
+    std::optional<Done> done;        // kSettled: its new state (gone, cannot be written)
   };
 
-  // The first half of a delivery: what it carries read again, the patient's consent checked now,
-  // the message written (HL7 v2; a FHIR partner's at sending). kPause when the store is unavailable.
-  Prepared prepare(const Partner& p, std::size_t pi, bool fhirPartner, store::Delivery d) {
+  // The first half of a delivery: what it carries read again and the message written (HL7 v2; a
+  // FHIR partner's at sending). kPause when the store is unavailable. Consent is checked by send(),
+  // right before the message leaves.
+  Prepared prepare(const Partner& p, bool fhirPartner, store::Delivery d) {
     Prepared out;
     std::string path = d.focus;
     auto h = path.find("/_history/");
@@ -768,42 +771,48 @@ struct HospitalConnector::Impl {
     }
     Json sr = Json::parse((*v)->body, nullptr, false);
     std::string patient = refOf(sr, "subject");
-    // Consent is checked again now: nothing of a patient who withdrew leaves, queued or not.
-    if (access) {
-      // The referral names this partner as its performer (the router checked it): the "referred"
-      // relationship holds; what is decided now is the patient's consent.
-      std::map<std::string, std::string> established;
-      if (patient.rfind("Patient/", 0) == 0) established[patient.substr(8)] = "referred";
-      auto g = access->guardFor(principals[pi], access::patientsOf((*v)->type, (*v)->id, (*v)->body), established);
-      if (!g.ok()) return Prepared{};
-      auto ok = (*g)->readable({**v});
-      if (!ok.ok()) return Prepared{};
-      if (!ok->front()) {
-        d.status = "cancelled";
-        d.lastError = "not sent: the patient's consent does not allow sharing with " + p.name + " (withdrawn, expired or absent)";
-        d.doneMs = nowMs();
-        out.done = Done{d, patient, "denied", d.lastError, 403, true};
-        return out;
-      }
-    }
     if (!fhirPartner && d.payload.empty()) {
       std::string error;
       if (!render(p, d, sr, error)) {
         out.done = deadLetter(d, "cannot be written as HL7 v2: " + error);
         return out;
       }
+      out.renderedNow = true;
     }
     out.state = Prepared::State::kSend;
+    out.carried = std::move(**v);
     out.d = std::move(d);
     out.sr = std::move(sr);
     out.patient = std::move(patient);
     return out;
   }
 
-  // The second half: sent, and the answer settled. Returns false to pause this partner (it is down).
-  bool send(const Partner& p, mllp::Sender* sender, http_client::RestClient* rest, Prepared& x, std::optional<Done>& done) {
+  // The second half: the patient's consent checked again (nothing of a patient who withdrew leaves,
+  // queued or not), then sent and the answer settled. Returns false to pause this partner (it is
+  // down, or the store is unavailable).
+  bool send(const Partner& p, std::size_t pi, mllp::Sender* sender, http_client::RestClient* rest, Prepared& x,
+            std::optional<Done>& done) {
     store::Delivery& d = x.d;
     const std::string& patient = x.patient;
+    if (access) {
+      // The referral names this partner as its performer (the router checked it): the "referred"
+      // relationship holds; what is decided now is the patient's consent.
+      std::map<std::string, std::string> established;
+      if (patient.rfind("Patient/", 0) == 0) established[patient.substr(8)] = "referred";
+      const store::ResourceVersion& v = x.carried;
+      auto g = access->guardFor(principals[pi], access::patientsOf(v.type, v.id, v.body), established);
+      if (!g.ok()) return false;
+      auto ok = (*g)->readable({v});
+      if (!ok.ok()) return false;
+      if (!ok->front()) {
+        if (x.renderedNow) d.payload.clear();  // nothing of the patient kept that was written for nothing
+        d.status = "cancelled";
+        d.lastError = "not sent: the patient's consent does not allow sharing with " + p.name + " (withdrawn, expired or absent)";
+        d.doneMs = nowMs();
+        done = Done{d, patient, "denied", d.lastError, 403, true};
+        return true;
+      }
+    }
     if (rest) return deliverFhir(p, *rest, d, x.sr, patient, done);
     ++d.attempts;
     auto sent = sender->exchange(d.payload);
@@ -1087,13 +1096,13 @@ struct HospitalConnector::Impl {
       so.tls = p.tls;
       sender = std::make_unique<mllp::Sender>(so);
     }
-    // While one delivery waits for its acknowledgement, the next one is prepared (read, consent,
-    // written) on a helper thread: sending stays one at a time, in order.
+    // While one delivery waits for its acknowledgement, the next one is read and written on a
+    // helper thread: its consent check and sending stay one at a time, in order, on this one.
     auto prepareAsync = [&](store::Delivery d) {
-      return std::async(std::launch::async, [this, &p, pi, fhirPartner = rest != nullptr, d = std::move(d)]() mutable {
+      return std::async(std::launch::async, [this, &p, fhirPartner = rest != nullptr, d = std::move(d)]() mutable {
         std::int64_t id = d.id;
         try {
-          return prepare(p, pi, fhirPartner, std::move(d));
+          return prepare(p, fhirPartner, std::move(d));
         } catch (const std::exception& ex) {
           log::error("outbox.failed", {{"partner", p.id}, {"delivery", std::to_string(id)}, {"error", ex.what()}});
           return Prepared{};
@@ -1133,7 +1142,7 @@ struct HospitalConnector::Impl {
         std::optional<Done> done = std::move(x.done);
         if (x.state == Prepared::State::kSend) {
           try {
-            go = send(p, sender.get(), rest.get(), x, done);
+            go = send(p, pi, sender.get(), rest.get(), x, done);
           } catch (const std::exception& ex) {
             log::error("outbox.failed", {{"partner", p.id}, {"delivery", std::to_string(x.d.id)}, {"error", ex.what()}});
             go = false;
