@@ -5,9 +5,9 @@
 // cardinalities), required and extensible bindings to value sets expanded locally, extensions
 // checked against their definitions (value[x] type, cardinality, context, nested extensions), the
 // types allowed for choices and the target types of references, and the invariants the profile
-// adds (its constraints that are not the base specification's, evaluated with FHIRPath). Every problem is an Issue with its
-// FHIRPath location; an extensible binding not met is a warning, a value set that cannot be expanded
-// here an information issue.
+// adds (its constraints that are not the base specification's, evaluated with FHIRPath). Every
+// problem is an Issue with its FHIRPath location; an extensible binding not met is a warning, a
+// value set that cannot be expanded here an information issue.
 // Thread-safe: one instance over an immutable registry may be shared (each thread reuses its own
 // parser).
 #pragma once
