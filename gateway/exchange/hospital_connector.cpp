@@ -269,6 +269,19 @@ struct HospitalConnector::Impl {
     return r;
   }
 
+  // The row of a message refused (AR) or in error (AE, CR/CE in enhanced mode), with its reasons.
+  void markRefused(store::InboxMessage& row, const hl7v2::Message* m, std::string_view header, AckResult r,
+                   const std::vector<Issue>& issues, const std::string& status) {
+    row.ack = ackFor(m, header, r, issues);
+    row.ackCode = std::string(m && hl7v2::enhancedMode(*m) ? "C" : "A") + (r == AckResult::kReject ? "R" : "E");
+    row.status = status;
+    row.detail = issuesText(issues);
+  }
+
+  static void logRefused(const store::InboxMessage& row, const mllp::Peer& peer) {
+    log::warn("mllp.refused", {{"partner", row.partner}, {"peer", peer.address}, {"type", row.type}, {"ack", row.ackCode}, {"detail", row.detail}});
+  }
+
   struct Kept {
     std::optional<std::string> ack;  // the answer; nothing when the store failed (close: the sender retries)
     bool duplicate = false;          // the control id was taken in before: its stored answer
@@ -322,12 +335,9 @@ struct HospitalConnector::Impl {
     row.type = m ? m->get("MSH-9.1") + "^" + m->get("MSH-9.2") : std::string("?");
     auto refuse = [&](AckResult r, const std::string& status) -> std::optional<std::string> {
       (r == AckResult::kReject ? rejected : errors)++;
-      row.ack = ackFor(m, header, r, issues);
-      row.ackCode = std::string(m && hl7v2::enhancedMode(*m) ? "C" : "A") + (r == AckResult::kReject ? "R" : "E");
-      row.status = status;
-      row.detail = issuesText(issues);
+      markRefused(row, m, header, r, issues, status);
       if (row.controlId.empty()) row.controlId = "unkeyed:" + std::to_string(nowMs()) + "-" + std::to_string(received.load());
-      log::warn("mllp.refused", {{"partner", row.partner}, {"peer", peer.address}, {"type", row.type}, {"ack", row.ackCode}, {"detail", row.detail}});
+      logRefused(row, peer);
       return keep(row, partner, peer).ack;
     };
     if (!m) return refuse(AckResult::kReject, "rejected");
@@ -403,10 +413,7 @@ struct HospitalConnector::Impl {
       if (unknown) {
         std::vector<Issue> all = issues;
         all.push_back(appIssue("PID", 3, "204", "no network patient has this INS"));
-        row.status = "error";
-        row.ack = ackFor(&m, {}, AckResult::kError, all);
-        row.ackCode = std::string(acceptedCode, 1) + "E";
-        row.detail = issuesText(all);
+        markRefused(row, &m, {}, AckResult::kError, all, "error");
         return {};
       }
       row.status = merge ? "review" : "processed";
@@ -419,7 +426,7 @@ struct HospitalConnector::Impl {
     if (!kept.ack || kept.duplicate) return kept.ack;
     if (unknown) {
       ++errors;
-      log::warn("mllp.refused", {{"partner", row.partner}, {"peer", peer.address}, {"type", row.type}, {"ack", row.ackCode}, {"detail", row.detail}});
+      logRefused(row, peer);
     } else {
       ++accepted;
     }

@@ -54,6 +54,12 @@ struct Value {
 
 using Collection = std::vector<Value>;
 
+// Whether an invariant's result breaks it: only a single false does (an empty result passes, as
+// R4 writes invariants on elements that may be absent: `probability is decimal implies ...`).
+inline bool breaksInvariant(const Collection& result) {
+  return result.size() == 1 && result[0].kind == Kind::Boolean && !result[0].boolean;
+}
+
 // The text FHIRPath's toString() gives for a value ("" for objects).
 std::string toText(const Value& v);
 

@@ -428,8 +428,7 @@ void Walk::checkConstraints(const Profile& p, const Node& n, element v, std::str
       report("information", "informational", "Constraint " + k.key + " of " + n.id + " could not be evaluated (" + error + "): not checked", p);
       continue;
     }
-    // As for the base specification's invariants, only a false result breaks it.
-    if (out.size() == 1 && out[0].kind == fhirpath::Kind::Boolean && !out[0].boolean)
+    if (fhirpath::breaksInvariant(out))
       report(k.severity, "invariant",
              "Constraint failed: " + k.key + ": '" + (k.human.empty() ? k.expression : k.human) + "' (" + n.id + ")", p);
   }

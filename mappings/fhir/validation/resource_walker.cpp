@@ -331,8 +331,7 @@ void ResourceWalker::checkInvariants(const TypeDef& type, element self, std::siz
              "information");
       return;
     }
-    bool holds = !(result.size() == 1 && result[0].kind == fhirpath::Kind::Boolean && !result[0].boolean);
-    if (!holds)
+    if (fhirpath::breaksInvariant(result))
       report("invariant", "Constraint failed: " + inv.key + ": '" + (inv.human.empty() ? inv.expression : inv.human) + "'");
   };
   for (const Invariant& inv : type.invariants) {
