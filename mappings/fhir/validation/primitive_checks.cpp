@@ -2,11 +2,34 @@
 // recursion on long inputs).
 #include "mappings/fhir/validation/primitive_checks.h"
 
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
 namespace passerelle::fhir::validation {
 
 namespace {
 
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
+
+// Whether any of the 8 bytes of `w` is below `n` (n <= 128; bytes from 0x80, the UTF-8
+// continuation and lead bytes, never count): the strings are checked a word at a time, and only a
+// word that may hold a character to refuse is looked at byte by byte.
+constexpr std::uint64_t kOnes = 0x0101010101010101ull;
+inline bool anyByteBelow(std::uint64_t w, unsigned n) { return ((w - kOnes * n) & ~w & (kOnes * 0x80)) != 0; }
+
+// Calls `bytewise(from, to)` on the parts of `s` that may hold a byte below `n`; false as soon as
+// it says so.
+template <typename Fn>
+bool wordsBelow(std::string_view s, unsigned n, Fn&& bytewise) {
+  std::size_t i = 0;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    if (anyByteBelow(w, n) && !bytewise(i, i + 8)) return false;
+  }
+  return i == s.size() || bytewise(i, s.size());
+}
 bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
 bool digits(std::string_view s, std::size_t pos, std::size_t n, int& value) {
@@ -104,16 +127,22 @@ bool isFhirId(std::string_view s) {
 
 bool isFhirCode(std::string_view s) {
   if (s.empty() || isSpace(s.front()) || isSpace(s.back())) return false;
-  for (std::size_t i = 1; i < s.size(); ++i)
-    if (isSpace(s[i]) && (isSpace(s[i - 1]) || s[i] != ' ')) return false;
-  return true;
+  // Single spaces between words, no other whitespace: only words with a byte up to 0x20 are read.
+  return wordsBelow(s, 0x21, [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = std::max<std::size_t>(from, 1); i < to; ++i)
+      if (isSpace(s[i]) && (isSpace(s[i - 1]) || s[i] != ' ')) return false;
+    return true;
+  });
 }
 
 bool isFhirUri(std::string_view s) {
   if (s.empty()) return false;
-  for (char c : s)
-    if (isSpace(c) || static_cast<unsigned char>(c) < 0x20) return false;
-  return true;
+  // No whitespace and no control character: no byte up to 0x20.
+  return wordsBelow(s, 0x21, [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; ++i)
+      if (static_cast<unsigned char>(s[i]) <= 0x20) return false;
+    return true;
+  });
 }
 
 bool isFhirOid(std::string_view s) {
@@ -168,8 +197,18 @@ bool isFhirBase64(std::string_view s) {
 
 bool isFhirString(std::string_view s) {
   if (s.empty()) return false;
+  return wordsBelow(s, 0x20, [&](std::size_t from, std::size_t to) {
+    for (std::size_t i = from; i < to; ++i) {
+      char c = s[i];
+      if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\r' && c != '\n') return false;
+    }
+    return true;
+  });
+}
+
+bool onlyWhitespace(std::string_view s) {
   for (char c : s)
-    if (static_cast<unsigned char>(c) < 0x20 && c != '\t' && c != '\r' && c != '\n') return false;
+    if (!isSpace(c)) return false;
   return true;
 }
 

@@ -32,6 +32,8 @@ bool isFhirUuid(std::string_view s);
 bool isFhirBase64(std::string_view s);
 // [ \r\n\t\S]+ : no control characters other than tab, CR and LF
 bool isFhirString(std::string_view s);
+// Whether the text is made of spaces, tabs, CR and LF only (true when empty).
+bool onlyWhitespace(std::string_view s);
 // Whether the text has leading or trailing whitespace.
 bool hasOuterWhitespace(std::string_view s);
 

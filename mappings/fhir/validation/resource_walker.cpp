@@ -551,7 +551,7 @@ void ResourceWalker::checkString(std::string_view s, const ElementDef& e, bool i
     case Prim::Markdown:
       ok = isFhirString(s);
       what = "string (no control characters)";
-      if (ok && s.find_first_not_of(" \t\r\n") == std::string_view::npos) {
+      if (ok && onlyWhitespace(s)) {
         report("value", "@value cannot be made only of whitespace");
         return;
       }

@@ -29,6 +29,13 @@ constexpr PrimEntry kPrims[] = {
     {"uuid", Prim::Uuid},                 {"xhtml", Prim::Xhtml},
 };
 
+constexpr bool primsInOrder() {
+  for (std::size_t i = 0; i < std::size(kPrims); ++i)
+    if (static_cast<std::size_t>(kPrims[i].prim) != i + 1) return false;
+  return true;
+}
+static_assert(primsInOrder(), "kPrims follows the order of Prim");
+
 Prim primOf(std::string_view name) {
   for (const auto& e : kPrims)
     if (e.name == name) return e.prim;
@@ -68,18 +75,22 @@ int lookup(const std::vector<Slot>& slots, std::uint32_t mask, std::string_view 
 }  // namespace
 
 std::string_view primName(Prim p) {
-  for (const auto& e : kPrims)
-    if (e.prim == p) return e.name;
-  return "complex";
+  // kPrims lists the primitives in the order of the enumeration, after None.
+  auto i = static_cast<std::size_t>(p);
+  if (i == 0 || i > std::size(kPrims)) return "complex";
+  return kPrims[i - 1].name;
 }
 
 int TypeDef::find(std::string_view name) const {
   return lookup(slots, mask, name, [this](int i) -> std::string_view { return elements[i].name; });
 }
 
+void ValueSet::index() {
+  buildIndex(codes.size(), [this](std::size_t i) -> std::string_view { return codes[i]; }, slots, mask);
+}
+
 bool ValueSet::contains(std::string_view code) const {
-  return std::binary_search(codes.begin(), codes.end(), code,
-                            [](auto a, auto b) { return std::string_view(a) < std::string_view(b); });
+  return lookup(slots, mask, code, [this](int i) -> std::string_view { return codes[i]; }) >= 0;
 }
 
 bool ValueSet::hasSystem(std::string_view system) const {
@@ -201,6 +212,7 @@ bool ValidationTables::load(std::string_view text, std::string& error) {
       vs.systems = v.at("systems").get<std::vector<std::string>>();
       vs.codes = v.at("codes").get<std::vector<std::string>>();
       std::sort(vs.codes.begin(), vs.codes.end());
+      vs.index();
       valueSets_.push_back(std::move(vs));
     }
   } catch (const std::exception& ex) {

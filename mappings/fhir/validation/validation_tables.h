@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -95,6 +96,10 @@ struct ValueSet {
   std::string url;
   std::vector<std::string> systems;
   std::vector<std::string> codes;  // sorted
+  // Open-addressing index of the codes (nameHash), built by index().
+  std::vector<std::int32_t> slots;
+  std::uint32_t mask = 0;
+  void index();
   bool contains(std::string_view code) const;
   bool hasSystem(std::string_view system) const;
 };
@@ -142,20 +147,52 @@ class ValidationTables {
   std::vector<std::string> uncompiledInvariants_;
 };
 
-// Equality of two names without a call into the C library: element names and JSON keys are a few
-// bytes, compared in the validator's innermost loops.
-inline bool sameName(std::string_view a, std::string_view b) {
-  if (a.size() != b.size()) return false;
-  for (std::size_t i = 0; i < a.size(); ++i)
-    if (a[i] != b[i]) return false;
-  return true;
+// The last `n` bytes (fewer than 8) at `p` folded into a word without a loop: two overlapping
+// 4-byte loads from 4 bytes on, the first, middle and last bytes below (which are all of them).
+inline std::uint64_t tailWord(const char* p, std::size_t n) {
+  if (n >= 4) {
+    std::uint32_t a, b;
+    std::memcpy(&a, p, 4);
+    std::memcpy(&b, p + n - 4, 4);
+    return (std::uint64_t{b} << 32) | a;
+  }
+  if (n == 0) return 0;
+  return std::uint64_t{static_cast<unsigned char>(p[0])} | std::uint64_t{static_cast<unsigned char>(p[n / 2])} << 8 |
+         std::uint64_t{static_cast<unsigned char>(p[n - 1])} << 16;
 }
 
-// Hash used by the name indexes (FNV-1a, 32 bits).
+// Equality of two names without a call into the C library: element names, JSON keys and codes are
+// a few bytes, compared in the validator's innermost loops, eight at a time. (tailWord covers every
+// byte of the tail, so equal words of equal lengths are equal bytes.)
+inline bool sameName(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  const char *p = a.data(), *q = b.data();
+  std::size_t n = a.size();
+  for (; n >= 8; p += 8, q += 8, n -= 8) {
+    std::uint64_t x, y;
+    std::memcpy(&x, p, 8);
+    std::memcpy(&y, q, 8);
+    if (x != y) return false;
+  }
+  return tailWord(p, n) == tailWord(q, n);
+}
+
+// Hash used by the name indexes: eight bytes per multiplication (a byte-at-a-time hash costs one
+// dependent multiplication per character), the high bits folded into the low ones the indexes mask.
 inline std::uint32_t nameHash(std::string_view s) {
-  std::uint32_t h = 2166136261u;
-  for (unsigned char c : s) h = (h ^ c) * 16777619u;
-  return h;
+  constexpr std::uint64_t kMul = 0xff51afd7ed558ccdull;
+  std::uint64_t h = (s.size() + 1) * 0x9e3779b97f4a7c15ull;
+  const char* p = s.data();
+  std::size_t n = s.size();
+  for (; n >= 8; p += 8, n -= 8) {
+    std::uint64_t w;
+    std::memcpy(&w, p, 8);
+    h = (h ^ w) * kMul;
+    h ^= h >> 32;
+  }
+  h = (h ^ tailWord(p, n)) * kMul;
+  h ^= h >> 29;
+  return static_cast<std::uint32_t>(h ^ (h >> 32));
 }
 
 }  // namespace passerelle::fhir::validation
