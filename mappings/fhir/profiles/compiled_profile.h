@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -46,14 +47,21 @@ inline const Value* Value::member(std::string_view name) const {
   return nullptr;
 }
 
+// A set of strings looked up by a string_view without a copy.
+struct TextHash {
+  using is_transparent = void;
+  std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+using TextSet = std::unordered_set<std::string, TextHash, std::equal_to<>>;
+
 // The codes of a value set as far as it can be expanded from local data.
 struct Expansion {
   std::string url;                        // canonical, with |version when the value set has one
   bool complete = false;                  // false: some part could not be expanded here
   std::string incompleteReason;           // why not, for the information issue
-  std::unordered_set<std::string> pairs;  // "system|code"
-  std::unordered_set<std::string> codes;  // the codes alone (for code elements)
-  bool containsCode(std::string_view code) const { return codes.count(std::string(code)) > 0; }
+  TextSet pairs;  // "system|code"
+  TextSet codes;  // the codes alone (for code elements)
+  bool containsCode(std::string_view code) const { return codes.find(code) != codes.end(); }
   bool contains(std::string_view system, std::string_view code) const;
 };
 
@@ -63,6 +71,7 @@ enum class Strength : std::uint8_t { None, Example, Preferred, Extensible, Requi
 
 struct TypeRef {
   std::string code;                      // "Identifier", "Reference", "string", "http://hl7.org/fhirpath/System.String"
+  bool isReference = false, isExtension = false;  // code is "Reference", "Extension"
   std::vector<std::string> profiles;     // type.profile, canonical as written
   std::vector<const Profile*> resolved;  // the compiled profiles they name (null: not in the registry)
   std::vector<std::string> targetTypes;  // resource types allowed by type.targetProfile; empty: any
@@ -93,6 +102,7 @@ struct Node {
   std::string name;        // last path segment: "system", "value[x]"
   std::string sliceName;   // for a slice entry
   bool choice = false;     // name ends with [x]
+  bool isExtension = false;  // name is "extension" or "modifierExtension"
   // One bit of 64 chosen by the name's hash (all bits for a choice, whose JSON names vary): a child
   // whose bit is not among an object's members' bits is absent without a lookup.
   std::uint64_t nameBits = ~std::uint64_t{0};
@@ -126,6 +136,10 @@ struct Node {
   std::vector<Discriminator> discriminators;
   std::vector<std::int32_t> slices;    // slice entries, in snapshot order
   std::vector<std::int32_t> children;  // child elements (slices excluded)
+  // The children that constrain more than the base (`constrains`): all that a walk visits when the
+  // instance holds no extension. A short list of indexes, so that the nodes left as in the base
+  // (most of a resource's) are not even read.
+  std::vector<std::int32_t> constrainedChildren;
   std::int32_t parent = -1;
   std::int32_t contentReference = -1;  // the node whose children this one reuses (contentReference)
   std::string maxText() const { return max < 0 ? "*" : std::to_string(max); }

@@ -149,7 +149,13 @@ bool Expansion::contains(std::string_view system, std::string_view code) const {
 struct ProfileRegistry::Impl {
   std::vector<json> structureDefinitions, valueSets, codeSystems;
   std::vector<std::string> sdSources;
-  std::unordered_map<std::string, std::vector<Versioned>> sdByUrl, vsByUrl, csByUrl;
+  // Looked up by a string_view (a url cut from a canonical) without a copy.
+  struct UrlHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using UrlIndex = std::unordered_map<std::string, std::vector<Versioned>, UrlHash, std::equal_to<>>;
+  UrlIndex sdByUrl, vsByUrl, csByUrl;
   std::vector<std::unique_ptr<Profile>> profiles;  // parallel to structureDefinitions
   std::unordered_map<std::string, std::unique_ptr<Expansion>> expansions;  // by canonical as referenced
   // Snapshots generated from differentials, parallel to structureDefinitions (state 0: not tried,
@@ -167,10 +173,9 @@ struct ProfileRegistry::Impl {
   std::unordered_map<std::string, std::unique_ptr<Expansion>> coreExpansions;
   std::unordered_map<std::string, std::unique_ptr<Expansion>>* expansionCache = &expansions;
 
-  static const Versioned* pick(const std::unordered_map<std::string, std::vector<Versioned>>& index,
-                               std::string_view canonical) {
+  static const Versioned* pick(const UrlIndex& index, std::string_view canonical) {
     auto [url, version] = splitCanonical(canonical);
-    auto it = index.find(std::string(url));
+    auto it = index.find(url);
     if (it == index.end() || it->second.empty()) return nullptr;
     if (version.empty()) return &it->second.back();
     for (auto v = it->second.rbegin(); v != it->second.rend(); ++v)
@@ -430,6 +435,7 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
         n.id.find('/') > n.id.find(':'))
       continue;
     n.choice = n.name.size() > 3 && n.name.compare(n.name.size() - 3, 3, "[x]") == 0;
+    n.isExtension = n.name == "extension" || n.name == "modifierExtension";
     if (auto m = el.find("min"); m != el.end() && m->is_number_integer()) n.min = m->get<std::int32_t>();
     std::string max = str(el, "max");
     if (max.empty() || max == "*") n.max = -1;
@@ -465,6 +471,8 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
       tr.code = str(t, "code");
       // The fhirpath system types of id, extension.url and the like are strings.
       if (tr.code.rfind("http://hl7.org/fhirpath/System.", 0) == 0) tr.code = "string";
+      tr.isReference = tr.code == "Reference";
+      tr.isExtension = tr.code == "Extension";
       auto list = [&](const char* key, std::vector<std::string>& out) {
         auto it = t.find(key);
         if (it == t.end()) return;
@@ -574,6 +582,25 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
   return p;
 }
 
+namespace {
+
+// Whether a reference's target types allow less than the base specification's (which the base
+// validator checks): a reference left as in the base does not make its element count.
+bool narrowsTargets(const Profile& p, const Node& n, const TypeRef& t) {
+  if (n.parent < 0 || n.choice || !n.sliceName.empty()) return true;
+  const auto& tables = validation::ValidationTables::embedded();
+  int owner = p.nodes[static_cast<std::size_t>(n.parent)].tableType;
+  if (owner < 0) return true;
+  const auto& type = tables.type(owner);
+  int e = type.find(n.name);
+  if (e < 0 || type.elements[static_cast<std::size_t>(e)].targets.empty()) return true;
+  for (int r : type.elements[static_cast<std::size_t>(e)].targets)
+    if (std::find(t.targetTypes.begin(), t.targetTypes.end(), tables.type(r).name) == t.targetTypes.end()) return true;
+  return false;
+}
+
+}  // namespace
+
 void ProfileRegistry::Impl::resolve(Profile& p) {
   for (auto& n : p.nodes) {
     for (auto& t : n.types) {
@@ -612,7 +639,7 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
                n.min > n.baseMin || (n.max >= 0 && (n.baseMax < 0 || n.max < n.baseMax)) ||
                ((n.strength == Strength::Required || n.strength == Strength::Extensible) && !n.baseValueSet) ||
                !n.constraints.empty();
-    for (const auto& t : n.types) own = own || !t.profiles.empty() || !t.anyTarget;
+    for (const auto& t : n.types) own = own || !t.profiles.empty() || (!t.anyTarget && narrowsTargets(p, n, t));
     for (std::int32_t c : n.children) {
       const Node& child = p.nodes[static_cast<std::size_t>(c)];
       // The extensions met anywhere are checked against their definitions (by url): an extension
@@ -626,6 +653,9 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
     }
     for (std::int32_t s : n.slices) own = own || p.nodes[static_cast<std::size_t>(s)].constrains;
     n.constrains = own;
+    n.constrainedChildren.clear();
+    for (std::int32_t c : n.children)
+      if (p.nodes[static_cast<std::size_t>(c)].constrains) n.constrainedChildren.push_back(c);
   }
 }
 

@@ -9,6 +9,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <deque>
 #include <unordered_set>
 
 #include "mappings/fhir/fhir_time.h"
@@ -157,6 +159,34 @@ std::string_view referenceType(std::string_view ref) {
   return isResourceType(type) ? type : std::string_view();
 }
 
+// Vectors reused by the walk's recursion, a level per nested use, kept by the thread: a walk
+// nests a few levels deep and calls these many times per resource.
+template <typename T>
+class Scratch {
+ public:
+  Scratch() : pool_(pool()) {
+    if (pool_.used == pool_.lists.size()) pool_.lists.emplace_back();
+    list_ = &pool_.lists[pool_.used++];
+    list_->clear();
+  }
+  ~Scratch() { --pool_.used; }
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  std::vector<T>& operator*() { return *list_; }
+
+ private:
+  struct Pool {
+    std::deque<std::vector<T>> lists;  // a deque: the lists in use stay where they are as it grows
+    std::size_t used = 0;
+  };
+  static Pool& pool() {
+    thread_local Pool p;
+    return p;
+  }
+  Pool& pool_;
+  std::vector<T>* list_;
+};
+
 class Walk {
  public:
   Walk(const ProfileRegistry& registry, const ValidationPolicy& policy, std::vector<Issue>& issues, object root,
@@ -225,8 +255,10 @@ class Walk {
       path += ')';
     }
     if (index >= 0) {
+      char digits[12];
+      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, index);
       path += '[';
-      path += std::to_string(index);
+      path.append(digits, end);
       path += ']';
     }
     return mark;
@@ -452,7 +484,7 @@ void Walk::checkNodeIn(const Profile& p, const Node& n, element v, std::string_v
     checkBinding(p, n, v, t);
   object obj;
   if (v.get_object().get(obj) != simdjson::SUCCESS) return;
-  if (t && t->code == "Reference" && !t->anyTarget) checkReference(p, *t, obj);
+  if (t && t->isReference && !t->anyTarget) checkReference(p, *t, obj);
   const Node* shape = shapeOf(p, n);
   if (!shape->children.empty()) {
     checkChildren(p, *shape, obj);
@@ -462,7 +494,7 @@ void Walk::checkNodeIn(const Profile& p, const Node& n, element v, std::string_v
   if (t && !t->resolved.empty()) {
     const Profile* chosen = nullptr;
     std::string_view url;
-    bool isExtension = t->code == "Extension" && memberString(obj, "url", url);
+    bool isExtension = t->isExtension && memberString(obj, "url", url);
     for (std::size_t i = 0; i < t->resolved.size() && !chosen; ++i) {
       const Profile* r = t->resolved[i];
       if (r && (!isExtension || r->url == url)) chosen = r;
@@ -472,13 +504,13 @@ void Walk::checkNodeIn(const Profile& p, const Node& n, element v, std::string_v
         if (r && !chosen) chosen = r;
     if (chosen && chosen->error.empty() && !chosen->nodes.empty()) {
       ++depth_;
-      if (chosen->extension && t->code == "Extension") checkExtensionContext(*chosen, p, n);
+      if (chosen->extension && t->isExtension) checkExtensionContext(*chosen, p, n);
       checkNode(*chosen, chosen->nodes[0], v, {});
       --depth_;
       return;
     }
   }
-  if ((t && t->code == "Extension") || n.name == "extension" || n.name == "modifierExtension") {
+  if ((t && t->isExtension) || n.isExtension) {
     checkExtensionByUrl(p, n, v, obj);
     return;
   }
@@ -578,7 +610,8 @@ void Walk::scanPrimitiveExtensions(const Profile& p, const Node& n, object obj) 
 }
 
 void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
-  std::vector<Item> items;
+  Scratch<Item> scratch;
+  std::vector<Item>& items = *scratch;
   if (extensions_) scanPrimitiveExtensions(p, n, obj);
   // The members' name bits (a primitive's "_name" under its name): most of a profile's children are
   // absent from an instance, and are known to be without a lookup.
@@ -588,11 +621,10 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
     if (!key.empty() && key[0] == '_') key.remove_prefix(1);
     present |= std::uint64_t{1} << (validation::nameHash(key) & 63);
   }
-  for (std::int32_t ci : n.children) {
+  // Without an extension in the instance, the children as in the base are left to the base
+  // validator (it checks them), and are not visited.
+  for (std::int32_t ci : extensions_ ? n.children : n.constrainedChildren) {
     const Node& c = p.nodes[static_cast<std::size_t>(ci)];
-    // Nothing beyond the base specification, which the base validator checks, and no extension in
-    // it to check against its definition.
-    if (!c.constrains && !extensions_) continue;
     items.clear();
     std::size_t count = 0;
     if (present & c.nameBits) collectItems(c, obj, items, count);
@@ -613,7 +645,7 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
       if (c.sliced) checkSlicing(p, c, items);  // required slices are missing too
       continue;
     }
-    if (!c.constrains && c.name != "extension" && c.name != "modifierExtension") {
+    if (!c.constrains && !c.isExtension) {
       // Nothing here beyond the base specification, which the base validator has checked: only the
       // extensions inside are, against their definitions.
       skipUnconstrained(p, c, items);
@@ -661,8 +693,12 @@ void Walk::skipUnconstrained(const Profile& p, const Node& c, const std::vector<
 }
 
 void Walk::checkSlicing(const Profile& p, const Node& c, const std::vector<Item>& items) {
-  std::vector<int> matched(items.size(), -1);
-  std::vector<std::size_t> counts(c.slices.size(), 0);
+  Scratch<int> matchedScratch;
+  Scratch<std::size_t> countsScratch;
+  std::vector<int>& matched = *matchedScratch;
+  std::vector<std::size_t>& counts = *countsScratch;
+  matched.assign(items.size(), -1);
+  counts.assign(c.slices.size(), 0);
   for (std::size_t i = 0; i < items.size(); ++i) {
     for (std::size_t s = 0; s < c.slices.size(); ++s) {
       if (sliceMatches(p, c, p.nodes[static_cast<std::size_t>(c.slices[s])], items[i])) {
@@ -892,7 +928,8 @@ bool Walk::discriminatorMatches(const Profile& p, const Node& s, const Discrimin
   const Node* node = target.node;
   const Value* expected = target.expected;
   bool pattern = d.kind == Discriminator::Kind::Pattern || target.pattern;
-  std::vector<element> values;
+  Scratch<element> valuesScratch;
+  std::vector<element>& values = *valuesScratch;
   instanceAt(item.value, segs, 0, values);
   switch (d.kind) {
     case Discriminator::Kind::Value:
@@ -1270,7 +1307,7 @@ void Walk::checkExtensionByUrl(const Profile& p, const Node& n, element v, objec
 }
 
 void Walk::scanExtensions(element v, int depth) {
-  if (depth > 32) return;
+  if (!extensions_ || depth > 32) return;  // none in the document
   object obj;
   if (v.get_object().get(obj) != simdjson::SUCCESS) return;
   for (auto [key, value] : obj) {
