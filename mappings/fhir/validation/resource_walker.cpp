@@ -656,29 +656,34 @@ void ResourceWalker::checkReference(std::string_view ref, const ElementDef* via)
     }
   } else {
     if (q != std::string_view::npos) path = path.substr(0, q);
-    // Split into segments; find [Type, id] or [Type, id, _history, vid] at the end.
-    std::vector<std::string_view> segs;
-    std::size_t pos = 0;
-    while (pos <= path.size()) {
-      std::size_t slash = path.find('/', pos);
-      if (slash == std::string_view::npos) slash = path.size();
-      segs.push_back(path.substr(pos, slash - pos));
-      pos = slash + 1;
+    // [Type, id] or [Type, id, _history, vid] at the end of the '/'-separated segments: the last
+    // four read from the end (last[0] is the last), and how many there are (counted up to five).
+    std::string_view last[4];
+    std::size_t n = 0;
+    for (std::size_t end = path.size(); n < 5;) {
+      std::size_t slash = end == 0 ? std::string_view::npos : path.rfind('/', end - 1);
+      std::size_t from = slash == std::string_view::npos ? 0 : slash + 1;
+      if (n < 4) last[n] = path.substr(from, end - from);
+      ++n;
+      if (slash == std::string_view::npos) break;
+      end = slash;
     }
-    std::size_t n = segs.size();
-    std::size_t typeAt = std::string_view::npos;
-    if (n >= 4 && segs[n - 2] == "_history") typeAt = n - 4;
-    else if (n >= 2) typeAt = n - 2;
-    bool shaped = typeAt != std::string_view::npos && tables_.resourceType(segs[typeAt]) >= 0 &&
-                  isFhirId(segs[typeAt + 1]);
-    if (!absolute && (!shaped || typeAt != 0)) {
+    std::string_view type, id;
+    bool whole = false;  // the type is the first segment: a relative reference
+    if (n >= 4 && last[1] == "_history") {
+      type = last[3], id = last[2], whole = n == 4;
+    } else if (n >= 2) {
+      type = last[1], id = last[0], whole = n == 2;
+    }
+    bool shaped = !type.empty() && tables_.resourceType(type) >= 0 && isFhirId(id);
+    if (!absolute && (!shaped || !whole)) {
       report("invalid", "The reference " + quoteText(ref) +
                             " is not valid: expected Type/id, Type/id/_history/version, an absolute URL, "
                             "#id of a contained resource or urn:uuid:");
       return;
     }
     if (!shaped) return;  // an absolute URL that is not a RESTful FHIR URL: nothing more to check
-    typeName = segs[typeAt];
+    typeName = type;
   }
   if (via && !via->targets.empty()) {
     int t = tables_.resourceType(typeName);

@@ -36,15 +36,18 @@ bool listed(const std::string_view (&list)[N], std::string_view name) {
   return std::binary_search(std::begin(list), std::end(list), name);
 }
 
+// ASCII only, without the C library's locale: XML names and HTML's are case-folded in ASCII.
 bool isNameChar(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_' || c == ':' || c == '.' ||
-         static_cast<unsigned char>(c) >= 0x80;
+  auto u = static_cast<unsigned char>(c);
+  return (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || (u >= '0' && u <= '9') || c == '-' || c == '_' ||
+         c == ':' || c == '.' || u >= 0x80;
 }
 bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\n'; }
 
 std::string lower(std::string_view s) {
   std::string out(s);
-  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : out)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
   return out;
 }
 
@@ -70,7 +73,21 @@ std::size_t entityLength(std::string_view s, std::size_t i, std::string& name) {
 }  // namespace
 
 void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out, XhtmlRefs* refs) {
-  std::vector<std::string> open;
+  // The open elements; the thread's list is reused (its strings keep their room), as every
+  // resource's narrative is checked.
+  thread_local std::vector<std::string> openNames;
+  std::size_t depth = 0;
+  struct OpenStack {
+    std::vector<std::string>& names;
+    std::size_t& depth;
+    bool empty() const { return depth == 0; }
+    const std::string& back() const { return names[depth - 1]; }
+    void pop_back() { --depth; }
+    void push_back(const std::string& name) {
+      if (depth == names.size()) names.emplace_back();
+      names[depth++].assign(name);
+    }
+  } open{openNames, depth};
   bool content = false, rootSeen = false, rootClosed = false;
   std::size_t i = 0;
   std::size_t reported = out.size();
@@ -186,6 +203,11 @@ void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out, Xht
     }
     if (!isSpace(c)) content = true;
     ++i;
+    // The rest of the text up to the next tag or entity.
+    while (i < s.size() && s[i] != '<' && s[i] != '&') {
+      if (!content && !isSpace(s[i])) content = true;
+      ++i;
+    }
   }
   if (!rootSeen) return fail("txt-1", "The narrative XHTML must be a <div> element");
   if (!open.empty()) return fail("", "The narrative XHTML is not well-formed: <" + open.back() + "> is not closed");
