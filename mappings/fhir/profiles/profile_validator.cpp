@@ -278,7 +278,13 @@ class Walk {
     return n.types.size() == 1 ? &n.types[0] : nullptr;
   }
 
-  void collectItems(const Node& c, object obj, std::vector<Item>& items, std::size_t& count);
+  // An object's members, read once from the DOM per object walked (simdjson reads each key from
+  // its tape again on every pass over the object).
+  struct Member {
+    std::string_view key;
+    element value;
+  };
+  void collectItems(const Node& c, const std::vector<Member>& members, std::vector<Item>& items, std::size_t& count);
   void checkChildren(const Profile& p, const Node& n, object obj);
   void checkSlicing(const Profile& p, const Node& c, const std::vector<Item>& items);
   void checkConstraints(const Profile& p, const Node& n, element v, std::string_view focusType);
@@ -517,7 +523,8 @@ void Walk::checkNodeIn(const Profile& p, const Node& n, element v, std::string_v
   scanExtensions(v, 0);
 }
 
-void Walk::collectItems(const Node& c, object obj, std::vector<Item>& items, std::size_t& count) {
+void Walk::collectItems(const Node& c, const std::vector<Member>& members, std::vector<Item>& items,
+                        std::size_t& count) {
   auto add = [&](std::string_view key, element v, std::string_view choiceType) {
     array arr;
     if (v.get_array().get(arr) == simdjson::SUCCESS) {
@@ -531,30 +538,33 @@ void Walk::collectItems(const Node& c, object obj, std::vector<Item>& items, std
   };
   if (c.choice) {
     std::string_view base = std::string_view(c.name).substr(0, c.name.size() - 3);
-    for (auto [key, value] : obj) {
+    for (const Member& m : members) {
+      std::string_view key = m.key;
       if (key.size() > base.size() && key.substr(0, base.size()) == base &&
           std::isupper(static_cast<unsigned char>(key[base.size()])))
-        add(key, value, key.substr(base.size()));
+        add(key, m.value, key.substr(base.size()));
     }
     if (count == 0) {
       // A primitive choice given by its extensions only (_valueString) still counts.
-      for (auto [key, value] : obj)
+      for (const Member& m : members) {
+        std::string_view key = m.key;
         if (key.size() > base.size() + 1 && key[0] == '_' && key.substr(1, base.size()) == base &&
             std::isupper(static_cast<unsigned char>(key[base.size() + 1])))
           ++count;
+      }
     }
     return;
   }
-  element v;
-  if (member(obj, c.name, v)) {
-    add(c.name, v, {});
-    return;
-  }
-  for (auto field : obj) {  // a primitive given by its extensions only (_birthDate) still counts
-    std::string_view key = field.key;
+  for (const Member& m : members)
+    if (validation::sameName(m.key, c.name)) {
+      add(c.name, m.value, {});
+      return;
+    }
+  for (const Member& m : members) {  // a primitive given by its extensions only (_birthDate) still counts
+    std::string_view key = m.key;
     if (key.size() == c.name.size() + 1 && key[0] == '_' && key.substr(1) == c.name) {
       array arr;
-      count += field.value.get_array().get(arr) == simdjson::SUCCESS ? arr.size() : 1;
+      count += m.value.get_array().get(arr) == simdjson::SUCCESS ? arr.size() : 1;
       break;
     }
   }
@@ -616,7 +626,10 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
   // The members' name bits (a primitive's "_name" under its name): most of a profile's children are
   // absent from an instance, and are known to be without a lookup.
   std::uint64_t present = 0;
+  Scratch<Member> membersScratch;
+  std::vector<Member>& members = *membersScratch;
   for (auto field : obj) {
+    members.push_back({field.key, field.value});
     std::string_view key = field.key;
     if (!key.empty() && key[0] == '_') key.remove_prefix(1);
     present |= std::uint64_t{1} << (validation::nameHash(key) & 63);
@@ -627,7 +640,7 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
     const Node& c = p.nodes[static_cast<std::size_t>(ci)];
     items.clear();
     std::size_t count = 0;
-    if (present & c.nameBits) collectItems(c, obj, items, count);
+    if (present & c.nameBits) collectItems(c, members, items, count);
     if (count < static_cast<std::size_t>(std::max(c.min, 0)))
       report("error", "required",
              c.id + ": minimum required = " + std::to_string(c.min) + ", but only found " + std::to_string(count), p);

@@ -77,7 +77,30 @@ ResourceWalker::ResourceWalker(const ValidationTables& tables, std::vector<Issue
       periodType_(tables.typeIndex("Period")),
       extensionTypeDef_(tables.extensionType >= 0 ? &tables.type(tables.extensionType) : nullptr),
       codeableConceptTypeDef_(tables.codeableConceptType >= 0 ? &tables.type(tables.codeableConceptType) : nullptr) {
-  fields_.reserve(128);
+  // The thread's buffers from the walker before, their room kept (a walker made while another
+  // walks on the same thread finds them taken, and makes its own).
+  fields_.swap(spareFields());
+  anchors_.swap(spareAnchors());
+  fields_.clear();
+  anchors_.clear();
+  if (fields_.capacity() < 128) fields_.reserve(128);
+}
+
+ResourceWalker::~ResourceWalker() {
+  fields_.clear();
+  anchors_.clear();
+  if (spareFields().capacity() < fields_.capacity()) fields_.swap(spareFields());
+  if (spareAnchors().capacity() < anchors_.capacity()) anchors_.swap(spareAnchors());
+}
+
+std::vector<ResourceWalker::Field>& ResourceWalker::spareFields() {
+  thread_local std::vector<Field> spare;
+  return spare;
+}
+
+std::vector<std::string_view>& ResourceWalker::spareAnchors() {
+  thread_local std::vector<std::string_view> spare;
+  return spare;
 }
 
 std::string ResourceWalker::pathString() const {
@@ -224,6 +247,7 @@ void ResourceWalker::walkObject(object obj, element self, int typeIndex, const E
   const TypeDef& type = tables_.type(typeIndex);
   const std::size_t base = fields_.size();
   bool hasContent = false;
+  bool halves = false;  // a primitive's "_name" half is among the members
   int resourceTypeSeen = 0;
   for (auto [key, value] : obj) {
     if (resourceRoot && key == "resourceType") {
@@ -254,13 +278,15 @@ void ResourceWalker::walkObject(object obj, element self, int typeIndex, const E
       }
     }
     if (duplicate) continue;
+    halves = halves || underscore;
     fields_.push_back({static_cast<std::int16_t>(e), underscore, value});
   }
   const std::size_t end = fields_.size();
   if (!hasContent && !resourceRoot)
     report("invariant", "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
 
-  for (std::size_t i = base; i < end; ++i) walkField(type, i, base, end, inheritedValueSet, resourceRoot);
+  // The members searched for a primitive's other half: none when no member is a "_name" half.
+  for (std::size_t i = base; i < end; ++i) walkField(type, i, base, halves ? end : base, inheritedValueSet, resourceRoot);
 
   // Cardinality.
   for (std::int16_t r : type.required) {

@@ -28,6 +28,9 @@ class ResourceWalker {
  public:
   // `policy`, when not null, adds its refusals (mappings/fhir/validator.h).
   ResourceWalker(const ValidationTables& tables, std::vector<Issue>& issues, const ValidationPolicy* policy = nullptr);
+  ~ResourceWalker();
+  ResourceWalker(const ResourceWalker&) = delete;
+  ResourceWalker& operator=(const ResourceWalker&) = delete;
 
   // Validates `root` as a resource; when `expectedType` is not empty the resourceType must match.
   void validateDocument(simdjson::dom::element root, std::string_view expectedType);
@@ -104,17 +107,22 @@ class ResourceWalker {
    public:
     static constexpr std::size_t kMax = 96;  // more than Validator::kMaxDepth (64) levels
     void push_back(const PathPiece& p) {
-      if (n_ < kMax) items_[n_] = p;
+      if (n_ < kMax) s_.items[n_] = p;
       ++n_;
     }
     void pop_back() { --n_; }
-    PathPiece& back() { return items_[std::min(n_, kMax) - 1]; }
-    const PathPiece& operator[](std::size_t i) const { return items_[i]; }
+    PathPiece& back() { return s_.items[std::min(n_, kMax) - 1]; }
+    const PathPiece& operator[](std::size_t i) const { return s_.items[i]; }
     std::size_t size() const { return std::min(n_, kMax); }
     bool empty() const { return n_ == 0; }
 
    private:
-    PathPiece items_[kMax];
+    // Left unwritten until pushed: a walker is made per validation, and 96 pieces written at each
+    // would cost more than a small resource's walk reads.
+    union Storage {
+      Storage() {}
+      PathPiece items[kMax];
+    } s_;
     std::size_t n_ = 0;
   };
 
@@ -122,6 +130,9 @@ class ResourceWalker {
     path_.push_back({name, index, ofType});
   }
   void pop() { path_.pop_back(); }
+
+  static std::vector<Field>& spareFields();
+  static std::vector<std::string_view>& spareAnchors();
 
   const ValidationTables& tables_;
   std::vector<Issue>& issues_;
