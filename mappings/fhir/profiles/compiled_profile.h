@@ -103,9 +103,6 @@ struct Node {
   std::string sliceName;   // for a slice entry
   bool choice = false;     // name ends with [x]
   bool isExtension = false;  // name is "extension" or "modifierExtension"
-  // One bit of 64 chosen by the name's hash (all bits for a choice, whose JSON names vary): a child
-  // whose bit is not among an object's members' bits is absent without a lookup.
-  std::uint64_t nameBits = ~std::uint64_t{0};
   // The element's type in the base validation tables (a backbone element's path, or its one type),
   // -1 for a primitive or several types; and that type's name for extension contexts.
   std::int32_t tableType = -1;
@@ -137,9 +134,16 @@ struct Node {
   std::vector<std::int32_t> slices;    // slice entries, in snapshot order
   std::vector<std::int32_t> children;  // child elements (slices excluded)
   // The children that constrain more than the base (`constrains`): all that a walk visits when the
-  // instance holds no extension. A short list of indexes, so that the nodes left as in the base
-  // (most of a resource's) are not even read.
-  std::vector<std::int32_t> constrainedChildren;
+  // instance holds no extension. With what tells an absent child needs nothing more, so that the
+  // nodes left as in the base, or absent and optional, are not even read.
+  struct ChildRef {
+    std::int32_t node;
+    std::int32_t min;
+    bool sliced;
+    bool choice;
+    std::string name;  // without [x] for a choice (its JSON names start with it)
+  };
+  std::vector<ChildRef> constrainedChildren;
   std::int32_t parent = -1;
   std::int32_t contentReference = -1;  // the node whose children this one reuses (contentReference)
   std::string maxText() const { return max < 0 ? "*" : std::to_string(max); }

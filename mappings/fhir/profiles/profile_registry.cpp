@@ -425,8 +425,6 @@ std::unique_ptr<Profile> ProfileRegistry::Impl::compile(const json& sd, const js
     n.id = str(el, "id");
     auto dot = n.path.rfind('.');
     n.name = dot == std::string::npos ? n.path : n.path.substr(dot + 1);
-    if (n.name.size() < 3 || n.name.compare(n.name.size() - 3, 3, "[x]") != 0)
-      n.nameBits = std::uint64_t{1} << (validation::nameHash(n.name) & 63);
     // Older snapshots have no ids: rebuilt from the path and the last slice seen on it.
     if (n.id.empty()) n.id = elementIdFromPath(n.path, n.sliceName, lastIdForPath);
     lastIdForPath[n.path] = n.id;
@@ -654,8 +652,13 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
     for (std::int32_t s : n.slices) own = own || p.nodes[static_cast<std::size_t>(s)].constrains;
     n.constrains = own;
     n.constrainedChildren.clear();
-    for (std::int32_t c : n.children)
-      if (p.nodes[static_cast<std::size_t>(c)].constrains) n.constrainedChildren.push_back(c);
+    for (std::int32_t c : n.children) {
+      const Node& child = p.nodes[static_cast<std::size_t>(c)];
+      if (child.constrains)
+        n.constrainedChildren.push_back(
+            {c, child.min, child.sliced, child.choice,
+             child.choice ? child.name.substr(0, child.name.size() - 3) : child.name});
+    }
   }
 }
 

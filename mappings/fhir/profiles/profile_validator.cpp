@@ -623,24 +623,44 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
   Scratch<Item> scratch;
   std::vector<Item>& items = *scratch;
   if (extensions_) scanPrimitiveExtensions(p, n, obj);
-  // The members' name bits (a primitive's "_name" under its name): most of a profile's children are
-  // absent from an instance, and are known to be without a lookup.
-  std::uint64_t present = 0;
   Scratch<Member> membersScratch;
   std::vector<Member>& members = *membersScratch;
-  for (auto field : obj) {
-    members.push_back({field.key, field.value});
-    std::string_view key = field.key;
-    if (!key.empty() && key[0] == '_') key.remove_prefix(1);
-    present |= std::uint64_t{1} << (validation::nameHash(key) & 63);
-  }
+  for (auto field : obj) members.push_back({field.key, field.value});
+  // Whether a member carries the child (a primitive's "_name" half counts; a choice's names start
+  // with its name and go on with a type's capital). Most of a profile's children are absent from an
+  // instance: they are known to be by a scan of a few names, before their node is read.
+  auto isPresent = [&members](std::string_view name, bool choice) {
+    for (const Member& m : members) {
+      std::string_view key = m.key;
+      if (!key.empty() && key[0] == '_') key.remove_prefix(1);
+      if (choice ? key.size() > name.size() && key.substr(0, name.size()) == name &&
+                       key[name.size()] >= 'A' && key[name.size()] <= 'Z'
+                 : validation::sameName(key, name))
+        return true;
+    }
+    return false;
+  };
   // Without an extension in the instance, the children as in the base are left to the base
-  // validator (it checks them), and are not visited.
-  for (std::int32_t ci : extensions_ ? n.children : n.constrainedChildren) {
+  // validator (it checks them), and are not visited; nor are the absent ones that need nothing.
+  std::size_t listed = extensions_ ? n.children.size() : n.constrainedChildren.size();
+  for (std::size_t li = 0; li < listed; ++li) {
+    bool present;
+    std::int32_t ci;
+    if (extensions_) {
+      ci = n.children[li];
+    } else {
+      const Node::ChildRef& ref = n.constrainedChildren[li];
+      ci = ref.node;
+      present = isPresent(ref.name, ref.choice);
+      if (!present && ref.min <= 0 && !ref.sliced) continue;
+    }
     const Node& c = p.nodes[static_cast<std::size_t>(ci)];
+    if (extensions_)
+      present = isPresent(c.choice ? std::string_view(c.name).substr(0, c.name.size() - 3) : std::string_view(c.name),
+                          c.choice);
     items.clear();
     std::size_t count = 0;
-    if (present & c.nameBits) collectItems(c, members, items, count);
+    if (present) collectItems(c, members, items, count);
     if (count < static_cast<std::size_t>(std::max(c.min, 0)))
       report("error", "required",
              c.id + ": minimum required = " + std::to_string(c.min) + ", but only found " + std::to_string(count), p);
