@@ -248,6 +248,8 @@ void ResourceWalker::walkObject(object obj, element self, int typeIndex, const E
   const std::size_t base = fields_.size();
   bool hasContent = false;
   bool halves = false;  // a primitive's "_name" half is among the members
+  std::uint64_t seen[2][2] = {};  // [a "_name" half][element / 64]: the elements met (below 128)
+  std::uint64_t choicesSeen = 0;  // the choice groups met (below 64)
   int resourceTypeSeen = 0;
   for (auto [key, value] : obj) {
     if (resourceRoot && key == "resourceType") {
@@ -263,7 +265,12 @@ void ResourceWalker::walkObject(object obj, element self, int typeIndex, const E
     }
     const ElementDef& ed = type.elements[e];
     bool duplicate = false;
-    for (std::size_t i = base; i < fields_.size(); ++i) {
+    // The members before are searched only when one may be this element again, or another of its
+    // choice: the elements and choice groups seen are bits (a search per member made objects of n
+    // members cost n^2).
+    bool mayRepeat = e >= 128 || ((seen[underscore][e >> 6] >> (e & 63)) & 1) != 0;
+    bool mayConflict = ed.choice >= 0 && (ed.choice >= 64 || ((choicesSeen >> ed.choice) & 1) != 0);
+    for (std::size_t i = base; (mayRepeat || mayConflict) && i < fields_.size(); ++i) {
       const Field& f = fields_[i];
       if (f.element == e && f.underscore == underscore) {
         report("structure", "Duplicate JSON property " + quoteText(key));
@@ -278,6 +285,8 @@ void ResourceWalker::walkObject(object obj, element self, int typeIndex, const E
       }
     }
     if (duplicate) continue;
+    if (e < 128) seen[underscore][e >> 6] |= std::uint64_t{1} << (e & 63);
+    if (ed.choice >= 0 && ed.choice < 64) choicesSeen |= std::uint64_t{1} << ed.choice;
     halves = halves || underscore;
     fields_.push_back({static_cast<std::int16_t>(e), underscore, value});
   }
