@@ -193,7 +193,7 @@ class Walk {
        int depth = 0)
       : registry_(registry), policy_(policy), issues_(issues), root_(root), depth_(depth) {}
 
-  std::string path;
+  std::string path;  // where the walked value is (its issues' paths start with it)
   // The document holds no extension (ProfileValidator::mayContainExtensions): what the profile
   // does not constrain is left to the base validator without a search for extensions.
   void assumeNoExtensions() { extensions_ = false; }
@@ -235,35 +235,48 @@ class Walk {
     if (issues_.size() >= ProfileValidator::kMaxIssues) {
       if (!truncated_) {
         truncated_ = true;
-        issues_.push_back({"error", "too-costly", "Too many issues: the rest are not reported", path});
+        issues_.push_back({"error", "too-costly", "Too many issues: the rest are not reported", fullPath()});
       }
       return;
     }
     message += " (profile ";
     message += p.url;
     message += ')';
-    issues_.push_back({std::string(severity), std::string(code), std::move(message), path});
+    issues_.push_back({std::string(severity), std::string(code), std::move(message), fullPath()});
   }
 
+  // The path walked below `path`, written out only when an issue needs it: a piece per level, each
+  // naming what outlives the walk (the document's keys, the profile's names).
+  struct PathPiece {
+    std::string_view name;
+    std::int32_t index;
+    std::string_view ofType;
+  };
   std::size_t push(std::string_view name, std::int32_t index, std::string_view ofType = {}) {
-    std::size_t mark = path.size();
-    if (!path.empty()) path += '.';
-    path += name;
-    if (!ofType.empty()) {
-      path += ".ofType(";
-      path += ofType;
-      path += ')';
-    }
-    if (index >= 0) {
-      char digits[12];
-      auto [end, ec] = std::to_chars(digits, digits + sizeof digits, index);
-      path += '[';
-      path.append(digits, end);
-      path += ']';
-    }
-    return mark;
+    pieces_.push_back({name, index, ofType});
+    return pieces_.size() - 1;
   }
-  void pop(std::size_t mark) { path.resize(mark); }
+  void pop(std::size_t mark) { pieces_.resize(mark); }
+  std::string fullPath() const {
+    std::string out = path;
+    for (const PathPiece& piece : pieces_) {
+      if (!out.empty()) out += '.';
+      out += piece.name;
+      if (!piece.ofType.empty()) {
+        out += ".ofType(";
+        out += piece.ofType;
+        out += ')';
+      }
+      if (piece.index >= 0) {
+        char digits[12];
+        auto [end, ec] = std::to_chars(digits, digits + sizeof digits, piece.index);
+        out += '[';
+        out.append(digits, end);
+        out += ']';
+      }
+    }
+    return out;
+  }
 
   const Node* shapeOf(const Profile& p, const Node& n) const {
     if (n.children.empty() && n.contentReference >= 0) return &p.nodes[static_cast<std::size_t>(n.contentReference)];
@@ -323,7 +336,7 @@ class Walk {
     issues_.push_back({"error", "structure",
                        "The extension " + std::string(url) +
                            " has no definition known here, and extensions without a known definition are refused",
-                       path});
+                       fullPath()});
   }
   void scanPrimitiveExtensions(const Profile& p, const Node& n, object obj);
   void skipUnconstrained(const Profile& p, const Node& c, const std::vector<Item>& items);
@@ -351,6 +364,8 @@ class Walk {
   bool hasResource_ = false;
   int depth_;
   bool truncated_ = false;
+  Scratch<PathPiece> piecesScratch_;  // the thread's, reused from one walk to the next
+  std::vector<PathPiece>& pieces_ = *piecesScratch_;
   std::unordered_set<std::string_view> reportedValueSets_;  // value sets already said not to be checked
 };
 
