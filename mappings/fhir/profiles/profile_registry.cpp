@@ -597,6 +597,19 @@ bool narrowsTargets(const Profile& p, const Node& n, const TypeRef& t) {
   return false;
 }
 
+// Whether a choice allows fewer types than the base specification's (which the base validator
+// checks): a choice left with all its types does not make its element count.
+bool narrowsChoice(const Profile& p, const Node& n) {
+  if (n.parent < 0 || !n.sliceName.empty()) return true;
+  int owner = p.nodes[static_cast<std::size_t>(n.parent)].tableType;
+  if (owner < 0) return true;
+  std::string_view base = std::string_view(n.name).substr(0, n.name.size() - 3);
+  std::size_t rows = 0;
+  for (const auto& e : validation::ValidationTables::embedded().type(owner).elements)
+    if (e.choiceBase == base) ++rows;
+  return rows == 0 || n.types.size() < rows;
+}
+
 }  // namespace
 
 void ProfileRegistry::Impl::resolve(Profile& p) {
@@ -633,7 +646,7 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
   for (std::size_t i = p.nodes.size(); i-- > 0;) {
     Node& n = p.nodes[i];
     bool own = i == 0 || n.fixed || n.pattern || n.minValue || n.maxValue || n.sliced || !n.slices.empty() ||
-               !n.sliceName.empty() || n.choice || n.contentReference >= 0 || !n.baseKnown ||
+               !n.sliceName.empty() || (n.choice && narrowsChoice(p, n)) || n.contentReference >= 0 || !n.baseKnown ||
                n.min > n.baseMin || (n.max >= 0 && (n.baseMax < 0 || n.max < n.baseMax)) ||
                ((n.strength == Strength::Required || n.strength == Strength::Extensible) && !n.baseValueSet) ||
                !n.constraints.empty();
