@@ -711,5 +711,35 @@ TEST_F(ProfileValidatorTest, MinAndMaxValues) {
   EXPECT_EQ(errors(check(json{{"resourceType", "Patient"}, {"birthDate", "1800-01-01"}}, "recent")), 1);
 }
 
+// With the base's cardinality known (ElementDefinition.base), a choice or a reference counts only
+// when it allows less than the base: the one that narrows is still checked, the one left as in the
+// base is the base validator's (which checks it as the base has it).
+TEST_F(ProfileValidatorTest, NarrowedChoicesAndTargetsCountWhenTheBaseIsKnown) {
+  auto base = [](const std::string& path, const std::string& max) {
+    return json{{"path", path}, {"min", 0}, {"max", max}};
+  };
+  json allPerformers = json::array();
+  for (const char* t : {"Practitioner", "PractitionerRole", "Organization", "CareTeam", "Patient", "RelatedPerson"})
+    allPerformers.push_back(std::string("http://hl7.org/fhir/StructureDefinition/") + t);
+  load(profile("narrow", "Observation",
+               {el("Observation.value[x]", 0, "1", {{"type", type("Quantity")}, {"base", base("Observation.value[x]", "1")}}),
+                el("Observation.subject", 0, "1",
+                   {{"type", {{{"code", "Reference"}, {"targetProfile", {"http://hl7.org/fhir/StructureDefinition/Patient"}}}}},
+                    {"base", base("Observation.subject", "1")}}),
+                el("Observation.performer", 0, "*",
+                   {{"type", {{{"code", "Reference"}, {"targetProfile", allPerformers}}}},
+                    {"base", base("Observation.performer", "*")}})}));
+  json ok = {{"resourceType", "Observation"},
+             {"valueQuantity", {{"value", 1}}},
+             {"subject", {{"reference", "Patient/1"}}},
+             {"performer", {{{"reference", "Organization/1"}}, {{"reference", "CareTeam/2"}}}}};
+  EXPECT_EQ(errors(check(ok, "narrow")), 0) << dump(check(ok, "narrow"));
+  json bad = {{"resourceType", "Observation"}, {"valueString", "x"}, {"subject", {{"reference", "Group/1"}}}};
+  auto issues = check(bad, "narrow");
+  EXPECT_TRUE(has(issues, "error", "Observation.value.ofType(String)", "The type String is not allowed")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Observation.subject.reference", "allows only Patient")) << dump(issues);
+  EXPECT_EQ(errors(issues), 2) << dump(issues);
+}
+
 }  // namespace
 }  // namespace passerelle::fhir::profiles

@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <string>
 #include <thread>
@@ -490,4 +491,96 @@ TEST(ValidatorTest, IsSafeToShareBetweenThreads) {
     });
   for (auto& t : threads) t.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+// The string checks read eight bytes at a time and only look closer at a word that may hold a byte
+// to refuse: a refused byte is found wherever it is, in a word or in the tail, and bytes from 0x80
+// (UTF-8) are never refused.
+TEST(ValidatorTest, StringChecksSeeEveryPosition) {
+  for (std::size_t n = 1; n <= 24; ++n) {
+    std::string text(n, 'a');
+    EXPECT_TRUE(v::isFhirString(text) && v::isFhirUri(text) && v::isFhirCode(text)) << n;
+    for (std::size_t at = 0; at < n; ++at) {
+      std::string s = text;
+      s[at] = '\x01';
+      EXPECT_FALSE(v::isFhirString(s)) << n << " " << at;
+      EXPECT_FALSE(v::isFhirUri(s)) << n << " " << at;
+      s[at] = '\x1f';
+      EXPECT_FALSE(v::isFhirString(s)) << n << " " << at;
+      s[at] = '\t';
+      EXPECT_TRUE(v::isFhirString(s)) << n << " " << at;
+      EXPECT_FALSE(v::isFhirUri(s)) << n << " " << at;
+      EXPECT_FALSE(v::isFhirCode(s)) << n << " " << at;
+      s[at] = ' ';
+      EXPECT_FALSE(v::isFhirUri(s)) << n << " " << at;
+      // a code takes single spaces between words, not at its ends
+      EXPECT_EQ(v::isFhirCode(s), at > 0 && at + 1 < n) << n << " " << at;
+      if (at + 1 < n) {
+        s[at + 1] = ' ';
+        EXPECT_FALSE(v::isFhirCode(s)) << n << " " << at;
+      }
+    }
+    std::string accents;
+    while (accents.size() < n) accents += "\xC3\xA9";  // é
+    EXPECT_TRUE(v::isFhirString(accents) && v::isFhirUri(accents) && v::isFhirCode(accents)) << n;
+  }
+  EXPECT_TRUE(v::onlyWhitespace(" \t\r\n") && v::onlyWhitespace(""));
+  EXPECT_FALSE(v::onlyWhitespace("  x "));
+}
+
+// The codes of the required value sets are found by hash: every one of them, and nothing else.
+TEST(ValidatorTest, EveryCodeOfARequiredValueSetIsFound) {
+  const auto& tables = v::ValidationTables::embedded();
+  ASSERT_FALSE(tables.valueSets().empty());
+  std::size_t codes = 0;
+  for (const auto& vs : tables.valueSets()) {
+    for (const auto& code : vs.codes) {
+      EXPECT_TRUE(vs.contains(code)) << vs.url << " " << code;
+      std::string other = code + "~";
+      EXPECT_EQ(vs.contains(other), std::binary_search(vs.codes.begin(), vs.codes.end(), other)) << vs.url;
+      for (std::size_t at = 0; at < code.size(); ++at) {  // one byte changed, wherever it is
+        other = code;
+        other[at] = other[at] == '~' ? '!' : '~';
+        EXPECT_EQ(vs.contains(other), std::binary_search(vs.codes.begin(), vs.codes.end(), other))
+            << vs.url << " " << other;
+      }
+      ++codes;
+    }
+    EXPECT_FALSE(vs.contains(""));
+  }
+  EXPECT_GT(codes, 1000u);
+  EXPECT_TRUE(hasIssue(check(R"({"resourceType":"Patient","gender":"Female"})"), "Patient.gender", "code-invalid"));
+}
+
+// A reference is read from its end: Type/id or Type/id/_history/version, alone when relative.
+TEST(ValidatorTest, ReferencesAreReadFromTheirEnd) {
+  auto ref = [](const std::string& r) {
+    return check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},"subject":{"reference":")" + r +
+                 R"("}})");
+  };
+  for (const char* ok : {"Patient/p1", "Patient/p1/_history/2", "https://h.example/fhir/Patient/1",
+                         "https://h.example/fhir/Patient/1/_history/2", "https://h.example/other/thing"})
+    EXPECT_FALSE(ref(ok).hasErrors()) << ok << dump(ref(ok));
+  for (const char* bad : {"x/Patient/p1", "/Patient/p1", "Patient/p1/", "Patient/p1/_history/2/x", "Patient//1",
+                          "_history/2", "Patient/p1/_history", "https://h.example/fhir/Medication/1"})
+    EXPECT_TRUE(hasIssue(ref(bad), "Observation.subject.reference", "invalid")) << bad << dump(ref(bad));
+}
+
+// A member met twice, or a second type of a choice, is found wherever it is among the members (the
+// elements seen are kept as bits, those past the 128th searched for).
+TEST(ValidatorTest, RepeatedMembersAndChoicesAreFoundAnywhere) {
+  auto dupStatus = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},"issued":"2024-01-01T00:00:00Z",
+    "note":[{"text":"a"}],"status":"final"})");
+  EXPECT_TRUE(hasIssue(dupStatus, "Observation", "structure", "Duplicate JSON property 'status'")) << dump(dupStatus);
+  auto halves = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},
+    "valueString":"a","_valueString":{"extension":[{"url":"http://example.org/x","valueString":"y"}]}})");
+  EXPECT_FALSE(halves.hasErrors()) << dump(halves);
+  auto twoTypes = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},
+    "valueString":"a","_valueBoolean":{"extension":[{"url":"http://example.org/x","valueString":"y"}]}})");
+  EXPECT_TRUE(hasIssue(twoTypes, "Observation", "structure", "value[x]")) << dump(twoTypes);
+  auto again = check(R"({"resourceType":"Observation","status":"final","code":{"text":"x"},
+    "valueBoolean":true,"valueString":"a","valueString":"b"})");
+  EXPECT_TRUE(hasIssue(again, "Observation", "structure", "value[x]")) << dump(again);
+  auto dupHalf = check(R"({"resourceType":"Patient","_birthDate":{"id":"a"},"birthDate":"2000","_birthDate":{"id":"b"}})");
+  EXPECT_TRUE(hasIssue(dupHalf, "Patient", "structure", "Duplicate JSON property '_birthDate'")) << dump(dupHalf);
 }
