@@ -9,7 +9,6 @@
 
 #include <algorithm>
 #include <cctype>
-#include <charconv>
 #include <deque>
 #include <unordered_set>
 
@@ -17,6 +16,7 @@
 #include "mappings/fhir/fhirpath/fhirpath.h"
 #include "mappings/fhir/resource_types.h"
 #include "mappings/fhir/validation/dom_access.h"
+#include "mappings/fhir/validation/path_text.h"
 #include "mappings/fhir/validation/validation_tables.h"
 
 namespace passerelle::fhir::profiles {
@@ -259,22 +259,7 @@ class Walk {
   void pop(std::size_t mark) { pieces_.resize(mark); }
   std::string fullPath() const {
     std::string out = path;
-    for (const PathPiece& piece : pieces_) {
-      if (!out.empty()) out += '.';
-      out += piece.name;
-      if (!piece.ofType.empty()) {
-        out += ".ofType(";
-        out += piece.ofType;
-        out += ')';
-      }
-      if (piece.index >= 0) {
-        char digits[12];
-        auto [end, ec] = std::to_chars(digits, digits + sizeof digits, piece.index);
-        out += '[';
-        out.append(digits, end);
-        out += ']';
-      }
-    }
+    for (const PathPiece& piece : pieces_) validation::appendPathPiece(out, piece.name, piece.index, piece.ofType);
     return out;
   }
 

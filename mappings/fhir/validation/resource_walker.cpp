@@ -10,6 +10,7 @@
 #include "mappings/fhir/fhir_time.h"
 #include "mappings/fhir/validator.h"
 #include "mappings/fhir/validation/dom_access.h"
+#include "mappings/fhir/validation/path_text.h"
 #include "mappings/fhir/validation/primitive_checks.h"
 #include "mappings/fhir/validation/xhtml_check.h"
 #include "mappings/fhir/fhirpath/fhirpath.h"
@@ -105,21 +106,7 @@ std::vector<std::string_view>& ResourceWalker::spareAnchors() {
 
 std::string ResourceWalker::pathString() const {
   std::string out;
-  for (std::size_t i = 0; i < path_.size(); ++i) {
-    const PathPiece& p = path_[i];
-    if (i) out += '.';
-    out += p.name;
-    if (!p.ofType.empty()) {
-      out += ".ofType(";
-      out += p.ofType;
-      out += ')';
-    }
-    if (p.index >= 0) {
-      out += '[';
-      out += std::to_string(p.index);
-      out += ']';
-    }
-  }
+  for (std::size_t i = 0; i < path_.size(); ++i) appendPathPiece(out, path_[i].name, path_[i].index, path_[i].ofType);
   return out;
 }
 
