@@ -296,6 +296,13 @@ TEST_F(FhirPathTest, RegexAndBundles) {
   EXPECT_EQ(fp::Expression::compile("count(1)", error), nullptr);                         // wrong argument count
   EXPECT_EQ(pat("name.given.first().matches('^P')"), Texts{"true"});
   EXPECT_EQ(run("(%resource.id & '.').matches('x')", patient_).size(), 1u);
+  // Nested and stacked quantifiers on a string that almost matches: exponential for a backtracking
+  // matcher (2^60 ways to split the a's here), answered at once by the engine's polynomial mode.
+  std::string as(60, 'a');
+  EXPECT_EQ(pat("'" + as + "b'.matches('^(a*)*$')"), Texts{"false"});
+  EXPECT_EQ(pat("'" + as + "'.matches('^(a*)*$')"), Texts{"true"});
+  EXPECT_EQ(pat("'" + as + "!'.matches('^[a-z]*********************+$')"), Texts{"false"});
+  EXPECT_EQ(pat("'" + as + "b'.replaceMatches('(a+)+c', 'x')"), Texts{as + "b"});
 
   simdjson::dom::parser parser;
   simdjson::dom::element bundle = parser.parse(std::string(R"({

@@ -423,7 +423,18 @@ std::string dotAll(const std::string& re) {
   return out;
 }
 
-std::regex makeRegex(const std::string& pattern) { return std::regex(dotAll(pattern), std::regex::ECMAScript); }
+// The patterns come from expressions that partners and profiles supply, and the strings from the
+// data: a backtracking matcher takes exponential time on nested quantifiers ("(a*)*b", or the
+// stacked quantifiers libstdc++ accepts where ECMAScript would refuse them). libstdc++'s polynomial
+// mode runs its breadth-first (Thompson) executor instead, in time polynomial in the pattern and the
+// string; it refuses back-references (a bad regular expression here).
+std::regex makeRegex(const std::string& pattern) {
+#if defined(__GLIBCXX__)
+  return std::regex(dotAll(pattern), std::regex::ECMAScript | std::regex_constants::__polynomial);
+#else
+#error "the regular expression functions need libstdc++'s polynomial mode (or an engine without backtracking)"
+#endif
+}
 
 // Longer strings are refused by the regular expression functions: std::regex recurses per character
 // and the strings come from the data.
