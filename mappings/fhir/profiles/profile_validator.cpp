@@ -282,7 +282,10 @@ class Walk {
     std::string_view key;
     element value;
   };
-  void collectItems(const Node& c, const std::vector<Member>& members, std::vector<Item>& items, std::size_t& count);
+  // The values of the child called `name` (a choice's name without [x]) among `members`; `count`
+  // also counts a primitive given by its "_name" half only.
+  void collectItems(std::string_view name, bool choice, const std::vector<Member>& members, std::vector<Item>& items,
+                    std::size_t& count);
   void checkChildren(const Profile& p, const Node& n, object obj);
   void checkSlicing(const Profile& p, const Node& c, const std::vector<Item>& items);
   void checkConstraints(const Profile& p, const Node& n, element v, std::string_view focusType);
@@ -523,8 +526,8 @@ void Walk::checkNodeIn(const Profile& p, const Node& n, element v, std::string_v
   scanExtensions(v, 0);
 }
 
-void Walk::collectItems(const Node& c, const std::vector<Member>& members, std::vector<Item>& items,
-                        std::size_t& count) {
+void Walk::collectItems(std::string_view name, bool choice, const std::vector<Member>& members,
+                        std::vector<Item>& items, std::size_t& count) {
   auto add = [&](std::string_view key, element v, std::string_view choiceType) {
     array arr;
     if (v.get_array().get(arr) == simdjson::SUCCESS) {
@@ -536,8 +539,8 @@ void Walk::collectItems(const Node& c, const std::vector<Member>& members, std::
       ++count;
     }
   };
-  if (c.choice) {
-    std::string_view base = std::string_view(c.name).substr(0, c.name.size() - 3);
+  if (choice) {
+    std::string_view base = name;
     for (const Member& m : members) {
       std::string_view key = m.key;
       if (key.size() > base.size() && key.substr(0, base.size()) == base &&
@@ -556,13 +559,13 @@ void Walk::collectItems(const Node& c, const std::vector<Member>& members, std::
     return;
   }
   for (const Member& m : members)
-    if (validation::sameName(m.key, c.name)) {
-      add(c.name, m.value, {});
+    if (validation::sameName(m.key, name)) {
+      add(m.key, m.value, {});
       return;
     }
   for (const Member& m : members) {  // a primitive given by its extensions only (_birthDate) still counts
     std::string_view key = m.key;
-    if (key.size() == c.name.size() + 1 && key[0] == '_' && key.substr(1) == c.name) {
+    if (key.size() == name.size() + 1 && key[0] == '_' && key.substr(1) == name) {
       array arr;
       count += m.value.get_array().get(arr) == simdjson::SUCCESS ? arr.size() : 1;
       break;
@@ -626,41 +629,27 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
   Scratch<Member> membersScratch;
   std::vector<Member>& members = *membersScratch;
   for (auto field : obj) members.push_back({field.key, field.value});
-  // Whether a member carries the child (a primitive's "_name" half counts; a choice's names start
-  // with its name and go on with a type's capital). Most of a profile's children are absent from an
-  // instance: they are known to be by a scan of a few names, before their node is read.
-  auto isPresent = [&members](std::string_view name, bool choice) {
-    for (const Member& m : members) {
-      std::string_view key = m.key;
-      if (!key.empty() && key[0] == '_') key.remove_prefix(1);
-      if (choice ? key.size() > name.size() && key.substr(0, name.size()) == name &&
-                       key[name.size()] >= 'A' && key[name.size()] <= 'Z'
-                 : validation::sameName(key, name))
-        return true;
-    }
-    return false;
-  };
   // Without an extension in the instance, the children as in the base are left to the base
-  // validator (it checks them), and are not visited; nor are the absent ones that need nothing.
+  // validator (it checks them), and are not visited. Most of a profile's children are absent from an
+  // instance: an absent one that needs nothing is known to be from the members' names, before its
+  // node is read.
   std::size_t listed = extensions_ ? n.children.size() : n.constrainedChildren.size();
   for (std::size_t li = 0; li < listed; ++li) {
-    bool present;
+    items.clear();
+    std::size_t count = 0;
     std::int32_t ci;
     if (extensions_) {
       ci = n.children[li];
+      const Node& c = p.nodes[static_cast<std::size_t>(ci)];
+      collectItems(c.choice ? std::string_view(c.name).substr(0, c.name.size() - 3) : std::string_view(c.name),
+                   c.choice, members, items, count);
     } else {
       const Node::ChildRef& ref = n.constrainedChildren[li];
       ci = ref.node;
-      present = isPresent(ref.name, ref.choice);
-      if (!present && ref.min <= 0 && !ref.sliced) continue;
+      collectItems(ref.name, ref.choice, members, items, count);
+      if (count == 0 && ref.min <= 0 && !ref.sliced) continue;
     }
     const Node& c = p.nodes[static_cast<std::size_t>(ci)];
-    if (extensions_)
-      present = isPresent(c.choice ? std::string_view(c.name).substr(0, c.name.size() - 3) : std::string_view(c.name),
-                          c.choice);
-    items.clear();
-    std::size_t count = 0;
-    if (present) collectItems(c, members, items, count);
     if (count < static_cast<std::size_t>(std::max(c.min, 0)))
       report("error", "required",
              c.id + ": minimum required = " + std::to_string(c.min) + ", but only found " + std::to_string(count), p);
