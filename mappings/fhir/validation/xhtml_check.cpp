@@ -3,7 +3,12 @@
 #include "mappings/fhir/validation/xhtml_check.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
+#include <cstdint>
+#include <cstring>
+
+#include "mappings/fhir/validation/validation_tables.h"
 
 namespace passerelle::fhir::validation {
 
@@ -30,10 +35,55 @@ constexpr std::string_view kAllowedAttributes[] = {
     "summary", "tabindex", "target", "title", "type", "usemap", "valign", "value", "vspace", "width",
     "xml:lang", "xml:space", "xmlns"};
 
-// The lists are sorted: a binary search each (a narrative has many tags).
-template <std::size_t N>
-bool listed(const std::string_view (&list)[N], std::string_view name) {
-  return std::binary_search(std::begin(list), std::end(list), name);
+// A list of names looked up by hash (a narrative has many tags, each with attributes): open
+// addressing over nameHash, a quarter full at most.
+class NameSet {
+ public:
+  template <std::size_t N>
+  explicit NameSet(const std::string_view (&list)[N]) : list_(list) {
+    static_assert(N * 4 <= kSlots, "the table is a quarter full at most");
+    slots_.fill(-1);
+    for (std::size_t i = 0; i < N; ++i) {
+      std::uint32_t h = nameHash(list[i]) & (kSlots - 1);
+      while (slots_[h] >= 0) h = (h + 1) & (kSlots - 1);
+      slots_[h] = static_cast<std::int16_t>(i);
+    }
+  }
+  bool contains(std::string_view name) const {
+    for (std::uint32_t h = nameHash(name) & (kSlots - 1);; h = (h + 1) & (kSlots - 1)) {
+      std::int16_t at = slots_[h];
+      if (at < 0) return false;
+      if (sameName(list_[at], name)) return true;
+    }
+  }
+
+ private:
+  static constexpr std::uint32_t kSlots = 256;
+  const std::string_view* list_;
+  std::array<std::int16_t, kSlots> slots_;
+};
+
+const NameSet& allowedElements() {
+  static const NameSet set(kAllowed);
+  return set;
+}
+const NameSet& allowedAttributes() {
+  static const NameSet set(kAllowedAttributes);
+  return set;
+}
+
+// The position of the next '<' or '&' from i (or the end): eight bytes at a time, a byte is one
+// of them when its xor with it is zero.
+std::size_t nextMarkup(std::string_view s, std::size_t i) {
+  constexpr std::uint64_t kOnes = 0x0101010101010101ull, kHighs = 0x8080808080808080ull;
+  for (; i + 8 <= s.size(); i += 8) {
+    std::uint64_t w;
+    std::memcpy(&w, s.data() + i, 8);
+    std::uint64_t lt = w ^ (kOnes * '<'), amp = w ^ (kOnes * '&');
+    if ((((lt - kOnes) & ~lt) | ((amp - kOnes) & ~amp)) & kHighs) break;
+  }
+  while (i < s.size() && s[i] != '<' && s[i] != '&') ++i;
+  return i;
 }
 
 // ASCII only, without the C library's locale: XML names and HTML's are case-folded in ASCII.
@@ -128,7 +178,7 @@ void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out, Xht
         rootSeen = true;
         if (name != "div") fail("txt-1", "The narrative XHTML must be a <div> element, not <" + name + ">");
       }
-      if (!listed(kAllowed, name))
+      if (!allowedElements().contains(name))
         fail("txt-1", "The narrative XHTML must not contain a <" + name + "> element (not basic formatting)");
       if (name == "img") content = true;
       bool hasNs = false;
@@ -156,7 +206,7 @@ void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out, Xht
         p = vend + 1;
         if (attr.size() > 2 && attr.compare(0, 2, "on") == 0)
           fail("txt-1", "The narrative XHTML must not contain event attributes (" + attr + " on <" + name + ">)");
-        else if (!listed(kAllowedAttributes, attr) && attr.compare(0, 6, "xmlns:") != 0)
+        else if (!allowedAttributes().contains(attr) && attr.compare(0, 6, "xmlns:") != 0)
           fail("txt-1", "The narrative XHTML must not contain the attribute " + attr + " (on <" + name + ">)");
         if (refs != nullptr) {
           if ((attr == "id" || (attr == "name" && name == "a")) && !value.empty()) refs->anchors.push_back(value);
@@ -203,11 +253,10 @@ void checkNarrativeXhtml(std::string_view s, std::vector<XhtmlProblem>& out, Xht
     }
     if (!isSpace(c)) content = true;
     ++i;
-    // The rest of the text up to the next tag or entity.
-    while (i < s.size() && s[i] != '<' && s[i] != '&') {
-      if (!content && !isSpace(s[i])) content = true;
-      ++i;
-    }
+    // The rest of the text up to the next tag or entity: read a byte at a time until a character
+    // that is not a space is met, then a word at a time.
+    for (; !content && i < s.size() && s[i] != '<' && s[i] != '&'; ++i) content = !isSpace(s[i]);
+    i = nextMarkup(s, i);
   }
   if (!rootSeen) return fail("txt-1", "The narrative XHTML must be a <div> element");
   if (!open.empty()) return fail("", "The narrative XHTML is not well-formed: <" + open.back() + "> is not closed");
