@@ -220,11 +220,13 @@ Result<void> validateWhole(const FhirServiceOptions& o, std::string_view text, c
     if (validation::parseDocument(text, root) == simdjson::SUCCESS) {
       std::vector<Issue> issues;
       try {
-        Validator::instance().validateParsed(root, expectedType, &o.policy, issues);
+        bool extensionSeen = true;
+        Validator::instance().validateParsed(root, expectedType, &o.policy, issues, &extensionSeen);
         auto base = refuseOnErrors(issues, where, "the resource is not valid FHIR R4: ");
         if (!base.ok()) return base;
         issues.clear();
-        o.profiles->validateDeclared(root, {}, issues, "warning", profiles::ProfileValidator::mayContainExtensions(text));
+        // Without an error, the base walk met every member: whether it met an extension is known.
+        o.profiles->validateDeclared(root, {}, issues, "warning", extensionSeen);
         return refuseOnErrors(issues, where, "the resource does not conform to its profiles or extension definitions: ");
       } catch (const std::bad_alloc&) {
         throw;

@@ -93,9 +93,10 @@ ValidationResult Validator::validate(std::string_view json, std::string_view exp
 }
 
 void Validator::validateParsed(const simdjson::dom::element& root, std::string_view expectedType,
-                               const ValidationPolicy* policy, std::vector<Issue>& issues) const {
+                               const ValidationPolicy* policy, std::vector<Issue>& issues, bool* extensionSeen) const {
   validation::ResourceWalker walker(tables_, issues, policy);
   walker.validateDocument(root, expectedType);
+  if (extensionSeen) *extensionSeen = walker.extensionSeen();
 }
 
 }  // namespace passerelle::fhir

@@ -61,8 +61,10 @@ class Validator {
 
   // The same on a document parsed by validation::parseDocument (mappings/fhir/validation/dom_access.h),
   // so that another pass (profiles) shares the parse; issues are appended to `issues`.
+  // `extensionSeen`, when given, says whether an element extension or modifierExtension was met
+  // (every member was walked when no error was reported).
   void validateParsed(const simdjson::dom::element& root, std::string_view expectedType, const ValidationPolicy* policy,
-                      std::vector<Issue>& issues) const;
+                      std::vector<Issue>& issues, bool* extensionSeen = nullptr) const;
 
   // Maximum nesting of objects and arrays accepted (as JsonLimits::maxDepth).
   static constexpr int kMaxDepth = 64;

@@ -741,5 +741,32 @@ TEST_F(ProfileValidatorTest, NarrowedChoicesAndTargetsCountWhenTheBaseIsKnown) {
   EXPECT_EQ(errors(issues), 2) << dump(issues);
 }
 
+// The base walk says whether it met an extension, in place of a search of the text: an extension
+// wherever it is (a primitive's other half, a modifier extension, a contained resource, a name
+// spelled with an escape) is still found and checked against the policy.
+TEST_F(ProfileValidatorTest, ExtensionsMetByTheBaseWalkAreChecked) {
+  passerelle::fhir::ValidationPolicy policy;
+  policy.refuseUnknownExtensions = true;
+  const ProfileValidator v(registry_, policy);
+  const std::string unknown = R"({"url":"https://partner.test/ext","valueString":"x"})";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {R"({"resourceType":"Patient","birthDate":"1980-01-01","_birthDate":{"extension":[)" + unknown + "]}}",
+       "Patient.birthDate.extension[0]"},
+      {R"({"resourceType":"Patient","contact":[{"modifierExtension":[)" + unknown + R"(],"name":{"family":"X"}}]})",
+       "Patient.contact[0].modifierExtension[0]"},
+      {R"({"resourceType":"Patient","contained":[{"resourceType":"Practitioner","id":"p","extension":[)" + unknown +
+           R"(]}],"generalPractitioner":[{"reference":"#p"}]})",
+       "Patient.contained[0].extension[0]"},
+      {R"({"resourceType":"Patient","ext\u0065nsion":[)" + unknown + "]}", "Patient.extension[0]"},
+  };
+  for (const auto& [text, where] : cases) {
+    auto result = v.validateWithBase(text);
+    EXPECT_TRUE(has(result.issues, "error", where, "has no definition known here")) << text << dump(result.issues);
+    EXPECT_EQ(errors(result.issues), 1) << text << dump(result.issues);
+  }
+  auto clean = v.validateWithBase(R"({"resourceType":"Patient","birthDate":"1980-01-01"})");
+  EXPECT_EQ(errors(clean.issues), 0) << dump(clean.issues);
+}
+
 }  // namespace
 }  // namespace passerelle::fhir::profiles

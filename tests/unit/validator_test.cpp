@@ -11,9 +11,11 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <simdjson.h>
 
 #include "mappings/fhir/markdown.h"
 #include "mappings/fhir/validation/primitive_checks.h"
+#include "mappings/fhir/validation/xhtml_check.h"
 
 using passerelle::fhir::ValidationResult;
 using passerelle::fhir::Validator;
@@ -583,4 +585,70 @@ TEST(ValidatorTest, RepeatedMembersAndChoicesAreFoundAnywhere) {
   EXPECT_TRUE(hasIssue(again, "Observation", "structure", "value[x]")) << dump(again);
   auto dupHalf = check(R"({"resourceType":"Patient","_birthDate":{"id":"a"},"birthDate":"2000","_birthDate":{"id":"b"}})");
   EXPECT_TRUE(hasIssue(dupHalf, "Patient", "structure", "Duplicate JSON property '_birthDate'")) << dump(dupHalf);
+}
+
+// Whether the walk met an element extension or modifierExtension (what the profile pass relies on
+// to leave the rest of a document without extensions unsearched).
+TEST(ValidatorTest, SaysWhetherItMetAnExtension) {
+  const auto seen = [](const std::string& text) {
+    simdjson::dom::parser parser;
+    simdjson::dom::element root;
+    EXPECT_EQ(parser.parse(text).get(root), simdjson::SUCCESS) << text;
+    std::vector<passerelle::fhir::Issue> issues;
+    bool extension = false;
+    Validator::instance().validateParsed(root, {}, nullptr, issues, &extension);
+    return extension;
+  };
+  const std::string ext = R"({"url":"https://partner.test/ext","valueString":"x"})";
+  EXPECT_FALSE(seen(R"({"resourceType":"Patient","birthDate":"1980-01-01","name":[{"family":"X"}]})"));
+  EXPECT_FALSE(seen(R"({"resourceType":"Patient","name":[{"family":"extension"}]})"));  // a value, not a member
+  EXPECT_TRUE(seen(R"({"resourceType":"Patient","_birthDate":{"extension":[)" + ext + R"(]},"birthDate":"1980-01-01"})"));
+  EXPECT_TRUE(seen(R"({"resourceType":"Patient","contact":[{"name":{"family":"X"},"modifierExtension":[)" + ext + "]}]}"));
+  EXPECT_TRUE(seen(R"({"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Patient","extension":[)" +
+                   ext + "]}}]}"));
+  EXPECT_TRUE(seen(R"({"resourceType":"Patient","ext\u0065nsion":[)" + ext + "]}"));
+}
+
+// txt-1's lists are looked up by hash, and text is skipped a word at a time: every element and
+// attribute the specification allows is found, a name one letter longer is not, and a tag, an
+// entity or the first non-space character is seen at every offset of a word.
+TEST(ValidatorTest, NarrativeNamesAndTextAreReadEverywhere) {
+  const std::string ns = "<div xmlns=\"http://www.w3.org/1999/xhtml\">";
+  auto problems = [](const std::string& div) {
+    std::vector<v::XhtmlProblem> out;
+    v::checkNarrativeXhtml(div, out, nullptr);
+    std::string all;
+    for (const auto& p : out) all += p.invariant + ": " + p.message + "\n";
+    return all;
+  };
+  const char* elements[] = {"a", "abbr", "acronym", "address", "area", "b", "bdo", "big", "blockquote", "br",
+                            "caption", "cite", "code", "col", "colgroup", "dd", "dfn", "div", "dl", "dt", "em",
+                            "h1", "h2", "h3", "h4", "h5", "h6", "hr", "i", "img", "kbd", "li", "map", "ol", "p",
+                            "pre", "q", "samp", "small", "span", "strong", "sub", "sup", "table", "tbody", "td",
+                            "tfoot", "th", "thead", "tr", "tt", "ul", "var"};
+  for (std::string e : elements) {
+    EXPECT_EQ(problems(ns + "<" + e + ">x</" + e + "></div>"), "") << e;
+    EXPECT_NE(problems(ns + "<" + e + "z>x</" + e + "z></div>").find("txt-1"), std::string::npos) << e << "z";
+  }
+  const char* attributes[] = {"abbr", "accesskey", "align", "alt", "axis", "bgcolor", "border", "cellpadding",
+                              "cellspacing", "char", "charoff", "cite", "class", "colspan", "compact", "coords",
+                              "datetime", "dir", "frame", "headers", "height", "href", "hreflang", "hspace", "id",
+                              "ismap", "lang", "longdesc", "name", "nohref", "rel", "rev", "rowspan", "rules",
+                              "scope", "shape", "span", "src", "start", "style", "summary", "tabindex", "target",
+                              "title", "type", "usemap", "valign", "value", "vspace", "width", "xml:lang",
+                              "xml:space"};
+  for (std::string a : attributes) {
+    EXPECT_EQ(problems(ns + "<p " + a + "=\"v\">x</p></div>"), "") << a;
+    EXPECT_NE(problems(ns + "<p " + a + "z=\"v\">x</p></div>").find("txt-1"), std::string::npos) << a << "z";
+  }
+  for (std::size_t k = 0; k < 20; ++k) {
+    std::string text(k, 'a');
+    EXPECT_EQ(problems(ns + text + "<b>x</b>" + text + "&amp;" + text + "</div>"), "") << k;
+    EXPECT_NE(problems(ns + text + "<script>x</script></div>").find("txt-1"), std::string::npos) << k;
+    EXPECT_NE(problems(ns + text + "&bad;</div>").find("Invalid entity"), std::string::npos) << k;
+    EXPECT_NE(problems(ns + text + "</p></div>").find("unexpected </p>"), std::string::npos) << k;
+    std::string spaces(k, ' ');
+    EXPECT_NE(problems(ns + spaces + "</div>").find("txt-2"), std::string::npos) << k;
+    EXPECT_EQ(problems(ns + spaces + "x" + spaces + "</div>"), "") << k;
+  }
 }

@@ -96,6 +96,15 @@ struct Constraint {
   std::string compileError;
 };
 
+// What a slice's definition says at a discriminator's path: the element there, and the fixed or
+// pattern value met on the way that covers the rest of the path.
+struct SliceTarget {
+  bool found = false;          // false: the path cannot be followed in the slice's definition
+  std::int32_t node = -1;      // the element at the path, -1 when the definition does not go that far
+  const Value* expected = nullptr;
+  bool pattern = false;        // `expected` is a pattern (else a fixed value)
+};
+
 struct Node {
   std::string id;          // "Patient.identifier:INS-NIR.system"
   std::string path;        // "Patient.identifier.system"
@@ -115,6 +124,9 @@ struct Node {
   // Whether the element or something under it constrains more than the base specification: the
   // walk skips the rest (the base validator has checked it), but for the extensions in it.
   bool constrains = true;
+  // Whether its values need more than to be counted (a cardinality narrowed is checked by the
+  // parent): a walk without extensions to look for does not visit the values of the others.
+  bool checksValues = true;
   std::vector<TypeRef> types;
   std::vector<Constraint> constraints;  // the definition's own invariants on this element
   std::unique_ptr<Value> fixed, pattern;
@@ -132,6 +144,9 @@ struct Node {
   enum class Rules : std::uint8_t { Open, Closed, OpenAtEnd } rules = Rules::Open;
   std::vector<Discriminator> discriminators;
   std::vector<std::int32_t> slices;    // slice entries, in snapshot order
+  // Each slice's target for each discriminator, [slice * discriminators.size() + discriminator],
+  // found once the profile is complete (findSliceTargets), not again for every element sorted.
+  std::vector<SliceTarget> sliceTargets;
   std::vector<std::int32_t> children;  // child elements (slices excluded)
   // The children that constrain more than the base (`constrains`): all that a walk visits when the
   // instance holds no extension. With what tells an absent child needs nothing more, so that the
@@ -163,5 +178,8 @@ struct Profile {
   std::string error;           // not empty: the definition could not be compiled (why)
   std::string canonical() const { return version.empty() ? url : url + "|" + version; }
 };
+
+// Fills the sliceTargets of every sliced element of `p` (its nodes, slices and values complete).
+void findSliceTargets(Profile& p);
 
 }  // namespace passerelle::fhir::profiles

@@ -645,25 +645,27 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
   // What each element constrains beyond the base, children first (they follow their parent).
   for (std::size_t i = p.nodes.size(); i-- > 0;) {
     Node& n = p.nodes[i];
-    bool own = i == 0 || n.fixed || n.pattern || n.minValue || n.maxValue || n.sliced || !n.slices.empty() ||
-               !n.sliceName.empty() || (n.choice && narrowsChoice(p, n)) || n.contentReference >= 0 || !n.baseKnown ||
-               n.min > n.baseMin || (n.max >= 0 && (n.baseMax < 0 || n.max < n.baseMax)) ||
-               ((n.strength == Strength::Required || n.strength == Strength::Extensible) && !n.baseValueSet) ||
-               !n.constraints.empty();
-    for (const auto& t : n.types) own = own || !t.profiles.empty() || (!t.anyTarget && narrowsTargets(p, n, t));
+    // What the element's values need beyond being counted (which its parent does).
+    bool values = i == 0 || n.fixed || n.pattern || n.minValue || n.maxValue || n.sliced || !n.slices.empty() ||
+                  !n.sliceName.empty() || (n.choice && narrowsChoice(p, n)) || n.contentReference >= 0 ||
+                  !n.baseKnown ||
+                  ((n.strength == Strength::Required || n.strength == Strength::Extensible) && !n.baseValueSet) ||
+                  !n.constraints.empty();
+    for (const auto& t : n.types) values = values || !t.profiles.empty() || (!t.anyTarget && narrowsTargets(p, n, t));
     for (std::int32_t c : n.children) {
       const Node& child = p.nodes[static_cast<std::size_t>(c)];
       // The extensions met anywhere are checked against their definitions (by url): an extension
       // element makes its parent count only when it says more than that, with slices, a closed
       // slicing or a narrowed cardinality (the base snapshots slice every one by url, openly).
       if (child.name != "extension" && child.name != "modifierExtension")
-        own = own || child.constrains;
+        values = values || child.constrains;
       else
-        own = own || !child.slices.empty() || (child.sliced && child.rules == Node::Rules::Closed) ||
-              child.min > child.baseMin || (child.max >= 0 && (child.baseMax < 0 || child.max < child.baseMax));
+        values = values || !child.slices.empty() || (child.sliced && child.rules == Node::Rules::Closed) ||
+                 child.min > child.baseMin || (child.max >= 0 && (child.baseMax < 0 || child.max < child.baseMax));
     }
-    for (std::int32_t s : n.slices) own = own || p.nodes[static_cast<std::size_t>(s)].constrains;
-    n.constrains = own;
+    for (std::int32_t s : n.slices) values = values || p.nodes[static_cast<std::size_t>(s)].constrains;
+    n.checksValues = values;
+    n.constrains = values || n.min > n.baseMin || (n.max >= 0 && (n.baseMax < 0 || n.max < n.baseMax));
     n.constrainedChildren.clear();
     for (std::int32_t c : n.children) {
       const Node& child = p.nodes[static_cast<std::size_t>(c)];
@@ -673,6 +675,7 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
              child.choice ? child.name.substr(0, child.name.size() - 3) : child.name});
     }
   }
+  findSliceTargets(p);
 }
 
 ProfileRegistry::ProfileRegistry() : impl_(std::make_unique<Impl>()) {}

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cctype>
 #include <deque>
+#include <span>
 #include <unordered_set>
 
 #include "mappings/fhir/fhir_time.h"
@@ -159,6 +160,124 @@ std::string_view referenceType(std::string_view ref) {
   return isResourceType(type) ? type : std::string_view();
 }
 
+// The node whose children describe `n`'s content (a contentReference's target when `n` has none).
+const Node* shapeOfNode(const Profile& p, const Node& n) {
+  if (n.children.empty() && n.contentReference >= 0) return &p.nodes[static_cast<std::size_t>(n.contentReference)];
+  return &n;
+}
+
+const Node* childNamed(const Profile& p, const Node& n, std::string_view seg) {
+  const Node* shape = shapeOfNode(p, n);
+  for (std::int32_t ci : shape->children) {
+    const Node& c = p.nodes[static_cast<std::size_t>(ci)];
+    if (c.name == seg) return &c;
+    if (c.choice) {
+      std::string_view base = std::string_view(c.name).substr(0, c.name.size() - 3);
+      if (seg == base) return &c;
+      if (seg.size() > base.size() && seg.substr(0, base.size()) == base) {
+        // valueQuantity: the type slice when there is one, else the choice
+        for (std::int32_t si : c.slices) {
+          const Node& s = p.nodes[static_cast<std::size_t>(si)];
+          if (s.types.size() == 1 && sameType(s.types[0].code, seg.substr(base.size()))) return &s;
+        }
+        return &c;
+      }
+    }
+  }
+  return nullptr;
+}
+
+// What the definition says at a discriminator path, from `node` and segment k on: the element, and
+// the fixed or pattern value that covers it. False when the path cannot be followed in the definition.
+struct Target {
+  const Node* node = nullptr;
+  const Value* expected = nullptr;
+  bool pattern = false;
+};
+
+bool definitionAt(const Profile& p, const Node* node, const std::vector<std::string>& segs, std::size_t k,
+                  Target& out) {
+  for (;; ++k) {
+    if (node->fixed || node->pattern) {
+      const Value* v = node->fixed ? node->fixed.get() : node->pattern.get();
+      out.pattern = node->pattern != nullptr;
+      for (std::size_t j = k; v && j < segs.size(); ++j) {
+        if (segs[j] == "$this" || isFunction(segs[j], "ofType")) continue;
+        if (v->kind == Value::Kind::Array) v = v->items.empty() ? nullptr : &v->items[0];
+        v = v ? v->member(segs[j]) : nullptr;
+      }
+      out.node = node;
+      out.expected = v;
+      return true;
+    }
+    if (k == segs.size()) break;
+    std::string_view seg = segs[k];
+    if (seg == "$this" || isFunction(seg, "ofType")) continue;
+    if (isFunction(seg, "extension")) {
+      const Node* ext = childNamed(p, *node, "extension");
+      const Node* found = nullptr;
+      std::string_view url = extensionArgument(seg);
+      if (ext)
+        for (std::int32_t si : ext->slices) {
+          const Node& sl = p.nodes[static_cast<std::size_t>(si)];
+          for (const auto& t : sl.types)
+            for (const auto& prof : t.profiles)
+              if (ProfileRegistry::splitCanonical(prof).first == url) found = &sl;
+          if (const Node* u = childNamed(p, sl, "url"); u && u->fixed && u->fixed->text == url) found = &sl;
+        }
+      if (!found) return false;
+      node = found;
+      continue;
+    }
+    const Node* next = childNamed(p, *node, seg);
+    if (!next) {
+      out.node = nullptr;
+      return true;
+    }
+    // Through a sliced element (code.coding.code with coding sliced): the value a slice fixes, a
+    // required slice first.
+    if (!next->slices.empty() && k + 1 < segs.size()) {
+      Target plain;
+      definitionAt(p, next, segs, k + 1, plain);
+      if (plain.expected) {
+        out = plain;
+        return true;
+      }
+      for (int pass = 0; pass < 2; ++pass)
+        for (std::int32_t si : next->slices) {
+          const Node& sl = p.nodes[static_cast<std::size_t>(si)];
+          if ((pass == 0) != (sl.min >= 1)) continue;
+          Target viaSlice;
+          if (definitionAt(p, &sl, segs, k + 1, viaSlice) && viaSlice.expected) {
+            out = viaSlice;
+            return true;
+          }
+        }
+      out = plain;
+      return true;
+    }
+    node = next;
+  }
+  out.node = node;
+  return true;
+}
+
+// Each slice of `c`, walked along each discriminator's path (a fixed or pattern value met on the way
+// holds the rest): [slice * discriminators + discriminator].
+void sliceTargetsOf(const Profile& p, const Node& c, std::vector<SliceTarget>& out) {
+  out.clear();
+  for (std::int32_t si : c.slices)
+    for (const Discriminator& d : c.discriminators) {
+      Target t;
+      SliceTarget st;
+      st.found = definitionAt(p, &p.nodes[static_cast<std::size_t>(si)], d.segments, 0, t);
+      st.node = t.node ? static_cast<std::int32_t>(t.node - p.nodes.data()) : -1;
+      st.expected = t.expected;
+      st.pattern = t.pattern;
+      out.push_back(st);
+    }
+}
+
 // Vectors reused by the walk's recursion, a level per nested use, kept by the thread: a walk
 // nests a few levels deep and calls these many times per resource.
 template <typename T>
@@ -263,10 +382,7 @@ class Walk {
     return out;
   }
 
-  const Node* shapeOf(const Profile& p, const Node& n) const {
-    if (n.children.empty() && n.contentReference >= 0) return &p.nodes[static_cast<std::size_t>(n.contentReference)];
-    return &n;
-  }
+  const Node* shapeOf(const Profile& p, const Node& n) const { return shapeOfNode(p, n); }
   const TypeRef* typeFor(const Node& n, std::string_view choiceType) const {
     if (!choiceType.empty()) {
       for (const auto& t : n.types)
@@ -289,18 +405,9 @@ class Walk {
   void checkChildren(const Profile& p, const Node& n, object obj);
   void checkSlicing(const Profile& p, const Node& c, const std::vector<Item>& items);
   void checkConstraints(const Profile& p, const Node& n, element v, std::string_view focusType);
-  bool sliceMatches(const Profile& p, const Node& c, const Node& s, const Item& item);
-  bool discriminatorMatches(const Profile& p, const Node& s, const Discriminator& d, const Item& item);
-  const Node* childNamed(const Profile& p, const Node& n, std::string_view seg) const;
-  // What the definition says at a discriminator path: the element, and the fixed or pattern value
-  // that covers it. False when the path cannot be followed in the definition.
-  struct Target {
-    const Node* node = nullptr;
-    const Value* expected = nullptr;
-    bool pattern = false;
-  };
-  bool definitionAt(const Profile& p, const Node* node, const std::vector<std::string>& segs, std::size_t k,
-                    Target& out) const;
+  // `values`: what the item holds at the discriminator's path (instanceAt), read once for all slices.
+  bool discriminatorMatches(const Profile& p, const Node& s, const Discriminator& d, const SliceTarget& target,
+                            std::span<const element> values, const Item& item);
   void instanceAt(element v, const std::vector<std::string>& segs, std::size_t k, std::vector<element>& out) const;
   void checkBinding(const Profile& p, const Node& n, element v, const TypeRef* t);
   void checkReference(const Profile& p, const TypeRef& t, object ref);
@@ -689,6 +796,7 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
       checkSlicing(p, c, items);
       continue;
     }
+    if (!extensions_ && !c.checksValues) continue;  // counted above: nothing else to check in them
     for (const Item& it : items) {
       std::size_t mark = c.choice ? push(std::string_view(c.name).substr(0, c.name.size() - 3), it.index, it.choiceType)
                                   : push(c.name, it.index);
@@ -721,9 +829,39 @@ void Walk::checkSlicing(const Profile& p, const Node& c, const std::vector<Item>
   std::vector<std::size_t>& counts = *countsScratch;
   matched.assign(items.size(), -1);
   counts.assign(c.slices.size(), 0);
+  const std::size_t nd = c.discriminators.size();
+  Scratch<element> valuesScratch;
+  Scratch<std::size_t> endsScratch;
+  std::vector<element>& values = *valuesScratch;
+  std::vector<std::size_t>& ends = *endsScratch;
+  // The slices' targets, found when the profile was resolved (else here, once for all the items).
+  Scratch<SliceTarget> targetsScratch;
+  const std::vector<SliceTarget>* targets = &c.sliceTargets;
+  if (c.sliceTargets.size() != c.slices.size() * nd) {
+    targets = &*targetsScratch;
+    sliceTargetsOf(p, c, *targetsScratch);
+  }
   for (std::size_t i = 0; i < items.size(); ++i) {
+    // What the item holds at each discriminator's path, read once for all the slices.
+    values.clear();
+    ends.clear();
+    for (const Discriminator& d : c.discriminators) {
+      instanceAt(items[i].value, d.segments, 0, values);
+      ends.push_back(values.size());
+    }
     for (std::size_t s = 0; s < c.slices.size(); ++s) {
-      if (sliceMatches(p, c, p.nodes[static_cast<std::size_t>(c.slices[s])], items[i])) {
+      const Node& slice = p.nodes[static_cast<std::size_t>(c.slices[s])];
+      bool matches = true;
+      if (nd == 0) {
+        matches = quietlyValid(p, slice, items[i].value, items[i].choiceType);
+      } else {
+        for (std::size_t d = 0; d < nd && matches; ++d) {
+          std::size_t from = d == 0 ? 0 : ends[d - 1];
+          matches = discriminatorMatches(p, slice, c.discriminators[d], (*targets)[s * nd + d],
+                                         std::span<const element>(values.data() + from, ends[d] - from), items[i]);
+        }
+      }
+      if (matches) {
         matched[i] = static_cast<int>(s);
         ++counts[s];
         break;
@@ -793,34 +931,6 @@ bool Walk::quietlyValid(const Profile& p, const Node& n, element v, std::string_
   return sub.errors() == 0;
 }
 
-bool Walk::sliceMatches(const Profile& p, const Node& c, const Node& s, const Item& item) {
-  if (c.discriminators.empty()) return quietlyValid(p, s, item.value, item.choiceType);
-  for (const Discriminator& d : c.discriminators)
-    if (!discriminatorMatches(p, s, d, item)) return false;
-  return true;
-}
-
-const Node* Walk::childNamed(const Profile& p, const Node& n, std::string_view seg) const {
-  const Node* shape = shapeOf(p, n);
-  for (std::int32_t ci : shape->children) {
-    const Node& c = p.nodes[static_cast<std::size_t>(ci)];
-    if (c.name == seg) return &c;
-    if (c.choice) {
-      std::string_view base = std::string_view(c.name).substr(0, c.name.size() - 3);
-      if (seg == base) return &c;
-      if (seg.size() > base.size() && seg.substr(0, base.size()) == base) {
-        // valueQuantity: the type slice when there is one, else the choice
-        for (std::int32_t si : c.slices) {
-          const Node& s = p.nodes[static_cast<std::size_t>(si)];
-          if (s.types.size() == 1 && sameType(s.types[0].code, seg.substr(base.size()))) return &s;
-        }
-        return &c;
-      }
-    }
-  }
-  return nullptr;
-}
-
 void Walk::instanceAt(element v, const std::vector<std::string>& segs, std::size_t k,
                       std::vector<element>& out) const {
   array arr;
@@ -875,84 +985,13 @@ void Walk::instanceAt(element v, const std::vector<std::string>& segs, std::size
       instanceAt(value, segs, k + 1, out);
 }
 
-bool Walk::definitionAt(const Profile& p, const Node* node, const std::vector<std::string>& segs,
-                        std::size_t k, Target& out) const {
-  for (;; ++k) {
-    if (node->fixed || node->pattern) {
-      const Value* v = node->fixed ? node->fixed.get() : node->pattern.get();
-      out.pattern = node->pattern != nullptr;
-      for (std::size_t j = k; v && j < segs.size(); ++j) {
-        if (segs[j] == "$this" || isFunction(segs[j], "ofType")) continue;
-        if (v->kind == Value::Kind::Array) v = v->items.empty() ? nullptr : &v->items[0];
-        v = v ? v->member(segs[j]) : nullptr;
-      }
-      out.node = node;
-      out.expected = v;
-      return true;
-    }
-    if (k == segs.size()) break;
-    std::string_view seg = segs[k];
-    if (seg == "$this" || isFunction(seg, "ofType")) continue;
-    if (isFunction(seg, "extension")) {
-      const Node* ext = childNamed(p, *node, "extension");
-      const Node* found = nullptr;
-      std::string_view url = extensionArgument(seg);
-      if (ext)
-        for (std::int32_t si : ext->slices) {
-          const Node& sl = p.nodes[static_cast<std::size_t>(si)];
-          for (const auto& t : sl.types)
-            for (const auto& prof : t.profiles)
-              if (ProfileRegistry::splitCanonical(prof).first == url) found = &sl;
-          if (const Node* u = childNamed(p, sl, "url"); u && u->fixed && u->fixed->text == url) found = &sl;
-        }
-      if (!found) return false;
-      node = found;
-      continue;
-    }
-    const Node* next = childNamed(p, *node, seg);
-    if (!next) {
-      out.node = nullptr;
-      return true;
-    }
-    // Through a sliced element (code.coding.code with coding sliced): the value a slice fixes, a
-    // required slice first.
-    if (!next->slices.empty() && k + 1 < segs.size()) {
-      Target plain;
-      definitionAt(p, next, segs, k + 1, plain);
-      if (plain.expected) {
-        out = plain;
-        return true;
-      }
-      for (int pass = 0; pass < 2; ++pass)
-        for (std::int32_t si : next->slices) {
-          const Node& sl = p.nodes[static_cast<std::size_t>(si)];
-          if ((pass == 0) != (sl.min >= 1)) continue;
-          Target viaSlice;
-          if (definitionAt(p, &sl, segs, k + 1, viaSlice) && viaSlice.expected) {
-            out = viaSlice;
-            return true;
-          }
-        }
-      out = plain;
-      return true;
-    }
-    node = next;
-  }
-  out.node = node;
-  return true;
-}
-
-bool Walk::discriminatorMatches(const Profile& p, const Node& s, const Discriminator& d, const Item& item) {
+bool Walk::discriminatorMatches(const Profile& p, const Node& s, const Discriminator& d, const SliceTarget& target,
+                                std::span<const element> values, const Item& item) {
   const std::vector<std::string>& segs = d.segments;
-  // Walk the slice's definition along the path; a fixed or pattern value met on the way holds the rest.
-  Target target;
-  if (!definitionAt(p, &s, segs, 0, target)) return false;
-  const Node* node = target.node;
+  if (!target.found) return false;
+  const Node* node = target.node >= 0 ? &p.nodes[static_cast<std::size_t>(target.node)] : nullptr;
   const Value* expected = target.expected;
   bool pattern = d.kind == Discriminator::Kind::Pattern || target.pattern;
-  Scratch<element> valuesScratch;
-  std::vector<element>& values = *valuesScratch;
-  instanceAt(item.value, segs, 0, values);
   switch (d.kind) {
     case Discriminator::Kind::Value:
     case Discriminator::Kind::Pattern: {
@@ -1434,6 +1473,13 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
   return Outcome::Checked;
 }
 
+void findSliceTargets(Profile& p) {
+  for (Node& n : p.nodes) {
+    if (n.slices.empty() || n.discriminators.empty()) n.sliceTargets.clear();
+    else sliceTargetsOf(p, n, n.sliceTargets);
+  }
+}
+
 ValidationResult ProfileValidator::validateWithBase(std::string_view json, std::string_view canonical,
                                                     std::string_view expectedType) const {
   json = validation::withoutBom(json);
@@ -1442,8 +1488,11 @@ ValidationResult ProfileValidator::validateWithBase(std::string_view json, std::
     return Validator::instance().validate(json, expectedType, &policy_);  // says where the fault is
   ValidationResult result;
   try {
-    Validator::instance().validateParsed(root, expectedType, &policy_, result.issues);
-    bool extensions = mayContainExtensions(json);
+    bool extensionSeen = true;
+    Validator::instance().validateParsed(root, expectedType, &policy_, result.issues, &extensionSeen);
+    // The base walk met every member when it reported no error: whether it met an extension
+    // answers without a search of the text.
+    bool extensions = extensionSeen || (result.hasErrors() && mayContainExtensions(json));
     if (canonical.empty()) validateDeclared(root, {}, result.issues, "warning", extensions);
     else validate(root, canonical, {}, result.issues, extensions);
   } catch (const std::bad_alloc&) {

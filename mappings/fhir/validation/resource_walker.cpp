@@ -237,6 +237,8 @@ void ResourceWalker::walkObject(object obj, element self, int typeIndex, const E
   bool halves = false;  // a primitive's "_name" half is among the members
   std::uint64_t seen[2][2] = {};  // [a "_name" half][element / 64]: the elements met (below 128)
   std::uint64_t choicesSeen = 0;  // the choice groups met (below 64)
+  bool bounded = false;  // an element with a maximum above 1 (not *) is among the members
+  bool extension = false;  // extension or modifierExtension is among the members
   int resourceTypeSeen = 0;
   for (auto [key, value] : obj) {
     if (resourceRoot && key == "resourceType") {
@@ -275,19 +277,23 @@ void ResourceWalker::walkObject(object obj, element self, int typeIndex, const E
     if (e < 128) seen[underscore][e >> 6] |= std::uint64_t{1} << (e & 63);
     if (ed.choice >= 0 && ed.choice < 64) choicesSeen |= std::uint64_t{1} << ed.choice;
     halves = halves || underscore;
+    bounded = bounded || ed.max > 1;
+    extension = extension || ed.isExtensionList;
     fields_.push_back({static_cast<std::int16_t>(e), underscore, value});
   }
   const std::size_t end = fields_.size();
+  extensionSeen_ = extensionSeen_ || extension;
   if (!hasContent && !resourceRoot)
     report("invariant", "Constraint failed: ele-1: 'All FHIR elements must have a @value or children'");
 
   // The members searched for a primitive's other half: none when no member is a "_name" half.
   for (std::size_t i = base; i < end; ++i) walkField(type, i, base, halves ? end : base, inheritedValueSet, resourceRoot);
 
-  // Cardinality.
+  // Cardinality, from the bits of the elements and choice groups met (the members for the others).
   for (std::int16_t r : type.required) {
     bool present = false;
-    for (std::size_t i = base; i < end && !present; ++i) present = fields_[i].element == r;
+    if (r < 128) present = (((seen[0][r >> 6] | seen[1][r >> 6]) >> (r & 63)) & 1) != 0;
+    for (std::size_t i = base; r >= 128 && i < end && !present; ++i) present = fields_[i].element == r;
     if (!present) {
       const ElementDef& ed = type.elements[r];
       report("required", type.name + "." + ed.name + ": minimum required = " + std::to_string(ed.min) +
@@ -296,11 +302,12 @@ void ResourceWalker::walkObject(object obj, element self, int typeIndex, const E
   }
   for (std::int16_t c : type.requiredChoices) {
     bool present = false;
-    for (std::size_t i = base; i < end && !present; ++i) present = type.elements[fields_[i].element].choice == c;
+    if (c < 64) present = ((choicesSeen >> c) & 1) != 0;
+    for (std::size_t i = base; c >= 64 && i < end && !present; ++i) present = type.elements[fields_[i].element].choice == c;
     if (!present)
       report("required", type.name + "." + type.choiceBases[c] + "[x]: minimum required = 1, but only found 0");
   }
-  for (std::size_t i = base; i < end; ++i) {
+  for (std::size_t i = base; bounded && i < end; ++i) {
     const Field& f = fields_[i];
     const ElementDef& ed = type.elements[f.element];
     array arr;

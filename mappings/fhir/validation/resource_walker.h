@@ -35,6 +35,10 @@ class ResourceWalker {
   // Validates `root` as a resource; when `expectedType` is not empty the resourceType must match.
   void validateDocument(simdjson::dom::element root, std::string_view expectedType);
 
+  // Whether an element extension or modifierExtension was met in what was walked. Without an
+  // error reported, every member of the document was walked.
+  bool extensionSeen() const { return extensionSeen_; }
+
   // Issues beyond this many are dropped (one last issue says so).
   static constexpr std::size_t kMaxIssues = 500;
 
@@ -146,6 +150,7 @@ class ResourceWalker {
   std::vector<NarrativeLink> narrativeLinks_;
   std::int32_t containedIndex_ = -1;  // index in the current resource's contained, -1 outside
   bool subExtension_ = false;         // walking the extensions of an extension
+  bool extensionSeen_ = false;        // extensionSeen()
   const int periodType_;
   const TypeDef* const extensionTypeDef_;
   const TypeDef* const codeableConceptTypeDef_;

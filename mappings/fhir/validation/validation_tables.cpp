@@ -135,7 +135,7 @@ bool ValidationTables::load(std::string_view text, std::string& error) {
         e.prim = primOf(e.typeName);
         e.isResource = e.typeName == "Resource";
         e.isReference = e.typeName == "Reference";
-        e.isExtensionList = e.name == "extension";
+        e.isExtensionList = e.name == "extension" || e.name == "modifierExtension";
         e.isId = e.name == "id" && e.prim != Prim::None;
         if (!e.choiceBase.empty()) {
           auto it = std::find(def.choiceBases.begin(), def.choiceBases.end(), e.choiceBase);

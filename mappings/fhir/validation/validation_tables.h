@@ -51,7 +51,7 @@ struct ElementDef {
   Prim prim = Prim::None;
   bool isResource = false;    // type "Resource": a resource of its own type (contained, entry.resource)
   bool isReference = false;   // type "Reference"
-  bool isExtensionList = false;  // the element "extension"
+  bool isExtensionList = false;  // the element "extension" or "modifierExtension"
   bool isId = false;          // a primitive "id" (Resource.id, Element.id)
   std::int16_t choice = -1;   // choice group within the owning type
   std::int32_t min = 0;
