@@ -768,5 +768,29 @@ TEST_F(ProfileValidatorTest, ExtensionsMetByTheBaseWalkAreChecked) {
   EXPECT_EQ(errors(clean.issues), 0) << dump(clean.issues);
 }
 
+// An element whose profile narrows only its cardinality is counted by its parent; its values are
+// still checked against its binding (here the base's extensible one), with or without an extension
+// elsewhere in the document.
+TEST_F(ProfileValidatorTest, ACountedElementKeepsItsBinding) {
+  json base = {{"path", "Patient.maritalStatus"}, {"min", 0}, {"max", "1"}};
+  load(profile("marital-counted", "Patient",
+               {el("Patient.maritalStatus", 1, "1",
+                   {{"type", type("CodeableConcept")},
+                    {"base", base},
+                    {"binding", {{"strength", "extensible"}, {"valueSet", "http://hl7.org/fhir/ValueSet/marital-status"}}}})}));
+  json coding = {{"system", "http://terminology.hl7.org/CodeSystem/v3-MaritalStatus"}, {"code", "ZZ"}};
+  json patient = {{"resourceType", "Patient"}, {"maritalStatus", {{"coding", {coding}}}}};
+  for (bool extension : {false, true}) {
+    json doc = patient;
+    if (extension) doc["extension"] = {{{"url", "https://partner.test/ext"}, {"valueString", "x"}}};
+    auto issues = check(doc, "marital-counted");
+    bool found = std::any_of(issues.begin(), issues.end(), [](const Issue& i) {
+      return i.expression == "Patient.maritalStatus" && i.diagnostics.find("marital-status") != std::string::npos;
+    });
+    EXPECT_TRUE(found) << "extension " << extension << dump(issues);
+  }
+  EXPECT_EQ(errors(check(json{{"resourceType", "Patient"}}, "marital-counted")), 1);
+}
+
 }  // namespace
 }  // namespace passerelle::fhir::profiles

@@ -8,6 +8,7 @@
 #include <zlib.h>
 
 #include <algorithm>
+#include <cctype>
 #include <filesystem>
 #include <fstream>
 #include <functional>
@@ -664,7 +665,14 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
                  child.min > child.baseMin || (child.max >= 0 && (child.baseMax < 0 || child.max < child.baseMax));
     }
     for (std::int32_t s : n.slices) values = values || p.nodes[static_cast<std::size_t>(s)].constrains;
-    n.checksValues = values;
+    // A binding is checked on the values even when its value set is the base's, but for a required
+    // one on codes, which the base validator checks.
+    bool primitive = !n.types.empty() && std::all_of(n.types.begin(), n.types.end(), [](const TypeRef& t) {
+      return !t.code.empty() && std::islower(static_cast<unsigned char>(t.code[0]));
+    });
+    bool binding = (n.strength == Strength::Required && !(n.baseValueSet && primitive)) ||
+                   n.strength == Strength::Extensible;
+    n.checksValues = values || binding;
     n.constrains = values || n.min > n.baseMin || (n.max >= 0 && (n.baseMax < 0 || n.max < n.baseMax));
     n.constrainedChildren.clear();
     for (std::int32_t c : n.children) {
