@@ -1072,7 +1072,9 @@ TEST(AuditLogTest, RecordsOnlyInTheJournalAfterACrashAreVerifiedAndRecoveredAtOp
   auto r = reopened->append(sample(10));
   ASSERT_TRUE(r.ok()) << r.error().message;
   EXPECT_EQ(r.value(), 10);
-  auto byPatient = reopened->query(AuditLog::Query{.patient = "p5"});
+  AuditLog::Query q;
+  q.patient = "p5";
+  auto byPatient = reopened->query(q);
   ASSERT_TRUE(byPatient.ok());
   EXPECT_EQ(byPatient->size(), 1u);  // record 5, recovered from the journal into the patient index
   reopened->close();
