@@ -143,7 +143,7 @@ TEST(NetworkProfilesTest, BrokenCopiesFail) {
   issues = check(c);
   EXPECT_TRUE(errorAt(issues, "Consent.scope", "is not in the value set")) << describe(issues);
   EXPECT_TRUE(std::any_of(issues.begin(), issues.end(), [](const Issue& i) {
-    return i.severity == "error" && i.expression.find(".value.ofType(String)") != std::string::npos;
+    return i.severity == "error" && i.expression.find(".value.ofType(string)") != std::string::npos;
   })) << describe(issues);
   Json o = *pain;
   o["valueQuantity"]["system"] = "urn:other";

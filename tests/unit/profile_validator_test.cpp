@@ -265,7 +265,7 @@ TEST_F(ProfileValidatorTest, SlicingByTypeOnAChoiceAndByExists) {
   EXPECT_EQ(errors(issues), 2) << dump(issues);
   json other = {{"resourceType", "Observation"}, {"valueBoolean", true}};
   issues = check(other, "ty");
-  EXPECT_TRUE(has(issues, "error", "Observation.value.ofType(Boolean)", "The type Boolean is not allowed")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Observation.value.ofType(boolean)", "The type boolean is not allowed")) << dump(issues);
 }
 
 // A simple extension (valueCode from a required value set) and a complex one (two sub-extensions).
@@ -326,11 +326,11 @@ TEST_F(ProfileValidatorTest, ExtensionSlicesByUrl) {
   json bad = {{"resourceType", "Patient"},
               {"extension", {{{"url", std::string(kBase) + "ext-level"}, {"valueCode", "9"}}}}};
   issues = check(bad, "pat-ext");
-  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(Code)", "The code 9 is not in the value set")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(code)", "The code 9 is not in the value set")) << dump(issues);
   json wrongType = {{"resourceType", "Patient"},
                     {"extension", {{{"url", std::string(kBase) + "ext-level"}, {"valueString", "2"}}}}};
   issues = check(wrongType, "pat-ext");
-  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(String)", "is not allowed")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(string)", "is not allowed")) << dump(issues);
 }
 
 // A required extension slice inside an element the profile otherwise leaves as the base has it:
@@ -374,7 +374,7 @@ TEST_F(ProfileValidatorTest, KnownExtensionsAreCheckedAgainstTheirDefinition) {
   EXPECT_TRUE(has(issues, "error", "Consent.extension[0]", "Slice 'date' of Extension.extension: minimum required = 1"))
       << dump(issues);
   EXPECT_TRUE(has(issues, "error", "Consent.extension[0].extension[1]", "matches none of the slices")) << dump(issues);
-  EXPECT_TRUE(has(issues, "error", "Consent.extension[0].value.ofType(String)", "does not allow this element")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Consent.extension[0].value.ofType(string)", "does not allow this element")) << dump(issues);
   // context: the level extension belongs on a Patient, not on a Consent
   json elsewhere = {{"resourceType", "Consent"}, {"extension", {{{"url", std::string(kBase) + "ext-level"}, {"valueCode", "1"}}}}};
   issues = check(elsewhere, "plain");
@@ -591,7 +591,7 @@ TEST_F(ProfileValidatorTest, ExtensionDefinitionGivenAsADifferential) {
   // valueString: the renamed choice allows boolean only
   json wrongType = {{"url", kBase + std::string("flag")}, {"valueString", "yes"}};
   auto issues = declared({{"resourceType", "Patient"}, {"extension", {wrongType}}});
-  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(String)", "The type String is not allowed"))
+  EXPECT_TRUE(has(issues, "error", "Patient.extension[0].value.ofType(string)", "The type string is not allowed"))
       << dump(issues);
   // its context is Patient, not Patient.name
   issues = declared({{"resourceType", "Patient"}, {"name", {{{"family", "X"}, {"extension", {good}}}}}});
@@ -736,7 +736,7 @@ TEST_F(ProfileValidatorTest, NarrowedChoicesAndTargetsCountWhenTheBaseIsKnown) {
   EXPECT_EQ(errors(check(ok, "narrow")), 0) << dump(check(ok, "narrow"));
   json bad = {{"resourceType", "Observation"}, {"valueString", "x"}, {"subject", {{"reference", "Group/1"}}}};
   auto issues = check(bad, "narrow");
-  EXPECT_TRUE(has(issues, "error", "Observation.value.ofType(String)", "The type String is not allowed")) << dump(issues);
+  EXPECT_TRUE(has(issues, "error", "Observation.value.ofType(string)", "The type string is not allowed")) << dump(issues);
   EXPECT_TRUE(has(issues, "error", "Observation.subject.reference", "allows only Patient")) << dump(issues);
   EXPECT_EQ(errors(issues), 2) << dump(issues);
 }
@@ -790,6 +790,26 @@ TEST_F(ProfileValidatorTest, ACountedElementKeepsItsBinding) {
     EXPECT_TRUE(found) << "extension " << extension << dump(issues);
   }
   EXPECT_EQ(errors(check(json{{"resourceType", "Patient"}}, "marital-counted")), 1);
+}
+
+// A choice's type is the FHIR type its JSON name ends with (valueString: string): issues are
+// located as the base validator locates them, and a constraint on the choice sees a FHIR string.
+TEST_F(ProfileValidatorTest, ChoiceTypesAreFhirTypes) {
+  std::string own = std::string(kBase) + "short-text";
+  load(profile("short-text", "Observation",
+               {el("Observation.value[x]", 0, "1",
+                   {{"type", json::array({{{"code", "string"}}, {{"code", "Quantity"}}})},
+                    {"constraint", {{{"key", "txt-9"}, {"severity", "error"}, {"human", "A text value is short"},
+                                     {"expression", "$this is string implies $this.length() < 5"}, {"source", own}}}}})}));
+  json obs = {{"resourceType", "Observation"}, {"status", "final"}, {"code", {{"text", "x"}}}, {"valueString", "longer"}};
+  auto issues = check(obs, "short-text");
+  EXPECT_TRUE(has(issues, "error", "Observation.value.ofType(string)", "Constraint failed: txt-9")) << dump(issues);
+  obs["valueString"] = "ok";
+  EXPECT_EQ(errors(check(obs, "short-text")), 0);
+  obs.erase("valueString");
+  obs["valueBoolean"] = true;
+  issues = check(obs, "short-text");
+  EXPECT_TRUE(has(issues, "error", "Observation.value.ofType(boolean)", "The type boolean is not allowed")) << dump(issues);
 }
 
 }  // namespace

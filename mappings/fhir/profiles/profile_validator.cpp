@@ -137,6 +137,17 @@ bool sameType(std::string_view code, std::string_view suffix) {
   return code.substr(1) == suffix.substr(1);
 }
 
+// The FHIR type a choice's JSON name ends with: valueString -> "string" (a primitive's name starts
+// with a small letter), valueQuantity -> "Quantity". The base validator names them so in its issues'
+// locations (value.ofType(string)), and FHIRPath resolves "string" as FHIR's, "String" as System's.
+std::string_view choiceTypeOf(std::string_view suffix) {
+  for (int i = 1;; ++i) {
+    std::string_view prim = validation::primName(static_cast<validation::Prim>(i));
+    if (prim == "complex") return suffix;  // past the last primitive
+    if (sameType(prim, suffix)) return prim;
+  }
+}
+
 bool isFunction(std::string_view seg, std::string_view name) {
   return seg.size() > name.size() + 1 && seg.substr(0, name.size()) == name && seg[name.size()] == '(';
 }
@@ -652,7 +663,7 @@ void Walk::collectItems(std::string_view name, bool choice, const std::vector<Me
       std::string_view key = m.key;
       if (key.size() > base.size() && key.substr(0, base.size()) == base &&
           std::isupper(static_cast<unsigned char>(key[base.size()])))
-        add(key, m.value, key.substr(base.size()));
+        add(key, m.value, choiceTypeOf(key.substr(base.size())));
     }
     if (count == 0) {
       // A primitive choice given by its extensions only (_valueString) still counts.
