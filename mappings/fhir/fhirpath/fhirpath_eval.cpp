@@ -2073,22 +2073,17 @@ Temp::~Temp() { ev_.release(c_); }
 Value rootValue(element e, std::string_view typeName) {
   // A primitive focus of a FHIR type ("string", "date"): read as an element of that type is (FHIR's
   // string, not System's), as a child found through its definition would be.
-  if (!typeName.empty() && e.type() != element_type::OBJECT && e.type() != element_type::ARRAY) {
-    for (int i = 1;; ++i) {
-      auto prim = static_cast<Prim>(i);
-      std::string_view name = primName(prim);
-      if (name == "complex") break;  // past the last primitive
-      if (name != typeName) continue;
-      Value v;
-      v.isNode = true;
-      v.node = e;
-      v.hasJson = true;
-      v.ext = e;
-      v.kind = kindOf(prim);
-      v.fhirType = name;
-      readScalar(e, v);
-      return v;
-    }
+  if (Prim prim = validation::primNamed(typeName);
+      prim != Prim::None && e.type() != element_type::OBJECT && e.type() != element_type::ARRAY) {
+    Value v;
+    v.isNode = true;
+    v.node = e;
+    v.hasJson = true;
+    v.ext = e;
+    v.kind = kindOf(prim);
+    v.fhirType = validation::primName(prim);
+    readScalar(e, v);
+    return v;
   }
   Value v = makeNode(e, true, e, false, nullptr);
   if (v.kind == Kind::Object && v.typeIndex < 0 && !typeName.empty()) {

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <deque>
 #include <span>
 #include <unordered_set>
@@ -141,11 +142,12 @@ bool sameType(std::string_view code, std::string_view suffix) {
 // with a small letter), valueQuantity -> "Quantity". The base validator names them so in its issues'
 // locations (value.ofType(string)), and FHIRPath resolves "string" as FHIR's, "String" as System's.
 std::string_view choiceTypeOf(std::string_view suffix) {
-  for (int i = 1;; ++i) {
-    std::string_view prim = validation::primName(static_cast<validation::Prim>(i));
-    if (prim == "complex") return suffix;  // past the last primitive
-    if (sameType(prim, suffix)) return prim;
-  }
+  char name[32];
+  if (suffix.empty() || suffix.size() > sizeof name) return suffix;
+  std::memcpy(name, suffix.data(), suffix.size());
+  name[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(name[0])));
+  validation::Prim prim = validation::primNamed(std::string_view(name, suffix.size()));
+  return prim == validation::Prim::None ? suffix : validation::primName(prim);
 }
 
 bool isFunction(std::string_view seg, std::string_view name) {
@@ -271,22 +273,6 @@ bool definitionAt(const Profile& p, const Node* node, const std::vector<std::str
   }
   out.node = node;
   return true;
-}
-
-// Each slice of `c`, walked along each discriminator's path (a fixed or pattern value met on the way
-// holds the rest): [slice * discriminators + discriminator].
-void sliceTargetsOf(const Profile& p, const Node& c, std::vector<SliceTarget>& out) {
-  out.clear();
-  for (std::int32_t si : c.slices)
-    for (const Discriminator& d : c.discriminators) {
-      Target t;
-      SliceTarget st;
-      st.found = definitionAt(p, &p.nodes[static_cast<std::size_t>(si)], d.segments, 0, t);
-      st.node = t.node ? static_cast<std::int32_t>(t.node - p.nodes.data()) : -1;
-      st.expected = t.expected;
-      st.pattern = t.pattern;
-      out.push_back(st);
-    }
 }
 
 // Vectors reused by the walk's recursion, a level per nested use, kept by the thread: a walk
@@ -845,13 +831,8 @@ void Walk::checkSlicing(const Profile& p, const Node& c, const std::vector<Item>
   Scratch<std::size_t> endsScratch;
   std::vector<element>& values = *valuesScratch;
   std::vector<std::size_t>& ends = *endsScratch;
-  // The slices' targets, found when the profile was resolved (else here, once for all the items).
-  Scratch<SliceTarget> targetsScratch;
-  const std::vector<SliceTarget>* targets = &c.sliceTargets;
-  if (c.sliceTargets.size() != c.slices.size() * nd) {
-    targets = &*targetsScratch;
-    sliceTargetsOf(p, c, *targetsScratch);
-  }
+  // The slices' targets, found when the profile was resolved (findSliceTargets).
+  const std::vector<SliceTarget>& targets = c.sliceTargets;
   for (std::size_t i = 0; i < items.size(); ++i) {
     // What the item holds at each discriminator's path, read once for all the slices.
     values.clear();
@@ -868,7 +849,7 @@ void Walk::checkSlicing(const Profile& p, const Node& c, const std::vector<Item>
       } else {
         for (std::size_t d = 0; d < nd && matches; ++d) {
           std::size_t from = d == 0 ? 0 : ends[d - 1];
-          matches = discriminatorMatches(p, slice, c.discriminators[d], (*targets)[s * nd + d],
+          matches = discriminatorMatches(p, slice, c.discriminators[d], targets.at(s * nd + d),
                                          std::span<const element>(values.data() + from, ends[d] - from), items[i]);
         }
       }
@@ -1484,10 +1465,21 @@ ProfileValidator::Outcome ProfileValidator::validate(element resource, std::stri
   return Outcome::Checked;
 }
 
+// Each slice walked along each discriminator's path (a fixed or pattern value met on the way holds
+// the rest).
 void findSliceTargets(Profile& p) {
   for (Node& n : p.nodes) {
-    if (n.slices.empty() || n.discriminators.empty()) n.sliceTargets.clear();
-    else sliceTargetsOf(p, n, n.sliceTargets);
+    n.sliceTargets.clear();
+    for (std::int32_t si : n.slices)
+      for (const Discriminator& d : n.discriminators) {
+        Target t;
+        SliceTarget st;
+        st.found = definitionAt(p, &p.nodes[static_cast<std::size_t>(si)], d.segments, 0, t);
+        st.node = t.node ? static_cast<std::int32_t>(t.node - p.nodes.data()) : -1;
+        st.expected = t.expected;
+        st.pattern = t.pattern;
+        n.sliceTargets.push_back(st);
+      }
   }
 }
 

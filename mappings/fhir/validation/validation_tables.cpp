@@ -36,11 +36,6 @@ constexpr bool primsInOrder() {
 }
 static_assert(primsInOrder(), "kPrims follows the order of Prim");
 
-Prim primOf(std::string_view name) {
-  for (const auto& e : kPrims)
-    if (e.name == name) return e.prim;
-  return Prim::None;
-}
 
 std::uint32_t tableSize(std::size_t n) {
   std::uint32_t size = 4;
@@ -73,6 +68,12 @@ int lookup(const std::vector<Slot>& slots, std::uint32_t mask, std::string_view 
 }
 
 }  // namespace
+
+Prim primNamed(std::string_view name) {
+  for (const auto& e : kPrims)
+    if (e.name == name) return e.prim;
+  return Prim::None;
+}
 
 std::string_view primName(Prim p) {
   // kPrims lists the primitives in the order of the enumeration, after None.
@@ -132,7 +133,7 @@ bool ValidationTables::load(std::string_view text, std::string& error) {
         e.max = row.at(3).get<int>();
         e.choiceBase = row.at(4).get<std::string>();
         e.valueSet = row.at(5).get<int>();
-        e.prim = primOf(e.typeName);
+        e.prim = primNamed(e.typeName);
         e.isResource = e.typeName == "Resource";
         e.isReference = e.typeName == "Reference";
         e.isExtensionList = e.name == "extension" || e.name == "modifierExtension";

@@ -42,6 +42,8 @@ enum class Prim : std::uint8_t {
 };
 
 std::string_view primName(Prim p);
+// The primitive type called `name` ("string", "dateTime"); Prim::None for any other name.
+Prim primNamed(std::string_view name);
 
 struct ElementDef {
   std::string name;           // JSON name (choice rows are expanded: valueQuantity)
