@@ -2073,8 +2073,10 @@ Temp::~Temp() { ev_.release(c_); }
 Value rootValue(element e, std::string_view typeName) {
   // A primitive focus of a FHIR type ("string", "date"): read as an element of that type is (FHIR's
   // string, not System's), as a child found through its definition would be.
-  if (Prim prim = validation::primNamed(typeName);
-      prim != Prim::None && e.type() != element_type::OBJECT && e.type() != element_type::ARRAY) {
+  Prim prim = typeName.empty() || e.type() == element_type::OBJECT || e.type() == element_type::ARRAY
+                  ? Prim::None
+                  : validation::primNamed(typeName);
+  if (prim != Prim::None) {
     Value v;
     v.isNode = true;
     v.node = e;
