@@ -162,6 +162,10 @@ struct Node {
   std::int32_t parent = -1;
   std::int32_t contentReference = -1;  // the node whose children this one reuses (contentReference)
   std::string maxText() const { return max < 0 ? "*" : std::to_string(max); }
+  // The name its values have in JSON, or begin with for a choice: "value" for "value[x]".
+  std::string_view jsonName() const {
+    return choice ? std::string_view(name).substr(0, name.size() - 3) : std::string_view(name);
+  }
 };
 
 struct Profile {

@@ -604,7 +604,7 @@ bool narrowsChoice(const Profile& p, const Node& n) {
   if (n.parent < 0 || !n.sliceName.empty()) return true;
   int owner = p.nodes[static_cast<std::size_t>(n.parent)].tableType;
   if (owner < 0) return true;
-  std::string_view base = std::string_view(n.name).substr(0, n.name.size() - 3);
+  std::string_view base = n.jsonName();
   std::size_t rows = 0;
   for (const auto& e : validation::ValidationTables::embedded().type(owner).elements)
     if (e.choiceBase == base) ++rows;
@@ -680,7 +680,7 @@ void ProfileRegistry::Impl::resolve(Profile& p) {
       if (child.constrains)
         n.constrainedChildren.push_back(
             {c, child.min, child.sliced, child.choice,
-             child.choice ? child.name.substr(0, child.name.size() - 3) : child.name});
+             std::string(child.jsonName())});
     }
   }
   findSliceTargets(p);

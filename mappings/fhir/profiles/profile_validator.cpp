@@ -185,7 +185,7 @@ const Node* childNamed(const Profile& p, const Node& n, std::string_view seg) {
     const Node& c = p.nodes[static_cast<std::size_t>(ci)];
     if (c.name == seg) return &c;
     if (c.choice) {
-      std::string_view base = std::string_view(c.name).substr(0, c.name.size() - 3);
+      std::string_view base = c.jsonName();
       if (seg == base) return &c;
       if (seg.size() > base.size() && seg.substr(0, base.size()) == base) {
         // valueQuantity: the type slice when there is one, else the choice
@@ -691,12 +691,11 @@ void Walk::scanPrimitiveExtensions(const Profile& p, const Node& n, object obj) 
     for (std::int32_t ci : n.children) {
       const Node& c = p.nodes[static_cast<std::size_t>(ci)];
       if (c.choice) {
-        std::string_view base = std::string_view(c.name).substr(0, c.name.size() - 3);
+        std::string_view base = c.jsonName();
         if (name.size() > base.size() && name.substr(0, base.size()) == base &&
             std::isupper(static_cast<unsigned char>(name[base.size()]))) {
           found = &c;
-          typeName = std::string(name.substr(base.size()));
-          typeName[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(typeName[0])));
+          typeName = std::string(choiceTypeOf(name.substr(base.size())));
           break;
         }
       } else if (c.name == name) {
@@ -745,8 +744,7 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
     if (extensions_) {
       ci = n.children[li];
       const Node& c = p.nodes[static_cast<std::size_t>(ci)];
-      collectItems(c.choice ? std::string_view(c.name).substr(0, c.name.size() - 3) : std::string_view(c.name),
-                   c.choice, members, items, count);
+      collectItems(c.jsonName(), c.choice, members, items, count);
     } else {
       const Node::ChildRef& ref = n.constrainedChildren[li];
       ci = ref.node;
@@ -759,7 +757,7 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
              c.id + ": minimum required = " + std::to_string(c.min) + ", but only found " + std::to_string(count), p);
     if (c.max >= 0 && count > static_cast<std::size_t>(c.max)) {
       std::size_t mark = c.choice && !items.empty()
-                             ? push(std::string_view(c.name).substr(0, c.name.size() - 3), -1, items[0].choiceType)
+                             ? push(c.jsonName(), -1, items[0].choiceType)
                              : push(c.name, -1);
       report("error", "structure",
              c.max == 0 ? c.id + ": the profile does not allow this element (max = 0)"
@@ -783,7 +781,7 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
         if (typeFor(c, it.choiceType)) continue;
         std::string allowed;
         for (const auto& t : c.types) allowed += (allowed.empty() ? "" : ", ") + t.code;
-        std::size_t mark = push(std::string_view(c.name).substr(0, c.name.size() - 3), -1, it.choiceType);
+        std::size_t mark = push(c.jsonName(), -1, it.choiceType);
         report("error", "structure",
                "The type " + std::string(it.choiceType) + " is not allowed for " + c.id + " (allowed: " + allowed + ")", p);
         pop(mark);
@@ -795,8 +793,7 @@ void Walk::checkChildren(const Profile& p, const Node& n, object obj) {
     }
     if (!extensions_ && !c.checksValues) continue;  // counted above: nothing else to check in them
     for (const Item& it : items) {
-      std::size_t mark = c.choice ? push(std::string_view(c.name).substr(0, c.name.size() - 3), it.index, it.choiceType)
-                                  : push(c.name, it.index);
+      std::size_t mark = push(c.jsonName(), it.index, it.choiceType);  // no type but on a choice's values
       checkNode(p, c, it.value, it.choiceType);
       pop(mark);
     }
@@ -864,8 +861,7 @@ void Walk::checkSlicing(const Profile& p, const Node& c, const std::vector<Item>
   bool unmatchedSeen = false;
   for (std::size_t i = 0; i < items.size(); ++i) {
     const Item& it = items[i];
-    std::size_t mark = c.choice ? push(std::string_view(c.name).substr(0, c.name.size() - 3), it.index, it.choiceType)
-                                : push(c.name, it.index);
+    std::size_t mark = push(c.jsonName(), it.index, it.choiceType);
     if (matched[i] >= 0) {
       const Node& s = p.nodes[static_cast<std::size_t>(c.slices[static_cast<std::size_t>(matched[i])])];
       if (c.ordered && matched[i] < last)
