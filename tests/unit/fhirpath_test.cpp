@@ -304,6 +304,34 @@ TEST_F(FhirPathTest, RegexAndBundles) {
   EXPECT_EQ(pat("'" + as + "!'.matches('^[a-z]*********************+$')"), Texts{"false"});
   EXPECT_EQ(pat("'" + as + "b'.replaceMatches('(a+)+c', 'x')"), Texts{as + "b"});
 
+  // matches() answers whether some part of the string matches: anchors, word boundaries and
+  // lookaheads see the whole string; '.' crosses line ends.
+  EXPECT_EQ(pat(R"('xabcx'.matches('abc'))"), Texts{"true"});
+  EXPECT_EQ(pat(R"('xabcx'.matches('^abc'))"), Texts{"false"});
+  EXPECT_EQ(pat(R"('abcx'.matches('^abc'))"), Texts{"true"});
+  EXPECT_EQ(pat(R"('xabc'.matches('abc$'))"), Texts{"true"});
+  EXPECT_EQ(pat(R"('abcx'.matches('abc$'))"), Texts{"false"});
+  EXPECT_EQ(pat(R"('x'.matches('^a|x$'))"), Texts{"true"});
+  EXPECT_EQ(pat(R"('a b'.matches('\\bb'))"), Texts{"true"});
+  EXPECT_EQ(pat(R"('ab'.matches('\\bb'))"), Texts{"false"});
+  EXPECT_EQ(pat(R"('ab'.matches('a(?=b)'))"), Texts{"true"});
+  EXPECT_EQ(pat(R"('ac'.matches('a(?=b)'))"), Texts{"false"});
+  EXPECT_EQ(pat(R"('a\nb'.matches('a.b'))"), Texts{"true"});
+  EXPECT_EQ(pat(R"('a\nb'.matches('^b'))"), Texts{"false"});
+  EXPECT_EQ(pat(R"('abc'.matches(''))"), Texts{"true"});
+  EXPECT_EQ(pat(R"('abc'.matches('ab' & 'c'))"), Texts{"true"});    // a pattern computed when evaluated
+  EXPECT_EQ(pat(R"('abc'.matches('^b' & ''))"), Texts{"false"});
+  // A pattern that is invalid alone stays invalid (a wrapping group would balance this one).
+  EXPECT_EQ(fp::Expression::compile("'x'.matches('a)(b')", error), nullptr);
+  EXPECT_EQ(pat(R"('x'.matches('a)' & '(b'))"), Texts{"error: matches(): bad regular expression"});
+  // The longest string accepted (16 KiB) against a pattern every position starts: answered in one
+  // run over the string, not one run per start position.
+  std::string letters(16 * 1024 - 6, 'a');
+  EXPECT_EQ(pat("'" + letters + "'.matches('[a-z]+@[a-z]+\\\\.fr')"), Texts{"false"});
+  EXPECT_EQ(pat("'" + letters + "@x.fr'.matches('[a-z]+@[a-z]+\\\\.fr')"), Texts{"true"});
+  EXPECT_EQ(pat("'" + letters + "'.replaceMatches('[a-z]+@[a-z]+', 'x')"), Texts{letters});
+  EXPECT_EQ(pat(R"('ab@cd and ef@gh'.replaceMatches('[a-z]+@[a-z]+', 'x'))"), Texts{"x and x"});
+
   simdjson::dom::parser parser;
   simdjson::dom::element bundle = parser.parse(std::string(R"({
     "resourceType": "Bundle", "type": "collection",

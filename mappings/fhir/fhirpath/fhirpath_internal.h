@@ -172,8 +172,11 @@ struct Node {
   // Member: where `name` was last found (type index, how, element index), so that evaluating again
   // on the same type skips the lookups. Any thread may refresh it; a stale value is only a miss.
   mutable std::atomic<std::uint64_t> memberCache{~std::uint64_t{0}};
-  // matches(), matchesFull(), replaceMatches() with a literal pattern: compiled with the expression.
+  // matches(), matchesFull(), replaceMatches() with a literal pattern, compiled with the expression:
+  // `regex` as written (matchesFull, replaceMatches), `containsRegex` as a whole match of any string
+  // that contains a match (matches, replaceMatches).
   std::unique_ptr<const std::regex> regex;
+  std::unique_ptr<const std::regex> containsRegex;
 };
 
 // Parses `text` into an AST; null with `error` on a syntax error.
