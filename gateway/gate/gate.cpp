@@ -90,7 +90,11 @@ std::string actionOf(const std::string& area, const std::string& method, const s
     return "search";
   }
   if (method == "POST") {
-    if (seg.empty()) return body.find("\"transaction\"") != std::string::npos ? "transaction" : "batch";
+    // The Bundle's type, in JSON ("type":"transaction") or XML (<type value="transaction"/>).
+    if (seg.empty())
+      return body.find("\"transaction\"") != std::string::npos || body.find("'transaction'") != std::string::npos
+                 ? "transaction"
+                 : "batch";
     if (seg.back() == "_search") return "search";
     return "create";
   }

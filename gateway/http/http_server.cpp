@@ -226,15 +226,13 @@ class FrontHandler : public Poco::Net::HTTPRequestHandler {
     if (!readRequest(req, resp, path.substr(5), query, fr)) return;
     // The CapabilityStatement is public; everything else goes through the gate.
     if ((fr.path == "/metadata" || fr.path == "/metadata/") && fr.method == "GET") return answer(resp, ctx_.fhir->handle(fr));
-    // FHIR XML: the body is JSON before the gate sees it, and every answer, the gate's refusals
-    // included, goes out in the format asked for.
+    // FHIR XML: the body is read (into JSON) by the FHIR service, once the gate has let the caller
+    // in: an anonymous body is never parsed, and a body refused is an audited request like any other.
+    // Every answer, the gate's refusals included, goes out in the format asked for.
     auto format = fhir::responseFormat(fr);
-    auto xmlAnswer = [&](fhir::FhirResponse out) {
-      if (format.ok() && *format == fhir::WireFormat::kXml) fhir::answerAsXml(out);
-      answer(resp, out);
-    };
-    if (auto converted = fhir::xmlBodyToJson(fr); !converted.ok()) return xmlAnswer(fhir::errorResponse(converted.error()));
-    xmlAnswer(gated(req, fr, "fhir", [this](fhir::FhirRequest& r) { return ctx_.fhir->handle(r); }));
+    fhir::FhirResponse out = gated(req, fr, "fhir", [this](fhir::FhirRequest& r) { return ctx_.fhir->handle(r); });
+    if (format.ok() && *format == fhir::WireFormat::kXml) fhir::answerAsXml(out);
+    answer(resp, out);
   }
 
   void answer(HTTPServerResponse& resp, const fhir::FhirResponse& out) {

@@ -3,6 +3,7 @@
 // its q-values; JSON stays the default), OperationOutcomes of errors included.
 #include <gtest/gtest.h>
 
+#include <functional>
 #include <nlohmann/json.hpp>
 
 #include "mappings/fhir/validator.h"
@@ -202,4 +203,53 @@ TEST_F(FhirXmlRestTest, BadXmlGetsAnOperationOutcome) {
   EXPECT_EQ(denied.status, 401);
   EXPECT_EQ(denied.header("Content-Type"), "application/fhir+xml; charset=utf-8");
   EXPECT_EQ(fromXml(denied)["resourceType"], "OperationOutcome") << denied.body;
+}
+
+// An XML body is read only once the gate has let its caller in: an anonymous one, however
+// malformed, gets the gate's 401 (its body never parsed), and a body refused after the gate is an
+// audited request like any other. An XML transaction is audited as a transaction.
+TEST_F(FhirXmlRestTest, XmlBodiesAreReadAfterTheGate) {
+  const std::string doctype =
+      "<?xml version=\"1.0\"?><!DOCTYPE x [<!ENTITY e SYSTEM \"file:///etc/passwd\">]><Patient xmlns=\"http://hl7.org/fhir\"/>";
+  // How many of the trail's records (as AuditEvents) are of that kind (scheduled jobs write too).
+  auto count = [&](const std::function<bool(const json&)>& kind) {
+    auto b = client_.get("/fhir/AuditEvent?_count=500");
+    EXPECT_EQ(b.status, 200) << b.body;
+    int n = 0;
+    for (const auto& entry : b.json().value("entry", json::array())) n += kind(entry["resource"]) ? 1 : 0;
+    return n;
+  };
+  auto subtype = [](const json& e) { return e.contains("subtype") ? e["subtype"][0].value("code", "") : ""; };
+  auto loginRefused = [](const json& e) { return e["type"].value("code", "") == "110114" && e.value("outcome", "") == "4"; };
+  auto createRefused = [&](const json& e) {
+    return subtype(e) == "create" && e.value("outcome", "") == "8" && e.value("outcomeDesc", "") == "HTTP 400";
+  };
+  auto transaction = [&](const json& e) { return subtype(e) == "transaction" && e.value("outcome", "") == "0"; };
+
+  HttpClient anonymous(gw_.httpPort());
+  anonymous.setBearer("");
+  int before = count(loginRefused);
+  for (const std::string& body : {doctype, std::string("<Patient xmlns=\"http://hl7.org/fhir\"><name>")}) {
+    auto r = anonymous.request("POST", "/fhir/Patient", body, {{"Content-Type", kFhirXml}});
+    EXPECT_EQ(r.status, 401) << r.body;
+    EXPECT_FALSE(r.header("WWW-Authenticate").empty());
+  }
+  EXPECT_EQ(count(loginRefused), before + 2);
+
+  before = count(createRefused);
+  auto refused = postXml("/fhir/Patient", doctype);
+  EXPECT_EQ(refused.status, 400) << refused.body;
+  EXPECT_NE(refused.body.find("DOCTYPE"), std::string::npos) << refused.body;
+  EXPECT_EQ(count(createRefused), before + 1);
+
+  for (const char* quote : {"\"", "'"}) {
+    std::string q = quote;
+    std::string bundle = "<Bundle xmlns=\"http://hl7.org/fhir\"><type value=" + q + "transaction" + q +
+                         "/><entry><resource><Patient><gender value=\"male\"/></Patient></resource>"
+                         "<request><method value=\"POST\"/><url value=\"Patient\"/></request></entry></Bundle>";
+    before = count(transaction);
+    auto t = postXml("/fhir", bundle);
+    ASSERT_EQ(t.status, 200) << t.body;
+    EXPECT_EQ(count(transaction), before + 1) << q;
+  }
 }
