@@ -1,19 +1,26 @@
 // Throughput of the FHIR R4 validator (parse + validate) on realistic resources: a Patient, an
 // Observation, an Encounter, a transaction Bundle of 100 entries and one of 1,000 entries whose
 // references resolve between entries; the Patient against the network's patient profile as well
-// (both passes, each parsing); the three resources read from FHIR XML first. Reports resources/s and MB/s.
+// (both passes, each parsing); the three resources read from FHIR XML first, and xerces-c's scan of
+// that XML alone (the floor of the XML path). Reports resources/s and MB/s.
 // bench/validation.sh runs it beside the ajv peer on the same inputs.
 #include <benchmark/benchmark.h>
 
 #include <fstream>
+#include <memory>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 
+#include "mappings/fhir/fhirpath/fhirpath.h"
 #include "mappings/fhir/profiles/packages.h"
 #include "mappings/fhir/profiles/profile_validator.h"
 #include "mappings/fhir/validator.h"
 #include "mappings/fhir/xml/fhir_xml.h"
+#include "mappings/xml/secure_xml.h"
+
+#include <xercesc/framework/MemBufInputSource.hpp>
+#include <xercesc/sax2/XMLReaderFactory.hpp>
 
 namespace {
 
@@ -135,7 +142,59 @@ void runXml(benchmark::State& state, const std::string& json) {
   state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(xml.size()));
 }
 
+// The floor of the XML path: xerces-c alone, configured as the FHIR XML reader configures it (the
+// well-formedness scanner, namespaces, nothing loaded from outside), reused, reporting each element
+// to a handler that does nothing. No conversion, no validation.
+void runXmlScanOnly(benchmark::State& state, const std::string& json) {
+  namespace xc = XERCES_CPP_NAMESPACE;
+  std::string xml;
+  std::vector<passerelle::fhir::Issue> issues;
+  if (!passerelle::fhir::fhirJsonToXml(json, xml, issues) || !passerelle::xml::start().empty()) {
+    state.SkipWithError("the input cannot be written as XML");
+    return;
+  }
+  std::unique_ptr<xc::SAX2XMLReader> reader(xc::XMLReaderFactory::createXMLReader());
+  reader->setProperty(xc::XMLUni::fgXercesScannerName, const_cast<XMLCh*>(xc::XMLUni::fgWFXMLScanner));
+  passerelle::xml::configureSecure(*reader, false);
+  xc::DefaultHandler nothing;
+  reader->setContentHandler(&nothing);
+  reader->setErrorHandler(&nothing);
+  for (auto _ : state) {
+    xc::MemBufInputSource source(reinterpret_cast<const XMLByte*>(xml.data()), xml.size(), "document", false);
+    source.setEncoding(xc::XMLUni::fgUTF8EncodingString);
+    reader->parse(source);
+  }
+  state.SetItemsProcessed(state.iterations());
+  state.SetBytesProcessed(state.iterations() * static_cast<int64_t>(xml.size()));
+}
+
+// An invariant's matches() on the longest string the regular expression functions accept (16 KiB of
+// letters), with a pattern that could start at every position and matches nowhere.
+void BM_InvariantMatchesLongString(benchmark::State& state) {
+  std::string error;
+  auto expression = passerelle::fhir::fhirpath::Expression::compile(R"(name.family.matches('[a-z]+@[a-z]+\\.fr'))", error);
+  simdjson::dom::parser parser;
+  simdjson::dom::element resource;
+  std::string json = R"({"resourceType":"Patient","name":[{"family":")" + std::string(16 * 1024, 'a') + R"("}]})";
+  if (!expression || parser.parse(json).get(resource) != simdjson::SUCCESS) {
+    state.SkipWithError(("cannot compile: " + error).c_str());
+    return;
+  }
+  passerelle::fhir::fhirpath::Collection out;
+  for (auto _ : state) {
+    out.clear();
+    if (!expression->evaluate(resource, resource, out, error) || out.size() != 1) {
+      state.SkipWithError(("unexpected result: " + error).c_str());
+      break;
+    }
+  }
+  state.SetBytesProcessed(state.iterations() * 16 * 1024);
+}
+
 void BM_ValidatePatient(benchmark::State& s) { run(s, kPatient, 1); }
+void BM_XmlScanOnlyPatient(benchmark::State& s) { runXmlScanOnly(s, kPatient); }
+void BM_XmlScanOnlyObservation(benchmark::State& s) { runXmlScanOnly(s, kObservation); }
+void BM_XmlScanOnlyEncounter(benchmark::State& s) { runXmlScanOnly(s, kEncounter); }
 void BM_ValidatePatientXml(benchmark::State& s) { runXml(s, kPatient); }
 void BM_ValidateObservationXml(benchmark::State& s) { runXml(s, kObservation); }
 void BM_ValidateEncounterXml(benchmark::State& s) { runXml(s, kEncounter); }
@@ -162,4 +221,8 @@ BENCHMARK(BM_ValidatePatientWithProfile);
 BENCHMARK(BM_ValidatePatientXml);
 BENCHMARK(BM_ValidateObservationXml);
 BENCHMARK(BM_ValidateEncounterXml);
+BENCHMARK(BM_XmlScanOnlyPatient);
+BENCHMARK(BM_XmlScanOnlyObservation);
+BENCHMARK(BM_XmlScanOnlyEncounter);
+BENCHMARK(BM_InvariantMatchesLongString)->Unit(benchmark::kMillisecond);
 BENCHMARK_MAIN();
