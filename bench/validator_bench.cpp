@@ -20,7 +20,6 @@
 #include "mappings/xml/secure_xml.h"
 
 #include <xercesc/framework/MemBufInputSource.hpp>
-#include <xercesc/sax2/XMLReaderFactory.hpp>
 
 namespace {
 
@@ -153,9 +152,7 @@ void runXmlScanOnly(benchmark::State& state, const std::string& json) {
     state.SkipWithError("the input cannot be written as XML");
     return;
   }
-  std::unique_ptr<xc::SAX2XMLReader> reader(xc::XMLReaderFactory::createXMLReader());
-  reader->setProperty(xc::XMLUni::fgXercesScannerName, const_cast<XMLCh*>(xc::XMLUni::fgWFXMLScanner));
-  passerelle::xml::configureSecure(*reader, false);
+  auto reader = passerelle::xml::newWellFormednessReader();
   xc::DefaultHandler nothing;
   reader->setContentHandler(&nothing);
   reader->setErrorHandler(&nothing);

@@ -6,11 +6,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <xercesc/sax/SAXParseException.hpp>
 #include <xercesc/sax2/DefaultHandler.hpp>
 #include <xercesc/sax2/SAX2XMLReader.hpp>
+#include <xercesc/sax2/XMLReaderFactory.hpp>
 #include <xercesc/util/PlatformUtils.hpp>
 #include <xercesc/util/XMLException.hpp>
 #include <xercesc/util/XMLString.hpp>
@@ -102,6 +104,15 @@ inline void configureSecure(xc::SAX2XMLReader& r, bool validate) {
   r.setFeature(xc::XMLUni::fgXercesSkipDTDValidation, true);
   r.setFeature(xc::XMLUni::fgXercesDisableDefaultEntityResolution, true);
   r.setFeature(xc::XMLUni::fgXercesValidationErrorAsFatal, false);
+}
+
+// A reader that only checks well-formedness (xerces-c's WFXMLScanner: no grammar is ever used, and
+// it is much the fastest scanner), configured as above without validation.
+inline std::unique_ptr<xc::SAX2XMLReader> newWellFormednessReader() {
+  std::unique_ptr<xc::SAX2XMLReader> r(xc::XMLReaderFactory::createXMLReader());
+  r->setProperty(xc::XMLUni::fgXercesScannerName, const_cast<XMLCh*>(xc::XMLUni::fgWFXMLScanner));
+  configureSecure(*r, false);
+  return r;
 }
 
 // Collects the messages of a grammar load ("line L, column C: ...").

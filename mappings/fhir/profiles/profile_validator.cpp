@@ -379,7 +379,6 @@ class Walk {
     return out;
   }
 
-  const Node* shapeOf(const Profile& p, const Node& n) const { return shapeOfNode(p, n); }
   const TypeRef* typeFor(const Node& n, std::string_view choiceType) const {
     if (!choiceType.empty()) {
       for (const auto& t : n.types)
@@ -598,7 +597,7 @@ void Walk::checkNodeIn(const Profile& p, const Node& n, element v, std::string_v
   object obj;
   if (v.get_object().get(obj) != simdjson::SUCCESS) return;
   if (t && t->isReference && !t->anyTarget) checkReference(p, *t, obj);
-  const Node* shape = shapeOf(p, n);
+  const Node* shape = shapeOfNode(p, n);
   if (!shape->children.empty()) {
     checkChildren(p, *shape, obj);
     return;

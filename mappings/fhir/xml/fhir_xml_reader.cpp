@@ -10,7 +10,6 @@
 #include <xercesc/framework/MemBufInputSource.hpp>
 #include <xercesc/sax/Locator.hpp>
 #include <xercesc/sax2/Attributes.hpp>
-#include <xercesc/sax2/XMLReaderFactory.hpp>
 #include <xercesc/util/OutOfMemoryException.hpp>
 
 #include "mappings/fhir/validation/validation_tables.h"
@@ -774,10 +773,7 @@ struct ThreadReader {
   std::unique_ptr<Handler> handler;
 
   void make() {
-    reader.reset(xc::XMLReaderFactory::createXMLReader());
-    // The well-formedness scanner: no grammar is ever used here, and it is much the fastest.
-    reader->setProperty(xc::XMLUni::fgXercesScannerName, const_cast<XMLCh*>(xc::XMLUni::fgWFXMLScanner));
-    sx::configureSecure(*reader, false);
+    reader = sx::newWellFormednessReader();
     reader->setContentHandler(handler.get());
     reader->setErrorHandler(handler.get());
     reader->setLexicalHandler(handler.get());
